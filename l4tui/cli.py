@@ -1,0 +1,131 @@
+"""The `l4tui` command line (DESIGN.md §2, "Commands").
+
+Exit codes: 0 success, 1 an expectation failed, 2 bad input with a one-line
+``error: ...`` on stderr and never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from l4tui import __version__
+
+DEFAULT_PROFILE = "p3-dual-450"
+MAX_CPUS = 16
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser that reports bad usage as one `error: ...` line, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see 'l4tui --help')\n")
+
+
+def _cpus(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 <= n <= MAX_CPUS:
+        raise argparse.ArgumentTypeError(f"must be 1..{MAX_CPUS}, got {n}")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="l4tui",
+        description="Kernel monitor and stepping debugger for a simulated L4 SMP machine.",
+    )
+    parser.add_argument("--version", action="version", version=f"l4tui {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    bench = commands.add_parser(
+        "bench",
+        help="reproduce the thesis's measurements, or time the engine",
+        description="Run the thesis's micro-benchmarks (§3.2, §3.3) on the simulated "
+        "machine, or time the simulation engine.",
+    )
+    bench.add_argument(
+        "which",
+        nargs="?",
+        choices=("thesis", "engine", "all"),
+        default="thesis",
+        help="which benchmark (default: thesis)",
+    )
+    bench.add_argument("--json", action="store_true", help="print the result as JSON")
+    bench.add_argument(
+        "--profile",
+        metavar="NAME_OR_FILE",
+        default=DEFAULT_PROFILE,
+        help=f"machine profile for the thesis benchmark (default: {DEFAULT_PROFILE})",
+    )
+    bench.add_argument(
+        "--cpus",
+        metavar="N",
+        type=_cpus,
+        default=None,
+        help=f"override the profile's CPU count (1..{MAX_CPUS})",
+    )
+    bench.set_defaults(func=_bench)
+    return parser
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from l4tui import report
+
+    result: dict[str, Any] = {}
+    if args.which in ("thesis", "all"):
+        from machine.profile import load_profile
+
+        overrides = {"cpus": args.cpus} if args.cpus else None
+        profile = load_profile(args.profile, overrides=overrides)  # bad input first
+
+        from l4tui.bench.thesis import run_thesis
+
+        result["thesis"] = run_thesis(profile)
+    if args.which in ("engine", "all"):
+        from l4tui.bench.engine import run_engine
+
+        result["engine"] = run_engine()
+
+    if args.json:
+        payload = result if args.which == "all" else result[args.which]
+        print(json.dumps(payload, indent=2))
+        return 0
+    parts = []
+    if "thesis" in result:
+        parts.append(report.format_thesis(result["thesis"]))
+    if "engine" in result:
+        parts.append(report.format_engine(result["engine"]))
+    print("\n\n".join(parts))
+    return 0
+
+
+def _config_error() -> type[Exception] | tuple[()]:
+    """`machine.errors.ConfigError`, or nothing to catch while machine/ lacks it."""
+    try:
+        from machine.errors import ConfigError
+    except ImportError:
+        return ()
+    return ConfigError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the `l4tui` command with `argv` (default: `sys.argv[1:]`); return the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, --version, bad usage
+        return 0 if stop.code is None else int(stop.code)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except _config_error() as e:
+        print(e.format(), file=sys.stderr)
+        return 2

@@ -1,0 +1,67 @@
+"""A simulated CPU: its cycle clock, mode, interrupt flag, TLB and what it is running.
+
+What a CPU runs is a stack of frames, each a generator yielding micro-ops:
+the bottom one is the code given to the CPU, an interrupt or fault pushes
+its handler on top, and the handler's return pops it (x86's interrupt frames
+on the kernel stack). Nested kernel paths inside one frame use ``yield from``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+from machine.ops import Op
+from machine.tlb import Tlb
+
+Code = Generator[Op, Any, Any]
+
+
+@dataclass(slots=True)
+class Frame:
+    """One generator running on a CPU and the op it yielded but has not had executed."""
+
+    code: Code
+    op: Op | None
+    kind: str = "code"  # "code" | "interrupt" | "fault"
+    vector: int = -1
+    saved_mode: str = "kernel"
+    saved_if: bool = True
+    resume: Op | None = None  # the rest of a Compute cut by an interrupt
+    name: str = ""
+
+
+@dataclass(slots=True)
+class PendingFault:
+    """A page fault raised by the last access, to be taken as the next step (CR2 and error code)."""
+
+    addr: int
+    write: bool
+    reason: str  # "not present" | "read-only" | "supervisor"
+
+
+@dataclass(slots=True)
+class Cpu:
+    """The architectural and scheduling state of one CPU (number = index + 1)."""
+
+    index: int
+    tlb: Tlb
+    clock: int = 0  # ticks
+    mode: str = "kernel"
+    if_flag: bool = True
+    cr3: int = 0  # 0: paging off, user addresses are physical
+    frames: list[Frame] = field(default_factory=list)
+    waiting: str | None = "idle"  # None (runnable), "idle", "hlt", "icr"
+    exit_pending: Frame | None = None  # a handler that returned: iret is the next step
+    fault: PendingFault | None = None
+    compute_from: int = 0  # start tick of the last op, if it was a Compute ...
+    compute_frame: Frame | None = None  # ... run by this frame (else None)
+    ticket: int = 0  # invalidates stale entries in the engine's run queue
+    steps: int = 0
+    stall_ticks: int = 0  # time spent waiting for the ICR
+    phase: str = ""  # last Phase label passed
+
+    @property
+    def number(self) -> int:
+        return self.index + 1

@@ -1,0 +1,364 @@
+"""The simulated SMP machine and its deterministic engine (DESIGN.md §1, thesis §3).
+
+`Machine` assembles the hardware of a profile — CPUs, caches, bus, memory,
+APICs — and runs code on it. The engine is SimPy-shaped: `step()` executes
+exactly one micro-op, `peek()` tells which CPU and op come next, `run()`
+loops `step()`. Each CPU keeps its own clock in ticks (see
+`Profile.ticks_per_cycle`); under the `timed` policy the CPU with the lowest
+clock steps next, ties by CPU number; under `manual` the caller names the CPU.
+
+Timed events — an IPI reaching its target, the APIC timer firing — are
+applied once no runnable CPU is earlier than them, so a CPU never sees an
+event before its own time. An interrupt that arrives during a long
+`Compute` cuts it at the arrival tick. All randomness comes from `rng`,
+seeded: the same code and seed give the same run, bit for bit.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable, Generator
+from typing import Any
+
+from machine.apic import ApicSystem, Message
+from machine.bus import Bus
+from machine.cache import Coherence
+from machine.cpu import Code, Cpu, Frame
+from machine.errors import MachineError
+from machine.execute import FAULTED, HANDLERS
+from machine.memory import Memory
+from machine.ops import PAGE_FAULT_VECTOR, Compute, InterruptEntry, InterruptExit, Op, SendIPI
+from machine.profile import Profile
+from machine.tlb import Tlb
+
+POLICIES = ("timed", "manual")
+
+IdleHandler = Callable[[Cpu], Code | None]
+VectorHandler = Callable[[Cpu, int], Code]
+FaultHandler = Callable[[Cpu, int, bool, str], Code]
+
+
+class PageFault(MachineError):
+    """Thrown into code that faulted when no fault handler is installed."""
+
+    def __init__(self, addr: int, write: bool, reason: str) -> None:
+        super().__init__(f"page fault at {addr:#x} ({'write' if write else 'read'}: {reason})")
+        self.addr, self.write, self.reason = addr, write, reason
+
+
+def _default_vector_handler(cpu: Cpu, vector: int) -> Generator[Op, Any, None]:
+    from machine.ops import EOI
+
+    yield EOI()
+
+
+class Machine:
+    """An SMP machine built from a profile, with its engine."""
+
+    def __init__(self, profile: Profile, seed: int = 0, cpus: int | None = None) -> None:
+        n = cpus if cpus is not None else profile.cpus
+        if not 1 <= n <= 16:
+            raise MachineError(f"a machine has 1 to 16 CPUs, not {n}")
+        self.profile = profile
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.tpc = tpc = profile.ticks_per_cycle
+        p = profile.cpu
+        self.t_cli, self.t_sti = round(p.cli * tpc), round(p.sti * tpc)
+        self.t_rdtsc, self.t_cr3 = round(p.rdtsc * tpc), round(p.cr3_load * tpc)
+        self.t_invlpg = round(p.invlpg * tpc)
+        self.t_entry = round(profile.kernel.entry * tpc)
+        self.t_exit = round(profile.kernel.exit * tpc)
+        self.memory = Memory(profile.memory.size_mb << 20)
+        self.bus = Bus()
+        self.coherence = Coherence(profile, n, self.bus)
+        self.cpus = [Cpu(i, Tlb(profile.tlb.entries)) for i in range(n)]
+        self.apics = ApicSystem(profile, n, self.rng, self._schedule, self._notify)
+        self.policy = "timed"
+        self.events: list[tuple[int, int, str, Any]] = []
+        self.event_seq = 0
+        self.event_time = 0  # tick of the last event applied
+        self._runq: list[tuple[int, int, int]] = []  # (clock, cpu index, ticket)
+        self.steps = 0
+        self.idle_handler: IdleHandler | None = None
+        self.vector_handlers: dict[int, VectorHandler] = {}
+        self.default_vector_handler: VectorHandler = _default_vector_handler
+        self.fault_handler: FaultHandler | None = None
+        # What the last step did, for tracing and breakpoints (no allocation per step).
+        self.last_cpu: Cpu | None = None
+        self.last_op: Op | None = None
+        self.last_start = 0
+        self.last_result: Any = None
+
+    # --- time ---------------------------------------------------------------
+
+    def cycles(self, ticks: int) -> float:
+        """Ticks as CPU cycles."""
+        return ticks / self.tpc
+
+    def ticks(self, cycles: float) -> int:
+        return round(cycles * self.tpc)
+
+    @property
+    def now(self) -> int:
+        """Global time in ticks: the lowest clock of a runnable CPU (else the last event)."""
+        clocks = [c.clock for c in self.cpus if c.waiting is None]
+        return min(clocks) if clocks else max(self.event_time, min(c.clock for c in self.cpus))
+
+    # --- giving CPUs work ---------------------------------------------------
+
+    def cpu(self, number: int) -> Cpu:
+        """CPU by its number, 1..k as the thesis numbers processors."""
+        if not 1 <= number <= len(self.cpus):
+            raise MachineError(f"no CPU {number}: this machine has CPUs 1..{len(self.cpus)}")
+        return self.cpus[number - 1]
+
+    def start(self, number: int, code: Code, name: str = "") -> None:
+        """Run `code` on CPU `number` (on top of whatever it runs, as its new base when idle)."""
+        c = self.cpu(number)
+        frame = Frame(code, None, name=name)
+        if not self._prime(c, frame):
+            return
+        c.frames.append(frame)
+        self._wake(c, self.now if c.waiting else c.clock)
+
+    def _prime(self, c: Cpu, frame: Frame) -> bool:
+        try:
+            frame.op = next(frame.code)
+        except StopIteration:
+            return False
+        return True
+
+    def _wake(self, c: Cpu, tick: int) -> None:
+        if c.waiting is not None:
+            if tick > c.clock:
+                if c.waiting == "icr":
+                    c.stall_ticks += tick - c.clock
+                c.clock = tick
+            c.waiting = None
+        self._enqueue(c)
+
+    def wake(self, number: int) -> None:
+        """Have an idle CPU look for work again (its idle handler may now return some)."""
+        c = self.cpu(number)
+        if c.waiting == "idle":
+            self._wake(c, self.now)
+
+    def _enqueue(self, c: Cpu) -> None:
+        c.ticket += 1
+        heapq.heappush(self._runq, (c.clock, c.index, c.ticket))
+
+    # --- events -------------------------------------------------------------
+
+    def _schedule(self, tick: int, kind: str, payload: Any) -> None:
+        self.event_seq += 1
+        heapq.heappush(self.events, (tick, self.event_seq, kind, payload))
+
+    def _apply_event(self) -> None:
+        tick, _, kind, payload = heapq.heappop(self.events)
+        self.event_time = max(self.event_time, tick)
+        if kind == "apic.arrive":
+            self.apics.arrive(payload, tick)
+        elif kind == "apic.timer":
+            self.apics.timer_fires(payload[0], payload[1], tick)
+        elif kind == "irq":
+            self.apics.raise_irq(payload, tick)
+        else:  # pragma: no cover - kinds are internal
+            raise MachineError(f"unknown event {kind}")
+
+    def raise_irq(self, irq: int, cycle: float | None = None) -> None:
+        """An external device asserts `irq` at `cycle` (default: now) — through the IO-APIC."""
+        tick = self.now if cycle is None else self.ticks(cycle)
+        self._schedule(tick, "irq", irq)
+
+    def _notify(self, index: int, tick: int) -> None:
+        """CPU `index` may have an interrupt to take or its ICR may have freed."""
+        c = self.cpus[index]
+        vector = self.apics.pending_vector(index)
+        takes = vector is not None and (c.if_flag or c.waiting == "idle")
+        if c.waiting is not None:
+            if takes or (c.waiting == "icr" and not self.apics.icr_busy(index)):
+                self._wake(c, tick)
+            return
+        frame = c.compute_frame
+        if (
+            takes
+            and frame is not None
+            and c.compute_from < tick < c.clock
+            and c.frames
+            and c.frames[-1] is frame
+            and c.exit_pending is None
+        ):
+            # The interrupt arrived inside the Compute this CPU last ran: cut it there.
+            frame.resume = Compute((c.clock - tick) / self.tpc)
+            c.clock = tick
+            c.compute_frame = None
+            self._enqueue(c)
+
+    # --- the step loop -------------------------------------------------------
+
+    def _next_op(self, c: Cpu) -> Op | None:
+        """What CPU `c` executes next, deciding interrupt delivery; None if it has nothing."""
+        if c.exit_pending is not None:
+            return InterruptExit(c.exit_pending.vector)
+        if c.fault is not None:
+            return InterruptEntry(PAGE_FAULT_VECTOR, "fault")
+        if c.if_flag or not c.frames:
+            vector = self.apics.pending_vector(c.index)
+            if vector is not None:
+                return InterruptEntry(vector)
+        if not c.frames:
+            if self.idle_handler is not None:
+                code = self.idle_handler(c)
+                if code is not None:
+                    frame = Frame(code, None, name="idle")
+                    if self._prime(c, frame):
+                        c.frames.append(frame)
+                        return frame.op
+            return None
+        frame = c.frames[-1]
+        return frame.resume if frame.resume is not None else frame.op
+
+    def _pick(self, number: int | None) -> Cpu | None:
+        """The CPU to step: named (manual) or lowest clock (timed); applies due events."""
+        runq, events = self._runq, self.events
+        if number is not None:
+            c = self.cpu(number)
+            # Stepping one CPU by hand: events up to its own time happen first, and
+            # a waiting CPU is carried forward to the event that wakes it.
+            while events and (events[0][0] <= c.clock or c.waiting is not None):
+                self._apply_event()
+            return c if c.waiting is None else None
+        while True:
+            while runq:
+                _, index, ticket = runq[0]
+                c = self.cpus[index]
+                if ticket == c.ticket and c.waiting is None:
+                    break
+                heapq.heappop(runq)
+            if events and (not runq or events[0][0] <= runq[0][0]):
+                self._apply_event()
+                continue
+            return self.cpus[runq[0][1]] if runq else None
+
+    def peek(self, number: int | None = None) -> tuple[Cpu, Op] | None:
+        """The CPU and op the next `step()` executes, or None if nothing can run.
+
+        May apply timed events that are due — they would be applied before
+        the next step anyway, so peeking changes no outcome.
+        """
+        while True:
+            c = self._pick(number)
+            if c is None:
+                return None
+            op = self._next_op(c)
+            if op is not None:
+                return c, op
+            c.waiting = "idle"  # nothing to run: off the run queue until woken
+            if number is not None:
+                return None
+
+    def step(self, number: int | None = None) -> Op | None:
+        """Execute one micro-op: on the lowest-clock CPU, or on CPU `number` (manual).
+
+        Returns the op executed, or None when no CPU can run (or CPU `number` cannot).
+        """
+        if number is None and self.policy == "manual":
+            raise MachineError("manual policy: name the CPU to step")
+        got = self.peek(number)
+        if got is None:
+            return None
+        c, op = got
+        start = c.clock
+        if type(op) is SendIPI and self.apics.icr_busy(c.index):
+            # The previous IPI is still unaccepted: wait (retrying) until it is.
+            c.waiting = "icr"
+            self.last_cpu, self.last_op, self.last_start, self.last_result = c, op, start, None
+            return op
+        c.compute_frame = None
+        result, cost = HANDLERS[type(op)](self, c, op)
+        c.clock = start + cost
+        c.steps += 1
+        self.steps += 1
+        self._advance(c, op, result)
+        self.last_cpu, self.last_op, self.last_start, self.last_result = c, op, start, result
+        if c.waiting is None:
+            self._enqueue(c)
+        return op
+
+    def _advance(self, c: Cpu, op: Op, result: Any) -> None:
+        """Feed `result` to the code that yielded `op` and fetch its next op."""
+        kind = type(op)
+        if kind is InterruptEntry:
+            self._enter(c, op)
+            return
+        if kind is InterruptExit:
+            frame = c.exit_pending
+            c.exit_pending = None
+            c.mode, c.if_flag = frame.saved_mode, frame.saved_if
+            return
+        frame = c.frames[-1]
+        if frame.resume is op:
+            frame.resume = None
+            return
+        if result is FAULTED:
+            if self.fault_handler is None:
+                fault = c.fault
+                c.fault = None
+                self._send(c, frame, PageFault(fault.addr, fault.write, fault.reason), throw=True)
+            return  # the access is retried after the fault handler returns
+        self._send(c, frame, result)
+
+    def _send(self, c: Cpu, frame: Frame, value: Any, throw: bool = False) -> None:
+        try:
+            frame.op = frame.code.throw(value) if throw else frame.code.send(value)
+        except StopIteration:
+            c.frames.pop()
+            if frame.kind != "code":
+                c.exit_pending = frame
+
+    def _enter(self, c: Cpu, op: InterruptEntry) -> None:
+        if op.kind == "fault":
+            fault = c.fault
+            c.fault = None
+            code = self.fault_handler(c, fault.addr, fault.write, fault.reason)
+        else:
+            self.apics.acknowledge(c.index, op.vector)
+            handler = self.vector_handlers.get(op.vector, self.default_vector_handler)
+            code = handler(c, op.vector)
+        frame = Frame(code, None, op.kind, op.vector, c.mode, c.if_flag, name=f"vector {op.vector}")
+        c.mode, c.if_flag = "kernel", False
+        if self._prime(c, frame):
+            c.frames.append(frame)
+        else:
+            c.exit_pending = frame
+
+    def run(self, until: float | None = None, max_steps: int | None = None) -> int:
+        """Step until nothing can run, global time reaches `until` cycles, or `max_steps`.
+
+        Returns the number of steps taken.
+        """
+        limit = None if until is None else self.ticks(until)
+        n = 0
+        step = self.step
+        while max_steps is None or n < max_steps:
+            if limit is not None:
+                got = self.peek()
+                if got is None or got[0].clock >= limit:
+                    break
+            if step() is None:
+                break
+            n += 1
+        return n
+
+    # --- policy --------------------------------------------------------------
+
+    def set_policy(self, policy: str) -> None:
+        if policy not in POLICIES:
+            raise MachineError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
+        self.policy = policy
+
+    def in_flight(self) -> list[Message]:
+        """Interrupt messages on the APIC bus, earliest arrival first."""
+        return sorted(self.apics.in_flight, key=lambda m: (m.arrival, m.seq))
