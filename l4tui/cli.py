@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from l4tui import __version__
+from machine.errors import ConfigError
 
 DEFAULT_PROFILE = "p3-dual-450"
 MAX_CPUS = 16
@@ -105,15 +106,6 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config_error() -> type[Exception] | tuple[()]:
-    """`machine.errors.ConfigError`, or nothing to catch while machine/ lacks it."""
-    try:
-        from machine.errors import ConfigError
-    except ImportError:
-        return ()
-    return ConfigError
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `l4tui` command with `argv` (default: `sys.argv[1:]`); return the exit code."""
     parser = build_parser()
@@ -126,6 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return args.func(args)
-    except _config_error() as e:
+    except ConfigError as e:
         print(e.format(), file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`l4tui bench | head`): not an error of ours.
+        sys.stdout = None  # type: ignore[assignment]  # no flush at exit
+        return 0

@@ -15,12 +15,17 @@ RATIO_LOW, RATIO_HIGH = 0.97, 1.03
 SIMPY_MISSING = "SimPy not installed: pip install l4tui[bench]"
 
 
-def format_number(value: Any, digits: int = 1) -> str:
-    """A number for a table cell: integers as such, floats to `digits` places."""
+def format_number(value: Any, digits: int = 2) -> str:
+    """A number for a table cell: whole numbers as such, others to `digits` places.
+
+    Two places by default, as the thesis prints its tables.
+    """
     if value is None:
         return "-"
     if isinstance(value, bool):
         return str(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 100:
+        value = int(value)
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
@@ -91,7 +96,9 @@ def format_thesis(result: dict[str, Any]) -> str:
         for row in result.get("rows", [])
     ]
     table = format_table(header, rows, right=(False, False, True, True, True, False))
-    return f"profile: {result.get('profile', '?')}\n{table}"
+    profile = result.get("profile", "?")
+    note = "" if profile == "p3-dual-450" else " (the thesis measured p3-dual-450)"
+    return f"profile: {profile}{note}\n{table}"
 
 
 def format_simpy(simpy: dict[str, Any] | None) -> str:

@@ -4,36 +4,55 @@ Only one transaction holds the bus at a time. A transaction asked for while
 another holds it waits, so four CPUs missing at once slow each other down —
 the contention the thesis warns about in §6.1.1. Durations are in engine
 ticks; the caller converts bus cycles with the profile's clocks.
+
+CPUs' clocks are not in lock step (each runs ahead until another one is
+lower, and by hand they can be far apart), so the bus keeps the intervals it
+is booked for and gives a request the first gap at or after its time, not
+merely "after the last transaction".
 """
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 BUS_KINDS = ("read", "rfo", "invalidate", "writeback", "locked")
+_KEEP = 64  # bookings kept before old ones are forgotten
 
 
 @dataclass(slots=True)
 class Bus:
-    """Occupancy of the memory bus and a count of its transactions."""
+    """Bookings of the memory bus and a count of its transactions."""
 
-    free_at: int = 0
-    last_start: int = 0
+    booked: list[tuple[int, int]] = field(default_factory=list)  # (start, end), sorted
     busy_ticks: int = 0
     transactions: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BUS_KINDS, 0))
 
     def acquire(self, now: int, duration: int, kind: str) -> int:
-        """Hold the bus for `duration` ticks from `now` or when it frees; return the end tick.
+        """Hold the bus for `duration` ticks from the first free gap at or after `now`.
 
-        A request dated before the last granted one (possible when CPUs are
-        stepped by hand far apart in time) does not wait: its window is in
-        the past of the bus's schedule, and there it did not collide.
+        Returns the tick the transaction ends.
         """
-        start = now if now < self.last_start else max(now, self.free_at)
-        self.last_start = start
-        end = start + duration
-        if end > self.free_at:
-            self.free_at = end
+        booked = self.booked
+        start = now
+        i = bisect.bisect_left(booked, (now, now))
+        if i and booked[i - 1][1] > start:
+            start = booked[i - 1][1]
+        while i < len(booked):
+            s, e = booked[i]
+            if s >= start + duration:
+                break
+            if e > start:
+                start = e
+            i += 1
+        booked.insert(i, (start, start + duration))
+        if len(booked) > _KEEP:
+            del booked[: _KEEP // 2]
         self.busy_ticks += duration
         self.transactions[kind] += 1
-        return end
+        return start + duration
+
+    @property
+    def free_at(self) -> int:
+        """The end of the latest booking."""
+        return self.booked[-1][1] if self.booked else 0

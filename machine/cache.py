@@ -283,12 +283,15 @@ class Coherence:
             return end - now
         caches.stats.l1_misses += 1
         caches.stats.l2_misses += 1
-        duration = self.b_read + (self.b_snoop_inval if others else 0)
+        duration = self.b_read
         for o in others:
             if self.cpus[o].state[line] == M:
+                # HITM#: the owner writes the line back before we may read it.
                 duration += self.b_writeback
                 self.cpus[o].stats.writebacks += 1
             self._set(o, line, I)
+        if others and duration == self.b_read:
+            duration += self.b_snoop_inval  # clean copies dropped: the snoop response
         end = self.bus.acquire(now + self.t_l2, duration, "rfo")
         self._fill(cpu, line, M, now)
         return end - now

@@ -102,9 +102,13 @@ class Machine:
 
     @property
     def now(self) -> int:
-        """Global time in ticks: the lowest clock of a runnable CPU (else the last event)."""
+        """Global time in ticks: the lowest clock of a runnable CPU.
+
+        With no CPU runnable, everything that happened is over: the latest
+        clock (or event).
+        """
         clocks = [c.clock for c in self.cpus if c.waiting is None]
-        return min(clocks) if clocks else max(self.event_time, min(c.clock for c in self.cpus))
+        return min(clocks) if clocks else max(self.event_time, *(c.clock for c in self.cpus))
 
     # --- giving CPUs work ---------------------------------------------------
 

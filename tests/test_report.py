@@ -31,7 +31,9 @@ def test_mark(row: dict, expected: str) -> None:
 def test_format_number() -> None:
     assert report.format_number(None) == "-"
     assert report.format_number(1230) == "1,230"
-    assert report.format_number(1239.96) == "1,240.0"
+    assert report.format_number(1239.96) == "1,239.96"
+    assert report.format_number(1242.0) == "1,242"
+    assert report.format_number(2.2) == "2.20"
     assert report.format_number(0.98765, digits=3) == "0.988"
 
 
@@ -71,8 +73,8 @@ def test_format_thesis() -> None:
     lines = report.format_thesis(THESIS).splitlines()
     assert lines[0] == "profile: p3-dual-450"
     assert lines[1].split() == ["experiment", "unit", "thesis", "simulated", "ratio"]
-    assert lines[3].split() == ["L1", "hit", "cycles/line", "2", "2.0", "1.000", "ok"]
-    assert lines[4].split() == ["IPI", "delivery", "cycles", "1,230-1,250", "1,300.0", "-", "OFF"]
+    assert lines[3].split() == ["L1", "hit", "cycles/line", "2", "2.00", "1.000", "ok"]
+    assert lines[4].split() == ["IPI", "delivery", "cycles", "1,230-1,250", "1,300", "-", "OFF"]
     assert lines[5].split() == ["extra", "cycles", "-", "7.5", "-", "-"]
     # Every row's cells start in the same columns as the header's.
     unit_col = lines[1].index("unit")
