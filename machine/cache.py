@@ -57,7 +57,7 @@ class CpuCaches:
     stats: CacheStats = field(default_factory=CacheStats)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class LineAccess:
     """The last access to a line: which CPU (0-based), what kind, at which tick."""
 
@@ -103,7 +103,7 @@ class Coherence:
         self.holders: dict[int, int] = {}  # line -> bit mask of CPUs holding it
         self.transitions: dict[str, int] = dict.fromkeys(TRANSITIONS, 0)
         self.line_transitions: dict[int, dict[str, int]] = {}
-        self.last_access: dict[int, LineAccess] = {}
+        self._last: dict[int, tuple[int, str, int]] = {}  # line -> (cpu, kind, tick)
 
     # --- queries ------------------------------------------------------------
 
@@ -113,6 +113,11 @@ class Coherence:
     def state(self, cpu: int, paddr: int) -> int:
         """MESI state of the line holding `paddr` in CPU `cpu`'s caches (0-based)."""
         return self.cpus[cpu].state.get(paddr >> self.shift, I)
+
+    def last_access(self, paddr: int) -> LineAccess | None:
+        """The last access any CPU made to the line holding `paddr`."""
+        last = self._last.get(paddr >> self.shift)
+        return LineAccess(*last) if last is not None else None
 
     def level(self, cpu: int, paddr: int) -> str | None:
         """``"L1"``, ``"L2"`` or None: where the line is in that CPU's caches."""
@@ -207,7 +212,7 @@ class Coherence:
         """Cost in ticks of CPU `cpu` (0-based) loading the word at `paddr`."""
         line = paddr >> self.shift
         caches = self.cpus[cpu]
-        self.last_access[line] = LineAccess(cpu, READ, now)
+        self._last[line] = (cpu, READ, now)
         s1 = caches.l1[line & self.l1_mask]
         if line in s1:
             if s1[-1] != line:
@@ -247,7 +252,7 @@ class Coherence:
         """Cost in ticks of CPU `cpu` storing to `paddr` (the line ends up M here)."""
         line = paddr >> self.shift
         caches = self.cpus[cpu]
-        self.last_access[line] = LineAccess(cpu, kind, now)
+        self._last[line] = (cpu, kind, now)
         state = caches.state.get(line, I)
         if state >= E:  # E or M: no bus transaction
             in_l1 = line in caches.l1[line & self.l1_mask]

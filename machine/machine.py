@@ -75,6 +75,7 @@ class Machine:
         self.coherence = Coherence(profile, n, self.bus)
         self.cpus = [Cpu(i, Tlb(profile.tlb.entries)) for i in range(n)]
         self.apics = ApicSystem(profile, n, self.rng, self._schedule, self._notify)
+        self._apics = self.apics.apics
         self.policy = "timed"
         self.events: list[tuple[int, int, str, Any]] = []
         self.event_seq = 0
@@ -268,8 +269,54 @@ class Machine:
 
         Returns the op executed, or None when no CPU can run (or CPU `number` cannot).
         """
-        if number is None and self.policy == "manual":
-            raise MachineError("manual policy: name the CPU to step")
+        if number is None:
+            if self.policy == "manual":
+                raise MachineError("manual policy: name the CPU to step")
+            # Fast path, the common case: the CPU at the head of the run queue
+            # runs plain code — no event due, no interrupt to take, no frame
+            # boundary. Anything else takes the general path below.
+            runq = self._runq
+            if runq:
+                clock, index, ticket = runq[0]
+                c = self.cpus[index]
+                events = self.events
+                frames = c.frames
+                if (
+                    ticket == c.ticket
+                    and c.waiting is None
+                    and (not events or events[0][0] > clock)
+                    and frames
+                    and c.exit_pending is None
+                    and c.fault is None
+                ):
+                    apic = self._apics[index]
+                    frame = frames[-1]
+                    op = frame.op
+                    kind = type(op)
+                    if (
+                        not (c.if_flag and (apic.slots or apic.irr_other))
+                        and frame.resume is None
+                        and kind is not SendIPI
+                    ):
+                        c.compute_frame = None
+                        result, cost = HANDLERS[kind](self, c, op)
+                        c.clock = clock + cost
+                        c.steps += 1
+                        self.steps += 1
+                        if result is FAULTED or kind is InterruptEntry or kind is InterruptExit:
+                            self._advance(c, op, result)
+                        else:
+                            try:
+                                frame.op = frame.code.send(result)
+                            except StopIteration:
+                                frames.pop()
+                                if frame.kind != "code":
+                                    c.exit_pending = frame
+                        self.last_cpu, self.last_op, self.last_start = c, op, clock
+                        self.last_result = result
+                        if c.waiting is None and c.ticket == ticket:
+                            heapq.heapreplace(runq, (c.clock, index, ticket))
+                        return op
         got = self.peek(number)
         if got is None:
             return None

@@ -75,7 +75,7 @@ def test_format_thesis() -> None:
     assert lines[1].split() == ["experiment", "unit", "thesis", "simulated", "ratio"]
     assert lines[3].split() == ["L1", "hit", "cycles/line", "2", "2.00", "1.000", "ok"]
     assert lines[4].split() == ["IPI", "delivery", "cycles", "1,230-1,250", "1,300", "-", "OFF"]
-    assert lines[5].split() == ["extra", "cycles", "-", "7.5", "-", "-"]
+    assert lines[5].split() == ["extra", "cycles", "-", "7.50", "-", "-"]
     # Every row's cells start in the same columns as the header's.
     unit_col = lines[1].index("unit")
     assert all(line[unit_col - 2 : unit_col] == "  " for line in lines[3:])
