@@ -50,6 +50,7 @@ class Cpu:
     clock: int = 0  # ticks
     mode: str = "kernel"
     if_flag: bool = True
+    sti_shadow: bool = False  # just executed sti: no interrupt before the next op
     cr3: int = 0  # 0: paging off, user addresses are physical
     frames: list[Frame] = field(default_factory=list)
     waiting: str | None = "idle"  # None (runnable), "idle", "hlt", "icr"

@@ -170,10 +170,15 @@ def do_cli(m: Machine, c: Cpu, op: Cli) -> tuple[Any, int]:
 
 def do_sti(m: Machine, c: Cpu, op: Sti) -> tuple[Any, int]:
     c.if_flag = True
+    # The interrupt shadow: interrupts are recognised only after the next
+    # instruction, so `sti; hlt` cannot lose a wake-up between the two.
+    c.sti_shadow = True
     return None, m.t_sti
 
 
 def do_hlt(m: Machine, c: Cpu, op: Hlt) -> tuple[Any, int]:
+    if c.if_flag and m.apics.pending_vector(c.index) is not None:
+        return None, 0  # an interrupt is already pending: it ends the halt at once
     c.waiting = "hlt"
     return None, 0
 

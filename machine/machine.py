@@ -16,6 +16,7 @@ seeded: the same code and seed give the same run, bit for bit.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import random
 from collections.abc import Callable, Generator
@@ -209,7 +210,7 @@ class Machine:
             return InterruptExit(c.exit_pending.vector)
         if c.fault is not None:
             return InterruptEntry(PAGE_FAULT_VECTOR, "fault")
-        if c.if_flag or not c.frames:
+        if (c.if_flag and not c.sti_shadow) or not c.frames:
             vector = self.apics.pending_vector(c.index)
             if vector is not None:
                 return InterruptEntry(vector)
@@ -299,6 +300,7 @@ class Machine:
                         and kind is not SendIPI
                     ):
                         c.compute_frame = None
+                        c.sti_shadow = False
                         result, cost = HANDLERS[kind](self, c, op)
                         c.clock = clock + cost
                         c.steps += 1
@@ -328,12 +330,15 @@ class Machine:
             self.last_cpu, self.last_op, self.last_start, self.last_result = c, op, start, None
             return op
         c.compute_frame = None
+        c.sti_shadow = False
         result, cost = HANDLERS[type(op)](self, c, op)
         c.clock = start + cost
         c.steps += 1
         self.steps += 1
         self._advance(c, op, result)
         self.last_cpu, self.last_op, self.last_start, self.last_result = c, op, start, result
+        if type(op) is SendIPI and op.wait and self.apics.icr_busy(c.index):
+            c.waiting = "icr"  # polling the delivery status until the IPI is accepted
         if c.waiting is None:
             self._enqueue(c)
         return op
@@ -402,6 +407,38 @@ class Machine:
                 break
             n += 1
         return n
+
+    # --- state ---------------------------------------------------------------
+
+    def fingerprint(self) -> str:
+        """A digest of the whole hardware state (not of the code running on it).
+
+        Two runs of the same programs with the same seed have equal
+        fingerprints after every step; the race explorer hashes states with it.
+        """
+        h = hashlib.blake2b(digest_size=16)
+
+        def put(value: Any) -> None:
+            h.update(repr(value).encode())
+
+        for c in self.cpus:
+            put((c.clock, c.mode, c.if_flag, c.cr3, c.waiting, c.phase, len(c.frames)))
+            put(sorted((vpn, e.frame, e.writable) for vpn, e in c.tlb.entries.items()))
+        coh = self.coherence
+        for caches in coh.cpus:
+            put(sorted(caches.state.items()))
+            put([s for s in caches.l1 if s])
+            put([s for s in caches.l2 if s])
+        put(sorted(self.memory.words.items()))
+        put((self.memory.next_frame, self.memory.free_frames))
+        put(self.bus.booked)
+        for a in self.apics.apics:
+            put((a.slots, a.irr_other, a.isr, a.tpr, a.timer_initial, a.timer_deadline))
+            put(a.outgoing)
+        put(self.apics.in_flight)
+        put(self.events)
+        put(self.rng.getstate())
+        return h.hexdigest()
 
     # --- policy --------------------------------------------------------------
 

@@ -98,15 +98,21 @@ class SendIPI:
 
     `dest` is a bit mask of CPUs, bit 0 = CPU 1; above 8 CPUs it must be
     one CPU or all of them. `mode` is ``fixed`` or ``lowest`` (lowest
-    priority: one of `dest` gets it). The CPU goes on once the ICR is
-    written; if its previous IPI is still not accepted (the target's two
-    slots are full), it waits first — the sender retries until an EOI frees a
-    slot. Result: None.
+    priority: one of `dest` gets it).
+
+    The CPU goes on once the ICR is written (§8.3.4: "the source processor
+    can continue"). A message that finds the target's two slots full is
+    rejected and resent by the sender's APIC when an EOI frees a slot; until
+    then the ICR stays busy and a CPU writing it again blocks ("the source
+    processor blocks resending the IPI until one slot gets free"). With
+    `wait`, the CPU polls the delivery status right away: it blocks until
+    every target has accepted the IPI. Result: None.
     """
 
     dest: int
     vector: int
     mode: str = "fixed"
+    wait: bool = False
 
 
 @dataclass(slots=True)
