@@ -304,8 +304,9 @@ class Coherence:
     def locked(self, cpu: int, paddr: int, now: int) -> int:
         """Cost of a lock-prefixed read-modify-write: it holds the bus throughout."""
         cost = self.write(cpu, paddr, now, LOCKED)
-        self.bus.acquire(now, cost + self.t_locked, "locked")
-        return cost + self.t_locked
+        # LOCK# is held for the read-modify-write after the line is ours.
+        end = self.bus.acquire(now + cost, self.t_locked, "locked")
+        return end - now
 
     def flush_all(self) -> None:
         """wbinvd on every CPU: write back and drop every line (used to prepare experiments)."""

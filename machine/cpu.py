@@ -23,7 +23,7 @@ class Frame:
     """One generator running on a CPU and the op it yielded but has not had executed."""
 
     code: Code
-    op: Op | None
+    op: Op | None  # None once the code has ended
     kind: str = "code"  # "code" | "interrupt" | "fault"
     vector: int = -1
     saved_mode: str = "kernel"

@@ -69,9 +69,10 @@ def translate(m: Machine, c: Cpu, addr: int, write: bool) -> tuple[int, int]:
     if not c.cr3:
         return addr, 0
     entry = c.tlb.lookup(addr)
-    if entry is not None and (entry.writable or not write):
+    if entry is not None and (not write or entry.dirty):
         return entry.frame | (addr & 0xFFF), 0
-    # TLB miss (or a write through a read-only entry: re-walk, as the MMU re-checks).
+    # A TLB miss — or the first write through an entry loaded clean: the MMU
+    # walks again to check the permission and set the PTE's dirty bit (x86).
     now = c.clock
     cost = 0
     coh, mem, i = m.coherence, m.memory, c.index
@@ -97,7 +98,7 @@ def translate(m: Machine, c: Cpu, addr: int, write: bool) -> tuple[int, int]:
     if new != pte:  # the MMU writes the accessed/dirty bits back (a real cache-line write)
         cost += coh.write(i, pta, now + cost)
         mem.write(pta, new)
-    c.tlb.insert(addr, pte & FRAME_MASK, bool(pte & PTE_WRITABLE))
+    c.tlb.insert(addr, pte & FRAME_MASK, bool(pte & PTE_WRITABLE), bool(new & PTE_DIRTY))
     return (pte & FRAME_MASK) | (addr & 0xFFF), cost
 
 

@@ -210,6 +210,14 @@ class Machine:
             return InterruptExit(c.exit_pending.vector)
         if c.fault is not None:
             return InterruptEntry(PAGE_FAULT_VECTOR, "fault")
+        frames = c.frames
+        # A frame whose code has ended leaves once its last op is complete (a cut
+        # Compute may still have to finish); a handler's end is an iret.
+        while frames and frames[-1].op is None and frames[-1].resume is None:
+            frame = frames.pop()
+            if frame.kind != "code":
+                c.exit_pending = frame
+                return InterruptExit(frame.vector)
         if (c.if_flag and not c.sti_shadow) or not c.frames:
             vector = self.apics.pending_vector(c.index)
             if vector is not None:
@@ -297,6 +305,7 @@ class Machine:
                     if (
                         not (c.if_flag and (apic.slots or apic.irr_other))
                         and frame.resume is None
+                        and op is not None
                         and kind is not SendIPI
                     ):
                         c.compute_frame = None
@@ -311,9 +320,7 @@ class Machine:
                             try:
                                 frame.op = frame.code.send(result)
                             except StopIteration:
-                                frames.pop()
-                                if frame.kind != "code":
-                                    c.exit_pending = frame
+                                frame.op = None  # retired by _next_op
                         self.last_cpu, self.last_op, self.last_start = c, op, clock
                         self.last_result = result
                         if c.waiting is None and c.ticket == ticket:
@@ -370,9 +377,7 @@ class Machine:
         try:
             frame.op = frame.code.throw(value) if throw else frame.code.send(value)
         except StopIteration:
-            c.frames.pop()
-            if frame.kind != "code":
-                c.exit_pending = frame
+            frame.op = None  # retired by _next_op once nothing of it is left to run
 
     def _enter(self, c: Cpu, op: InterruptEntry) -> None:
         if op.kind == "fault":
@@ -385,10 +390,8 @@ class Machine:
             code = handler(c, op.vector)
         frame = Frame(code, None, op.kind, op.vector, c.mode, c.if_flag, name=f"vector {op.vector}")
         c.mode, c.if_flag = "kernel", False
-        if self._prime(c, frame):
-            c.frames.append(frame)
-        else:
-            c.exit_pending = frame
+        self._prime(c, frame)
+        c.frames.append(frame)  # a handler with no ops is retired (iret) at once
 
     def run(self, until: float | None = None, max_steps: int | None = None) -> int:
         """Step until nothing can run, global time reaches `until` cycles, or `max_steps`.

@@ -198,7 +198,8 @@ def _build(cls: type, src: Source, path: tuple) -> Any:
     for f in fields(cls):
         where = ".".join(map(str, path + (f.name,)))
         if f.name not in data:
-            raise src.error(path, f"missing field {where!r}")
+            at = src.key_error(path[:-1], path[-1], "") if path else src.error(path, "")
+            raise type(at)(f"missing field {where!r}", at.file, at.line, at.col)
         sub = path + (f.name,)
         if f.name in ("l1", "l2"):
             values[f.name] = _build(CacheLevel, src, sub)

@@ -16,6 +16,7 @@ from machine.memory import PAGE_SHIFT
 class TlbEntry:
     frame: int
     writable: bool
+    dirty: bool  # the PTE's dirty bit was set when this entry was loaded
 
 
 @dataclass(slots=True)
@@ -40,12 +41,12 @@ class Tlb:
         self.entries[vpn] = entry
         return entry
 
-    def insert(self, vaddr: int, frame: int, writable: bool) -> None:
+    def insert(self, vaddr: int, frame: int, writable: bool, dirty: bool = False) -> None:
         vpn = vaddr >> PAGE_SHIFT
         self.entries.pop(vpn, None)
         if len(self.entries) >= self.capacity:
             del self.entries[next(iter(self.entries))]
-        self.entries[vpn] = TlbEntry(frame, writable)
+        self.entries[vpn] = TlbEntry(frame, writable, dirty)
 
     def flush(self) -> None:
         self.entries.clear()

@@ -350,7 +350,9 @@ def test_coherence_property_sequential(ncpus: int, ops: list[tuple[int, bool, in
         number = cpu % ncpus + 1
         got: list[Any] = []
 
-        def code(is_write: bool = is_write, paddr: int = paddr, value: int = value) -> Any:
+        def code(
+            is_write: bool = is_write, paddr: int = paddr, value: int = value, got: list = got
+        ) -> Any:
             if is_write:
                 yield Write(kaddr(paddr), value)
             else:
