@@ -218,7 +218,8 @@ class Machine:
             if frame.kind != "code":
                 c.exit_pending = frame
                 return InterruptExit(frame.vector)
-        if (c.if_flag and not c.sti_shadow) or not c.frames:
+        apic = self._apics[c.index]
+        if (apic.slots or apic.irr_other) and ((c.if_flag and not c.sti_shadow) or not frames):
             vector = self.apics.pending_vector(c.index)
             if vector is not None:
                 return InterruptEntry(vector)
@@ -278,76 +279,78 @@ class Machine:
 
         Returns the op executed, or None when no CPU can run (or CPU `number` cannot).
         """
-        if number is None:
+        if number is not None:
+            got = self.peek(number)
+            if got is None:
+                return None
+            c, op = got
+            plain = False
+        else:
             if self.policy == "manual":
                 raise MachineError("manual policy: name the CPU to step")
-            # Fast path, the common case: the CPU at the head of the run queue
-            # runs plain code — no event due, no interrupt to take, no frame
-            # boundary. Anything else takes the general path below.
-            runq = self._runq
-            if runq:
-                clock, index, ticket = runq[0]
-                c = self.cpus[index]
-                events = self.events
+            # Timed: the lowest clock runs, after the events due by then. This is
+            # _pick and _next_op inlined, with the common case — plain code,
+            # no interrupt to take, no frame boundary — decided without calls.
+            runq, events, cpus, apics = self._runq, self.events, self.cpus, self._apics
+            while True:
+                while runq:
+                    _, index, ticket = runq[0]
+                    c = cpus[index]
+                    if ticket == c.ticket and c.waiting is None:
+                        break
+                    heapq.heappop(runq)
+                if events and (not runq or events[0][0] <= runq[0][0]):
+                    self._apply_event()
+                    continue
+                if not runq:
+                    return None
                 frames = c.frames
+                apic = apics[index]
                 if (
-                    ticket == c.ticket
-                    and c.waiting is None
-                    and (not events or events[0][0] > clock)
-                    and frames
+                    frames
                     and c.exit_pending is None
                     and c.fault is None
+                    and not ((apic.slots or apic.irr_other) and c.if_flag and not c.sti_shadow)
                 ):
-                    apic = self._apics[index]
                     frame = frames[-1]
                     op = frame.op
-                    kind = type(op)
-                    if (
-                        not (c.if_flag and (apic.slots or apic.irr_other))
-                        and frame.resume is None
-                        and op is not None
-                        and kind is not SendIPI
-                    ):
-                        c.compute_frame = None
-                        c.sti_shadow = False
-                        result, cost = HANDLERS[kind](self, c, op)
-                        c.clock = clock + cost
-                        c.steps += 1
-                        self.steps += 1
-                        if result is FAULTED or kind is InterruptEntry or kind is InterruptExit:
-                            self._advance(c, op, result)
-                        else:
-                            try:
-                                frame.op = frame.code.send(result)
-                            except StopIteration:
-                                frame.op = None  # retired by _next_op
-                        self.last_cpu, self.last_op, self.last_start = c, op, clock
-                        self.last_result = result
-                        if c.waiting is None and c.ticket == ticket:
-                            heapq.heapreplace(runq, (c.clock, index, ticket))
-                        return op
-        got = self.peek(number)
-        if got is None:
-            return None
-        c, op = got
+                    if op is not None and frame.resume is None:
+                        plain = True
+                        break
+                op = self._next_op(c)
+                if op is not None:
+                    plain = False
+                    break
+                c.waiting = "idle"  # nothing to run: off the run queue until woken
+        kind = type(op)
         start = c.clock
-        if type(op) is SendIPI and self.apics.icr_busy(c.index):
+        if kind is SendIPI and self._apics[c.index].outgoing is not None:
             # The previous IPI is still unaccepted: wait (retrying) until it is.
             c.waiting = "icr"
             self.last_cpu, self.last_op, self.last_start, self.last_result = c, op, start, None
             return op
         c.compute_frame = None
         c.sti_shadow = False
-        result, cost = HANDLERS[type(op)](self, c, op)
+        result, cost = HANDLERS[kind](self, c, op)
         c.clock = start + cost
         c.steps += 1
         self.steps += 1
-        self._advance(c, op, result)
+        if plain and result is not FAULTED:
+            try:
+                frame.op = frame.code.send(result)
+            except StopIteration:
+                frame.op = None  # retired by _next_op
+        else:
+            self._advance(c, op, result)
         self.last_cpu, self.last_op, self.last_start, self.last_result = c, op, start, result
-        if type(op) is SendIPI and op.wait and self.apics.icr_busy(c.index):
+        if kind is SendIPI and op.wait and self._apics[c.index].outgoing is not None:
             c.waiting = "icr"  # polling the delivery status until the IPI is accepted
         if c.waiting is None:
-            self._enqueue(c)
+            runq = self._runq
+            if runq and runq[0][1] == c.index and runq[0][2] == c.ticket:
+                heapq.heapreplace(runq, (c.clock, c.index, c.ticket))
+            else:
+                self._enqueue(c)
         return op
 
     def _advance(self, c: Cpu, op: Op, result: Any) -> None:

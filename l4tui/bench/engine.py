@@ -22,8 +22,6 @@ messages on both. On SimPy a process is `env.timeout` plus `simpy.Store`
 put/get. On ours a process is a CPU: `Compute(delay)` then `SendIPI` to the
 next CPU; receiving is the IPI handler, which EOIs and does the next round's
 `Compute` and `SendIPI`, while the CPU's base code halts between messages.
-(Waiting in base code with ``Sti(); Hlt()`` could lose a wake-up: an IPI that
-is already pending is taken between the two ops and `Hlt` then sleeps.)
 
 What is counted is each engine's unit of scheduling: on SimPy one
 `env.step()` (one event processed — timeouts, puts, gets, process
