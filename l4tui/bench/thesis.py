@@ -88,8 +88,9 @@ DERIVED = {
 }
 
 
-def _machine(profile: Profile, cpus: int = 2) -> Machine:
-    return Machine(profile, seed=SEED, cpus=max(cpus, 1) if profile.cpus < cpus else None)
+def _machine(profile: Profile) -> Machine:
+    """A fresh machine; the experiments need two CPUs even on a one-CPU profile."""
+    return Machine(profile, seed=SEED, cpus=max(profile.cpus, 2))
 
 
 def _lines(m: Machine, base: int, count: int = LINES) -> list[int]:
@@ -127,9 +128,6 @@ def _run(m: Machine, cpu: int, code: Code) -> None:
 def _table1(profile: Profile) -> dict[str, int]:
     """Cycles per 256 lines for the four rows of Table 1, on one CPU."""
     out: dict[str, int] = {}
-    size = profile.cache.line_size
-    l1_span = profile.cache.l1.size_kb * 1024  # lines this far apart share an L1 set
-    l2_sets_span = profile.cache.l2.size_kb * 1024 // profile.cache.l2.ways
 
     m = _machine(profile)
     got: list[int] = []
@@ -148,21 +146,19 @@ def _table1(profile: Profile) -> dict[str, int]:
     m = _machine(profile)
     data = _lines(m, 0x100000)
     _run(m, 1, _read_all(data))
-    ways = profile.cache.l1.ways
-    assert l1_span < l2_sets_span  # the clash stays out of the lines' L2 sets
-    clash = [a + k * l1_span for k in range(1, ways + 1) for a in data]
+    l1_span = profile.cache.l1.size_kb * 1024
+    clash = [a + k * l1_span for k in range(1, profile.cache.l1.ways + 1) for a in data]
     _run(m, 1, _read_all(clash))
     got = []
     _run(m, 1, _timed_loop(data, False, got))
     out["L1 miss"] = got[0]
 
-    # L2 miss: lines never read by any CPU since the caches were cold.
+    # L2 miss: lines no CPU has read since the caches were cold.
     m = _machine(profile)
     data = _lines(m, 0x100000)
     got = []
     _run(m, 1, _timed_loop(data, False, got))
     out["L2 miss"] = got[0]
-    del size
     return out
 
 
