@@ -30,6 +30,21 @@ class Frame:
     saved_if: bool = True
     resume: Op | None = None  # the rest of a Compute cut by an interrupt
     name: str = ""
+    suspended: bool = False  # yielded SwitchContext: resumes when its context runs again
+
+
+@dataclass(slots=True)
+class Context:
+    """A kernel stack: the frames of one thread of control (a thread, an idle loop).
+
+    `SwitchContext` puts another context's frames on the CPU, so a kernel
+    path that blocks (the thesis's ``switchTo(B)``) stays suspended on its
+    thread's own stack until something switches back to it.
+    """
+
+    name: str
+    frames: list[Frame] = field(default_factory=list)
+    owner: Any = None  # whatever the kernel attaches (its thread)
 
 
 @dataclass(slots=True)
@@ -52,7 +67,8 @@ class Cpu:
     if_flag: bool = True
     sti_shadow: bool = False  # just executed sti: no interrupt before the next op
     cr3: int = 0  # 0: paging off, user addresses are physical
-    frames: list[Frame] = field(default_factory=list)
+    context: Context = field(default_factory=lambda: Context("boot"))
+    frames: list[Frame] = field(default_factory=list)  # always context.frames
     waiting: str | None = "idle"  # None (runnable), "idle", "hlt", "icr"
     exit_pending: Frame | None = None  # a handler that returned: iret is the next step
     fault: PendingFault | None = None
@@ -62,6 +78,9 @@ class Cpu:
     steps: int = 0
     stall_ticks: int = 0  # time spent waiting for the ICR
     phase: str = ""  # last Phase label passed
+
+    def __post_init__(self) -> None:
+        self.frames = self.context.frames
 
     @property
     def number(self) -> int:

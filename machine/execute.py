@@ -35,6 +35,7 @@ from machine.ops import (
     Read,
     SendIPI,
     Sti,
+    SwitchContext,
     Trap,
     Write,
 )
@@ -239,6 +240,10 @@ def do_phase(m: Machine, c: Cpu, op: Phase) -> tuple[Any, int]:
     return None, 0
 
 
+def do_switch(m: Machine, c: Cpu, op: SwitchContext) -> tuple[Any, int]:
+    return None, 0  # the stacks are exchanged by the engine (Machine._advance)
+
+
 def do_entry(m: Machine, c: Cpu, op: InterruptEntry) -> tuple[Any, int]:
     return None, m.t_entry  # the frame itself is pushed by the engine
 
@@ -265,6 +270,7 @@ HANDLERS: dict[type, Handler] = {
     Trap: do_trap,
     Iret: do_iret,
     Phase: do_phase,
+    SwitchContext: do_switch,
     InterruptEntry: do_entry,
     InterruptExit: do_exit,
 }

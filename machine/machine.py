@@ -25,11 +25,19 @@ from typing import Any
 from machine.apic import ApicSystem, Message
 from machine.bus import Bus
 from machine.cache import Coherence
-from machine.cpu import Code, Cpu, Frame
+from machine.cpu import Code, Context, Cpu, Frame
 from machine.errors import MachineError
 from machine.execute import FAULTED, HANDLERS
 from machine.memory import Memory
-from machine.ops import PAGE_FAULT_VECTOR, Compute, InterruptEntry, InterruptExit, Op, SendIPI
+from machine.ops import (
+    PAGE_FAULT_VECTOR,
+    Compute,
+    InterruptEntry,
+    InterruptExit,
+    Op,
+    SendIPI,
+    SwitchContext,
+)
 from machine.profile import Profile
 from machine.tlb import Tlb
 
@@ -335,7 +343,7 @@ class Machine:
         c.clock = start + cost
         c.steps += 1
         self.steps += 1
-        if plain and result is not FAULTED:
+        if plain and result is not FAULTED and kind is not SwitchContext:
             try:
                 frame.op = frame.code.send(result)
             except StopIteration:
@@ -368,6 +376,9 @@ class Machine:
         if frame.resume is op:
             frame.resume = None
             return
+        if kind is SwitchContext:
+            self._switch(c, frame, op.context)
+            return
         if result is FAULTED:
             if self.fault_handler is None:
                 fault = c.fault
@@ -375,6 +386,17 @@ class Machine:
                 self._send(c, frame, PageFault(fault.addr, fault.write, fault.reason), throw=True)
             return  # the access is retried after the fault handler returns
         self._send(c, frame, result)
+
+    def _switch(self, c: Cpu, frame: Frame, context: Context) -> None:
+        """Put `context`'s frames on CPU `c`; the yielding frame waits on its own stack."""
+        frame.suspended = True
+        c.context = context
+        c.frames = context.frames
+        if c.frames:
+            top = c.frames[-1]
+            if top.suspended:  # it switched away earlier: its SwitchContext is now done
+                top.suspended = False
+                self._send(c, top, None)
 
     def _send(self, c: Cpu, frame: Frame, value: Any, throw: bool = False) -> None:
         try:

@@ -18,6 +18,7 @@ returns, so entering and leaving the kernel are steps of their own.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 KERNEL_BASE = 0xE000_0000
 
@@ -162,6 +163,18 @@ class Trap:
 @dataclass(slots=True)
 class Iret:
     """Return from a `Trap` to user mode: costs the kernel exit."""
+
+
+@dataclass(slots=True)
+class SwitchContext:
+    """Switch this CPU to another kernel stack (a `machine.cpu.Context`).
+
+    The yielding code is suspended with its context; it resumes (receiving
+    None) when some CPU switches to that context again. Costs nothing by
+    itself: the kernel charges its register save and restore as it sees fit.
+    """
+
+    context: Any
 
 
 @dataclass(slots=True)
