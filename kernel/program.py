@@ -158,8 +158,22 @@ class Loop:
 
 
 Op = (
-    Compute | Fpu | Touch | Ipc | ThreadSwitch | Schedule | ExRegs | Unmap | TaskNew
-    | ReadUtcbCpu | ReadKip | ServeFaults | Sleep | Halt | Repeat | Loop
+    Compute
+    | Fpu
+    | Touch
+    | Ipc
+    | ThreadSwitch
+    | Schedule
+    | ExRegs
+    | Unmap
+    | TaskNew
+    | ReadUtcbCpu
+    | ReadKip
+    | ServeFaults
+    | Sleep
+    | Halt
+    | Repeat
+    | Loop
 )
 
 SYSCALL_OPS = (Ipc, ThreadSwitch, Schedule, ExRegs, Unmap, TaskNew, ReadUtcbCpu, ReadKip)

@@ -72,7 +72,75 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"override the profile's CPU count (1..{MAX_CPUS})",
     )
     bench.set_defaults(func=_bench)
+
+    run = commands.add_parser(
+        "run",
+        help="run a scenario headless and report",
+        description="Run a scenario to its end (or a limit), check its expectations and "
+        "print a summary. Exit 0: every expectation holds; 1: one failed or a deadlock "
+        "was found; 2: bad input.",
+    )
+    run.add_argument("file", metavar="FILE", help="scenario file (YAML)")
+    run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    run.add_argument("--max-steps", metavar="N", type=_count, help="stop after N micro-ops")
+    run.add_argument(
+        "--until-cycle", metavar="C", type=_count, help="stop when the lowest CPU clock reaches C"
+    )
+    run.add_argument("--seed", metavar="N", type=int, help="override the scenario's seed")
+    run.set_defaults(func=_run)
+
+    check = commands.add_parser(
+        "check",
+        help="validate a scenario (exit 0 or 2)",
+        description="Validate a scenario file without running it.",
+    )
+    check.add_argument("file", metavar="FILE", help="scenario file (YAML)")
+    check.set_defaults(func=_check)
     return parser
+
+
+def _count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+    return n
+
+
+def _run(args: argparse.Namespace) -> int:
+    from kernel.scenario import load_scenario
+    from kernel.system import System
+    from l4tui import report
+    from machine.errors import MachineError
+
+    scenario = load_scenario(args.file)
+    system = System(scenario, seed=args.seed)
+    try:
+        system.run(max_steps=args.max_steps, until_cycle=args.until_cycle)
+    except MachineError as e:
+        print(f"error: {args.file}: the simulated machine stopped: {e}", file=sys.stderr)
+        return 2
+    summary = system.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(report.format_run(summary))
+    failed = summary["deadlock"] or not all(e["ok"] for e in summary["expect"])
+    return 1 if failed else 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from kernel.scenario import load_scenario
+
+    scenario = load_scenario(args.file)
+    threads = len(scenario.threads())
+    print(
+        f"{args.file}: ok ({len(scenario.tasks)} tasks, {threads} threads, "
+        f"{scenario.profile.name} with {scenario.profile.cpus} CPUs)"
+    )
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:

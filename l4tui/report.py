@@ -121,3 +121,50 @@ def format_engine(result: dict[str, Any]) -> str:
     ]
     table = format_table(header, rows, right=(False, True, False))
     return f"{table}\n{format_simpy(result.get('simpy'))}"
+
+
+def format_run(summary: dict[str, Any]) -> str:
+    """`l4tui run` without --json: where the run ended, each thread, the counters."""
+    lines = [
+        f"scenario {summary['scenario']} (seed {summary['seed']}): {summary['ended']} "
+        f"after {summary['cycles']:,} cycles, {summary['steps']:,} micro-ops"
+    ]
+    if summary.get("waits"):
+        lines.append("deadlock: " + ", ".join(summary["waits"]))
+    header = ("thread", "id", "cpu", "state", "prio", "syscalls", "last result")
+    rows = []
+    for name, t in summary["threads"].items():
+        last = t["results"][-1] if t["results"] else None
+        if last is None:
+            text = "-"
+        elif last["ok"]:
+            text = f"{last['op']} ok" + (f" {last['words']}" if last.get("words") else "")
+        else:
+            text = f"{last['op']} {last['error']}"
+        rows.append(
+            (
+                name,
+                t["id"],
+                str(t["cpu"]),
+                t["state"],
+                str(t["priority"]),
+                str(len(t["results"])),
+                text,
+            )
+        )
+    lines.append(format_table(header, rows, right=(False, False, True, False, True, True, False)))
+    cpus = ", ".join(
+        f"cpu{c['id']}: {c['current'] or 'idle'}"
+        + (f" (ready {' '.join(c['ready'])})" if c["ready"] else "")
+        for c in summary["cpus"]
+    )
+    lines.append(cpus)
+    counters = summary["counters"]
+    plain = ", ".join(f"{k} {v}" for k, v in counters.items() if k != "mesi")
+    mesi = ", ".join(f"{k} {v}" for k, v in counters["mesi"].items())
+    lines.append(f"counters: {plain}")
+    if mesi:
+        lines.append(f"mesi: {mesi}")
+    for e in summary["expect"]:
+        lines.append(f"expect {'ok  ' if e['ok'] else 'FAIL'} {e['check']}")
+    return "\n".join(lines)

@@ -73,22 +73,102 @@ class Source:
         return Source(data, self.file, positions)
 
 
-def load_yaml(text: str, file: str = "<string>") -> Source:
-    """Parse `text` safely; raise ConfigError with the position of a syntax error."""
+MAX_BYTES = 1_000_000  # the default size limit of a YAML input (1 MB)
+MAX_DEPTH = 100  # deepest nesting of mappings and sequences accepted
+
+
+class _Refused(Exception):
+    """Valid YAML that `load_yaml` will not accept (an alias, too deep a nesting)."""
+
+    def __init__(self, message: str, mark: yaml.Mark) -> None:
+        super().__init__(message)
+        self.message = message
+        self.mark = mark
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, refusing aliases and bounding the nesting depth.
+
+    An alias (``*name``) makes the composer hand back the anchored node again,
+    so a few lines of anchors and aliases (the "billion laughs") expand into
+    an exponentially large document when converted. Refusing every alias at
+    composition time stops that before anything is expanded, and reports the
+    alias's own position; anchors alone are harmless. The depth bound keeps
+    both the composer and `_convert` (both recursive) far from Python's
+    recursion limit.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused("YAML aliases are not supported", event.start_mark)
+        if self._depth >= MAX_DEPTH:
+            raise _Refused(f"nesting deeper than {MAX_DEPTH} levels", event.start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self._depth -= 1
+
+
+def _size_text(n: int) -> str:
+    if n % 1_000_000 == 0:
+        return f"{n // 1_000_000} MB"
+    if n % 1000 == 0:
+        return f"{n // 1000} kB"
+    return f"{n} bytes"
+
+
+def _line_col(text: str, index: int) -> tuple[int, int]:
+    """1-based line and column of character `index` of `text`."""
+    line = text.count("\n", 0, index) + 1
+    return line, index - (text.rfind("\n", 0, index) + 1) + 1
+
+
+def load_yaml(
+    text: str,
+    file: str = "<string>",
+    max_bytes: int = MAX_BYTES,
+    what: str = "YAML files",
+) -> Source:
+    """Parse `text` safely; raise ConfigError with the position of a syntax error.
+
+    Refused as well, before any expansion: texts over `max_bytes` bytes (UTF-8)
+    ("file is N bytes; `what` are limited to 1 MB"), YAML aliases, and nesting
+    deeper than `MAX_DEPTH`.
+    """
     if not isinstance(text, str):
         raise ConfigError("expected YAML text", file)
+    # Every character is at least one byte: only encode when it could fit.
+    size = len(text) if len(text) > max_bytes else len(text.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise ConfigError(
+            f"file is {size} bytes; {what} are limited to {_size_text(max_bytes)}", file
+        )
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_Loader)
+    except _Refused as e:
+        raise ConfigError(e.message, file, e.mark.line + 1, e.mark.column + 1) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
-        what = e.problem or e.context or "invalid YAML"
+        what_ = e.problem or e.context or "invalid YAML"
         if mark is not None:
             raise ConfigError(
-                f"invalid YAML: {what}", file, mark.line + 1, mark.column + 1
+                f"invalid YAML: {what_}", file, mark.line + 1, mark.column + 1
             ) from None
-        raise ConfigError(f"invalid YAML: {what}", file) from None
+        raise ConfigError(f"invalid YAML: {what_}", file) from None
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow
+        line, col = _line_col(text, e.position)
+        char = e.character if isinstance(e.character, int) else ord(e.character)
+        raise ConfigError(
+            f"invalid YAML: unacceptable character #x{char:04x}: {e.reason}", file, line, col
+        ) from None
     except yaml.YAMLError as e:  # pragma: no cover - PyYAML raises Marked errors in practice
-        raise ConfigError(f"invalid YAML: {e}", file) from None
+        raise ConfigError(f"invalid YAML: {' '.join(str(e).split())}", file) from None
     src = Source(None, file)
     if node is None:
         return src

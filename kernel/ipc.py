@@ -1,0 +1,232 @@
+"""The IPC send, receive and transmit paths of thesis §8.3.2, as kernel micro-op paths.
+
+Each function is a generator run on the calling thread's kernel stack; it
+marks its phases with labels that mirror the pseudo-code's lines, so a
+breakpoint on ``ipc.send.*`` stops exactly where the thesis's send path is.
+
+Send: check the target (its `myself` field), set `partner`, and unless the
+receiver already waits for us (closed from us, or open), enqueue ourselves
+for the send timeout and into the receiver's send queue and go `polling`;
+then lock both (`locked_running`, `locked_waiting`) and transmit, the sender
+being the active partner. Receive: find the sender (closed: the one named;
+open: the head of our send queue); if it is not polling towards us, go
+`waiting` with the receive timeout; else wake it, lock ourselves and switch
+to it so it transmits. Timeouts are `None` (infinite), 0 (do not wait) or
+cycles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from kernel import sched, transfer
+from kernel.errors import IpcError
+from kernel.ids import NIL
+from kernel.program import Ipc
+from kernel.sched import CpuData
+from kernel.thread import (
+    LOCKED_RUNNING,
+    LOCKED_WAITING,
+    POLLING,
+    RUNNABLE,
+    RUNNING,
+    WAITING,
+    Thread,
+)
+from machine.ops import Op, Phase, Read, Write
+
+if TYPE_CHECKING:
+    from kernel.kernel import Kernel
+
+Path = Generator[Op, Any, Any]
+
+
+def wait_for_partner(k: Kernel, t: Thread, partner: Thread | None, timeout: int | None) -> Path:
+    """Enqueue for `timeout`, block, and report why we were resumed (§8.3.2 switchTo)."""
+    cd = k.cpus[t.cpu - 1]
+    if timeout is not None:
+        c = k.machine.cpu(t.cpu)
+        yield from sched.enqueue_wakeup(k, cd, t, c.clock + timeout * k.machine.tpc)
+    t.wake = None
+    yield from block(k, cd, partner)
+    return t.wake
+
+
+def block(k: Kernel, cd: CpuData, prefer: Thread | None) -> Path:
+    """Release the CPU: to `prefer` if it can run here (a direct switch), else dispatch."""
+    if (
+        prefer is not None
+        and prefer.cpu == cd.number
+        and (yield Read(prefer.f["thread_state"])) in RUNNABLE
+    ):
+        yield from k.switch_to(cd, prefer)
+        return
+    yield from k.switch_to(cd, None)
+
+
+def send(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
+    """The send path of §8.3.2; raises IpcError. Ends with `b` holding the message."""
+    yield Phase("ipc.send.check_target")
+    myself = yield Read(b.f["myself"])
+    if myself == NIL or myself != b.word:
+        raise IpcError("not_exist")
+    if op.xp_fault and b.cpu != a.cpu:
+        # Design decision 4: the sender asked to abort a cross-processor IPC.
+        raise IpcError("xp_abort", b.cpu)
+    yield Phase("ipc.send.set_partner")
+    yield Write(a.f["partner"], b.word)
+    yield Phase("ipc.send.check_receiver")
+    b_state = yield Read(b.f["thread_state"])
+    b_partner = yield Read(b.f["partner"])
+    if not (b_state == WAITING and b_partner in (a.word, NIL)):
+        if op.timeout == 0:
+            raise IpcError("timeout")
+        cd = k.cpus[a.cpu - 1]
+        yield Phase("ipc.send.enqueue_sendq")
+        yield from enqueue_sendq(k, b, a)
+        yield Phase("ipc.send.polling")
+        yield Write(a.f["thread_state"], POLLING)
+        why = yield from wait_for_partner(k, a, b, op.timeout)
+        if why != "partner":
+            yield from dequeue_sendq(k, b, a)
+            raise IpcError("timeout" if why == "timeout" else "aborted")
+        yield Phase("ipc.send.dequeue_wakeup")
+        yield from sched.dequeue_wakeup(k, cd, a)
+    # At this point, B is ready to receive from A.
+    yield Phase("ipc.send.lock")
+    yield Write(a.f["thread_state"], LOCKED_RUNNING)
+    yield Write(b.f["thread_state"], LOCKED_WAITING)
+    yield from sched.enqueue_ready(k, k.cpus[a.cpu - 1], a)
+    try:
+        yield from transfer.transmit(k, a, b, op)
+    finally:
+        yield Write(b.f["partner"], a.word)
+    # Wake the receiver: it finishes its receive path when it next runs.
+    yield Phase("ipc.send.wake_receiver")
+    b.wake = "partner"
+    yield from sched.make_ready(k, k.cpus[b.cpu - 1], b, LOCKED_RUNNING)
+    k.counters.ipc += 1
+    if b.cpu != a.cpu:
+        k.counters.xp_ipc += 1
+    yield Write(a.f["thread_state"], RUNNING)
+
+
+def receive(k: Kernel, b: Thread, source: Thread | None, timeout: int | None) -> Path:
+    """The receive path of §8.3.2; returns the sender; raises IpcError."""
+    yield Phase("ipc.recv.find_sender")
+    if source is not None:  # closed receive
+        myself = yield Read(source.f["myself"])
+        if myself == NIL or myself != source.word:
+            raise IpcError("not_exist")
+        a: Thread | None = source
+    else:
+        head = yield Read(b.f["send_queue"])
+        a = k.by_tcb[head] if head else None
+    yield Phase("ipc.recv.check_sender")
+    ready = False
+    if a is not None:
+        a_state = yield Read(a.f["thread_state"])
+        a_partner = yield Read(a.f["partner"])
+        ready = a_state == POLLING and a_partner == b.word
+    cd = k.cpus[b.cpu - 1]
+    if not ready:
+        if timeout == 0:
+            raise IpcError("timeout")
+        yield Phase("ipc.recv.wait")
+        yield Write(b.f["thread_state"], WAITING)
+        yield Write(b.f["partner"], source.word if source is not None else NIL)
+        why = yield from wait_for_partner(k, b, source, timeout)
+        why = yield from _redo_faults(k, b, why)
+        if why != "partner":
+            raise IpcError("timeout" if why == "timeout" else "aborted")
+        yield Phase("ipc.recv.dequeue_wakeup")
+        yield from sched.dequeue_wakeup(k, cd, b)
+    else:
+        yield Phase("ipc.recv.wake_sender")
+        yield Write(a.f["thread_state"], LOCKED_RUNNING)
+        acd = k.cpus[a.cpu - 1]
+        yield from sched.enqueue_ready(k, acd, a)
+        yield from sched.dequeue_wakeup(k, acd, a)
+        yield from dequeue_sendq(k, b, a)
+        yield Write(b.f["thread_state"], LOCKED_WAITING)
+        a.wake = "partner"
+        b.wake = None
+        yield from block(k, cd, a)
+        if (yield from _redo_faults(k, b, b.wake)) != "partner":
+            raise IpcError("aborted")
+    yield Phase("ipc.recv.done")
+    yield Write(b.f["thread_state"], RUNNING)
+    yield from sched.enqueue_ready(k, cd, b)
+    msg = b.inbox
+    return msg.sender if msg is not None else a
+
+
+def _redo_faults(k: Kernel, b: Thread, why: str | None) -> Path:
+    """While the sender asks us to redo faults in our space, do so (§8.3.2)."""
+    from kernel import space
+
+    while why == "redo_fault":
+        yield from space.redo_fault(k, b, None)
+        why = b.wake
+    return why
+
+
+def enqueue_sendq(k: Kernel, b: Thread, a: Thread) -> Path:
+    """Append `a` to `b`'s send queue (a ring through send_next/send_prev)."""
+    if (yield Read(a.f["send_next"])):
+        return
+    head = yield Read(b.f["send_queue"])
+    if not head:
+        yield Write(a.f["send_next"], a.tcb)
+        yield Write(a.f["send_prev"], a.tcb)
+        yield Write(b.f["send_queue"], a.tcb)
+        return
+    h = k.by_tcb[head]
+    tail = yield Read(h.f["send_prev"])
+    yield Write(a.f["send_next"], head)
+    yield Write(a.f["send_prev"], tail)
+    yield Write(k.by_tcb[tail].f["send_next"], a.tcb)
+    yield Write(h.f["send_prev"], a.tcb)
+
+
+def dequeue_sendq(k: Kernel, b: Thread, a: Thread) -> Path:
+    """Remove `a` from `b`'s send queue (a no-op if it is not in it)."""
+    nxt = yield Read(a.f["send_next"])
+    if not nxt:
+        return
+    if nxt == a.tcb:
+        yield Write(b.f["send_queue"], 0)
+    else:
+        prev = yield Read(a.f["send_prev"])
+        yield Write(k.by_tcb[prev].f["send_next"], nxt)
+        yield Write(k.by_tcb[nxt].f["send_prev"], prev)
+        if (yield Read(b.f["send_queue"])) == a.tcb:
+            yield Write(b.f["send_queue"], nxt)
+    yield Write(a.f["send_next"], 0)
+    yield Write(a.f["send_prev"], 0)
+
+
+def timeout(k: Kernel, cd: CpuData, t: Thread) -> Path:
+    """The timer found `t`'s timeout expired: resume it with error `timeout`."""
+    state = yield Read(t.f["thread_state"])
+    if state not in (WAITING, POLLING):
+        return  # locked meanwhile: the IPC goes on
+    yield Phase("ipc.timeout")
+    k.counters.timeouts += 1
+    t.wake = "timeout"
+    yield from sched.make_ready(k, cd, t, RUNNING)
+
+
+def abort(k: Kernel, t: Thread) -> Path:
+    """lthread_ex_regs: cut short `t`'s ongoing IPC; it completes with error `aborted`."""
+    state = yield Read(t.f["thread_state"])
+    if state in (WAITING, POLLING):
+        yield Phase("ipc.abort")
+        t.wake = "abort"
+        cd = k.cpus[t.cpu - 1]
+        yield from sched.dequeue_wakeup(k, cd, t)
+        # A polling sender leaves the send queue itself when it resumes.
+        yield from sched.make_ready(k, cd, t, RUNNING)
+    elif state in (LOCKED_RUNNING, LOCKED_WAITING):
+        t.abort = True  # the transfer checks between items and stops

@@ -1,0 +1,310 @@
+"""The L4 SMP kernel: one instance for the whole machine (ID 1, §8.1.2).
+
+`Kernel` lays out kernel memory (per-CPU pages, TCBs, the kernel info page),
+creates tasks, threads and sigma0 from a scenario, and plugs into the
+machine: the idle handler gives each CPU its next piece of work (a step of
+the current thread's program, or the idle loop), the timer and other vectors
+go to kernel handlers, and page faults to the fault path (§2.2.2).
+
+A thread's kernel stack is a machine `Context`: a kernel path that blocks —
+the thesis's ``switchTo(B)`` — yields `SwitchContext` and stays suspended on
+that stack until the thread is dispatched again (§8.3.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kernel import ipc, sched, space, syscalls
+from kernel.ids import ThreadId
+from kernel.layout import Layout, make_layout
+from kernel.program import ProgramCounter
+from kernel.sched import CURRENT, CpuData
+from kernel.thread import INACTIVE, RUNNING, STATE_NAMES, Task, Thread
+from machine import Machine
+from machine.cpu import Context, Cpu, Frame
+from machine.memory import PAGE_SIZE
+from machine.ops import (
+    EOI,
+    Cli,
+    Compute,
+    Hlt,
+    Iret,
+    LoadCR3,
+    Op,
+    Phase,
+    Read,
+    Sti,
+    SwitchContext,
+    Write,
+    kaddr,
+)
+
+Path = Generator[Op, Any, Any]
+
+TIMER_VECTOR = 0xEF
+XCPU_VECTOR = 0xF0
+IRQ_VECTOR_BASE = 0x30
+# Physical memory map of the kernel.
+PERCPU_BASE = 0x0001_0000
+KIP_FRAME = 0x0002_0000
+TCB_AREA = 0x0004_0000
+FIRST_FREE = 0x0010_0000
+MAX_THREADS = 1024
+SWITCH_CYCLES = 20  # register save/restore of a thread switch
+KIP_VADDR = 0xBFFF_F000
+UTCB_VADDR = 0xBFF0_0000
+UTCB_SIZE = 64
+KIP_CPUS = 0x20  # Version 4 X2: highest processor number (§7.2)
+UTCB_CPU = 12  # Version 4 X2: the thread's processor number (§7.2)
+SIGMA0_TASK = 2
+FIRST_TASK = 4
+DEFAULT_TIMESLICE = 100_000  # cycles
+
+
+@dataclass(slots=True)
+class Counters:
+    """What the kernel counts (DESIGN.md §2 `counters`)."""
+
+    ipc: int = 0
+    xp_ipc: int = 0
+    migrations: int = 0
+    tlb_shootdowns: int = 0
+    page_faults: int = 0
+    switches: int = 0
+    timeouts: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class Kernel:
+    """The kernel's state and its hooks into one machine."""
+
+    def __init__(
+        self,
+        machine: Machine,
+        tcb_layout: str | Sequence[Sequence[str]] = "thesis",
+        tick: int = 50_000,
+        xp_ipc: str = "proxy",
+    ) -> None:
+        self.machine = machine
+        self.layout: Layout = make_layout(tcb_layout, machine.profile.cache.line_size)
+        self.tick = tick
+        self.xp_ipc = xp_ipc
+        self.counters = Counters()
+        self.threads: list[Thread] = []
+        self.by_name: dict[str, Thread] = {}
+        self.by_tcb: dict[int, Thread] = {}
+        self.tasks: list[Task] = []
+        self.spaces = space.Spaces(self)
+        mem = machine.memory
+        mem.next_frame = max(mem.next_frame, FIRST_FREE // PAGE_SIZE)
+        self.cpus: list[CpuData] = []
+        for c in machine.cpus:
+            idle = self._new_thread(f"idle{c.number}", ThreadId(0, 0, 0), None, c.number, idle=True)
+            page = kaddr(PERCPU_BASE + c.index * PAGE_SIZE)
+            self.cpus.append(CpuData(c.number, page, idle, idle))
+            c.context = idle.context
+            c.frames = idle.context.frames
+        mem.write(KIP_FRAME + KIP_CPUS, len(machine.cpus))
+        machine.idle_handler = self._next_work
+        machine.fault_handler = space.fault_handler(self)
+        machine.vector_handlers[TIMER_VECTOR] = self._timer
+        self.sigma0 = self.spaces.create_sigma0()
+
+    # --- building ----------------------------------------------------------------
+
+    def _new_thread(
+        self, name: str, tid: ThreadId, task: Task | None, cpu: int, idle: bool = False
+    ) -> Thread:
+        index = len(self.threads)
+        if index >= MAX_THREADS:
+            raise ValueError(f"at most {MAX_THREADS} threads")
+        base = TCB_AREA + index * self.layout.size
+        tcb = kaddr(base)
+        f = {name_: tcb + off for name_, off in self.layout.offsets.items()}
+        t = Thread(name, tid, task, index, tcb, f, Context(name), ProgramCounter([]), cpu)
+        t.context.owner = t
+        self.threads.append(t)
+        self.by_tcb[tcb] = t
+        if not idle:
+            self.by_name[name] = t
+        mem = self.machine.memory
+        mem.write(base + self.layout.offsets["cpu"], cpu)
+        mem.write(base + self.layout.offsets["thread_state"], INACTIVE)
+        return t
+
+    def add_task(self, name: str, number: int | None = None, start: bool = True) -> Task:
+        if number is None:
+            number = FIRST_TASK + sum(1 for t in self.tasks if t.number >= FIRST_TASK)
+        task = Task(name, number)
+        self.tasks.append(task)
+        if start:
+            self.spaces.create_task_space(task)
+        return task
+
+    def add_thread(
+        self,
+        task: Task,
+        name: str,
+        program: tuple = (),
+        cpu: int = 1,
+        priority: int = 100,
+        timeslice: int | None = None,
+        mcp: int = 0,
+        spec: Any = None,
+    ) -> Thread:
+        """A thread of `task`, placed on `cpu`; ready at once if its task has started."""
+        tid = ThreadId(task.number, len(task.threads) + 1)
+        t = self._new_thread(name, tid, task, cpu)
+        t.spec = spec
+        task.threads.append(t)
+        t.pc = ProgramCounter.start(tuple(program))
+        mem = self.machine.memory
+        off = self.layout.offsets
+        base = t.tcb - kaddr(0)
+        mem.write(base + off["priority"], priority)
+        slice_ = timeslice or DEFAULT_TIMESLICE
+        mem.write(base + off["timeslice"], slice_)
+        mem.write(base + off["remaining_timeslice"], slice_)
+        mem.write(base + off["mcp"], mcp)
+        if task.space is not None:
+            self.start_thread(t)
+        return t
+
+    def start_thread(self, t: Thread) -> None:
+        """Make a created thread present and ready on its CPU (set up, not a syscall)."""
+        mem = self.machine.memory
+        off = self.layout.offsets
+        base = t.tcb - kaddr(0)
+        mem.write(base + off["myself"], t.word)
+        mem.write(base + off["space"], t.task.space.pdbr)
+        self.spaces.write_utcb_cpu(t)
+        gen = sched.make_ready(self, self.cpus[t.cpu - 1], t)
+        self._run_direct(gen)
+        t.task.started = True
+
+    def _run_direct(self, gen: Path) -> None:
+        """Apply a kernel path's effects at set-up time, outside simulated time."""
+        mem = self.machine.memory
+        result = None
+        try:
+            while True:
+                op = gen.send(result)
+                result = None
+                if isinstance(op, Read):
+                    result = mem.read(op.addr - kaddr(0))
+                elif isinstance(op, Write):
+                    mem.write(op.addr - kaddr(0), op.value)
+        except StopIteration as stop:
+            return stop.value
+
+    def start(self) -> None:
+        """Program every CPU's timer and let the CPUs look for work."""
+        for cd in self.cpus:
+            c = self.machine.cpu(cd.number)
+            apic = self.machine.apics
+            bus_cycles = max(1, round(self.tick / self.machine.profile.bus_ratio))
+            apic.write(c.index, "timer_vector", TIMER_VECTOR, c.clock)
+            apic.write(c.index, "timer_periodic", 1, c.clock)
+            apic.write(c.index, "timer", bus_cycles, c.clock)
+            self.machine.wake(cd.number)
+
+    # --- queries -----------------------------------------------------------------
+
+    def field(self, t: Thread, name: str) -> int:
+        """A TCB field's value, read from memory without a micro-op (for views)."""
+        return self.machine.memory.read(t.f[name] - kaddr(0))
+
+    def state(self, t: Thread) -> str:
+        s = self.field(t, "thread_state")
+        if s == RUNNING:
+            return "running" if self.cpus[t.cpu - 1].current is t else "ready"
+        return STATE_NAMES[s]
+
+    def thread(self, name: str) -> Thread:
+        return self.by_name[name]
+
+    def user_threads(self) -> list[Thread]:
+        return [t for t in self.threads if t.task is not None and not t.sigma0]
+
+    # --- running -----------------------------------------------------------------
+
+    def _next_work(self, c: Cpu) -> Path | None:
+        """The machine's idle handler: what CPU `c` runs when its stack is empty."""
+        t = c.context.owner
+        cd = self.cpus[c.index]
+        if t is None or t is cd.idle:
+            return self._idle_step(c, cd)
+        if cd.current is not t:
+            return None  # a stack switched away from; nothing of it runs here
+        return syscalls.thread_step(self, c, cd, t)
+
+    def _idle_step(self, c: Cpu, cd: CpuData) -> Path:
+        """One round of the idle loop: dispatch, or halt until an interrupt."""
+        if c.mode != "kernel":  # pragma: no cover - idle runs in the kernel
+            yield Iret()
+        yield Cli()
+        t = yield from sched.dispatch(self, cd)
+        if t is not None:
+            yield from self.switch_to(cd, t)
+            return
+        yield Phase("idle")
+        yield Sti()
+        yield Hlt()
+
+    def switch_to(self, cd: CpuData, t: Thread | None) -> Path:
+        """Switch this CPU from its current thread to `t` (None: whoever the dispatcher picks)."""
+        if t is None:
+            t = yield from sched.dispatch(self, cd)
+            if t is None:
+                t = cd.idle
+        old = cd.current
+        if t is old:
+            return
+        yield Phase("sched.switch")
+        self.counters.switches += 1
+        yield Write(old.f["stack"], old.index)
+        cd.current = t
+        yield Write(cd.page + CURRENT, t.tcb)
+        yield Read(t.f["stack"])
+        if t.task is not None and t.task.space is not None:
+            c = self.machine.cpu(cd.number)
+            if c.cr3 != t.task.space.pdbr:
+                yield LoadCR3(t.task.space.pdbr)
+        yield Compute(SWITCH_CYCLES)
+        yield SwitchContext(t.context)
+
+    def _timer(self, c: Cpu, vector: int) -> Path:
+        """The periodic timer tick (§2.1.1, §8.3.4): wakeups, timeslice, preemption."""
+        yield EOI()
+        yield Phase("sched.timer_tick")
+        cd = self.cpus[c.index]
+        cd.ticks += 1
+        for t in (yield from sched.expired(self, cd, c.clock)):
+            yield from ipc.timeout(self, cd, t)
+        cur = cd.current
+        preempt = False
+        if cur is not cd.idle:
+            left = (yield Read(cur.f["remaining_timeslice"])) - self.tick
+            if left <= 0:
+                yield Phase("sched.timeslice_expired")
+                left = yield Read(cur.f["timeslice"])
+                yield from sched.rotate(self, cd, cur)
+                preempt = True
+            yield Write(cur.f["remaining_timeslice"], max(left, 0))
+        best = yield from sched.dispatch(self, cd)
+        if best is not None and best is not cur:
+            if cur is cd.idle or preempt:
+                yield from self.switch_to(cd, best)
+            else:
+                mine = yield Read(cur.f["priority"])
+                if (yield Read(best.f["priority"])) > mine:
+                    yield from self.switch_to(cd, best)
+
+    def start_frame(self, c: Cpu, code: Path, name: str) -> None:
+        """Put `code` on CPU `c`'s current stack (used by set-up and tests)."""
+        frame = Frame(code, None, name=name)
+        if self.machine._prime(c, frame):
+            c.frames.append(frame)

@@ -1,0 +1,214 @@
+"""TCB layouts: which field of a thread control block sits at which offset (thesis §8.6).
+
+The thesis groups the TCB's fields by how they are used — processor-local,
+global and frequently written cross-processor ("global modified"), global
+and read-mostly ("global shared") — and gives each group its own cache
+lines (Table 3), so that a partner's write to ``partner`` never steals the
+line holding ``thread_state``. The `thesis` layout is Table 3 (our two
+kernel-internal fields `space` and `mcp` sit in the third local line's spare
+room); `naive` packs the same fields in plain declaration order, mixing the
+groups in shared lines. A scenario may give its own layout as a list of
+cache lines, each a list of field names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# Field sizes in bytes, Table 3 ("In brackets ... the size of each element").
+FIELDS: dict[str, int] = {
+    # processor-local
+    "ipc_buffer": 12,
+    "ipc_timeout": 4,
+    "ready_prev": 4,
+    "ready_next": 4,
+    "thread_state": 4,
+    "stack": 4,
+    "wakeup_prev": 4,
+    "wakeup_next": 4,
+    "resources": 4,
+    "comm_area1": 4,
+    "comm_area2": 4,
+    "send_queue": 4,
+    "send_prev": 4,
+    "send_next": 4,
+    "priority": 4,
+    "timeslice": 4,
+    "remaining_timeslice": 4,
+    "pager": 4,
+    "space": 4,
+    "mcp": 4,
+    # global, read-mostly
+    "myself": 4,
+    "cpu": 4,
+    "present_prev": 4,
+    "present_next": 4,
+    # global, modified cross-processor
+    "partner": 4,
+    "proxy": 4,
+    "xp_cc": 4,
+    "first_mailbox": 4,
+    "last_mailbox": 4,
+}
+
+GROUPS: dict[str, str] = {
+    **dict.fromkeys(
+        [
+            "ipc_buffer",
+            "ipc_timeout",
+            "ready_prev",
+            "ready_next",
+            "thread_state",
+            "stack",
+            "wakeup_prev",
+            "wakeup_next",
+            "resources",
+            "comm_area1",
+            "comm_area2",
+            "send_queue",
+            "send_prev",
+            "send_next",
+            "priority",
+            "timeslice",
+            "remaining_timeslice",
+            "pager",
+            "space",
+            "mcp",
+        ],
+        "local",
+    ),
+    **dict.fromkeys(["myself", "cpu", "present_prev", "present_next"], "global shared"),
+    **dict.fromkeys(
+        ["partner", "proxy", "xp_cc", "first_mailbox", "last_mailbox"], "global modified"
+    ),
+}
+
+# Table 3, line by line (32-byte lines).
+THESIS_LINES: tuple[tuple[str, ...], ...] = (
+    ("ipc_buffer", "ipc_timeout", "ready_prev", "ready_next", "thread_state", "stack"),
+    (
+        "wakeup_prev",
+        "wakeup_next",
+        "resources",
+        "comm_area1",
+        "comm_area2",
+        "send_queue",
+        "send_prev",
+        "send_next",
+    ),
+    ("priority", "timeslice", "remaining_timeslice", "pager", "space", "mcp"),
+    ("myself", "cpu", "present_prev", "present_next"),
+    ("partner", "proxy", "xp_cc", "first_mailbox", "last_mailbox"),
+)
+
+# Declaration order: the fields as one would first write the struct down.
+NAIVE_ORDER: tuple[str, ...] = (
+    "myself",
+    "thread_state",
+    "partner",
+    "cpu",
+    "priority",
+    "timeslice",
+    "remaining_timeslice",
+    "ready_prev",
+    "ready_next",
+    "wakeup_prev",
+    "wakeup_next",
+    "send_queue",
+    "send_prev",
+    "send_next",
+    "ipc_buffer",
+    "ipc_timeout",
+    "stack",
+    "pager",
+    "proxy",
+    "xp_cc",
+    "first_mailbox",
+    "last_mailbox",
+    "resources",
+    "comm_area1",
+    "comm_area2",
+    "present_prev",
+    "present_next",
+    "space",
+    "mcp",
+)
+
+
+class LayoutError(ValueError):
+    """A bad custom layout; `path` locates the offending entry (line index, field index)."""
+
+    def __init__(self, message: str, path: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Field offsets of a TCB and its size, a whole number of cache lines."""
+
+    name: str
+    line_size: int
+    offsets: dict[str, int]
+    size: int
+
+    def line(self, field: str) -> int:
+        """Index of the cache line holding `field`."""
+        return self.offsets[field] // self.line_size
+
+    def lines(self) -> list[list[str]]:
+        """The fields of each cache line, by offset."""
+        out: list[list[str]] = [[] for _ in range(self.size // self.line_size)]
+        for name, off in sorted(self.offsets.items(), key=lambda kv: kv[1]):
+            out[off // self.line_size].append(name)
+        return out
+
+    def group(self, field: str) -> str:
+        return GROUPS[field]
+
+
+def _pack_lines(name: str, lines: Sequence[Sequence[str]], line_size: int) -> Layout:
+    """Each given line starts on a cache-line boundary; a line too long for the
+    cache's lines spills over into as many as it needs."""
+    offsets: dict[str, int] = {}
+    at = 0
+    for i, line in enumerate(lines):
+        if not isinstance(line, list | tuple):
+            raise LayoutError("each cache line must be a list of field names", (i,))
+        for j, field in enumerate(line):
+            if field not in FIELDS:
+                import difflib
+
+                close = difflib.get_close_matches(str(field), list(FIELDS), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise LayoutError(f"no TCB field {field!r}{hint}", (i, j))
+            if field in offsets:
+                raise LayoutError(f"TCB field {field!r} placed twice", (i, j))
+            size = FIELDS[field]
+            if at % line_size + size > line_size:  # a field never straddles two lines
+                at += line_size - at % line_size
+            offsets[field] = at
+            at += size
+        at += -at % line_size
+    missing = [f for f in FIELDS if f not in offsets]
+    if missing:
+        raise LayoutError(f"layout leaves out TCB fields: {', '.join(missing)}")
+    return Layout(name, line_size, offsets, at)
+
+
+def make_layout(spec: str | Sequence[Sequence[str]], line_size: int) -> Layout:
+    """The layout `thesis`, `naive`, or a custom one given as lines of field names."""
+    if spec == "thesis":
+        if line_size >= 64:
+            # Wider lines: each group still gets lines of its own.
+            groups: dict[str, list[str]] = {}
+            for line in THESIS_LINES:
+                groups.setdefault(GROUPS[line[0]], []).extend(line)
+            return _pack_lines("thesis", list(groups.values()), line_size)
+        return _pack_lines("thesis", THESIS_LINES, line_size)
+    if spec == "naive":
+        return _pack_lines("naive", [NAIVE_ORDER], line_size)
+    if isinstance(spec, str):
+        raise LayoutError(f"tcb_layout must be thesis, naive or a list of lines, not {spec!r}")
+    return _pack_lines("custom", spec, line_size)

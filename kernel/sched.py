@@ -1,0 +1,190 @@
+"""Per-CPU scheduling: ready lists, wakeup queues, dispatcher, timer (§2.1.1, §6.1.1, §8.7).
+
+Design decision 1: fine-grain scheduling is processor local, so every CPU
+has its own ready lists and wakeup queue in its own kernel page (§8.8.3).
+The ready lists are "a processor local array [with] a head pointer per
+priority", each a doubly linked round-robin ring through the TCBs'
+`ready_next`/`ready_prev` fields (§8.7.2); a bitmap of non-empty priorities
+spares the dispatcher a scan of all 256 heads. A thread that blocks stays in
+its ready list: the dispatcher skips and unlinks threads that are not ready
+when it meets them (Liedtke's lazy trick, §8.7.3). The wakeup queue is a
+list through `wakeup_next`/`wakeup_prev`, ordered by wakeup time; threads
+waiting with an infinite timeout are not in it.
+
+Every access to these structures is a micro-op on simulated memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from kernel.thread import RUNNABLE, RUNNING, Thread
+from machine.ops import Op, Phase, Read, Write
+
+if TYPE_CHECKING:
+    from kernel.kernel import Kernel
+
+Path = Generator[Op, Any, Any]
+
+PRIORITIES = 256
+# Offsets in a CPU's kernel page.
+HEADS = 0  # 256 head pointers
+BITMAP = 1024  # 8 words, bit p%32 of word p//32: priority p non-empty
+GROUPS = 1056  # bit g: bitmap word g non-empty
+WAKEUP_HEAD = 1060
+CURRENT = 1064
+
+
+@dataclass(eq=False, slots=True)
+class CpuData:
+    """One CPU's kernel data: where its scheduling structures live, and who runs."""
+
+    number: int
+    page: int  # kernel address of this CPU's local page
+    idle: Thread
+    current: Thread
+    dispatches: int = 0
+    ticks: int = 0
+    fpu_owner: Thread | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def head(self, prio: int) -> int:
+        return self.page + HEADS + 4 * prio
+
+
+def _bsr(x: int) -> int:
+    return x.bit_length() - 1
+
+
+def enqueue_ready(k: Kernel, cd: CpuData, t: Thread) -> Path:
+    """Link `t` at the tail of its priority's round-robin ring, if it is not in one."""
+    if (yield Read(t.f["ready_next"])):
+        return  # already in a ready list (perhaps lazily, while it was blocked)
+    prio = yield Read(t.f["priority"])
+    head_addr = cd.head(prio)
+    head = yield Read(head_addr)
+    if not head:
+        yield Write(t.f["ready_next"], t.tcb)
+        yield Write(t.f["ready_prev"], t.tcb)
+        yield Write(head_addr, t.tcb)
+        word_addr = cd.page + BITMAP + 4 * (prio >> 5)
+        word = yield Read(word_addr)
+        yield Write(word_addr, word | 1 << (prio & 31))
+        if not word:
+            groups = yield Read(cd.page + GROUPS)
+            yield Write(cd.page + GROUPS, groups | 1 << (prio >> 5))
+        return
+    h = k.by_tcb[head]
+    tail = yield Read(h.f["ready_prev"])
+    yield Write(t.f["ready_next"], head)
+    yield Write(t.f["ready_prev"], tail)
+    yield Write(k.by_tcb[tail].f["ready_next"], t.tcb)
+    yield Write(h.f["ready_prev"], t.tcb)
+
+
+def dequeue_ready(k: Kernel, cd: CpuData, t: Thread) -> Path:
+    """Unlink `t` from its ready ring (a no-op if it is in none)."""
+    nxt = yield Read(t.f["ready_next"])
+    if not nxt:
+        return
+    prio = yield Read(t.f["priority"])
+    head_addr = cd.head(prio)
+    if nxt == t.tcb:  # the only one of its priority
+        yield Write(head_addr, 0)
+        word_addr = cd.page + BITMAP + 4 * (prio >> 5)
+        word = (yield Read(word_addr)) & ~(1 << (prio & 31))
+        yield Write(word_addr, word)
+        if not word:
+            groups = yield Read(cd.page + GROUPS)
+            yield Write(cd.page + GROUPS, groups & ~(1 << (prio >> 5)))
+    else:
+        prev = yield Read(t.f["ready_prev"])
+        yield Write(k.by_tcb[prev].f["ready_next"], nxt)
+        yield Write(k.by_tcb[nxt].f["ready_prev"], prev)
+        if (yield Read(head_addr)) == t.tcb:
+            yield Write(head_addr, nxt)
+    yield Write(t.f["ready_next"], 0)
+    yield Write(t.f["ready_prev"], 0)
+
+
+def rotate(k: Kernel, cd: CpuData, t: Thread) -> Path:
+    """Round robin: the thread after `t` becomes the head of `t`'s priority."""
+    prio = yield Read(t.f["priority"])
+    if (yield Read(cd.head(prio))) == t.tcb:
+        yield Write(cd.head(prio), (yield Read(t.f["ready_next"])))
+
+
+def dispatch(k: Kernel, cd: CpuData) -> Path:
+    """The ready thread of highest priority on this CPU, or None (§2.1.1, §8.7.3)."""
+    yield Phase("sched.dispatch")
+    cd.dispatches += 1
+    while True:
+        groups = yield Read(cd.page + GROUPS)
+        if not groups:
+            return None
+        g = _bsr(groups)
+        word = yield Read(cd.page + BITMAP + 4 * g)
+        prio = 32 * g + _bsr(word)
+        t = k.by_tcb[(yield Read(cd.head(prio)))]
+        if (yield Read(t.f["thread_state"])) in RUNNABLE:
+            return t
+        yield Phase("sched.skip_not_ready")  # the lazy trick: unlink it now
+        yield from dequeue_ready(k, cd, t)
+
+
+def enqueue_wakeup(k: Kernel, cd: CpuData, t: Thread, deadline: int) -> Path:
+    """Insert `t` into the CPU's wakeup queue, ordered by `deadline` (ticks)."""
+    t.deadline = deadline
+    cycles = deadline // k.machine.tpc
+    yield Write(t.f["ipc_timeout"], cycles)
+    prev_addr = cd.page + WAKEUP_HEAD
+    prev: Thread | None = None
+    cur = yield Read(prev_addr)
+    while cur:
+        c = k.by_tcb[cur]
+        yield Read(c.f["ipc_timeout"])
+        if c.deadline is not None and c.deadline > deadline:
+            break
+        prev = c
+        cur = yield Read(c.f["wakeup_next"])
+    yield Write(t.f["wakeup_next"], cur)
+    yield Write(t.f["wakeup_prev"], prev.tcb if prev else 0)
+    if cur:
+        yield Write(k.by_tcb[cur].f["wakeup_prev"], t.tcb)
+    yield Write(prev.f["wakeup_next"] if prev else cd.page + WAKEUP_HEAD, t.tcb)
+
+
+def dequeue_wakeup(k: Kernel, cd: CpuData, t: Thread) -> Path:
+    """Remove `t` from the wakeup queue (a no-op if it is not queued)."""
+    if t.deadline is None:
+        return
+    t.deadline = None
+    nxt = yield Read(t.f["wakeup_next"])
+    prev = yield Read(t.f["wakeup_prev"])
+    yield Write(k.by_tcb[prev].f["wakeup_next"] if prev else cd.page + WAKEUP_HEAD, nxt)
+    if nxt:
+        yield Write(k.by_tcb[nxt].f["wakeup_prev"], prev)
+    yield Write(t.f["wakeup_next"], 0)
+    yield Write(t.f["wakeup_prev"], 0)
+
+
+def expired(k: Kernel, cd: CpuData, now: int) -> Path:
+    """Threads at the head of the wakeup queue whose time has come (taken off the queue)."""
+    out = []
+    while True:
+        head = yield Read(cd.page + WAKEUP_HEAD)
+        if not head:
+            return out
+        t = k.by_tcb[head]
+        yield Read(t.f["ipc_timeout"])
+        if t.deadline is None or t.deadline > now:
+            return out
+        yield from dequeue_wakeup(k, cd, t)
+        out.append(t)
+
+
+def make_ready(k: Kernel, cd: CpuData, t: Thread, state: int = RUNNING) -> Path:
+    yield Write(t.f["thread_state"], state)
+    yield from enqueue_ready(k, cd, t)

@@ -1,0 +1,476 @@
+"""Address spaces: tasks, sigma0, map/grant/unmap, faults as IPC, long IPC (§2.2, §8.3.2, §8.8).
+
+Each task has a two-level page table in simulated memory (machine/paging.py)
+and a number in the mapping database (mapdb.py). sigma0 owns every free frame
+(§2.2: "we construct an initial address space called sigma 0 and establish a
+mapping to all available frames ... by hand"); it is a real thread that
+answers page-fault IPCs by mapping a fresh frame. A page fault becomes an IPC
+from the faulting thread to its pager (§2.2.2); a user-level pager
+(`serve_faults`) receives it, touches the page in its own space — faulting to
+*its* pager in turn — and replies with a map item.
+
+Map and grant copy page-table entries into the receiver's window and record
+the mapping; unmap walks the mapping database and edits every derived entry,
+invalidating the local TLB (other CPUs' TLBs are the shootdown's business).
+A long IPC copies strings through the comm space: the receiver's page
+directory entries are copied into the sender's, so the copy runs in the
+sender's address space (§8.3.2, §8.8.2); a fault there is redone in the
+receiver's context.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from kernel import ipc, sched
+from kernel.errors import IpcError
+from kernel.mapdb import MappingDb
+from kernel.program import Fpage, Ipc, ProgramCounter, ServeFaults, TaskNew, Unmap
+from kernel.thread import (
+    LOCKED_RUNNING,
+    LOCKED_WAITING,
+    RUNNING,
+    Space,
+    Task,
+    Thread,
+)
+from machine import paging
+from machine.cpu import Cpu
+from machine.memory import PAGE_SIZE
+from machine.ops import Compute, Invlpg, Op, Phase, Read, Trap, Write, kaddr
+
+if TYPE_CHECKING:
+    from kernel.kernel import Kernel
+
+Path = Generator[Op, Any, Any]
+
+KIP_FRAME = 0x0002_0000
+KIP_VADDR = 0xBFFF_F000
+KIP_CPUS = 0x20  # Version 4 X2: the highest processor number (§7.2)
+UTCB_VADDR = 0xBFF0_0000
+UTCB_SIZE = 512
+UTCB_CPU = 12  # Version 4 X2: the thread's current processor (§7.2)
+MR_OFFSET = 16  # message registers after the UTCB header
+UTCB_PAGES = 16  # 128 threads a task at most
+COMM_BASE = 0xC000_0000  # two 4 MB slots between user space and the kernel window
+COMM_PDE = COMM_BASE >> 22
+SIGMA0_TASK = 2
+PT_ALLOC_CYCLES = 200  # taking a zeroed frame from the kernel pool for a page table
+
+
+class Spaces:
+    """All address spaces and the mapping database."""
+
+    def __init__(self, k: Kernel) -> None:
+        self.k = k
+        self.mapdb = MappingDb()
+        self.spaces: list[Space] = []
+
+    def new_space(self, name: str) -> Space:
+        mem = self.k.machine.memory
+        sp = Space(len(self.spaces) + 1, paging.new_directory(mem), name)
+        self.spaces.append(sp)
+        return sp
+
+    def create_task_space(self, task: Task) -> Space:
+        """A fresh space for `task`, with the kernel info page and its UTCBs mapped."""
+        mem = self.k.machine.memory
+        sp = self.new_space(task.name)
+        task.space = sp
+        paging.map_page(mem, sp.pdbr, KIP_VADDR, KIP_FRAME, writable=False)
+        for i in range(UTCB_PAGES):
+            frame = mem.alloc_frame()
+            if i == 0:
+                task.utcb_frame = frame
+            paging.map_page(mem, sp.pdbr, UTCB_VADDR + i * PAGE_SIZE, frame)
+        return sp
+
+    def name_of(self, number: int) -> str:
+        return self.spaces[number - 1].name
+
+    def create_sigma0(self) -> Thread:
+        """sigma0, the root pager, as thread 2.1 on CPU 1 (§2.2)."""
+        k = self.k
+        task = Task("sigma0", SIGMA0_TASK)
+        k.tasks.append(task)
+        self.create_task_space(task)
+        t = k.add_thread(task, "sigma0", (), cpu=1, priority=255)
+        t.sigma0 = True
+        t.pc = ProgramCounter.start((ServeFaults(),))
+        return t
+
+    def write_utcb_cpu(self, t: Thread) -> None:
+        self.k.machine.memory.write(utcb_paddr(self.k, t) + UTCB_CPU, t.cpu)
+
+
+def utcb_paddr(k: Kernel, t: Thread) -> int:
+    """Physical address of `t`'s UTCB."""
+    i = t.tid.lthread - 1
+    vaddr = UTCB_VADDR + i * UTCB_SIZE
+    tr = paging.lookup(k.machine.memory, t.task.space.pdbr, vaddr)
+    return tr.frame + vaddr % PAGE_SIZE
+
+
+def message_registers(k: Kernel, t: Thread) -> int:
+    """Kernel address of `t`'s message registers (beyond the three in registers)."""
+    return kaddr(utcb_paddr(k, t) + MR_OFFSET)
+
+
+# --- page tables through micro-ops ----------------------------------------------
+
+
+def set_pte(k: Kernel, sp: Space, vaddr: int, frame: int, writable: bool) -> Path:
+    """Enter `frame` at `vaddr` in `sp`'s page table, allocating the table if needed."""
+    pda = paging.pde_addr(sp.pdbr, vaddr)
+    pde = yield Read(kaddr(pda))
+    if not pde & paging.PTE_PRESENT:
+        table = k.machine.memory.alloc_frame()
+        yield Compute(PT_ALLOC_CYCLES)
+        pde = table | paging.PTE_PRESENT | paging.PTE_WRITABLE | paging.PTE_USER
+        yield Write(kaddr(pda), pde)
+    flags = paging.PTE_PRESENT | paging.PTE_USER | (paging.PTE_WRITABLE if writable else 0)
+    yield Write(kaddr(paging.pte_addr(pde, vaddr)), (frame & paging.FRAME_MASK) | flags)
+
+
+def edit_pte(k: Kernel, sp: Space, vaddr: int, remove: bool) -> Path:
+    """Remove (flush) or write-protect (ro) the entry of `vaddr` in `sp`."""
+    pde = yield Read(kaddr(paging.pde_addr(sp.pdbr, vaddr)))
+    if not pde & paging.PTE_PRESENT:
+        return
+    pta = kaddr(paging.pte_addr(pde, vaddr))
+    pte = yield Read(pta)
+    yield Write(pta, 0 if remove else pte & ~paging.PTE_WRITABLE)
+
+
+def probe(k: Kernel, sp: Space, vaddr: int, write: bool) -> Path:
+    """Walk `sp`'s page tables as the kernel's copy routine does: is the page usable?"""
+    pde = yield Read(kaddr(paging.pde_addr(sp.pdbr, vaddr)))
+    if not pde & paging.PTE_PRESENT:
+        return False
+    pte = yield Read(kaddr(paging.pte_addr(pde, vaddr)))
+    return bool(pte & paging.PTE_PRESENT) and (not write or bool(pte & paging.PTE_WRITABLE))
+
+
+def invalidate_local(k: Kernel, t: Thread, sp: Space, vaddr: int) -> Path:
+    """Drop `vaddr` from this CPU's TLB if `sp` is the space it has loaded (§3.1.1)."""
+    c = k.machine.cpu(t.cpu)
+    if c.cr3 == sp.pdbr:
+        yield Invlpg(vaddr)
+
+
+# --- page faults ----------------------------------------------------------------
+
+
+def fault_handler(k: Kernel) -> Any:
+    def handle(c: Cpu, addr: int, write: bool, reason: str) -> Path:
+        return page_fault(k, c, addr, write, reason)
+
+    return handle
+
+
+def page_fault(k: Kernel, c: Cpu, addr: int, write: bool, reason: str) -> Path:
+    """A user access faulted: send the fault to the thread's pager and wait (§2.2.2)."""
+    cd = k.cpus[c.index]
+    t = cd.current
+    yield Phase("pf.raise")
+    k.counters.page_faults += 1
+    resolved = t.task is not None and reason != "supervisor"
+    if resolved:
+        resolved = yield from page_fault_ipc(k, t, addr, write)
+    if not resolved:
+        yield Phase("pf.kill")  # no pager could resolve it: the thread cannot go on
+        t.results.append(
+            {
+                "op": "page_fault",
+                "ok": False,
+                "error": "unresolved",
+                "xp": False,
+                "cpu": None,
+                "words": [addr, int(write)],
+            }
+        )
+        from kernel.syscalls import exit_thread
+
+        yield from exit_thread(k, cd, t)
+
+
+def page_fault_ipc(
+    k: Kernel, t: Thread, addr: int, write: bool, timeout: int | None = None
+) -> Path:
+    """The fault IPC: a call to `t`'s pager with (address, write), receiving a mapping."""
+    pager = t.pager
+    if pager is None or pager is t:
+        return False
+    yield Phase("pf.ipc")
+    state = yield Read(t.f["thread_state"])
+    partner = yield Read(t.f["partner"])
+    saved = (t.window, t.buffers, t.inbox, t.wake)
+    page = addr - addr % PAGE_SIZE
+    t.window = (page, PAGE_SIZE)
+    t.buffers = ()
+    t.fault = (addr, write)
+    op = Ipc(
+        "call",
+        to=pager.name,
+        source=pager.name,
+        words=(addr, int(write)),
+        timeout=timeout,
+        recv_timeout=timeout,
+    )
+    try:
+        yield from ipc.send(k, t, pager, op)
+        yield from ipc.receive(k, t, pager, timeout)
+        ok = True
+    except IpcError:
+        ok = False
+    finally:
+        t.window, t.buffers, t.inbox, t.wake = saved
+        t.fault = None
+    if state in (LOCKED_RUNNING, LOCKED_WAITING):  # a fault inside a long IPC: back to it
+        yield Write(t.f["thread_state"], state)
+        yield Write(t.f["partner"], partner)
+    return ok
+
+
+def pager_loop_step(k: Kernel, t: Thread, serve: Any) -> Path:
+    """One step of a pager: receive a fault, resolve it, reply with the page.
+
+    `serve(fault_addr, write)` is a path that makes the page present in the
+    pager's own space and returns the page's address there.
+    """
+    st = t.op_state
+    if "fault" not in st:
+        yield Trap()
+        yield Phase("pager.wait")
+        try:
+            sender = yield from ipc.receive(k, t, None, None)
+        except IpcError:
+            return
+        msg, t.inbox = t.inbox, None
+        words = tuple(msg.words) + (0, 0) if msg is not None else (0, 0)
+        st["fault"] = (sender.name, words[0], bool(words[1]))
+        return
+    faulter_name, addr, write = st["fault"]
+    src = yield from serve(addr, write)
+    yield Trap()
+    yield Phase("pager.reply")
+    faulter = k.by_name[faulter_name]
+    reply = Ipc("send", to=faulter_name, timeout=0, map=Fpage(src, PAGE_SIZE))
+    del st["fault"]
+    st["served"] = st.get("served", 0) + 1
+    with contextlib.suppress(IpcError):  # the faulter gave up (timeout, abort)
+        yield from ipc.send(k, t, faulter, reply)
+
+
+def sigma0_step(k: Kernel, t: Thread) -> Path:
+    """sigma0 maps a fresh frame for every fault, from its own idempotent space."""
+
+    def serve(addr: int, write: bool) -> Path:
+        mem = k.machine.memory
+        frame = mem.alloc_frame()
+        yield Phase("sigma0.grant_frame")
+        sp = t.task.space
+        paging.map_page(mem, sp.pdbr, frame, frame)  # sigma0 owns it "by hand" (§2.2)
+        k.spaces.mapdb.add_root(sp.number, frame, frame)
+        yield Compute(50)
+        return frame
+
+    yield from pager_loop_step(k, t, serve)
+
+
+def serve_faults_step(k: Kernel, t: Thread, op: ServeFaults) -> Path:
+    """A user-level pager (scenario op `serve_faults`): touch the page in its own space."""
+
+    def serve(addr: int, write: bool) -> Path:
+        page = addr - addr % PAGE_SIZE
+        c = k.machine.cpu(t.cpu)
+        if c.mode == "kernel":
+            from machine.ops import Iret
+
+            yield Iret()
+        yield Phase("pager.touch")
+        if write:
+            yield Write(page, (yield Read(page)))
+        else:
+            yield Read(page)
+        return page
+
+    yield from pager_loop_step(k, t, serve)
+    st = t.op_state
+    if op.count is not None and st.get("served", 0) >= op.count and "fault" not in st:
+        t.op_state.clear()
+        t.pc.advance()
+
+
+# --- map, grant, unmap ------------------------------------------------------------
+
+
+def map_items(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
+    """Map or grant `op`'s flexpage into `b`'s receive window (§2.2.1, §8.3.2)."""
+    grant = op.grant is not None
+    fp = op.grant if grant else op.map
+    if b.window is None:
+        raise IpcError("cut")  # the receiver accepts no mappings
+    waddr, wsize = b.window
+    size = min(fp.size, wsize)
+    dst_base = waddr + (fp.addr % wsize // size * size if fp.size < wsize else 0)
+    asp, bsp = a.task.space, b.task.space
+    db = k.spaces.mapdb
+    for off in range(0, size, PAGE_SIZE):
+        src, dst = fp.addr + off, dst_base + off
+        if not (yield from probe(k, asp, src, False)) or db.lookup(asp.number, src) is None:
+            raise IpcError("not_mapped")  # "only present pages can be mapped"
+        if grant:
+            node, removed = db.grant(asp.number, src, bsp.number, dst)
+        else:
+            node, removed = db.map(asp.number, src, bsp.number, dst)
+        for r in removed:
+            yield from edit_pte(k, k.spaces.spaces[r.space - 1], r.vaddr, remove=True)
+            yield from invalidate_local(k, a, k.spaces.spaces[r.space - 1], r.vaddr)
+        yield from set_pte(k, bsp, dst, node.frame, node.writable)
+        yield from invalidate_local(k, a, bsp, dst)
+        if grant:
+            yield from edit_pte(k, asp, src, remove=True)
+            yield from invalidate_local(k, a, asp, src)
+    return [(dst_base, size)]
+
+
+def unmap(k: Kernel, t: Thread, op: Unmap) -> Path:
+    """fpage_unmap: flush or write-protect every mapping derived from the pages (§2.2.2)."""
+    yield Phase("space.unmap")
+    from kernel.syscalls import result
+
+    sp = t.task.space
+    db = k.spaces.mapdb
+    changed = 0
+    for off in range(0, op.fpage.size, PAGE_SIZE):
+        vaddr = op.fpage.addr + off
+        for node in db.unmap(sp.number, vaddr, op.mode, op.own):
+            nsp = k.spaces.spaces[node.space - 1]
+            yield from edit_pte(k, nsp, node.vaddr, remove=op.mode == "flush")
+            yield from invalidate_local(k, t, nsp, node.vaddr)
+            changed += 1
+    return result("unmap", value=changed)
+
+
+# --- tasks and threads --------------------------------------------------------------
+
+
+def task_new(k: Kernel, t: Thread, op: TaskNew) -> Path:
+    """task_new (§2.2.3): an empty space and its first thread, on the creator's CPU (§7.1)."""
+    from kernel.syscalls import result
+
+    yield Phase("task.new")
+    task = next(x for x in k.tasks if x.name == op.task)
+    if task.started:
+        return result("task_new", ok=False, error="exists")
+    k.spaces.create_task_space(task)
+    yield Compute(500)  # building the page directory and the UTCB area
+    first = task.threads[0]
+    first.cpu = t.cpu  # "created locally on the current processor of the creator"
+    k.machine.memory.write(first.f["cpu"] - kaddr(0), t.cpu)
+    yield from start_thread(k, first)
+    task.started = True
+    return result("task_new", value=first.word)
+
+
+def start_thread(k: Kernel, t: Thread) -> Path:
+    """Make `t` present and ready on its CPU."""
+    yield Write(t.f["myself"], t.word)
+    yield Write(t.f["space"], t.task.space.pdbr)
+    k.spaces.write_utcb_cpu(t)
+    yield from sched.make_ready(k, k.cpus[t.cpu - 1], t, RUNNING)
+
+
+# --- long IPC -------------------------------------------------------------------------
+
+
+def copy_strings(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
+    """Copy `op`'s strings into `b`'s buffers through the comm space (§8.3.2, §8.8.2)."""
+    line = k.machine.profile.cache.line_size
+    mem = k.machine.memory
+    asp, bsp = a.task.space, b.task.space
+    for i, s in enumerate(op.strings):
+        if i >= len(b.buffers) or s.size > b.buffers[i].size:
+            raise IpcError("cut")  # "the message exceeds the receive window"
+        d = b.buffers[i]
+        slot = d.addr >> 22
+        yield from _map_comm(k, a, bsp, slot)
+        invalidated: set[int] = set()
+        for off in range(0, s.size, line):
+            src, dst = s.addr + off, d.addr + off
+            if off == 0 or src % PAGE_SIZE < line:
+                while not (yield from probe(k, asp, src, False)):
+                    if not (yield from page_fault_ipc(k, a, src, False, op.xfer_timeout)):
+                        raise IpcError("timeout")
+            if off == 0 or dst % PAGE_SIZE < line:
+                while not (yield from probe(k, bsp, dst, True)):
+                    yield from receiver_fault(k, a, b, dst, op.xfer_timeout)
+                    yield from _map_comm(k, a, bsp, slot)
+                    invalidated.clear()
+            comm = COMM_BASE + (dst - (slot << 22))
+            if comm >> 12 not in invalidated:
+                yield Invlpg(comm)  # the comm window points elsewhere now
+                invalidated.add(comm >> 12)
+            value = yield Read(src & ~3)
+            yield Write(comm & ~3, value)
+            # rep movsd moves the rest of the line with the same two lines held.
+            n = min(line, s.size - off)
+            for w in range(4, n, 4):
+                sa = paging.lookup(mem, asp.pdbr, src + w)
+                da = paging.lookup(mem, bsp.pdbr, dst + w)
+                if sa and da:
+                    mem.write(
+                        da.frame + (dst + w) % PAGE_SIZE & ~3,
+                        mem.read(sa.frame + (src + w) % PAGE_SIZE & ~3),
+                    )
+            if n > 4:
+                yield Compute((n - 4) // 4)
+            if a.abort or b.abort:
+                raise IpcError("aborted")
+
+
+def _map_comm(k: Kernel, a: Thread, bsp: Space, slot: int) -> Path:
+    """Point the sender's comm window at the receiver's 8 MB around the buffer."""
+    yield Phase("ipc.transfer.comm_map")
+    asp = a.task.space
+    for j in range(2):
+        pde = yield Read(kaddr(bsp.pdbr + 4 * (slot + j)))
+        yield Write(kaddr(asp.pdbr + 4 * (COMM_PDE + j)), pde)
+
+
+def receiver_fault(k: Kernel, a: Thread, b: Thread, vaddr: int, timeout: int | None) -> Path:
+    """A fault in the receiver's space: redo it in the receiver's context (§8.3.2).
+
+    "the kernel page fault handler ... temporarily switches to the receiver
+    thread's context and invokes the pagefault again"; the receiver's pager
+    resolves it and the receiver switches back to the sender.
+    """
+    yield Phase("ipc.transfer.receiver_fault")
+    cd = k.cpus[a.cpu - 1]
+    b.fault = (vaddr, True)
+    b.redo_sender = a
+    b.wake = "redo_fault"
+    a.wake = None
+    yield from sched.make_ready(k, cd, b, LOCKED_RUNNING)
+    yield Write(a.f["thread_state"], LOCKED_WAITING)
+    yield from k.switch_to(cd, b)
+    if a.wake != "partner":
+        raise IpcError("timeout" if a.wake == "timeout" else "aborted")
+    yield Write(a.f["thread_state"], LOCKED_RUNNING)
+
+
+def redo_fault(k: Kernel, b: Thread, timeout: int | None) -> Path:
+    """The receiver's side of `receiver_fault`: fault, then hand the CPU back."""
+    a = b.redo_sender
+    addr, write = b.fault
+    ok = yield from page_fault_ipc(k, b, addr, write, timeout)
+    b.fault = None
+    cd = k.cpus[b.cpu - 1]
+    a.wake = "partner" if ok else "timeout"
+    b.wake = None
+    yield Write(b.f["thread_state"], LOCKED_WAITING)
+    yield from sched.make_ready(k, cd, a, LOCKED_RUNNING)
+    yield from k.switch_to(cd, a)

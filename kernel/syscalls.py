@@ -1,0 +1,261 @@
+"""A thread's program, step by step, and the system calls it makes (thesis §2, §7).
+
+`thread_step` is what a CPU runs for its current thread when the thread's
+kernel stack is empty: the next op of its program. Plain work (`compute`,
+`touch`, `fpu`) runs in user mode; a system call traps into the kernel, runs
+its path — which may block, switching to another thread's stack — records
+its result, and returns to user mode with the next step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from kernel import ipc, sched, space
+from kernel.errors import IpcError
+from kernel.program import (
+    Compute,
+    ExRegs,
+    Fpu,
+    Halt,
+    Ipc,
+    ProgramCounter,
+    ReadKip,
+    ReadUtcbCpu,
+    Schedule,
+    ServeFaults,
+    Sleep,
+    TaskNew,
+    ThreadSwitch,
+    Touch,
+    Unmap,
+)
+from kernel.sched import CpuData
+from kernel.thread import INACTIVE, RUNNABLE, RUNNING, WAITING, Thread
+from machine.cpu import Cpu
+from machine.ops import Compute as ComputeOp
+from machine.ops import Iret, Op, Phase, Read, Trap, Write
+
+if TYPE_CHECKING:
+    from kernel.kernel import Kernel
+
+Path = Generator[Op, Any, Any]
+SLEEP_PARTNER = 0xFFFF_FFFE  # a partner no thread can be: sleeping is receiving from nobody
+FPU_SWITCH_CYCLES = 120  # device-not-available fault, fsave of the owner, frstor
+
+
+def result(op: str, **fields: Any) -> dict[str, Any]:
+    """A syscall result with the keys of DESIGN.md §2."""
+    out: dict[str, Any] = {
+        "op": op,
+        "ok": True,
+        "error": None,
+        "xp": False,
+        "cpu": None,
+        "words": [],
+    }
+    out.update(fields)
+    return out
+
+
+def thread_step(k: Kernel, c: Cpu, cd: CpuData, t: Thread) -> Path:
+    """Run the next op of `t`'s program on CPU `c`."""
+    op = t.pc.op
+    if op is None or isinstance(op, Halt):
+        yield from exit_thread(k, cd, t)
+        return
+    if c.mode == "kernel":
+        yield Iret()  # back to user mode after the last system call or switch
+    if t.sigma0:
+        yield from space.sigma0_step(k, t)
+        return
+    if isinstance(op, Compute):
+        yield ComputeOp(op.cycles)
+        t.pc.advance()
+    elif isinstance(op, Touch):
+        if op.write:
+            yield Write(op.addr & ~3, 1)
+        else:
+            yield Read(op.addr & ~3)
+        t.pc.advance()
+    elif isinstance(op, Fpu):
+        yield from fpu(k, c, t, op.cycles)
+        t.pc.advance()
+    elif isinstance(op, ReadUtcbCpu):
+        value = yield Read(space.UTCB_VADDR + (t.tid.lthread - 1) * space.UTCB_SIZE + 12)
+        t.results.append(result("read_utcb_cpu", value=value))
+        t.pc.advance()
+    elif isinstance(op, ReadKip):
+        value = yield Read(space.KIP_VADDR + space.KIP_CPUS)
+        t.results.append(result("read_kip", value=value & 0xFF))
+        t.pc.advance()
+    elif isinstance(op, ServeFaults):
+        yield from space.serve_faults_step(k, t, op)
+    else:
+        yield Trap()
+        res = yield from syscall(k, t, op)
+        if res is not None:
+            t.results.append(res)
+        t.pc.advance()
+
+
+def syscall(k: Kernel, t: Thread, op: Any) -> Path:
+    """The kernel side of one system call; returns its result (None for sleep)."""
+    if isinstance(op, Ipc):
+        return (yield from do_ipc(k, t, op))
+    if isinstance(op, Sleep):
+        yield from sleep(k, t, op.cycles)
+        return None
+    if isinstance(op, ThreadSwitch):
+        return (yield from thread_switch(k, t, op))
+    if isinstance(op, Schedule):
+        return (yield from schedule(k, t, op))
+    if isinstance(op, ExRegs):
+        return (yield from ex_regs(k, t, op))
+    if isinstance(op, Unmap):
+        return (yield from space.unmap(k, t, op))
+    if isinstance(op, TaskNew):
+        return (yield from space.task_new(k, t, op))
+    raise TypeError(f"not a system call: {op!r}")  # pragma: no cover - loader checks
+
+
+def resolve(k: Kernel, name: str | None) -> Thread | None:
+    return None if name is None else k.by_name.get(name)
+
+
+def do_ipc(k: Kernel, t: Thread, op: Ipc) -> Path:
+    """One IPC system call: the send phase, then the receive phase (§8.3.1)."""
+    yield Phase(f"ipc.{op.kind}")
+    res = result(op.kind)
+    t.abort = False
+    t.window = (op.window.addr, op.window.size) if op.window else None
+    t.buffers = op.buffers
+    try:
+        if op.sends:
+            dest = resolve(k, op.to) if op.to is not None else t.last_sender
+            if dest is None:
+                raise IpcError("not_exist")
+            res["xp"] = dest.cpu != t.cpu
+            yield from ipc.send(k, t, dest, op)
+        if op.receives:
+            source = resolve(k, op.source)
+            timeout = op.recv_timeout
+            sender = yield from ipc.receive(k, t, source, timeout)
+            msg, t.inbox = t.inbox, None
+            if msg is not None:
+                res["words"] = list(msg.words)
+                res["xp"] = res["xp"] or msg.xp
+                if msg.mapped:
+                    res["mapped"] = [list(m) for m in msg.mapped]
+            res["from"] = sender.name if sender is not None else None
+            t.last_sender = sender
+    except IpcError as e:
+        res.update(ok=False, error=e.error, cpu=e.cpu)
+        if e.error == "xp_abort":
+            res["xp"] = True
+    finally:
+        t.window, t.buffers, t.abort = None, (), False
+    return res
+
+
+def sleep(k: Kernel, t: Thread, cycles: int) -> Path:
+    """L4's sleep: a receive from nobody that ends by its timeout."""
+    yield Phase("ipc.sleep")
+    yield Write(t.f["partner"], SLEEP_PARTNER)
+    yield Write(t.f["thread_state"], WAITING)
+    yield from ipc.wait_for_partner(k, t, None, cycles)
+    yield Write(t.f["thread_state"], RUNNING)
+
+
+def thread_switch(k: Kernel, t: Thread, op: ThreadSwitch) -> Path:
+    """thread_switch (§6.1.1 conclusion 2): to a local ready thread, else the dispatcher."""
+    yield Phase("sched.thread_switch")
+    cd = k.cpus[t.cpu - 1]
+    target = resolve(k, op.to)
+    if (
+        target is not None
+        and target is not t
+        and target.cpu == t.cpu
+        and (yield Read(target.f["thread_state"])) in RUNNABLE
+    ):
+        yield from k.switch_to(cd, target)  # donate the rest of our timeslice
+        return result("thread_switch")
+    yield from sched.rotate(k, cd, t)
+    yield from k.switch_to(cd, None)
+    return result("thread_switch")
+
+
+def schedule(k: Kernel, t: Thread, op: Schedule) -> Path:
+    """thread_schedule: priority and timeslice below the caller's MCP (§2.1.1, §6.1.2)."""
+    yield Phase("sched.thread_schedule")
+    target = k.by_name[op.thread]
+    mcp = yield Read(t.f["mcp"])
+    prio = yield Read(target.f["priority"])
+    new_prio = prio if op.priority is None else op.priority
+    if prio >= mcp or new_prio >= mcp:
+        return result("schedule", ok=False, error="denied")
+    if op.cpu and op.cpu != target.cpu:
+        if target is t:
+            return result("schedule", ok=False, error="denied")  # ID 4: no self-migration
+        # Migration (§8.7) is part of the SMP mechanisms, not of this kernel yet.
+        return result("schedule", ok=False, error="not_supported")
+    if op.timeslice is not None:
+        yield Write(target.f["timeslice"], op.timeslice)
+    if new_prio != prio:
+        cd = k.cpus[target.cpu - 1]
+        # Changing the priority is deleting and reinserting the thread (§8.7.2, B then C).
+        linked = yield Read(target.f["ready_next"])
+        if linked:
+            yield from sched.dequeue_ready(k, cd, target)
+        yield Write(target.f["priority"], new_prio)
+        if linked or (yield Read(target.f["thread_state"])) in RUNNABLE:
+            yield from sched.enqueue_ready(k, cd, target)
+    return result("schedule", value=prio)
+
+
+def ex_regs(k: Kernel, t: Thread, op: ExRegs) -> Path:
+    """lthread_ex_regs (§2.1.2): new ip/sp/pager, aborting an ongoing IPC of the target."""
+    yield Phase("thread.ex_regs")
+    target = k.by_name[op.thread]
+    if target.task is not t.task:
+        return result("ex_regs", ok=False, error="denied")
+    state = yield Read(target.f["thread_state"])
+    yield from ipc.abort(k, target)
+    if op.pager is not None:
+        target.pager = k.by_name[op.pager]
+        yield Write(target.f["pager"], target.pager.word)
+    if op.sp is not None:
+        target.sp = op.sp
+        yield Write(target.f["stack"], op.sp)
+    if op.ip is not None:
+        target.ip = op.ip
+        program = target.spec.program if target.spec is not None else ()
+        target.pc = ProgramCounter.start(tuple(program[op.ip :]))
+        if state == INACTIVE:  # setting the ip of a dead thread creates it (§2.1.2)
+            yield from space.start_thread(k, target)
+    return result("ex_regs")
+
+
+def fpu(k: Kernel, c: Cpu, t: Thread, cycles: int) -> Path:
+    """Floating-point work with lazy FPU switching (§2.4)."""
+    cd = k.cpus[c.index]
+    if cd.fpu_owner is not t:
+        yield Phase("fpu.switch")
+        if cd.fpu_owner is not None:
+            yield Write(cd.fpu_owner.f["resources"], 0)  # fsave into the old owner's TCB
+        yield Write(t.f["resources"], 1)
+        yield ComputeOp(FPU_SWITCH_CYCLES)
+        cd.fpu_owner = t
+    yield ComputeOp(cycles)
+    t.fpu_cycles += cycles
+
+
+def exit_thread(k: Kernel, cd: CpuData, t: Thread) -> Path:
+    """The program has ended: the thread becomes inactive and leaves the CPU."""
+    yield Phase("thread.exit")
+    t.pc.halt()
+    yield Write(t.f["thread_state"], INACTIVE)
+    if cd.fpu_owner is t:
+        cd.fpu_owner = None
+    yield from k.switch_to(cd, None)

@@ -1,0 +1,254 @@
+"""A machine and its kernel built from a scenario, run headless to its end (DESIGN.md §2).
+
+`System` is what every front end drives underneath: it builds the machine
+from the scenario's profile, the kernel with its tasks, threads and pagers,
+and runs it until no thread can ever run again, a step or cycle limit, or a
+deadlock. It reports the `run --json` summary and checks the scenario's
+expectations.
+
+**When a run ends** (DESIGN.md §2): every thread is inactive or blocked with
+an infinite timeout, nothing is in flight (no IPI on the APIC bus or in an
+APIC slot, no external interrupt), so only the idle timer ticks would go on.
+**Deadlock**: a cycle in the IPC wait-for graph — closed receives and
+polling senders with infinite timeouts. A server idle in an open receive is
+not waiting *for* anyone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kernel.ids import NIL
+from kernel.kernel import Kernel
+from kernel.scenario import Expect, Scenario
+from kernel.sched import BITMAP, CpuData
+from kernel.thread import INACTIVE, POLLING, RUNNING, STATE_NAMES, WAITING, Thread
+from machine import Machine
+from machine.ops import Hlt
+
+QUIESCENCE_CHECK = 4096  # steps between checks when no CPU halts
+COUNTER_NAMES = ("ipc", "xp_ipc", "ipis_sent", "migrations", "tlb_shootdowns", "page_faults")
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """An edge of the wait-for graph: `thread` waits for `on` (as `how`)."""
+
+    thread: str
+    on: str
+    how: str  # "polling on" | "waiting for"
+
+
+class System:
+    """One run of a scenario: machine, kernel, and the bookkeeping of its end."""
+
+    def __init__(self, scenario: Scenario, seed: int | None = None) -> None:
+        self.scenario = scenario
+        self.seed = scenario.seed if seed is None else seed
+        self.machine = Machine(scenario.profile, seed=self.seed)
+        ks = scenario.kernel
+        self.kernel = k = Kernel(self.machine, ks.tcb_layout, ks.tick, ks.xp_ipc)
+        for ts in scenario.tasks:
+            task = k.add_task(ts.name, start=ts.start)
+            for th in ts.threads:
+                k.add_thread(
+                    task, th.name, th.program, th.cpu, th.priority, th.timeslice, th.mcp, spec=th
+                )
+        for th in scenario.threads():
+            t = k.by_name[th.name]
+            t.pager = k.by_name[th.pager]
+            self.machine.memory.write(t.f["pager"] - 0xE000_0000, t.pager.word)
+        k.start()
+        self.ended: str | None = None  # why the run stopped: end, deadlock, max_steps, until
+
+    # --- running -------------------------------------------------------------------
+
+    def run(self, max_steps: int | None = None, until_cycle: int | None = None) -> str:
+        """Run to the end (or a limit); returns why it stopped."""
+        m = self.machine
+        limit = None if until_cycle is None else m.ticks(until_cycle)
+        steps = 0
+        since_check = 0
+        step = m.step
+        while True:
+            if max_steps is not None and steps >= max_steps:
+                self.ended = "max_steps"
+                break
+            if limit is not None:
+                got = m.peek()
+                if got is None or got[0].clock >= limit:
+                    self.ended = "until_cycle" if got is not None else "end"
+                    break
+            op = step()
+            if op is None:
+                self.ended = "end"
+                break
+            steps += 1
+            since_check += 1
+            if type(op) is Hlt or since_check >= QUIESCENCE_CHECK:
+                since_check = 0
+                if self.quiescent():
+                    self.ended = "deadlock" if self.wait_cycle() else "end"
+                    break
+        return self.ended
+
+    def quiescent(self) -> bool:
+        """No thread can ever run again and nothing is in flight (DESIGN.md §2)."""
+        k = self.kernel
+        for t in k.threads:
+            if t.task is None:
+                continue
+            state = k.field(t, "thread_state")
+            if state == INACTIVE:
+                continue
+            if state in (WAITING, POLLING) and t.deadline is None:
+                continue
+            return False
+        m = self.machine
+        if m.apics.in_flight or any(
+            a.slots or a.irr_other & ~(1 << 0xEF) or a.outgoing for a in m.apics.apics
+        ):
+            return False
+        return all(e[2] == "apic.timer" for e in m.events)
+
+    def waits(self) -> list[Wait]:
+        """The IPC wait-for graph: who waits for whom, with an infinite timeout."""
+        k = self.kernel
+        out = []
+        for t in k.threads:
+            if t.task is None or t.deadline is not None:
+                continue
+            state = k.field(t, "thread_state")
+            partner = k.field(t, "partner")
+            if state not in (WAITING, POLLING) or partner == NIL:
+                continue
+            other = next((x for x in k.threads if x.task is not None and x.word == partner), None)
+            if other is None:
+                continue
+            how = "polling on" if state == POLLING else "waiting for"
+            out.append(Wait(t.name, other.name, how))
+        return out
+
+    def wait_cycle(self) -> list[Wait]:
+        """A cycle in the wait-for graph (a deadlock), or []."""
+        edges = {w.thread: w for w in self.waits()}
+        for start in edges:
+            seen: list[str] = []
+            cur = start
+            while cur in edges and cur not in seen:
+                seen.append(cur)
+                cur = edges[cur].on
+            if cur in seen:
+                cycle = seen[seen.index(cur) :]
+                return [edges[n] for n in cycle]
+        return []
+
+    # --- reporting -----------------------------------------------------------------
+
+    def ready_list(self, cd: CpuData) -> list[str]:
+        """The names in a CPU's ready lists, highest priority first, round-robin order."""
+        k = self.kernel
+        mem = self.machine.memory
+        base = cd.page - 0xE000_0000
+        out = []
+        for word in range(7, -1, -1):
+            bits = mem.read(base + BITMAP + 4 * word)
+            for bit in range(31, -1, -1):
+                if not bits >> bit & 1:
+                    continue
+                head = mem.read(base + 4 * (32 * word + bit))
+                cur = head
+                while cur:
+                    out.append(k.by_tcb[cur].name)
+                    cur = k.field(k.by_tcb[cur], "ready_next")
+                    if cur == head:
+                        break
+        return out
+
+    def counters(self) -> dict[str, Any]:
+        k, m = self.kernel, self.machine
+        c = k.counters
+        return {
+            "ipc": c.ipc,
+            "xp_ipc": c.xp_ipc,
+            "ipis_sent": sum(a.ipis_sent for a in m.apics.apics),
+            "migrations": c.migrations,
+            "tlb_shootdowns": c.tlb_shootdowns,
+            "page_faults": c.page_faults,
+            "mesi": {name: n for name, n in m.coherence.transitions.items() if n},
+        }
+
+    def thread_view(self, t: Thread) -> dict[str, Any]:
+        k = self.kernel
+        return {
+            "id": str(t.tid),
+            "cpu": t.cpu,
+            "state": k.state(t),
+            "priority": k.field(t, "priority"),
+            "results": list(t.results),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The `run --json` summary (DESIGN.md §2)."""
+        k, m = self.kernel, self.machine
+        cycle = self.wait_cycle() if self.ended in ("deadlock", "end") else []
+        out: dict[str, Any] = {
+            "scenario": self.scenario.name,
+            "seed": self.seed,
+            "cycles": max(c.clock for c in m.cpus) // m.tpc,
+            "steps": m.steps,
+            "deadlock": bool(cycle),
+            "ended": self.ended,
+            "cpus": [
+                {
+                    "id": cd.number,
+                    "cycles": m.cpu(cd.number).clock // m.tpc,
+                    "current": None if cd.current is cd.idle else cd.current.name,
+                    "ready": self.ready_list(cd),
+                    "ipis_received": m.apics.apics[cd.number - 1].ipis_received,
+                }
+                for cd in k.cpus
+            ],
+            "threads": {
+                th.name: self.thread_view(k.by_name[th.name]) for th in self.scenario.threads()
+            },
+            "counters": self.counters(),
+        }
+        if cycle:
+            out["waits"] = [f"{w.thread} {w.how} {w.on}" for w in cycle]
+        out["expect"] = [{"check": e.check, "ok": self.check(e)} for e in self.scenario.expect]
+        return out
+
+    def deadlock_message(self) -> str:
+        return ", ".join(f"{w.thread} {w.how} {w.on}" for w in self.wait_cycle())
+
+    def check(self, e: Expect) -> bool:
+        """Whether expectation `e` holds now."""
+        k = self.kernel
+        f = e.fields
+        if "deadlock" in f:
+            return bool(self.wait_cycle()) == f["deadlock"]
+        if "counter" in f:
+            name = f["counter"]
+            counters = self.counters()
+            value = (
+                counters["mesi"].get(name[5:], 0) if name.startswith("mesi.") else counters[name]
+            )
+            if "equals" in f and value != f["equals"]:
+                return False
+            if "min" in f and value < f["min"]:
+                return False
+            return not ("max" in f and value > f["max"])
+        t = k.by_name[e.thread]
+        if e.result is not None:
+            try:
+                r = t.results[e.result]
+            except IndexError:
+                return False
+            return all(r.get(key) == want for key, want in f.items())
+        view = self.thread_view(t)
+        return all(view.get(key) == want for key, want in f.items())
+
+
+__all__ = ["STATE_NAMES", "RUNNING", "System", "Wait"]
