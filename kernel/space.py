@@ -175,7 +175,6 @@ def page_fault(k: Kernel, c: Cpu, addr: int, write: bool, reason: str) -> Path:
     cd = k.cpus[c.index]
     t = cd.current
     yield Phase("pf.raise")
-    k.counters.page_faults += 1
     resolved = t.task is not None and reason != "supervisor"
     if resolved:
         resolved = yield from page_fault_ipc(k, t, addr, write)
@@ -204,6 +203,7 @@ def page_fault_ipc(
     if pager is None or pager is t:
         return False
     yield Phase("pf.ipc")
+    k.counters.page_faults += 1
     state = yield Read(t.f["thread_state"])
     partner = yield Read(t.f["partner"])
     saved = (t.window, t.buffers, t.inbox, t.wake)

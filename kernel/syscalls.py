@@ -63,6 +63,8 @@ def thread_step(k: Kernel, c: Cpu, cd: CpuData, t: Thread) -> Path:
     """Run the next op of `t`'s program on CPU `c`."""
     op = t.pc.op
     if op is None or isinstance(op, Halt):
+        if c.mode == "user":
+            yield Trap()  # halting is a kernel matter
         yield from exit_thread(k, cd, t)
         return
     if c.mode == "kernel":
