@@ -1,0 +1,156 @@
+"""Kernel invariants, checked at quiescent points — each kernel exit (DESIGN.md §1, §8.3.3).
+
+What must hold whenever no kernel path is half-way through on a CPU:
+
+- every thread is in the scheduling structures of its own CPU only (design
+  decision 1), at most once each: ready lists, wakeup queue;
+- every list's links are consistent (next/prev agree, rings close, the
+  wakeup queue is ordered by time);
+- states agree with the queues: a thread in a wakeup queue is waiting or
+  polling; a polling thread is in its partner's send queue; a ready thread
+  that is not running is in its CPU's ready list (a *blocked* thread may
+  still be in one: Liedtke's lazy dequeueing, §8.7.3);
+- at most one IPC is set up to any receiver (§8.3.3's first guideline);
+- no APIC holds more than its two IPI slots (§8.3.4).
+
+`check` reads memory directly (no micro-ops) and returns the violations as
+readable lines; an empty list means all is well.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kernel.ids import NIL
+from kernel.sched import BITMAP, HEADS, WAKEUP_HEAD
+from kernel.thread import (
+    LOCKED_RUNNING,
+    LOCKED_WAITING,
+    POLLING,
+    RUNNING,
+    STATE_NAMES,
+    WAITING,
+    Thread,
+)
+from machine.ops import kaddr
+
+if TYPE_CHECKING:
+    from kernel.kernel import Kernel
+
+LIMIT = 4096  # a list longer than this is a loop
+
+
+def _ring(k: Kernel, head: int, nxt: str, prv: str, what: str, out: list[str]) -> list[Thread]:
+    """The members of a ring of TCBs starting at `head`, checking its links."""
+    members: list[Thread] = []
+    cur = head
+    while cur:
+        t = k.by_tcb.get(cur)
+        if t is None:
+            out.append(f"{what}: link to {cur:#x}, which is no TCB")
+            break
+        members.append(t)
+        n = k.field(t, nxt)
+        if not n:
+            out.append(f"{what}: {t.name} has no {nxt} in a ring")
+            break
+        if k.field(k.by_tcb[n], prv) != cur:
+            out.append(f"{what}: {k.by_tcb[n].name}.{prv} does not point back to {t.name}")
+        cur = n
+        if cur == head or len(members) > LIMIT:
+            break
+    return members
+
+
+def check(k: Kernel) -> list[str]:
+    """Every violation of the kernel invariants, as text."""
+    out: list[str] = []
+    mem = k.machine.memory
+    where_ready: dict[str, int] = {}
+    where_wakeup: dict[str, int] = {}
+    for cd in k.cpus:
+        base = cd.page - kaddr(0)
+        for prio in range(256):
+            head = mem.read(base + HEADS + 4 * prio)
+            bit = mem.read(base + BITMAP + 4 * (prio >> 5)) >> (prio & 31) & 1
+            if bool(head) != bool(bit):
+                out.append(f"cpu{cd.number}: priority {prio} head and bitmap disagree")
+            for t in _ring(k, head, "ready_next", "ready_prev", f"cpu{cd.number} ready", out):
+                if t.name in where_ready:
+                    out.append(
+                        f"{t.name} is in the ready lists of cpu{where_ready[t.name]} "
+                        f"and cpu{cd.number}"
+                    )
+                where_ready[t.name] = cd.number
+                if t.cpu != cd.number:
+                    out.append(f"{t.name} (on cpu{t.cpu}) is in cpu{cd.number}'s ready list")
+                if k.field(t, "priority") != prio:
+                    out.append(
+                        f"{t.name} is in the list of priority {prio} but has "
+                        f"{k.field(t, 'priority')}"
+                    )
+        cur = mem.read(base + WAKEUP_HEAD)
+        prev_tcb, last = 0, -1
+        n = 0
+        while cur and n <= LIMIT:
+            t = k.by_tcb[cur]
+            n += 1
+            if t.name in where_wakeup:
+                out.append(f"{t.name} is twice in wakeup queues")
+                break
+            where_wakeup[t.name] = cd.number
+            if t.cpu != cd.number:
+                out.append(f"{t.name} (on cpu{t.cpu}) is in cpu{cd.number}'s wakeup queue")
+            if k.field(t, "wakeup_prev") != prev_tcb:
+                out.append(f"cpu{cd.number} wakeup queue: {t.name}.wakeup_prev is wrong")
+            if t.deadline is None or t.deadline < last:
+                out.append(f"cpu{cd.number} wakeup queue is not ordered at {t.name}")
+            last = t.deadline if t.deadline is not None else last
+            prev_tcb, cur = cur, k.field(t, "wakeup_next")
+    in_sendq: dict[str, str] = {}
+    for b in k.threads:
+        if b.task is None:
+            continue
+        for a in _ring(
+            k, k.field(b, "send_queue"), "send_next", "send_prev", f"{b.name} send queue", out
+        ):
+            in_sendq[a.name] = b.name
+    locked_to: dict[int, list[str]] = {}
+    for t in k.threads:
+        if t.task is None:
+            continue
+        state = k.field(t, "thread_state")
+        cd = k.cpus[t.cpu - 1]
+        if t.name in where_wakeup and state not in (WAITING, POLLING):
+            out.append(f"{t.name} is {STATE_NAMES[state]} but in a wakeup queue")
+        if t.deadline is not None and t.name not in where_wakeup:
+            out.append(f"{t.name} has a timeout but is in no wakeup queue")
+        if state == POLLING:
+            partner = k.field(t, "partner")
+            owner = in_sendq.get(t.name)
+            if owner is None or k.by_name[owner].word != partner:
+                out.append(f"{t.name} is polling but not in its partner's send queue")
+        elif t.name in in_sendq:
+            out.append(f"{t.name} is {STATE_NAMES[state]} but in {in_sendq[t.name]}'s send queue")
+        if (
+            state in (RUNNING, LOCKED_RUNNING)
+            and cd.current is not t
+            and (t.name not in where_ready)
+        ):
+            out.append(f"{t.name} is ready but in no ready list")
+        if state == LOCKED_RUNNING:
+            partner = k.field(t, "partner")
+            if partner != NIL:
+                locked_to.setdefault(partner, []).append(t.name)
+    for receiver_word, senders in locked_to.items():
+        receiver = next((x for x in k.threads if x.task and x.word == receiver_word), None)
+        if (
+            receiver is not None
+            and k.field(receiver, "thread_state") == LOCKED_WAITING
+            and len(senders) > 1
+        ):
+            out.append(f"more than one IPC set up to {receiver.name}: {', '.join(senders)}")
+    for a in k.machine.apics.apics:
+        if len(a.slots) > k.machine.apics.nslots:
+            out.append(f"cpu{a.cpu + 1}: {len(a.slots)} IPIs in {k.machine.apics.nslots} slots")
+    return out
