@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from kernel import sched, transfer
+from kernel import interrupts, sched, transfer
 from kernel.errors import IpcError
 from kernel.ids import NIL
 from kernel.program import Ipc
@@ -115,6 +115,12 @@ def send(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
 def receive(k: Kernel, b: Thread, source: Thread | None, timeout: int | None) -> Path:
     """The receive path of §8.3.2; returns the sender; raises IpcError."""
     yield Phase("ipc.recv.find_sender")
+    if source is not None and source.hardware:
+        interrupts.associate(k, source, b)
+    hw = interrupts.take_pending(k, b, source)
+    if hw is not None:  # an interrupt was waiting for us: it is the message
+        yield Phase("ipc.recv.interrupt")
+        return hw
     if source is not None:  # closed receive
         myself = yield Read(source.f["myself"])
         if myself == NIL or myself != source.word:

@@ -17,8 +17,8 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from kernel import ipc, sched, space, syscalls
-from kernel.ids import ThreadId
+from kernel import interrupts, ipc, sched, space, syscalls
+from kernel.ids import ThreadId, irq_thread
 from kernel.layout import Layout, make_layout
 from kernel.program import ProgramCounter
 from kernel.sched import CURRENT, CpuData
@@ -46,7 +46,6 @@ Path = Generator[Op, Any, Any]
 
 TIMER_VECTOR = 0xEF
 XCPU_VECTOR = 0xF0
-IRQ_VECTOR_BASE = 0x30
 # Physical memory map of the kernel.
 PERCPU_BASE = 0x0001_0000
 KIP_FRAME = 0x0002_0000
@@ -108,6 +107,16 @@ class Kernel:
             c.context = idle.context
             c.frames = idle.context.frames
         mem.write(KIP_FRAME + KIP_CPUS, len(machine.cpus))
+        self.hardware: list[Thread] = []
+        self.irq_owner: dict[int, Thread] = {}
+        self.irq_cpu: dict[int, int] = {}
+        self.irq_pending: dict[int, int] = {}
+        for irq in range(interrupts.IRQS):
+            hw = self._new_thread(f"irq{irq}", irq_thread(irq), None, 1)
+            hw.hardware = True
+            mem.write(hw.tcb - kaddr(0) + self.layout.offsets["myself"], hw.word)
+            self.hardware.append(hw)
+            machine.vector_handlers[interrupts.vector(irq)] = interrupts.handler(self)
         machine.idle_handler = self._next_work
         machine.fault_handler = space.fault_handler(self)
         machine.vector_handlers[TIMER_VECTOR] = self._timer

@@ -1,0 +1,85 @@
+"""Hardware interrupts delivered as IPC from hardware threads (thesis §2.4).
+
+"L4 installs an internal interrupt handler for each line, that translates
+the interrupt into an IPC from a 'hardware thread' to the handling routine,
+that waits for that interrupt (receive from hardware thread)." A thread
+becomes an interrupt's handler by receiving from its hardware thread
+(``recv: {from: irq3}``); the IO-APIC then routes the line to that thread's
+CPU. An interrupt that finds its handler not waiting is kept pending and
+delivered at the handler's next receive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from kernel import sched
+from kernel.ids import NIL
+from kernel.thread import LOCKED_RUNNING, WAITING, Message, Thread
+from machine.cpu import Cpu
+from machine.ops import EOI, Op, Phase, Read
+
+if TYPE_CHECKING:
+    from kernel.kernel import Kernel
+
+Path = Generator[Op, Any, Any]
+
+IRQS = 16
+VECTOR_BASE = 0x30
+
+
+def vector(irq: int) -> int:
+    return VECTOR_BASE + irq
+
+
+def associate(k: Kernel, hw: Thread, owner: Thread) -> None:
+    """`owner` receives from `hw`: route the line to the owner's CPU."""
+    irq = hw.tid.lthread - 1
+    if k.irq_owner.get(irq) is not owner or k.irq_cpu.get(irq) != owner.cpu:
+        k.irq_owner[irq] = owner
+        k.irq_cpu[irq] = owner.cpu
+        k.machine.apics.route_irq(irq, vector(irq), "fixed", 1 << (owner.cpu - 1))
+
+
+def take_pending(k: Kernel, b: Thread, source: Thread | None) -> Thread | None:
+    """A pending interrupt `b` may receive now (from `source`, or any it handles)."""
+    for irq, count in k.irq_pending.items():
+        if count and k.irq_owner.get(irq) is b:
+            hw = k.hardware[irq]
+            if source is None or source is hw:
+                k.irq_pending[irq] -= 1
+                b.inbox = Message(hw, (irq,))
+                return hw
+    return None
+
+
+def handler(k: Kernel) -> Any:
+    def handle(c: Cpu, vec: int) -> Path:
+        return _interrupt(k, c, vec - VECTOR_BASE)
+
+    return handle
+
+
+def _interrupt(k: Kernel, c: Cpu, irq: int) -> Path:
+    """The kernel's handler of line `irq`: an IPC from the hardware thread to its handler."""
+    yield EOI()
+    yield Phase("irq.deliver")
+    hw = k.hardware[irq]
+    owner = k.irq_owner.get(irq)
+    if owner is None:
+        k.irq_pending[irq] = k.irq_pending.get(irq, 0) + 1
+        return
+    state = yield Read(owner.f["thread_state"])
+    partner = yield Read(owner.f["partner"])
+    if state != WAITING or partner not in (hw.word, NIL):
+        k.irq_pending[irq] = k.irq_pending.get(irq, 0) + 1
+        return
+    owner.inbox = Message(hw, (irq,))
+    owner.wake = "partner"
+    k.counters.ipc += 1
+    cd = k.cpus[owner.cpu - 1]
+    yield from sched.make_ready(k, cd, owner, LOCKED_RUNNING)
+    cur = cd.current
+    if cur is cd.idle or (yield Read(owner.f["priority"])) > (yield Read(cur.f["priority"])):
+        yield from k.switch_to(cd, owner)
