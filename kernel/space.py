@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from kernel import ipc, sched
 from kernel.errors import IpcError
-from kernel.mapdb import MappingDb
+from kernel.mapdb import MapDbError, MappingDb
 from kernel.program import Fpage, Ipc, ProgramCounter, ServeFaults, TaskNew, Unmap
 from kernel.thread import (
     LOCKED_RUNNING,
@@ -322,10 +322,14 @@ def map_items(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
         src, dst = fp.addr + off, dst_base + off
         if not (yield from probe(k, asp, src, False)) or db.lookup(asp.number, src) is None:
             raise IpcError("not_mapped")  # "only present pages can be mapped"
-        if grant:
-            node, removed = db.grant(asp.number, src, bsp.number, dst)
-        else:
-            node, removed = db.map(asp.number, src, bsp.number, dst)
+        try:
+            if grant:
+                node, removed = db.grant(asp.number, src, bsp.number, dst)
+            else:
+                node, removed = db.map(asp.number, src, bsp.number, dst)
+        except MapDbError:
+            # onto the page itself, an ancestor of it, or a page sigma0 owns
+            raise IpcError("map_failed") from None
         for r in removed:
             yield from edit_pte(k, k.spaces.spaces[r.space - 1], r.vaddr, remove=True)
             yield from invalidate_local(k, a, k.spaces.spaces[r.space - 1], r.vaddr)
