@@ -100,16 +100,23 @@ def send(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
     yield from sched.enqueue_ready(k, k.cpus[a.cpu - 1], a)
     try:
         yield from transfer.transmit(k, a, b, op)
-    finally:
-        yield Write(b.f["partner"], a.word)
+    except IpcError as e:
+        # abortIPC in the transmit phase: the receiver gets the same error.
+        b.failed = e.error
+        failure: IpcError | None = e
+    else:
+        failure = None
+    yield Write(b.f["partner"], a.word)
     # Wake the receiver: it finishes its receive path when it next runs.
     yield Phase("ipc.send.wake_receiver")
     b.wake = "partner"
     yield from sched.make_ready(k, k.cpus[b.cpu - 1], b, LOCKED_RUNNING)
+    yield Write(a.f["thread_state"], RUNNING)
+    if failure is not None:
+        raise failure
     k.counters.ipc += 1
     if b.cpu != a.cpu:
         k.counters.xp_ipc += 1
-    yield Write(a.f["thread_state"], RUNNING)
 
 
 def receive(k: Kernel, b: Thread, source: Thread | None, timeout: int | None) -> Path:
@@ -164,6 +171,9 @@ def receive(k: Kernel, b: Thread, source: Thread | None, timeout: int | None) ->
     yield Phase("ipc.recv.done")
     yield Write(b.f["thread_state"], RUNNING)
     yield from sched.enqueue_ready(k, cd, b)
+    if b.failed is not None:
+        error, b.failed = b.failed, None
+        raise IpcError(error)
     msg = b.inbox
     return msg.sender if msg is not None else a
 

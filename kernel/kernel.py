@@ -14,7 +14,7 @@ that stack until the thread is dispatched again (§8.3.2).
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from kernel import interrupts, ipc, sched, space, syscalls
@@ -24,7 +24,7 @@ from kernel.program import ProgramCounter
 from kernel.sched import CURRENT, CpuData
 from kernel.thread import INACTIVE, RUNNING, STATE_NAMES, Task, Thread
 from machine import Machine
-from machine.cpu import Context, Cpu, Frame
+from machine.cpu import Context, Cpu
 from machine.memory import PAGE_SIZE
 from machine.ops import (
     EOI,
@@ -74,7 +74,6 @@ class Counters:
     page_faults: int = 0
     switches: int = 0
     timeouts: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class Kernel:
@@ -183,15 +182,8 @@ class Kernel:
         return t
 
     def start_thread(self, t: Thread) -> None:
-        """Make a created thread present and ready on its CPU (set up, not a syscall)."""
-        mem = self.machine.memory
-        off = self.layout.offsets
-        base = t.tcb - kaddr(0)
-        mem.write(base + off["myself"], t.word)
-        mem.write(base + off["space"], t.task.space.pdbr)
-        self.spaces.write_utcb_cpu(t)
-        gen = sched.make_ready(self, self.cpus[t.cpu - 1], t)
-        self._run_direct(gen)
+        """Make a created thread present and ready on its CPU, at set-up time."""
+        self._run_direct(space.start_thread(self, t))
         t.task.started = True
 
     def _run_direct(self, gen: Path) -> None:
@@ -234,9 +226,6 @@ class Kernel:
 
     def thread(self, name: str) -> Thread:
         return self.by_name[name]
-
-    def user_threads(self) -> list[Thread]:
-        return [t for t in self.threads if t.task is not None and not t.sigma0]
 
     # --- running -----------------------------------------------------------------
 
@@ -311,9 +300,3 @@ class Kernel:
                 mine = yield Read(cur.f["priority"])
                 if (yield Read(best.f["priority"])) > mine:
                     yield from self.switch_to(cd, best)
-
-    def start_frame(self, c: Cpu, code: Path, name: str) -> None:
-        """Put `code` on CPU `c`'s current stack (used by set-up and tests)."""
-        frame = Frame(code, None, name=name)
-        if self.machine._prime(c, frame):
-            c.frames.append(frame)

@@ -169,6 +169,17 @@ class Expect:
 
 
 @dataclass(frozen=True, slots=True)
+class Interrupt:
+    """An external device raising IO-APIC line `irq` at cycle `at`, then `every` cycles."""
+
+    irq: int
+    at: int
+    every: int | None = None
+    count: int = 1
+    where: Where = ("<string>", None, None)
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     """A validated scenario file (DESIGN.md §2, "Scenario file")."""
 
@@ -182,6 +193,7 @@ class Scenario:
     expect: tuple[Expect, ...]
     file: str
     source: Source = field(repr=False, compare=False)
+    interrupts: tuple[Interrupt, ...] = ()
 
     def threads(self) -> tuple[ThreadSpec, ...]:
         """Every thread of every task, in file order."""
@@ -327,7 +339,9 @@ _OPS = (
     "schedule", "ex_regs", "unmap", "task_new", "read_utcb_cpu", "read_kip", "serve_faults",
     "sleep", "halt", "repeat", "loop",
 )  # fmt: skip
-_TOP_KEYS = ("name", "seed", "machine", "kernel", "tasks", "script", "expect")
+_TOP_KEYS = ("name", "seed", "machine", "kernel", "tasks", "interrupts", "script", "expect")
+IRQ_RE = re.compile(r"irq(0|[1-9][0-9]?)")
+IRQS = 16
 _TASK_KEYS = ("name", "threads", "start")
 _THREAD_KEYS = ("name", "cpu", "priority", "timeslice", "mcp", "pager", "program")
 _KERNEL_KEYS = ("xp_ipc", "tcb_layout", "tick")
@@ -494,7 +508,30 @@ class _Parser:
         tasks = tuple(self.task(i) for i in range(len(data["tasks"])))
         script = self.script()
         expect = self.expectations()
-        return Scenario(name, seed, profile, boot, kernel, tasks, script, expect, src.file, src)
+        irqs = self.interrupts()
+        return Scenario(
+            name, seed, profile, boot, kernel, tasks, script, expect, src.file, src, irqs
+        )
+
+    def interrupts(self) -> tuple[Interrupt, ...]:
+        """`interrupts:` — external devices raising IO-APIC lines at given cycles."""
+        if self.src.data.get("interrupts") is None:
+            return ()
+        items = self.get_list(("interrupts",), "interrupts")
+        out = []
+        for i in range(len(items)):
+            path = ("interrupts", i)
+            data = self.mapping(
+                path, ("irq", "at", "every", "count"), "an interrupt", ("irq", "at")
+            )
+            irq = self.get_int(path + ("irq",), 0, IRQS - 1)
+            at = self.get_int(path + ("at",), 0)
+            every = self.optional(data, path, "every", self.get_int, None, 1)
+            count = self.optional(data, path, "count", self.get_int, 1, 1, 10_000)
+            if count > 1 and every is None:
+                raise self.fail(path + ("count",), "a count above 1 needs `every` (cycles)")
+            out.append(Interrupt(irq, at, every, count, self.where(path)))
+        return tuple(out)
 
     def machine(self) -> tuple[Profile, bool]:
         data = self.src.data.get("machine")
@@ -800,7 +837,12 @@ class _Parser:
         if op == "recv":
             source = None
             if "from" in data and data["from"] != "any":
-                source = self.thread_ref(path + ("from",), sigma0=True)
+                if isinstance(data["from"], str) and IRQ_RE.fullmatch(data["from"]):
+                    source = data["from"]  # a hardware thread: interrupt N (§2.4)
+                    if int(source[3:]) >= IRQS:
+                        raise self.fail(path + ("from",), f"interrupts are irq0..irq{IRQS - 1}")
+                else:
+                    source = self.thread_ref(path + ("from",), sigma0=True)
             return Ipc(
                 "recv",
                 source=source,
@@ -962,7 +1004,10 @@ class _Parser:
             elif key == "words":
                 fields[key] = list(self.words(p))
             elif key == "from":
-                fields[key] = None if value is None else self.thread_ref(p, sigma0=True)
+                if value is None or (isinstance(value, str) and IRQ_RE.fullmatch(value)):
+                    fields[key] = value
+                else:
+                    fields[key] = self.thread_ref(p, sigma0=True)
             elif key == "value":
                 fields[key] = self.get_int(p, -MAX_INT)
             elif key == "cpu":

@@ -17,7 +17,7 @@ Every access to these structures is a micro-op on simulated memory.
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kernel.thread import RUNNABLE, RUNNING, Thread
@@ -48,7 +48,6 @@ class CpuData:
     dispatches: int = 0
     ticks: int = 0
     fpu_owner: Thread | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def head(self, prio: int) -> int:
         return self.page + HEADS + 4 * prio

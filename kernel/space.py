@@ -392,7 +392,13 @@ def start_thread(k: Kernel, t: Thread) -> Path:
 
 
 def copy_strings(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
-    """Copy `op`'s strings into `b`'s buffers through the comm space (§8.3.2, §8.8.2)."""
+    """Copy `op`'s strings into `b`'s buffers through the comm space (§8.3.2, §8.8.2).
+
+    The copy goes a cache line at a time (``rep movsd``): one load and one
+    store micro-op move the two lines; the rest of the line's bytes move
+    with them. A chunk never crosses a line or a page on either side, so
+    each page is probed — and faulted in — before it is used.
+    """
     line = k.machine.profile.cache.line_size
     mem = k.machine.memory
     asp, bsp = a.task.space, b.task.space
@@ -402,38 +408,48 @@ def copy_strings(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
         d = b.buffers[i]
         slot = d.addr >> 22
         yield from _map_comm(k, a, bsp, slot)
-        invalidated: set[int] = set()
-        for off in range(0, s.size, line):
-            src, dst = s.addr + off, d.addr + off
-            if off == 0 or src % PAGE_SIZE < line:
+        src_page = dst_page = -1
+        fresh: set[int] = set()  # comm pages invalidated since the window last changed
+        pos = 0
+        while pos < s.size:
+            src, dst = s.addr + pos, d.addr + pos
+            n = min(s.size - pos, line - src % line, PAGE_SIZE - src % PAGE_SIZE,
+                    PAGE_SIZE - dst % PAGE_SIZE)
+            if src >> 12 != src_page:
                 while not (yield from probe(k, asp, src, False)):
                     if not (yield from page_fault_ipc(k, a, src, False, op.xfer_timeout)):
                         raise IpcError("timeout")
-            if off == 0 or dst % PAGE_SIZE < line:
+                src_page = src >> 12
+            if dst >> 12 != dst_page:
                 while not (yield from probe(k, bsp, dst, True)):
                     yield from receiver_fault(k, a, b, dst, op.xfer_timeout)
                     yield from _map_comm(k, a, bsp, slot)
-                    invalidated.clear()
+                    fresh.clear()
+                dst_page = dst >> 12
             comm = COMM_BASE + (dst - (slot << 22))
-            if comm >> 12 not in invalidated:
-                yield Invlpg(comm)  # the comm window points elsewhere now
-                invalidated.add(comm >> 12)
-            value = yield Read(src & ~3)
-            yield Write(comm & ~3, value)
-            # rep movsd moves the rest of the line with the same two lines held.
-            n = min(line, s.size - off)
-            for w in range(4, n, 4):
-                sa = paging.lookup(mem, asp.pdbr, src + w)
-                da = paging.lookup(mem, bsp.pdbr, dst + w)
-                if sa and da:
-                    mem.write(
-                        da.frame + (dst + w) % PAGE_SIZE & ~3,
-                        mem.read(sa.frame + (src + w) % PAGE_SIZE & ~3),
-                    )
+            if comm >> 12 not in fresh:
+                yield Invlpg(comm)  # the comm window may have pointed elsewhere
+                fresh.add(comm >> 12)
+            yield Read(src & ~3)
+            sp_ = paging.lookup(mem, asp.pdbr, src)
+            dp_ = paging.lookup(mem, bsp.pdbr, dst)
+            _copy_bytes(mem, sp_.frame + src % PAGE_SIZE, dp_.frame + dst % PAGE_SIZE, n)
+            yield Write(comm & ~3, mem.read(dp_.frame + dst % PAGE_SIZE & ~3))
             if n > 4:
-                yield Compute((n - 4) // 4)
+                yield Compute((n - 1) // 4)
             if a.abort or b.abort:
                 raise IpcError("aborted")
+            pos += n
+
+
+def _copy_bytes(mem: Any, src: int, dst: int, n: int) -> None:
+    """Byte-exact copy between physical addresses of word-granular memory."""
+    for i in range(n):
+        sa, da = src + i, dst + i
+        byte = mem.read(sa & ~3) >> (8 * (sa & 3)) & 0xFF
+        word = mem.read(da & ~3)
+        shift = 8 * (da & 3)
+        mem.write(da & ~3, word & ~(0xFF << shift) | byte << shift)
 
 
 def _map_comm(k: Kernel, a: Thread, bsp: Space, slot: int) -> Path:

@@ -60,6 +60,9 @@ class System:
             t.pager = k.by_name[th.pager]
             self.machine.memory.write(t.f["pager"] - 0xE000_0000, t.pager.word)
         k.start()
+        for irq in scenario.interrupts:
+            for i in range(irq.count):
+                self.machine.raise_irq(irq.irq, irq.at + i * (irq.every or 0))
         self.ended: str | None = None  # why the run stopped: end, deadlock, max_steps, until
 
     # --- running -------------------------------------------------------------------

@@ -18,7 +18,7 @@ from machine import paging
 from machine.ops import Hlt, InterruptExit, Iret
 
 #: A guard against a run that never ends (a kernel bug): far above any test's need.
-STEP_BUDGET = 400_000
+STEP_BUDGET = 100_000
 #: Steps between quiescence checks while stepping by hand (System.run does the same).
 CHECK_EVERY = 256
 
@@ -86,6 +86,20 @@ def write_virtual(s: System, thread: str, vaddr: int, words: list[int]) -> None:
         tr = translation(s, thread, a)
         assert tr is not None, f"{thread}: {a:#x} is not mapped"
         mem.write(tr.frame + a % 4096, w)
+
+
+def step_until(s: System, done: Any, max_steps: int = STEP_BUDGET) -> None:
+    """Step `s` until `done()` holds (asserting it does within `max_steps`)."""
+    for _ in range(max_steps):
+        if done():
+            return
+        assert s.machine.step() is not None, "the machine stopped before the condition held"
+    raise AssertionError("condition not reached within the step budget")
+
+
+def mapping_node(s: System, thread: str, vaddr: int) -> Any:
+    """The mapping database node of `vaddr` in `thread`'s space, or None."""
+    return s.kernel.spaces.mapdb.lookup(space_of(s, thread).number, vaddr - vaddr % 4096)
 
 
 def is_kernel_exit(op: Any) -> bool:
