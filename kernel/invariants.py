@@ -7,7 +7,8 @@ What must hold whenever no kernel path is half-way through on a CPU:
 - every list's links are consistent (next/prev agree, rings close, the
   wakeup queue is ordered by time);
 - states agree with the queues: a thread in a wakeup queue is waiting or
-  polling; a polling thread is in its partner's send queue; a ready thread
+  polling (or locked: a receiver dequeues itself once it runs); a polling
+  thread is in its partner's send queue; a ready thread
   that is not running is in its CPU's ready list (a *blocked* thread may
   still be in one: Liedtke's lazy dequeueing, §8.7.3);
 - at most one IPC is set up to any receiver (§8.3.3's first guideline);
@@ -121,7 +122,10 @@ def check(k: Kernel) -> list[str]:
             continue
         state = k.field(t, "thread_state")
         cd = k.cpus[t.cpu - 1]
-        if t.name in where_wakeup and state not in (WAITING, POLLING):
+        # A receiver locked by its sender stays queued until it runs and dequeues
+        # itself (§8.3.2: "dequeueWakeup (B)" after switchTo).
+        if t.name in where_wakeup and state not in (WAITING, POLLING, LOCKED_RUNNING,
+                                                    LOCKED_WAITING):
             out.append(f"{t.name} is {STATE_NAMES[state]} but in a wakeup queue")
         if t.deadline is not None and t.name not in where_wakeup:
             out.append(f"{t.name} has a timeout but is in no wakeup queue")

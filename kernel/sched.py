@@ -109,10 +109,9 @@ def dequeue_ready(k: Kernel, cd: CpuData, t: Thread) -> Path:
 
 
 def rotate(k: Kernel, cd: CpuData, t: Thread) -> Path:
-    """Round robin: the thread after `t` becomes the head of `t`'s priority."""
-    prio = yield Read(t.f["priority"])
-    if (yield Read(cd.head(prio))) == t.tcb:
-        yield Write(cd.head(prio), (yield Read(t.f["ready_next"])))
+    """Round robin: `t` goes to the tail of its priority's ring (its slice is over)."""
+    yield from dequeue_ready(k, cd, t)
+    yield from enqueue_ready(k, cd, t)
 
 
 def dispatch(k: Kernel, cd: CpuData) -> Path:

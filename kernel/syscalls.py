@@ -96,10 +96,12 @@ def thread_step(k: Kernel, c: Cpu, cd: CpuData, t: Thread) -> Path:
         yield from space.serve_faults_step(k, t, op)
     else:
         yield Trap()
+        pc = t.pc
         res = yield from syscall(k, t, op)
         if res is not None:
             t.results.append(res)
-        t.pc.advance()
+        if t.pc is pc:  # lthread_ex_regs with an ip set a new one meanwhile
+            t.pc.advance()
 
 
 def syscall(k: Kernel, t: Thread, op: Any) -> Path:
@@ -243,12 +245,15 @@ def fpu(k: Kernel, c: Cpu, t: Thread, cycles: int) -> Path:
     """Floating-point work with lazy FPU switching (§2.4)."""
     cd = k.cpus[c.index]
     if cd.fpu_owner is not t:
+        # The FPU is someone else's: the device-not-available fault enters the kernel.
+        yield Trap()
         yield Phase("fpu.switch")
         if cd.fpu_owner is not None:
             yield Write(cd.fpu_owner.f["resources"], 0)  # fsave into the old owner's TCB
         yield Write(t.f["resources"], 1)
         yield ComputeOp(FPU_SWITCH_CYCLES)
         cd.fpu_owner = t
+        yield Iret()
     yield ComputeOp(cycles)
     t.fpu_cycles += cycles
 
