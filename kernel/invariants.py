@@ -124,8 +124,12 @@ def check(k: Kernel) -> list[str]:
         cd = k.cpus[t.cpu - 1]
         # A receiver locked by its sender stays queued until it runs and dequeues
         # itself (§8.3.2: "dequeueWakeup (B)" after switchTo).
-        if t.name in where_wakeup and state not in (WAITING, POLLING, LOCKED_RUNNING,
-                                                    LOCKED_WAITING):
+        if t.name in where_wakeup and state not in (
+            WAITING,
+            POLLING,
+            LOCKED_RUNNING,
+            LOCKED_WAITING,
+        ):
             out.append(f"{t.name} is {STATE_NAMES[state]} but in a wakeup queue")
         if t.deadline is not None and t.name not in where_wakeup:
             out.append(f"{t.name} has a timeout but is in no wakeup queue")

@@ -231,6 +231,10 @@ def timeout(k: Kernel, cd: CpuData, t: Thread) -> Path:
     yield Phase("ipc.timeout")
     k.counters.timeouts += 1
     t.wake = "timeout"
+    if state == POLLING:  # leave the receiver's send queue now, not when we next run
+        partner = k.by_word((yield Read(t.f["partner"])))
+        if partner is not None:
+            yield from dequeue_sendq(k, partner, t)
     yield from sched.make_ready(k, cd, t, RUNNING)
 
 
@@ -242,7 +246,10 @@ def abort(k: Kernel, t: Thread) -> Path:
         t.wake = "abort"
         cd = k.cpus[t.cpu - 1]
         yield from sched.dequeue_wakeup(k, cd, t)
-        # A polling sender leaves the send queue itself when it resumes.
+        if state == POLLING:
+            partner = k.by_word((yield Read(t.f["partner"])))
+            if partner is not None:
+                yield from dequeue_sendq(k, partner, t)
         yield from sched.make_ready(k, cd, t, RUNNING)
     elif state in (LOCKED_RUNNING, LOCKED_WAITING):
         t.abort = True  # the transfer checks between items and stops

@@ -94,6 +94,7 @@ class Kernel:
         self.threads: list[Thread] = []
         self.by_name: dict[str, Thread] = {}
         self.by_tcb: dict[int, Thread] = {}
+        self._by_word: dict[int, Thread] = {}
         self.tasks: list[Task] = []
         self.spaces = space.Spaces(self)
         mem = machine.memory
@@ -136,6 +137,8 @@ class Kernel:
         t.context.owner = t
         self.threads.append(t)
         self.by_tcb[tcb] = t
+        if not idle:
+            self._by_word[tid.word] = t
         if not idle:
             self.by_name[name] = t
         mem = self.machine.memory
@@ -223,6 +226,10 @@ class Kernel:
         if s == RUNNING:
             return "running" if self.cpus[t.cpu - 1].current is t else "ready"
         return STATE_NAMES[s]
+
+    def by_word(self, word: int) -> Thread | None:
+        """The thread whose id is `word` (present or not), or None."""
+        return self._by_word.get(word)
 
     def thread(self, name: str) -> Thread:
         return self.by_name[name]

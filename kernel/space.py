@@ -413,8 +413,12 @@ def copy_strings(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
         pos = 0
         while pos < s.size:
             src, dst = s.addr + pos, d.addr + pos
-            n = min(s.size - pos, line - src % line, PAGE_SIZE - src % PAGE_SIZE,
-                    PAGE_SIZE - dst % PAGE_SIZE)
+            n = min(
+                s.size - pos,
+                line - src % line,
+                PAGE_SIZE - src % PAGE_SIZE,
+                PAGE_SIZE - dst % PAGE_SIZE,
+            )
             if src >> 12 != src_page:
                 while not (yield from probe(k, asp, src, False)):
                     if not (yield from page_fault_ipc(k, a, src, False, op.xfer_timeout)):
