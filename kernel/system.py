@@ -97,7 +97,13 @@ class System:
         return self.ended
 
     def quiescent(self) -> bool:
-        """No thread can ever run again and nothing is in flight (DESIGN.md §2)."""
+        """No thread can ever run again and nothing is in flight (DESIGN.md §2).
+
+        Judged only when every CPU has halted (or has nothing to run), so no
+        kernel path is half-way through.
+        """
+        if any(c.waiting is None for c in self.machine.cpus):
+            return False
         k = self.kernel
         for t in k.threads:
             if t.task is None:
