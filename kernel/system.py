@@ -19,13 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kernel import invariants
 from kernel.ids import NIL
 from kernel.kernel import Kernel
 from kernel.scenario import Expect, Scenario
 from kernel.sched import BITMAP, CpuData
 from kernel.thread import INACTIVE, POLLING, RUNNING, STATE_NAMES, WAITING, Thread
 from machine import Machine
-from machine.ops import Hlt
+from machine.ops import Hlt, InterruptExit, Iret
 
 QUIESCENCE_CHECK = 4096  # steps between checks when no CPU halts
 COUNTER_NAMES = ("ipc", "xp_ipc", "ipis_sent", "migrations", "tlb_shootdowns", "page_faults")
@@ -64,11 +65,22 @@ class System:
             for i in range(irq.count):
                 self.machine.raise_irq(irq.irq, irq.at + i * (irq.every or 0))
         self.ended: str | None = None  # why the run stopped: end, deadlock, max_steps, until
+        self.violations: list[str] = []
 
     # --- running -------------------------------------------------------------------
 
-    def run(self, max_steps: int | None = None, until_cycle: int | None = None) -> str:
-        """Run to the end (or a limit); returns why it stopped."""
+    def run(
+        self,
+        max_steps: int | None = None,
+        until_cycle: int | None = None,
+        check_invariants: bool = False,
+    ) -> str:
+        """Run to the end (or a limit); returns why it stopped.
+
+        With `check_invariants`, the kernel invariants are checked at every
+        kernel exit; the first violation stops the run ("invariant") and is
+        kept in `violations`.
+        """
         m = self.machine
         limit = None if until_cycle is None else m.ticks(until_cycle)
         steps = 0
@@ -89,6 +101,13 @@ class System:
                 break
             steps += 1
             since_check += 1
+            if check_invariants and type(op) in (Iret, InterruptExit):
+                bad = invariants.check(self.kernel)
+                if bad:
+                    where = f"cycle {m.last_start // m.tpc} on cpu{m.last_cpu.number}"
+                    self.violations = [f"{v} (at the kernel exit, {where})" for v in bad]
+                    self.ended = "invariant"
+                    break
             if type(op) is Hlt or since_check >= QUIESCENCE_CHECK:
                 since_check = 0
                 if self.quiescent():
@@ -226,6 +245,8 @@ class System:
         }
         if cycle:
             out["waits"] = [f"{w.thread} {w.how} {w.on}" for w in cycle]
+        if self.violations:
+            out["violations"] = list(self.violations)
         out["expect"] = [{"check": e.check, "ok": self.check(e)} for e in self.scenario.expect]
         return out
 

@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--until-cycle", metavar="C", type=_count, help="stop when the lowest CPU clock reaches C"
     )
     run.add_argument("--seed", metavar="N", type=int, help="override the scenario's seed")
+    run.add_argument(
+        "--check-invariants",
+        action="store_true",
+        help="check the kernel invariants at every kernel exit (a violation: exit 1)",
+    )
     run.set_defaults(func=_run)
 
     check = commands.add_parser(
@@ -118,7 +123,11 @@ def _run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.file)
     system = System(scenario, seed=args.seed)
     try:
-        system.run(max_steps=args.max_steps, until_cycle=args.until_cycle)
+        system.run(
+            max_steps=args.max_steps,
+            until_cycle=args.until_cycle,
+            check_invariants=args.check_invariants,
+        )
     except MachineError as e:
         print(f"error: {args.file}: the simulated machine stopped: {e}", file=sys.stderr)
         return 2
@@ -127,7 +136,11 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
     else:
         print(report.format_run(summary))
-    failed = summary["deadlock"] or not all(e["ok"] for e in summary["expect"])
+    failed = (
+        summary["deadlock"]
+        or bool(summary.get("violations"))
+        or not all(e["ok"] for e in summary["expect"])
+    )
     return 1 if failed else 0
 
 

@@ -131,6 +131,8 @@ def format_run(summary: dict[str, Any]) -> str:
     ]
     if summary.get("waits"):
         lines.append("deadlock: " + ", ".join(summary["waits"]))
+    for v in summary.get("violations", []):
+        lines.append(f"invariant violated: {v}")
     header = ("thread", "id", "cpu", "state", "prio", "syscalls", "last result")
     rows = []
     for name, t in summary["threads"].items():
