@@ -245,9 +245,7 @@ def _op(draw: st.DrawFn, me: str, names: list[str]) -> str:
     others = [n for n in names if n != me]
     peer = st.sampled_from(others)
     kind = draw(
-        st.sampled_from(
-            ["compute", "send", "recv", "call", "reply_wait", "sleep", "thread_switch"]
-        )
+        st.sampled_from(["compute", "send", "recv", "call", "reply_wait", "sleep", "thread_switch"])
     )
     if kind == "compute":
         return f"compute: {draw(st.integers(1, 3000))}"
@@ -311,7 +309,7 @@ def random_scenario(draw: st.DrawFn) -> str:
 @given(random_scenario())
 def test_random_scenarios_keep_invariants_and_end(text: str) -> None:
     s = System(scenario(text))
-    why, _ = run_checked(s, max_steps=300_000)
+    why, _ = run_checked(s, max_steps=150_000)
     assert why == "end", textwrap.indent(text, "  ")
     summary = s.summary()
     assert summary["deadlock"] is False

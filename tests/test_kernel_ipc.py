@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.kernel_helpers import froms, log_words, results, run, state
+from tests.kernel_helpers import froms, log_words, results, run, state, system
 
 M1 = "machine: {profile: p3-dual-450, cpus: 1}"
 
@@ -218,6 +218,47 @@ def test_send_queue_is_fifo() -> None:
         assert state(s, name) == "inactive"
 
 
+@pytest.mark.parametrize("how", ["timeout", "ex_regs"])
+def test_sender_that_gave_up_leaves_the_send_queue(how: str) -> None:
+    """s1 heads r's send queue but gives up (its send timeout, or ex_regs by ctl) in the
+    tick that r wakes; r runs before s1 and must get s2's message."""
+    s1_send = "{to: r, words: [1], timeout: 5000}" if how == "timeout" else "{to: r, words: [1]}"
+    ctl = (
+        ""
+        if how == "timeout"
+        else """
+              - name: ctl
+                priority: 250
+                program:
+                  - sleep: 5000
+                  - ex_regs: {thread: s1}"""
+    )
+    s = run(f"""
+        {M1}
+        kernel: {{tick: 10000}}
+        tasks:
+          - name: t
+            threads:
+              - name: r
+                priority: 200
+                program:
+                  - sleep: 5000
+                  - recv: {{from: any}}
+              - name: s1
+                program:
+                  - send: {s1_send}
+              - name: s2
+                program:
+                  - send: {{to: r, words: [2]}}{ctl}
+        """)
+    assert froms(s, "r") == ["s2"]
+    assert log_words(s, "r") == [2]
+    (r1,) = results(s, "s1")
+    assert r1["ok"] is False and r1["error"] == ("timeout" if how == "timeout" else "aborted")
+    _ok(results(s, "s2")[0], "send")
+    assert {state(s, n) for n in ("r", "s1", "s2")} == {"inactive"}
+
+
 def test_send_to_unstarted_task_is_not_exist() -> None:
     s = run(f"""
         {M1}
@@ -228,6 +269,7 @@ def test_send_to_unstarted_task_is_not_exist() -> None:
                 program:
                   - send: {{to: ghost, words: [1]}}
                   - call: {{to: ghost, words: [1], timeout: 0}}
+                  - recv: {{from: ghost, timeout: 0}}
                   - read_kip
           - name: later
             start: false
@@ -237,8 +279,8 @@ def test_send_to_unstarted_task_is_not_exist() -> None:
                   - recv: {{from: any}}
         """)
     r = results(s, "a")
-    assert [x["op"] for x in r] == ["send", "call", "read_kip"]
-    for x in r[:2]:
+    assert [x["op"] for x in r] == ["send", "call", "recv", "read_kip"]
+    for x in r[:3]:
         assert x["ok"] is False
         assert x["error"] == "not_exist"
     assert state(s, "a") == "inactive"
@@ -449,7 +491,7 @@ def test_message_words_do_not_leak_between_messages() -> None:
 
 
 def test_deadlock_call_cycle() -> None:
-    s = run(f"""
+    s = system(f"""
         {M1}
         tasks:
           - name: ta
@@ -463,7 +505,7 @@ def test_deadlock_call_cycle() -> None:
                 program:
                   - call: {{to: a, words: [2]}}
         """)
-    assert s.ended == "deadlock"
+    assert s.run(max_steps=100_000) == "deadlock"
     summary = s.summary()
     assert summary["deadlock"] is True
     waits = summary["waits"]
@@ -475,9 +517,7 @@ def test_deadlock_call_cycle() -> None:
     assert results(s, "a") == results(s, "b") == []
 
 
-def test_run_returns_deadlock() -> None:
-    from tests.kernel_helpers import system
-
+def test_closed_receive_cycle_is_a_deadlock() -> None:
     s = system(f"""
         {M1}
         tasks:
@@ -544,11 +584,12 @@ def test_timeouts_break_a_would_be_deadlock() -> None:
     assert s.ended == "end"
     assert s.summary()["deadlock"] is False
     assert state(s, "a") == state(s, "b") == "inactive"
-    ra, rb = results(s, "a")[0], results(s, "b")[0]
-    # a gives up first; b's send then finds a gone (its call's receive times out) or a
-    # receiving: either way neither hangs.
+    (ra,) = results(s, "a")
+    (rb,) = results(s, "b")
+    # Both poll on each other; a's send times out first, then b's (a never receives).
     assert ra["ok"] is False and ra["error"] == "timeout"
-    assert rb["error"] in ("timeout", None)
+    assert rb["ok"] is False and rb["error"] == "timeout"
+    assert s.summary()["cycles"] >= 40000
 
 
 # --- XP-IPC detection on one CPU -----------------------------------------------------

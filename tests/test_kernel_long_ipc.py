@@ -134,6 +134,75 @@ def test_string_copied_byte_exact(
             assert _pager_of(s, "srv", p) == TASK_OF[pager]
 
 
+def test_two_strings_into_two_buffers(checked: list[System]) -> None:
+    s = system(f"""
+        {M1}
+        tasks:
+          - name: server
+            threads:
+              - name: srv
+                program:
+                  - recv:
+                      from: cli
+                      strings: [{{addr: 0x200000, size: 4096}}, {{addr: 0x280000, size: 8192}}]
+          - name: client
+            threads:
+              - name: cli
+                program:
+                  - touch: {{addr: 0x100000, write: true}}
+                  - touch: {{addr: 0x101000, write: true}}
+                  - touch: {{addr: 0x102000, write: true}}
+                  - send:
+                      to: srv
+                      strings: [{{addr: 0x100100, size: 1000}}, {{addr: 0x101000, size: 8000}}]
+        """)
+    checked.append(s)
+    cli = s.kernel.by_name["cli"]
+    step_until(s, lambda: isinstance(cli.pc.op, Ipc))
+    first, second = _pattern(250, 1), _pattern(2000, 2)
+    write_virtual(s, "cli", 0x100100, first)
+    write_virtual(s, "cli", 0x101000, second)
+    assert s.run(max_steps=100_000) == "end"
+    assert results(s, "cli")[0]["ok"] is True
+    assert results(s, "srv")[0]["ok"] is True
+    assert read_virtual(s, "srv", 0x200000, 1000) == first
+    assert read_virtual(s, "srv", 0x280000, 8000) == second
+
+
+def test_call_reply_with_string(checked: list[System]) -> None:
+    """A server replies with a string into the buffer its client's call offered."""
+    s = system(f"""
+        {M1}
+        tasks:
+          - name: server
+            threads:
+              - name: srv
+                program:
+                  - touch: {{addr: 0x100000, write: true}}
+                  - recv: {{from: any}}
+                  - reply_wait:
+                      words: [5]
+                      strings: [{{addr: 0x100000, size: 2048}}]
+                      timeout: 0
+                      recv_timeout: 0
+          - name: client
+            threads:
+              - name: cli
+                program:
+                  - compute: 1000
+                  - call: {{to: srv, words: [1], buffers: [{{addr: 0x600000, size: 4096}}]}}
+        """)
+    checked.append(s)
+    srv = s.kernel.by_name["srv"]
+    step_until(s, lambda: isinstance(srv.pc.op, Ipc))
+    data = _pattern(512, 3)
+    write_virtual(s, "srv", 0x100000, data)
+    s.run(max_steps=100_000)
+    (rc,) = results(s, "cli")
+    assert rc["ok"] is True and rc["words"] == [5] and rc["from"] == "srv"
+    assert read_virtual(s, "cli", 0x600000, 2048) == data
+
+
 @pytest.mark.parametrize(
     ("cli_pager", "srv_pager"),
     [("pgr", "sigma0"), ("sigma0", "pgr"), ("pgr", "pgr"), ("sigma0", "sigma0")],
