@@ -183,7 +183,10 @@ def thread_switch(k: Kernel, t: Thread, op: ThreadSwitch) -> Path:
         and target.cpu == t.cpu
         and (yield Read(target.f["thread_state"])) in RUNNABLE
     ):
-        yield from k.switch_to(cd, target)  # donate the rest of our timeslice
+        # Donate the rest of our timeslice: the target runs on what we had left.
+        left = yield Read(t.f["remaining_timeslice"])
+        yield Write(target.f["remaining_timeslice"], left)
+        yield from k.switch_to(cd, target)
         return result("thread_switch")
     yield from sched.rotate(k, cd, t)
     yield from k.switch_to(cd, None)
