@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from kernel import interrupts, sched, transfer
+from kernel import interrupts, proxy, sched, transfer
 from kernel.errors import IpcError
 from kernel.ids import NIL
 from kernel.program import Ipc
@@ -74,6 +74,9 @@ def send(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
     if op.xp_fault and b.cpu != a.cpu:
         # Design decision 4: the sender asked to abort a cross-processor IPC.
         raise IpcError("xp_abort", b.cpu)
+    if b.cpu != a.cpu and k.xp_ipc == "proxy":
+        yield from proxy.send_request(k, a, b, op)  # ID 3: the proxy does it on B's CPU
+        return
     yield Phase("ipc.send.set_partner")
     yield Write(a.f["partner"], b.word)
     yield Phase("ipc.send.check_receiver")
@@ -138,7 +141,12 @@ def receive(k: Kernel, b: Thread, source: Thread | None, timeout: int | None) ->
         a = k.by_tcb[head] if head else None
     yield Phase("ipc.recv.check_sender")
     ready = False
-    if a is not None:
+    send_proxy = None
+    if a is not None and a.cpu != b.cpu and k.xp_ipc == "proxy":
+        # A sender on another CPU is represented here by its proxy (§8.3.5).
+        send_proxy = yield from proxy.sender_proxy(k, a, b)
+        ready = send_proxy is not None
+    elif a is not None:
         a_state = yield Read(a.f["thread_state"])
         a_partner = yield Read(a.f["partner"])
         ready = a_state == POLLING and a_partner == b.word
@@ -157,15 +165,17 @@ def receive(k: Kernel, b: Thread, source: Thread | None, timeout: int | None) ->
         yield from sched.dequeue_wakeup(k, cd, b)
     else:
         yield Phase("ipc.recv.wake_sender")
-        yield Write(a.f["thread_state"], LOCKED_RUNNING)
-        acd = k.cpus[a.cpu - 1]
-        yield from sched.enqueue_ready(k, acd, a)
-        yield from sched.dequeue_wakeup(k, acd, a)
+        # A local sender is woken itself; a remote one through its proxy (§8.3.5).
+        waker = send_proxy if send_proxy is not None else a
+        yield Write(waker.f["thread_state"], LOCKED_RUNNING)
+        acd = k.cpus[waker.cpu - 1]
+        yield from sched.enqueue_ready(k, acd, waker)
+        yield from sched.dequeue_wakeup(k, acd, waker)
         yield from dequeue_sendq(k, b, a)
         yield Write(b.f["thread_state"], LOCKED_WAITING)
-        a.wake = "partner"
+        waker.wake = "partner"
         b.wake = None
-        yield from block(k, cd, a)
+        yield from block(k, cd, waker)
         if (yield from _redo_faults(k, b, b.wake)) != "partner":
             raise IpcError("aborted")
     yield Phase("ipc.recv.done")

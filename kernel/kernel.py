@@ -17,12 +17,12 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kernel import interrupts, ipc, sched, space, syscalls
+from kernel import interrupts, ipc, proxy, sched, space, syscalls, xcpu
 from kernel.ids import ThreadId, irq_thread
 from kernel.layout import Layout, make_layout
 from kernel.program import ProgramCounter
 from kernel.sched import CURRENT, CpuData
-from kernel.thread import INACTIVE, RUNNING, STATE_NAMES, Task, Thread
+from kernel.thread import INACTIVE, RUNNING, STATE_NAMES, WAITING, Task, Thread
 from machine import Machine
 from machine.cpu import Context, Cpu
 from machine.memory import PAGE_SIZE
@@ -53,6 +53,7 @@ TCB_AREA = 0x0004_0000
 FIRST_FREE = 0x0010_0000
 MAX_THREADS = 1024
 SWITCH_CYCLES = 20  # register save/restore of a thread switch
+PROXY_PRIORITY = 255
 KIP_VADDR = 0xBFFF_F000
 UTCB_VADDR = 0xBFF0_0000
 UTCB_SIZE = 64
@@ -74,6 +75,8 @@ class Counters:
     page_faults: int = 0
     switches: int = 0
     timeouts: int = 0
+    ipis: int = 0  # IPIs the kernel sent for cross-processor operations
+    proxy_activations: int = 0
 
 
 class Kernel:
@@ -85,11 +88,13 @@ class Kernel:
         tcb_layout: str | Sequence[Sequence[str]] = "thesis",
         tick: int = 50_000,
         xp_ipc: str = "proxy",
+        ipi_policy: str = "when_needed",
     ) -> None:
         self.machine = machine
         self.layout: Layout = make_layout(tcb_layout, machine.profile.cache.line_size)
         self.tick = tick
         self.xp_ipc = xp_ipc
+        self.ipi_policy = ipi_policy
         self.counters = Counters()
         self.threads: list[Thread] = []
         self.by_name: dict[str, Thread] = {}
@@ -120,6 +125,22 @@ class Kernel:
         machine.idle_handler = self._next_work
         machine.fault_handler = space.fault_handler(self)
         machine.vector_handlers[TIMER_VECTOR] = self._timer
+        machine.vector_handlers[xcpu.XCPU_VECTOR] = xcpu.ipi_handler(self)
+        self.mailboxes = xcpu.Mailboxes(self)
+        # Per CPU, one IPC proxy for each source CPU (§8.4, §8.8.4).
+        self.proxies: dict[tuple[int, int], Thread] = {}
+        for cd in self.cpus:
+            for src in range(1, len(machine.cpus) + 1):
+                if src == cd.number:
+                    continue
+                p = self._new_thread(f"proxy{cd.number}.{src}", ThreadId(1, 0, 0), None, cd.number)
+                p.proxy_kind = "ipc"
+                off = self.layout.offsets
+                base = p.tcb - kaddr(0)
+                mem.write(base + off["priority"], PROXY_PRIORITY)
+                mem.write(base + off["myself"], p.word)
+                mem.write(base + off["thread_state"], WAITING)
+                self.proxies[(cd.number, src)] = p
         self.sigma0 = self.spaces.create_sigma0()
 
     # --- building ----------------------------------------------------------------
@@ -213,6 +234,7 @@ class Kernel:
             apic.write(c.index, "timer_vector", TIMER_VECTOR, c.clock)
             apic.write(c.index, "timer_periodic", 1, c.clock)
             apic.write(c.index, "timer", bus_cycles, c.clock)
+            self.machine.memory.write(cd.page - kaddr(0) + sched.NEXT_TICK, self.tick)
             self.machine.wake(cd.number)
 
     # --- queries -----------------------------------------------------------------
@@ -244,7 +266,31 @@ class Kernel:
             return self._idle_step(c, cd)
         if cd.current is not t:
             return None  # a stack switched away from; nothing of it runs here
+        if t.proxy_kind:
+            return proxy.step(self, cd, t)
         return syscalls.thread_step(self, c, cd, t)
+
+    def proxy_for(self, cpu: int, source: int) -> Thread:
+        """The IPC proxy on CPU `cpu` that serves requests from CPU `source`."""
+        return self.proxies[(cpu, source)]
+
+    def preempt_for(self, cd: CpuData, woken: list[Thread]) -> Path:
+        """Threads just made ready here: switch if one outranks what runs (§8.3.4)."""
+        if not woken:
+            return
+        best = yield from sched.dispatch(self, cd)
+        cur = cd.current
+        if best is None or best is cur:
+            return
+        if cur is cd.idle or (yield Read(best.f["priority"])) > (yield Read(cur.f["priority"])):
+            yield from self.switch_to(cd, best)
+
+    def exit_to_user(self, c: Cpu) -> Path:
+        """Every kernel exit checks the mailboxes first (§8.3.4), then irets."""
+        cd = self.cpus[c.index]
+        woken = yield from xcpu.check_n_ack(self, cd)
+        yield from self.preempt_for(cd, woken)
+        yield Iret()
 
     def _idle_step(self, c: Cpu, cd: CpuData) -> Path:
         """One round of the idle loop: dispatch, or halt until an interrupt."""
@@ -287,8 +333,12 @@ class Kernel:
         yield Phase("sched.timer_tick")
         cd = self.cpus[c.index]
         cd.ticks += 1
+        next_tick = (c.clock // self.machine.tpc + self.tick) & 0xFFFF_FFFF
+        yield Write(cd.page + sched.NEXT_TICK, next_tick)
         for t in (yield from sched.expired(self, cd, c.clock)):
             yield from ipc.timeout(self, cd, t)
+        woken = yield from xcpu.check_n_ack(self, cd)
+        yield from self.preempt_for(cd, woken)
         cur = cd.current
         preempt = False
         if cur is not cd.idle:

@@ -139,12 +139,15 @@ class KernelSpec:
     uniprocessor path run across CPUs, §8.3.3). `tcb_layout` is ``thesis``
     (Table 3), ``naive`` (declaration order) or a custom layout: a tuple of
     cache lines, each a tuple of TCB field names. `tick` is the timer tick
-    period in cycles.
+    period in cycles. `ipi_policy` says when a cross-processor operation
+    sends an IPI (§8.3.4): ``always``, ``when_needed`` (only if the target
+    would not check its mailboxes in time) or ``poll_only``.
     """
 
     xp_ipc: str = "proxy"
     tcb_layout: str | tuple[tuple[str, ...], ...] = "thesis"
     tick: int = 50_000
+    ipi_policy: str = "when_needed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,11 +343,12 @@ _OPS = (
     "sleep", "halt", "repeat", "loop",
 )  # fmt: skip
 _TOP_KEYS = ("name", "seed", "machine", "kernel", "tasks", "interrupts", "script", "expect")
+IPI_POLICIES = ("always", "when_needed", "poll_only")
 IRQ_RE = re.compile(r"irq(0|[1-9][0-9]?)")
 IRQS = 16
 _TASK_KEYS = ("name", "threads", "start")
 _THREAD_KEYS = ("name", "cpu", "priority", "timeslice", "mcp", "pager", "program")
-_KERNEL_KEYS = ("xp_ipc", "tcb_layout", "tick")
+_KERNEL_KEYS = ("xp_ipc", "tcb_layout", "tick", "ipi_policy")
 _RESULT_FIELDS = ("ok", "xp", "error", "words", "from", "value", "cpu", "op")
 
 
@@ -582,10 +586,11 @@ class _Parser:
         data = self.mapping(path, _KERNEL_KEYS, "kernel")
         xp_ipc = self.optional(data, path, "xp_ipc", self.choice, "proxy", ("proxy", "naive"))
         tick = self.optional(data, path, "tick", self.get_int, 50_000, 1)
+        ipi = self.optional(data, path, "ipi_policy", self.choice, "when_needed", IPI_POLICIES)
         layout: str | tuple[tuple[str, ...], ...] = "thesis"
         if "tcb_layout" in data:
             layout = self.tcb_layout(path + ("tcb_layout",), profile.cache.line_size)
-        return KernelSpec(xp_ipc, layout, tick)
+        return KernelSpec(xp_ipc, layout, tick, ipi)
 
     def tcb_layout(self, path: DataPath, line_size: int) -> str | tuple[tuple[str, ...], ...]:
         value = self.get(path)

@@ -54,7 +54,8 @@ UTCB_SIZE = 512
 UTCB_CPU = 12  # Version 4 X2: the thread's current processor (§7.2)
 MR_OFFSET = 16  # message registers after the UTCB header
 UTCB_PAGES = 16  # 128 threads a task at most
-COMM_BASE = 0xC000_0000  # two 4 MB slots between user space and the kernel window
+COMM_BASE = 0xC000_0000  # per CPU two 4 MB slots, between user space and the kernel window
+COMM_SIZE = 8 << 20
 COMM_PDE = COMM_BASE >> 22
 SIGMA0_TASK = 2
 PT_ALLOC_CYCLES = 200  # taking a zeroed frame from the kernel pool for a page table
@@ -287,9 +288,7 @@ def serve_faults_step(k: Kernel, t: Thread, op: ServeFaults) -> Path:
         page = addr - addr % PAGE_SIZE
         c = k.machine.cpu(t.cpu)
         if c.mode == "kernel":
-            from machine.ops import Iret
-
-            yield Iret()
+            yield from k.exit_to_user(c)
         yield Phase("pager.touch")
         if write:
             yield Write(page, (yield Read(page)))
@@ -391,13 +390,15 @@ def start_thread(k: Kernel, t: Thread) -> Path:
 # --- long IPC -------------------------------------------------------------------------
 
 
-def copy_strings(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
+def copy_strings(k: Kernel, a: Thread, b: Thread, op: Ipc, copier: Thread) -> Path:
     """Copy `op`'s strings into `b`'s buffers through the comm space (§8.3.2, §8.8.2).
 
     The copy goes a cache line at a time (``rep movsd``): one load and one
     store micro-op move the two lines; the rest of the line's bytes move
     with them. A chunk never crosses a line or a page on either side, so
-    each page is probed — and faulted in — before it is used.
+    each page is probed — and faulted in — before it is used. `copier` is
+    the thread doing it: the sender, or its proxy on the receiver's CPU; each
+    CPU has a comm window of its own (§8.8.2).
     """
     line = k.machine.profile.cache.line_size
     mem = k.machine.memory
@@ -407,7 +408,8 @@ def copy_strings(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
             raise IpcError("cut")  # "the message exceeds the receive window"
         d = b.buffers[i]
         slot = d.addr >> 22
-        yield from _map_comm(k, a, bsp, slot)
+        window = COMM_BASE + (copier.cpu - 1) * COMM_SIZE
+        yield from _map_comm(k, a, bsp, slot, copier.cpu)
         src_page = dst_page = -1
         fresh: set[int] = set()  # comm pages invalidated since the window last changed
         pos = 0
@@ -421,16 +423,22 @@ def copy_strings(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
             )
             if src >> 12 != src_page:
                 while not (yield from probe(k, asp, src, False)):
-                    if not (yield from page_fault_ipc(k, a, src, False, op.xfer_timeout)):
+                    if copier is not a:
+                        from kernel import proxy
+
+                        ok = yield from proxy.sender_fault(k, copier, a, src, op.xfer_timeout)
+                    else:
+                        ok = yield from page_fault_ipc(k, a, src, False, op.xfer_timeout)
+                    if not ok:
                         raise IpcError("timeout")
                 src_page = src >> 12
             if dst >> 12 != dst_page:
                 while not (yield from probe(k, bsp, dst, True)):
-                    yield from receiver_fault(k, a, b, dst, op.xfer_timeout)
-                    yield from _map_comm(k, a, bsp, slot)
+                    yield from receiver_fault(k, copier, b, dst, op.xfer_timeout)
+                    yield from _map_comm(k, a, bsp, slot, copier.cpu)
                     fresh.clear()
                 dst_page = dst >> 12
-            comm = COMM_BASE + (dst - (slot << 22))
+            comm = window + (dst - (slot << 22))
             if comm >> 12 not in fresh:
                 yield Invlpg(comm)  # the comm window may have pointed elsewhere
                 fresh.add(comm >> 12)
@@ -456,13 +464,14 @@ def _copy_bytes(mem: Any, src: int, dst: int, n: int) -> None:
         mem.write(da & ~3, word & ~(0xFF << shift) | byte << shift)
 
 
-def _map_comm(k: Kernel, a: Thread, bsp: Space, slot: int) -> Path:
-    """Point the sender's comm window at the receiver's 8 MB around the buffer."""
+def _map_comm(k: Kernel, a: Thread, bsp: Space, slot: int, cpu: int) -> Path:
+    """Point CPU `cpu`'s comm window in the sender's space at the receiver's 8 MB."""
     yield Phase("ipc.transfer.comm_map")
     asp = a.task.space
+    first = COMM_PDE + 2 * (cpu - 1)
     for j in range(2):
         pde = yield Read(kaddr(bsp.pdbr + 4 * (slot + j)))
-        yield Write(kaddr(asp.pdbr + 4 * (COMM_PDE + j)), pde)
+        yield Write(kaddr(asp.pdbr + 4 * (first + j)), pde)
 
 
 def receiver_fault(k: Kernel, a: Thread, b: Thread, vaddr: int, timeout: int | None) -> Path:

@@ -35,7 +35,7 @@ from kernel.sched import CpuData
 from kernel.thread import INACTIVE, RUNNABLE, RUNNING, WAITING, Thread
 from machine.cpu import Cpu
 from machine.ops import Compute as ComputeOp
-from machine.ops import Iret, Op, Phase, Read, Trap, Write
+from machine.ops import Op, Phase, Read, Trap, Write
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
@@ -68,7 +68,7 @@ def thread_step(k: Kernel, c: Cpu, cd: CpuData, t: Thread) -> Path:
         yield from exit_thread(k, cd, t)
         return
     if c.mode == "kernel":
-        yield Iret()  # back to user mode after the last system call or switch
+        yield from k.exit_to_user(c)  # back to user mode after a system call or switch
     if t.sigma0:
         yield from space.sigma0_step(k, t)
         return
@@ -256,7 +256,7 @@ def fpu(k: Kernel, c: Cpu, t: Thread, cycles: int) -> Path:
         yield Write(t.f["resources"], 1)
         yield ComputeOp(FPU_SWITCH_CYCLES)
         cd.fpu_owner = t
-        yield Iret()
+        yield from k.exit_to_user(c)
     yield ComputeOp(cycles)
     t.fpu_cycles += cycles
 

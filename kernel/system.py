@@ -49,7 +49,7 @@ class System:
         self.seed = scenario.seed if seed is None else seed
         self.machine = Machine(scenario.profile, seed=self.seed)
         ks = scenario.kernel
-        self.kernel = k = Kernel(self.machine, ks.tcb_layout, ks.tick, ks.xp_ipc)
+        self.kernel = k = Kernel(self.machine, ks.tcb_layout, ks.tick, ks.xp_ipc, ks.ipi_policy)
         for ts in scenario.tasks:
             task = k.add_task(ts.name, start=ts.start)
             for th in ts.threads:

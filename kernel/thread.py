@@ -90,6 +90,7 @@ class Thread:
     sp: int = 0
     fpu_cycles: int = 0
     hardware: bool = False
+    proxy_kind: str | None = None  # a proxy thread (§8.4): what it serves
     sigma0: bool = False
     op_state: dict[str, Any] = field(default_factory=dict)  # a multi-IPC op in progress
 

@@ -26,7 +26,7 @@ Path = Generator[Op, Any, Any]
 REGISTER_WORDS = 3
 
 
-def transmit(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
+def transmit(k: Kernel, a: Thread, b: Thread, op: Ipc, copier: Thread | None = None) -> Path:
     """Move `op`'s message from `a` to `b`; raises IpcError (cut, timeout, aborted)."""
     words = op.words
     msg = Message(a, tuple(words), xp=a.cpu != b.cpu)
@@ -42,7 +42,7 @@ def transmit(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
             yield Write(dst + 4 * i, w)
     if op.strings:
         yield Phase("ipc.transfer.string")
-        yield from space.copy_strings(k, a, b, op)
+        yield from space.copy_strings(k, a, b, op, copier or a)
     if op.map is not None or op.grant is not None:
         yield Phase("ipc.transfer.map")
         msg.mapped = yield from space.map_items(k, a, b, op)

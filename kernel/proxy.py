@@ -1,0 +1,228 @@
+"""Proxy threads and the cross-processor IPC paths (thesis §8.3.5, §8.4).
+
+Implementation decision 3: any operation modifying a thread is performed on
+its current CPU. So when a sender finds its receiver on another CPU it does
+not touch it: it writes an *IPC send* request into a mailbox for a proxy
+thread on the receiver's CPU, triggers it, and waits (`locked_waiting`,
+timeout infinite — the proxy waits for it). The proxy runs the send path
+there with interrupts disabled, in the sender's stead: it polls on the
+receiver if need be (the *sender* goes into the send queue, the *proxy* into
+the wakeup queue), transfers the message on the receiver's CPU
+(implementation decision 2) and wakes the receiver. Then `wakeup_sender`
+re-targets the same mailbox at the sender — the sender is "the receiving
+proxy" of an empty reply operation (§8.4.1) — with the completion code in
+the sender's `xp_cc`; the sender, woken by `check_n_ack` on its own CPU,
+frees its mailboxes (`XP_RETURN`) and goes on.
+
+Each CPU has one IPC proxy per source CPU, so requests from different CPUs
+never wait behind each other's blocked send; requests from one CPU are
+served in order (the proxy's first/last mailbox list, §8.4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from kernel import ipc, sched, transfer, xcpu
+from kernel.errors import IpcError
+from kernel.ids import NIL
+from kernel.program import Ipc
+from kernel.thread import LOCKED_RUNNING, LOCKED_WAITING, POLLING, RUNNING, WAITING, Thread
+from kernel.xcpu import Mail
+from machine.ops import LoadCR3, Op, Phase, Read, Write
+
+if TYPE_CHECKING:
+    from kernel.kernel import Kernel
+    from kernel.sched import CpuData
+
+Path = Generator[Op, Any, Any]
+
+OP_IPC_SEND = 1
+NEVER = 0xFFFF_FFFF  # an infinite timeout in the ipc_timeout field
+# xp_cc completion codes: 0 is success; error 7 is the cross-processor abort (§7.2).
+XP_CODES = {"not_exist": 1, "timeout": 2, "cut": 3, "aborted": 4, "not_mapped": 5,
+            "map_failed": 6, "xp_abort": 7}
+XP_ERRORS = {v: k for k, v in XP_CODES.items()}
+REDO_FAULT = 0x100  # not a completion: the proxy asks the sender to redo a page fault
+
+
+def send_request(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
+    """The sender's side of a cross-processor send (§8.3.5 "send path")."""
+    yield Phase("xp.send")
+    cd = k.cpus[a.cpu - 1]
+    p = k.proxy_for(b.cpu, a.cpu)
+    i = yield from xcpu.alloc(k, a.cpu)
+    yield from xcpu.setup(k, i, Mail("ipc_send", a, b, op), OP_IPC_SEND, p)
+    yield Write(a.f["proxy"], p.tcb)
+    yield from xcpu.trigger(k, cd, i, b.cpu)
+    yield Write(a.f["ipc_timeout"], NEVER)  # the proxy waits for us, with our timeout
+    yield Write(a.f["thread_state"], LOCKED_WAITING)
+    a.wake = None
+    yield from k.switch_to(cd, None)  # switchTo(Anyone)
+    # XP_RETURN: woken by check_n_ack on our CPU once the proxy is done.
+    yield Phase("xp.return")
+    code = yield Read(a.f["xp_cc"])
+    while code == REDO_FAULT:  # not done: the proxy needs a page of ours (§8.4.2)
+        yield from redo_fault(k, a)
+        yield Write(a.f["thread_state"], LOCKED_WAITING)
+        yield from k.switch_to(cd, None)
+        code = yield Read(a.f["xp_cc"])
+    while (i := (yield from xcpu.unhook_first(k, a))) is not None:
+        yield from xcpu.release(k, i)
+    yield Write(a.f["thread_state"], RUNNING)
+    if code:
+        raise IpcError(XP_ERRORS.get(code, "aborted"))
+
+
+def step(k: Kernel, cd: CpuData, p: Thread) -> Path:
+    """A proxy's main loop, one request at a time: sleep when its list is empty (§8.4)."""
+    first = yield Read(p.f["first_mailbox"])
+    if not first:
+        yield Phase("xp.proxy.sleep")
+        yield Write(p.f["thread_state"], WAITING)
+        yield Write(p.f["partner"], NIL)
+        yield from k.switch_to(cd, None)
+        return
+    i = k.mailboxes.index(first)
+    mail = k.mailboxes.mail[i]
+    if mail.op == "ipc_send":
+        yield from xp_send_path(k, cd, p, i, mail)
+
+
+def xp_send_path(k: Kernel, cd: CpuData, p: Thread, i: int, mail: Mail) -> Path:
+    """The proxy's send path, on the receiver's CPU, in the sender's stead (§8.3.5)."""
+    a, b, op = mail.sender, mail.dest, mail.payload
+    yield Phase("xp.proxy.send")
+    myself = yield Read(b.f["myself"])
+    if myself == NIL or myself != b.word:
+        yield from wakeup_sender(k, cd, p, a, i, "not_exist")
+        return
+    if b.cpu != p.cpu:
+        # The receiver moved before we ran: the request moves with it (§8.5).
+        yield from forward(k, cd, p, i, b)
+        return
+    yield Write(a.f["partner"], b.word)
+    yield Write(p.f["partner"], b.word)
+    b_state = yield Read(b.f["thread_state"])
+    b_partner = yield Read(b.f["partner"])
+    if not (b_state == WAITING and b_partner in (a.word, NIL)):
+        if op.timeout == 0:
+            yield from wakeup_sender(k, cd, p, a, i, "timeout")
+            return
+        yield Phase("xp.proxy.enqueue_sendq")
+        yield from ipc.enqueue_sendq(k, b, a)  # the sender goes into the send queue
+        yield Write(p.f["thread_state"], POLLING)
+        why = yield from ipc.wait_for_partner(k, p, b, op.timeout)
+        if why != "partner":
+            yield from ipc.dequeue_sendq(k, b, a)
+            yield from wakeup_sender(k, cd, p, a, i, "timeout" if why == "timeout" else "aborted")
+            return
+        yield from sched.dequeue_wakeup(k, cd, p)
+    # At this point, B is ready to receive from A.
+    yield Phase("xp.proxy.lock")
+    yield Write(p.f["thread_state"], LOCKED_RUNNING)
+    yield Write(b.f["thread_state"], LOCKED_WAITING)
+    yield from sched.enqueue_ready(k, cd, p)
+    error = None
+    try:
+        if op.strings:
+            yield LoadCR3(a.task.space.pdbr)  # the copy runs in the sender's space
+        yield from transfer.transmit(k, a, b, op, copier=p)
+    except IpcError as e:
+        b.failed = error = e.error
+    yield Write(b.f["partner"], a.word)
+    yield Phase("xp.proxy.wake_receiver")
+    b.wake = "partner"
+    yield from sched.make_ready(k, cd, b, LOCKED_RUNNING)
+    if error is None:
+        k.counters.ipc += 1
+        k.counters.xp_ipc += 1
+    yield Write(p.f["thread_state"], RUNNING)
+    yield from wakeup_sender(k, cd, p, a, i, error)
+
+
+def wakeup_sender(
+    k: Kernel, cd: CpuData, p: Thread, a: Thread, i: int, error: str | None
+) -> Path:
+    """wakeup_sender (§8.4.1): the completion code, and the mailbox re-targeted at the sender."""
+    yield Phase("xp.wakeup_sender")
+    yield Write(a.f["xp_cc"], XP_CODES[error] if error else 0)
+    yield from xcpu.unhook_first(k, p)
+    yield Write(a.f["proxy"], 0)
+    mb = k.mailboxes
+    mb.mail[i].reply = True
+    yield Write(mb.addr(i, xcpu.TARGET), a.tcb)
+    yield from xcpu.trigger(k, cd, i, a.cpu)
+
+
+def forward(k: Kernel, cd: CpuData, p: Thread, i: int, b: Thread) -> Path:
+    """Hand a pending request to the proxy on the receiver's new CPU."""
+    yield Phase("xp.proxy.forward")
+    yield from xcpu.unhook_first(k, p)
+    a = k.mailboxes.mail[i].sender
+    q = k.proxy_for(b.cpu, a.cpu)
+    yield Write(k.mailboxes.addr(i, xcpu.TARGET), q.tcb)
+    yield Write(a.f["proxy"], q.tcb)
+    yield from xcpu.trigger(k, cd, i, b.cpu)
+
+
+def sender_proxy(k: Kernel, a: Thread, b: Thread) -> Path:
+    """The receive path's check of a remote sender (§8.3.5): its proxy, if it polls on us."""
+    proxy_tcb = yield Read(a.f["proxy"])
+    if not proxy_tcb:
+        return None
+    p = k.by_tcb[proxy_tcb]
+    if (yield Read(p.f["thread_state"])) != POLLING:
+        return None
+    if (yield Read(p.f["partner"])) != b.word:
+        return None
+    return p
+
+
+__all__ = ["LOCKED_WAITING", "send_request", "sender_proxy", "step"]
+
+
+def sender_fault(k: Kernel, p: Thread, a: Thread, addr: int, timeout: int | None) -> Path:
+    """A fault in the sender's space during the proxy's copy (§8.4.2).
+
+    "the proxy has to restart the sender, not with an empty operation, but
+    with a request for redoing this pagefault. The sender when being
+    activated generates a pagefault in its address space ... After receiving
+    the mapping, the sender reactivates the proxy at the interrupted position."
+    """
+    yield Phase("xp.proxy.sender_fault")
+    cd = k.cpus[p.cpu - 1]
+    i = yield from xcpu.alloc(k, p.cpu)
+    yield from xcpu.setup(k, i, Mail("redo_fault", a, None, (addr, timeout, p)), 0, a)
+    yield Write(a.f["xp_cc"], REDO_FAULT)
+    yield from xcpu.trigger(k, cd, i, a.cpu)
+    yield Write(p.f["thread_state"], WAITING)
+    p.wake = None
+    yield from k.switch_to(cd, None)
+    # Reactivated by the sender's mailbox: take it off our list.
+    yield from xcpu.remove(k, p, lambda m: m.op == "resumed")
+    yield Write(p.f["thread_state"], LOCKED_RUNNING)
+    return p.wake == "resolved"
+
+
+def redo_fault(k: Kernel, a: Thread) -> Path:
+    """The sender's side of `sender_fault`: fault here, then reactivate the proxy."""
+    i = None
+    while True:
+        i = yield from xcpu.unhook_first(k, a)
+        if i is None:
+            return
+        mail = k.mailboxes.mail[i]
+        if mail.op == "redo_fault":
+            break
+    addr, timeout, p = mail.payload
+    from kernel import space
+
+    yield Phase("xp.redo_fault")
+    ok = yield from space.page_fault_ipc(k, a, addr, False, timeout)
+    p.wake = "resolved" if ok else "timeout"
+    mail.op = "resumed"
+    yield Write(k.mailboxes.addr(i, xcpu.TARGET), p.tcb)
+    yield Write(a.f["xp_cc"], 0)
+    yield from xcpu.trigger(k, k.cpus[a.cpu - 1], i, p.cpu)

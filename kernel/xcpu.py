@@ -1,0 +1,228 @@
+"""Cross-processor operations: mailboxes, their flags, IPIs and check_n_ack (thesis §8.3.4).
+
+An operation for another CPU is written into a *mailbox* — locked with the
+spinlock of appendix A while it is set up — and announced by setting the
+mailbox's bit in the target CPU's flag line: 256 one-bit flags packed into
+one cache line, so checking for work costs eight compares that hit the L1
+("polling 256 mailboxes require 8 cycles"). The target checks its flags in
+`check_n_ack` at every kernel exit and timer tick, links each flagged
+mailbox to the thread it names (a proxy, or a sender being woken) and makes
+that thread ready.
+
+An IPI is sent only when the target would not check in time: the thesis's
+pseudo-code reads ``if next_check(destination) < max_latency then send_IPI``,
+but its text says the IPI is sent "when the next check of the destination
+processor is later than it would take to deliver the IPI" — we follow the
+text. `ipi_policy` ``always`` and ``poll_only`` are the two extremes for
+teaching. The IPI handler EOIs first, to keep the two APIC slots free, then
+runs `check_n_ack`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from kernel import sched
+from kernel.thread import LOCKED_WAITING, RUNNING, WAITING, Thread
+from machine.cpu import Cpu
+from machine.ops import EOI, Atomic, Compute, Op, Phase, Rdtsc, Read, SendIPI, Write, kaddr
+from machine.spinlock import spin_trylock, spin_unlock
+
+if TYPE_CHECKING:
+    from kernel.kernel import Kernel
+    from kernel.sched import CpuData
+
+Path = Generator[Op, Any, Any]
+
+MAILBOXES = 256  # one flag line's worth (§8.3.4: 32 * 8)
+FLAG_WORDS = 8
+FLAGS_BASE = 0x000B_0000  # one flag line per CPU
+MAILBOX_BASE = 0x000C_0000  # the mailboxes, one cache line each
+# Mailbox fields (byte offsets).
+LOCK, OP, SENDER, DEST, PARAM, TARGET, NEXT, ERROR = range(0, 32, 4)
+FREE = 0
+IPI_LATENCY = 1300  # cycles an IPI takes to reach and interrupt the target (§3.3.1)
+XCPU_VECTOR = 0xF0
+ALLOC_RETRY_CYCLES = 50
+
+
+@dataclass(slots=True)
+class Mail:
+    """The Python side of a mailbox's parameters (a send descriptor, say)."""
+
+    op: str
+    sender: Thread | None = None
+    dest: Thread | None = None
+    payload: Any = None
+    reply: bool = False  # re-targeted to wake the sender (wakeup_sender)
+
+
+class Mailboxes:
+    """Where the mailboxes and flag lines are, and what each mailbox carries."""
+
+    def __init__(self, k: Kernel) -> None:
+        self.k = k
+        line = k.machine.profile.cache.line_size
+        self.line = max(line, 32)
+        self.mail: dict[int, Mail] = {}
+
+    def addr(self, i: int, field: int = 0) -> int:
+        return kaddr(MAILBOX_BASE + i * self.line + field)
+
+    def index(self, addr: int) -> int:
+        return (addr - kaddr(MAILBOX_BASE)) // self.line
+
+    def flags(self, cpu: int, word: int = 0) -> int:
+        """Kernel address of flag word `word` of CPU `cpu`'s (1-based) flag line."""
+        return kaddr(FLAGS_BASE + (cpu - 1) * self.line + 4 * word)
+
+
+def alloc(k: Kernel, from_cpu: int) -> Path:
+    """find_free_mailbox + lock_mailbox: a free mailbox, returned locked."""
+    mb = k.mailboxes
+    start = (from_cpu - 1) * 16  # each CPU starts looking in its own corner
+    while True:
+        for j in range(MAILBOXES):
+            i = (start + j) % MAILBOXES
+            if i in mb.mail:  # in use: a quick look at its op word would say so too
+                continue
+            if not (yield from spin_trylock(mb.addr(i, LOCK))):
+                continue
+            if (yield Read(mb.addr(i, OP))) == FREE:
+                return i
+            yield from spin_unlock(mb.addr(i, LOCK))
+        yield Compute(ALLOC_RETRY_CYCLES)  # all taken: try again
+
+
+def setup(k: Kernel, i: int, mail: Mail, op_code: int, target: Thread) -> Path:
+    """setup_mailbox(parameters) and unlock_mailbox."""
+    mb = k.mailboxes
+    yield Phase("xp.mailbox.setup")
+    mb.mail[i] = mail
+    yield Write(mb.addr(i, OP), op_code)
+    if mail.sender is not None:
+        yield Write(mb.addr(i, SENDER), mail.sender.tcb)
+    if mail.dest is not None:
+        yield Write(mb.addr(i, DEST), mail.dest.word)
+    yield Write(mb.addr(i, TARGET), target.tcb)
+    yield from spin_unlock(mb.addr(i, LOCK))
+
+
+def release(k: Kernel, i: int) -> Path:
+    """A mailbox's operation is over: free it for the next request."""
+    mb = k.mailboxes
+    mb.mail.pop(i, None)
+    yield Write(mb.addr(i, OP), FREE)
+
+
+def trigger(k: Kernel, here: CpuData, i: int, cpu: int) -> Path:
+    """set_activate_mailbox_flag on CPU `cpu`, and an IPI if it would not check in time."""
+    mb = k.mailboxes
+    yield Phase("xp.trigger")
+    yield Atomic("bts", mb.flags(cpu, i >> 5), i & 31)
+    policy = k.ipi_policy
+    if policy == "poll_only" or cpu == here.number:
+        return
+    if policy == "when_needed":
+        next_check = yield Read(k.cpus[cpu - 1].page + sched.NEXT_TICK)
+        now = yield Rdtsc()
+        if 0 <= next_check - (now & 0xFFFF_FFFF) < IPI_LATENCY:
+            return  # its timer tick will find the flag sooner than an IPI would
+        if (yield Read(k.cpus[cpu - 1].page + sched.IPI_PENDING)):
+            return  # not yet acknowledged: that IPI's check_n_ack will see this flag too
+    yield Phase("xp.ipi")
+    yield Write(k.cpus[cpu - 1].page + sched.IPI_PENDING, 1)
+    k.counters.ipis += 1
+    yield SendIPI(1 << (cpu - 1), XCPU_VECTOR)
+
+
+def check_n_ack(k: Kernel, cd: CpuData) -> Path:
+    """Link every flagged mailbox to its thread and make that thread ready (§8.3.4).
+
+    Returns the threads made ready. Runs with interrupts disabled, at every
+    kernel exit, every timer tick and in the IPI handler.
+    """
+    mb = k.mailboxes
+    if (yield Read(cd.page + sched.IPI_PENDING)):
+        yield Write(cd.page + sched.IPI_PENDING, 0)  # acknowledged
+    woken: list[Thread] = []
+    for w in range(FLAG_WORDS):
+        word = yield Read(mb.flags(cd.number, w))
+        if not word:
+            continue
+        yield Phase("xcpu.check_n_ack")
+        while word:
+            bit = (word & -word).bit_length() - 1  # bit_scan_forward
+            i = 32 * w + bit
+            target = k.by_tcb[(yield Read(mb.addr(i, TARGET)))]
+            yield from link(k, target, i)
+            state = yield Read(target.f["thread_state"])
+            if state in (WAITING, LOCKED_WAITING):
+                if target.proxy_kind:
+                    k.counters.proxy_activations += 1
+                yield from sched.make_ready(k, cd, target, RUNNING)
+                woken.append(target)
+            yield Atomic("btr", mb.flags(cd.number, w), bit)
+            word &= word - 1
+    return woken
+
+
+def link(k: Kernel, t: Thread, i: int) -> Path:
+    """link_mailbox_to_proxy: append mailbox `i` to `t`'s first/last mailbox list."""
+    mb = k.mailboxes
+    addr = mb.addr(i)
+    yield Write(mb.addr(i, NEXT), 0)
+    last = yield Read(t.f["last_mailbox"])
+    if last:
+        yield Write(last + NEXT, addr)
+    else:
+        yield Write(t.f["first_mailbox"], addr)
+    yield Write(t.f["last_mailbox"], addr)
+
+
+def unhook_first(k: Kernel, t: Thread) -> Path:
+    """Take the first mailbox off `t`'s list; its index, or None."""
+    first = yield Read(t.f["first_mailbox"])
+    if not first:
+        return None
+    nxt = yield Read(first + NEXT)
+    yield Write(t.f["first_mailbox"], nxt)
+    if not nxt:
+        yield Write(t.f["last_mailbox"], 0)
+    return k.mailboxes.index(first)
+
+
+def remove(k: Kernel, t: Thread, which: Any) -> Path:
+    """Unlink and free the mailboxes on `t`'s list whose `Mail` satisfies `which`."""
+    mb = k.mailboxes
+    prev = 0
+    cur = yield Read(t.f["first_mailbox"])
+    while cur:
+        nxt = yield Read(cur + NEXT)
+        i = mb.index(cur)
+        if which(mb.mail[i]):
+            yield Write(prev + NEXT if prev else t.f["first_mailbox"], nxt)
+            if not nxt:
+                yield Write(t.f["last_mailbox"], prev)
+            yield from release(k, i)
+        else:
+            prev = cur
+        cur = nxt
+
+
+def ipi_handler(k: Kernel) -> Any:
+    def handle(c: Cpu, vector: int) -> Path:
+        return _ipi(k, c)
+
+    return handle
+
+
+def _ipi(k: Kernel, c: Cpu) -> Path:
+    """ipi_handler: EOI at once (the slot is free again), then check_n_ack (§8.3.4)."""
+    yield EOI()
+    yield Phase("xcpu.ipi")
+    cd = k.cpus[c.index]
+    woken = yield from check_n_ack(k, cd)
+    yield from k.preempt_for(cd, woken)
