@@ -118,7 +118,7 @@ def check(k: Kernel) -> list[str]:
             in_sendq[a.name] = b.name
     locked_to: dict[int, list[str]] = {}
     for t in k.threads:
-        if t.task is None:
+        if t.task is None and not t.proxy_kind:
             continue
         state = k.field(t, "thread_state")
         cd = k.cpus[t.cpu - 1]
@@ -133,12 +133,14 @@ def check(k: Kernel) -> list[str]:
             out.append(f"{t.name} is {STATE_NAMES[state]} but in a wakeup queue")
         if t.deadline is not None and t.name not in where_wakeup:
             out.append(f"{t.name} has a timeout but is in no wakeup queue")
-        if state == POLLING:
+        proxy_tcb = k.field(t, "proxy")
+        if state == POLLING and not t.proxy_kind:
             partner = k.field(t, "partner")
             owner = in_sendq.get(t.name)
             if owner is None or k.by_name[owner].word != partner:
                 out.append(f"{t.name} is polling but not in its partner's send queue")
-        elif t.name in in_sendq:
+        elif t.name in in_sendq and not (state == LOCKED_WAITING and proxy_tcb):
+            # A cross-processor sender waits locked while its proxy polls for it (§8.3.5).
             out.append(f"{t.name} is {STATE_NAMES[state]} but in {in_sendq[t.name]}'s send queue")
         if (
             state in (RUNNING, LOCKED_RUNNING)

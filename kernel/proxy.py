@@ -41,8 +41,15 @@ Path = Generator[Op, Any, Any]
 OP_IPC_SEND = 1
 NEVER = 0xFFFF_FFFF  # an infinite timeout in the ipc_timeout field
 # xp_cc completion codes: 0 is success; error 7 is the cross-processor abort (§7.2).
-XP_CODES = {"not_exist": 1, "timeout": 2, "cut": 3, "aborted": 4, "not_mapped": 5,
-            "map_failed": 6, "xp_abort": 7}
+XP_CODES = {
+    "not_exist": 1,
+    "timeout": 2,
+    "cut": 3,
+    "aborted": 4,
+    "not_mapped": 5,
+    "map_failed": 6,
+    "xp_abort": 7,
+}
 XP_ERRORS = {v: k for k, v in XP_CODES.items()}
 REDO_FAULT = 0x100  # not a completion: the proxy asks the sender to redo a page fault
 
@@ -142,9 +149,7 @@ def xp_send_path(k: Kernel, cd: CpuData, p: Thread, i: int, mail: Mail) -> Path:
     yield from wakeup_sender(k, cd, p, a, i, error)
 
 
-def wakeup_sender(
-    k: Kernel, cd: CpuData, p: Thread, a: Thread, i: int, error: str | None
-) -> Path:
+def wakeup_sender(k: Kernel, cd: CpuData, p: Thread, a: Thread, i: int, error: str | None) -> Path:
     """wakeup_sender (§8.4.1): the completion code, and the mailbox re-targeted at the sender."""
     yield Phase("xp.wakeup_sender")
     yield Write(a.f["xp_cc"], XP_CODES[error] if error else 0)

@@ -39,7 +39,7 @@ from kernel.thread import (
 from machine import paging
 from machine.cpu import Cpu
 from machine.memory import PAGE_SIZE
-from machine.ops import Compute, Invlpg, Op, Phase, Read, Trap, Write, kaddr
+from machine.ops import Compute, Invlpg, LoadCR3, Op, Phase, Read, Trap, Write, kaddr
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
@@ -438,6 +438,9 @@ def copy_strings(k: Kernel, a: Thread, b: Thread, op: Ipc, copier: Thread) -> Pa
                     yield from _map_comm(k, a, bsp, slot, copier.cpu)
                     fresh.clear()
                 dst_page = dst >> 12
+            c = k.machine.cpu(copier.cpu)
+            if c.cr3 != asp.pdbr:  # a fault switched stacks: the copy runs in A's space
+                yield LoadCR3(asp.pdbr)
             comm = window + (dst - (slot << 22))
             if comm >> 12 not in fresh:
                 yield Invlpg(comm)  # the comm window may have pointed elsewhere

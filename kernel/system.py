@@ -19,14 +19,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kernel import invariants
+from kernel import invariants, xcpu
 from kernel.ids import NIL
 from kernel.kernel import Kernel
 from kernel.scenario import Expect, Scenario
 from kernel.sched import BITMAP, CpuData
-from kernel.thread import INACTIVE, POLLING, RUNNING, STATE_NAMES, WAITING, Thread
+from kernel.thread import (
+    LOCKED_RUNNING,
+    LOCKED_WAITING,
+    POLLING,
+    RUNNABLE,
+    RUNNING,
+    STATE_NAMES,
+    WAITING,
+    Thread,
+)
 from machine import Machine
-from machine.ops import Hlt, InterruptExit, Iret
+from machine.ops import Hlt, InterruptExit, Iret, kaddr
 
 QUIESCENCE_CHECK = 4096  # steps between checks when no CPU halts
 COUNTER_NAMES = ("ipc", "xp_ipc", "ipis_sent", "migrations", "tlb_shootdowns", "page_faults")
@@ -112,6 +121,8 @@ class System:
                 since_check = 0
                 if self.quiescent():
                     self.ended = "deadlock" if self.wait_cycle() else "end"
+                    if self.ended == "end" and self.stuck():
+                        self.ended = "stuck"
                     break
         return self.ended
 
@@ -125,20 +136,37 @@ class System:
             return False
         k = self.kernel
         for t in k.threads:
-            if t.task is None:
+            if t.task is None and not t.proxy_kind:
                 continue
             state = k.field(t, "thread_state")
-            if state == INACTIVE:
-                continue
-            if state in (WAITING, POLLING) and t.deadline is None:
-                continue
-            return False
+            if t.deadline is not None or state in RUNNABLE:
+                return False  # a timeout will fire, or someone can run
+            # Waiting forever (or, a kernel bug, locked with no one to unlock it):
+            # nothing will change this thread any more.
+        mem = self.machine.memory
+        mb = k.mailboxes
+        if any(
+            mem.read(mb.flags(cd.number, w) - kaddr(0))
+            for cd in k.cpus
+            for w in range(xcpu.FLAG_WORDS)
+        ):
+            return False  # a mailbox waits for its CPU's next check
         m = self.machine
         if m.apics.in_flight or any(
             a.slots or a.irr_other & ~(1 << 0xEF) or a.outgoing for a in m.apics.apics
         ):
             return False
         return all(e[2] == "apic.timer" for e in m.events)
+
+    def stuck(self) -> list[str]:
+        """Threads left locked in an IPC with nothing left to unlock them (a kernel fault)."""
+        k = self.kernel
+        return [
+            t.name
+            for t in k.threads
+            if (t.task is not None or t.proxy_kind)
+            and k.field(t, "thread_state") in (LOCKED_RUNNING, LOCKED_WAITING)
+        ]
 
     def waits(self) -> list[Wait]:
         """The IPC wait-for graph: who waits for whom, with an infinite timeout."""
@@ -247,6 +275,8 @@ class System:
             out["waits"] = [f"{w.thread} {w.how} {w.on}" for w in cycle]
         if self.violations:
             out["violations"] = list(self.violations)
+        if self.ended == "stuck":
+            out["stuck"] = self.stuck()
         out["expect"] = [{"check": e.check, "ok": self.check(e)} for e in self.scenario.expect]
         return out
 

@@ -139,6 +139,7 @@ def _run(args: argparse.Namespace) -> int:
     failed = (
         summary["deadlock"]
         or bool(summary.get("violations"))
+        or bool(summary.get("stuck"))
         or not all(e["ok"] for e in summary["expect"])
     )
     return 1 if failed else 0

@@ -131,6 +131,10 @@ def format_run(summary: dict[str, Any]) -> str:
     ]
     if summary.get("waits"):
         lines.append("deadlock: " + ", ".join(summary["waits"]))
+    if summary.get("stuck"):
+        lines.append(
+            "stuck: locked with nothing left to unlock them: " + ", ".join(summary["stuck"])
+        )
     for v in summary.get("violations", []):
         lines.append(f"invariant violated: {v}")
     header = ("thread", "id", "cpu", "state", "prio", "syscalls", "last result")
