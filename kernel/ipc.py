@@ -124,6 +124,20 @@ def send(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
 
 def receive(k: Kernel, b: Thread, source: Thread | None, timeout: int | None) -> Path:
     """The receive path of §8.3.2; returns the sender; raises IpcError."""
+    cd = k.cpus[b.cpu - 1]
+    if b.recv_started:  # our XP call's proxy made us receive already: the reply is in
+        b.recv_started = False
+        yield Phase("ipc.recv.xp_call")
+        yield from sched.dequeue_wakeup(k, cd, b)
+        why = yield from _redo_faults(k, b, b.wake)
+        if why != "partner":
+            yield Write(b.f["thread_state"], RUNNING)
+            raise IpcError("timeout" if why == "timeout" else "aborted")
+        yield Write(b.f["thread_state"], RUNNING)
+        if b.failed is not None:
+            error, b.failed = b.failed, None
+            raise IpcError(error)
+        return b.inbox.sender if b.inbox is not None else source
     yield Phase("ipc.recv.find_sender")
     if source is not None and source.hardware:
         interrupts.associate(k, source, b)

@@ -17,7 +17,7 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kernel import interrupts, ipc, proxy, sched, space, syscalls, xcpu
+from kernel import interrupts, ipc, proxy, sched, shootdown, space, syscalls, xcpu
 from kernel.ids import ThreadId, irq_thread
 from kernel.layout import Layout, make_layout
 from kernel.program import ProgramCounter
@@ -126,6 +126,7 @@ class Kernel:
         machine.fault_handler = space.fault_handler(self)
         machine.vector_handlers[TIMER_VECTOR] = self._timer
         machine.vector_handlers[xcpu.XCPU_VECTOR] = xcpu.ipi_handler(self)
+        machine.vector_handlers[shootdown.VECTOR] = shootdown.handler(self)
         self.mailboxes = xcpu.Mailboxes(self)
         # Per CPU, one IPC proxy for each source CPU (§8.4, §8.8.4).
         self.proxies: dict[tuple[int, int], Thread] = {}

@@ -69,6 +69,8 @@ def send_request(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
     yield from k.switch_to(cd, None)  # switchTo(Anyone)
     # XP_RETURN: woken by check_n_ack on our CPU once the proxy is done.
     yield Phase("xp.return")
+    mail = k.mailboxes.mail.get(k.mailboxes.index((yield Read(a.f["first_mailbox"]))))
+    a.recv_started = bool(mail is not None and mail.recv_started)
     code = yield Read(a.f["xp_cc"])
     while code == REDO_FAULT:  # not done: the proxy needs a page of ours (§8.4.2)
         yield from redo_fault(k, a)
@@ -77,7 +79,8 @@ def send_request(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
         code = yield Read(a.f["xp_cc"])
     while (i := (yield from xcpu.unhook_first(k, a))) is not None:
         yield from xcpu.release(k, i)
-    yield Write(a.f["thread_state"], RUNNING)
+    if not a.recv_started:
+        yield Write(a.f["thread_state"], RUNNING)
     if code:
         raise IpcError(XP_ERRORS.get(code, "aborted"))
 
@@ -139,6 +142,16 @@ def xp_send_path(k: Kernel, cd: CpuData, p: Thread, i: int, mail: Mail) -> Path:
     except IpcError as e:
         b.failed = error = e.error
     yield Write(b.f["partner"], a.word)
+    if error is None and op.receives:
+        # A call is atomic (§8.3.1): the sender must be receiving before the
+        # receiver can answer — even with timeout 0. The sender is locked and
+        # off every queue, so setting its receive state here touches nothing of
+        # its CPU; its receive timeout is queued there when it is woken.
+        yield Phase("xp.proxy.start_receive")
+        source = k.by_name.get(op.source) if op.source else None
+        yield Write(a.f["partner"], source.word if source is not None else NIL)
+        yield Write(a.f["thread_state"], WAITING)
+        mail.recv_started = True
     yield Phase("xp.proxy.wake_receiver")
     b.wake = "partner"
     yield from sched.make_ready(k, cd, b, LOCKED_RUNNING)

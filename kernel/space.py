@@ -24,7 +24,7 @@ import contextlib
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from kernel import ipc, sched
+from kernel import ipc, sched, shootdown
 from kernel.errors import IpcError
 from kernel.mapdb import MapDbError, MappingDb
 from kernel.program import Fpage, Ipc, ProgramCounter, ServeFaults, TaskNew, Unmap
@@ -347,15 +347,16 @@ def unmap(k: Kernel, t: Thread, op: Unmap) -> Path:
 
     sp = t.task.space
     db = k.spaces.mapdb
-    changed = 0
+    changed: list[tuple[Space, int]] = []
     for off in range(0, op.fpage.size, PAGE_SIZE):
         vaddr = op.fpage.addr + off
         for node in db.unmap(sp.number, vaddr, op.mode, op.own):
             nsp = k.spaces.spaces[node.space - 1]
             yield from edit_pte(k, nsp, node.vaddr, remove=op.mode == "flush")
             yield from invalidate_local(k, t, nsp, node.vaddr)
-            changed += 1
-    return result("unmap", value=changed)
+            changed.append((nsp, node.vaddr))
+    yield from shootdown.shoot(k, t.cpu, changed)  # ID 5: every other CPU's TLB too
+    return result("unmap", value=len(changed))
 
 
 # --- tasks and threads --------------------------------------------------------------

@@ -85,6 +85,7 @@ class Thread:
     abort: bool = False  # lthread_ex_regs asked to abort the ongoing IPC
     fault: tuple[int, bool] | None = None  # (addr, write) while in a page fault IPC
     failed: str | None = None  # the sender's transfer failed with this error
+    recv_started: bool = False  # an XP call whose receive phase the proxy began
     redo_sender: Thread | None = None  # a sender waiting for us to redo a fault (§8.3.2)
     ip: int = 0
     sp: int = 0

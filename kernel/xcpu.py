@@ -57,6 +57,7 @@ class Mail:
     dest: Thread | None = None
     payload: Any = None
     reply: bool = False  # re-targeted to wake the sender (wakeup_sender)
+    recv_started: bool = False  # the proxy set the sender receiving (a call's atomicity)
 
 
 class Mailboxes:
@@ -159,7 +160,16 @@ def check_n_ack(k: Kernel, cd: CpuData) -> Path:
             target = k.by_tcb[(yield Read(mb.addr(i, TARGET)))]
             yield from link(k, target, i)
             state = yield Read(target.f["thread_state"])
-            if state in (WAITING, LOCKED_WAITING):
+            mail = mb.mail.get(i)
+            if mail is not None and mail.recv_started and state == WAITING:
+                # A caller whose receive phase its proxy began: it waits on, here,
+                # with its receive timeout in this CPU's wakeup queue (ID 3).
+                timeout = mail.payload.recv_timeout
+                if timeout is not None:
+                    c = k.machine.cpu(cd.number)
+                    deadline = c.clock + timeout * k.machine.tpc
+                    yield from sched.enqueue_wakeup(k, cd, target, deadline)
+            elif state in (WAITING, LOCKED_WAITING):
                 if target.proxy_kind:
                     k.counters.proxy_activations += 1
                 yield from sched.make_ready(k, cd, target, RUNNING)

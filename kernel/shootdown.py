@@ -1,0 +1,96 @@
+"""TLB shootdown on unmap (thesis §3.1.1, §9.3, implementation decision 5).
+
+The Pentium's TLBs are per CPU and no instruction invalidates another CPU's
+entries, so an unmap must reach every TLB that may hold the translation.
+"For the time being, a TLB flushing IPI is sent to all processors on an
+unmap operation" (ID 5): the unmapping CPU writes the pages into the
+shootdown area (one shootdown at a time, under the appendix-A spinlock),
+sends the IPI to every other CPU and waits — with interrupts enabled, so two
+CPUs shooting at each other cannot deadlock — until each has invalidated its
+entries and acknowledged by an atomic increment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from kernel.thread import Space
+from machine.cpu import Cpu
+from machine.ops import (
+    EOI,
+    Atomic,
+    Cli,
+    Compute,
+    Invlpg,
+    LoadCR3,
+    Op,
+    Phase,
+    Read,
+    SendIPI,
+    Sti,
+    Write,
+    kaddr,
+)
+from machine.spinlock import spin_lock, spin_unlock
+
+if TYPE_CHECKING:
+    from kernel.kernel import Kernel
+
+Path = Generator[Op, Any, Any]
+
+VECTOR = 0xF8
+AREA = 0x000A_0000
+LOCK, ACKS, COUNT, ENTRIES = 0, 32, 36, 64  # lock and ack in lines of their own
+MAX_ENTRIES = 256
+SPIN_CYCLES = 10
+
+
+def shoot(k: Kernel, cpu: int, pages: list[tuple[Space, int]]) -> Path:
+    """Invalidate `pages` in every other CPU's TLB and wait until all have done so."""
+    n = len(k.machine.cpus)
+    if n == 1 or not pages:
+        return
+    yield Phase("tlb.shootdown")
+    k.counters.tlb_shootdowns += 1
+    base = kaddr(AREA)
+    yield from spin_lock(base + LOCK)
+    entries = pages[:MAX_ENTRIES]
+    for j, (sp, vaddr) in enumerate(entries):
+        yield Write(base + ENTRIES + 8 * j, sp.pdbr)
+        yield Write(base + ENTRIES + 8 * j + 4, vaddr)
+    yield Write(base + COUNT, len(entries) if len(pages) <= MAX_ENTRIES else 0)  # 0: flush all
+    yield Write(base + ACKS, 0)
+    if n <= 8:
+        mask, expected = ((1 << n) - 1) & ~(1 << (cpu - 1)), n - 1
+    else:
+        mask, expected = (1 << n) - 1, n  # above 8 CPUs: all of them, ourselves too (§3.3)
+    yield SendIPI(mask, VECTOR)
+    yield Sti()  # take others' shootdowns while we wait for ours
+    while (yield Read(base + ACKS)) < expected:
+        yield Compute(SPIN_CYCLES)
+    yield Cli()
+    yield from spin_unlock(base + LOCK)
+
+
+def handler(k: Kernel) -> Any:
+    def handle(c: Cpu, vector: int) -> Path:
+        return _flush(k, c)
+
+    return handle
+
+
+def _flush(k: Kernel, c: Cpu) -> Path:
+    """The shootdown IPI: drop the listed pages of the space this CPU has loaded."""
+    yield EOI()
+    yield Phase("tlb.shootdown.flush")
+    base = kaddr(AREA)
+    count = yield Read(base + COUNT)
+    if not count:
+        yield LoadCR3(c.cr3)  # too many pages: flush everything
+    for j in range(count):
+        pdbr = yield Read(base + ENTRIES + 8 * j)
+        vaddr = yield Read(base + ENTRIES + 8 * j + 4)
+        if pdbr == c.cr3:
+            yield Invlpg(vaddr)
+    yield Atomic("xadd", base + ACKS, 1)
