@@ -10,7 +10,8 @@ What must hold whenever no kernel path is half-way through on a CPU:
   polling (or locked: a receiver dequeues itself once it runs); a polling
   thread is in its partner's send queue; a ready thread
   that is not running is in its CPU's ready list (a *blocked* thread may
-  still be in one: Liedtke's lazy dequeueing, §8.7.3);
+  still be in one: Liedtke's lazy dequeueing, §8.7.3; a migrating thread is
+  in none between B's delete and C's insert, §8.7.2);
 - at most one IPC is set up to any receiver (§8.3.3's first guideline);
 - no APIC holds more than its two IPI slots (§8.3.4).
 
@@ -145,7 +146,8 @@ def check(k: Kernel) -> list[str]:
         if (
             state in (RUNNING, LOCKED_RUNNING)
             and cd.current is not t
-            and (t.name not in where_ready)
+            and t.name not in where_ready
+            and not t.migrating  # between B's delete and C's insert (§8.7.2)
         ):
             out.append(f"{t.name} is ready but in no ready list")
         if state == LOCKED_RUNNING:

@@ -142,6 +142,16 @@ class Kernel:
                 mem.write(base + off["myself"], p.word)
                 mem.write(base + off["thread_state"], WAITING)
                 self.proxies[(cd.number, src)] = p
+        # Per CPU a control proxy for the parts of a migration (§8.7.2).
+        self.ctl: dict[int, Thread] = {}
+        for cd in self.cpus:
+            p = self._new_thread(f"ctl{cd.number}", ThreadId(1, 0, 0), None, cd.number)
+            p.proxy_kind = "ctl"
+            base = p.tcb - kaddr(0)
+            mem.write(base + self.layout.offsets["priority"], PROXY_PRIORITY)
+            mem.write(base + self.layout.offsets["myself"], p.word)
+            mem.write(base + self.layout.offsets["thread_state"], WAITING)
+            self.ctl[cd.number] = p
         self.sigma0 = self.spaces.create_sigma0()
 
     # --- building ----------------------------------------------------------------

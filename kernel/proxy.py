@@ -98,6 +98,15 @@ def step(k: Kernel, cd: CpuData, p: Thread) -> Path:
     mail = k.mailboxes.mail[i]
     if mail.op == "ipc_send":
         yield from xp_send_path(k, cd, p, i, mail)
+    elif mail.op in ("migrate_B", "migrate_C"):
+        from kernel import migrate
+
+        yield from xcpu.unhook_first(k, p)
+        yield from xcpu.release(k, i)
+        if mail.op == "migrate_B":
+            yield from migrate.part_b(k, cd, mail.payload)
+        else:
+            yield from migrate.part_c(k, cd, mail.payload)
 
 
 def xp_send_path(k: Kernel, cd: CpuData, p: Thread, i: int, mail: Mail) -> Path:
@@ -124,6 +133,11 @@ def xp_send_path(k: Kernel, cd: CpuData, p: Thread, i: int, mail: Mail) -> Path:
         yield from ipc.enqueue_sendq(k, b, a)  # the sender goes into the send queue
         yield Write(p.f["thread_state"], POLLING)
         why = yield from ipc.wait_for_partner(k, p, b, op.timeout)
+        if why == "forward":  # the receiver migrated away: the request follows it (§8.5)
+            yield from ipc.dequeue_sendq(k, b, a)
+            yield Write(p.f["thread_state"], RUNNING)
+            yield from forward(k, cd, p, i, b)
+            return
         if why != "partner":
             yield from ipc.dequeue_sendq(k, b, a)
             yield from wakeup_sender(k, cd, p, a, i, "timeout" if why == "timeout" else "aborted")

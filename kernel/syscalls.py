@@ -202,11 +202,10 @@ def schedule(k: Kernel, t: Thread, op: Schedule) -> Path:
     new_prio = prio if op.priority is None else op.priority
     if prio >= mcp or new_prio >= mcp:
         return result("schedule", ok=False, error="denied")
-    if op.cpu and op.cpu != target.cpu:
-        if target is t:
-            return result("schedule", ok=False, error="denied")  # ID 4: no self-migration
-        # Migration (§8.7) is part of the SMP mechanisms, not of this kernel yet.
-        return result("schedule", ok=False, error="not_supported")
+    if op.cpu and op.cpu != target.cpu and target is not t:  # ID 4: never oneself
+        from kernel import migrate
+
+        return (yield from migrate.migrate(k, t, target, op))
     if op.timeslice is not None:
         yield Write(target.f["timeslice"], op.timeslice)
     if new_prio != prio:

@@ -86,6 +86,7 @@ class Thread:
     fault: tuple[int, bool] | None = None  # (addr, write) while in a page fault IPC
     failed: str | None = None  # the sender's transfer failed with this error
     recv_started: bool = False  # an XP call whose receive phase the proxy began
+    migrating: bool = False  # between B deleting it and C inserting it (§8.7.2)
     redo_sender: Thread | None = None  # a sender waiting for us to redo a fault (§8.3.2)
     ip: int = 0
     sp: int = 0
