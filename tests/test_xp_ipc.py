@@ -1,0 +1,1152 @@
+"""Cross-processor IPC through proxies and mailboxes, on 2, 3 and 4 CPUs (thesis §8.3.4-8.4.2).
+
+Each test is a scenario run headless with `System`, looking at what `run
+--json` reports (results, states, counters, the end of the run) and at the
+kernel's memory where the thesis names the structure: the send queue the
+sender sits in while its proxy polls (§8.3.5), the mailbox flag lines and
+the mailboxes (§8.3.4), the frames a string was copied into (§8.4.2).
+
+Invariants are checked at *quiescent points* (DESIGN.md §1): after a kernel
+exit, when no CPU is half-way through a kernel path — each one is in user
+mode, halted, or has itself just left the kernel. `xp_run` wraps the
+machine's `step` to do so, so `System.run` decides the end of the run as
+it does for every front end. `System.run(check_invariants=True)` checks at
+*any* CPU's kernel exit, while another CPU may be half-way through a path;
+the tests at the end of this file run every scenario of this module that
+way too (each must end as it does unchecked).
+
+After every run the mailbox flags are all clear, every mailbox is free and
+no thread has a mailbox hooked — except where a deadlock leaves cross-CPU
+sends pending, whose requests stay with their proxies.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from typing import Any
+
+import pytest
+
+from kernel import invariants, xcpu
+from kernel.program import Ipc, ServeFaults
+from kernel.scenario import parse_scenario
+from kernel.system import System
+from kernel.thread import LOCKED_WAITING, POLLING
+from machine.ops import InterruptExit, Iret, kaddr
+from tests.kernel_helpers import (
+    mapping_node,
+    read_virtual,
+    results,
+    state,
+    step_until,
+    translation,
+    write_virtual,
+)
+
+POLICIES = ["always", "when_needed", "poll_only"]
+CPUS = [2, 3, 4]
+TICK = 5000  # short ticks: poll_only relies on them to see the mailbox flags
+STEPS = 300_000
+PAGE = 4096
+EXITS = (Iret, InterruptExit)
+
+# --- running ---------------------------------------------------------------------------
+
+
+def xp_text(body: str, cpus: int, policy: str = "when_needed", tick: int = TICK) -> str:
+    """A scenario: the machine and kernel lines, then `body` (an indented YAML string)."""
+    head = (
+        f"machine: {{profile: p3-dual-450, cpus: {cpus}}}\n"
+        f"kernel: {{xp_ipc: proxy, ipi_policy: {policy}, tick: {tick}}}\n"
+    )
+    return head + textwrap.dedent(body).lstrip("\n")
+
+
+def xp_system(body: str, cpus: int, policy: str = "when_needed", tick: int = TICK) -> System:
+    return System(parse_scenario(xp_text(body, cpus, policy, tick), "<test>"))
+
+
+class QuiescentChecker:
+    """Checks the kernel invariants after each kernel exit at which every CPU is quiescent.
+
+    Installed by wrapping `machine.step`, so `System.run` (or `step_until`)
+    drives the machine unchanged. `violations` keeps the first bad check.
+    """
+
+    def __init__(self, s: System) -> None:
+        self.s = s
+        m = s.machine
+        self.inner = m.step
+        self.last: dict[int, type | None] = {c.number: None for c in m.cpus}
+        self.checks = 0
+        self.violations: list[str] = []
+        m.step = self.step  # type: ignore[method-assign]
+
+    def quiet(self, c: Any) -> bool:
+        return c.mode == "user" or c.waiting in ("hlt", "idle") or self.last[c.number] in EXITS
+
+    def step(self, number: int | None = None) -> Any:
+        m = self.s.machine
+        op = self.inner(number)
+        if op is None:
+            return op
+        c = m.last_cpu
+        self.last[c.number] = type(op)
+        if type(op) in EXITS and all(self.quiet(x) for x in m.cpus):
+            self.checks += 1
+            bad = invariants.check(self.s.kernel)
+            if bad and not self.violations:
+                where = f"cycle {m.last_start // m.tpc}, kernel exit on cpu{c.number}"
+                self.violations = [f"{v} ({where})" for v in bad]
+        return op
+
+
+def checked(s: System) -> QuiescentChecker:
+    return QuiescentChecker(s)
+
+
+def finish(s: System, q: QuiescentChecker, max_steps: int = STEPS) -> str:
+    """Run `s` to its end; assert the invariants held at every quiescent kernel exit."""
+    why = s.run(max_steps=max_steps)
+    assert q.violations == [], q.violations
+    assert q.checks > 0
+    return why
+
+
+def xp_run(
+    body: str,
+    cpus: int,
+    policy: str = "when_needed",
+    tick: int = TICK,
+    max_steps: int = STEPS,
+    pending_ok: bool = False,
+) -> System:
+    """Build, run to the end with the invariants checked, and check the mailboxes."""
+    s = xp_system(body, cpus, policy, tick)
+    q = checked(s)
+    finish(s, q, max_steps)
+    assert_mailboxes_clean(s, pending_ok=pending_ok)
+    return s
+
+
+def mailbox_problems(s: System, pending_ok: bool = False) -> list[str]:
+    """What is left of cross-CPU operations after a run (flags, mailboxes, lists)."""
+    k = s.kernel
+    mem = s.machine.memory
+    mb = k.mailboxes
+    out: list[str] = []
+    for cd in k.cpus:
+        for w in range(xcpu.FLAG_WORDS):
+            word = mem.read(mb.flags(cd.number, w) - kaddr(0))
+            if word:
+                out.append(f"cpu{cd.number} flag word {w} is {word:#x}")
+        if mem.read(cd.page - kaddr(0) + xcpu.sched.IPI_PENDING):
+            out.append(f"cpu{cd.number}: an IPI is still marked pending")
+    if pending_ok:
+        # Only requests of senders blocked for good may stay: each with its proxy.
+        for i, mail in mb.mail.items():
+            if mail.op != "ipc_send" or mail.reply:
+                out.append(f"mailbox {i} holds {mail.op} (reply={mail.reply})")
+            elif k.field(mail.sender, "thread_state") != LOCKED_WAITING:
+                out.append(f"mailbox {i}: its sender {mail.sender.name} is not waiting for it")
+        return out
+    if mb.mail:
+        out.append(f"mailboxes in use: {sorted(mb.mail)}")
+    for i in range(xcpu.MAILBOXES):
+        if mem.read(mb.addr(i, xcpu.OP) - kaddr(0)) != xcpu.FREE:
+            out.append(f"mailbox {i} is not free")
+        if mem.read(mb.addr(i, xcpu.LOCK) - kaddr(0)):
+            out.append(f"mailbox {i} is locked")
+    for t in k.threads:
+        if k.field(t, "first_mailbox") or k.field(t, "last_mailbox"):
+            out.append(f"{t.name} still has a mailbox hooked")
+        if (t.task is not None or t.proxy_kind) and k.field(t, "proxy"):
+            out.append(f"{t.name} still names a proxy")
+    return out
+
+
+def assert_mailboxes_clean(s: System, pending_ok: bool = False) -> None:
+    assert mailbox_problems(s, pending_ok) == []
+
+
+def counters(s: System) -> dict[str, Any]:
+    return s.summary()["counters"]
+
+
+def _ok(r: dict, op: str, xp: bool = True) -> None:
+    assert r["op"] == op, r
+    assert r["ok"] is True, r
+    assert r["error"] is None, r
+    assert r["xp"] is xp, r
+
+
+def _all_inactive(s: System, *names: str) -> None:
+    for n in names:
+        assert state(s, n) == "inactive", (n, s.summary()["threads"][n])
+
+
+# --- call and reply_wait ------------------------------------------------------------------
+
+PINGPONG = """
+    tasks:
+      - name: server
+        threads:
+          - name: srv
+            cpu: {srv}
+            program:
+              - recv: {{from: any}}
+              - loop:
+                  - compute: 200
+                  - reply_wait: {{words: [7, 8]}}
+      - name: client
+        threads:
+          - name: cli
+            cpu: 1
+            program:
+              - repeat: 3
+                do:
+                  - call: {{to: srv, words: [1, 2, 3]}}
+"""
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("cpus", CPUS)
+def test_call_reply_wait_cross_cpu(cpus: int, policy: str) -> None:
+    s = xp_run(PINGPONG.format(srv=cpus), cpus, policy)
+    assert s.ended == "end"
+    calls = results(s, "cli")
+    assert len(calls) == 3
+    for r in calls:
+        _ok(r, "call")
+        assert r["words"] == [7, 8]
+        assert r["from"] == "srv"
+    srv = results(s, "srv")
+    assert [r["op"] for r in srv] == ["recv", "reply_wait", "reply_wait"]
+    for r in srv:
+        _ok(r, r["op"])
+        assert r["words"] == [1, 2, 3]
+        assert r["from"] == "cli"
+    assert state(s, "cli") == "inactive"
+    assert state(s, "srv") == "waiting"  # idle in its open receive: not a deadlock
+    assert s.summary()["deadlock"] is False
+    c = counters(s)
+    assert c["ipc"] == 6  # three calls, three replies
+    assert c["xp_ipc"] == 6
+    assert c["page_faults"] == 0
+
+
+@pytest.mark.parametrize("cpus", CPUS)
+def test_many_clients_on_every_cpu_call_one_server(cpus: int) -> None:
+    """A client on each CPU (one local to the server): every call gets its own reply."""
+    clients = "".join(
+        f"""
+          - name: c{n}
+            cpu: {n}
+            program:
+              - repeat: 2
+                do:
+                  - call: {{to: srv, words: [{n}]}}
+                  - compute: {100 * n}"""
+        for n in range(1, cpus + 1)
+    )
+    s = xp_run(
+        f"""
+        tasks:
+          - name: server
+            threads:
+              - name: srv
+                cpu: 1
+                priority: 120
+                program:
+                  - recv: {{from: any}}
+                  - loop:
+                      - reply_wait: {{words: [99]}}
+          - name: clients
+            threads:{textwrap.indent(textwrap.dedent(clients), " " * 12)}
+        """,
+        cpus,
+    )
+    assert s.ended == "end"
+    for n in range(1, cpus + 1):
+        rs = results(s, f"c{n}")
+        assert len(rs) == 2
+        for r in rs:
+            _ok(r, "call", xp=n != 1)
+            assert r["words"] == [99] and r["from"] == "srv"
+    assert sorted(r["words"][0] for r in results(s, "srv")) == sorted(
+        [n for n in range(1, cpus + 1)] * 2
+    )
+    c = counters(s)
+    assert c["ipc"] == 4 * cpus
+    assert c["xp_ipc"] == 4 * (cpus - 1)
+
+
+# --- a receiver not yet waiting: the proxy polls -------------------------------------------
+
+LATE_RECEIVER = """
+    tasks:
+      - name: rt
+        threads:
+          - name: r
+            cpu: {r}
+            program:
+              - compute: 20000
+              - recv: {{from: {src}}}
+              - read_kip
+      - name: st
+        threads:
+          - name: s
+            cpu: 1
+            program:
+              - send: {{to: r, words: [5, 6]}}
+              - read_kip
+"""
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("source", ["s", "any"])
+@pytest.mark.parametrize("cpus", CPUS)
+def test_send_to_receiver_not_yet_waiting(cpus: int, source: str, policy: str) -> None:
+    """The proxy polls on the receiver's CPU; the *sender* sits in the receiver's send queue."""
+    s = xp_system(LATE_RECEIVER.format(r=cpus, src=source), cpus, policy)
+    q = checked(s)
+    k = s.kernel
+    a, b = k.by_name["s"], k.by_name["r"]
+    p = k.proxy_for(cpus, 1)
+    step_until(s, lambda: k.field(p, "thread_state") == POLLING, max_steps=STEPS)
+    # The thesis's state while the receiver is busy (§8.3.5):
+    assert k.field(b, "send_queue") == a.tcb  # the sender, not its proxy, is queued
+    assert k.field(a, "thread_state") == LOCKED_WAITING
+    assert k.field(a, "proxy") == p.tcb
+    assert k.field(p, "partner") == b.word
+    assert state(s, "s") == "locked_waiting"
+    assert results(s, "r") == []
+    assert invariants.check(k) == []
+    assert finish(s, q) == "end"
+    (rs, rk) = results(s, "s")
+    _ok(rs, "send")
+    assert rk["op"] == "read_kip"
+    rr = results(s, "r")[0]
+    _ok(rr, "recv")
+    assert rr["words"] == [5, 6] and rr["from"] == "s"
+    _all_inactive(s, "s", "r")
+    assert k.field(b, "send_queue") == 0
+    assert counters(s)["xp_ipc"] == 1
+    assert_mailboxes_clean(s)
+
+
+# --- open receive: FIFO over senders on three CPUs -------------------------------------------
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize(
+    "cpus,placement",
+    [(3, (1, 2, 3)), (4, (2, 3, 4)), (4, (4, 1, 3))],
+    ids=["3cpus-one-local", "4cpus-all-remote", "4cpus-mixed"],
+)
+def test_open_receive_fifo_across_cpus(cpus: int, placement: tuple, policy: str) -> None:
+    """Three senders on three CPUs queue while the receiver sleeps; served in queue order."""
+    s1, s2, s3 = placement
+    s = xp_run(
+        f"""
+        tasks:
+          - name: rt
+            threads:
+              - name: r
+                cpu: 1
+                program:
+                  - sleep: 40000
+                  - repeat: 3
+                    do:
+                      - recv: {{from: any}}
+          - name: st
+            threads:
+              - name: first
+                cpu: {s1}
+                program:
+                  - compute: 100
+                  - send: {{to: r, words: [1]}}
+              - name: second
+                cpu: {s2}
+                program:
+                  - compute: 6000
+                  - send: {{to: r, words: [2]}}
+              - name: third
+                cpu: {s3}
+                program:
+                  - compute: 12000
+                  - send: {{to: r, words: [3]}}
+        """,
+        cpus,
+        policy,
+    )
+    assert s.ended == "end"
+    rr = results(s, "r")
+    assert [r["from"] for r in rr] == ["first", "second", "third"]
+    assert [r["words"] for r in rr] == [[1], [2], [3]]
+    for name, cpu in zip(("first", "second", "third"), placement, strict=True):
+        _ok(results(s, name)[0], "send", xp=cpu != 1)
+    for r, cpu in zip(rr, placement, strict=True):
+        _ok(r, "recv", xp=cpu != 1)
+    _all_inactive(s, "r", "first", "second", "third")
+    assert counters(s)["xp_ipc"] == sum(1 for c in placement if c != 1)
+
+
+# --- timeouts --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("timeout", [0, 3000], ids=["timeout-0", "timeout-finite"])
+@pytest.mark.parametrize("cpus", CPUS)
+def test_send_timeout_cross_cpu(cpus: int, timeout: int, policy: str) -> None:
+    """The receiver is busy: the send times out and leaves no trace in its send queue."""
+    s = xp_run(
+        f"""
+        tasks:
+          - name: rt
+            threads:
+              - name: r
+                cpu: {cpus}
+                program:
+                  - compute: 30000
+                  - recv: {{from: any, timeout: 0}}
+                  - recv: {{from: s, timeout: 2000}}
+          - name: st
+            threads:
+              - name: s
+                cpu: 1
+                program:
+                  - send: {{to: r, words: [1], timeout: {timeout}}}
+                  - read_kip
+        """,
+        cpus,
+        policy,
+    )
+    assert s.ended == "end"
+    rs, rk = results(s, "s")
+    assert rs["op"] == "send" and rs["ok"] is False and rs["error"] == "timeout", rs
+    assert rs["xp"] is True
+    assert rk["op"] == "read_kip" and rk["value"] == cpus
+    # The sender left the receiver's send queue: nothing for the receiver afterwards.
+    r1, r2 = results(s, "r")
+    assert r1["error"] == "timeout" and r2["error"] == "timeout"
+    assert s.kernel.field(s.kernel.by_name["r"], "send_queue") == 0
+    _all_inactive(s, "r", "s")
+    assert counters(s)["ipc"] == 0
+
+
+@pytest.mark.parametrize("cpus", CPUS)
+def test_finite_send_timeout_met_in_time(cpus: int) -> None:
+    """A finite send timeout longer than the receiver's delay: the message gets through."""
+    s = xp_run(
+        f"""
+        tasks:
+          - name: rt
+            threads:
+              - name: r
+                cpu: {cpus}
+                program:
+                  - compute: 5000
+                  - recv: {{from: s}}
+          - name: st
+            threads:
+              - name: s
+                cpu: 1
+                program:
+                  - send: {{to: r, words: [4], timeout: 200000}}
+        """,
+        cpus,
+    )
+    _ok(results(s, "s")[0], "send")
+    assert results(s, "r")[0]["words"] == [4]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("cpus", CPUS)
+def test_receive_timeout_from_remote_sender(cpus: int, policy: str) -> None:
+    """A closed receive from a remote thread that never sends times out, then one succeeds."""
+    s = xp_run(
+        f"""
+        tasks:
+          - name: rt
+            threads:
+              - name: r
+                cpu: 1
+                program:
+                  - recv: {{from: s, timeout: 0}}
+                  - recv: {{from: s, timeout: 4000}}
+                  - recv: {{from: s}}
+          - name: st
+            threads:
+              - name: s
+                cpu: {cpus}
+                program:
+                  - compute: 15000
+                  - send: {{to: r, words: [9]}}
+        """,
+        cpus,
+        policy,
+    )
+    r0, r1, r2 = results(s, "r")
+    assert r0["error"] == "timeout" and r1["error"] == "timeout"
+    _ok(r2, "recv")
+    assert r2["words"] == [9] and r2["from"] == "s"
+    _all_inactive(s, "r", "s")
+
+
+# --- not_exist and xp_fault --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cpus", CPUS)
+def test_not_exist_cross_cpu(cpus: int) -> None:
+    """A thread of a task not yet created, on another CPU: send and receive get not_exist;
+    once `task_new` created it, a call to it works across CPUs."""
+    s = xp_run(
+        f"""
+        tasks:
+          - name: late
+            start: false
+            threads:
+              - name: ghost
+                cpu: {cpus}
+                program:
+                  - recv: {{from: any}}
+                  - reply_wait: {{words: [42], timeout: 0, recv_timeout: 0}}
+          - name: st
+            threads:
+              - name: s
+                cpu: 1
+                program:
+                  - send: {{to: ghost, words: [1]}}
+                  - recv: {{from: ghost, timeout: 1000}}
+                  - call: {{to: ghost, words: [2], xp_fault: true}}
+                  - task_new: late
+                  - call: {{to: ghost, words: [3]}}
+        """,
+        cpus,
+    )
+    r_send, r_recv, r_call, r_new, r_ok = results(s, "s")
+    assert r_send["ok"] is False and r_send["error"] == "not_exist"
+    assert r_recv["ok"] is False and r_recv["error"] == "not_exist"
+    assert r_call["ok"] is False and r_call["error"] == "not_exist"  # checked before DD 4
+    assert r_new["op"] == "task_new" and r_new["ok"] is True
+    _ok(r_ok, "call")
+    assert r_ok["words"] == [42]
+    (g0, g1) = results(s, "ghost")
+    assert g0["words"] == [3]
+    assert g1["op"] == "reply_wait" and g1["error"] == "timeout"
+    assert counters(s)["xp_ipc"] == 2
+
+
+@pytest.mark.parametrize("op", ["send", "call"])
+@pytest.mark.parametrize("cpus", CPUS)
+def test_xp_fault_aborts_cross_cpu(cpus: int, op: str) -> None:
+    """DD 4: the send word's xp bit aborts a cross-CPU IPC with error 7 and the target's CPU;
+    no IPC happens, the receiver still waits."""
+    s = xp_run(
+        f"""
+        tasks:
+          - name: rt
+            threads:
+              - name: r
+                cpu: {cpus}
+                program:
+                  - recv: {{from: any}}
+          - name: st
+            threads:
+              - name: s
+                cpu: 1
+                program:
+                  - {op}: {{to: r, words: [1, 2], xp_fault: true}}
+                  - read_kip
+        """,
+        cpus,
+    )
+    assert s.ended == "end"
+    ra, rk = results(s, "s")
+    assert ra["op"] == op
+    assert ra["ok"] is False and ra["error"] == "xp_abort" and ra["cpu"] == cpus, ra
+    assert ra["xp"] is True
+    assert rk["op"] == "read_kip"
+    assert results(s, "r") == []
+    assert state(s, "r") == "waiting"
+    assert state(s, "s") == "inactive"
+    c = counters(s)
+    assert c["ipc"] == 0 and c["xp_ipc"] == 0
+    assert c["ipis_sent"] == 0  # nothing went across
+
+
+@pytest.mark.parametrize("cpus", CPUS)
+def test_xp_fault_same_cpu_proceeds(cpus: int) -> None:
+    s = xp_run(
+        f"""
+        tasks:
+          - name: rt
+            threads:
+              - name: r
+                cpu: {cpus}
+                program:
+                  - recv: {{from: any}}
+                  - reply_wait: {{words: [8], timeout: 0, recv_timeout: 0}}
+          - name: st
+            threads:
+              - name: s
+                cpu: {cpus}
+                program:
+                  - call: {{to: r, words: [1], xp_fault: true}}
+        """,
+        cpus,
+    )
+    r = results(s, "s")[0]
+    _ok(r, "call", xp=False)
+    assert r["words"] == [8] and r["cpu"] is None
+    assert results(s, "r")[0]["words"] == [1]
+    assert counters(s)["xp_ipc"] == 0
+
+
+# --- more than three words ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("cpus", CPUS)
+def test_more_than_three_words_cross_cpu(cpus: int, policy: str) -> None:
+    """Beyond the three register words, the message registers of the UTCBs (both ways)."""
+    words = [0xFFFF_FFFF, 0, 1, 0xDEAD_BEEF, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+    reply = list(range(100, 164))  # the most a message holds
+    s = xp_run(
+        f"""
+        tasks:
+          - name: server
+            threads:
+              - name: srv
+                cpu: {cpus}
+                program:
+                  - recv: {{from: cli}}
+                  - reply_wait: {{words: {reply}, timeout: 0, recv_timeout: 0}}
+          - name: client
+            threads:
+              - name: cli
+                cpu: 1
+                program:
+                  - call: {{to: srv, words: {words}}}
+                  - send: {{to: srv, words: [1, 2, 3, 4], timeout: 0}}
+        """,
+        cpus,
+        policy,
+    )
+    rc, rsend = results(s, "cli")
+    _ok(rc, "call")
+    assert rc["words"] == reply
+    r0, r1 = results(s, "srv")
+    _ok(r0, "recv")
+    assert r0["words"] == words
+    assert r1["error"] == "timeout"
+    assert rsend["error"] == "timeout"  # the server no longer receives
+    assert counters(s)["xp_ipc"] == 2
+
+
+# --- long IPC: strings, faults in both spaces, map, grant, cut -----------------------------------
+
+SRC, DST, SIZE = 0x100010, 0x200008, 10000  # unaligned, three pages on each side
+PAGER_PAGES = (0x100000, 0x101000, 0x102000)
+
+
+def _pattern(n: int, salt: int = 0) -> list[int]:
+    return [(0x9E3779B1 * (i + 1) + salt) & 0xFFFF_FFFF for i in range(n)]
+
+
+def _pager_task(s: System, thread: str, vaddr: int) -> str:
+    node = mapping_node(s, thread, vaddr)
+    assert node is not None and node.parent is not None, f"{thread}: {vaddr:#x} has no mapping"
+    return s.kernel.spaces.name_of(node.parent.space)
+
+
+@pytest.mark.parametrize("srv_pager", ["pgr", "sigma0"])
+@pytest.mark.parametrize("cli_pager", ["pgr", "sigma0"])
+@pytest.mark.parametrize(
+    "cpus,cli,srv,pgr", [(3, 1, 2, 3), (4, 2, 3, 4)], ids=["3cpus", "4cpus-sigma0-apart"]
+)
+def test_string_copy_cross_cpu_with_faults_in_both_spaces(
+    cpus: int, cli: int, srv: int, pgr: int, cli_pager: str, srv_pager: str
+) -> None:
+    """The proxy copies on the receiver's CPU in the sender's space (§8.4.2): a fault in the
+    sender's space is redone by the sender on its own CPU, one in the receiver's space by the
+    receiver; each goes to that thread's pager (a user pager on a third CPU, or sigma0 on CPU 1).
+    The copy is byte-exact."""
+    touches = "".join(f"\n          - touch: {{addr: {p:#x}, write: true}}" for p in PAGER_PAGES)
+    body = f"""
+tasks:
+  - name: pager
+    threads:
+      - name: pgr
+        cpu: {pgr}
+        priority: 150
+        program:{touches}
+          - serve_faults
+  - name: server
+    threads:
+      - name: srv
+        cpu: {srv}
+        pager: {srv_pager}
+        program:
+          - recv: {{from: cli, strings: [{{addr: {DST:#x}, size: {SIZE + 64}}}]}}
+          - read_kip
+  - name: client
+    threads:
+      - name: cli
+        cpu: {cli}
+        pager: {cli_pager}
+        program:
+          - touch: {{addr: {SRC:#x}, write: true}}
+          - compute: 30000
+          - send: {{to: srv, words: [1], strings: [{{addr: {SRC:#x}, size: {SIZE}}}]}}
+          - read_kip
+"""
+    s = xp_system(body, cpus)
+    q = checked(s)
+    k = s.kernel
+    tc, tp = k.by_name["cli"], k.by_name["pgr"]
+    step_until(
+        s,
+        lambda: isinstance(tc.pc.op, Ipc) and isinstance(tp.pc.op, ServeFaults),
+        max_steps=STEPS,
+    )
+    assert results(s, "cli") == []  # the send has not started
+    # The client's first page is present; the user pager's pages are all present (its own
+    # touches), so a fault the pager serves maps a page whose contents we set here.
+    head = (PAGE - SRC % PAGE) // 4
+    data = _pattern(SIZE // 4)
+    if cli_pager == "pgr":
+        write_virtual(s, "pgr", SRC, data)
+        assert translation(s, "cli", SRC).frame == translation(s, "pgr", SRC).frame
+    else:
+        write_virtual(s, "cli", SRC, data[:head])
+    for p in PAGER_PAGES[1:]:
+        assert translation(s, "cli", p) is None  # these fault during the proxy's copy
+    faults_before = counters(s)["page_faults"]
+    assert finish(s, q) == "end"
+    assert_mailboxes_clean(s)
+    rc, rk = results(s, "cli")
+    _ok(rc, "send")
+    assert rk["op"] == "read_kip"
+    rs = results(s, "srv")[0]
+    _ok(rs, "recv")
+    assert rs["from"] == "cli" and rs["words"] == [1]
+    _all_inactive(s, "cli", "srv")
+    got = read_virtual(s, "srv", DST, SIZE)
+    src_now = read_virtual(s, "cli", SRC, SIZE)
+    assert None not in got
+    assert got == src_now  # byte-exact, whatever the sender's pages held
+    if cli_pager == "pgr":
+        assert got == data
+    else:
+        assert got[:head] == data[:head]
+    # Nothing beyond the string in the receiver's last page.
+    tail_end = (DST + SIZE + PAGE - 1) // PAGE * PAGE
+    assert all(w == 0 for w in read_virtual(s, "srv", DST + SIZE, tail_end - DST - SIZE))
+    owner = {"pgr": "pager", "sigma0": "sigma0"}
+    for p in PAGER_PAGES:
+        assert _pager_task(s, "cli", p) == owner[cli_pager]
+    for p in range(DST - DST % PAGE, DST + SIZE, PAGE):
+        assert _pager_task(s, "srv", p) == owner[srv_pager]
+    # Two sender faults and three receiver faults at least, during the copy.
+    assert counters(s)["page_faults"] - faults_before >= 5
+    assert counters(s)["xp_ipc"] >= 1
+    k.spaces.mapdb.check()
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_string_copy_cross_cpu_policies(policy: str) -> None:
+    """A string with faults on both sides, pager on a third CPU, under every IPI policy."""
+    s = xp_system(
+        """
+        tasks:
+          - name: pager
+            threads:
+              - name: pgr
+                cpu: 3
+                priority: 150
+                program:
+                  - serve_faults
+          - name: server
+            threads:
+              - name: srv
+                cpu: 2
+                pager: pgr
+                program:
+                  - recv: {from: cli, strings: [{addr: 0x200000, size: 8192}]}
+          - name: client
+            threads:
+              - name: cli
+                cpu: 1
+                pager: pgr
+                program:
+                  - touch: {addr: 0x100000, write: true}
+                  - touch: {addr: 0x101000, write: true}
+                  - send: {to: srv, strings: [{addr: 0x100000, size: 8192}]}
+        """,
+        3,
+        policy,
+    )
+    q = checked(s)
+    cli = s.kernel.by_name["cli"]
+    step_until(s, lambda: isinstance(cli.pc.op, Ipc), max_steps=STEPS)
+    data = _pattern(2048, 7)
+    write_virtual(s, "cli", 0x100000, data)
+    assert finish(s, q) == "end"
+    assert_mailboxes_clean(s)
+    _ok(results(s, "cli")[0], "send")
+    assert read_virtual(s, "srv", 0x200000, 8192) == data
+
+
+@pytest.mark.parametrize("cpus", CPUS)
+def test_call_reply_with_string_cross_cpu(cpus: int) -> None:
+    """The server replies with a string into the buffer the client's call offered."""
+    s = xp_system(
+        f"""
+        tasks:
+          - name: server
+            threads:
+              - name: srv
+                cpu: {cpus}
+                program:
+                  - touch: {{addr: 0x100000, write: true}}
+                  - recv: {{from: any}}
+                  - reply_wait:
+                      words: [5]
+                      strings: [{{addr: 0x100004, size: 2040}}]
+                      timeout: 0
+                      recv_timeout: 0
+          - name: client
+            threads:
+              - name: cli
+                cpu: 1
+                program:
+                  - compute: 5000
+                  - call: {{to: srv, words: [1], buffers: [{{addr: 0x600002, size: 4096}}]}}
+        """,
+        cpus,
+    )
+    q = checked(s)
+    srv = s.kernel.by_name["srv"]
+    step_until(s, lambda: isinstance(srv.pc.op, Ipc), max_steps=STEPS)
+    data = _pattern(510, 3)
+    write_virtual(s, "srv", 0x100004, data)
+    assert finish(s, q) == "end"
+    assert_mailboxes_clean(s)
+    rc = results(s, "cli")[0]
+    _ok(rc, "call")
+    assert rc["words"] == [5] and rc["from"] == "srv"
+    # Unaligned by two bytes: compare the bytes.
+    mem = s.machine.memory
+
+    def bytes_at(thread: str, vaddr: int, n: int) -> bytes:
+        out = bytearray()
+        for a in range(vaddr, vaddr + n):
+            tr = translation(s, thread, a)
+            assert tr is not None
+            out.append(mem.read(tr.frame + (a % PAGE & ~3)) >> 8 * (a & 3) & 0xFF)
+        return bytes(out)
+
+    assert bytes_at("cli", 0x600002, 2040) == bytes_at("srv", 0x100004, 2040)
+    assert bytes_at("cli", 0x600002, 8) != bytes(8)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("cpus", CPUS)
+def test_map_and_grant_cross_cpu(cpus: int, policy: str) -> None:
+    s = xp_run(
+        f"""
+        tasks:
+          - name: t1
+            threads:
+              - name: a
+                cpu: 1
+                program:
+                  - touch: {{addr: 0x300000, write: true}}
+                  - touch: {{addr: 0x301000, write: true}}
+                  - send: {{to: b, words: [1], map: {{addr: 0x300000, size: 4096}}}}
+                  - send: {{to: b, words: [2], grant: {{addr: 0x301000, size: 4096}}}}
+          - name: t2
+            threads:
+              - name: b
+                cpu: {cpus}
+                program:
+                  - recv: {{from: a, window: {{addr: 0x500000, size: 4096}}}}
+                  - recv: {{from: a, window: {{addr: 0x600000, size: 4096}}}}
+                  - touch: {{addr: 0x500004, write: true}}
+                  - touch: {{addr: 0x600004, write: true}}
+        """,
+        cpus,
+        policy,
+    )
+    assert s.ended == "end"
+    ra = results(s, "a")
+    _ok(ra[0], "send")
+    _ok(ra[1], "send")
+    rb = results(s, "b")
+    _ok(rb[0], "recv")
+    _ok(rb[1], "recv")
+    assert rb[0]["mapped"] == [[0x500000, 4096]]
+    assert rb[1]["mapped"] == [[0x600000, 4096]]
+    # map: one frame, shared; b's write hit the mapped page (no fault).
+    ta, tb = translation(s, "a", 0x300000), translation(s, "b", 0x500000)
+    assert ta is not None and tb is not None and ta.frame == tb.frame
+    assert read_virtual(s, "b", 0x500000, 8) == [1, 1]
+    assert mapping_node(s, "b", 0x500000).parent is mapping_node(s, "a", 0x300000)
+    # grant: the page moved; a has it no more.
+    assert translation(s, "a", 0x301000) is None
+    assert mapping_node(s, "a", 0x301000) is None
+    assert read_virtual(s, "b", 0x600000, 8) == [1, 1]
+    assert _pager_task(s, "b", 0x600000) == "sigma0"
+    # a's two first touches went to sigma0 (CPU 1); b's touches hit the pages.
+    assert counters(s)["page_faults"] == 2
+    assert counters(s)["xp_ipc"] == 2
+    s.kernel.spaces.mapdb.check()
+
+
+@pytest.mark.parametrize(
+    "recv",
+    [
+        pytest.param("{from: a, strings: [{addr: 0x300000, size: 100}]}", id="string-too-big"),
+        pytest.param("{from: a}", id="no-buffer"),
+    ],
+)
+@pytest.mark.parametrize("cpus", CPUS)
+def test_cut_cross_cpu_reaches_both(cpus: int, recv: str) -> None:
+    s = xp_run(
+        f"""
+        tasks:
+          - name: t1
+            threads:
+              - name: a
+                cpu: 1
+                program:
+                  - touch: {{addr: 0x100000, write: true}}
+                  - send: {{to: b, words: [1], strings: [{{addr: 0x100000, size: 200}}]}}
+                  - read_kip
+          - name: t2
+            threads:
+              - name: b
+                cpu: {cpus}
+                program:
+                  - recv: {recv}
+                  - read_kip
+        """,
+        cpus,
+    )
+    assert s.ended == "end"
+    ra, rak = results(s, "a")
+    assert ra["op"] == "send" and ra["ok"] is False and ra["error"] == "cut", ra
+    assert ra["xp"] is True
+    assert rak["op"] == "read_kip"
+    rb = results(s, "b")
+    assert rb, "the receiver never completed its receive"
+    assert rb[0]["op"] == "recv" and rb[0]["ok"] is False and rb[0]["error"] == "cut", rb
+    assert rb[1]["op"] == "read_kip"
+    _all_inactive(s, "a", "b")
+    assert counters(s)["xp_ipc"] == 0  # a failed transfer is no IPC
+
+
+@pytest.mark.parametrize("cpus", CPUS)
+def test_map_without_window_cut_cross_cpu(cpus: int) -> None:
+    s = xp_run(
+        f"""
+        tasks:
+          - name: t1
+            threads:
+              - name: a
+                cpu: 1
+                program:
+                  - touch: {{addr: 0x300000, write: true}}
+                  - send: {{to: b, map: {{addr: 0x300000, size: 4096}}}}
+          - name: t2
+            threads:
+              - name: b
+                cpu: {cpus}
+                program:
+                  - recv: {{from: a}}
+                  - read_kip
+        """,
+        cpus,
+    )
+    assert results(s, "a")[0]["error"] == "cut"
+    rb = results(s, "b")
+    assert rb and rb[0]["error"] == "cut" and rb[1]["op"] == "read_kip"
+    assert translation(s, "b", 0x300000) is None
+    _all_inactive(s, "a", "b")
+
+
+# --- deadlock ------------------------------------------------------------------------------------
+
+
+def _waits(s: System) -> set[tuple[str, str]]:
+    return {(w.thread, w.on) for w in s.wait_cycle()}
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("cpus", CPUS)
+def test_cross_cpu_deadlock_two(cpus: int, policy: str) -> None:
+    """a calls b, b calls a, on two CPUs: a cycle in the wait-for graph, through the proxies."""
+    s = xp_run(
+        f"""
+        tasks:
+          - name: ta
+            threads:
+              - name: a
+                cpu: 1
+                program:
+                  - call: {{to: b, words: [1]}}
+          - name: tb
+            threads:
+              - name: b
+                cpu: {cpus}
+                program:
+                  - compute: 100
+                  - call: {{to: a, words: [2]}}
+        """,
+        cpus,
+        policy,
+        pending_ok=True,
+    )
+    assert s.ended == "deadlock", (s.ended, s.summary().get("stuck"))
+    summary = s.summary()
+    assert summary["deadlock"] is True
+    assert _waits(s) == {("a", "b"), ("b", "a")}
+    waits = summary["waits"]
+    assert len(waits) == 2
+    for line in waits:
+        thread, how, on = line.split(" ", 1)[0], line.split(" ", 1)[1].rsplit(" ", 1)[0], line.rsplit(" ", 1)[1]
+        assert (thread, on) in {("a", "b"), ("b", "a")}, waits
+        assert how in ("polling on", "waiting for"), waits
+    assert results(s, "a") == results(s, "b") == []
+    assert counters(s)["ipc"] == 0
+
+
+@pytest.mark.parametrize("cpus", [3, 4])
+def test_cross_cpu_deadlock_chain_of_three(cpus: int) -> None:
+    """a -> b -> c -> a, each on its own CPU: the summary names the whole chain."""
+    s = xp_run(
+        """
+        tasks:
+          - name: t
+            threads:
+              - name: a
+                cpu: 1
+                program:
+                  - call: {to: b}
+              - name: b
+                cpu: 2
+                program:
+                  - compute: 100
+                  - call: {to: c}
+              - name: c
+                cpu: 3
+                program:
+                  - compute: 200
+                  - call: {to: a}
+        """,
+        cpus,
+        pending_ok=True,
+    )
+    assert s.ended == "deadlock", (s.ended, s.summary().get("stuck"))
+    assert _waits(s) == {("a", "b"), ("b", "c"), ("c", "a")}
+    assert len(s.summary()["waits"]) == 3
+
+
+@pytest.mark.parametrize("cpus", CPUS)
+def test_mixed_local_and_remote_deadlock(cpus: int) -> None:
+    """a (CPU 1) calls b (remote); b receives only from c (CPU 1), c waits for a."""
+    s = xp_run(
+        f"""
+        tasks:
+          - name: t
+            threads:
+              - name: a
+                cpu: 1
+                program:
+                  - call: {{to: b}}
+              - name: b
+                cpu: {cpus}
+                program:
+                  - recv: {{from: c}}
+              - name: c
+                cpu: 1
+                program:
+                  - recv: {{from: a}}
+        """,
+        cpus,
+        pending_ok=True,
+    )
+    assert s.ended == "deadlock", (s.ended, s.summary().get("stuck"))
+    assert _waits(s) == {("a", "b"), ("b", "c"), ("c", "a")}
+
+
+# --- IPI policies ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cpus", CPUS)
+def test_ipi_policy_counts(cpus: int) -> None:
+    """poll_only sends no IPI; always sends more than when_needed, on the same scenario."""
+    got = {}
+    for policy in POLICIES:
+        s = xp_run(PINGPONG.format(srv=cpus), cpus, policy)
+        assert s.ended == "end"
+        assert [r["words"] for r in results(s, "cli")] == [[7, 8]] * 3
+        assert counters(s)["xp_ipc"] == 6
+        got[policy] = counters(s)["ipis_sent"]
+        assert got[policy] == sum(c["ipis_received"] for c in s.summary()["cpus"])
+    assert got["poll_only"] == 0
+    assert got["always"] > got["when_needed"] > 0, got
+
+
+@pytest.mark.parametrize("cpus", CPUS)
+def test_poll_only_waits_for_ticks(cpus: int) -> None:
+    """Without IPIs a request is found at the target's next tick: a longer tick, a slower run."""
+    cycles = {}
+    for tick in (2000, 20000):
+        s = xp_run(PINGPONG.format(srv=cpus), cpus, "poll_only", tick=tick)
+        assert s.ended == "end"
+        assert counters(s)["ipis_sent"] == 0
+        assert counters(s)["xp_ipc"] == 6
+        cycles[tick] = s.machine.cpu(1).clock // s.machine.tpc
+    assert cycles[20000] > cycles[2000]
+
+
+# --- System.run(check_invariants=True) on the scenarios above ---------------------------------------
+
+SCENARIOS: dict[str, tuple[str, int, str]] = {
+    "pingpong-2": (PINGPONG.format(srv=2), 2, "end"),
+    "pingpong-4-poll": (PINGPONG.format(srv=4), 4, "end"),
+    "late-receiver-3": (LATE_RECEIVER.format(r=3, src="s"), 3, "end"),
+    "sleep-alone-on-cpu2": (
+        """
+        tasks:
+          - name: t
+            threads:
+              - name: r
+                cpu: 2
+                program:
+                  - sleep: 20000
+                  - recv: {from: any, timeout: 0}
+        """,
+        2,
+        "end",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_run_check_invariants_multi_cpu(name: str) -> None:
+    """`System.run(check_invariants=True)` must not report a violation where there is none.
+
+    It checks at every CPU's kernel exit while another CPU may be half-way through a
+    kernel path (e.g. between `make_ready`'s state write and its `enqueue_ready`).
+    """
+    body, cpus, want = SCENARIOS[name]
+    policy = "poll_only" if name.endswith("poll") else "when_needed"
+    s = xp_system(body, cpus, policy)
+    why = s.run(max_steps=STEPS, check_invariants=True)
+    assert why == want, s.violations
+    assert s.violations == []
+
