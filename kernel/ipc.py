@@ -34,7 +34,9 @@ from kernel.thread import (
     WAITING,
     Thread,
 )
-from machine.ops import Op, Phase, Read, Write
+from machine.ops import EOI, Op, Phase, Read, SendIPI, Write
+
+NAIVE_VECTOR = 0xF4
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
@@ -77,6 +79,8 @@ def send(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
     if b.cpu != a.cpu and k.xp_ipc == "proxy":
         yield from proxy.send_request(k, a, b, op)  # ID 3: the proxy does it on B's CPU
         return
+    if b.cpu != a.cpu:
+        yield from naive_disable(k, b.cpu)
     yield Phase("ipc.send.set_partner")
     yield Write(a.f["partner"], b.word)
     yield Phase("ipc.send.check_receiver")
@@ -156,6 +160,8 @@ def receive(k: Kernel, b: Thread, source: Thread | None, timeout: int | None) ->
     yield Phase("ipc.recv.check_sender")
     ready = False
     send_proxy = None
+    if a is not None and a.cpu != b.cpu and k.xp_ipc == "naive":
+        yield from naive_disable(k, a.cpu)
     if a is not None and a.cpu != b.cpu and k.xp_ipc == "proxy":
         # A sender on another CPU is represented here by its proxy (§8.3.5).
         send_proxy = yield from proxy.sender_proxy(k, a, b)
@@ -200,6 +206,23 @@ def receive(k: Kernel, b: Thread, source: Thread | None, timeout: int | None) ->
         raise IpcError(error)
     msg = b.inbox
     return msg.sender if msg is not None else a
+
+
+def naive_disable(k: Kernel, cpu: int) -> Path:
+    """The `naive` variant's first try (§8.3.3): ask the partner's CPU by IPI to
+    disable its interrupts — and go on without waiting for it to acknowledge.
+    The checks that follow are therefore unprotected: Uhlig's race."""
+    yield Phase("naive.disable_partner_irqs")
+    k.counters.ipis += 1
+    yield SendIPI(1 << (cpu - 1), NAIVE_VECTOR)
+
+
+def naive_handler(k: Kernel) -> Any:
+    def handle(c: Any, vector: int) -> Path:
+        yield EOI()
+        yield Phase("naive.irqs_disabled")  # too late to protect the check on the other CPU
+
+    return handle
 
 
 def _redo_faults(k: Kernel, b: Thread, why: str | None) -> Path:

@@ -127,6 +127,7 @@ class Kernel:
         machine.vector_handlers[TIMER_VECTOR] = self._timer
         machine.vector_handlers[xcpu.XCPU_VECTOR] = xcpu.ipi_handler(self)
         machine.vector_handlers[shootdown.VECTOR] = shootdown.handler(self)
+        machine.vector_handlers[ipc.NAIVE_VECTOR] = ipc.naive_handler(self)
         self.mailboxes = xcpu.Mailboxes(self)
         # Per CPU, one IPC proxy for each source CPU (§8.4, §8.8.4).
         self.proxies: dict[tuple[int, int], Thread] = {}
