@@ -124,6 +124,9 @@ def send(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
     k.counters.ipc += 1
     if b.cpu != a.cpu:
         k.counters.xp_ipc += 1
+    elif not op.receives and (yield Read(b.f["priority"])) > (yield Read(a.f["priority"])):
+        yield Phase("ipc.send.switch_to_receiver")  # the receiver outranks us: it runs now
+        yield from k.switch_to(k.cpus[a.cpu - 1], b)
 
 
 def receive(k: Kernel, b: Thread, source: Thread | None, timeout: int | None) -> Path:

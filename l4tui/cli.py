@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "which",
         nargs="?",
-        choices=("thesis", "engine", "all"),
+        choices=("thesis", "engine", "kernel", "all"),
         default="thesis",
         help="which benchmark (default: thesis)",
     )
@@ -174,6 +174,10 @@ def _bench(args: argparse.Namespace) -> int:
         from l4tui.bench.engine import run_engine
 
         result["engine"] = run_engine()
+    if args.which in ("kernel", "all"):
+        from l4tui.bench.kernel import run_kernel
+
+        result["kernel"] = run_kernel()
 
     if args.json:
         payload = result if args.which == "all" else result[args.which]
@@ -184,6 +188,8 @@ def _bench(args: argparse.Namespace) -> int:
         parts.append(report.format_thesis(result["thesis"]))
     if "engine" in result:
         parts.append(report.format_engine(result["engine"]))
+    if "kernel" in result:
+        parts.append(report.format_rows(result["kernel"]))
     print("\n\n".join(parts))
     return 0
 

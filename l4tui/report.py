@@ -112,6 +112,16 @@ def format_simpy(simpy: dict[str, Any] | None) -> str:
     )
 
 
+def format_rows(result: dict[str, Any]) -> str:
+    """A table of `{name, unit, value}` rows (`bench kernel`)."""
+    header = ("measurement", "value", "unit")
+    rows = [
+        (str(row["name"]), format_number(row.get("value"), 1), str(row["unit"]))
+        for row in result.get("rows", [])
+    ]
+    return format_table(header, rows, right=(False, True, False))
+
+
 def format_engine(result: dict[str, Any]) -> str:
     """The `bench engine` table: micro-ops per second, then the SimPy line."""
     header = ("benchmark", "value", "unit")
