@@ -60,7 +60,8 @@ def send_request(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
     cd = k.cpus[a.cpu - 1]
     p = k.proxy_for(b.cpu, a.cpu)
     i = yield from xcpu.alloc(k, a.cpu)
-    yield from xcpu.setup(k, i, Mail("ipc_send", a, b, op), OP_IPC_SEND, p)
+    request = Mail("ipc_send", a, b, op)
+    yield from xcpu.setup(k, i, request, OP_IPC_SEND, p)
     yield Write(a.f["proxy"], p.tcb)
     yield from xcpu.trigger(k, cd, i, b.cpu)
     yield Write(a.f["ipc_timeout"], NEVER)  # the proxy waits for us, with our timeout
@@ -69,16 +70,20 @@ def send_request(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
     yield from k.switch_to(cd, None)  # switchTo(Anyone)
     # XP_RETURN: woken by check_n_ack on our CPU once the proxy is done.
     yield Phase("xp.return")
-    mail = k.mailboxes.mail.get(k.mailboxes.index((yield Read(a.f["first_mailbox"]))))
-    a.recv_started = bool(mail is not None and mail.recv_started)
+    a.recv_started = request.recv_started
     code = yield Read(a.f["xp_cc"])
     while code == REDO_FAULT:  # not done: the proxy needs a page of ours (§8.4.2)
         yield from redo_fault(k, a)
         yield Write(a.f["thread_state"], LOCKED_WAITING)
         yield from k.switch_to(cd, None)
         code = yield Read(a.f["xp_cc"])
-    while (i := (yield from xcpu.unhook_first(k, a))) is not None:
-        yield from xcpu.release(k, i)
+    # The reply to a call may have woken us before our CPU linked the wake-up
+    # mailbox to us: drain the flags, then free every mailbox on our list.
+    woken = yield from xcpu.check_n_ack(k, cd)
+    while (j := (yield from xcpu.unhook_first(k, a))) is not None:
+        yield from xcpu.release(k, j)
+    if woken:
+        yield from k.preempt_for(cd, [t for t in woken if t is not a])
     if not a.recv_started:
         yield Write(a.f["thread_state"], RUNNING)
     if code:

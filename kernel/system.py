@@ -171,26 +171,38 @@ class System:
     def stuck(self) -> list[str]:
         """Threads left locked in an IPC with nothing left to unlock them (a kernel fault)."""
         k = self.kernel
-        return [
-            t.name
-            for t in k.threads
-            if (t.task is not None or t.proxy_kind)
-            and k.field(t, "thread_state") in (LOCKED_RUNNING, LOCKED_WAITING)
-        ]
+        out = []
+        for t in k.threads:
+            if t.task is None and not t.proxy_kind:
+                continue
+            state = k.field(t, "thread_state")
+            if state not in (LOCKED_RUNNING, LOCKED_WAITING):
+                continue
+            proxy = k.by_tcb.get(k.field(t, "proxy"))
+            if state == LOCKED_WAITING and proxy is not None:
+                continue  # a cross-processor sender: it waits for its proxy (see waits)
+            out.append(t.name)
+        return out
 
     def waits(self) -> list[Wait]:
         """The IPC wait-for graph: who waits for whom, with an infinite timeout."""
         k = self.kernel
         out = []
         for t in k.threads:
-            if t.task is None or t.deadline is not None:
+            if (t.task is None and not t.proxy_kind) or t.deadline is not None:
                 continue
             state = k.field(t, "thread_state")
+            if state == LOCKED_WAITING and not t.proxy_kind:
+                # A cross-processor sender waits for the proxy that sends for it (§8.3.5).
+                proxy = k.by_tcb.get(k.field(t, "proxy"))
+                if proxy is not None and proxy.deadline is None:
+                    out.append(Wait(t.name, proxy.name, "waiting for"))
+                continue
             partner = k.field(t, "partner")
             if state not in (WAITING, POLLING) or partner == NIL:
                 continue
-            other = next((x for x in k.threads if x.task is not None and x.word == partner), None)
-            if other is None:
+            other = k.by_word(partner)
+            if other is None or other.task is None:
                 continue
             how = "polling on" if state == POLLING else "waiting for"
             out.append(Wait(t.name, other.name, how))

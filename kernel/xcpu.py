@@ -158,18 +158,23 @@ def check_n_ack(k: Kernel, cd: CpuData) -> Path:
             bit = (word & -word).bit_length() - 1  # bit_scan_forward
             i = 32 * w + bit
             target = k.by_tcb[(yield Read(mb.addr(i, TARGET)))]
-            yield from link(k, target, i)
             state = yield Read(target.f["thread_state"])
             mail = mb.mail.get(i)
             if mail is not None and mail.recv_started and state == WAITING:
                 # A caller whose receive phase its proxy began: it waits on, here,
-                # with its receive timeout in this CPU's wakeup queue (ID 3).
+                # with its receive timeout in this CPU's wakeup queue (ID 3). The
+                # mailbox's work is done (the code is in xp_cc): free it now.
                 timeout = mail.payload.recv_timeout
                 if timeout is not None:
                     c = k.machine.cpu(cd.number)
                     deadline = c.clock + timeout * k.machine.tpc
                     yield from sched.enqueue_wakeup(k, cd, target, deadline)
-            elif state in (WAITING, LOCKED_WAITING):
+                yield from release(k, i)
+                yield Atomic("btr", mb.flags(cd.number, w), bit)
+                word &= word - 1
+                continue
+            yield from link(k, target, i)
+            if state in (WAITING, LOCKED_WAITING):
                 if target.proxy_kind:
                     k.counters.proxy_activations += 1
                 yield from sched.make_ready(k, cd, target, RUNNING)
