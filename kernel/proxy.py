@@ -103,6 +103,10 @@ def step(k: Kernel, cd: CpuData, p: Thread) -> Path:
     mail = k.mailboxes.mail[i]
     if mail.op == "ipc_send":
         yield from xp_send_path(k, cd, p, i, mail)
+    elif mail.op == "remote":
+        from kernel import unwind
+
+        yield from unwind.serve(k, cd, p, i, mail)
     elif mail.op in ("migrate_B", "migrate_C"):
         from kernel import migrate
 

@@ -227,7 +227,12 @@ def ex_regs(k: Kernel, t: Thread, op: ExRegs) -> Path:
     if target.task is not t.task:
         return result("ex_regs", ok=False, error="denied")
     state = yield Read(target.f["thread_state"])
-    yield from ipc.abort(k, target)
+    if target.cpu != t.cpu or (yield Read(target.f["proxy"])):
+        from kernel import unwind
+
+        yield from unwind.abort_ipc(k, t, target)  # §8.4.3: on the CPUs involved
+    else:
+        yield from ipc.abort(k, target)
     if op.pager is not None:
         target.pager = k.by_name[op.pager]
         yield Write(target.f["pager"], target.pager.word)

@@ -58,6 +58,7 @@ class Mail:
     payload: Any = None
     reply: bool = False  # re-targeted to wake the sender (wakeup_sender)
     recv_started: bool = False  # the proxy set the sender receiving (a call's atomicity)
+    payload_result: Any = None  # what a remote request's work returned
 
 
 class Mailboxes:

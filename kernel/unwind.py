@@ -1,0 +1,84 @@
+"""lthread_ex_regs across CPUs: aborting an IPC through unwind proxies (thesis §8.4.3).
+
+ex_regs modifies its target, so (implementation decision 3) it runs on the
+target's CPU: the caller writes the request into a mailbox for that CPU's
+control proxy and waits. If the target is a cross-processor sender, the
+IPC it is in is held by its proxy on yet another CPU; the unwind continues
+there with the *same* mailbox ("we take the same mailbox for all those (up
+to three) proxies"), aborting the proxy's wait, which wakes the sender with
+`aborted`. When the unwind is done, the mailbox wakes the caller — its
+result code in the caller's `xp_cc`, as for an IPC (§8.4.1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
+
+from kernel import ipc, sched, xcpu
+from kernel.thread import LOCKED_WAITING, POLLING, RUNNING, Thread
+from kernel.xcpu import Mail
+from machine.ops import Op, Phase, Read, Write
+
+if TYPE_CHECKING:
+    from kernel.kernel import Kernel
+    from kernel.sched import CpuData
+
+Path = Generator[Op, Any, Any]
+Work = Callable[["CpuData"], Path]  # a path to run on another CPU
+
+
+def run_on(k: Kernel, caller: Thread, cpu: int, work: Work, label: str) -> Path:
+    """Run `work` on CPU `cpu` in its control proxy; wait for it; return its result."""
+    cd = k.cpus[caller.cpu - 1]
+    if cpu == caller.cpu:
+        return (yield from work(cd))
+    yield Phase(f"{label}.remote")
+    mail = Mail("remote", caller, None, work)
+    i = yield from xcpu.alloc(k, caller.cpu)
+    yield from xcpu.setup(k, i, mail, 3, k.ctl[cpu])
+    yield from xcpu.trigger(k, cd, i, cpu)
+    yield Write(caller.f["thread_state"], LOCKED_WAITING)
+    yield from k.switch_to(cd, None)
+    # Woken on our CPU when the remote part is done.
+    yield Phase(f"{label}.return")
+    yield from xcpu.remove(k, caller, lambda m: m is mail)
+    yield Write(caller.f["thread_state"], RUNNING)
+    return mail.payload_result
+
+
+def serve(k: Kernel, cd: CpuData, p: Thread, i: int, mail: Mail) -> Path:
+    """A control proxy runs a remote request, then wakes the requester."""
+    yield from xcpu.unhook_first(k, p)
+    mail.payload_result = yield from mail.payload(cd)
+    yield Phase("unwind.wake_caller")
+    yield Write(k.mailboxes.addr(i, xcpu.TARGET), mail.sender.tcb)
+    yield from xcpu.trigger(k, cd, i, mail.sender.cpu)
+
+
+def abort_ipc(k: Kernel, caller: Thread, target: Thread) -> Path:
+    """Abort `target`'s ongoing IPC wherever its parts sit (up to four CPUs)."""
+
+    def on_target_cpu(cd: CpuData) -> Path:
+        yield Phase("unwind.target")
+        state = yield Read(target.f["thread_state"])
+        proxy_tcb = yield Read(target.f["proxy"])
+        if state == LOCKED_WAITING and proxy_tcb:
+            # A cross-processor sender: its IPC is held by its proxy elsewhere.
+            p = k.by_tcb[proxy_tcb]
+            yield from run_on(
+                k, k.ctl[cd.number], p.cpu, lambda pcd: _abort_proxy(k, pcd, p), "unwind.proxy"
+            )
+        else:
+            yield from ipc.abort(k, target)
+
+    yield from run_on(k, caller, target.cpu, on_target_cpu, "unwind")
+
+
+def _abort_proxy(k: Kernel, cd: CpuData, p: Thread) -> Path:
+    """On the proxy's CPU: stop its wait; it wakes its sender with `aborted`."""
+    yield Phase("unwind.proxy_abort")
+    if (yield Read(p.f["thread_state"])) == POLLING:
+        p.wake = "abort"
+        yield from sched.dequeue_wakeup(k, cd, p)
+        yield from sched.make_ready(k, cd, p, RUNNING)
