@@ -17,7 +17,7 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kernel import interrupts, ipc, proxy, sched, shootdown, space, syscalls, xcpu
+from kernel import boot, interrupts, ipc, proxy, sched, shootdown, space, syscalls, xcpu
 from kernel.ids import ThreadId, irq_thread
 from kernel.layout import Layout, make_layout
 from kernel.program import ProgramCounter
@@ -128,6 +128,10 @@ class Kernel:
         machine.vector_handlers[xcpu.XCPU_VECTOR] = xcpu.ipi_handler(self)
         machine.vector_handlers[shootdown.VECTOR] = shootdown.handler(self)
         machine.vector_handlers[ipc.NAIVE_VECTOR] = ipc.naive_handler(self)
+        machine.vector_handlers[boot.VECTOR] = boot.ap_handler(self)
+        self.booting = False
+        self.boot_report: dict[str, Any] = {}
+        self._boot_ready: list[Thread] = []
         self.mailboxes = xcpu.Mailboxes(self)
         # Per CPU, one IPC proxy for each source CPU (§8.4, §8.8.4).
         self.proxies: dict[tuple[int, int], Thread] = {}
@@ -219,8 +223,24 @@ class Kernel:
 
     def start_thread(self, t: Thread) -> None:
         """Make a created thread present and ready on its CPU, at set-up time."""
+        if self.booting:
+            self._boot_ready.append(t)  # after the boot sequence (§8.2)
+            return
         self._run_direct(space.start_thread(self, t))
         t.task.started = True
+
+    def boot(self) -> None:
+        """Run the boot sequence of §8.2 first; threads start when it is done."""
+        self.booting = True
+        self.machine.start(1, boot.bsp(self, self.machine.cpu(1)), name="boot")
+
+    def finish_boot(self) -> None:
+        """The BSP is through the barrier: place the threads and start the timers."""
+        self.booting = False
+        for t in self._boot_ready:
+            self.start_thread(t)
+        self._boot_ready.clear()
+        self.start()
 
     def _run_direct(self, gen: Path) -> None:
         """Apply a kernel path's effects at set-up time, outside simulated time."""

@@ -59,6 +59,7 @@ class System:
         self.machine = Machine(scenario.profile, seed=self.seed)
         ks = scenario.kernel
         self.kernel = k = Kernel(self.machine, ks.tcb_layout, ks.tick, ks.xp_ipc, ks.ipi_policy)
+        k.booting = scenario.boot  # threads start once the boot sequence is through
         for ts in scenario.tasks:
             task = k.add_task(ts.name, start=ts.start)
             for th in ts.threads:
@@ -69,7 +70,10 @@ class System:
             t = k.by_name[th.name]
             t.pager = k.by_name[th.pager]
             self.machine.memory.write(t.f["pager"] - 0xE000_0000, t.pager.word)
-        k.start()
+        if scenario.boot:
+            k.boot()
+        else:
+            k.start()
         for irq in scenario.interrupts:
             for i in range(irq.count):
                 self.machine.raise_irq(irq.irq, irq.at + i * (irq.every or 0))
@@ -299,6 +303,8 @@ class System:
             out["violations"] = list(self.violations)
         if self.ended == "stuck":
             out["stuck"] = self.stuck()
+        if self.scenario.boot:
+            out["boot"] = dict(self.kernel.boot_report)
         out["expect"] = [{"check": e.check, "ok": self.check(e)} for e in self.scenario.expect]
         return out
 
