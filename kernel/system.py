@@ -255,6 +255,8 @@ class System:
             "ipc": c.ipc,
             "xp_ipc": c.xp_ipc,
             "ipis_sent": sum(a.ipis_sent for a in m.apics.apics),
+            "ipis_blocked": sum(a.ipi_rejected for a in m.apics.apics),
+            "proxy_activations": c.proxy_activations,
             "migrations": c.migrations,
             "tlb_shootdowns": c.tlb_shootdowns,
             "page_faults": c.page_faults,
