@@ -70,6 +70,8 @@ def ap_handler(k: Kernel) -> Any:
 def _ap(k: Kernel, c: Cpu) -> Path:
     """An application processor: its number by xadd, its APIC programmed, the barrier."""
     yield EOI()
+    if c.number == 1:
+        return  # above 8 CPUs the startup IPI goes to all, the BSP too: not for it
     base = kaddr(AREA)
     yield Phase("boot.ap_start")
     yield Compute(AP_INIT_CYCLES)

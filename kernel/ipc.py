@@ -67,8 +67,25 @@ def block(k: Kernel, cd: CpuData, prefer: Thread | None) -> Path:
     yield from k.switch_to(cd, None)
 
 
+class Restart(Exception):
+    """The receiver moved to another CPU while we waited for it: send again (§8.5)."""
+
+
 def send(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
-    """The send path of §8.3.2; raises IpcError. Ends with `b` holding the message."""
+    """The send path of §8.3.2; raises IpcError. Ends with `b` holding the message.
+
+    If the receiver migrates while we wait for it, the send starts over from
+    the target check — locally or cross-processor as it now is (§8.5).
+    """
+    while True:
+        try:
+            yield from _send(k, a, b, op)
+            return
+        except Restart:
+            yield Phase("ipc.send.restart")
+
+
+def _send(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
     yield Phase("ipc.send.check_target")
     myself = yield Read(b.f["myself"])
     if myself == NIL or myself != b.word:
@@ -95,6 +112,10 @@ def send(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
         yield Phase("ipc.send.polling")
         yield Write(a.f["thread_state"], POLLING)
         why = yield from wait_for_partner(k, a, b, op.timeout)
+        if why == "restart":
+            yield from dequeue_sendq(k, b, a)
+            yield Write(a.f["thread_state"], RUNNING)
+            raise Restart
         if why != "partner":
             yield from dequeue_sendq(k, b, a)
             raise IpcError("timeout" if why == "timeout" else "aborted")

@@ -240,6 +240,11 @@ class Kernel:
         for t in self._boot_ready:
             self.start_thread(t)
         self._boot_ready.clear()
+        # The APs halted at the barrier long ago: their time resumes with the BSP's.
+        now = self.machine.cpu(1).clock
+        for c in self.machine.cpus:
+            if c.waiting is not None and c.clock < now:
+                c.clock = now
         self.start()
 
     def _run_direct(self, gen: Path) -> None:

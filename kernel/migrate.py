@@ -174,11 +174,16 @@ def part_c(k: Kernel, cd: CpuData, job: dict[str, Any], after_barrier: bool = Fa
 
 
 def _release_polling_proxies(k: Kernel, cd: CpuData, t: Thread, to: int) -> Path:
-    """Proxies here polling on `t` (a receiver leaving): their requests move with it (§8.5)."""
+    """Senders waiting here for `t` (a receiver leaving): their requests follow it (§8.5).
+
+    A proxy polling for a remote sender forwards the request; a local sender
+    polling itself starts its send over, which now crosses processors.
+    """
     head = yield Read(t.f["send_queue"])
     cur = head
     while cur:
         sender = k.by_tcb[cur]
+        nxt = yield Read(sender.f["send_next"])
         proxy_tcb = yield Read(sender.f["proxy"])
         p = k.by_tcb.get(proxy_tcb) if proxy_tcb else None
         if p is not None and p.cpu == cd.number and (yield Read(p.f["thread_state"])) == POLLING:
@@ -186,6 +191,11 @@ def _release_polling_proxies(k: Kernel, cd: CpuData, t: Thread, to: int) -> Path
             p.wake = "forward"
             yield from sched.dequeue_wakeup(k, cd, p)
             yield from sched.make_ready(k, cd, p, LOCKED_RUNNING)
-        cur = yield Read(sender.f["send_next"])
+        elif sender.cpu == cd.number and (yield Read(sender.f["thread_state"])) == POLLING:
+            yield Phase("migrate.B.restart_sender")
+            sender.wake = "restart"
+            yield from sched.dequeue_wakeup(k, cd, sender)
+            yield from sched.make_ready(k, cd, sender, LOCKED_RUNNING)
+        cur = nxt
         if cur == head:
             break

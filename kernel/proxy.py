@@ -52,6 +52,7 @@ XP_CODES = {
 }
 XP_ERRORS = {v: k for k, v in XP_CODES.items()}
 REDO_FAULT = 0x100  # not a completion: the proxy asks the sender to redo a page fault
+RESTART = 0x101  # the receiver moved to the sender's CPU: do the IPC again, locally
 
 
 def send_request(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
@@ -68,6 +69,10 @@ def send_request(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
     yield Write(a.f["thread_state"], LOCKED_WAITING)
     a.wake = None
     yield from k.switch_to(cd, None)  # switchTo(Anyone)
+    return (yield from _xp_return(k, cd, a, request))
+
+
+def _xp_return(k: Kernel, cd: CpuData, a: Thread, request: Mail) -> Path:
     # XP_RETURN: woken by check_n_ack on our CPU once the proxy is done.
     yield Phase("xp.return")
     a.recv_started = request.recv_started
@@ -86,6 +91,8 @@ def send_request(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
         yield from k.preempt_for(cd, [t for t in woken if t is not a])
     if not a.recv_started:
         yield Write(a.f["thread_state"], RUNNING)
+    if code == RESTART:
+        raise ipc.Restart  # the receiver came to our CPU: a local IPC now (§8.5)
     if code:
         raise IpcError(XP_ERRORS.get(code, "aborted"))
 
@@ -141,7 +148,8 @@ def xp_send_path(k: Kernel, cd: CpuData, p: Thread, i: int, mail: Mail) -> Path:
         yield Phase("xp.proxy.enqueue_sendq")
         yield from ipc.enqueue_sendq(k, b, a)  # the sender goes into the send queue
         yield Write(p.f["thread_state"], POLLING)
-        why = yield from ipc.wait_for_partner(k, p, b, op.timeout)
+        # Not switchTo(B): a proxy runs above everyone; the dispatcher decides.
+        why = yield from ipc.wait_for_partner(k, p, None, op.timeout)
         if why == "forward":  # the receiver migrated away: the request follows it (§8.5)
             yield from ipc.dequeue_sendq(k, b, a)
             yield Write(p.f["thread_state"], RUNNING)
@@ -200,8 +208,17 @@ def wakeup_sender(k: Kernel, cd: CpuData, p: Thread, a: Thread, i: int, error: s
 def forward(k: Kernel, cd: CpuData, p: Thread, i: int, b: Thread) -> Path:
     """Hand a pending request to the proxy on the receiver's new CPU."""
     yield Phase("xp.proxy.forward")
-    yield from xcpu.unhook_first(k, p)
     a = k.mailboxes.mail[i].sender
+    if b.cpu == a.cpu:
+        # "If the receiver is migrated to the sender's processor ... we can restart
+        # the IPC locally for both threads" (§8.5).
+        yield Write(a.f["xp_cc"], RESTART)
+        yield from xcpu.unhook_first(k, p)
+        yield Write(a.f["proxy"], 0)
+        yield Write(k.mailboxes.addr(i, xcpu.TARGET), a.tcb)
+        yield from xcpu.trigger(k, cd, i, a.cpu)
+        return
+    yield from xcpu.unhook_first(k, p)
     q = k.proxy_for(b.cpu, a.cpu)
     yield Write(k.mailboxes.addr(i, xcpu.TARGET), q.tcb)
     yield Write(a.f["proxy"], q.tcb)

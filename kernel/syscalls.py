@@ -221,30 +221,35 @@ def schedule(k: Kernel, t: Thread, op: Schedule) -> Path:
 
 
 def ex_regs(k: Kernel, t: Thread, op: ExRegs) -> Path:
-    """lthread_ex_regs (§2.1.2): new ip/sp/pager, aborting an ongoing IPC of the target."""
+    """lthread_ex_regs (§2.1.2): new ip/sp/pager, aborting an ongoing IPC of the target.
+
+    The whole operation runs on the target's CPU (ID 3, §8.4.3): locally, or
+    through that CPU's control proxy.
+    """
+    from kernel import unwind
+
     yield Phase("thread.ex_regs")
     target = k.by_name[op.thread]
     if target.task is not t.task:
         return result("ex_regs", ok=False, error="denied")
-    state = yield Read(target.f["thread_state"])
-    if target.cpu != t.cpu or (yield Read(target.f["proxy"])):
-        from kernel import unwind
 
-        yield from unwind.abort_ipc(k, t, target)  # §8.4.3: on the CPUs involved
-    else:
-        yield from ipc.abort(k, target)
-    if op.pager is not None:
-        target.pager = k.by_name[op.pager]
-        yield Write(target.f["pager"], target.pager.word)
-    if op.sp is not None:
-        target.sp = op.sp
-        yield Write(target.f["stack"], op.sp)
-    if op.ip is not None:
-        target.ip = op.ip
-        program = target.spec.program if target.spec is not None else ()
-        target.pc = ProgramCounter.start(tuple(program[op.ip :]))
-        if state == INACTIVE:  # setting the ip of a dead thread creates it (§2.1.2)
-            yield from space.start_thread(k, target)
+    def work(cd: CpuData) -> Path:
+        state = yield Read(target.f["thread_state"])
+        yield from unwind.abort_on_cpu(k, cd, target)
+        if op.pager is not None:
+            target.pager = k.by_name[op.pager]
+            yield Write(target.f["pager"], target.pager.word)
+        if op.sp is not None:
+            target.sp = op.sp
+            yield Write(target.f["stack"], op.sp)
+        if op.ip is not None:
+            target.ip = op.ip
+            program = target.spec.program if target.spec is not None else ()
+            target.pc = ProgramCounter.start(tuple(program[op.ip :]))
+            if state == INACTIVE:  # setting the ip of a dead thread creates it (§2.1.2)
+                yield from space.start_thread(k, target)
+
+    yield from unwind.run_on(k, t, target.cpu, work, "thread.ex_regs")
     return result("ex_regs")
 
 

@@ -56,23 +56,18 @@ def serve(k: Kernel, cd: CpuData, p: Thread, i: int, mail: Mail) -> Path:
     yield from xcpu.trigger(k, cd, i, mail.sender.cpu)
 
 
-def abort_ipc(k: Kernel, caller: Thread, target: Thread) -> Path:
-    """Abort `target`'s ongoing IPC wherever its parts sit (up to four CPUs)."""
-
-    def on_target_cpu(cd: CpuData) -> Path:
-        yield Phase("unwind.target")
-        state = yield Read(target.f["thread_state"])
-        proxy_tcb = yield Read(target.f["proxy"])
-        if state == LOCKED_WAITING and proxy_tcb:
-            # A cross-processor sender: its IPC is held by its proxy elsewhere.
-            p = k.by_tcb[proxy_tcb]
-            yield from run_on(
-                k, k.ctl[cd.number], p.cpu, lambda pcd: _abort_proxy(k, pcd, p), "unwind.proxy"
-            )
-        else:
-            yield from ipc.abort(k, target)
-
-    yield from run_on(k, caller, target.cpu, on_target_cpu, "unwind")
+def abort_on_cpu(k: Kernel, cd: CpuData, target: Thread) -> Path:
+    """On `target`'s CPU: abort its ongoing IPC wherever its parts sit (up to four CPUs)."""
+    yield Phase("unwind.target")
+    state = yield Read(target.f["thread_state"])
+    proxy_tcb = yield Read(target.f["proxy"])
+    if state == LOCKED_WAITING and proxy_tcb:
+        # A cross-processor sender: its IPC is held by its proxy elsewhere; the
+        # unwind goes on there with the same kind of request.
+        p = k.by_tcb[proxy_tcb]
+        yield from run_on(k, cd.current, p.cpu, lambda pcd: _abort_proxy(k, pcd, p), "unwind.proxy")
+    else:
+        yield from ipc.abort(k, target)
 
 
 def _abort_proxy(k: Kernel, cd: CpuData, p: Thread) -> Path:
