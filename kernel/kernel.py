@@ -28,6 +28,7 @@ from machine.cpu import Context, Cpu
 from machine.memory import PAGE_SIZE
 from machine.ops import (
     EOI,
+    Atomic,
     Cli,
     Compute,
     Hlt,
@@ -54,6 +55,7 @@ FIRST_FREE = 0x0010_0000
 MAX_THREADS = 1024
 SWITCH_CYCLES = 20  # register save/restore of a thread switch
 PROXY_PRIORITY = 255
+PROXY_POOL = 4
 KIP_VADDR = 0xBFFF_F000
 UTCB_VADDR = 0xBFF0_0000
 UTCB_SIZE = 64
@@ -133,12 +135,12 @@ class Kernel:
         self.boot_report: dict[str, Any] = {}
         self._boot_ready: list[Thread] = []
         self.mailboxes = xcpu.Mailboxes(self)
-        # Per CPU, one IPC proxy for each source CPU (§8.4, §8.8.4).
+        # Per CPU a pool of IPC proxies (§8.4, §8.8.4); a sender claims a free one,
+        # so one blocked send does not hold up the next (the §8.4.4 problem).
         self.proxies: dict[tuple[int, int], Thread] = {}
+        self.pool = max(PROXY_POOL, len(machine.cpus))
         for cd in self.cpus:
-            for src in range(1, len(machine.cpus) + 1):
-                if src == cd.number:
-                    continue
+            for src in range(1, self.pool + 1):
                 p = self._new_thread(f"proxy{cd.number}.{src}", ThreadId(1, 0, 0), None, cd.number)
                 p.proxy_kind = "ipc"
                 off = self.layout.offsets
@@ -307,9 +309,17 @@ class Kernel:
             return proxy.step(self, cd, t)
         return syscalls.thread_step(self, c, cd, t)
 
-    def proxy_for(self, cpu: int, source: int) -> Thread:
-        """The IPC proxy on CPU `cpu` that serves requests from CPU `source`."""
-        return self.proxies[(cpu, source)]
+    def claim_proxy(self, cpu: int, source: int) -> Path:
+        """get_ipc_proxy: claim a free IPC proxy on CPU `cpu` (an atomic bit in its TCB).
+
+        If every proxy there is busy, the request queues behind the one chosen
+        by the requesting CPU's number.
+        """
+        for j in range(1, self.pool + 1):
+            p = self.proxies[(cpu, j)]
+            if not (yield Atomic("bts", p.f["resources"], 0)) & 1:
+                return p
+        return self.proxies[(cpu, (source - 1) % self.pool + 1)]
 
     def preempt_for(self, cd: CpuData, woken: list[Thread]) -> Path:
         """Threads just made ready here: switch if one outranks what runs (§8.3.4)."""

@@ -59,7 +59,7 @@ def send_request(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
     """The sender's side of a cross-processor send (§8.3.5 "send path")."""
     yield Phase("xp.send")
     cd = k.cpus[a.cpu - 1]
-    p = k.proxy_for(b.cpu, a.cpu)
+    p = yield from k.claim_proxy(b.cpu, a.cpu)
     i = yield from xcpu.alloc(k, a.cpu)
     request = Mail("ipc_send", a, b, op)
     yield from xcpu.setup(k, i, request, OP_IPC_SEND, p)
@@ -101,6 +101,9 @@ def step(k: Kernel, cd: CpuData, p: Thread) -> Path:
     """A proxy's main loop, one request at a time: sleep when its list is empty (§8.4)."""
     first = yield Read(p.f["first_mailbox"])
     if not first:
+        p.busy = False
+        if p.proxy_kind == "ipc":
+            yield Write(p.f["resources"], 0)  # free to be claimed again
         yield Phase("xp.proxy.sleep")
         yield Write(p.f["thread_state"], WAITING)
         yield Write(p.f["partner"], NIL)
@@ -108,6 +111,7 @@ def step(k: Kernel, cd: CpuData, p: Thread) -> Path:
         return
     i = k.mailboxes.index(first)
     mail = k.mailboxes.mail[i]
+    p.busy = True  # in a request: only its own wake-ups wake it (not new mail)
     if mail.op == "ipc_send":
         yield from xp_send_path(k, cd, p, i, mail)
     elif mail.op == "remote":
@@ -173,11 +177,12 @@ def xp_send_path(k: Kernel, cd: CpuData, p: Thread, i: int, mail: Mail) -> Path:
     except IpcError as e:
         b.failed = error = e.error
     yield Write(b.f["partner"], a.word)
-    if error is None and op.receives:
+    if error is None and op.receives and not (yield from xcpu.sender_ready(k, a, op)):
         # A call is atomic (§8.3.1): the sender must be receiving before the
         # receiver can answer — even with timeout 0. The sender is locked and
         # off every queue, so setting its receive state here touches nothing of
-        # its CPU; its receive timeout is queued there when it is woken.
+        # its CPU; its receive timeout is queued there when it is woken. If a
+        # sender already waits for it, it receives itself and finds that one.
         yield Phase("xp.proxy.start_receive")
         source = k.by_name.get(op.source) if op.source else None
         yield Write(a.f["partner"], source.word if source is not None else NIL)
@@ -219,7 +224,7 @@ def forward(k: Kernel, cd: CpuData, p: Thread, i: int, b: Thread) -> Path:
         yield from xcpu.trigger(k, cd, i, a.cpu)
         return
     yield from xcpu.unhook_first(k, p)
-    q = k.proxy_for(b.cpu, a.cpu)
+    q = yield from k.claim_proxy(b.cpu, a.cpu)
     yield Write(k.mailboxes.addr(i, xcpu.TARGET), q.tcb)
     yield Write(a.f["proxy"], q.tcb)
     yield from xcpu.trigger(k, cd, i, b.cpu)
@@ -234,6 +239,10 @@ def sender_proxy(k: Kernel, a: Thread, b: Thread) -> Path:
     if (yield Read(p.f["thread_state"])) != POLLING:
         return None
     if (yield Read(p.f["partner"])) != b.word:
+        return None
+    current = yield Read(p.f["first_mailbox"])  # is it a's request it is polling for?
+    mail = k.mailboxes.mail.get(k.mailboxes.index(current)) if current else None
+    if mail is None or mail.sender is not a:
         return None
     return p
 

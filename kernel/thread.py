@@ -93,6 +93,7 @@ class Thread:
     fpu_cycles: int = 0
     hardware: bool = False
     proxy_kind: str | None = None  # a proxy thread (§8.4): what it serves
+    busy: bool = False  # a proxy in the middle of a request
     sigma0: bool = False
     op_state: dict[str, Any] = field(default_factory=dict)  # a multi-IPC op in progress
 

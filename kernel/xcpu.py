@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kernel import sched
-from kernel.thread import LOCKED_WAITING, RUNNING, WAITING, Thread
+from kernel.thread import LOCKED_WAITING, POLLING, RUNNING, WAITING, Thread
 from machine.cpu import Cpu
 from machine.ops import EOI, Atomic, Compute, Op, Phase, Rdtsc, Read, SendIPI, Write, kaddr
 from machine.spinlock import spin_trylock, spin_unlock
@@ -162,6 +162,16 @@ def check_n_ack(k: Kernel, cd: CpuData) -> Path:
             state = yield Read(target.f["thread_state"])
             mail = mb.mail.get(i)
             if mail is not None and mail.recv_started and state == WAITING:
+                if (yield from sender_ready(k, target, mail.payload)):
+                    # A sender already queued for the caller: the caller does its
+                    # receive itself, as §8.3.2's receive path would, and finds it.
+                    mail.recv_started = False
+                    yield from link(k, target, i)
+                    yield from sched.make_ready(k, cd, target, RUNNING)
+                    woken.append(target)
+                    yield Atomic("btr", mb.flags(cd.number, w), bit)
+                    word &= word - 1
+                    continue
                 # A caller whose receive phase its proxy began: it waits on, here,
                 # with its receive timeout in this CPU's wakeup queue (ID 3). The
                 # mailbox's work is done (the code is in xp_cc): free it now.
@@ -175,7 +185,11 @@ def check_n_ack(k: Kernel, cd: CpuData) -> Path:
                 word &= word - 1
                 continue
             yield from link(k, target, i)
-            if state in (WAITING, LOCKED_WAITING):
+            if target.busy and not (
+                mail is not None and (mail.op == "resumed" or mail.sender is target)
+            ):
+                pass  # a proxy blocked inside a request: only its own answers wake it
+            elif state in (WAITING, LOCKED_WAITING):
                 if target.proxy_kind:
                     k.counters.proxy_activations += 1
                 yield from sched.make_ready(k, cd, target, RUNNING)
@@ -183,6 +197,23 @@ def check_n_ack(k: Kernel, cd: CpuData) -> Path:
             yield Atomic("btr", mb.flags(cd.number, w), bit)
             word &= word - 1
     return woken
+
+
+def sender_ready(k: Kernel, b: Thread, op: Any) -> Path:
+    """Is a sender already waiting to send to `b` (closed from op.source, or open)?"""
+    from kernel import proxy
+
+    if op.source is not None:
+        a = k.by_name.get(op.source)
+    else:
+        head = yield Read(b.f["send_queue"])
+        a = k.by_tcb[head] if head else None
+    if a is None:
+        return False
+    if a.cpu != b.cpu:
+        return (yield from proxy.sender_proxy(k, a, b)) is not None
+    state = yield Read(a.f["thread_state"])
+    return state == POLLING and (yield Read(a.f["partner"])) == b.word
 
 
 def link(k: Kernel, t: Thread, i: int) -> Path:
