@@ -263,35 +263,14 @@ def enqueue_sendq(k: Kernel, b: Thread, a: Thread) -> Path:
     """Append `a` to `b`'s send queue (a ring through send_next/send_prev)."""
     if (yield Read(a.f["send_next"])):
         return
-    head = yield Read(b.f["send_queue"])
-    if not head:
-        yield Write(a.f["send_next"], a.tcb)
-        yield Write(a.f["send_prev"], a.tcb)
-        yield Write(b.f["send_queue"], a.tcb)
-        return
-    h = k.by_tcb[head]
-    tail = yield Read(h.f["send_prev"])
-    yield Write(a.f["send_next"], head)
-    yield Write(a.f["send_prev"], tail)
-    yield Write(k.by_tcb[tail].f["send_next"], a.tcb)
-    yield Write(h.f["send_prev"], a.tcb)
+    yield from sched.ring_append(k, b.f["send_queue"], a, "send_next", "send_prev")
 
 
 def dequeue_sendq(k: Kernel, b: Thread, a: Thread) -> Path:
     """Remove `a` from `b`'s send queue (a no-op if it is not in it)."""
     nxt = yield Read(a.f["send_next"])
-    if not nxt:
-        return
-    if nxt == a.tcb:
-        yield Write(b.f["send_queue"], 0)
-    else:
-        prev = yield Read(a.f["send_prev"])
-        yield Write(k.by_tcb[prev].f["send_next"], nxt)
-        yield Write(k.by_tcb[nxt].f["send_prev"], prev)
-        if (yield Read(b.f["send_queue"])) == a.tcb:
-            yield Write(b.f["send_queue"], nxt)
-    yield Write(a.f["send_next"], 0)
-    yield Write(a.f["send_prev"], 0)
+    if nxt:
+        yield from sched.ring_remove(k, b.f["send_queue"], a, "send_next", "send_prev", nxt)
 
 
 def timeout(k: Kernel, cd: CpuData, t: Thread) -> Path:

@@ -16,7 +16,7 @@ Every access to these structures is a micro-op on simulated memory.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -59,30 +59,65 @@ def _bsr(x: int) -> int:
     return x.bit_length() - 1
 
 
+def ring_append(k: Kernel, head_addr: int, t: Thread, nxt: str, prv: str) -> Path:
+    """Link `t` at the tail of the TCB ring whose head pointer is at `head_addr`.
+
+    Returns True when the ring was empty. The caller checks `t` is in no ring.
+    """
+    head = yield Read(head_addr)
+    if not head:
+        yield Write(t.f[nxt], t.tcb)
+        yield Write(t.f[prv], t.tcb)
+        yield Write(head_addr, t.tcb)
+        return True
+    h = k.by_tcb[head]
+    tail = yield Read(h.f[prv])
+    yield Write(t.f[nxt], head)
+    yield Write(t.f[prv], tail)
+    yield Write(k.by_tcb[tail].f[nxt], t.tcb)
+    yield Write(h.f[prv], t.tcb)
+    return False
+
+
+def ring_remove(
+    k: Kernel,
+    head_addr: int,
+    t: Thread,
+    nxt: str,
+    prv: str,
+    after: int,
+    emptied: Callable[[], Path] | None = None,
+) -> Path:
+    """Unlink `t` (whose `nxt` link is `after`) from the ring at `head_addr`.
+
+    `emptied` runs when `t` was the ring's only member, right after the head is cleared.
+    """
+    if after == t.tcb:
+        yield Write(head_addr, 0)
+        if emptied is not None:
+            yield from emptied()
+    else:
+        prev = yield Read(t.f[prv])
+        yield Write(k.by_tcb[prev].f[nxt], after)
+        yield Write(k.by_tcb[after].f[prv], prev)
+        if (yield Read(head_addr)) == t.tcb:
+            yield Write(head_addr, after)
+    yield Write(t.f[nxt], 0)
+    yield Write(t.f[prv], 0)
+
+
 def enqueue_ready(k: Kernel, cd: CpuData, t: Thread) -> Path:
     """Link `t` at the tail of its priority's round-robin ring, if it is not in one."""
     if (yield Read(t.f["ready_next"])):
         return  # already in a ready list (perhaps lazily, while it was blocked)
     prio = yield Read(t.f["priority"])
-    head_addr = cd.head(prio)
-    head = yield Read(head_addr)
-    if not head:
-        yield Write(t.f["ready_next"], t.tcb)
-        yield Write(t.f["ready_prev"], t.tcb)
-        yield Write(head_addr, t.tcb)
+    if (yield from ring_append(k, cd.head(prio), t, "ready_next", "ready_prev")):
         word_addr = cd.page + BITMAP + 4 * (prio >> 5)
         word = yield Read(word_addr)
         yield Write(word_addr, word | 1 << (prio & 31))
         if not word:
             groups = yield Read(cd.page + GROUPS)
             yield Write(cd.page + GROUPS, groups | 1 << (prio >> 5))
-        return
-    h = k.by_tcb[head]
-    tail = yield Read(h.f["ready_prev"])
-    yield Write(t.f["ready_next"], head)
-    yield Write(t.f["ready_prev"], tail)
-    yield Write(k.by_tcb[tail].f["ready_next"], t.tcb)
-    yield Write(h.f["ready_prev"], t.tcb)
 
 
 def dequeue_ready(k: Kernel, cd: CpuData, t: Thread) -> Path:
@@ -91,23 +126,16 @@ def dequeue_ready(k: Kernel, cd: CpuData, t: Thread) -> Path:
     if not nxt:
         return
     prio = yield Read(t.f["priority"])
-    head_addr = cd.head(prio)
-    if nxt == t.tcb:  # the only one of its priority
-        yield Write(head_addr, 0)
+
+    def priority_now_empty() -> Path:
         word_addr = cd.page + BITMAP + 4 * (prio >> 5)
         word = (yield Read(word_addr)) & ~(1 << (prio & 31))
         yield Write(word_addr, word)
         if not word:
             groups = yield Read(cd.page + GROUPS)
             yield Write(cd.page + GROUPS, groups & ~(1 << (prio >> 5)))
-    else:
-        prev = yield Read(t.f["ready_prev"])
-        yield Write(k.by_tcb[prev].f["ready_next"], nxt)
-        yield Write(k.by_tcb[nxt].f["ready_prev"], prev)
-        if (yield Read(head_addr)) == t.tcb:
-            yield Write(head_addr, nxt)
-    yield Write(t.f["ready_next"], 0)
-    yield Write(t.f["ready_prev"], 0)
+
+    yield from ring_remove(k, cd.head(prio), t, "ready_next", "ready_prev", nxt, priority_now_empty)
 
 
 def rotate(k: Kernel, cd: CpuData, t: Thread) -> Path:
