@@ -224,8 +224,9 @@ def page_fault_ipc(
         yield from ipc.send(k, t, pager, op)
         yield from ipc.receive(k, t, pager, timeout)
         ok = True
-    except IpcError:
+    except IpcError as e:
         ok = False
+        t.fault_error = e.error  # aborted (ex_regs) or timeout: the outer IPC says which
     finally:
         t.window, t.buffers, t.inbox, t.wake = saved
         t.fault = None
@@ -431,7 +432,7 @@ def copy_strings(k: Kernel, a: Thread, b: Thread, op: Ipc, copier: Thread) -> Pa
                     else:
                         ok = yield from page_fault_ipc(k, a, src, False, op.xfer_timeout)
                     if not ok:
-                        raise IpcError("timeout")
+                        raise IpcError("aborted" if a.fault_error == "aborted" else "timeout")
                 src_page = src >> 12
             if dst >> 12 != dst_page:
                 while not (yield from probe(k, bsp, dst, True)):
