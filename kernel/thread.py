@@ -87,8 +87,8 @@ class Thread:
     failed: str | None = None  # the sender's transfer failed with this error
     recv_started: bool = False  # an XP call whose receive phase the proxy began
     migrating: bool = False  # between B deleting it and C inserting it (§8.7.2)
-    redo_sender: Thread | None = None
-    fault_error: str | None = None  # why the last page-fault IPC failed  # a sender waiting for us to redo a fault (§8.3.2)
+    redo_sender: Thread | None = None  # a sender waiting for us to redo a fault (§8.3.2)
+    fault_error: str | None = None  # why the last page-fault IPC failed
     ip: int = 0
     sp: int = 0
     fpu_cycles: int = 0
