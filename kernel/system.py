@@ -35,7 +35,7 @@ from kernel.thread import (
     Thread,
 )
 from machine import Machine
-from machine.ops import Hlt, InterruptExit, Iret, kaddr
+from machine.ops import Hlt, InterruptExit, Iret, Op, kaddr
 
 QUIESCENCE_CHECK = 4096  # steps between checks when no CPU halts
 COUNTER_NAMES = ("ipc", "xp_ipc", "ipis_sent", "migrations", "tlb_shootdowns", "page_faults")
@@ -79,6 +79,7 @@ class System:
                 self.machine.raise_irq(irq.irq, irq.at + i * (irq.every or 0))
         self.ended: str | None = None  # why the run stopped: end, deadlock, max_steps, until
         self.violations: list[str] = []
+        self._since_check = 0
 
     # --- running -------------------------------------------------------------------
 
@@ -97,8 +98,6 @@ class System:
         m = self.machine
         limit = None if until_cycle is None else m.ticks(until_cycle)
         steps = 0
-        since_check = 0
-        step = m.step
         while True:
             if max_steps is not None and steps >= max_steps:
                 self.ended = "max_steps"
@@ -108,27 +107,38 @@ class System:
                 if got is None or got[0].clock >= limit:
                     self.ended = "until_cycle" if got is not None else "end"
                     break
-            op = step()
-            if op is None:
-                self.ended = "end"
+            if self.advance(check_invariants) is None:
                 break
             steps += 1
-            since_check += 1
-            if check_invariants and type(op) in (Iret, InterruptExit) and self.settled():
-                bad = invariants.check(self.kernel)
-                if bad:
-                    where = f"cycle {m.last_start // m.tpc} on cpu{m.last_cpu.number}"
-                    self.violations = [f"{v} (at the kernel exit, {where})" for v in bad]
-                    self.ended = "invariant"
-                    break
-            if type(op) is Hlt or since_check >= QUIESCENCE_CHECK:
-                since_check = 0
-                if self.quiescent():
-                    self.ended = "deadlock" if self.wait_cycle() else "end"
-                    if self.ended == "end" and self.stuck():
-                        self.ended = "stuck"
-                    break
         return self.ended
+
+    def advance(self, check_invariants: bool = False) -> Op | None:
+        """One micro-op, and the judgement of whether the run is over.
+
+        Returns the op executed, or None when the run has ended (`ended` says
+        why). Every front end steps through here, so all agree on the end.
+        """
+        m = self.machine
+        op = m.step()
+        if op is None:
+            self.ended = "end"
+            return None
+        self._since_check += 1
+        if check_invariants and type(op) in (Iret, InterruptExit) and self.settled():
+            bad = invariants.check(self.kernel)
+            if bad:
+                where = f"cycle {m.last_start // m.tpc} on cpu{m.last_cpu.number}"
+                self.violations = [f"{v} (at the kernel exit, {where})" for v in bad]
+                self.ended = "invariant"
+                return None
+        if type(op) is Hlt or self._since_check >= QUIESCENCE_CHECK:
+            self._since_check = 0
+            if self.quiescent():
+                self.ended = "deadlock" if self.wait_cycle() else "end"
+                if self.ended == "end" and self.stuck():
+                    self.ended = "stuck"
+                return None
+        return op
 
     def settled(self) -> bool:
         """No kernel path is half-way through on any CPU: each runs user code or halts.
