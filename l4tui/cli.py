@@ -94,6 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_run)
 
+    console = commands.add_parser(
+        "console",
+        help="the debugger's line console on a scenario (default: the built-in demo)",
+        description="Step, break and inspect a scenario from a line console. Reads commands "
+        "from --script or from standard input when it is not a terminal.",
+    )
+    console.add_argument("file", metavar="FILE", nargs="?", help="scenario file (YAML)")
+    console.add_argument("--script", metavar="CMDS", help="a file of console commands to run")
+    console.add_argument("--echo", action="store_true", help="print each command before its output")
+    console.add_argument("--seed", metavar="N", type=int, help="override the scenario's seed")
+    console.set_defaults(func=_console)
+
     check = commands.add_parser(
         "check",
         help="validate a scenario (exit 0 or 2)",
@@ -143,6 +155,16 @@ def _run(args: argparse.Namespace) -> int:
         or not all(e["ok"] for e in summary["expect"])
     )
     return 1 if failed else 0
+
+
+def _console(args: argparse.Namespace) -> int:
+    from kernel.scenario import load_scenario
+    from l4tui import console
+    from l4tui.demo import demo_scenario
+    from l4tui.session import Session
+
+    scenario = load_scenario(args.file) if args.file else demo_scenario()
+    return console.main(Session(scenario, seed=args.seed), args.script, args.echo)
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -1,0 +1,160 @@
+"""Runs parsed commands against a `Session` and renders their output as plain text.
+
+The one executor of the command language (STYLE.md point 5): the line console
+and the TUI's console pane both call `execute`. A bad command yields an
+`error: …` line and changes nothing.
+"""
+
+from __future__ import annotations
+
+from l4tui.grammar import Command, CommandError, help_text, parse, suggest
+from l4tui.report import format_table
+from l4tui.session import Session
+from machine.errors import MachineError
+
+
+def execute(session: Session, line: str) -> str:
+    """The output of one command line (possibly empty); never raises for bad input."""
+    try:
+        cmd = parse(line)
+        if cmd is None:
+            return ""
+        return _run(session, cmd)
+    except CommandError as e:
+        return f"error: {e}"
+    except MachineError as e:
+        return f"error: {e}"
+
+
+def _count(text: str, what: str = "N") -> int:
+    try:
+        n = int(text, 0)
+    except ValueError:
+        raise CommandError(f"{what} must be a number, not {text!r}") from None
+    if n < 0:
+        raise CommandError(f"{what} must be >= 0, not {n}")
+    return n
+
+
+def where(session: Session) -> str:
+    rows = [
+        (
+            f"cpu{c.number}",
+            c.thread,
+            c.mode + (" (halted)" if c.halted else ""),
+            c.phase,
+            f"{c.cycle:,}",
+        )
+        for c in session.cpus()
+    ]
+    return format_table(
+        ("cpu", "thread", "mode", "phase", "cycle"), rows, right=(False, False, False, False, True)
+    )
+
+
+def _run(s: Session, cmd: Command) -> str:
+    name, args = cmd.name, cmd.args
+    if name == "help":
+        return help_text(args[0] if args else None)
+    if name == "quit":
+        return ""
+    if name in ("stepi", "step"):
+        n = _count(args[0]) if args else 1
+        reason = s.stepi(n) if name == "stepi" else s.step(n)
+        return f"{reason}\n{where(s)}"
+    if name == "continue":
+        return f"{s.cont()}\n{where(s)}"
+    if name == "run":
+        return f"{s.run_cycles(_count(args[0], 'CYCLES'))}\n{where(s)}"
+    if name == "where":
+        return where(s)
+    if name == "break":
+        bp = s.add_break(args[0])
+        return f"breakpoint {bp.number} at {bp.glob}"
+    if name == "delete":
+        n = s.delete_break(_count(args[0]) if args else None)
+        return f"deleted {n} breakpoint(s)"
+    if name == "sched":
+        if args[0] not in ("timed", "manual"):
+            raise CommandError(f"sched takes timed or manual, not {args[0]!r}")
+        s.set_policy(args[0])
+        return f"scheduling: {args[0]}"
+    if name == "focus":
+        what, value = args
+        if what == "cpu":
+            n = _count(value, "CPU")
+            if not 1 <= n <= len(s.cpus()):
+                raise CommandError(f"no CPU {n}: this machine has CPUs 1..{len(s.cpus())}")
+            s.focus_cpu = n
+            return f"focus: cpu{n}"
+        if what == "thread":
+            _thread(s, value)
+            s.focus_thread = value
+            return f"focus: {value}"
+        raise CommandError("usage: focus cpu N | focus thread T")
+    if name == "check":
+        if args[0] != "invariants":
+            raise CommandError("usage: check invariants")
+        from kernel import invariants
+
+        bad = invariants.check(s.system.kernel)
+        return "invariants hold" if not bad else "\n".join(f"violated: {v}" for v in bad)
+    if name == "print":
+        return _print(s, args[0])
+    if name == "info":
+        return _info(s, args)
+    raise CommandError(f"{name} is not implemented")  # pragma: no cover - the table says
+
+
+def _thread(s: Session, name: str):  # noqa: ANN202 - a kernel Thread
+    k = s.system.kernel
+    names = [t.name for t in s.scenario.threads()]
+    if name not in names:
+        raise CommandError(f"no thread {name!r}{suggest(name, names)}")
+    return k.by_name[name]
+
+
+def _print(s: Session, expr: str) -> str:
+    if "." not in expr:
+        raise CommandError("usage: print THREAD.FIELD (e.g. print srv.thread_state)")
+    name, field = expr.split(".", 1)
+    t = _thread(s, name)
+    k = s.system.kernel
+    if field == "state":
+        return f"{expr} = {k.state(t)}"
+    if field not in t.f:
+        raise CommandError(f"no TCB field {field!r}{suggest(field, list(t.f))}")
+    value = k.field(t, field)
+    return f"{expr} = {value} ({value:#x})"
+
+
+def _info(s: Session, args: tuple[str, ...]) -> str:
+    what = args[0]
+    if what == "threads":
+        rows = [
+            (t.name, t.id, str(t.cpu), t.state, str(t.priority), t.partner, str(t.results))
+            for t in s.threads()
+        ]
+        return format_table(
+            ("thread", "id", "cpu", "state", "prio", "partner", "syscalls"),
+            rows,
+            right=(False, False, True, False, True, False, True),
+        )
+    if what == "cpus":
+        return where(s)
+    if what == "ready":
+        ready = s.ready()
+        cpus = [_count(args[1], "CPU")] if len(args) > 1 else sorted(ready)
+        return "\n".join(f"cpu{c}: {' '.join(ready.get(c, [])) or '(empty)'}" for c in cpus)
+    if what == "breakpoints":
+        if not s.breakpoints:
+            return "no breakpoints"
+        return "\n".join(f"{b.number}: {b.glob} (hit {b.hits})" for b in s.breakpoints)
+    if what == "counters":
+        counters = s.system.counters()
+        mesi = counters.pop("mesi")
+        lines = [f"{k} {v}" for k, v in counters.items()]
+        lines.append("mesi " + ", ".join(f"{k} {v}" for k, v in mesi.items()))
+        return "\n".join(lines)
+    topics = ["threads", "cpus", "ready", "breakpoints", "counters"]
+    raise CommandError(f"no view {what!r}{suggest(what, topics)}; views: {', '.join(topics)}")

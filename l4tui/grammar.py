@@ -1,0 +1,92 @@
+"""The debugger's command language: one table of commands, one parser (DESIGN.md §2).
+
+Every front end — the line console, the TUI's console pane, scripts — goes
+through `parse`; `help` is generated from the same table. A bad line raises
+`CommandError` with a one-line message and, for names, a did-you-mean hint.
+"""
+
+from __future__ import annotations
+
+import difflib
+import shlex
+from dataclasses import dataclass
+
+
+class CommandError(Exception):
+    """A command that cannot be run; its text is the one-line message."""
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """One command: its usage, how many arguments it takes, and what it does."""
+
+    name: str
+    usage: str
+    help: str
+    min_args: int = 0
+    max_args: int = 0  # -1: any number
+
+
+SPECS: dict[str, Spec] = {
+    s.name: s
+    for s in (
+        Spec("stepi", "stepi [N]", "execute N micro-ops (default 1)", 0, 1),
+        Spec("step", "step [N]", "run until N phase labels have passed (default 1)", 0, 1),
+        Spec("continue", "continue", "run until a breakpoint or the end of the run"),
+        Spec("run", "run CYCLES", "run for CYCLES simulated cycles (lowest CPU clock)", 1, 1),
+        Spec("break", "break PHASE_GLOB", "stop when a phase matching the glob starts", 1, 1),
+        Spec("delete", "delete [N]", "delete breakpoint N, or all", 0, 1),
+        Spec("info", "info threads|cpus|ready|breakpoints|counters", "show a view", 1, 2),
+        Spec("print", "print THREAD.FIELD", "a TCB field of a thread (or its state)", 1, 1),
+        Spec("focus", "focus cpu N | focus thread T", "choose what views centre on", 2, 2),
+        Spec("sched", "sched timed|manual", "timed: lowest clock first; manual: you pick", 1, 1),
+        Spec("where", "where", "where each CPU is: thread, phase, cycle"),
+        Spec("check", "check invariants", "check the kernel invariants now", 1, 1),
+        Spec("help", "help [CMD]", "list the commands, or explain one", 0, 1),
+        Spec("quit", "quit", "leave the console"),
+    )
+}
+ALIASES = {"s": "step", "si": "stepi", "c": "continue", "b": "break", "q": "quit", "i": "info"}
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A parsed command line."""
+
+    name: str
+    args: tuple[str, ...]
+
+
+def suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def parse(line: str) -> Command | None:
+    """The command on `line`, None for a blank line or a comment; CommandError if bad."""
+    text = line.strip()
+    if not text or text.startswith("#"):
+        return None
+    try:
+        words = shlex.split(text)
+    except ValueError as e:
+        raise CommandError(f"cannot read the line: {e}") from None
+    name, args = words[0], tuple(words[1:])
+    name = ALIASES.get(name, name)
+    spec = SPECS.get(name)
+    if spec is None:
+        raise CommandError(f"unknown command {name!r}{suggest(name, list(SPECS))}; try 'help'")
+    if len(args) < spec.min_args or (spec.max_args >= 0 and len(args) > spec.max_args):
+        raise CommandError(f"usage: {spec.usage}")
+    return Command(name, args)
+
+
+def help_text(name: str | None = None) -> str:
+    if name is None:
+        width = max(len(s.usage) for s in SPECS.values())
+        return "\n".join(f"{s.usage.ljust(width)}  {s.help}" for s in SPECS.values())
+    name = ALIASES.get(name, name)
+    spec = SPECS.get(name)
+    if spec is None:
+        raise CommandError(f"no command {name!r}{suggest(name, list(SPECS))}")
+    return f"{spec.usage}\n  {spec.help}"

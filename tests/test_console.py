@@ -1,0 +1,103 @@
+"""The command language and the line console (issue 5, first part): parser, executor, console."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from l4tui.demo import demo_scenario
+from l4tui.executor import execute
+from l4tui.grammar import SPECS, CommandError, help_text, parse
+from l4tui.session import Session
+
+
+@pytest.fixture
+def session() -> Session:
+    return Session(demo_scenario())
+
+
+def test_parse_aliases_and_errors() -> None:
+    assert parse("  ") is None and parse("# a comment") is None
+    assert parse("si 3").name == "stepi"
+    with pytest.raises(CommandError, match="did you mean 'step'"):
+        parse("stepy")
+    with pytest.raises(CommandError, match="usage: run CYCLES"):
+        parse("run")
+    with pytest.raises(CommandError, match="cannot read"):
+        parse('print "unclosed')
+
+
+def test_help_lists_every_command() -> None:
+    text = help_text()
+    for name in SPECS:
+        assert name in text
+    assert "usage" not in help_text("break") and "PHASE_GLOB" in help_text("break")
+
+
+def test_bad_commands_change_nothing(session: Session) -> None:
+    before = session.system.machine.fingerprint()
+    for line in (
+        "frobble",
+        "stepi x",
+        "print nobody.partner",
+        "print srv.partnr",
+        "focus cpu 9",
+        "info nonsense",
+        "sched fast",
+    ):
+        assert execute(session, line).startswith("error: ")
+    assert session.system.machine.fingerprint() == before
+
+
+def test_break_and_continue_stop_at_the_phase(session: Session) -> None:
+    assert execute(session, "break xp.proxy.send") == "breakpoint 1 at xp.proxy.send"
+    out = execute(session, "continue")
+    assert out.startswith("breakpoint 1: xp.proxy.send on cpu2")
+    assert session.system.machine.last_op.label == "xp.proxy.send"
+    assert "hit 1" in execute(session, "info breakpoints")
+
+
+def test_stepping_is_deterministic() -> None:
+    a, b = Session(demo_scenario()), Session(demo_scenario())
+    for s in (a, b):
+        execute(s, "step 40")
+        execute(s, "stepi 500")
+    assert a.system.machine.fingerprint() == b.system.machine.fingerprint()
+    assert execute(a, "info threads") == execute(b, "info threads")
+
+
+def test_continue_to_the_end(session: Session) -> None:
+    out = execute(session, "continue")
+    assert out.startswith("run ended: end")
+    assert session.threads()[2].state == "inactive"  # cli made its four calls
+
+
+def test_console_reads_stdin_and_exits_0() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "l4tui", "console", "--echo"],
+        input="info threads\nbogus\nstep 2\nquit\nstepi 5\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "(l4tui) info threads" in proc.stdout
+    assert "error: unknown command 'bogus'" in proc.stdout
+    assert "(l4tui) stepi 5" not in proc.stdout  # stopped at quit
+    assert "Traceback" not in proc.stderr
+
+
+def test_console_bad_scenario_exits_2(tmp_path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tasks: [\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "l4tui", "console", str(bad)],
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: {bad}:2:1:")
