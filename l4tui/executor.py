@@ -58,7 +58,23 @@ def _run(s: Session, cmd: Command) -> str:
         return help_text(args[0] if args else None)
     if name == "quit":
         return ""
+    if name == "step" and args and args[0] == "cpu":
+        if len(args) != 2:
+            raise CommandError("usage: step cpu N")
+        return f"{s.step_cpu(_count(args[1], 'CPU'))}\n{where(s)}"
+    if name == "reverse-stepi":
+        return f"{s.reverse_stepi(_count(args[0]) if args else 1)}\n{where(s)}"
+    if name == "reverse-step":
+        return f"{s.reverse_step(_count(args[0]) if args else 1)}\n{where(s)}"
+    if name == "reverse-continue":
+        return f"{s.reverse_continue()}\n{where(s)}"
+    if name == "watch":
+        t, field = _field(s, args[0])
+        w = s.add_watch(args[0], t.f[field] - 0xE000_0000)
+        return f"watchpoint on {w.expr} (now {w.value})"
     if name in ("stepi", "step"):
+        if len(args) > 1:
+            raise CommandError(f"usage: {name} [N]")
         n = _count(args[0]) if args else 1
         reason = s.stepi(n) if name == "stepi" else s.step(n)
         return f"{reason}\n{where(s)}"
@@ -114,18 +130,52 @@ def _thread(s: Session, name: str):  # noqa: ANN202 - a kernel Thread
     return k.by_name[name]
 
 
-def _print(s: Session, expr: str) -> str:
+def _field(s: Session, expr: str):  # noqa: ANN202 - (Thread, field name)
     if "." not in expr:
-        raise CommandError("usage: print THREAD.FIELD (e.g. print srv.thread_state)")
+        raise CommandError(f"usage: THREAD.FIELD (e.g. srv.thread_state), not {expr!r}")
     name, field = expr.split(".", 1)
     t = _thread(s, name)
-    k = s.system.kernel
-    if field == "state":
-        return f"{expr} = {k.state(t)}"
     if field not in t.f:
         raise CommandError(f"no TCB field {field!r}{suggest(field, list(t.f))}")
+    return t, field
+
+
+def _print(s: Session, expr: str) -> str:
+    k = s.system.kernel
+    if expr.endswith(".state"):
+        t = _thread(s, expr[:-6])
+        return f"{expr} = {k.state(t)}"
+    t, field = _field(s, expr)
     value = k.field(t, field)
     return f"{expr} = {value} ({value:#x})"
+
+
+def _tcb(s: Session, name: str) -> str:
+    """A TCB line by line: fields, each line's MESI state on every CPU (§8.6, Table 3)."""
+    from machine.cache import STATE_NAMES
+
+    t = _thread(s, name)
+    k, m = s.system.kernel, s.system.machine
+    coh = m.coherence
+    layout = k.layout
+    base = t.tcb - 0xE000_0000
+    rows = []
+    for i, fields in enumerate(layout.lines()):
+        paddr = base + i * layout.line_size
+        states = " ".join(STATE_NAMES[coh.state(c.index, paddr)] for c in m.cpus)
+        moves = sum(coh.line_transitions.get(coh.line_of(paddr), {}).values())
+        group = layout.group(fields[0]) if fields else "-"
+        rows.append((str(i), group, states, str(moves), " ".join(fields)))
+    head = f"{name} TCB at {t.tcb:#x}, layout {layout.name}, MESI per CPU 1..{len(m.cpus)}"
+    return (
+        head
+        + "\n"
+        + format_table(
+            ("line", "group", "mesi", "moves", "fields"),
+            rows,
+            right=(True, False, False, True, False),
+        )
+    )
 
 
 def _info(s: Session, args: tuple[str, ...]) -> str:
@@ -156,5 +206,68 @@ def _info(s: Session, args: tuple[str, ...]) -> str:
         lines = [f"{k} {v}" for k, v in counters.items()]
         lines.append("mesi " + ", ".join(f"{k} {v}" for k, v in mesi.items()))
         return "\n".join(lines)
-    topics = ["threads", "cpus", "ready", "breakpoints", "counters"]
+    if what == "tcb":
+        if len(args) != 2:
+            raise CommandError("usage: info tcb THREAD")
+        return _tcb(s, args[1])
+    if what == "apic":
+        m = s.system.machine
+        rows = []
+        for a in m.apics.apics:
+            slots = (
+                ", ".join(
+                    f"{x.vector:#x}{'*' if x.in_service else ''} from cpu{x.sender + 1}"
+                    for x in a.slots
+                )
+                or "-"
+            )
+            rows.append(
+                (
+                    f"cpu{a.cpu + 1}",
+                    f"{len(a.slots)}/{m.apics.nslots}",
+                    slots,
+                    f"{a.irr:#x}",
+                    f"{a.isr:#x}",
+                    str(a.ipis_received),
+                    str(a.ipi_rejected),
+                )
+            )
+        table = format_table(
+            ("cpu", "slots", "in slots (* in service)", "irr", "isr", "ipis", "rejected"),
+            rows,
+            right=(False,) * 7,
+        )
+        flight = [
+            f"{msg.vector:#x} cpu{(msg.sender or 0) + 1} -> "
+            f"{','.join(f'cpu{d + 1}' for d in msg.dests)} at cycle {msg.arrival // m.tpc}"
+            for msg in m.in_flight()
+        ]
+        return table + ("\nin flight: " + "; ".join(flight) if flight else "")
+    if what == "mailboxes":
+        mb = s.system.kernel.mailboxes
+        if not mb.mail:
+            return "no mailbox in use"
+        return "\n".join(
+            f"mailbox {i}: {mail.op} from {mail.sender.name if mail.sender else '-'}"
+            f" to {mail.dest.name if mail.dest else '-'}"
+            for i, mail in sorted(mb.mail.items())
+        )
+    if what == "waits":
+        waits = s.system.waits()
+        cycle = s.system.wait_cycle()
+        lines = [f"{w.thread} {w.how} {w.on}" for w in waits] or ["nobody waits for anyone"]
+        if cycle:
+            lines.append("deadlock: " + ", ".join(f"{w.thread} {w.how} {w.on}" for w in cycle))
+        return "\n".join(lines)
+    topics = [
+        "threads",
+        "cpus",
+        "ready",
+        "tcb",
+        "apic",
+        "mailboxes",
+        "waits",
+        "breakpoints",
+        "counters",
+    ]
     raise CommandError(f"no view {what!r}{suggest(what, topics)}; views: {', '.join(topics)}")

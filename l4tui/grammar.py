@@ -31,12 +31,38 @@ SPECS: dict[str, Spec] = {
     s.name: s
     for s in (
         Spec("stepi", "stepi [N]", "execute N micro-ops (default 1)", 0, 1),
-        Spec("step", "step [N]", "run until N phase labels have passed (default 1)", 0, 1),
+        Spec(
+            "step",
+            "step [N] | step cpu N",
+            "run until N phase labels have passed (default 1); step cpu N: one micro-op on CPU N",
+            0,
+            2,
+        ),
+        Spec("reverse-stepi", "reverse-stepi [N]", "go back N micro-ops (default 1)", 0, 1),
+        Spec(
+            "reverse-step",
+            "reverse-step [N]",
+            "go back to the start of the N-th phase before",
+            0,
+            1,
+        ),
+        Spec(
+            "reverse-continue",
+            "reverse-continue",
+            "go back to the previous breakpoint or watchpoint hit",
+        ),
+        Spec("watch", "watch THREAD.FIELD", "stop when a TCB field changes (old -> new)", 1, 1),
         Spec("continue", "continue", "run until a breakpoint or the end of the run"),
         Spec("run", "run CYCLES", "run for CYCLES simulated cycles (lowest CPU clock)", 1, 1),
         Spec("break", "break PHASE_GLOB", "stop when a phase matching the glob starts", 1, 1),
         Spec("delete", "delete [N]", "delete breakpoint N, or all", 0, 1),
-        Spec("info", "info threads|cpus|ready|breakpoints|counters", "show a view", 1, 2),
+        Spec(
+            "info",
+            "info threads|cpus|ready|tcb T|apic|mailboxes|waits|breakpoints|counters",
+            "show a view",
+            1,
+            2,
+        ),
         Spec("print", "print THREAD.FIELD", "a TCB field of a thread (or its state)", 1, 1),
         Spec("focus", "focus cpu N | focus thread T", "choose what views centre on", 2, 2),
         Spec("sched", "sched timed|manual", "timed: lowest clock first; manual: you pick", 1, 1),
@@ -46,7 +72,17 @@ SPECS: dict[str, Spec] = {
         Spec("quit", "quit", "leave the console"),
     )
 }
-ALIASES = {"s": "step", "si": "stepi", "c": "continue", "b": "break", "q": "quit", "i": "info"}
+ALIASES = {
+    "s": "step",
+    "si": "stepi",
+    "c": "continue",
+    "b": "break",
+    "q": "quit",
+    "i": "info",
+    "rsi": "reverse-stepi",
+    "rs": "reverse-step",
+    "rc": "reverse-continue",
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,18 @@ class ThreadView:
     results: int
 
 
+WATCHED = object()  # what _advance returns when a watchpoint fired
+
+
+@dataclass(slots=True)
+class Watch:
+    """A watchpoint on one word of memory (a TCB field)."""
+
+    expr: str
+    paddr: int
+    value: int
+
+
 @dataclass(slots=True)
 class Breakpoint:
     number: int
@@ -57,7 +69,13 @@ class Session:
 
     def __init__(self, scenario: Scenario, seed: int | None = None) -> None:
         self.scenario = scenario
+        self.seed = seed
         self.system = System(scenario, seed=seed)
+        # The input log: what the machine was told, in order — a timed step is
+        # None, a hand-picked step the CPU number, a policy change its name.
+        # Replaying it on a fresh system reproduces the state exactly.
+        self.log: list[int | str | None] = []
+        self.watches: list[Watch] = []
         self.breakpoints: list[Breakpoint] = []
         self._next_bp = 1
         self.focus_cpu = 1
@@ -70,17 +88,142 @@ class Session:
     def ended(self) -> bool:
         return self.system.ended is not None
 
-    def _advance(self) -> Any:
+    def _advance(self, cpu: int | None = None) -> Any:
         if self.ended:
             return None
-        op = self.system.advance()
+        m = self.system.machine
+        if cpu is None and m.policy == "manual":
+            self.stop_reason = "manual scheduling: name the CPU (step cpu N)"
+            return None
+        op = self.system.advance() if cpu is None else m.step(cpu)
         if op is None:
+            if cpu is not None:
+                self.stop_reason = f"cpu{cpu} has nothing to run"
+                return None
             self.stop_reason = f"run ended: {self.system.ended}"
+            return None
+        self.log.append(cpu)
+        if self.watches and self._watch_hit():
+            return WATCHED
         return op
+
+    def _watch_hit(self) -> bool:
+        mem = self.system.machine.memory
+        hit = False
+        for w in self.watches:
+            now = mem.read(w.paddr)
+            if now != w.value:
+                cpu = self.system.machine.last_cpu.number
+                self.stop_reason = f"watchpoint {w.expr}: {w.value} -> {now} (cpu{cpu})"
+                w.value = now
+                hit = True
+        return hit
+
+    def step_cpu(self, cpu: int) -> str:
+        """One micro-op on CPU `cpu`, whatever the policy (forcing an interleaving)."""
+        self.system.machine.cpu(cpu)  # MachineError for a CPU that is not there
+        op = self._advance(cpu)
+        if op is None:
+            return self.stop_reason
+        if op is not WATCHED:
+            self.stop_reason = f"stepped cpu{cpu}"
+        return self.stop_reason
+
+    @property
+    def position(self) -> int:
+        """How many inputs (micro-ops) the session has been given."""
+        return sum(1 for x in self.log if not isinstance(x, str))
+
+    def goto(self, position: int) -> str:
+        """Re-create the state after `position` inputs by replaying the log from the start.
+
+        The machine is deterministic, so the replay reproduces every bit; a
+        breakpoint or watchpoint does not fire while replaying.
+        """
+        if position < 0:
+            position = 0
+        log, self.log = self.log, []
+        watches, self.watches = self.watches, []
+        self.system = System(self.scenario, seed=self.seed)
+        m = self.system.machine
+        done = 0
+        for entry in log:
+            if done >= position and not isinstance(entry, str):
+                break
+            if isinstance(entry, str):
+                m.set_policy(entry)
+                self.log.append(entry)
+                continue
+            if self._advance(entry) is None:
+                break
+            done += 1
+        for w in watches:
+            w.value = m.memory.read(w.paddr)
+        self.watches = watches
+        self.stop_reason = f"back at micro-op {self.position}"
+        return self.stop_reason
+
+    def reverse_stepi(self, n: int = 1) -> str:
+        return self.goto(self.position - n)
+
+    def reverse_step(self, n: int = 1) -> str:
+        """Back to the start of the n-th phase label before the current position."""
+        starts = self._phase_positions()
+        here = self.position
+        earlier = [p for p in starts if p < here]
+        target = earlier[-n] if len(earlier) >= n else 0
+        return self.goto(target)
+
+    def reverse_continue(self) -> str:
+        """Back to the last breakpoint or watchpoint hit before the current position."""
+        here = self.position
+        hits = self._stop_positions()
+        earlier = [p for p in hits if p < here]
+        target = earlier[-1] if earlier else 0
+        reason = self.goto(target)
+        return reason if earlier else f"{reason} (no earlier stop: the start)"
+
+    def _replay_positions(self, want: Any) -> list[int]:
+        """Positions (after which input) where `want(op)` held, found by a replay."""
+        fresh = Session(self.scenario, self.seed)
+        fresh.breakpoints = [Breakpoint(b.number, b.glob) for b in self.breakpoints]
+        out = []
+        fresh.watches = [
+            Watch(w.expr, w.paddr, fresh.system.machine.memory.read(w.paddr)) for w in self.watches
+        ]
+        for entry in self.log:
+            if isinstance(entry, str):
+                fresh.system.machine.set_policy(entry)
+                continue
+            op = fresh._advance(entry)
+            if op is None:
+                break
+            if want(fresh, op):
+                out.append(fresh.position - 1)
+        return out
+
+    def _phase_positions(self) -> list[int]:
+        return self._replay_positions(lambda s, op: type(op) is Phase)
+
+    def _stop_positions(self) -> list[int]:
+        def stop(s: Session, op: Any) -> bool:
+            if op is WATCHED:
+                return True
+            return type(op) is Phase and any(
+                fnmatch.fnmatchcase(op.label, b.glob) for b in s.breakpoints
+            )
+
+        return self._replay_positions(stop)
+
+    def add_watch(self, expr: str, paddr: int) -> Watch:
+        w = Watch(expr, paddr, self.system.machine.memory.read(paddr))
+        self.watches.append(w)
+        return w
 
     def stepi(self, n: int = 1) -> str:
         for _ in range(n):
-            if self._advance() is None:
+            op = self._advance()
+            if op is None or op is WATCHED:
                 return self.stop_reason
         self.stop_reason = "stepped"
         return self.stop_reason
@@ -90,7 +233,7 @@ class Session:
         seen = 0
         while seen < n:
             op = self._advance()
-            if op is None:
+            if op is None or op is WATCHED:
                 return self.stop_reason
             if type(op) is Phase:
                 seen += 1
@@ -100,7 +243,7 @@ class Session:
     def cont(self, limit: int = LIMIT) -> str:
         for _ in range(limit):
             op = self._advance()
-            if op is None:
+            if op is None or op is WATCHED:
                 return self.stop_reason
             if type(op) is Phase:
                 for bp in self.breakpoints:
@@ -120,11 +263,13 @@ class Session:
             if got is None or got[0].clock >= limit:
                 self.stop_reason = f"ran {cycles} cycles"
                 return self.stop_reason
-            if self._advance() is None:
+            op = self._advance()
+            if op is None or op is WATCHED:
                 return self.stop_reason
 
     def set_policy(self, policy: str) -> None:
         self.system.machine.set_policy(policy)
+        self.log.append(policy)
 
     # --- breakpoints -----------------------------------------------------------------
 

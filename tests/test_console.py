@@ -101,3 +101,43 @@ def test_console_bad_scenario_exits_2(tmp_path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"error: {bad}:2:1:")
+
+
+def test_reverse_stepi_equals_a_fresh_run() -> None:
+    """N micro-ops forward, K back: the same state as N - K from the start, whole."""
+    for n, back in ((300, 1), (300, 120), (900, 899)):
+        s = Session(demo_scenario())
+        s.stepi(n)
+        s.reverse_stepi(back)
+        fresh = Session(demo_scenario())
+        fresh.stepi(n - back)
+        assert s.position == n - back
+        assert s.system.machine.fingerprint() == fresh.system.machine.fingerprint()
+        assert execute(s, "info threads") == execute(fresh, "info threads")
+
+
+def test_reverse_continue_goes_back_to_the_last_write() -> None:
+    s = Session(demo_scenario())
+    execute(s, "watch srv.partner")
+    first = execute(s, "continue")
+    assert first.startswith("watchpoint srv.partner:")
+    at = s.position
+    second = execute(s, "continue")  # the next change (or the end of the run)
+    assert s.position > at
+    execute(s, "reverse-continue")
+    execute(s, "reverse-continue")
+    assert s.position == at - 1  # just before the write that first changed it
+    assert execute(s, "stepi").split("\n")[0] == first.split("\n")[0]  # the same write again
+    assert s.position == at
+    assert second
+
+
+def test_manual_interleaving_and_info_views(session: Session) -> None:
+    assert execute(session, "sched manual") == "scheduling: manual"
+    assert execute(session, "continue").startswith("manual scheduling: name the CPU")
+    assert execute(session, "step cpu 2").startswith(("stepped cpu2", "watchpoint"))
+    assert session.system.machine.last_cpu.number == 2
+    assert execute(session, "step cpu 7").startswith("error: no CPU 7")
+    assert "global modified" in execute(session, "info tcb srv")
+    assert "slots" in execute(session, "info apic")
+    assert execute(session, "info waits")
