@@ -249,6 +249,3 @@ class ProgramCounter:
     def position(self) -> list[int]:
         """The indices of the current op, outermost first (for views and saves)."""
         return [lv.index for lv in self.levels]
-
-    def copy(self) -> ProgramCounter:
-        return ProgramCounter([Level(lv.body, lv.index, lv.left) for lv in self.levels])

@@ -247,9 +247,6 @@ def sender_proxy(k: Kernel, a: Thread, b: Thread) -> Path:
     return p
 
 
-__all__ = ["LOCKED_WAITING", "send_request", "sender_proxy", "step"]
-
-
 def sender_fault(k: Kernel, p: Thread, a: Thread, addr: int, timeout: int | None) -> Path:
     """A fault in the sender's space during the proxy's copy (§8.4.2).
 

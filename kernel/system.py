@@ -29,8 +29,6 @@ from kernel.thread import (
     LOCKED_WAITING,
     POLLING,
     RUNNABLE,
-    RUNNING,
-    STATE_NAMES,
     WAITING,
     Thread,
 )
@@ -349,6 +347,3 @@ class System:
             return all(r.get(key) == want for key, want in f.items())
         view = self.thread_view(t)
         return all(view.get(key) == want for key, want in f.items())
-
-
-__all__ = ["STATE_NAMES", "RUNNING", "System", "Wait"]
