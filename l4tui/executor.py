@@ -10,7 +10,7 @@ from __future__ import annotations
 from l4tui.grammar import Command, CommandError, help_text, parse, suggest
 from l4tui.report import format_table
 from l4tui.session import Session
-from machine.errors import MachineError
+from machine.errors import ConfigError, MachineError
 
 
 def execute(session: Session, line: str) -> str:
@@ -24,6 +24,8 @@ def execute(session: Session, line: str) -> str:
         return f"error: {e}"
     except MachineError as e:
         return f"error: {e}"
+    except ConfigError as e:
+        return e.format()
 
 
 def _count(text: str, what: str = "N") -> int:
@@ -84,6 +86,15 @@ def _run(s: Session, cmd: Command) -> str:
         return f"{s.run_cycles(_count(args[0], 'CYCLES'))}\n{where(s)}"
     if name == "where":
         return where(s)
+    if name == "save":
+        try:
+            return s.save(args[0])
+        except OSError as e:
+            raise CommandError(f"cannot save to {args[0]}: {e.strerror}") from None
+    if name == "load":
+        loaded = Session.load(args[0])  # ConfigError: reported, nothing changes
+        s.__dict__.update(loaded.__dict__)  # the front end keeps its Session object
+        return f"{s.stop_reason}: {s.scenario.name} at micro-op {s.position}\n{where(s)}"
     if name == "break":
         bp = s.add_break(args[0])
         return f"breakpoint {bp.number} at {bp.glob}"

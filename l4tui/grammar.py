@@ -68,6 +68,8 @@ SPECS: dict[str, Spec] = {
         Spec("sched", "sched timed|manual", "timed: lowest clock first; manual: you pick", 1, 1),
         Spec("where", "where", "where each CPU is: thread, phase, cycle"),
         Spec("check", "check invariants", "check the kernel invariants now", 1, 1),
+        Spec("save", "save FILE", "save the session (scenario, inputs, position)", 1, 1),
+        Spec("load", "load FILE", "load a saved session: the identical state", 1, 1),
         Spec("help", "help [CMD]", "list the commands, or explain one", 0, 1),
         Spec("quit", "quit", "leave the console"),
     )

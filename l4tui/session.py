@@ -10,11 +10,14 @@ on when a run is over.
 from __future__ import annotations
 
 import fnmatch
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kernel.scenario import Scenario
 from kernel.system import System
+from machine.errors import ConfigError
 from machine.ops import Phase
 
 LIMIT = 5_000_000  # micro-ops a single continue may take before it pauses
@@ -214,6 +217,48 @@ class Session:
             )
 
         return self._replay_positions(stop)
+
+    # --- save and load ---------------------------------------------------------------
+
+    def save(self, path: str) -> str:
+        """Write the session — scenario, seed, inputs, breakpoints, watchpoints — as JSON."""
+        data = {
+            "l4tui_session": 1,
+            "scenario": self.scenario.file,
+            "seed": self.seed,
+            "log": self.log,
+            "breakpoints": [b.glob for b in self.breakpoints],
+            "watches": [[w.expr, w.paddr] for w in self.watches],
+        }
+        Path(path).write_text(json.dumps(data) + "\n")
+        return f"saved {self.position} micro-ops of {self.scenario.name} to {path}"
+
+    @classmethod
+    def load(cls, path: str) -> Session:
+        """A session in exactly the state a `save` left it (replayed from its inputs)."""
+        from kernel.scenario import load_scenario
+        from l4tui.demo import demo_scenario
+
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"cannot read the session: {e}", path) from None
+        if not isinstance(data, dict) or data.get("l4tui_session") != 1:
+            raise ConfigError("not a saved l4tui session", path)
+        try:
+            file, seed, log = data["scenario"], data["seed"], list(data["log"])
+            scenario = demo_scenario() if file == "<demo>" else load_scenario(file)
+            s = cls(scenario, seed)
+            for glob in data["breakpoints"]:
+                s.add_break(str(glob))
+            for expr, paddr in data["watches"]:
+                s.add_watch(str(expr), int(paddr))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"a saved session with a bad field: {e}", path) from None
+        s.log = log
+        s.goto(sum(1 for x in log if not isinstance(x, str)))
+        s.stop_reason = f"loaded {path}"
+        return s
 
     def add_watch(self, expr: str, paddr: int) -> Watch:
         w = Watch(expr, paddr, self.system.machine.memory.read(paddr))

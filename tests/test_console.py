@@ -141,3 +141,25 @@ def test_manual_interleaving_and_info_views(session: Session) -> None:
     assert "global modified" in execute(session, "info tcb srv")
     assert "slots" in execute(session, "info apic")
     assert execute(session, "info waits")
+
+
+def test_save_and_load_restore_the_identical_state(session: Session, tmp_path) -> None:
+    execute(session, "break ipc.recv.*")
+    execute(session, "watch cli.thread_state")
+    execute(session, "step 30")
+    execute(session, "sched manual")
+    execute(session, "step cpu 2")
+    path = tmp_path / "s.json"
+    assert execute(session, f"save {path}").startswith("saved ")
+    other = Session(demo_scenario())
+    out = execute(other, f"load {path}")
+    assert "at micro-op" in out
+    assert other.position == session.position
+    assert other.system.machine.fingerprint() == session.system.machine.fingerprint()
+    assert execute(other, "info breakpoints") == execute(session, "info breakpoints")
+    assert other.system.machine.policy == "manual"
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    before = other.system.machine.fingerprint()
+    assert execute(other, f"load {bad}").startswith(f"error: {bad}: cannot read the session")
+    assert other.system.machine.fingerprint() == before
