@@ -60,8 +60,16 @@ def result(op: str, **fields: Any) -> dict[str, Any]:
 
 
 def thread_step(k: Kernel, c: Cpu, cd: CpuData, t: Thread) -> Path:
-    """Run the next op of `t`'s program on CPU `c`."""
-    op = t.pc.op
+    """Run the next op of `t`'s program on CPU `c` (an injected op goes first)."""
+    injected = bool(t.injected)
+    op = t.injected[0] if injected else t.pc.op
+
+    def done() -> None:
+        if injected:
+            t.injected.pop(0)
+        else:
+            t.pc.advance()
+
     if op is None or isinstance(op, Halt):
         if c.mode == "user":
             yield Trap()  # halting is a kernel matter
@@ -74,24 +82,24 @@ def thread_step(k: Kernel, c: Cpu, cd: CpuData, t: Thread) -> Path:
         return
     if isinstance(op, Compute):
         yield ComputeOp(op.cycles)
-        t.pc.advance()
+        done()
     elif isinstance(op, Touch):
         if op.write:
             yield Write(op.addr & ~3, 1)
         else:
             yield Read(op.addr & ~3)
-        t.pc.advance()
+        done()
     elif isinstance(op, Fpu):
         yield from fpu(k, c, t, op.cycles)
-        t.pc.advance()
+        done()
     elif isinstance(op, ReadUtcbCpu):
         value = yield Read(space.UTCB_VADDR + (t.tid.lthread - 1) * space.UTCB_SIZE + 12)
         t.results.append(result("read_utcb_cpu", value=value))
-        t.pc.advance()
+        done()
     elif isinstance(op, ReadKip):
         value = yield Read(space.KIP_VADDR + space.KIP_CPUS)
         t.results.append(result("read_kip", value=value & 0xFF))
-        t.pc.advance()
+        done()
     elif isinstance(op, ServeFaults):
         yield from space.serve_faults_step(k, t, op)
     else:
@@ -100,7 +108,9 @@ def thread_step(k: Kernel, c: Cpu, cd: CpuData, t: Thread) -> Path:
         res = yield from syscall(k, t, op)
         if res is not None:
             t.results.append(res)
-        if t.pc is pc:  # lthread_ex_regs with an ip set a new one meanwhile
+        if injected:
+            t.injected.pop(0)
+        elif t.pc is pc:  # lthread_ex_regs with an ip set a new one meanwhile
             t.pc.advance()
 
 

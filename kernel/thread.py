@@ -89,6 +89,7 @@ class Thread:
     migrating: bool = False  # between B deleting it and C inserting it (§8.7.2)
     redo_sender: Thread | None = None  # a sender waiting for us to redo a fault (§8.3.2)
     fault_error: str | None = None  # why the last page-fault IPC failed
+    injected: list[Any] = field(default_factory=list)  # ops a debugger put before the program
     ip: int = 0
     sp: int = 0
     fpu_cycles: int = 0

@@ -86,6 +86,15 @@ def _run(s: Session, cmd: Command) -> str:
         return f"{s.run_cycles(_count(args[0], 'CYCLES'))}\n{where(s)}"
     if name == "where":
         return where(s)
+    if name == "inject":
+        from l4tui.inject import build
+
+        t = _thread(s, args[0])
+        op = build(args[1], args[2:], [x.name for x in s.scenario.threads()])
+        if s.system.kernel.state(t) == "inactive":
+            raise CommandError(f"{t.name} is inactive: it runs no more ops")
+        t.injected.append(op)
+        return f"{t.name} will run {args[1]} next"
     if name == "save":
         try:
             return s.save(args[0])

@@ -70,6 +70,13 @@ SPECS: dict[str, Spec] = {
         Spec("check", "check invariants", "check the kernel invariants now", 1, 1),
         Spec("save", "save FILE", "save the session (scenario, inputs, position)", 1, 1),
         Spec("load", "load FILE", "load a saved session: the identical state", 1, 1),
+        Spec(
+            "inject",
+            "THREAD: OP [ARGS] [key=value ...]",
+            "run an op as the thread's next one, e.g. cli: call srv 1 2 3 timeout=inf",
+            2,
+            -1,
+        ),
         Spec("help", "help [CMD]", "list the commands, or explain one", 0, 1),
         Spec("quit", "quit", "leave the console"),
     )
@@ -110,6 +117,10 @@ def parse(line: str) -> Command | None:
     except ValueError as e:
         raise CommandError(f"cannot read the line: {e}") from None
     name, args = words[0], tuple(words[1:])
+    if name.endswith(":") and len(name) > 1:  # THREAD: OP ARGS — syscall injection
+        if not args:
+            raise CommandError("usage: THREAD: OP [ARGS] [key=value ...]")
+        return Command("inject", (name[:-1], *args))
     name = ALIASES.get(name, name)
     spec = SPECS.get(name)
     if spec is None:

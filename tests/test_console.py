@@ -163,3 +163,16 @@ def test_save_and_load_restore_the_identical_state(session: Session, tmp_path) -
     before = other.system.machine.fingerprint()
     assert execute(other, f"load {bad}").startswith(f"error: {bad}: cannot read the session")
     assert other.system.machine.fingerprint() == before
+
+
+def test_syscall_injection_runs_as_the_next_op(session: Session) -> None:
+    assert execute(session, "cli: call srv 9 8 timeout=inf") == "cli will run call next"
+    assert execute(session, "cli: frobnicate").startswith("error: cannot inject 'frobnicate'")
+    assert execute(session, "nobody: read_kip").startswith("error: no thread 'nobody'")
+    assert execute(session, "srv: sleep x").startswith("error: CYCLES must be a number")
+    execute(session, "continue")
+    cli = session.system.kernel.by_name["cli"]
+    assert cli.results[0]["op"] == "call" and cli.results[0]["ok"] is True
+    assert len([r for r in cli.results if r["op"] == "call"]) == 5  # the program's four, and ours
+    srv = session.system.kernel.by_name["srv"]
+    assert srv.results[0]["words"] == [9, 8]  # the injected call came first
