@@ -18,20 +18,25 @@ from l4tui.grammar import CommandError, parse
 from l4tui.session import Session
 
 
+def one(session: Session, line: str) -> bool:
+    """Execute one line and print its output; True when it was `quit`."""
+    out = execute(session, line)
+    if out:
+        print(out)
+    try:
+        cmd = parse(line)
+    except CommandError:
+        return False
+    return cmd is not None and cmd.name == "quit"
+
+
 def run_lines(session: Session, lines: Iterable[str], echo: bool = False) -> int:
     """Execute `lines` in order, printing each output; stop at `quit`."""
     for line in lines:
         line = line.rstrip("\n")
         if echo and line.strip():
             print(f"(l4tui) {line}")
-        out = execute(session, line)
-        if out:
-            print(out)
-        try:
-            cmd = parse(line)
-        except CommandError:
-            cmd = None
-        if cmd is not None and cmd.name == "quit":
+        if one(session, line):
             break
     return 0
 
@@ -48,14 +53,7 @@ def interactive(session: Session) -> int:  # pragma: no cover - needs a terminal
             line = prompt.prompt("(l4tui) ")
         except (EOFError, KeyboardInterrupt):
             return 0
-        out = execute(session, line)
-        if out:
-            print(out)
-        try:
-            cmd = parse(line)
-        except CommandError:
-            continue
-        if cmd is not None and cmd.name == "quit":
+        if one(session, line):
             return 0
 
 

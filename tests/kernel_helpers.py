@@ -134,3 +134,27 @@ def run_checked(s: System, max_steps: int = STEP_BUDGET) -> tuple[str, int]:
                 return s.ended, exits
     s.ended = "max_steps"
     return "max_steps", exits
+
+
+Log = dict[str, list[tuple[str, int, int]]]
+
+
+def watch(s: System, names: list[str]) -> Log:
+    """Note, for each thread in `names`, (op, CPU, cycle) of every result it records."""
+    m = s.machine
+    inner = m.step
+    threads = [s.kernel.by_name[n] for n in names]
+    seen = dict.fromkeys(names, 0)
+    log: Log = {n: [] for n in names}
+
+    def step(number: int | None = None) -> Any:
+        op = inner(number)
+        for t in threads:
+            if len(t.results) > seen[t.name]:
+                for r in t.results[seen[t.name] :]:
+                    log[t.name].append((r["op"], m.last_cpu.number, m.last_start // m.tpc))
+                seen[t.name] = len(t.results)
+        return op
+
+    m.step = step  # type: ignore[method-assign]
+    return log

@@ -21,32 +21,9 @@ import pytest
 from kernel import boot
 from kernel.system import System
 from machine import ops
-from tests.kernel_helpers import results, system
+from tests.kernel_helpers import Log, results, system, watch
 
 MAX_STEPS = 400_000
-
-Log = dict[str, list[tuple[str, int, int]]]
-
-
-def watch(s: System, names: list[str]) -> Log:
-    """Note, for each thread in `names`, (op, CPU, cycle) of every result it records."""
-    m = s.machine
-    inner = m.step
-    threads = [s.kernel.by_name[n] for n in names]
-    seen = dict.fromkeys(names, 0)
-    log: Log = {n: [] for n in names}
-
-    def step(number: int | None = None) -> Any:
-        op = inner(number)
-        for t in threads:
-            if len(t.results) > seen[t.name]:
-                for r in t.results[seen[t.name] :]:
-                    log[t.name].append((r["op"], m.last_cpu.number, m.last_start // m.tpc))
-                seen[t.name] = len(t.results)
-        return op
-
-    m.step = step  # type: ignore[method-assign]
-    return log
 
 
 def scenario(n: int, on: list[int] | None = None) -> str:
