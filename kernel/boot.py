@@ -14,6 +14,7 @@ kernel panics; we name the CPU and go on without it).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
@@ -61,13 +62,10 @@ def bsp(k: Kernel, c: Cpu) -> Path:
 
 
 def ap_handler(k: Kernel) -> Any:
-    def handle(c: Cpu, vector: int) -> Path:
-        return _ap(k, c)
-
-    return handle
+    return functools.partial(_ap, k)  # not a closure: checkpoints copy what it binds
 
 
-def _ap(k: Kernel, c: Cpu) -> Path:
+def _ap(k: Kernel, c: Cpu, vector: int) -> Path:
     """An application processor: its number by xadd, its APIC programmed, the barrier."""
     yield EOI()
     if c.number == 1:

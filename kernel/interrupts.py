@@ -11,6 +11,7 @@ delivered at the handler's next receive.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
@@ -55,10 +56,12 @@ def take_pending(k: Kernel, b: Thread, source: Thread | None) -> Thread | None:
 
 
 def handler(k: Kernel) -> Any:
-    def handle(c: Cpu, vec: int) -> Path:
-        return _interrupt(k, c, vec - VECTOR_BASE)
+    # A partial, not a closure: a checkpoint's copy must bind its own kernel.
+    return functools.partial(_handle, k)
 
-    return handle
+
+def _handle(k: Kernel, c: Cpu, vec: int) -> Path:
+    return _interrupt(k, c, vec - VECTOR_BASE)
 
 
 def _interrupt(k: Kernel, c: Cpu, irq: int) -> Path:

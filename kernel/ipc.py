@@ -242,11 +242,12 @@ def naive_disable(k: Kernel, cpu: int) -> Path:
 
 
 def naive_handler(k: Kernel) -> Any:
-    def handle(c: Any, vector: int) -> Path:
-        yield EOI()
-        yield Phase("naive.irqs_disabled")  # too late to protect the check on the other CPU
+    return _naive_ipi
 
-    return handle
+
+def _naive_ipi(c: Any, vector: int) -> Path:
+    yield EOI()
+    yield Phase("naive.irqs_disabled")  # too late to protect the check on the other CPU
 
 
 def _redo_faults(k: Kernel, b: Thread, why: str | None) -> Path:

@@ -12,6 +12,7 @@ entries and acknowledged by an atomic increment.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
@@ -74,13 +75,10 @@ def shoot(k: Kernel, cpu: int, pages: list[tuple[Space, int]]) -> Path:
 
 
 def handler(k: Kernel) -> Any:
-    def handle(c: Cpu, vector: int) -> Path:
-        return _flush(k, c)
-
-    return handle
+    return functools.partial(_flush, k)  # not a closure: checkpoints copy what it binds
 
 
-def _flush(k: Kernel, c: Cpu) -> Path:
+def _flush(k: Kernel, c: Cpu, vector: int) -> Path:
     """The shootdown IPI: drop the listed pages of the space this CPU has loaded."""
     yield EOI()
     yield Phase("tlb.shootdown.flush")

@@ -21,6 +21,7 @@ receiver's context.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
@@ -165,10 +166,7 @@ def invalidate_local(k: Kernel, t: Thread, sp: Space, vaddr: int) -> Path:
 
 
 def fault_handler(k: Kernel) -> Any:
-    def handle(c: Cpu, addr: int, write: bool, reason: str) -> Path:
-        return page_fault(k, c, addr, write, reason)
-
-    return handle
+    return functools.partial(page_fault, k)  # not a closure: checkpoints copy what it binds
 
 
 def page_fault(k: Kernel, c: Cpu, addr: int, write: bool, reason: str) -> Path:

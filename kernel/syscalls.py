@@ -9,6 +9,7 @@ its result, and returns to user mode with the next step.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
@@ -243,22 +244,7 @@ def ex_regs(k: Kernel, t: Thread, op: ExRegs) -> Path:
     if target.task is not t.task:
         return result("ex_regs", ok=False, error="denied")
 
-    def work(cd: CpuData) -> Path:
-        state = yield Read(target.f["thread_state"])
-        yield from unwind.abort_on_cpu(k, cd, target)
-        if op.pager is not None:
-            target.pager = k.by_name[op.pager]
-            yield Write(target.f["pager"], target.pager.word)
-        if op.sp is not None:
-            target.sp = op.sp
-            yield Write(target.f["stack"], op.sp)
-        if op.ip is not None:
-            target.ip = op.ip
-            program = target.spec.program if target.spec is not None else ()
-            target.pc = ProgramCounter.start(tuple(program[op.ip :]))
-            if state == INACTIVE:  # setting the ip of a dead thread creates it (§2.1.2)
-                yield from space.start_thread(k, target)
-
+    work = functools.partial(_ex_regs_on, k, target, op)  # runs on the target's CPU
     yield from unwind.run_on(k, t, target.cpu, work, "thread.ex_regs")
     return result("ex_regs")
 
@@ -288,3 +274,23 @@ def exit_thread(k: Kernel, cd: CpuData, t: Thread) -> Path:
     if cd.fpu_owner is t:
         cd.fpu_owner = None
     yield from k.switch_to(cd, None)
+
+
+def _ex_regs_on(k: Kernel, target: Thread, op: ExRegs, cd: CpuData) -> Path:
+    """ex_regs on the target's CPU: abort its IPC, then set what was asked."""
+    from kernel import unwind  # unwind imports this module
+
+    state = yield Read(target.f["thread_state"])
+    yield from unwind.abort_on_cpu(k, cd, target)
+    if op.pager is not None:
+        target.pager = k.by_name[op.pager]
+        yield Write(target.f["pager"], target.pager.word)
+    if op.sp is not None:
+        target.sp = op.sp
+        yield Write(target.f["stack"], op.sp)
+    if op.ip is not None:
+        target.ip = op.ip
+        program = target.spec.program if target.spec is not None else ()
+        target.pc = ProgramCounter.start(tuple(program[op.ip :]))
+        if state == INACTIVE:  # setting the ip of a dead thread creates it (§2.1.2)
+            yield from space.start_thread(k, target)

@@ -12,6 +12,7 @@ result code in the caller's `xp_cc`, as for an IPC (§8.4.1).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
@@ -65,12 +66,14 @@ def abort_on_cpu(k: Kernel, cd: CpuData, target: Thread) -> Path:
         # A cross-processor sender: its IPC is held by its proxy elsewhere; the
         # unwind goes on there with the same kind of request.
         p = k.by_tcb[proxy_tcb]
-        yield from run_on(k, cd.current, p.cpu, lambda pcd: _abort_proxy(k, pcd, p), "unwind.proxy")
+        yield from run_on(
+            k, cd.current, p.cpu, functools.partial(_abort_proxy, k, p), "unwind.proxy"
+        )
     else:
         yield from ipc.abort(k, target)
 
 
-def _abort_proxy(k: Kernel, cd: CpuData, p: Thread) -> Path:
+def _abort_proxy(k: Kernel, p: Thread, cd: CpuData) -> Path:
     """On the proxy's CPU: stop its wait; it wakes its sender with `aborted`."""
     yield Phase("unwind.proxy_abort")
     if (yield Read(p.f["thread_state"])) == POLLING:

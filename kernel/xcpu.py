@@ -20,6 +20,7 @@ runs `check_n_ack`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -260,13 +261,10 @@ def remove(k: Kernel, t: Thread, which: Any) -> Path:
 
 
 def ipi_handler(k: Kernel) -> Any:
-    def handle(c: Cpu, vector: int) -> Path:
-        return _ipi(k, c)
-
-    return handle
+    return functools.partial(_ipi, k)  # not a closure: checkpoints copy what it binds
 
 
-def _ipi(k: Kernel, c: Cpu) -> Path:
+def _ipi(k: Kernel, c: Cpu, vector: int) -> Path:
     """ipi_handler: EOI at once (the slot is free again), then check_n_ack (§8.3.4)."""
     yield EOI()
     yield Phase("xcpu.ipi")
