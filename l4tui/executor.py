@@ -2,15 +2,22 @@
 
 The one executor of the command language (STYLE.md point 5): the line console
 and the TUI's console pane both call `execute`. A bad command yields an
-`error: …` line and changes nothing.
+`error: …` line and changes nothing. Every command that moves the machine
+ends its output with where each CPU is.
 """
 
 from __future__ import annotations
 
-from l4tui.grammar import Command, CommandError, help_text, parse, suggest
-from l4tui.report import format_table
-from l4tui.session import Session
+import json
+from pathlib import Path
+
+from l4tui import expr, views
+from l4tui.breakpoints import KINDS, SYSCALLS, Breakpoint
+from l4tui.grammar import BREAK_USAGE, Command, CommandError, help_text, parse, suggest
+from l4tui.session import Session, from_state, restore_counts
 from machine.errors import ConfigError, MachineError
+
+where = views.where  # the stop display, shared with callers that print it alone
 
 
 def execute(session: Session, line: str) -> str:
@@ -28,6 +35,25 @@ def execute(session: Session, line: str) -> str:
         return e.format()
 
 
+def load_session(path: str) -> Session:
+    """A saved session, replayed to its position with its breakpoints and watchpoints."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read the session: {e}", path) from None
+    s, commands = from_state(data, path)
+    for line in commands:
+        out = execute(s, line)
+        if out.startswith("error"):
+            raise ConfigError(f"a saved stop {line!r}: {out}", path)
+    try:
+        restore_counts(s, data)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"a saved session with a bad field: {e}", path) from None
+    s.stop_reason = f"loaded {path}"
+    return s
+
+
 def _count(text: str, what: str = "N") -> int:
     try:
         n = int(text, 0)
@@ -38,20 +64,8 @@ def _count(text: str, what: str = "N") -> int:
     return n
 
 
-def where(session: Session) -> str:
-    rows = [
-        (
-            f"cpu{c.number}",
-            c.thread,
-            c.mode + (" (halted)" if c.halted else ""),
-            c.phase,
-            f"{c.cycle:,}",
-        )
-        for c in session.cpus()
-    ]
-    return format_table(
-        ("cpu", "thread", "mode", "phase", "cycle"), rows, right=(False, False, False, False, True)
-    )
+def _stop(s: Session, reason: str) -> str:
+    return f"{reason}\n{where(s)}"
 
 
 def _run(s: Session, cmd: Command) -> str:
@@ -63,53 +77,55 @@ def _run(s: Session, cmd: Command) -> str:
     if name == "step" and args and args[0] == "cpu":
         if len(args) != 2:
             raise CommandError("usage: step cpu N")
-        return f"{s.step_cpu(_count(args[1], 'CPU'))}\n{where(s)}"
-    if name == "reverse-stepi":
-        return f"{s.reverse_stepi(_count(args[0]) if args else 1)}\n{where(s)}"
-    if name == "reverse-step":
-        return f"{s.reverse_step(_count(args[0]) if args else 1)}\n{where(s)}"
-    if name == "reverse-continue":
-        return f"{s.reverse_continue()}\n{where(s)}"
-    if name == "watch":
-        t, field = _field(s, args[0])
-        w = s.add_watch(args[0], t.f[field] - 0xE000_0000)
-        return f"watchpoint on {w.expr} (now {w.value})"
+        return _stop(s, s.step_cpu(views.cpu_number(s, args[1])))
     if name in ("stepi", "step"):
         if len(args) > 1:
             raise CommandError(f"usage: {name} [N]")
         n = _count(args[0]) if args else 1
-        reason = s.stepi(n) if name == "stepi" else s.step(n)
-        return f"{reason}\n{where(s)}"
+        return _stop(s, s.stepi(n) if name == "stepi" else s.step(n))
+    if name == "next":
+        return _stop(s, s.next())
+    if name == "finish":
+        return _stop(s, s.finish())
     if name == "continue":
-        return f"{s.cont()}\n{where(s)}"
+        return _stop(s, s.cont())
     if name == "run":
-        return f"{s.run_cycles(_count(args[0], 'CYCLES'))}\n{where(s)}"
+        return _stop(s, s.run_cycles(_count(args[0], "CYCLES")))
+    if name == "reverse-stepi":
+        return _stop(s, s.reverse_stepi(_count(args[0]) if args else 1))
+    if name == "reverse-step":
+        return _stop(s, s.reverse_step(_count(args[0]) if args else 1))
+    if name == "reverse-continue":
+        return _stop(s, s.reverse_continue())
     if name == "where":
         return where(s)
+    if name in ("break", "tbreak"):
+        bp = s.add_break(_breakpoint(s, args, temporary=name == "tbreak"))
+        return f"{'log point' if bp.log_only else 'breakpoint'} {bp.number} at {bp.spec()}"
+    if name == "watch":
+        return _watch(s, args)
+    if name == "delete":
+        if args:
+            n = _count(args[0])
+            if not s.delete_break(n):
+                raise CommandError(f"no breakpoint {n}; see info breakpoints")
+            return f"deleted breakpoint {n}"
+        n, w = s.delete_break(None), len(s.watches)
+        s.watches = []
+        return f"deleted {n} breakpoint(s) and {w} watchpoint(s)"
     if name == "inject":
-        from l4tui.inject import build
-
-        t = _thread(s, args[0])
-        op = build(args[1], args[2:], [x.name for x in s.scenario.threads()])
-        if s.system.kernel.state(t) == "inactive":
-            raise CommandError(f"{t.name} is inactive: it runs no more ops")
-        t.injected.append(op)
-        return f"{t.name} will run {args[1]} next"
+        views.thread(s, args[0])
+        s.inject(args[0], args[1], list(args[2:]))
+        return f"{args[0]} will run {args[1]} next"
     if name == "save":
         try:
             return s.save(args[0])
         except OSError as e:
             raise CommandError(f"cannot save to {args[0]}: {e.strerror}") from None
     if name == "load":
-        loaded = Session.load(args[0])  # ConfigError: reported, nothing changes
+        loaded = load_session(args[0])  # ConfigError: reported, nothing changes
         s.__dict__.update(loaded.__dict__)  # the front end keeps its Session object
-        return f"{s.stop_reason}: {s.scenario.name} at micro-op {s.position}\n{where(s)}"
-    if name == "break":
-        bp = s.add_break(args[0])
-        return f"breakpoint {bp.number} at {bp.glob}"
-    if name == "delete":
-        n = s.delete_break(_count(args[0]) if args else None)
-        return f"deleted {n} breakpoint(s)"
+        return _stop(s, f"{s.stop_reason}: {s.scenario.name} at micro-op {s.position}")
     if name == "sched":
         if args[0] not in ("timed", "manual"):
             raise CommandError(f"sched takes timed or manual, not {args[0]!r}")
@@ -118,13 +134,10 @@ def _run(s: Session, cmd: Command) -> str:
     if name == "focus":
         what, value = args
         if what == "cpu":
-            n = _count(value, "CPU")
-            if not 1 <= n <= len(s.cpus()):
-                raise CommandError(f"no CPU {n}: this machine has CPUs 1..{len(s.cpus())}")
-            s.focus_cpu = n
-            return f"focus: cpu{n}"
+            s.focus_cpu = views.cpu_number(s, value)
+            return f"focus: cpu{s.focus_cpu}"
         if what == "thread":
-            _thread(s, value)
+            views.thread(s, value)
             s.focus_thread = value
             return f"focus: {value}"
         raise CommandError("usage: focus cpu N | focus thread T")
@@ -136,158 +149,76 @@ def _run(s: Session, cmd: Command) -> str:
         bad = invariants.check(s.system.kernel)
         return "invariants hold" if not bad else "\n".join(f"violated: {v}" for v in bad)
     if name == "print":
-        return _print(s, args[0])
+        return expr.show(s, " ".join(args))
     if name == "info":
-        return _info(s, args)
+        return views.render(s, args[0], args[1] if len(args) > 1 else None)
     raise CommandError(f"{name} is not implemented")  # pragma: no cover - the table says
 
 
-def _thread(s: Session, name: str):  # noqa: ANN202 - a kernel Thread
-    k = s.system.kernel
-    names = [t.name for t in s.scenario.threads()]
-    if name not in names:
-        raise CommandError(f"no thread {name!r}{suggest(name, names)}")
-    return k.by_name[name]
+def _breakpoint(s: Session, args: tuple[str, ...], temporary: bool) -> Breakpoint:
+    """Parse `WHAT [thread T] [cpu N] [after N] [log] [if EXPR]` into a breakpoint."""
+    words = list(args)
+    cond = None
+    if "if" in words:
+        i = words.index("if")
+        cond = " ".join(words[i + 1 :])
+        words = words[:i]
+        if not cond:
+            raise CommandError("if needs a condition, e.g. if cli.partner == srv")
+        expr.check(s, cond)
+    if not words:
+        raise CommandError(f"usage: break {BREAK_USAGE}")
+    head = words.pop(0)
+    if head in KINDS[1:]:
+        kind, what = head, ""
+        if head == "syscall":
+            if not words or words[0] not in SYSCALLS:
+                hint = suggest(words[0] if words else "", list(SYSCALLS))
+                raise CommandError(f"break syscall NAME, NAME one of {', '.join(SYSCALLS)}{hint}")
+            what = words.pop(0)
+        elif head == "ipi" and words and words[0] in ("sent", "delivered"):
+            what = words.pop(0)
+    else:
+        kind, what = "phase", head
+    bp = Breakpoint(0, kind, what, cond=cond, temporary=temporary)
+    while words:
+        word = words.pop(0)
+        if word == "log":
+            bp.log_only = True
+        elif word in ("thread", "cpu", "after") and words:
+            value = words.pop(0)
+            if word == "thread":
+                bp.thread = views.thread(s, value).name
+            elif word == "cpu":
+                bp.cpu = views.cpu_number(s, value)
+            else:
+                bp.after = _count(value, "after")
+        else:
+            raise CommandError(f"unexpected {word!r}; usage: break {BREAK_USAGE}")
+    return bp
 
 
-def _field(s: Session, expr: str):  # noqa: ANN202 - (Thread, field name)
-    if "." not in expr:
-        raise CommandError(f"usage: THREAD.FIELD (e.g. srv.thread_state), not {expr!r}")
-    name, field = expr.split(".", 1)
-    t = _thread(s, name)
+def _watch(s: Session, args: tuple[str, ...]) -> str:
+    if args[0] == "line":
+        # watch line THREAD.N cpu C: the MESI state of the TCB's N-th line in CPU C's cache
+        if len(args) != 4 or args[2] != "cpu" or "." not in args[1]:
+            raise CommandError("usage: watch line THREAD.N cpu C (e.g. watch line srv.1 cpu 2)")
+        name, line = args[1].split(".", 1)
+        t = views.thread(s, name)
+        layout = s.system.kernel.layout
+        lines = len(layout.lines())
+        n = _count(line, "the line")
+        if n >= lines:
+            raise CommandError(f"{name}'s TCB has lines 0..{lines - 1}, not {n}")
+        cpu = views.cpu_number(s, args[3])
+        paddr = t.tcb - views.KBASE + n * layout.line_size
+        w = s.add_watch(f"line {name}.{n} cpu {cpu}", paddr, cpu)
+        return f"watchpoint on {w.expr} (now {w.value})"
+    if len(args) != 1 or "." not in args[0]:
+        raise CommandError("usage: watch THREAD.FIELD | watch line THREAD.N cpu C")
+    name, field = args[0].split(".", 1)
+    t = views.thread(s, name)
     if field not in t.f:
         raise CommandError(f"no TCB field {field!r}{suggest(field, list(t.f))}")
-    return t, field
-
-
-def _print(s: Session, expr: str) -> str:
-    k = s.system.kernel
-    if expr.endswith(".state"):
-        t = _thread(s, expr[:-6])
-        return f"{expr} = {k.state(t)}"
-    t, field = _field(s, expr)
-    value = k.field(t, field)
-    return f"{expr} = {value} ({value:#x})"
-
-
-def _tcb(s: Session, name: str) -> str:
-    """A TCB line by line: fields, each line's MESI state on every CPU (§8.6, Table 3)."""
-    from machine.cache import STATE_NAMES
-
-    t = _thread(s, name)
-    k, m = s.system.kernel, s.system.machine
-    coh = m.coherence
-    layout = k.layout
-    base = t.tcb - 0xE000_0000
-    rows = []
-    for i, fields in enumerate(layout.lines()):
-        paddr = base + i * layout.line_size
-        states = " ".join(STATE_NAMES[coh.state(c.index, paddr)] for c in m.cpus)
-        moves = sum(coh.line_transitions.get(coh.line_of(paddr), {}).values())
-        group = layout.group(fields[0]) if fields else "-"
-        rows.append((str(i), group, states, str(moves), " ".join(fields)))
-    head = f"{name} TCB at {t.tcb:#x}, layout {layout.name}, MESI per CPU 1..{len(m.cpus)}"
-    return (
-        head
-        + "\n"
-        + format_table(
-            ("line", "group", "mesi", "moves", "fields"),
-            rows,
-            right=(True, False, False, True, False),
-        )
-    )
-
-
-def _info(s: Session, args: tuple[str, ...]) -> str:
-    what = args[0]
-    if what == "threads":
-        rows = [
-            (t.name, t.id, str(t.cpu), t.state, str(t.priority), t.partner, str(t.results))
-            for t in s.threads()
-        ]
-        return format_table(
-            ("thread", "id", "cpu", "state", "prio", "partner", "syscalls"),
-            rows,
-            right=(False, False, True, False, True, False, True),
-        )
-    if what == "cpus":
-        return where(s)
-    if what == "ready":
-        ready = s.ready()
-        cpus = [_count(args[1], "CPU")] if len(args) > 1 else sorted(ready)
-        return "\n".join(f"cpu{c}: {' '.join(ready.get(c, [])) or '(empty)'}" for c in cpus)
-    if what == "breakpoints":
-        if not s.breakpoints:
-            return "no breakpoints"
-        return "\n".join(f"{b.number}: {b.glob} (hit {b.hits})" for b in s.breakpoints)
-    if what == "counters":
-        counters = s.system.counters()
-        mesi = counters.pop("mesi")
-        lines = [f"{k} {v}" for k, v in counters.items()]
-        lines.append("mesi " + ", ".join(f"{k} {v}" for k, v in mesi.items()))
-        return "\n".join(lines)
-    if what == "tcb":
-        if len(args) != 2:
-            raise CommandError("usage: info tcb THREAD")
-        return _tcb(s, args[1])
-    if what == "apic":
-        m = s.system.machine
-        rows = []
-        for a in m.apics.apics:
-            slots = (
-                ", ".join(
-                    f"{x.vector:#x}{'*' if x.in_service else ''} from cpu{x.sender + 1}"
-                    for x in a.slots
-                )
-                or "-"
-            )
-            rows.append(
-                (
-                    f"cpu{a.cpu + 1}",
-                    f"{len(a.slots)}/{m.apics.nslots}",
-                    slots,
-                    f"{a.irr:#x}",
-                    f"{a.isr:#x}",
-                    str(a.ipis_received),
-                    str(a.ipi_rejected),
-                )
-            )
-        table = format_table(
-            ("cpu", "slots", "in slots (* in service)", "irr", "isr", "ipis", "rejected"),
-            rows,
-            right=(False,) * 7,
-        )
-        flight = [
-            f"{msg.vector:#x} cpu{(msg.sender or 0) + 1} -> "
-            f"{','.join(f'cpu{d + 1}' for d in msg.dests)} at cycle {msg.arrival // m.tpc}"
-            for msg in m.in_flight()
-        ]
-        return table + ("\nin flight: " + "; ".join(flight) if flight else "")
-    if what == "mailboxes":
-        mb = s.system.kernel.mailboxes
-        if not mb.mail:
-            return "no mailbox in use"
-        return "\n".join(
-            f"mailbox {i}: {mail.op} from {mail.sender.name if mail.sender else '-'}"
-            f" to {mail.dest.name if mail.dest else '-'}"
-            for i, mail in sorted(mb.mail.items())
-        )
-    if what == "waits":
-        waits = s.system.waits()
-        cycle = s.system.wait_cycle()
-        lines = [f"{w.thread} {w.how} {w.on}" for w in waits] or ["nobody waits for anyone"]
-        if cycle:
-            lines.append("deadlock: " + ", ".join(f"{w.thread} {w.how} {w.on}" for w in cycle))
-        return "\n".join(lines)
-    topics = [
-        "threads",
-        "cpus",
-        "ready",
-        "tcb",
-        "apic",
-        "mailboxes",
-        "waits",
-        "breakpoints",
-        "counters",
-    ]
-    raise CommandError(f"no view {what!r}{suggest(what, topics)}; views: {', '.join(topics)}")
+    w = s.add_watch(args[0], t.f[field] - views.KBASE)
+    return f"watchpoint on {w.expr} (now {w.value})"

@@ -27,6 +27,10 @@ class Spec:
     max_args: int = 0  # -1: any number
 
 
+BREAK_USAGE = (
+    "WHAT [thread T] [cpu N] [after N] [log] [if EXPR]; "
+    "WHAT: PHASE_GLOB | syscall NAME | ipi sent|delivered | migration | pagefault"
+)
 SPECS: dict[str, Spec] = {
     s.name: s
     for s in (
@@ -38,37 +42,57 @@ SPECS: dict[str, Spec] = {
             0,
             2,
         ),
-        Spec("reverse-stepi", "reverse-stepi [N]", "go back N micro-ops (default 1)", 0, 1),
+        Spec("next", "next", "run over the rest of the focused thread's phase"),
+        Spec("finish", "finish", "run until the focused thread's system call returns"),
         Spec(
-            "reverse-step",
-            "reverse-step [N]",
-            "go back to the start of the N-th phase before",
-            0,
-            1,
+            "continue", "continue", "run until a breakpoint, a watchpoint or the end (Ctrl-C stops)"
         ),
+        Spec("run", "run CYCLES", "run for CYCLES simulated cycles (lowest CPU clock)", 1, 1),
+        Spec("reverse-stepi", "reverse-stepi [N]", "go back N micro-ops (default 1)", 0, 1),
+        Spec("reverse-step", "reverse-step [N]", "go back N phase labels (default 1)", 0, 1),
         Spec(
             "reverse-continue",
             "reverse-continue",
             "go back to the previous breakpoint or watchpoint hit",
         ),
-        Spec("watch", "watch THREAD.FIELD", "stop when a TCB field changes (old -> new)", 1, 1),
-        Spec("continue", "continue", "run until a breakpoint or the end of the run"),
-        Spec("run", "run CYCLES", "run for CYCLES simulated cycles (lowest CPU clock)", 1, 1),
-        Spec("break", "break PHASE_GLOB", "stop when a phase matching the glob starts", 1, 1),
-        Spec("delete", "delete [N]", "delete breakpoint N, or all", 0, 1),
+        Spec("break", f"break {BREAK_USAGE}", "stop when it happens (log: record, go on)", 1, -1),
+        Spec("tbreak", "tbreak WHAT ...", "a breakpoint deleted when it first stops", 1, -1),
+        Spec(
+            "watch",
+            "watch THREAD.FIELD | watch line THREAD.N cpu C",
+            "stop when a TCB field, or TCB line N's MESI state in CPU C's cache, changes",
+            1,
+            4,
+        ),
+        Spec(
+            "delete", "delete [N]", "delete breakpoint N, or all breakpoints and watchpoints", 0, 1
+        ),
         Spec(
             "info",
-            "info threads|cpus|ready|tcb T|apic|mailboxes|waits|breakpoints|counters",
+            "info threads|cpus|ready [CPU]|wakeup|sendq T|tcb T|apic|mailboxes|waits|"
+            "tlb CPU|space TASK|breakpoints|counters|log|report",
             "show a view",
             1,
             2,
         ),
-        Spec("print", "print THREAD.FIELD", "a TCB field of a thread (or its state)", 1, 1),
-        Spec("focus", "focus cpu N | focus thread T", "choose what views centre on", 2, 2),
+        Spec(
+            "print",
+            "print EXPR",
+            "a value: THREAD.FIELD, THREAD.state, cpuN.FIELD, or a condition (cli.partner == srv)",
+            1,
+            -1,
+        ),
+        Spec(
+            "focus",
+            "focus cpu N | focus thread T",
+            "choose what next, finish and views follow",
+            2,
+            2,
+        ),
         Spec("sched", "sched timed|manual", "timed: lowest clock first; manual: you pick", 1, 1),
         Spec("where", "where", "where each CPU is: thread, phase, cycle"),
         Spec("check", "check invariants", "check the kernel invariants now", 1, 1),
-        Spec("save", "save FILE", "save the session (scenario, inputs, position)", 1, 1),
+        Spec("save", "save FILE", "save the session (scenario, inputs, stops, position)", 1, 1),
         Spec("load", "load FILE", "load a saved session: the identical state", 1, 1),
         Spec(
             "inject",
@@ -91,6 +115,8 @@ ALIASES = {
     "rsi": "reverse-stepi",
     "rs": "reverse-step",
     "rc": "reverse-continue",
+    "n": "next",
+    "p": "print",
 }
 
 

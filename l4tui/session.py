@@ -1,26 +1,40 @@
-"""The debugger session: one machine and kernel, stepped and inspected (DESIGN.md §1 l4tui/).
+"""The debugger session: one machine and kernel, stepped, stopped and inspected (DESIGN.md §1).
 
-A `Session` owns a `System` built from a scenario, the breakpoints and the
-focus, and answers the views every front end shows as plain data. It
-imports no UI library: the line console and the TUI drive the same object.
-Stepping goes through `System.advance`, so a session and `l4tui run` agree
-on when a run is over.
+A `Session` owns a `System` built from a scenario, the breakpoints,
+watchpoints and focus, and answers the views every front end shows as plain
+data. It imports no UI library: the line console and the TUI drive the same
+object. Stepping goes through `System.advance`, so a session and `l4tui run`
+agree on when a run is over.
+
+Going backwards is deterministic replay: the input log (each step taken, by
+the timed policy or on a named CPU; policy changes; injected system calls)
+replayed on a fresh system reproduces the state bit for bit. Phase starts are
+recorded as the machine runs, so `reverse-step` knows where to go without a
+search. Python generators — the kernel paths in flight — cannot be copied, and
+kernel paths read Python state between their micro-ops, so a checkpoint of
+the data alone could not revive them exactly; replay from the start is the
+one exact way back (see the issue note for the measured cost).
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kernel.scenario import Scenario
 from kernel.system import System
+from l4tui import expr
+from l4tui.breakpoints import Breakpoint, Event, Watch, events
+from l4tui.grammar import CommandError
 from machine.errors import ConfigError
 from machine.ops import Phase
 
 LIMIT = 5_000_000  # micro-ops a single continue may take before it pauses
+
+LogEntry = int | str | list[Any] | None  # a timed step | a step on CPU n | policy | inject
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,26 +59,18 @@ class ThreadView:
     state: str
     priority: int
     partner: str
+    timeout: str  # the wakeup deadline in cycles, or "-"
     results: int
 
 
-WATCHED = object()  # what _advance returns when a watchpoint fired
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A phase label passed: after which input, on which CPU, by which thread."""
 
-
-@dataclass(slots=True)
-class Watch:
-    """A watchpoint on one word of memory (a TCB field)."""
-
-    expr: str
-    paddr: int
-    value: int
-
-
-@dataclass(slots=True)
-class Breakpoint:
-    number: int
-    glob: str
-    hits: int = 0
+    position: int
+    label: str
+    cpu: int
+    thread: str
 
 
 class Session:
@@ -74,25 +80,28 @@ class Session:
         self.scenario = scenario
         self.seed = seed
         self.system = System(scenario, seed=seed)
-        # The input log: what the machine was told, in order — a timed step is
-        # None, a hand-picked step the CPU number, a policy change its name.
-        # Replaying it on a fresh system reproduces the state exactly.
-        self.log: list[int | str | None] = []
-        self.watches: list[Watch] = []
+        self.log: list[LogEntry] = []  # the input log (see the module docstring)
+        self.position = 0  # inputs that were steps
+        self.marks: list[Mark] = []
         self.breakpoints: list[Breakpoint] = []
+        self.watches: list[Watch] = []
+        self.records: list[str] = []  # what log-only breakpoints saw
         self._next_bp = 1
         self.focus_cpu = 1
         self.focus_thread: str | None = None
         self.stop_reason = "start"
+        self.interrupted = False  # set from a signal handler: the run stops at the next step
 
-    # --- stepping ------------------------------------------------------------------
+    # --- the one way the machine moves ------------------------------------------------
 
     @property
     def ended(self) -> bool:
         return self.system.ended is not None
 
-    def _advance(self, cpu: int | None = None) -> Any:
+    def _step(self, cpu: int | None = None) -> Any:
+        """One micro-op (timed, or on `cpu`), logged; None if nothing ran (`stop_reason` says)."""
         if self.ended:
+            self.stop_reason = self._end_reason()
             return None
         m = self.system.machine
         if cpu is None and m.policy == "manual":
@@ -100,226 +109,323 @@ class Session:
             return None
         op = self.system.advance() if cpu is None else m.step(cpu)
         if op is None:
-            if cpu is not None:
-                self.stop_reason = f"cpu{cpu} has nothing to run"
-                return None
-            self.stop_reason = f"run ended: {self.system.ended}"
+            self.stop_reason = f"cpu{cpu} has nothing to run" if cpu else self._end_reason()
             return None
         self.log.append(cpu)
-        if self.watches and self._watch_hit():
-            return WATCHED
+        self.position += 1
+        if type(op) is Phase:
+            c = m.last_cpu
+            cd = self.system.kernel.cpus[c.index]
+            self.marks.append(Mark(self.position, op.label, c.number, cd.current.name))
         return op
 
-    def _watch_hit(self) -> bool:
-        mem = self.system.machine.memory
-        hit = False
+    def _end_reason(self) -> str:
+        why = self.system.ended
+        if why == "deadlock":
+            return f"run ended: deadlock: {self.system.deadlock_message()}"
+        return f"run ended: {why}"
+
+    def _stopped(self, op: Any) -> str | None:
+        """Why the machine must stop after `op` (a breakpoint or watchpoint), or None."""
+        reason = None
+        if self.watches:
+            reason = self._watch_hit()
+        if self.breakpoints:
+            why = self._break_hit(op)
+            if why is not None and reason is None:
+                reason = why
+        return reason
+
+    def _break_hit(self, op: Any) -> str | None:
+        m = self.system.machine
+        c = m.last_cpu
+        cd = self.system.kernel.cpus[c.index]
+        t = cd.current
+        pending = (t.injected[0] if t.injected else t.pc.op) if t.pc is not None else None
+        evs = events(op, c.number, t.name, pending)
+        if not evs:
+            return None
+        reason = None
+        for bp in list(self.breakpoints):
+            e = next((e for e in evs if bp.matches(e)), None)
+            if e is None or (bp.cond is not None and not self._holds(bp)):
+                continue
+            bp.hits += 1
+            if bp.hits <= bp.after:
+                continue
+            what = _event_text(e)
+            if bp.log_only:
+                self.records.append(f"#{bp.number} micro-op {self.position}: {what}")
+                continue
+            if reason is None:
+                reason = f"breakpoint {bp.number}: {what}"
+            if bp.temporary:
+                self.breakpoints.remove(bp)
+        return reason
+
+    def _holds(self, bp: Breakpoint) -> bool:
+        try:
+            return expr.holds(self, bp.cond or "")
+        except CommandError:
+            return False  # checked when set; a condition cannot go bad later
+
+    def _watch_hit(self) -> str | None:
+        reason = None
+        cpu = self.system.machine.last_cpu.number
         for w in self.watches:
-            now = mem.read(w.paddr)
+            now = self._probe(w)
             if now != w.value:
-                cpu = self.system.machine.last_cpu.number
-                self.stop_reason = f"watchpoint {w.expr}: {w.value} -> {now} (cpu{cpu})"
+                if reason is None:
+                    reason = f"watchpoint {w.expr}: {w.value} -> {now} (cpu{cpu})"
                 w.value = now
-                hit = True
-        return hit
+        return reason
+
+    def _probe(self, w: Watch) -> int | str:
+        m = self.system.machine
+        if w.cpu is None:
+            return m.memory.read(w.paddr)
+        from machine.cache import STATE_NAMES
+
+        return STATE_NAMES[m.coherence.state(w.cpu - 1, w.paddr)]
+
+    def _run(self, done: Callable[[Any], str | None], limit: int = LIMIT) -> str:
+        """Step until `done(op)` gives a reason, a breakpoint or watchpoint fires, or the end."""
+        self.interrupted = False
+        for _ in range(limit):
+            if self.interrupted:
+                self.stop_reason = f"interrupted at micro-op {self.position}"
+                return self.stop_reason
+            op = self._step()
+            if op is None:
+                return self.stop_reason
+            why = self._stopped(op) if self.breakpoints or self.watches else None
+            if why is None:
+                why = done(op)
+            if why is not None:
+                self.stop_reason = why
+                return why
+        self.stop_reason = f"paused after {limit} micro-ops"
+        return self.stop_reason
+
+    # --- forwards -----------------------------------------------------------------------
+
+    def stepi(self, n: int = 1) -> str:
+        left = [n]
+
+        def done(op: Any) -> str | None:
+            left[0] -= 1
+            return "stepped" if left[0] <= 0 else None
+
+        return self._run(done) if n > 0 else "stepped"
+
+    def step(self, n: int = 1) -> str:
+        """Run until `n` phase labels have passed (a phase step)."""
+        left = [n]
+
+        def done(op: Any) -> str | None:
+            if type(op) is Phase:
+                left[0] -= 1
+                if left[0] <= 0:
+                    return f"phase {op.label} on cpu{self.system.machine.last_cpu.number}"
+            return None
+
+        return self._run(done) if n > 0 else "stepped"
 
     def step_cpu(self, cpu: int) -> str:
         """One micro-op on CPU `cpu`, whatever the policy (forcing an interleaving)."""
         self.system.machine.cpu(cpu)  # MachineError for a CPU that is not there
-        op = self._advance(cpu)
+        op = self._step(cpu)
         if op is None:
             return self.stop_reason
-        if op is not WATCHED:
-            self.stop_reason = f"stepped cpu{cpu}"
+        why = self._stopped(op) if self.breakpoints or self.watches else None
+        label = f": {op.label}" if type(op) is Phase else f": {type(op).__name__}"
+        self.stop_reason = why or f"stepped cpu{cpu}{label}"
         return self.stop_reason
 
-    @property
-    def position(self) -> int:
-        """How many inputs (micro-ops) the session has been given."""
-        return sum(1 for x in self.log if not isinstance(x, str))
+    def focused_thread(self) -> str:
+        """The focused thread, or the one running on the focused CPU."""
+        if self.focus_thread is not None:
+            return self.focus_thread
+        cd = self.system.kernel.cpus[self.focus_cpu - 1]
+        return cd.current.name
 
-    def goto(self, position: int) -> str:
-        """Re-create the state after `position` inputs by replaying the log from the start.
+    def next(self) -> str:
+        """Run over the rest of the focused thread's phase: stop at its next phase label."""
+        name = self.focused_thread()
+        k = self.system.kernel
 
-        The machine is deterministic, so the replay reproduces every bit; a
-        breakpoint or watchpoint does not fire while replaying.
-        """
-        if position < 0:
-            position = 0
-        log, self.log = self.log, []
-        watches, self.watches = self.watches, []
-        self.system = System(self.scenario, seed=self.seed)
-        m = self.system.machine
-        done = 0
-        for entry in log:
-            if done >= position and not isinstance(entry, str):
-                break
-            if isinstance(entry, str):
-                m.set_policy(entry)
-                self.log.append(entry)
-                continue
-            if self._advance(entry) is None:
-                break
-            done += 1
-        for w in watches:
-            w.value = m.memory.read(w.paddr)
-        self.watches = watches
-        self.stop_reason = f"back at micro-op {self.position}"
-        return self.stop_reason
-
-    def reverse_stepi(self, n: int = 1) -> str:
-        return self.goto(self.position - n)
-
-    def reverse_step(self, n: int = 1) -> str:
-        """Back to the start of the n-th phase label before the current position."""
-        starts = self._phase_positions()
-        here = self.position
-        earlier = [p for p in starts if p < here]
-        target = earlier[-n] if len(earlier) >= n else 0
-        return self.goto(target)
-
-    def reverse_continue(self) -> str:
-        """Back to the last breakpoint or watchpoint hit before the current position."""
-        here = self.position
-        hits = self._stop_positions()
-        earlier = [p for p in hits if p < here]
-        target = earlier[-1] if earlier else 0
-        reason = self.goto(target)
-        return reason if earlier else f"{reason} (no earlier stop: the start)"
-
-    def _replay_positions(self, want: Any) -> list[int]:
-        """Positions (after which input) where `want(op)` held, found by a replay."""
-        fresh = Session(self.scenario, self.seed)
-        fresh.breakpoints = [Breakpoint(b.number, b.glob) for b in self.breakpoints]
-        out = []
-        fresh.watches = [
-            Watch(w.expr, w.paddr, fresh.system.machine.memory.read(w.paddr)) for w in self.watches
-        ]
-        for entry in self.log:
-            if isinstance(entry, str):
-                fresh.system.machine.set_policy(entry)
-                continue
-            op = fresh._advance(entry)
-            if op is None:
-                break
-            if want(fresh, op):
-                out.append(fresh.position - 1)
-        return out
-
-    def _phase_positions(self) -> list[int]:
-        return self._replay_positions(lambda s, op: type(op) is Phase)
-
-    def _stop_positions(self) -> list[int]:
-        def stop(s: Session, op: Any) -> bool:
-            if op is WATCHED:
-                return True
-            return type(op) is Phase and any(
-                fnmatch.fnmatchcase(op.label, b.glob) for b in s.breakpoints
-            )
-
-        return self._replay_positions(stop)
-
-    # --- save and load ---------------------------------------------------------------
-
-    def save(self, path: str) -> str:
-        """Write the session — scenario, seed, inputs, breakpoints, watchpoints — as JSON."""
-        data = {
-            "l4tui_session": 1,
-            "scenario": self.scenario.file,
-            "seed": self.seed,
-            "log": self.log,
-            "breakpoints": [b.glob for b in self.breakpoints],
-            "watches": [[w.expr, w.paddr] for w in self.watches],
-        }
-        Path(path).write_text(json.dumps(data) + "\n")
-        return f"saved {self.position} micro-ops of {self.scenario.name} to {path}"
-
-    @classmethod
-    def load(cls, path: str) -> Session:
-        """A session in exactly the state a `save` left it (replayed from its inputs)."""
-        from kernel.scenario import load_scenario
-        from l4tui.demo import demo_scenario
-
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"cannot read the session: {e}", path) from None
-        if not isinstance(data, dict) or data.get("l4tui_session") != 1:
-            raise ConfigError("not a saved l4tui session", path)
-        try:
-            file, seed, log = data["scenario"], data["seed"], list(data["log"])
-            scenario = demo_scenario() if file == "<demo>" else load_scenario(file)
-            s = cls(scenario, seed)
-            for glob in data["breakpoints"]:
-                s.add_break(str(glob))
-            for expr, paddr in data["watches"]:
-                s.add_watch(str(expr), int(paddr))
-        except (KeyError, TypeError, ValueError) as e:
-            raise ConfigError(f"a saved session with a bad field: {e}", path) from None
-        s.log = log
-        s.goto(sum(1 for x in log if not isinstance(x, str)))
-        s.stop_reason = f"loaded {path}"
-        return s
-
-    def add_watch(self, expr: str, paddr: int) -> Watch:
-        w = Watch(expr, paddr, self.system.machine.memory.read(paddr))
-        self.watches.append(w)
-        return w
-
-    def stepi(self, n: int = 1) -> str:
-        for _ in range(n):
-            op = self._advance()
-            if op is None or op is WATCHED:
-                return self.stop_reason
-        self.stop_reason = "stepped"
-        return self.stop_reason
-
-    def step(self, n: int = 1) -> str:
-        """Run until `n` phase labels have started (a phase step)."""
-        seen = 0
-        while seen < n:
-            op = self._advance()
-            if op is None or op is WATCHED:
-                return self.stop_reason
+        def done(op: Any) -> str | None:
             if type(op) is Phase:
-                seen += 1
-        self.stop_reason = f"phase {self.system.machine.last_op.label}"
-        return self.stop_reason
+                c = self.system.machine.last_cpu
+                if k.cpus[c.index].current.name == name:
+                    return f"{name}: phase {op.label} on cpu{c.number}"
+            return None
+
+        return self._run(done)
+
+    def finish(self) -> str:
+        """Run until the focused thread's system call returns (its next result)."""
+        name = self.focused_thread()
+        t = self.system.kernel.by_name.get(name)
+        if t is None or t.pc is None:
+            raise CommandError(f"{name} makes no system calls; focus a thread (focus thread T)")
+        count = len(t.results)
+
+        def done(op: Any) -> str | None:
+            if len(t.results) > count:
+                r = t.results[-1]
+                how = "ok" if r.get("ok") else f"error {r.get('error')}"
+                return f"{name}: {r.get('op')} returned ({how})"
+            return None
+
+        return self._run(done)
 
     def cont(self, limit: int = LIMIT) -> str:
-        for _ in range(limit):
-            op = self._advance()
-            if op is None or op is WATCHED:
-                return self.stop_reason
-            if type(op) is Phase:
-                for bp in self.breakpoints:
-                    if fnmatch.fnmatchcase(op.label, bp.glob):
-                        bp.hits += 1
-                        cpu = self.system.machine.last_cpu.number
-                        self.stop_reason = f"breakpoint {bp.number}: {op.label} on cpu{cpu}"
-                        return self.stop_reason
-        self.stop_reason = f"paused after {limit} micro-ops"
-        return self.stop_reason
+        return self._run(lambda op: None, limit)
 
     def run_cycles(self, cycles: int) -> str:
         m = self.system.machine
         limit = m.now + m.ticks(cycles)
-        while True:
+
+        def done(op: Any) -> str | None:
             got = m.peek()
-            if got is None or got[0].clock >= limit:
-                self.stop_reason = f"ran {cycles} cycles"
-                return self.stop_reason
-            op = self._advance()
-            if op is None or op is WATCHED:
-                return self.stop_reason
+            return f"ran {cycles} cycles" if got is None or got[0].clock >= limit else None
+
+        got = m.peek()
+        if got is None or got[0].clock >= limit:
+            self.stop_reason = f"ran {cycles} cycles"
+            return self.stop_reason
+        return self._run(done)
 
     def set_policy(self, policy: str) -> None:
         self.system.machine.set_policy(policy)
         self.log.append(policy)
 
-    # --- breakpoints -----------------------------------------------------------------
+    def inject(self, thread: str, op_name: str, args: list[str]) -> None:
+        """Run `op_name ARGS` as `thread`'s next operation (logged, so replay repeats it)."""
+        from l4tui.inject import build
 
-    def add_break(self, glob: str) -> Breakpoint:
-        bp = Breakpoint(self._next_bp, glob)
+        t = self.system.kernel.by_name[thread]
+        op = build(op_name, args, [x.name for x in self.scenario.threads()])
+        if self.system.kernel.state(t) == "inactive":
+            raise CommandError(f"{t.name} is inactive: it runs no more ops")
+        t.injected.append(op)
+        self.log.append(["inject", thread, op_name, *args])
+
+    def interrupt(self) -> None:
+        """Stop a running `continue` at the next micro-op (safe from a signal handler)."""
+        self.interrupted = True
+
+    # --- backwards ----------------------------------------------------------------------
+
+    def goto(self, position: int) -> str:
+        """Re-create the state after `position` inputs by replaying the log from the start.
+
+        The machine is deterministic, so the replay reproduces every bit; no
+        breakpoint or watchpoint fires while replaying.
+        """
+        position = max(0, min(position, self.position))
+        log = self.log
+        self.system = System(self.scenario, seed=self.seed)
+        self.log, self.position, self.marks = [], 0, []
+        for entry in log:
+            if self.position >= position and (entry is None or isinstance(entry, int)):
+                break
+            if not self._replay(entry):
+                break
+        for w in self.watches:
+            w.value = self._probe(w)
+        self.stop_reason = f"back at micro-op {self.position}"
+        return self.stop_reason
+
+    def _replay(self, entry: LogEntry) -> bool:
+        if isinstance(entry, str):
+            self.set_policy(entry)
+        elif isinstance(entry, list):
+            self.inject(entry[1], entry[2], list(entry[3:]))
+        elif self._step(entry) is None:
+            return False
+        return True
+
+    def reverse_stepi(self, n: int = 1) -> str:
+        return self.goto(self.position - n)
+
+    def reverse_step(self, n: int = 1) -> str:
+        """Back to just after the n-th phase label before the current position."""
+        earlier = [mk.position for mk in self.marks if mk.position < self.position]
+        target = earlier[-n] if len(earlier) >= n else 0
+        return self.goto(target)
+
+    def reverse_continue(self) -> str:
+        """Back to just before the last breakpoint or watchpoint hit behind us.
+
+        Just before: a `stepi` then redoes the step that hit — for a watchpoint,
+        the write that changed the field ("who last wrote this?").
+        """
+        here = self.position
+        hits = self._stop_positions()
+        earlier = [p for p in hits if p < here]
+        if not earlier:
+            return f"{self.goto(0)} (no earlier stop: the start)"
+        reason = hits[earlier[-1]]
+        self.goto(earlier[-1])
+        self.stop_reason = f"back at micro-op {self.position}, just before {reason}"
+        return self.stop_reason
+
+    def _stop_positions(self) -> dict[int, str]:
+        """Where a breakpoint or watchpoint would stop, found by a replay.
+
+        Keys are the positions just before the step that hit.
+        """
+        fresh = Session(self.scenario, self.seed)
+        fresh.breakpoints = [
+            Breakpoint(**{**_fields(b), "hits": 0, "temporary": False}) for b in self.breakpoints
+        ]
+        fresh.watches = [Watch(w.expr, w.paddr, 0, w.cpu) for w in self.watches]
+        for w in fresh.watches:
+            w.value = fresh._probe(w)
+        out: dict[int, str] = {}
+        for entry in self.log:
+            if entry is None or isinstance(entry, int):
+                op = fresh._step(entry)
+                if op is None:
+                    break
+                why = fresh._stopped(op)
+                if why is not None:
+                    out[fresh.position - 1] = why
+            else:
+                fresh._replay(entry)
+        return out
+
+    # --- save and load ------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """The whole session as plain data (what `save` writes)."""
+        return {
+            "l4tui_session": 2,
+            "scenario": self.scenario.file,
+            "seed": self.seed,
+            "log": self.log,
+            "breakpoints": [
+                {
+                    "command": ("tbreak " if b.temporary else "break ") + b.spec(),
+                    "number": b.number,
+                    "hits": b.hits,
+                }
+                for b in self.breakpoints
+            ],
+            "next_breakpoint": self._next_bp,
+            "watches": ["watch " + w.spec() for w in self.watches],
+            "focus": [self.focus_cpu, self.focus_thread],
+        }
+
+    def save(self, path: str) -> str:
+        """Write the session — scenario, seed, inputs, breakpoints, watchpoints — as JSON."""
+        Path(path).write_text(json.dumps(self.state()) + "\n")
+        return f"saved {self.position} micro-ops of {self.scenario.name} to {path}"
+
+    def add_break(self, bp: Breakpoint) -> Breakpoint:
+        bp.number = self._next_bp
         self._next_bp += 1
         self.breakpoints.append(bp)
         return bp
@@ -330,7 +436,13 @@ class Session:
         self.breakpoints = keep
         return before - len(self.breakpoints)
 
-    # --- views -------------------------------------------------------------------------
+    def add_watch(self, expr_text: str, paddr: int, cpu: int | None = None) -> Watch:
+        w = Watch(expr_text, paddr, 0, cpu)
+        w.value = self._probe(w)
+        self.watches.append(w)
+        return w
+
+    # --- views ----------------------------------------------------------------------------
 
     def cpus(self) -> list[CpuView]:
         k, m = self.system.kernel, self.system.machine
@@ -347,6 +459,7 @@ class Session:
 
     def threads(self) -> list[ThreadView]:
         k = self.system.kernel
+        tpc = self.system.machine.tpc
         out = []
         for spec in self.scenario.threads():
             t = k.by_name[spec.name]
@@ -359,6 +472,7 @@ class Session:
                     k.state(t),
                     k.field(t, "priority"),
                     partner.name if partner is not None else "-",
+                    "-" if t.deadline is None else f"{t.deadline // tpc:,}",
                     len(t.results),
                 )
             )
@@ -366,3 +480,59 @@ class Session:
 
     def ready(self) -> dict[int, list[str]]:
         return {cd.number: self.system.ready_list(cd) for cd in self.system.kernel.cpus}
+
+
+def _fields(b: Breakpoint) -> dict[str, Any]:
+    return {name: getattr(b, name) for name in Breakpoint.__slots__}
+
+
+def _event_text(e: Event) -> str:
+    if e.kind == "phase":
+        return f"{e.what} on cpu{e.cpu} ({e.thread})"
+    if e.kind == "syscall":
+        return f"syscall {e.what} by {e.thread} on cpu{e.cpu}"
+    if e.kind == "ipi":
+        return f"IPI {e.what} on cpu{e.cpu}"
+    return f"{e.kind} by {e.thread} on cpu{e.cpu}"
+
+
+def from_state(data: Any, where: str) -> tuple[Session, list[str]]:
+    """A session replayed from `state()` data, and the commands that re-create its stops.
+
+    The caller runs the commands, then `restore_counts` gives the breakpoints
+    their numbers and hit counts back.
+
+    Accepts the first format too (breakpoints as globs, watches as [expr, paddr]).
+    """
+    from kernel.scenario import load_scenario
+    from l4tui.demo import demo_scenario
+
+    if not isinstance(data, dict) or data.get("l4tui_session") not in (1, 2):
+        raise ConfigError("not a saved l4tui session", where)
+    try:
+        file, seed, log = data["scenario"], data["seed"], list(data["log"])
+        scenario = demo_scenario() if file == "<demo>" else load_scenario(file)
+        s = Session(scenario, seed)
+        if data["l4tui_session"] == 1:
+            commands = [f"break {g}" for g in data["breakpoints"]]
+            commands += [f"watch {e}" for e, _ in data["watches"]]
+        else:
+            commands = [str(b["command"]) for b in data["breakpoints"]]
+            commands += [str(w) for w in data["watches"]]
+            cpu, thread = data.get("focus", [1, None])
+            s.focus_cpu, s.focus_thread = int(cpu), thread
+        s.log = log
+        s.position = sum(1 for x in log if x is None or isinstance(x, int))
+        s.goto(s.position)
+    except (KeyError, TypeError, ValueError, IndexError, CommandError) as e:
+        raise ConfigError(f"a saved session with a bad field: {e}", where) from None
+    return s, commands
+
+
+def restore_counts(s: Session, data: Any) -> None:
+    """Breakpoint numbers and hit counts as saved (a version-2 session)."""
+    if data.get("l4tui_session") != 2:
+        return
+    for bp, saved in zip(s.breakpoints, data["breakpoints"], strict=True):
+        bp.number, bp.hits = int(saved["number"]), int(saved["hits"])
+    s._next_bp = int(data.get("next_breakpoint", len(s.breakpoints) + 1))

@@ -1,0 +1,148 @@
+"""Breakpoints and watchpoints: what stops the machine, and the events a step is.
+
+A step is classified once into events — the phase label it passed (§8.3.2
+names them), a system call entered, an IPI sent or delivered, a migration
+begun (§8.5), a page fault raised (§2.2.2) — and each breakpoint matches
+events of its kind, filtered by thread and CPU, guarded by a condition,
+after a number of ignored hits. A log-only breakpoint records its hit and
+lets the machine go on; a temporary one is deleted when it stops.
+
+Watchpoints look at state, not events: a TCB field's word, or the MESI state
+of one cache line in one CPU's cache (§8.6).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+from kernel import boot, ipc, shootdown, xcpu
+from kernel.program import ExRegs, Ipc, Schedule, Sleep, TaskNew, ThreadSwitch, Unmap
+from machine.ops import InterruptEntry, Op, Phase, SendIPI, Trap
+
+KINDS = ("phase", "syscall", "ipi", "migration", "pagefault")
+SYSCALLS = (
+    "send",
+    "recv",
+    "call",
+    "reply_wait",
+    "sleep",
+    "thread_switch",
+    "schedule",
+    "ex_regs",
+    "unmap",
+    "task_new",
+)
+IPI_VECTORS = frozenset((xcpu.XCPU_VECTOR, shootdown.VECTOR, ipc.NAIVE_VECTOR, boot.VECTOR))
+_NAMES = {
+    Sleep: "sleep",
+    ThreadSwitch: "thread_switch",
+    Schedule: "schedule",
+    ExRegs: "ex_regs",
+    Unmap: "unmap",
+    TaskNew: "task_new",
+}
+
+
+def syscall_name(op: object) -> str | None:
+    """The system call a program op makes, or None if it is not one."""
+    if isinstance(op, Ipc):
+        return op.kind
+    return _NAMES.get(type(op))
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something one step did that a breakpoint can stop at."""
+
+    kind: str  # one of KINDS
+    what: str  # the phase label, syscall name, "sent"/"delivered"; "" otherwise
+    cpu: int
+    thread: str
+
+
+def events(op: Op, cpu: int, thread: str, pending: object) -> list[Event]:
+    """The events of a step that executed `op` on `cpu` running `thread`.
+
+    `pending` is the program op the thread is about to run (its system call
+    when `op` is the trap into the kernel).
+    """
+    kind = type(op)
+    if kind is Phase:
+        out = [Event("phase", op.label, cpu, thread)]
+        if op.label == "migrate.A.lock":
+            out.append(Event("migration", "", cpu, thread))
+        elif op.label == "pf.raise":
+            out.append(Event("pagefault", "", cpu, thread))
+        return out
+    if kind is Trap:
+        name = syscall_name(pending)
+        return [Event("syscall", name, cpu, thread)] if name else []
+    if kind is SendIPI:
+        return [Event("ipi", "sent", cpu, thread)]
+    if kind is InterruptEntry and op.vector in IPI_VECTORS:
+        return [Event("ipi", "delivered", cpu, thread)]
+    return []
+
+
+@dataclass(slots=True)
+class Breakpoint:
+    """One breakpoint: `kind` + `what` (a glob for phases), filters, condition, counts."""
+
+    number: int
+    kind: str
+    what: str
+    thread: str | None = None
+    cpu: int | None = None
+    cond: str | None = None
+    after: int = 0  # hits to let pass before stopping
+    temporary: bool = False
+    log_only: bool = False
+    hits: int = 0
+
+    def matches(self, e: Event) -> bool:
+        if e.kind != self.kind:
+            return False
+        if self.thread is not None and e.thread != self.thread:
+            return False
+        if self.cpu is not None and e.cpu != self.cpu:
+            return False
+        if self.kind == "phase":
+            return fnmatch.fnmatchcase(e.what, self.what)
+        return not self.what or e.what == self.what
+
+    def spec(self) -> str:
+        """The command words that re-create it (for `info breakpoints` and saved sessions)."""
+        words = (
+            [self.what]
+            if self.kind == "phase"
+            else [self.kind] + ([self.what] if self.what else [])
+        )
+        if self.thread:
+            words += ["thread", self.thread]
+        if self.cpu:
+            words += ["cpu", str(self.cpu)]
+        if self.after:
+            words += ["after", str(self.after)]
+        if self.log_only:
+            words.append("log")
+        if self.cond:
+            words += ["if", self.cond]
+        return " ".join(words)
+
+    def describe(self) -> str:
+        kind = "tbreak" if self.temporary else "break"
+        return f"{self.number}: {kind} {self.spec()} (hit {self.hits})"
+
+
+@dataclass(slots=True)
+class Watch:
+    """A watchpoint: a TCB word (`line` None) or one line's MESI state in one CPU's cache."""
+
+    expr: str
+    paddr: int
+    value: int | str
+    cpu: int | None = None  # for a MESI watch: the CPU whose cache is watched
+
+    def spec(self) -> str:
+        return self.expr

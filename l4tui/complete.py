@@ -1,0 +1,212 @@
+"""Tab completion for the command language (STYLE.md point 5: one grammar, three uses).
+
+`CommandCompleter` completes the word before the cursor from the grammar table
+(l4tui/grammar.py), the phase labels in the kernel's source (l4tui/phases.py)
+and the live session: its threads, their TCB fields, its CPUs and breakpoints.
+It asks for the session each time through a callable, so the line console and
+the TUI can share one `Session` even when `load` replaces its state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion, PathCompleter
+from prompt_toolkit.document import Document
+
+from l4tui.grammar import ALIASES, SPECS
+from l4tui.inject import OPS
+from l4tui.lexer import INFO_TOPICS
+from l4tui.phases import phase_labels, phase_prefixes
+from l4tui.session import Session
+
+INJECT_OPS = tuple(
+    dict.fromkeys(
+        (
+            "send",
+            "recv",
+            "call",
+            "reply_wait",
+            "compute",
+            "touch",
+            "sleep",
+            "thread_switch",
+            "schedule",
+            "ex_regs",
+            "unmap",
+            *OPS,
+        )
+    )
+)
+"""What `THREAD:` can run next (l4tui/inject.py)."""
+
+SYSCALLS = (
+    "send",
+    "recv",
+    "call",
+    "reply_wait",
+    "thread_switch",
+    "schedule",
+    "ex_regs",
+    "unmap",
+    "task_new",
+    "read_utcb_cpu",
+    "read_kip",
+)
+"""What `break syscall` can stop at."""
+
+BREAK_EVENTS = {
+    "syscall": "stop at a system call",
+    "ipi": "stop when an IPI is sent or delivered",
+    "migration": "stop when a thread migrates",
+    "pagefault": "stop at a page fault",
+}
+CPU_FIELDS = ("clock", "mode", "if", "phase", "thread", "cr3", "waiting")
+"""What `print cpuN.FIELD` shows."""
+
+TARGET_OPS = ("send", "call", "recv", "reply_wait", "thread_switch", "schedule", "ex_regs")
+"""Injection ops whose first argument names a thread."""
+
+_paths = PathCompleter(expanduser=True)
+
+
+def _matching(
+    prefix: str, words: Iterable[str], meta: str | Callable[[str], str] = ""
+) -> Iterator[Completion]:
+    """A completion for each word that extends `prefix`, replacing the partial word."""
+    for word in words:
+        if word.startswith(prefix):
+            text = meta(word) if callable(meta) else meta
+            yield Completion(word, start_position=-len(prefix), display_meta=text)
+
+
+def _command_meta(name: str) -> str:
+    if name in ALIASES:
+        return f"{ALIASES[name]}: " + (SPECS[ALIASES[name]].help if ALIASES[name] in SPECS else "")
+    return SPECS[name].help if name in SPECS else ""
+
+
+def _describe(bp: object) -> str:
+    """A breakpoint as its command words, whichever form the session keeps it in."""
+    spec = getattr(bp, "spec", None)
+    if callable(spec):
+        return str(spec())
+    return str(getattr(bp, "glob", "") or getattr(bp, "what", ""))
+
+
+class CommandCompleter(Completer):
+    """Completes debugger commands and their arguments against the current session."""
+
+    def __init__(self, get_session: Callable[[], Session]) -> None:
+        self.get_session = get_session
+
+    def get_completions(
+        self, document: Document, complete_event: CompleteEvent
+    ) -> Iterator[Completion]:
+        line = document.current_line_before_cursor
+        words = line.split()
+        if line and not line[-1].isspace():
+            partial, done = words[-1], words[:-1]
+        else:
+            partial, done = "", words
+        if not done:
+            yield from self._first_word(partial)
+            return
+        if done[0].startswith("#"):
+            return
+        if done[0].endswith(":") and len(done[0]) > 1:
+            yield from self._inject(done[1:], partial)
+            return
+        yield from self._arguments(ALIASES.get(done[0], done[0]), done[1:], partial, complete_event)
+
+    # --- the session's names -----------------------------------------------------------
+
+    def _threads(self) -> list[str]:
+        return [t.name for t in self.get_session().scenario.threads()]
+
+    def _fields(self, thread: str) -> list[str]:
+        t = self.get_session().system.kernel.by_name.get(thread)
+        return [] if t is None else list(t.f)
+
+    def _cpus(self) -> list[str]:
+        return [str(c.number) for c in self.get_session().cpus()]
+
+    # --- what to complete --------------------------------------------------------------
+
+    def _first_word(self, partial: str) -> Iterator[Completion]:
+        yield from _matching(partial, sorted([*SPECS, *ALIASES]), _command_meta)
+        yield from _matching(partial, [f"{t}:" for t in self._threads()], "inject an op")
+
+    def _inject(self, args: list[str], partial: str) -> Iterator[Completion]:
+        if not args:
+            yield from _matching(partial, INJECT_OPS, "op")
+        elif len(args) == 1 and args[0] in TARGET_OPS:
+            extra = {"recv": ["any"], "thread_switch": ["nil"]}.get(args[0], [])
+            yield from _matching(partial, [*extra, *self._threads()], "thread")
+
+    def _arguments(
+        self, name: str, args: list[str], partial: str, event: CompleteEvent
+    ) -> Iterator[Completion]:
+        n = len(args)
+        if name == "focus":
+            if n == 0:
+                yield from _matching(partial, ("cpu", "thread"), "centre the views on")
+            elif n == 1 and args[0] == "thread":
+                yield from _matching(partial, self._threads(), "thread")
+            elif n == 1 and args[0] == "cpu":
+                yield from _matching(partial, self._cpus(), "cpu")
+        elif name in ("print", "watch") and n == 0:
+            yield from self._field_expr(partial, cpus=name == "print")
+        elif name == "info":
+            if n == 0:
+                yield from _matching(partial, INFO_TOPICS, "view")
+            elif n == 1 and args[0] in ("tcb", "sendq"):
+                yield from _matching(partial, self._threads(), "thread")
+            elif n == 1 and args[0] == "ready":
+                yield from _matching(partial, self._cpus(), "cpu")
+        elif name in ("break", "tbreak"):
+            if n == 0:
+                yield from _matching(partial, BREAK_EVENTS, BREAK_EVENTS.__getitem__)
+                labels = sorted({*phase_labels(), *phase_prefixes()})
+                yield from _matching(partial, labels, lambda w: "phases" if "*" in w else "phase")
+            elif n == 1 and args[0] == "syscall":
+                yield from _matching(partial, SYSCALLS, "system call")
+            elif n == 1 and args[0] == "ipi":
+                yield from _matching(partial, ("sent", "delivered"), "IPI event")
+            elif args[-1] == "thread":  # a filter: break GLOB thread T
+                yield from _matching(partial, self._threads(), "only this thread")
+            elif args[-1] == "cpu":
+                yield from _matching(partial, self._cpus(), "only this CPU")
+        elif name == "sched" and n == 0:
+            yield from _matching(partial, ("timed", "manual"), "scheduling policy")
+        elif name == "step" and n == 0:
+            yield from _matching(partial, ("cpu",), "one micro-op on one CPU")
+        elif name == "step" and n == 1 and args[0] == "cpu":
+            yield from _matching(partial, self._cpus(), "cpu")
+        elif name == "check" and n == 0:
+            yield from _matching(partial, ("invariants",), "the kernel invariants")
+        elif name == "delete" and n == 0:
+            meta = {str(b.number): _describe(b) for b in self.get_session().breakpoints}
+            yield from _matching(partial, meta, meta.__getitem__)
+        elif name == "help" and n == 0:
+            yield from _matching(partial, sorted([*SPECS, *ALIASES]), _command_meta)
+        elif (name in ("save", "load") and n == 0) or (
+            name == "export" and n == 1 and args[0] == "perfetto"
+        ):
+            yield from _paths.get_completions(Document(partial, len(partial)), event)
+        elif name == "export" and n == 0:
+            yield from _matching(partial, ("perfetto",), "a trace for ui.perfetto.dev")
+
+    def _field_expr(self, partial: str, cpus: bool) -> Iterator[Completion]:
+        """`THREAD.FIELD` (and for `print`, `THREAD.state` and `cpuN.FIELD`)."""
+        if "." in partial:
+            owner, field = partial.split(".", 1)
+            if owner in self._threads():
+                fields = self._fields(owner) + (["state"] if cpus else [])
+                yield from _matching(field, fields, f"{owner}'s TCB")
+            elif cpus and owner in {f"cpu{n}" for n in self._cpus()}:
+                yield from _matching(field, CPU_FIELDS, owner)
+            return
+        yield from _matching(partial, [f"{t}." for t in self._threads()], "thread")
+        if cpus:
+            yield from _matching(partial, [f"cpu{n}." for n in self._cpus()], "cpu")

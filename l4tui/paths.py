@@ -1,0 +1,23 @@
+"""Where l4tui keeps its files between runs (the XDG base directory rules).
+
+Headless: the console's history lives in `state_dir()`, and a test points
+`XDG_STATE_HOME` at a temporary directory to keep it out of the user's home.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def state_dir() -> Path:
+    """`$XDG_STATE_HOME/l4tui`, or `~/.local/state/l4tui` (not created here)."""
+    base = os.environ.get("XDG_STATE_HOME", "")
+    # The spec: a relative path in the variable is invalid and is ignored.
+    root = Path(base) if base and os.path.isabs(base) else Path.home() / ".local" / "state"
+    return root / "l4tui"
+
+
+def history_path() -> Path:
+    """The file the line console keeps its command history in."""
+    return state_dir() / "history"

@@ -1,0 +1,368 @@
+"""The `info …` views as plain text: every CPU at the same cycle, every structure the thesis names.
+
+Each function reads the session's state and returns a table; none changes
+anything. The TUI shows the same data from the session's view dataclasses.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kernel.layout import FIELDS
+from l4tui.grammar import CommandError, suggest
+from l4tui.report import format_table
+
+if TYPE_CHECKING:
+    from kernel.thread import Thread
+    from l4tui.session import Session
+
+KBASE = 0xE000_0000
+TOPICS = (
+    "threads",
+    "cpus",
+    "ready",
+    "wakeup",
+    "sendq",
+    "tcb",
+    "apic",
+    "mailboxes",
+    "waits",
+    "tlb",
+    "space",
+    "breakpoints",
+    "counters",
+    "log",
+    "report",
+)
+NEEDS_ARG = {"sendq": "THREAD", "tcb": "THREAD", "tlb": "CPU", "space": "TASK"}
+
+
+def thread(s: Session, name: str) -> Thread:
+    names = [t.name for t in s.scenario.threads()]
+    k = s.system.kernel
+    if name not in names and name not in k.by_name:
+        raise CommandError(f"no thread {name!r}{suggest(name, names)}")
+    return k.by_name[name]
+
+
+def cpu_number(s: Session, text: str) -> int:
+    n = len(s.system.machine.cpus)
+    try:
+        cpu = int(text.removeprefix("cpu"), 0)
+    except ValueError:
+        raise CommandError(f"CPU must be a number 1..{n}, not {text!r}") from None
+    if not 1 <= cpu <= n:
+        raise CommandError(f"no CPU {cpu}: this machine has CPUs 1..{n}")
+    return cpu
+
+
+def where(s: Session) -> str:
+    rows = [
+        (
+            f"cpu{c.number}",
+            c.thread,
+            c.mode + (" (halted)" if c.halted else ""),
+            c.phase,
+            f"{c.cycle:,}",
+        )
+        for c in s.cpus()
+    ]
+    return format_table(
+        ("cpu", "thread", "mode", "phase", "cycle"), rows, right=(False, False, False, False, True)
+    )
+
+
+def render(s: Session, topic: str, arg: str | None) -> str:
+    """The text of `info TOPIC [ARG]`."""
+    if topic not in TOPICS:
+        raise CommandError(
+            f"no view {topic!r}{suggest(topic, list(TOPICS))}; views: {', '.join(TOPICS)}"
+        )
+    if topic in NEEDS_ARG and arg is None:
+        raise CommandError(f"usage: info {topic} {NEEDS_ARG[topic]}")
+    if topic not in NEEDS_ARG and topic != "ready" and arg is not None:
+        raise CommandError(f"usage: info {topic}")
+    return VIEWS[topic](s, arg)
+
+
+def threads(s: Session, arg: str | None = None) -> str:
+    rows = [
+        (t.name, t.id, str(t.cpu), t.state, str(t.priority), t.partner, t.timeout, str(t.results))
+        for t in s.threads()
+    ]
+    return format_table(
+        ("thread", "id", "cpu", "state", "prio", "partner", "timeout", "syscalls"),
+        rows,
+        right=(False, False, True, False, True, False, True, True),
+    )
+
+
+def ready(s: Session, arg: str | None = None) -> str:
+    """Ready queues per CPU, by priority, in round-robin order (§8.7)."""
+    k = s.system.kernel
+    cpus = [cpu_number(s, arg)] if arg is not None else [cd.number for cd in k.cpus]
+    lines = []
+    for n in cpus:
+        cd = k.cpus[n - 1]
+        by_prio: dict[int, list[str]] = {}
+        for name in s.system.ready_list(cd):
+            by_prio.setdefault(k.field(k.by_name[name], "priority"), []).append(name)
+        queues = "  ".join(f"[{p}] {' '.join(names)}" for p, names in by_prio.items())
+        running = "idle" if cd.current is cd.idle else cd.current.name
+        lines.append(f"cpu{n}: running {running}; ready {queues or '(empty)'}")
+    return "\n".join(lines)
+
+
+def wakeup(s: Session, arg: str | None = None) -> str:
+    """Wakeup queues per CPU, earliest deadline first (§8.7.2)."""
+    from kernel.sched import WAKEUP_HEAD
+
+    k, m = s.system.kernel, s.system.machine
+    lines = []
+    for cd in k.cpus:
+        out = []
+        cur = m.memory.read(cd.page - KBASE + WAKEUP_HEAD)
+        seen = set()
+        while cur and cur not in seen:
+            seen.add(cur)
+            t = k.by_tcb[cur]
+            out.append(f"{t.name}@{k.field(t, 'ipc_timeout'):,}")
+            cur = k.field(t, "wakeup_next")
+        lines.append(f"cpu{cd.number}: {' '.join(out) or '(empty)'}")
+    return "\n".join(lines)
+
+
+def sendq(s: Session, name: str | None) -> str:
+    """The threads polling to send to `name`, in queue order (§8.3.2)."""
+    k = s.system.kernel
+    t = thread(s, name or "")
+    head = k.field(t, "send_queue")
+    out, cur = [], head
+    while cur:
+        a = k.by_tcb[cur]
+        out.append(f"{a.name} ({k.state(a)}, cpu{a.cpu})")
+        cur = k.field(a, "send_next")
+        if cur == head or len(out) > len(k.by_tcb):
+            break
+    return f"send queue of {t.name}: {', '.join(out) if out else '(empty)'}"
+
+
+def tcb(s: Session, name: str | None) -> str:
+    """A TCB line by line: fields, each line's MESI state on every CPU (§8.6, Table 3)."""
+    from machine.cache import STATE_NAMES
+
+    t = thread(s, name or "")
+    k, m = s.system.kernel, s.system.machine
+    coh = m.coherence
+    layout = k.layout
+    base = t.tcb - KBASE
+    rows = []
+    for i, fields in enumerate(layout.lines()):
+        paddr = base + i * layout.line_size
+        states = " ".join(STATE_NAMES[coh.state(c.index, paddr)] for c in m.cpus)
+        moves = sum(coh.line_transitions.get(coh.line_of(paddr), {}).values())
+        group = layout.group(fields[0]) if fields else "-"
+        rows.append((str(i), group, states, str(moves), " ".join(fields)))
+    head = f"{t.name} TCB at {t.tcb:#x}, layout {layout.name}, MESI per CPU 1..{len(m.cpus)}"
+    table = format_table(
+        ("line", "group", "mesi", "moves", "fields"), rows, right=(True, False, False, True, False)
+    )
+    return f"{head}\n{table}"
+
+
+def apic(s: Session, arg: str | None = None) -> str:
+    """Per CPU: the two IPI slots, IRR, ISR, TPR, the timer; IPIs in flight (§3.4)."""
+    m = s.system.machine
+    rows = []
+    for a in m.apics.apics:
+        slots = (
+            ", ".join(
+                f"{x.vector:#x}{'*' if x.in_service else ''} from cpu{x.sender + 1}"
+                for x in a.slots
+            )
+            or "-"
+        )
+        timer = f"{a.timer_deadline // m.tpc:,}" if a.timer_deadline else "-"
+        rows.append(
+            (
+                f"cpu{a.cpu + 1}",
+                f"{len(a.slots)}/{m.apics.nslots}",
+                slots,
+                _vectors(a.irr),
+                _vectors(a.isr),
+                str(a.tpr),
+                timer,
+                str(a.ipis_received),
+                str(a.ipi_rejected),
+            )
+        )
+    table = format_table(
+        (
+            "cpu",
+            "slots",
+            "in slots (* in service)",
+            "irr",
+            "isr",
+            "tpr",
+            "timer",
+            "ipis",
+            "rejected",
+        ),
+        rows,
+        right=(False,) * 9,
+    )
+    flight = [
+        f"{msg.vector:#x} cpu{(msg.sender or 0) + 1} -> "
+        f"{','.join(f'cpu{d + 1}' for d in msg.dests)} at cycle {msg.arrival // m.tpc:,}"
+        for msg in m.in_flight()
+    ]
+    return table + ("\nin flight: " + "; ".join(flight) if flight else "\nin flight: none")
+
+
+def _vectors(bits: int) -> str:
+    """A 256-bit IRR/ISR as the vectors set in it."""
+    return ",".join(f"{v:#x}" for v in range(256) if bits >> v & 1) or "-"
+
+
+def mailboxes(s: Session, arg: str | None = None) -> str:
+    """Mailbox flag words per CPU, each mailbox in use, each proxy's mailbox list (§8.4)."""
+    k, m = s.system.kernel, s.system.machine
+    mb = k.mailboxes
+    lines = []
+    for cd in k.cpus:
+        word = m.memory.read(mb.flags(cd.number) - KBASE)
+        lines.append(f"cpu{cd.number} flags {word:#010x}")
+    for i, mail in sorted(mb.mail.items()):
+        lines.append(
+            f"mailbox {i}: {mail.op} from {mail.sender.name if mail.sender else '-'}"
+            f" to {mail.dest.name if mail.dest else '-'}" + (" (reply)" if mail.reply else "")
+        )
+    if not mb.mail:
+        lines.append("no mailbox in use")
+    for p in [*k.proxies.values(), *k.ctl.values()]:
+        first, last = k.field(p, "first_mailbox"), k.field(p, "last_mailbox")
+        if first or last or k.state(p) not in ("waiting", "inactive"):
+            lines.append(
+                f"proxy {p.name} cpu{p.cpu}: {k.state(p)}, "
+                f"mailboxes first {first:#x} last {last:#x}"
+            )
+    return "\n".join(lines)
+
+
+def waits(s: Session, arg: str | None = None) -> str:
+    """The IPC wait-for graph, and a deadlock if it has a cycle."""
+    ws = s.system.waits()
+    cycle = s.system.wait_cycle()
+    lines = [f"{w.thread} {w.how} {w.on}" for w in ws] or ["nobody waits for anyone"]
+    if cycle:
+        lines.append("deadlock: " + ", ".join(f"{w.thread} {w.how} {w.on}" for w in cycle))
+    else:
+        lines.append("no deadlock")
+    return "\n".join(lines)
+
+
+def tlb(s: Session, arg: str | None) -> str:
+    """One CPU's TLB, least recently used first (§3.2)."""
+    cpu = cpu_number(s, arg or "")
+    c = s.system.machine.cpu(cpu)
+    rows = [
+        (
+            f"0x{vpn << 12:08x}",
+            f"0x{e.frame:08x}",
+            "rw" if e.writable else "ro",
+            "dirty" if e.dirty else "-",
+        )
+        for vpn, e in c.tlb.entries.items()
+    ]
+    head = (
+        f"cpu{cpu} TLB: {len(rows)}/{c.tlb.capacity} entries, cr3 {c.cr3:#x}, "
+        f"hits {c.tlb.hits}, misses {c.tlb.misses}, flushes {c.tlb.flushes}"
+    )
+    if not rows:
+        return f"{head}\n(empty)"
+    return f"{head}\n" + format_table(("page", "frame", "rights", "dirty"), rows)
+
+
+def space(s: Session, name: str | None) -> str:
+    """A task's address space: its mappings and their place in the mapping database (§2.2)."""
+    k = s.system.kernel
+    tasks = {t.name: t for t in k.tasks}
+    task = tasks.get(name or "")
+    if task is None:
+        raise CommandError(f"no task {name!r}{suggest(name or '', list(tasks))}")
+    if task.space is None:
+        return f"task {task.name} has no address space yet"
+    sp = task.space
+    db = k.spaces.mapdb
+    names = {x.number: x.name for x in k.spaces.spaces}
+    lines = [f"space {sp.name} (number {sp.number}, page directory {sp.pdbr:#x})"]
+    for node in db.pages(sp.number):
+        source = names.get(node.parent.space, "?") if node.parent is not None else "root"
+        rights = "rw" if node.writable else "ro"
+        lines.append(f"  0x{node.vaddr:08x} -> frame 0x{node.frame:08x} {rights} from {source}")
+    if len(lines) == 1:
+        lines.append("  (no mappings in the mapping database)")
+    frames = {n.frame for n in db.pages(sp.number)}
+    tree = [
+        line for line in db.render(names) if int(line.rsplit("frame ", 1)[1][:10], 16) in frames
+    ]
+    if tree:
+        lines.append("mapping database (the trees of its frames):")
+        lines.extend("  " + line for line in tree)
+    return "\n".join(lines)
+
+
+def breakpoints(s: Session, arg: str | None = None) -> str:
+    lines = [b.describe() for b in s.breakpoints]
+    lines += [f"watch {w.expr} (now {w.value})" for w in s.watches]
+    return "\n".join(lines) or "no breakpoints or watchpoints"
+
+
+def counters(s: Session, arg: str | None = None) -> str:
+    c = s.system.counters()
+    mesi = c.pop("mesi")
+    lines = [f"{k} {v}" for k, v in c.items()]
+    lines.append("mesi " + (", ".join(f"{k} {v}" for k, v in mesi.items()) or "-"))
+    return "\n".join(lines)
+
+
+def log(s: Session, arg: str | None = None) -> str:
+    """What log-only breakpoints recorded."""
+    return "\n".join(s.records[-200:]) or "nothing logged (set one with: break GLOB log)"
+
+
+def report(s: Session, arg: str | None = None) -> str:
+    """A one-shot report: where every CPU is, threads, queues, waits, counters."""
+    parts = [
+        f"{s.scenario.name} at micro-op {s.position}, stop: {s.stop_reason}",
+        where(s),
+        threads(s),
+        ready(s),
+        wakeup(s),
+        waits(s),
+        counters(s),
+    ]
+    return "\n\n".join(parts)
+
+
+def field_names() -> list[str]:
+    return list(FIELDS)
+
+
+VIEWS = {
+    "threads": threads,
+    "cpus": lambda s, a: where(s),
+    "ready": ready,
+    "wakeup": wakeup,
+    "sendq": sendq,
+    "tcb": tcb,
+    "apic": apic,
+    "mailboxes": mailboxes,
+    "waits": waits,
+    "tlb": tlb,
+    "space": space,
+    "breakpoints": breakpoints,
+    "counters": counters,
+    "log": log,
+    "report": report,
+}
