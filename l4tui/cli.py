@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "which",
         nargs="?",
-        choices=("thesis", "engine", "kernel", "all"),
+        choices=("thesis", "engine", "kernel", "debugger", "all"),
         default="thesis",
         help="which benchmark (default: thesis)",
     )
@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_cpus,
         default=None,
         help=f"override the profile's CPU count (1..{MAX_CPUS})",
+    )
+    bench.add_argument(
+        "--history",
+        metavar="N",
+        type=int,
+        default=1_000_000,
+        help="micro-ops of history for the debugger benchmark (default: 1000000)",
     )
     bench.set_defaults(func=_bench)
 
@@ -200,6 +207,12 @@ def _bench(args: argparse.Namespace) -> int:
         from l4tui.bench.kernel import run_kernel
 
         result["kernel"] = run_kernel()
+    if args.which in ("debugger", "all"):
+        from l4tui.bench.debugger import run_debugger
+
+        if args.history < 1:
+            raise ConfigError(f"--history must be at least 1, not {args.history}")
+        result["debugger"] = run_debugger(args.history)
 
     if args.json:
         payload = result if args.which == "all" else result[args.which]
@@ -212,6 +225,8 @@ def _bench(args: argparse.Namespace) -> int:
         parts.append(report.format_engine(result["engine"]))
     if "kernel" in result:
         parts.append(report.format_rows(result["kernel"]))
+    if "debugger" in result:
+        parts.append(report.format_rows(result["debugger"]))
     print("\n\n".join(parts))
     return 0
 

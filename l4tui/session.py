@@ -328,15 +328,52 @@ class Session:
         log = self.log
         self.system = System(self.scenario, seed=self.seed)
         self.log, self.position, self.marks = [], 0, []
-        for entry in log:
-            if self.position >= position and (entry is None or isinstance(entry, int)):
-                break
+        i = 0
+        while i < len(log) and self.position < position:
+            entry = log[i]
+            if entry is None:
+                # A run of timed steps: the hot loop of every reverse command.
+                j = i
+                while j < len(log) and log[j] is None and self.position + (j - i) < position:
+                    j += 1
+                if not self._replay_timed(j - i):
+                    break
+                i = j
+                continue
             if not self._replay(entry):
                 break
+            i += 1
+        while i < len(log) and not (log[i] is None or isinstance(log[i], int)):
+            self._replay(log[i])  # inputs given at this position, before the next step
+            i += 1
         for w in self.watches:
             w.value = self._probe(w)
         self.stop_reason = f"back at micro-op {self.position}"
         return self.stop_reason
+
+    def _replay_timed(self, n: int) -> bool:
+        """`n` timed steps as `_step` would take them, without its per-step checks."""
+        system, m, marks, kcpus = (
+            self.system,
+            self.system.machine,
+            self.marks,
+            self.system.kernel.cpus,
+        )
+        advance = system.advance
+        base = self.position
+        for done in range(n):
+            op = advance()
+            if op is None:
+                self.log.extend([None] * done)
+                self.position = base + done
+                self.stop_reason = self._end_reason()
+                return False
+            if type(op) is Phase:
+                c = m.last_cpu
+                marks.append(Mark(base + done + 1, op.label, c.number, kcpus[c.index].current.name))
+        self.log.extend([None] * n)
+        self.position = base + n
+        return True
 
     def _replay(self, entry: LogEntry) -> bool:
         if isinstance(entry, str):
