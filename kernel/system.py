@@ -96,7 +96,7 @@ class System:
         m = self.machine
         limit = None if until_cycle is None else m.ticks(until_cycle)
         steps = 0
-        while True:
+        while self.ended is None:
             if max_steps is not None and steps >= max_steps:
                 self.ended = "max_steps"
                 break
@@ -113,9 +113,12 @@ class System:
     def advance(self, check_invariants: bool = False) -> Op | None:
         """One micro-op, and the judgement of whether the run is over.
 
-        Returns the op executed, or None when the run has ended (`ended` says
-        why). Every front end steps through here, so all agree on the end.
+        Returns the op executed, or None when nothing ran because the run is
+        over (`ended` says why). The step that ends a run is returned too, with
+        `ended` set. Every front end steps through here, so all agree on the end.
         """
+        if self.ended is not None:
+            return None
         m = self.machine
         op = m.step()
         if op is None:
@@ -128,14 +131,13 @@ class System:
                 where = f"cycle {m.last_start // m.tpc} on cpu{m.last_cpu.number}"
                 self.violations = [f"{v} (at the kernel exit, {where})" for v in bad]
                 self.ended = "invariant"
-                return None
+                return op
         if type(op) is Hlt or self._since_check >= QUIESCENCE_CHECK:
             self._since_check = 0
             if self.quiescent():
                 self.ended = "deadlock" if self.wait_cycle() else "end"
                 if self.ended == "end" and self.stuck():
                     self.ended = "stuck"
-                return None
         return op
 
     def settled(self) -> bool:

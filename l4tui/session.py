@@ -34,7 +34,9 @@ from machine.ops import Phase
 
 LIMIT = 5_000_000  # micro-ops a single continue may take before it pauses
 
-LogEntry = int | str | list[Any] | None  # a timed step | a step on CPU n | policy | inject
+# A timed step | a step on CPU n | a policy | ["inject", ...] | ["idle", cpu]: a step that
+# found nothing to run (and applied the events due).
+LogEntry = int | str | list[Any] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,8 @@ class Session:
             return None
         op = self.system.advance() if cpu is None else m.step(cpu)
         if op is None:
+            # Finding that nothing can run applied the events due by then: replay must too.
+            self.log.append(["idle", cpu])
             self.stop_reason = f"cpu{cpu} has nothing to run" if cpu else self._end_reason()
             return None
         self.log.append(cpu)
@@ -363,10 +367,9 @@ class Session:
         base = self.position
         for done in range(n):
             op = advance()
-            if op is None:
+            if op is None:  # pragma: no cover - a logged step always runs again
                 self.log.extend([None] * done)
                 self.position = base + done
-                self.stop_reason = self._end_reason()
                 return False
             if type(op) is Phase:
                 c = m.last_cpu
@@ -378,6 +381,8 @@ class Session:
     def _replay(self, entry: LogEntry) -> bool:
         if isinstance(entry, str):
             self.set_policy(entry)
+        elif isinstance(entry, list) and entry[0] == "idle":
+            self._step(entry[1])
         elif isinstance(entry, list):
             self.inject(entry[1], entry[2], list(entry[3:]))
         elif self._step(entry) is None:
