@@ -218,7 +218,9 @@ class Session:
 
         def done(op: Any) -> str | None:
             left[0] -= 1
-            return "stepped" if left[0] <= 0 else None
+            if left[0] > 0:
+                return None
+            return f"stepped; last {op} on cpu{self.system.machine.last_cpu.number}"
 
         return self._run(done) if n > 0 else "stepped"
 
