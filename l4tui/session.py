@@ -18,6 +18,7 @@ one exact way back (see the issue note for the measured cost).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -220,7 +221,7 @@ class Session:
             left[0] -= 1
             if left[0] > 0:
                 return None
-            return f"stepped; last {op} on cpu{self.system.machine.last_cpu.number}"
+            return f"stepped; last {op_text(op)} on cpu{self.system.machine.last_cpu.number}"
 
         return self._run(done) if n > 0 else "stepped"
 
@@ -524,6 +525,19 @@ class Session:
 
     def ready(self) -> dict[int, list[str]]:
         return {cd.number: self.system.ready_list(cd) for cd in self.system.kernel.cpus}
+
+
+def op_text(op: Any) -> str:
+    """A micro-op as a debugger shows it: addresses in hex, contexts by name."""
+    parts = []
+    for f in dataclasses.fields(op):
+        v = getattr(op, f.name)
+        if f.name in ("addr", "dest") and isinstance(v, int):
+            v = f"{v:#x}"
+        elif hasattr(v, "name") and not isinstance(v, str):
+            v = v.name
+        parts.append(f"{f.name}={v}")
+    return f"{type(op).__name__}({', '.join(parts)})"
 
 
 def _fields(b: Breakpoint) -> dict[str, Any]:
