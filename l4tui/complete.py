@@ -1,8 +1,10 @@
 """Tab completion for the command language (STYLE.md point 5: one grammar, three uses).
 
 `CommandCompleter` completes the word before the cursor from the grammar table
-(l4tui/grammar.py), the phase labels in the kernel's source (l4tui/phases.py)
-and the live session: its threads, their TCB fields, its CPUs and breakpoints.
+(l4tui/grammar.py) and the tables beside it — views, breakpoint kinds and
+syscalls, expression terms, injection ops — the phase labels in the kernel's
+source (l4tui/phases.py) and the live session: its threads, their TCB fields,
+its CPUs, tasks and breakpoints.
 It asks for the session each time through a callable, so the line console and
 the TUI can share one `Session` even when `load` replaces its state.
 """
@@ -14,46 +16,13 @@ from collections.abc import Callable, Iterable, Iterator
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion, PathCompleter
 from prompt_toolkit.document import Document
 
+from l4tui.breakpoints import SYSCALLS
+from l4tui.expr import CPU_FIELDS, OPS, STATES
 from l4tui.grammar import ALIASES, SPECS
-from l4tui.inject import OPS
-from l4tui.lexer import INFO_TOPICS
+from l4tui.inject import OPS as INJECT_OPS
 from l4tui.phases import phase_labels, phase_prefixes
 from l4tui.session import Session
-
-INJECT_OPS = tuple(
-    dict.fromkeys(
-        (
-            "send",
-            "recv",
-            "call",
-            "reply_wait",
-            "compute",
-            "touch",
-            "sleep",
-            "thread_switch",
-            "schedule",
-            "ex_regs",
-            "unmap",
-            *OPS,
-        )
-    )
-)
-"""What `THREAD:` can run next (l4tui/inject.py)."""
-
-SYSCALLS = (
-    "send",
-    "recv",
-    "call",
-    "reply_wait",
-    "thread_switch",
-    "schedule",
-    "ex_regs",
-    "unmap",
-    "task_new",
-    "read_utcb_cpu",
-    "read_kip",
-)
-"""What `break syscall` can stop at."""
+from l4tui.views import TOPICS
 
 BREAK_EVENTS = {
     "syscall": "stop at a system call",
@@ -61,11 +30,17 @@ BREAK_EVENTS = {
     "migration": "stop when a thread migrates",
     "pagefault": "stop at a page fault",
 }
-CPU_FIELDS = ("clock", "mode", "if", "phase", "thread", "cr3", "waiting")
-"""What `print cpuN.FIELD` shows."""
-
-TARGET_OPS = ("send", "call", "recv", "reply_wait", "thread_switch", "schedule", "ex_regs")
+BREAK_FILTERS = {
+    "thread": "only this thread",
+    "cpu": "only on this CPU",
+    "after": "let N hits pass first",
+    "log": "record the hit and go on",
+    "if": "stop only when a condition holds",
+}
+TARGET_OPS = ("send", "call", "recv", "reply_wait", "thread_switch")
 """Injection ops whose first argument names a thread."""
+ARG_TOPICS = {"tcb": "thread", "sendq": "thread", "ready": "cpu", "tlb": "cpu", "space": "task"}
+"""The views of `info` that take an argument, and what it names."""
 
 _paths = PathCompleter(expanduser=True)
 
@@ -131,6 +106,14 @@ class CommandCompleter(Completer):
     def _cpus(self) -> list[str]:
         return [str(c.number) for c in self.get_session().cpus()]
 
+    def _tasks(self) -> list[str]:
+        return [t.name for t in self.get_session().system.kernel.tasks]
+
+    def _named(self, what: str, partial: str) -> Iterator[Completion]:
+        """Threads, CPUs or tasks, as `what` says."""
+        names = {"thread": self._threads, "cpu": self._cpus, "task": self._tasks}[what]()
+        yield from _matching(partial, names, what)
+
     # --- what to complete --------------------------------------------------------------
 
     def _first_word(self, partial: str) -> Iterator[Completion]:
@@ -151,38 +134,25 @@ class CommandCompleter(Completer):
         if name == "focus":
             if n == 0:
                 yield from _matching(partial, ("cpu", "thread"), "centre the views on")
-            elif n == 1 and args[0] == "thread":
-                yield from _matching(partial, self._threads(), "thread")
-            elif n == 1 and args[0] == "cpu":
-                yield from _matching(partial, self._cpus(), "cpu")
-        elif name in ("print", "watch") and n == 0:
-            yield from self._field_expr(partial, cpus=name == "print")
+            elif n == 1 and args[0] in ("thread", "cpu"):
+                yield from self._named(args[0], partial)
+        elif name == "print":  # print EXPR: a term, or a condition
+            yield from self._condition(args, partial)
+        elif name == "watch":
+            yield from self._watch(args, partial)
         elif name == "info":
             if n == 0:
-                yield from _matching(partial, INFO_TOPICS, "view")
-            elif n == 1 and args[0] in ("tcb", "sendq"):
-                yield from _matching(partial, self._threads(), "thread")
-            elif n == 1 and args[0] == "ready":
-                yield from _matching(partial, self._cpus(), "cpu")
+                yield from _matching(partial, TOPICS, "view")
+            elif n == 1 and args[0] in ARG_TOPICS:
+                yield from self._named(ARG_TOPICS[args[0]], partial)
         elif name in ("break", "tbreak"):
-            if n == 0:
-                yield from _matching(partial, BREAK_EVENTS, BREAK_EVENTS.__getitem__)
-                labels = sorted({*phase_labels(), *phase_prefixes()})
-                yield from _matching(partial, labels, lambda w: "phases" if "*" in w else "phase")
-            elif n == 1 and args[0] == "syscall":
-                yield from _matching(partial, SYSCALLS, "system call")
-            elif n == 1 and args[0] == "ipi":
-                yield from _matching(partial, ("sent", "delivered"), "IPI event")
-            elif args[-1] == "thread":  # a filter: break GLOB thread T
-                yield from _matching(partial, self._threads(), "only this thread")
-            elif args[-1] == "cpu":
-                yield from _matching(partial, self._cpus(), "only this CPU")
+            yield from self._break(args, partial)
         elif name == "sched" and n == 0:
             yield from _matching(partial, ("timed", "manual"), "scheduling policy")
         elif name == "step" and n == 0:
             yield from _matching(partial, ("cpu",), "one micro-op on one CPU")
         elif name == "step" and n == 1 and args[0] == "cpu":
-            yield from _matching(partial, self._cpus(), "cpu")
+            yield from self._named("cpu", partial)
         elif name == "check" and n == 0:
             yield from _matching(partial, ("invariants",), "the kernel invariants")
         elif name == "delete" and n == 0:
@@ -196,6 +166,53 @@ class CommandCompleter(Completer):
             yield from _paths.get_completions(Document(partial, len(partial)), event)
         elif name == "export" and n == 0:
             yield from _matching(partial, ("perfetto",), "a trace for ui.perfetto.dev")
+
+    def _break(self, args: list[str], partial: str) -> Iterator[Completion]:
+        """`break WHAT [thread T] [cpu N] [after N] [log] [if EXPR]` (tbreak alike)."""
+        n = len(args)
+        if n == 0:
+            yield from _matching(partial, BREAK_EVENTS, BREAK_EVENTS.__getitem__)
+            labels = sorted({*phase_labels(), *phase_prefixes()})
+            yield from _matching(partial, labels, lambda w: "phases" if "*" in w else "phase")
+        elif "if" in args:  # the condition runs to the end of the line
+            yield from self._condition(args[args.index("if") + 1 :], partial)
+        elif n == 1 and args[0] == "syscall":
+            yield from _matching(partial, SYSCALLS, "system call")
+        elif args[-1] in ("thread", "cpu"):
+            yield from self._named(args[-1], partial)
+        elif args[-1] != "after":
+            if n == 1 and args[0] == "ipi":
+                yield from _matching(partial, ("sent", "delivered"), "IPI event")
+            unused = [w for w in BREAK_FILTERS if w not in args[1:]]
+            yield from _matching(partial, unused, BREAK_FILTERS.__getitem__)
+
+    def _watch(self, args: list[str], partial: str) -> Iterator[Completion]:
+        """`watch THREAD.FIELD` or `watch line THREAD.N cpu C`."""
+        n = len(args)
+        if n == 0:
+            yield from self._field_expr(partial, cpus=False)
+            yield from _matching(partial, ("line",), "a TCB line's MESI state in one cache")
+        elif args[0] != "line":
+            return
+        elif n == 1 and "." in partial:
+            owner, line = partial.split(".", 1)
+            if owner in self._threads():
+                lines = self.get_session().system.kernel.layout.lines()
+                numbers = {str(i): " ".join(fields) for i, fields in enumerate(lines)}
+                yield from _matching(line, numbers, numbers.__getitem__)
+        elif n == 1:
+            yield from _matching(partial, [f"{t}." for t in self._threads()], "thread")
+        elif n == 2:
+            yield from _matching(partial, ("cpu",), "in this CPU's cache")
+        elif n == 3 and args[2] == "cpu":
+            yield from self._named("cpu", partial)
+
+    def _condition(self, words: list[str], partial: str) -> Iterator[Completion]:
+        """A term of an expression (l4tui/expr.py); right of a comparison, values too."""
+        yield from self._field_expr(partial, cpus=True)
+        if words and words[-1] in OPS:
+            yield from _matching(partial, self._threads(), "its thread id")
+            yield from _matching(partial, (*STATES, "nil"), "value")
 
     def _field_expr(self, partial: str, cpus: bool) -> Iterator[Completion]:
         """`THREAD.FIELD` (and for `print`, `THREAD.state` and `cpuN.FIELD`)."""

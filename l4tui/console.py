@@ -5,14 +5,19 @@ not a terminal — each command's output is printed (with `--echo`, the command
 first, so a demo reads as a transcript). Interactive, a prompt-toolkit
 `PromptSession` in the pgcli manner: the line coloured by `CommandLexer`,
 completion from `CommandCompleter`, suggestions from a history kept in
-`state_dir()`, and a bottom toolbar showing where the machine is. A bad
-command prints `error: …` and the session goes on; the exit code is 0 at `quit` or the end of input.
+`state_dir()`, and a bottom toolbar showing where the machine is; Ctrl-C
+clears the line, or stops a running command, and Ctrl-D leaves. A bad
+command prints `error: …` and the session goes on; the exit code is 0 at
+`quit` or the end of input.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,9 +27,20 @@ from l4tui.paths import history_path, state_dir
 from l4tui.session import Session
 
 if TYPE_CHECKING:
+    from prompt_toolkit import PromptSession
     from prompt_toolkit.history import History
 
-__all__ = ["interactive", "main", "make_history", "one", "run_lines", "state_dir", "toolbar"]
+__all__ = [
+    "ctrl_c_interrupts",
+    "interactive",
+    "main",
+    "make_history",
+    "make_prompt",
+    "one",
+    "run_lines",
+    "state_dir",
+    "toolbar",
+]
 
 
 def one(session: Session, line: str) -> bool:
@@ -70,20 +86,20 @@ def toolbar(session: Session) -> str:
     focus = f"cpu{session.focus_cpu}"
     if session.focus_thread:
         focus += f"/{session.focus_thread}"
-    return (
-        f" cycle {cycle:,} \N{BOX DRAWINGS LIGHT VERTICAL} focus {focus}"
-        f" \N{BOX DRAWINGS LIGHT VERTICAL} stop: {session.stop_reason}"
-        f" \N{BOX DRAWINGS LIGHT VERTICAL} micro-op {session.position}"
+    parts = (
+        f"cycle {cycle:,}",
+        f"focus {focus}",
+        f"stop: {session.stop_reason}",
+        f"micro-op {session.position}",
     )
+    return " " + " │ ".join(parts)
 
 
-def interactive(session: Session) -> int:
-    """Read commands at a prompt until `quit` or Ctrl-D; Ctrl-C clears the line.
+def make_prompt(session: Session) -> PromptSession[str]:
+    """The prompt, pgcli-style: lexer, completer, history, suggestions, toolbar.
 
-    The prompt colours the line with the command lexer, completes from the
-    grammar and the session, suggests from the history and shows where the
-    machine is in a bottom toolbar. Input and output are the current prompt-toolkit
-    app session's, so a test can drive it through a pipe.
+    Input and output are the current prompt-toolkit app session's, so a test
+    can feed keys through a pipe (`create_app_session`).
     """
     from prompt_toolkit import PromptSession
     from prompt_toolkit.auto_suggest import AutoSuggestFromHistory
@@ -92,7 +108,7 @@ def interactive(session: Session) -> int:
     from l4tui.complete import CommandCompleter
     from l4tui.lexer import CommandLexer
 
-    prompt: PromptSession[str] = PromptSession(
+    return PromptSession(
         lexer=PygmentsLexer(CommandLexer),
         completer=CommandCompleter(lambda: session),
         complete_while_typing=True,
@@ -100,6 +116,31 @@ def interactive(session: Session) -> int:
         history=make_history(),
         bottom_toolbar=lambda: toolbar(session),
     )
+
+
+@contextlib.contextmanager
+def ctrl_c_interrupts(session: Session) -> Iterator[None]:
+    """While a command runs, Ctrl-C stops the machine (`Session.interrupt`), not the console.
+
+    Only the main thread can take signals; elsewhere this changes nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, lambda signum, frame: session.interrupt())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def interactive(session: Session) -> int:
+    """Read commands at the prompt until `quit` or Ctrl-D.
+
+    Ctrl-C at the prompt clears the line; while a command runs (a long
+    `continue`), it stops the machine at the next micro-op.
+    """
+    prompt = make_prompt(session)
     while True:
         try:
             line = prompt.prompt("(l4tui) ")
@@ -107,8 +148,9 @@ def interactive(session: Session) -> int:
             continue
         except EOFError:  # Ctrl-D on an empty line
             return 0
-        if one(session, line):
-            return 0
+        with ctrl_c_interrupts(session):
+            if one(session, line):
+                return 0
 
 
 def main(session: Session, script: str | None, echo: bool) -> int:

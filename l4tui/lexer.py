@@ -124,7 +124,7 @@ class CommandLexer(RegexLexer):
             (r'"[^"\n]*"?', String.Double),
             (r"'[^'\n]*'?", String.Single),
             (r"[^\s=<>!\"']*[*?][^\s=<>!\"']*", String),
-            (rf"{_NAME}\.[A-Za-z_]\w*(?![\w.]){_END}", Name.Attribute),
+            (rf"{_NAME}\.\w+(?![\w.]){_END}", Name.Attribute),  # srv.partner, srv.1
             (rf"0[xX][0-9a-fA-F]+{_END}", Number.Hex),
             (rf"\d+{_END}", Number.Integer),
             (rf"({_SUB}){_END}", Keyword.Type),

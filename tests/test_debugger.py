@@ -37,7 +37,9 @@ def demo() -> Session:
 
 
 def test_syscall_breakpoint_with_a_thread_filter(demo: Session) -> None:
-    assert execute(demo, "break syscall call thread cli") == "breakpoint 1 at syscall call thread cli"
+    assert (
+        execute(demo, "break syscall call thread cli") == "breakpoint 1 at syscall call thread cli"
+    )
     out = execute(demo, "continue")
     assert first_line(out) == "breakpoint 1: syscall call by cli on cpu1"
     assert execute(demo, "print cli.state") in ("cli.state = running",)
@@ -253,7 +255,9 @@ COMMANDS = [
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(commands=st.lists(st.sampled_from(COMMANDS), min_size=1, max_size=10))
-def test_save_and_load_round_trip_to_the_identical_state(commands: list[str], tmp_path_factory) -> None:
+def test_save_and_load_round_trip_to_the_identical_state(
+    commands: list[str], tmp_path_factory
+) -> None:
     s = Session(demo_scenario())
     for line in commands:
         execute(s, line)

@@ -382,9 +382,7 @@ def test_fifty_megabyte_file_is_refused_by_its_size(tmp_path: Path) -> None:
         load_scenario(path)
     err = info.value
     # The size comes from stat, before any read.
-    assert err.format() == (
-        f"error: {path}: file is 50000000 bytes; scenarios are limited to 1 MB"
-    )
+    assert err.format() == (f"error: {path}: file is 50000000 bytes; scenarios are limited to 1 MB")
     assert (err.line, err.col) == (None, None)
 
 
@@ -697,8 +695,29 @@ def test_load_yaml_control_character_is_positioned() -> None:
 
 BASE = yaml.safe_load(ALL_OPS.read_text())
 REPLACEMENTS = [
-    None, True, False, 0, 1, 2, -1, 3.5, 2**70, "", "x", "srv", "inf", "nil", "late", [], [1],
-    ["halt"], {}, {"a": 1}, {"addr": 4096, "size": 4096}, [[1]], "mesi.M->S",
+    None,
+    True,
+    False,
+    0,
+    1,
+    2,
+    -1,
+    3.5,
+    2**70,
+    "",
+    "x",
+    "srv",
+    "inf",
+    "nil",
+    "late",
+    [],
+    [1],
+    ["halt"],
+    {},
+    {"a": 1},
+    {"addr": 4096, "size": 4096},
+    [[1]],
+    "mesi.M->S",
 ]
 
 
