@@ -27,6 +27,23 @@ class Spec:
     max_args: int = 0  # -1: any number
 
 
+INFO_TOPICS = (
+    "threads",
+    "cpus",
+    "ready",
+    "wakeup",
+    "sendq",
+    "tcb",
+    "apic",
+    "mailboxes",
+    "waits",
+    "tlb",
+    "space",
+    "breakpoints",
+    "counters",
+    "log",
+    "report",
+)
 BREAK_USAGE = (
     "WHAT [thread T] [cpu N] [after N] [log] [if EXPR]; "
     "WHAT: PHASE_GLOB | syscall NAME | ipi sent|delivered | migration | pagefault"

@@ -26,6 +26,7 @@ from pygments.token import (
 )
 
 from l4tui.grammar import ALIASES, SPECS
+from l4tui.grammar import INFO_TOPICS as INFO_TOPIC_NAMES
 
 SUBCOMMANDS = (
     "cpu",
@@ -47,23 +48,7 @@ SUBCOMMANDS = (
 )
 """Words with a fixed meaning after a command (`focus cpu`, `break syscall`, `sched timed`)."""
 
-INFO_TOPICS = (
-    "threads",
-    "cpus",
-    "ready",
-    "wakeup",
-    "sendq",
-    "tcb",
-    "apic",
-    "mailboxes",
-    "waits",
-    "breakpoints",
-    "counters",
-    "tlb",
-    "space",
-    "report",
-    "log",
-)
+INFO_TOPICS = INFO_TOPIC_NAMES
 """The views `info` shows."""
 
 PHASE_COMMANDS = ("break", "tbreak")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kernel.layout import FIELDS
-from l4tui.grammar import CommandError, suggest
+from l4tui.grammar import INFO_TOPICS, CommandError, suggest
 from l4tui.report import format_table
 
 if TYPE_CHECKING:
@@ -17,23 +17,7 @@ if TYPE_CHECKING:
     from l4tui.session import Session
 
 KBASE = 0xE000_0000
-TOPICS = (
-    "threads",
-    "cpus",
-    "ready",
-    "wakeup",
-    "sendq",
-    "tcb",
-    "apic",
-    "mailboxes",
-    "waits",
-    "tlb",
-    "space",
-    "breakpoints",
-    "counters",
-    "log",
-    "report",
-)
+TOPICS = INFO_TOPICS
 NEEDS_ARG = {"sendq": "THREAD", "tcb": "THREAD", "tlb": "CPU", "space": "TASK"}
 
 
