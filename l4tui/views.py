@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from kernel.layout import FIELDS
+from l4tui import panes
 from l4tui.grammar import INFO_TOPICS, CommandError, suggest
 from l4tui.report import format_table
 
@@ -83,37 +84,22 @@ def threads(s: Session, arg: str | None = None) -> str:
 
 def ready(s: Session, arg: str | None = None) -> str:
     """Ready queues per CPU, by priority, in round-robin order (§8.7)."""
-    k = s.system.kernel
-    cpus = [cpu_number(s, arg)] if arg is not None else [cd.number for cd in k.cpus]
+    only = cpu_number(s, arg) if arg is not None else None
     lines = []
-    for n in cpus:
-        cd = k.cpus[n - 1]
-        by_prio: dict[int, list[str]] = {}
-        for name in s.system.ready_list(cd):
-            by_prio.setdefault(k.field(k.by_name[name], "priority"), []).append(name)
-        queues = "  ".join(f"[{p}] {' '.join(names)}" for p, names in by_prio.items())
-        running = "idle" if cd.current is cd.idle else cd.current.name
-        lines.append(f"cpu{n}: running {running}; ready {queues or '(empty)'}")
+    for c in panes.cpu_panes(s):
+        if only is not None and c.number != only:
+            continue
+        queues = "  ".join(f"[{p}] {' '.join(names)}" for p, names in c.ready)
+        lines.append(f"cpu{c.number}: running {c.thread}; ready {queues or '(empty)'}")
     return "\n".join(lines)
 
 
 def wakeup(s: Session, arg: str | None = None) -> str:
     """Wakeup queues per CPU, earliest deadline first (§8.7.2)."""
-    from kernel.sched import WAKEUP_HEAD
-
-    k, m = s.system.kernel, s.system.machine
-    lines = []
-    for cd in k.cpus:
-        out = []
-        cur = m.memory.read(cd.page - KBASE + WAKEUP_HEAD)
-        seen = set()
-        while cur and cur not in seen:
-            seen.add(cur)
-            t = k.by_tcb[cur]
-            out.append(f"{t.name}@{k.field(t, 'ipc_timeout'):,}")
-            cur = k.field(t, "wakeup_next")
-        lines.append(f"cpu{cd.number}: {' '.join(out) or '(empty)'}")
-    return "\n".join(lines)
+    return "\n".join(
+        f"cpu{c.number}: {' '.join(f'{n}@{at:,}' for n, at in c.wakeup) or '(empty)'}"
+        for c in panes.cpu_panes(s)
+    )
 
 
 def sendq(s: Session, name: str | None) -> str:
@@ -133,103 +119,73 @@ def sendq(s: Session, name: str | None) -> str:
 
 def tcb(s: Session, name: str | None) -> str:
     """A TCB line by line: fields, each line's MESI state on every CPU (§8.6, Table 3)."""
-    from machine.cache import STATE_NAMES
-
     t = thread(s, name or "")
     k, m = s.system.kernel, s.system.machine
-    coh = m.coherence
-    layout = k.layout
-    base = t.tcb - KBASE
-    rows = []
-    for i, fields in enumerate(layout.lines()):
-        paddr = base + i * layout.line_size
-        states = " ".join(STATE_NAMES[coh.state(c.index, paddr)] for c in m.cpus)
-        moves = sum(coh.line_transitions.get(coh.line_of(paddr), {}).values())
-        group = layout.group(fields[0]) if fields else "-"
-        rows.append((str(i), group, states, str(moves), " ".join(fields)))
-    head = f"{t.name} TCB at {t.tcb:#x}, layout {layout.name}, MESI per CPU 1..{len(m.cpus)}"
+    rows = [
+        (
+            str(x.index),
+            x.group,
+            " ".join(x.states),
+            str(x.transitions),
+            x.last,
+            " ".join(f for f, _ in x.fields),
+        )
+        for x in panes.tcb_lines(s, t.name)
+    ]
+    head = f"{t.name} TCB at {t.tcb:#x}, layout {k.layout.name}, MESI per CPU 1..{len(m.cpus)}"
     table = format_table(
-        ("line", "group", "mesi", "moves", "fields"), rows, right=(True, False, False, True, False)
+        ("line", "group", "mesi", "moves", "last", "fields"),
+        rows,
+        right=(True, False, False, True, False, False),
     )
     return f"{head}\n{table}"
 
 
 def apic(s: Session, arg: str | None = None) -> str:
     """Per CPU: the two IPI slots, IRR, ISR, TPR, the timer; IPIs in flight (§3.4)."""
-    m = s.system.machine
-    rows = []
-    for a in m.apics.apics:
-        slots = (
-            ", ".join(
-                f"{x.vector:#x}{'*' if x.in_service else ''} from cpu{x.sender + 1}"
-                for x in a.slots
-            )
-            or "-"
-        )
-        timer = f"{a.timer_deadline // m.tpc:,}" if a.timer_deadline else "-"
-        rows.append(
-            (
-                f"cpu{a.cpu + 1}",
-                f"{len(a.slots)}/{m.apics.nslots}",
-                slots,
-                _vectors(a.irr),
-                _vectors(a.isr),
-                str(a.tpr),
-                timer,
-                str(a.ipis_received),
-                str(a.ipi_rejected),
-            )
-        )
-    table = format_table(
+    pane = panes.apic_pane(s)
+    rows = [
         (
-            "cpu",
-            "slots",
-            "in slots (* in service)",
-            "irr",
-            "isr",
-            "tpr",
-            "timer",
-            "ipis",
-            "rejected",
-        ),
-        rows,
-        right=(False,) * 9,
-    )
-    flight = [
-        f"{msg.vector:#x} cpu{(msg.sender or 0) + 1} -> "
-        f"{','.join(f'cpu{d + 1}' for d in msg.dests)} at cycle {msg.arrival // m.tpc:,}"
-        for msg in m.in_flight()
+            f"cpu{a.cpu}",
+            f"{len(a.slots)}/{a.nslots}",
+            ", ".join(f"{v:#x}{'*' if busy else ''} from cpu{src}" for v, src, busy in a.slots)
+            or "-",
+            _vectors(a.irr),
+            _vectors(a.isr),
+            str(a.tpr),
+            f"{a.timer:,}" if a.timer else "-",
+            str(a.received),
+            str(a.rejected),
+        )
+        for a in pane.apics
     ]
-    return table + ("\nin flight: " + "; ".join(flight) if flight else "\nin flight: none")
+    heads = ("cpu", "slots", "in slots (* in service)", "irr", "isr", "tpr", "timer")
+    table = format_table((*heads, "ipis", "rejected"), rows, right=(False,) * 9)
+    flight = [
+        f"{f.vector:#x} cpu{f.sender} -> {','.join(f'cpu{d}' for d in f.dests)}"
+        f" at cycle {f.arrival:,}"
+        for f in pane.in_flight
+    ]
+    return table + "\nin flight: " + ("; ".join(flight) if flight else "none")
 
 
-def _vectors(bits: int) -> str:
-    """A 256-bit IRR/ISR as the vectors set in it."""
-    return ",".join(f"{v:#x}" for v in range(256) if bits >> v & 1) or "-"
+def _vectors(vectors: tuple[int, ...]) -> str:
+    return ",".join(f"{v:#x}" for v in vectors) or "-"
 
 
 def mailboxes(s: Session, arg: str | None = None) -> str:
-    """Mailbox flag words per CPU, each mailbox in use, each proxy's mailbox list (§8.4)."""
-    k, m = s.system.kernel, s.system.machine
-    mb = k.mailboxes
-    lines = []
-    for cd in k.cpus:
-        word = m.memory.read(mb.flags(cd.number) - KBASE)
-        lines.append(f"cpu{cd.number} flags {word:#010x}")
-    for i, mail in sorted(mb.mail.items()):
-        lines.append(
-            f"mailbox {i}: {mail.op} from {mail.sender.name if mail.sender else '-'}"
-            f" to {mail.dest.name if mail.dest else '-'}" + (" (reply)" if mail.reply else "")
-        )
-    if not mb.mail:
-        lines.append("no mailbox in use")
-    for p in [*k.proxies.values(), *k.ctl.values()]:
-        first, last = k.field(p, "first_mailbox"), k.field(p, "last_mailbox")
-        if first or last or k.state(p) not in ("waiting", "inactive"):
-            lines.append(
-                f"proxy {p.name} cpu{p.cpu}: {k.state(p)}, "
-                f"mailboxes first {first:#x} last {last:#x}"
-            )
+    """Mailbox flag words per CPU, each mailbox in use, each busy proxy's mailbox list (§8.4)."""
+    pane = panes.mailbox_pane(s)
+    lines = [f"cpu{cpu} flags {word:#010x}" for cpu, word in pane.flags]
+    lines += [
+        f"mailbox {x.index}: {x.op} from {x.sender} to {x.dest}" + (" (reply)" if x.reply else "")
+        for x in pane.mail
+    ] or ["no mailbox in use"]
+    lines += [
+        f"proxy {p.name} cpu{p.cpu}: {p.state}, mailboxes first {p.first:#x} last {p.last:#x}"
+        for p in pane.proxies
+        if p.first or p.last or p.state not in ("waiting", "inactive")
+    ]
     return "\n".join(lines)
 
 

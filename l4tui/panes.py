@@ -1,0 +1,212 @@
+"""Plain-data views of the session for every pane a front end shows (frozen dataclasses).
+
+The TUI's widgets and the console's `info` views read these and nothing
+else, so a pane never changes state and both front ends show the same facts:
+per-CPU run queues (§8.7), a TCB's cache lines with their MESI state per CPU
+(§8.6, Table 3), mailboxes and proxies (§8.4), the APIC slots and IPIs in
+flight (§3.4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from kernel.sched import WAKEUP_HEAD
+
+if TYPE_CHECKING:
+    from l4tui.session import Session
+
+KBASE = 0xE000_0000
+
+
+@dataclass(frozen=True, slots=True)
+class CpuPane:
+    """One CPU column: what runs, its mode and IF, its queues, its proxies."""
+
+    number: int
+    cycle: int
+    thread: str
+    mode: str
+    interrupts: bool  # IF
+    phase: str
+    halted: bool
+    ready: tuple[tuple[int, tuple[str, ...]], ...]  # (priority, names in round-robin order)
+    wakeup: tuple[tuple[str, int], ...]  # (name, deadline cycle), earliest first
+    proxies: tuple[tuple[str, str], ...]  # (name, state) of the busy ones
+
+
+@dataclass(frozen=True, slots=True)
+class TcbLine:
+    """One cache line of a TCB: its fields, its MESI state in every CPU, its traffic."""
+
+    index: int
+    group: str
+    fields: tuple[tuple[str, int], ...]  # (field, offset in the TCB)
+    states: tuple[str, ...]  # MESI letter per CPU 1..k
+    last: str  # the last access: "cpu2 write", or "-"
+    transitions: int
+
+
+@dataclass(frozen=True, slots=True)
+class MailView:
+    index: int
+    op: str
+    sender: str
+    dest: str
+    reply: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyView:
+    name: str
+    cpu: int
+    state: str
+    first: int
+    last: int
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxPane:
+    flags: tuple[tuple[int, int], ...]  # (cpu, flag word 0)
+    mail: tuple[MailView, ...]
+    proxies: tuple[ProxyView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ApicView:
+    cpu: int
+    slots: tuple[tuple[int, int, bool], ...]  # (vector, sender cpu, in service)
+    nslots: int
+    irr: tuple[int, ...]
+    isr: tuple[int, ...]
+    tpr: int
+    timer: int  # next timer deadline in cycles, 0 if off
+    received: int
+    rejected: int
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    vector: int
+    sender: int
+    dests: tuple[int, ...]
+    arrival: int  # cycle
+
+
+@dataclass(frozen=True, slots=True)
+class ApicPane:
+    apics: tuple[ApicView, ...]
+    in_flight: tuple[InFlight, ...]
+
+
+def cpu_panes(s: Session) -> tuple[CpuPane, ...]:
+    k, m = s.system.kernel, s.system.machine
+    out = []
+    for cd in k.cpus:
+        c = m.cpu(cd.number)
+        by_prio: dict[int, list[str]] = {}
+        for name in s.system.ready_list(cd):
+            by_prio.setdefault(k.field(k.by_name[name], "priority"), []).append(name)
+        wake = []
+        cur = m.memory.read(cd.page - KBASE + WAKEUP_HEAD)
+        while cur and len(wake) < len(k.by_tcb):
+            t = k.by_tcb[cur]
+            wake.append((t.name, k.field(t, "ipc_timeout")))
+            cur = k.field(t, "wakeup_next")
+        proxies = [
+            (p.name, k.state(p))
+            for p in [*k.proxies.values(), k.ctl[cd.number]]
+            if p.cpu == cd.number and k.state(p) not in ("waiting", "inactive")
+        ]
+        out.append(
+            CpuPane(
+                cd.number,
+                c.clock // m.tpc,
+                "idle" if cd.current is cd.idle else cd.current.name,
+                c.mode,
+                c.if_flag,
+                c.phase or "-",
+                c.waiting is not None,
+                tuple((p, tuple(names)) for p, names in by_prio.items()),
+                tuple(wake),
+                tuple(proxies),
+            )
+        )
+    return tuple(out)
+
+
+def tcb_lines(s: Session, name: str) -> tuple[TcbLine, ...]:
+    from machine.cache import STATE_NAMES
+
+    k, m = s.system.kernel, s.system.machine
+    t = k.by_name[name]
+    coh, layout = m.coherence, k.layout
+    base = t.tcb - KBASE
+    out = []
+    for i, fields in enumerate(layout.lines()):
+        paddr = base + i * layout.line_size
+        last = coh.last_access(paddr)
+        out.append(
+            TcbLine(
+                i,
+                layout.group(fields[0]) if fields else "-",
+                tuple((f, layout.offsets[f]) for f in fields),
+                tuple(STATE_NAMES[coh.state(c.index, paddr)] for c in m.cpus),
+                f"cpu{last.cpu + 1} {last.kind}" if last is not None else "-",
+                sum(coh.line_transitions.get(coh.line_of(paddr), {}).values()),
+            )
+        )
+    return tuple(out)
+
+
+def mailbox_pane(s: Session) -> MailboxPane:
+    k, m = s.system.kernel, s.system.machine
+    mb = k.mailboxes
+    flags = tuple((cd.number, m.memory.read(mb.flags(cd.number) - KBASE)) for cd in k.cpus)
+    mail = tuple(
+        MailView(
+            i,
+            x.op,
+            x.sender.name if x.sender else "-",
+            x.dest.name if x.dest else "-",
+            x.reply,
+        )
+        for i, x in sorted(mb.mail.items())
+    )
+    proxies = tuple(
+        ProxyView(
+            p.name, p.cpu, k.state(p), k.field(p, "first_mailbox"), k.field(p, "last_mailbox")
+        )
+        for p in [*k.proxies.values(), *k.ctl.values()]
+    )
+    return MailboxPane(flags, mail, proxies)
+
+
+def _bits(word: int) -> tuple[int, ...]:
+    return tuple(v for v in range(256) if word >> v & 1)
+
+
+def apic_pane(s: Session) -> ApicPane:
+    m = s.system.machine
+    apics = tuple(
+        ApicView(
+            a.cpu + 1,
+            tuple((x.vector, x.sender + 1, bool(x.in_service)) for x in a.slots),
+            m.apics.nslots,
+            _bits(a.irr),
+            _bits(a.isr),
+            a.tpr,
+            a.timer_deadline // m.tpc if a.timer_deadline else 0,
+            a.ipis_received,
+            a.ipi_rejected,
+        )
+        for a in m.apics.apics
+    )
+    flight = tuple(
+        InFlight(
+            msg.vector, (msg.sender or 0) + 1, tuple(d + 1 for d in msg.dests), msg.arrival // m.tpc
+        )
+        for msg in m.in_flight()
+    )
+    return ApicPane(apics, flight)
