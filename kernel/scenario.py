@@ -49,7 +49,9 @@ from kernel.program import (
     Touch,
     Unmap,
 )
+from kernel.space import UTCB_PAGES, UTCB_SIZE
 from machine.errors import ConfigError
+from machine.memory import PAGE_SIZE
 from machine.profile import Profile, load_profile, profile_names
 from machine.yamlsrc import Path as DataPath
 from machine.yamlsrc import Source, load_yaml
@@ -94,6 +96,9 @@ ERROR_NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
 
 
 # --- the validated scenario ----------------------------------------------------------
+
+
+MAX_TASK_THREADS = UTCB_PAGES * PAGE_SIZE // UTCB_SIZE  # a task's UTCB area (kernel/space.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -655,6 +660,12 @@ class _Parser:
             threads = self.get_list(tpath + ("threads",), "threads")
             if not threads:
                 raise self.fail(tpath + ("threads",), "a task needs at least one thread")
+            if len(threads) > MAX_TASK_THREADS:
+                raise self.fail(
+                    tpath + ("threads", MAX_TASK_THREADS),
+                    f"a task has at most {MAX_TASK_THREADS} threads (its UTCB area); "
+                    f"this one has {len(threads)}: split them over more tasks",
+                )
             for j in range(len(threads)):
                 hpath = tpath + ("threads", j)
                 self.mapping(hpath, _THREAD_KEYS, "a thread", ("name",))

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "which",
         nargs="?",
-        choices=("thesis", "engine", "kernel", "debugger", "all"),
+        choices=("thesis", "engine", "kernel", "debugger", "tui", "all"),
         default="thesis",
         help="which benchmark (default: thesis)",
     )
@@ -100,6 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the kernel invariants at every kernel exit (a violation: exit 1)",
     )
     run.set_defaults(func=_run)
+
+    opener = commands.add_parser(
+        "open",
+        help="the monitor (TUI) on a scenario",
+        description="Open the Textual monitor on a scenario file, or on a saved session "
+        "with --load.",
+    )
+    opener.add_argument("file", metavar="FILE", nargs="?", help="scenario file (YAML)")
+    opener.add_argument("--seed", metavar="N", type=int, help="override the scenario's seed")
+    opener.add_argument("--load", metavar="SESSION", help="a session saved with `save FILE`")
+    opener.set_defaults(func=_open)
 
     console = commands.add_parser(
         "console",
@@ -174,6 +185,26 @@ def _console(args: argparse.Namespace) -> int:
     return console.main(Session(scenario, seed=args.seed), args.script, args.echo)
 
 
+def _open(args: argparse.Namespace) -> int:
+    from kernel.scenario import load_scenario
+    from l4tui.demo import demo_scenario
+    from l4tui.session import Session
+
+    if args.load:
+        from l4tui.executor import load_session
+
+        session = load_session(args.load)
+    else:
+        scenario = load_scenario(args.file) if args.file else demo_scenario()
+        session = Session(scenario, seed=args.seed)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print("error: the monitor needs a terminal; try `l4tui console`", file=sys.stderr)
+        return 2
+    from l4tui.tui.app import run_app
+
+    return run_app(session)
+
+
 def _check(args: argparse.Namespace) -> int:
     from kernel.scenario import load_scenario
 
@@ -213,6 +244,10 @@ def _bench(args: argparse.Namespace) -> int:
         if args.history < 1:
             raise ConfigError(f"--history must be at least 1, not {args.history}")
         result["debugger"] = run_debugger(args.history)
+    if args.which in ("tui", "all"):
+        from l4tui.bench.tui import run_tui
+
+        result["tui"] = run_tui()
 
     if args.json:
         payload = result if args.which == "all" else result[args.which]
@@ -227,6 +262,8 @@ def _bench(args: argparse.Namespace) -> int:
         parts.append(report.format_rows(result["kernel"]))
     if "debugger" in result:
         parts.append(report.format_rows(result["debugger"]))
+    if "tui" in result:
+        parts.append(report.format_rows(result["tui"]))
     print("\n\n".join(parts))
     return 0
 
@@ -239,6 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as stop:  # --help, --version, bad usage
         return 0 if stop.code is None else int(stop.code)
     if args.command is None:
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            return _open(parser.parse_args(["open"]))  # the monitor on the built-in demo
         parser.print_help()
         return 0
     try:

@@ -33,6 +33,7 @@ from l4tui.grammar import CommandError
 from machine.errors import ConfigError
 from machine.ops import Phase
 
+PLUMBING = ("sched.", "xcpu.", "idle", "xp.mailbox.setup", "xp.trigger", "xp.ipi")
 LIMIT = 5_000_000  # micro-ops a single continue may take before it pauses
 
 # A timed step | a step on CPU n | a policy | ["inject", ...] | ["idle", cpu]: a step that
@@ -86,6 +87,9 @@ class Session:
         self.log: list[LogEntry] = []  # the input log (see the module docstring)
         self.position = 0  # inputs that were steps
         self.marks: list[Mark] = []
+        # thread -> the last label it passed on a kernel path (not the scheduler's or the
+        # mailbox plumbing's, which every path goes through): what the IPC phase pane shows.
+        self.last_phase: dict[str, str] = {}
         self.breakpoints: list[Breakpoint] = []
         self.watches: list[Watch] = []
         self.records: list[str] = []  # what log-only breakpoints saw
@@ -122,6 +126,8 @@ class Session:
             c = m.last_cpu
             cd = self.system.kernel.cpus[c.index]
             self.marks.append(Mark(self.position, op.label, c.number, cd.current.name))
+            if not op.label.startswith(PLUMBING):
+                self.last_phase[cd.current.name] = op.label
         return op
 
     def _end_reason(self) -> str:
@@ -250,11 +256,17 @@ class Session:
         return self.stop_reason
 
     def focused_thread(self) -> str:
-        """The focused thread, or the one running on the focused CPU."""
+        """The focused thread; else the scenario thread running on the focused CPU, else the
+        first scenario thread placed there (idle threads and proxies are not in focus)."""
         if self.focus_thread is not None:
             return self.focus_thread
+        names = [t.name for t in self.scenario.threads()]
         cd = self.system.kernel.cpus[self.focus_cpu - 1]
-        return cd.current.name
+        if cd.current.name in names:
+            return cd.current.name
+        by_name = self.system.kernel.by_name
+        here = [n for n in names if by_name[n].cpu == self.focus_cpu]
+        return (here or names or [cd.current.name])[0]
 
     def next(self) -> str:
         """Run over the rest of the focused thread's phase: stop at its next phase label."""
@@ -334,7 +346,7 @@ class Session:
         position = max(0, min(position, self.position))
         log = self.log
         self.system = System(self.scenario, seed=self.seed)
-        self.log, self.position, self.marks = [], 0, []
+        self.log, self.position, self.marks, self.last_phase = [], 0, [], {}
         i = 0
         while i < len(log) and self.position < position:
             entry = log[i]
@@ -376,7 +388,10 @@ class Session:
                 return False
             if type(op) is Phase:
                 c = m.last_cpu
-                marks.append(Mark(base + done + 1, op.label, c.number, kcpus[c.index].current.name))
+                name = kcpus[c.index].current.name
+                marks.append(Mark(base + done + 1, op.label, c.number, name))
+                if not op.label.startswith(PLUMBING):
+                    self.last_phase[name] = op.label
         self.log.extend([None] * n)
         self.position = base + n
         return True

@@ -1,0 +1,261 @@
+"""The monitor's panes: each renders one of the session's plain-data views and changes nothing.
+
+Every pane has `show(session)`, called after the machine moved; panes that
+are cheap re-render whole, the thread table updates only the cells that
+changed. States are always spelled out (M/E/S/I, `waiting`, `IF=1`) so no
+meaning rests on colour alone.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.table import Table
+from rich.text import Text
+from textual.containers import HorizontalScroll
+from textual.widgets import DataTable, RichLog, Static
+
+from l4tui import panes
+
+if TYPE_CHECKING:
+    from l4tui.session import Session
+
+MESI_STYLE = {"M": "bold red", "E": "bold yellow", "S": "green", "I": "dim"}
+STATE_STYLE = {
+    "running": "bold green",
+    "ready": "green",
+    "waiting": "yellow",
+    "polling": "magenta",
+    "locked_running": "bold cyan",
+    "locked_waiting": "cyan",
+    "inactive": "dim",
+}
+
+
+class CpuColumn(Static):
+    """One CPU: current thread, mode, IF, cycle, ready queue by priority, wakeups, proxies."""
+
+    def render_pane(self, c: panes.CpuPane, focused: bool) -> None:
+        t = Text()
+        t.append(
+            f"cpu{c.number}" + (" ◀" if focused else ""),
+            style="bold reverse" if focused else "bold",
+        )
+        t.append(f"  {c.cycle:,} cyc\n")
+        state = "halted" if c.halted else c.mode
+        t.append("run  ", style="dim")
+        t.append(c.thread, style="bold")
+        t.append(f"  {state} IF={int(c.interrupts)}\n")
+        t.append("at   ", style="dim")
+        t.append(f"{c.phase}\n")
+        t.append("ready", style="dim")
+        if not c.ready:
+            t.append(" -\n")
+        for prio, names in c.ready:
+            t.append(f" [{prio}] {' → '.join(names)}\n")
+        t.append("wake ", style="dim")
+        t.append(" ".join(f"{n}@{at:,}" for n, at in c.wakeup) or "-")
+        t.append("\nprox ", style="dim")
+        t.append(" ".join(f"{n}:{s}" for n, s in c.proxies) or "-")
+        self.update(t)
+
+
+class CpusPane(HorizontalScroll):
+    """A column per CPU; scrolls sideways past what fits (1 to 16 CPUs)."""
+
+    def show(self, s: Session) -> None:
+        data = panes.cpu_panes(s)
+        cols = list(self.query(CpuColumn))
+        if len(cols) != len(data):
+            self.remove_children()
+            cols = [CpuColumn(classes="cpu") for _ in data]
+            self.mount(*cols)
+        for col, c in zip(cols, data, strict=True):
+            col.render_pane(c, c.number == s.focus_cpu)
+
+
+class TcbPane(Static):
+    """The focused thread's TCB by cache line: fields and offsets, MESI per CPU, traffic."""
+
+    thread = ""  # whose TCB it shows
+
+    def show(self, s: Session) -> None:
+        name = self.thread = s.focused_thread()
+        k = s.system.kernel
+        if name not in k.by_name:
+            self.update("no thread in focus")
+            return
+        lines = panes.tcb_lines(s, name)
+        ncpu = len(lines[0].states) if lines else 0
+        table = Table(
+            title=f"{name} TCB · layout {k.layout.name} · MESI per CPU",
+            expand=True,
+            box=None,
+            padding=(0, 1),
+        )
+        table.add_column("ln", justify="right")
+        table.add_column("group")
+        for i in range(ncpu):
+            table.add_column(f"c{i + 1}", justify="center")
+        table.add_column("moves", justify="right")
+        table.add_column("last")
+        table.add_column("fields (offset)", ratio=1)
+        for x in lines:
+            states = [Text(st, style=MESI_STYLE.get(st, "")) for st in x.states]
+            fields = " ".join(f"{f}@{off}" for f, off in x.fields)
+            table.add_row(str(x.index), x.group, *states, str(x.transitions), x.last, fields)
+        self.update(table)
+
+
+class MailboxPaneView(Static):
+    """The flag words, each mailbox's owner and operation, the proxies' mailbox lists."""
+
+    def show(self, s: Session) -> None:
+        p = panes.mailbox_pane(s)
+        t = Text()
+        for cpu, word in p.flags:
+            t.append(f"cpu{cpu} flags {word:#010x}\n")
+        if not p.mail:
+            t.append("no mailbox in use\n", style="dim")
+        for m in p.mail:
+            t.append(f"#{m.index} ", style="bold")
+            t.append(f"{m.op} {m.sender} → {m.dest}{' (reply)' if m.reply else ''}\n")
+        busy = [x for x in p.proxies if x.first or x.last or x.state not in ("waiting", "inactive")]
+        for x in busy:
+            t.append(f"{x.name} cpu{x.cpu} {x.state} first {x.first:#x} last {x.last:#x}\n")
+        if not busy:
+            t.append("all proxies idle", style="dim")
+        self.update(t)
+
+
+class ApicPaneView(Static):
+    """Per CPU the two IPI slots, IRR/ISR, TPR and timer; IPIs in flight with arrival."""
+
+    def show(self, s: Session) -> None:
+        p = panes.apic_pane(s)
+        table = Table(expand=True, box=None, padding=(0, 1))
+        for head in ("cpu", "slots", "irr", "isr", "tpr", "timer", "rcvd", "rej"):
+            table.add_column(head)
+        for a in p.apics:
+            slots = [f"{v:#x}{'*' if busy else ''}←c{src}" for v, src, busy in a.slots] + ["·"] * (
+                a.nslots - len(a.slots)
+            )
+            table.add_row(
+                f"cpu{a.cpu}",
+                Text(" ".join(slots), style="bold" if a.slots else "dim"),
+                ",".join(f"{v:#x}" for v in a.irr) or "-",
+                ",".join(f"{v:#x}" for v in a.isr) or "-",
+                str(a.tpr),
+                f"{a.timer:,}" if a.timer else "-",
+                str(a.received),
+                str(a.rejected),
+            )
+        flight = "; ".join(
+            f"{f.vector:#x} c{f.sender}→{','.join(f'c{d}' for d in f.dests)} @ {f.arrival:,}"
+            for f in p.in_flight
+        )
+        grid = Table.grid()
+        grid.add_row(table)
+        grid.add_row(Text(f"in flight: {flight or 'none'}"))
+        self.update(grid)
+
+
+class PhasePane(Static):
+    """The pseudo-code of the path the focused thread is in, its current line marked."""
+
+    def show(self, s: Session) -> None:
+        from l4tui.pseudocode import path_for
+
+        name = s.focused_thread()
+        label = s.last_phase.get(name)
+        title, lines, mark = path_for(label)
+        k = s.system.kernel
+        partner = "-"
+        t_ = k.by_name.get(name)
+        if t_ is not None:
+            other = k.by_word(k.field(t_, "partner"))
+            partner = other.name if other is not None else "-"
+        t = Text()
+        t.append(f"{name}: {title}", style="bold")
+        t.append(f"   at {label or '-'}   partner {partner}\n")
+        for i, line in enumerate(lines):
+            marker = "▶ " if i == mark else "  "
+            style = "bold reverse" if i == mark else ""
+            t.append(marker + line.text + "\n", style=style)
+        self.update(t)
+
+
+class ThreadsPane(DataTable):
+    """All threads: id, name, cpu, state, prio, partner, timeout; a row selects the focus."""
+
+    COLUMNS = ("name", "id", "cpu", "state", "prio", "partner", "timeout", "calls")
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.zebra_stripes = True
+        for c in self.COLUMNS:
+            self.add_column(c, key=c)
+        self._rows: dict[str, tuple] = {}
+
+    def show(self, s: Session) -> None:
+        for v in s.threads():
+            row = (
+                v.name,
+                v.id,
+                str(v.cpu),
+                Text(v.state, style=STATE_STYLE.get(v.state, "")),
+                str(v.priority),
+                v.partner,
+                v.timeout,
+                str(v.results),
+            )
+            old = self._rows.get(v.name)
+            if old is None:
+                self.add_row(*row, key=v.name)
+            elif old != row:
+                for col, a, b in zip(self.COLUMNS, old, row, strict=True):
+                    if a != b:
+                        self.update_cell(v.name, col, b, update_width=True)
+            self._rows[v.name] = row
+
+
+class EventLog(RichLog):
+    """The phase labels passed, newest last, filtered by CPU, thread or label text."""
+
+    def on_mount(self) -> None:
+        self.shown = 0  # marks written so far
+        self.filter = ""
+
+    def set_filter(self, s: Session, text: str) -> None:
+        self.filter = text.strip()
+        self.clear()
+        self.shown = max(0, len(s.marks) - 400)
+        self.show(s)
+
+    def _keep(self, m: panes_mark) -> bool:
+        if not self.filter:
+            return True
+        for word in self.filter.split():
+            if word.startswith("cpu"):
+                if f"cpu{m.cpu}" != word:
+                    return False
+            elif word not in m.label and word != m.thread:
+                return False
+        return True
+
+    def show(self, s: Session) -> None:
+        marks = s.marks
+        if self.shown > len(marks):  # went backwards: rewrite the tail
+            self.clear()
+            self.shown = max(0, len(marks) - 400)
+        start = max(self.shown, len(marks) - 400)
+        for m in marks[start:]:
+            if self._keep(m):
+                self.write(f"{m.position:>9} cpu{m.cpu} {m.thread:<10} {m.label}")
+        self.shown = len(marks)
+
+    def note(self, text: str) -> None:
+        self.write(Text(f"── {text}", style="bold"))
+
+
+panes_mark = object  # the type of Session.marks entries, for annotations only
