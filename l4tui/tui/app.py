@@ -48,9 +48,9 @@ SLICE = 2000  # micro-ops a running continue takes between looks at the keyboard
 def repaint_interval() -> float:
     """Seconds between repaints while running (L4TUI_REPAINT_MS; `serve` raises it for SSH)."""
     try:
-        return max(0.02, int(os.environ.get("L4TUI_REPAINT_MS", "100")) / 1000)
+        return max(0.02, int(os.environ.get("L4TUI_REPAINT_MS", "250")) / 1000)
     except ValueError:
-        return 0.1
+        return 0.25
 
 
 def keymap_path() -> Path:
@@ -99,7 +99,7 @@ class HelpScreen(ModalScreen[None]):
 class MonitorApp(App[int]):
     """The l4tui monitor on one session."""
 
-    CSS_PATH = "monitor.tcss"
+    CSS_PATH = Path(__file__).with_name("monitor.tcss")  # absolute: subclasses live elsewhere
     TITLE = "l4tui"
     BINDINGS = [
         Binding("s,f10", "step", "step", id="step", key_display="s"),

@@ -21,7 +21,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.suggester import Suggester
-from textual.widgets import Input, OptionList, RichLog
+from textual.widgets import Input, Log, OptionList
 
 from l4tui.complete import CommandCompleter
 from l4tui.lexer import CommandLexer
@@ -114,7 +114,7 @@ class ConsolePane(Vertical):
         self.completions: list = []
 
     def compose(self):  # noqa: ANN201 - ComposeResult
-        yield RichLog(id="console-out", wrap=False, markup=False, max_lines=2000)
+        yield Log(id="console-out", max_lines=2000)
         yield CommandInput(
             placeholder=": command (help lists them; Tab completes)",
             id="console-in",
@@ -126,8 +126,8 @@ class ConsolePane(Vertical):
     def on_mount(self) -> None:
         self.query_one("#console-completions").display = False
 
-    def write(self, text: str | Text) -> None:
-        self.query_one("#console-out", RichLog).write(text)
+    def write(self, text: str) -> None:
+        self.query_one("#console-out", Log).write_lines(text.split("\n"))
 
     def on_input_changed(self, event: Input.Changed) -> None:
         text = event.value

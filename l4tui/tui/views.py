@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich.table import Table
 from rich.text import Text
 from textual.containers import HorizontalScroll
-from textual.widgets import DataTable, RichLog, Static
+from textual.widgets import DataTable, Log, Static
 
 from l4tui import panes
 
@@ -57,7 +56,7 @@ class CpuColumn(Static):
         t.append(" ".join(f"{n}@{at:,}" for n, at in c.wakeup) or "-")
         t.append("\nprox ", style="dim")
         t.append(" ".join(f"{n}:{s}" for n, s in c.proxies) or "-")
-        self.update(t)
+        self.update(t, layout=False)
 
 
 class CpusPane(HorizontalScroll):
@@ -75,7 +74,10 @@ class CpusPane(HorizontalScroll):
 
 
 class TcbPane(Static):
-    """The focused thread's TCB by cache line: fields and offsets, MESI per CPU, traffic."""
+    """The focused thread's TCB by cache line: fields and offsets, MESI per CPU, traffic.
+
+    Plain aligned text, not a Rich table: this pane repaints on every step.
+    """
 
     thread = ""  # whose TCB it shows
 
@@ -83,28 +85,22 @@ class TcbPane(Static):
         name = self.thread = s.focused_thread()
         k = s.system.kernel
         if name not in k.by_name:
-            self.update("no thread in focus")
+            self.update("no thread in focus", layout=False)
             return
         lines = panes.tcb_lines(s, name)
         ncpu = len(lines[0].states) if lines else 0
-        table = Table(
-            title=f"{name} TCB · layout {k.layout.name} · MESI per CPU",
-            expand=True,
-            box=None,
-            padding=(0, 1),
-        )
-        table.add_column("ln", justify="right")
-        table.add_column("group")
-        for i in range(ncpu):
-            table.add_column(f"c{i + 1}", justify="center")
-        table.add_column("moves", justify="right")
-        table.add_column("last")
-        table.add_column("fields (offset)", ratio=1)
+        t = Text()
+        t.append(f"{name} TCB · layout {k.layout.name} · MESI per CPU\n", style="bold")
+        cpus = " ".join(f"c{i + 1}" for i in range(ncpu))
+        t.append(f"ln {'group':<15} {cpus}  moves last        fields@offset\n", style="dim")
         for x in lines:
-            states = [Text(st, style=MESI_STYLE.get(st, "")) for st in x.states]
+            t.append(f"{x.index:>2} {x.group:<15} ")
+            for st in x.states:
+                t.append(f"{st:<2}", style=MESI_STYLE.get(st, ""))
+                t.append(" ")
             fields = " ".join(f"{f}@{off}" for f, off in x.fields)
-            table.add_row(str(x.index), x.group, *states, str(x.transitions), x.last, fields)
-        self.update(table)
+            t.append(f"{x.transitions:>5} {x.last:<11} {fields}\n")
+        self.update(t, layout=False)
 
 
 class MailboxPaneView(Static):
@@ -125,7 +121,7 @@ class MailboxPaneView(Static):
             t.append(f"{x.name} cpu{x.cpu} {x.state} first {x.first:#x} last {x.last:#x}\n")
         if not busy:
             t.append("all proxies idle", style="dim")
-        self.update(t)
+        self.update(t, layout=False)
 
 
 class ApicPaneView(Static):
@@ -133,31 +129,26 @@ class ApicPaneView(Static):
 
     def show(self, s: Session) -> None:
         p = panes.apic_pane(s)
-        table = Table(expand=True, box=None, padding=(0, 1))
-        for head in ("cpu", "slots", "irr", "isr", "tpr", "timer", "rcvd", "rej"):
-            table.add_column(head)
+        t = Text()
+        t.append(
+            f"{'cpu':<5} {'slots':<22} {'irr':<6} {'isr':<6} tpr {'timer':>8} rcvd rej\n",
+            style="dim",
+        )
         for a in p.apics:
-            slots = [f"{v:#x}{'*' if busy else ''}←c{src}" for v, src, busy in a.slots] + ["·"] * (
-                a.nslots - len(a.slots)
-            )
-            table.add_row(
-                f"cpu{a.cpu}",
-                Text(" ".join(slots), style="bold" if a.slots else "dim"),
-                ",".join(f"{v:#x}" for v in a.irr) or "-",
-                ",".join(f"{v:#x}" for v in a.isr) or "-",
-                str(a.tpr),
-                f"{a.timer:,}" if a.timer else "-",
-                str(a.received),
-                str(a.rejected),
-            )
+            slots = [f"{v:#x}{'*' if busy else ''}←c{src}" for v, src, busy in a.slots]
+            slots += ["·"] * (a.nslots - len(slots))
+            t.append(f"cpu{a.cpu:<2} ")
+            t.append(f"{' '.join(slots):<22} ", style="bold" if a.slots else "dim")
+            irr = ",".join(f"{v:#x}" for v in a.irr) or "-"
+            isr = ",".join(f"{v:#x}" for v in a.isr) or "-"
+            timer = f"{a.timer:,}" if a.timer else "-"
+            t.append(f"{irr:<6} {isr:<6} {a.tpr:>3} {timer:>8} {a.received:>4} {a.rejected:>3}\n")
         flight = "; ".join(
             f"{f.vector:#x} c{f.sender}→{','.join(f'c{d}' for d in f.dests)} @ {f.arrival:,}"
             for f in p.in_flight
         )
-        grid = Table.grid()
-        grid.add_row(table)
-        grid.add_row(Text(f"in flight: {flight or 'none'}"))
-        self.update(grid)
+        t.append(f"in flight: {flight or 'none'}")
+        self.update(t, layout=False)
 
 
 class PhasePane(Static):
@@ -182,7 +173,7 @@ class PhasePane(Static):
             marker = "▶ " if i == mark else "  "
             style = "bold reverse" if i == mark else ""
             t.append(marker + line.text + "\n", style=style)
-        self.update(t)
+        self.update(t, layout=False)
 
 
 class ThreadsPane(DataTable):
@@ -193,8 +184,11 @@ class ThreadsPane(DataTable):
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
+        # Widths fixed up front (states up to "locked_waiting"): a cell update then never
+        # re-measures the table, which would cost a relayout on every step.
+        widths = {"name": 12, "id": 6, "cpu": 3, "state": 14, "prio": 4, "partner": 12}
         for c in self.COLUMNS:
-            self.add_column(c, key=c)
+            self.add_column(c, key=c, width=widths.get(c, 8))
         self._rows: dict[str, tuple] = {}
 
     def show(self, s: Session) -> None:
@@ -215,12 +209,15 @@ class ThreadsPane(DataTable):
             elif old != row:
                 for col, a, b in zip(self.COLUMNS, old, row, strict=True):
                     if a != b:
-                        self.update_cell(v.name, col, b, update_width=True)
+                        self.update_cell(v.name, col, b)
             self._rows[v.name] = row
 
 
-class EventLog(RichLog):
-    """The phase labels passed, newest last, filtered by CPU, thread or label text."""
+class EventLog(Log):
+    """The phase labels passed, newest last, filtered by CPU, thread or label text.
+
+    A plain-text `Log`, not a RichLog: it takes lines on every step, cheaply.
+    """
 
     def on_mount(self) -> None:
         self.shown = 0  # marks written so far
@@ -249,13 +246,17 @@ class EventLog(RichLog):
             self.clear()
             self.shown = max(0, len(marks) - 400)
         start = max(self.shown, len(marks) - 400)
-        for m in marks[start:]:
-            if self._keep(m):
-                self.write(f"{m.position:>9} cpu{m.cpu} {m.thread:<10} {m.label}")
+        lines = [
+            f"{m.position:>9} cpu{m.cpu} {m.thread:<10} {m.label}"
+            for m in marks[start:]
+            if self._keep(m)
+        ]
+        if lines:
+            self.write_lines(lines)  # one write: each one scrolls and refreshes
         self.shown = len(marks)
 
     def note(self, text: str) -> None:
-        self.write(Text(f"── {text}", style="bold"))
+        self.write_line(f"── {text}")
 
 
 panes_mark = object  # the type of Session.marks entries, for annotations only
