@@ -96,6 +96,43 @@ class HelpScreen(ModalScreen[None]):
         yield Static(self.text, id="help-text")
 
 
+class PaneArea(Vertical):
+    """The panes under the CPUs: side by side, or in tabs on a small terminal."""
+
+    def __init__(self, narrow: bool, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.narrow = narrow
+
+    def compose(self) -> ComposeResult:
+        if self.narrow:
+            with TabbedContent(id="tabs"):
+                with TabPane("TCB", id="tab-tcb"):
+                    yield TcbPane(id="tcb")
+                with TabPane("Phase", id="tab-phase"):
+                    yield PhasePane(id="phase")
+                with TabPane("Threads", id="tab-threads"):
+                    yield ThreadsPane(id="threads")
+                with TabPane("Mailboxes", id="tab-mailboxes"):
+                    yield MailboxPaneView(id="mailboxes")
+                with TabPane("APIC", id="tab-apic"):
+                    yield ApicPaneView(id="apic")
+                with TabPane("Log", id="tab-log"):
+                    yield Input(placeholder="filter: cpu2 srv xp.", id="log-filter", compact=True)
+                    yield EventLog(id="log", max_lines=1000)
+            return
+        with Horizontal(id="middle"):
+            yield TcbPane(id="tcb", classes="pane")
+            yield PhasePane(id="phase", classes="pane")
+        with Horizontal(id="lower"):
+            with Vertical(id="hw"):
+                yield MailboxPaneView(id="mailboxes", classes="pane")
+                yield ApicPaneView(id="apic", classes="pane")
+            yield ThreadsPane(id="threads", classes="pane")
+            with Vertical(id="logbox", classes="pane"):
+                yield Input(placeholder="filter: cpu2 srv xp.", id="log-filter", compact=True)
+                yield EventLog(id="log", max_lines=1000)
+
+
 class MonitorApp(App[int]):
     """The l4tui monitor on one session."""
 
@@ -141,35 +178,11 @@ class MonitorApp(App[int]):
     # --- layout ------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
+        if self.forced_narrow is None:
+            self.narrow = self.size.width < WIDE[0] or self.size.height < WIDE[1]
         yield Header(show_clock=False)
         yield CpusPane(id="cpus")
-        if self.narrow:
-            with TabbedContent(id="tabs"):
-                with TabPane("TCB", id="tab-tcb"):
-                    yield TcbPane(id="tcb")
-                with TabPane("Phase", id="tab-phase"):
-                    yield PhasePane(id="phase")
-                with TabPane("Threads", id="tab-threads"):
-                    yield ThreadsPane(id="threads")
-                with TabPane("Mailboxes", id="tab-mailboxes"):
-                    yield MailboxPaneView(id="mailboxes")
-                with TabPane("APIC", id="tab-apic"):
-                    yield ApicPaneView(id="apic")
-                with TabPane("Log", id="tab-log"):
-                    yield Input(placeholder="filter: cpu2 srv xp.", id="log-filter")
-                    yield EventLog(id="log", max_lines=1000)
-        else:
-            with Horizontal(id="middle"):
-                yield TcbPane(id="tcb", classes="pane")
-                yield PhasePane(id="phase", classes="pane")
-            with Horizontal(id="lower"):
-                with Vertical(id="hw"):
-                    yield MailboxPaneView(id="mailboxes", classes="pane")
-                    yield ApicPaneView(id="apic", classes="pane")
-                yield ThreadsPane(id="threads", classes="pane")
-                with Vertical(id="logbox", classes="pane"):
-                    yield Input(placeholder="filter: cpu2 srv xp.", id="log-filter")
-                    yield EventLog(id="log", max_lines=1000)
+        yield PaneArea(self.narrow, id="area")
         yield ConsolePane(lambda: self.session, self.history, id="console")
         yield Footer()
 
@@ -181,17 +194,13 @@ class MonitorApp(App[int]):
         if problem:
             self.notify(problem, severity="error", timeout=10)
         self.sub_title = f"{self.session.scenario.name} · {len(self.session.cpus())} CPUs"
-        if self.forced_narrow is None:
-            self._choose_layout(self.size.width, self.size.height)
         self._after_layout()
         if os.environ.get("L4TUI_FIRST_FRAME_EXIT"):  # `bench tui`: time to the first frame
             self.call_after_refresh(self.exit, 0)
 
     def _after_layout(self) -> None:
+        self.screen.set_class(self.narrow, "narrow")  # compact CPUs and console (monitor.tcss)
         self.for_each_pane()
-        console = self.query_one(ConsolePane)
-        for line in self.transcript[-300:]:
-            console.write(line)
         self.query_one("#console-in", Input).focus()
         self.query_one("#cpus").border_title = "CPUs"
         titles = {
@@ -215,13 +224,18 @@ class MonitorApp(App[int]):
 
     async def on_resize(self, event: Any) -> None:
         if self.forced_narrow is None and self._choose_layout(event.size.width, event.size.height):
-            await self.recompose()
-            self._after_layout()
+            await self._relayout()
 
     async def action_toggle_tabs(self) -> None:
         self.narrow = not self.narrow
         self.forced_narrow = self.narrow
-        await self.recompose()
+        await self._relayout()
+
+    async def _relayout(self) -> None:
+        """Panes side by side or in tabs; CPUs and the console stay as they are."""
+        area = self.query_one(PaneArea)
+        area.narrow = self.narrow
+        await area.recompose()
         self._after_layout()
 
     # --- painting ----------------------------------------------------------------------

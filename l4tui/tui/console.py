@@ -118,6 +118,7 @@ class ConsolePane(Vertical):
         yield CommandInput(
             placeholder=": command (help lists them; Tab completes)",
             id="console-in",
+            compact=True,
             highlighter=CommandHighlighter(),
             suggester=HistorySuggester(lambda: self.entries),
         )

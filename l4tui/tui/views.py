@@ -169,7 +169,11 @@ class PhasePane(Static):
         t = Text()
         t.append(f"{name}: {title}", style="bold")
         t.append(f"   at {label or '-'}   partner {partner}\n")
-        for i, line in enumerate(lines):
+        # Start a few lines above the marked one, so it shows in a short pane.
+        first = 0 if mark is None else max(0, mark - max(2, self.size.height // 3))
+        if first:
+            t.append("  ⋮\n", style="dim")
+        for i, line in enumerate(lines[first:], first):
             marker = "▶ " if i == mark else "  "
             style = "bold reverse" if i == mark else ""
             t.append(marker + line.text + "\n", style=style)
