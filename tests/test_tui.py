@@ -224,3 +224,40 @@ async def test_many_cpus_and_threads_render() -> None:
         assert app.query_one(DataTable).row_count == 64
         await pilot.press("escape", "s")
         assert app.session.position > 0
+
+
+async def test_thread_table_sorts_by_a_clicked_header() -> None:
+    app = app_on_demo()
+    async with app.run_test(size=WIDE) as pilot:
+        table = app.query_one(ThreadsPane)
+        table.post_message(DataTable.HeaderSelected(table, table.ordered_columns[4].key, 4, "prio"))
+        await pilot.pause()
+        prios = [str(table.get_row_at(i)[4]) for i in range(table.row_count)]
+        assert prios == sorted(prios, key=int)
+        table.post_message(DataTable.HeaderSelected(table, table.ordered_columns[4].key, 4, "prio"))
+        await pilot.pause()
+        prios = [str(table.get_row_at(i)[4]) for i in range(table.row_count)]
+        assert prios == sorted(prios, key=int, reverse=True)
+
+
+async def test_marks_and_pane_toggles() -> None:
+    app = app_on_demo()
+    async with app.run_test(size=WIDE) as pilot:
+        await type_line(pilot, "step 10")
+        await pilot.press("escape", "m")
+        assert any("mark at micro-op" in line for line in app.query_one(EventLog).lines)
+        await pilot.press("1")
+        assert not app.query_one(TcbPane).display
+        await pilot.press("1")
+        assert app.query_one(TcbPane).display
+
+
+async def test_sixteen_cpus_scroll_sideways() -> None:
+    app = MonitorApp(Session(big_scenario(cpus=16, threads=32)))
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.pause()
+        assert len(app.query(CpuColumn)) == 16
+        cpus = app.query_one(CpusPane)
+        assert cpus.virtual_size.width > cpus.size.width  # past what fits: it scrolls
+        await pilot.press("escape", *["bracketright"] * 15)
+        assert app.session.focus_cpu == 16

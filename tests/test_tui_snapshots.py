@@ -1,4 +1,4 @@
-"""Snapshots of the monitor's main screen on the seeded demo: 80×24 (tabs) and 160×48 (side by side).
+"""Snapshots of the main screen on the seeded demo: 80×24 (tabs) and 160×48 (side by side).
 
 Regenerate after an intended change with `pytest tests/test_tui_snapshots.py --snapshot-update`
 and look at the SVGs in tests/__snapshots__/ before committing them.

@@ -156,6 +156,12 @@ class MonitorApp(App[int]):
         Binding("left_curly_bracket", "focus_thread(-1)", "thread-", id="prev-thread", show=False),
         Binding("colon", "focus_console", "console", id="console", key_display=":"),
         Binding("t", "toggle_tabs", "tabs/wide", id="toggle-panes"),
+        Binding("m", "mark", "mark", id="mark", show=False),
+        Binding("1", "toggle_pane('tcb')", "TCB", id="pane-tcb", show=False),
+        Binding("2", "toggle_pane('phase')", "phase", id="pane-phase", show=False),
+        Binding("3", "toggle_pane('hw')", "mailboxes+APIC", id="pane-hw", show=False),
+        Binding("4", "toggle_pane('threads')", "threads", id="pane-threads", show=False),
+        Binding("5", "toggle_pane('logbox')", "log", id="pane-log", show=False),
         Binding("ctrl+t", "toggle_theme", "theme", id="theme", show=False),
         Binding("question_mark,f1", "help", "help", id="help", key_display="?"),
         Binding("ctrl+c", "pause", "pause", id="pause", show=False, priority=True),
@@ -375,6 +381,17 @@ class MonitorApp(App[int]):
 
     def action_leave_console(self) -> None:
         self.query_one(ThreadsPane).focus()
+
+    def action_mark(self) -> None:
+        """A mark in the event log: where you were, to find it again."""
+        s = self.session
+        for log in self.query(EventLog):
+            log.note(f"mark at micro-op {s.position}, cycle {min(c.cycle for c in s.cpus()):,}")
+
+    def action_toggle_pane(self, pane: str) -> None:
+        """Hide or show one pane (side-by-side layout); the others take its room."""
+        for w in self.query(f"#{pane}"):
+            w.display = not w.display
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"

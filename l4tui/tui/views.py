@@ -194,6 +194,20 @@ class ThreadsPane(DataTable):
         for c in self.COLUMNS:
             self.add_column(c, key=c, width=widths.get(c, 8))
         self._rows: dict[str, tuple] = {}
+        self.sort_column: str | None = None
+        self.sort_reverse = False
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        """Click a column header: sort by it; click again: the other way round."""
+        column = str(event.column_key.value)
+        self.sort_reverse = not self.sort_reverse if self.sort_column == column else False
+        self.sort_column = column
+
+        def key(value: object) -> object:
+            text = str(getattr(value, "plain", value)).replace(",", "")
+            return (0, float(text)) if text.replace(".", "", 1).isdigit() else (1, text)
+
+        self.sort(column, key=key, reverse=self.sort_reverse)
 
     def show(self, s: Session) -> None:
         for v in s.threads():
