@@ -34,8 +34,14 @@ STATE_STYLE = {
 class CpuColumn(Static):
     """One CPU: current thread, mode, IF, cycle, ready queue by priority, wakeups, proxies."""
 
+    shown: tuple[panes.CpuPane, bool] | None = None
+
     def render_pane(self, c: panes.CpuPane, focused: bool) -> None:
-        t = Text()
+        if self.shown == (c, focused):
+            return  # the views are values: equal means nothing to repaint
+        self.shown = (c, focused)
+        # One line per item, cut at the column's edge: wrapping 32 names costs a repaint.
+        t = Text(no_wrap=True, overflow="ellipsis")
         t.append(
             f"cpu{c.number}" + (" ◀" if focused else ""),
             style="bold reverse" if focused else "bold",
@@ -50,8 +56,11 @@ class CpuColumn(Static):
         t.append("ready", style="dim")
         if not c.ready:
             t.append(" -\n")
-        for prio, names in c.ready:
-            t.append(f" [{prio}] {' → '.join(names)}\n")
+        for prio, names in c.ready[:3]:
+            shown = " → ".join(names[:6]) + (f" +{len(names) - 6}" if len(names) > 6 else "")
+            t.append(f" [{prio}] {shown}\n")
+        if len(c.ready) > 3:
+            t.append(f"  +{len(c.ready) - 3} priorities\n", style="dim")
         t.append("wake ", style="dim")
         t.append(" ".join(f"{n}@{at:,}" for n, at in c.wakeup) or "-")
         t.append("\nprox ", style="dim")
@@ -80,6 +89,7 @@ class TcbPane(Static):
     """
 
     thread = ""  # whose TCB it shows
+    shown: object = None
 
     def show(self, s: Session) -> None:
         name = self.thread = s.focused_thread()
@@ -88,6 +98,9 @@ class TcbPane(Static):
             self.update("no thread in focus", layout=False)
             return
         lines = panes.tcb_lines(s, name)
+        if self.shown == (name, lines):
+            return
+        self.shown = (name, lines)
         ncpu = len(lines[0].states) if lines else 0
         t = Text()
         t.append(f"{name} TCB · layout {k.layout.name} · MESI per CPU\n", style="bold")
@@ -106,8 +119,13 @@ class TcbPane(Static):
 class MailboxPaneView(Static):
     """The flag words, each mailbox's owner and operation, the proxies' mailbox lists."""
 
+    shown: object = None
+
     def show(self, s: Session) -> None:
         p = panes.mailbox_pane(s)
+        if p == self.shown:
+            return
+        self.shown = p
         t = Text()
         for cpu, word in p.flags:
             t.append(f"cpu{cpu} flags {word:#010x}\n")
@@ -127,8 +145,13 @@ class MailboxPaneView(Static):
 class ApicPaneView(Static):
     """Per CPU the two IPI slots, IRR/ISR, TPR and timer; IPIs in flight with arrival."""
 
+    shown: object = None
+
     def show(self, s: Session) -> None:
         p = panes.apic_pane(s)
+        if p == self.shown:
+            return
+        self.shown = p
         t = Text()
         t.append(
             f"{'cpu':<5} {'slots':<22} {'irr':<6} {'isr':<6} tpr {'timer':>8} rcvd rej\n",
@@ -154,6 +177,8 @@ class ApicPaneView(Static):
 class PhasePane(Static):
     """The pseudo-code of the path the focused thread is in, its current line marked."""
 
+    shown: object = None
+
     def show(self, s: Session) -> None:
         from l4tui.pseudocode import path_for
 
@@ -166,6 +191,10 @@ class PhasePane(Static):
         if t_ is not None:
             other = k.by_word(k.field(t_, "partner"))
             partner = other.name if other is not None else "-"
+        key = (name, label, partner, self.size.height)
+        if key == self.shown:
+            return
+        self.shown = key
         t = Text()
         t.append(f"{name}: {title}", style="bold")
         t.append(f"   at {label or '-'}   partner {partner}\n")
