@@ -126,6 +126,8 @@ def _run(s: Session, cmd: Command) -> str:
         loaded = load_session(args[0])  # ConfigError: reported, nothing changes
         s.__dict__.update(loaded.__dict__)  # the front end keeps its Session object
         return _stop(s, f"{s.stop_reason}: {s.scenario.name} at micro-op {s.position}")
+    if name == "layout":
+        return _relayout(s, args[0])
     if name == "sched":
         if args[0] not in ("timed", "manual"):
             raise CommandError(f"sched takes timed or manual, not {args[0]!r}")
@@ -222,3 +224,21 @@ def _watch(s: Session, args: tuple[str, ...]) -> str:
         raise CommandError(f"no TCB field {field!r}{suggest(field, list(t.f))}")
     w = s.add_watch(args[0], t.f[field] - views.KBASE)
     return f"watchpoint on {w.expr} (now {w.value})"
+
+
+def _relayout(s: Session, layout: str) -> str:
+    """Re-run the scenario from the start to the current cycle with another TCB layout."""
+    if layout not in ("thesis", "naive"):
+        raise CommandError(f"layout takes thesis or naive, not {layout!r}")
+    cycle = min(c.cycle for c in s.cpus())
+    fresh = Session(s.scenario, s.seed, tcb_layout=layout)
+    stops = [("tbreak " if b.temporary else "break ") + b.spec() for b in s.breakpoints]
+    fresh.focus_cpu, fresh.focus_thread = s.focus_cpu, s.focus_thread
+    if cycle:
+        fresh.run_cycles(cycle)
+    for line in stops:
+        execute(fresh, line)
+    dropped = len(s.watches)
+    s.__dict__.update(fresh.__dict__)  # the front end keeps its Session object
+    note = f"; {dropped} watchpoint(s) dropped (fields moved)" if dropped else ""
+    return _stop(s, f"{layout} TCB layout, run again to cycle {cycle:,}{note}")

@@ -108,6 +108,13 @@ SPECS: dict[str, Spec] = {
         ),
         Spec("sched", "sched timed|manual", "timed: lowest clock first; manual: you pick", 1, 1),
         Spec("where", "where", "where each CPU is: thread, phase, cycle"),
+        Spec(
+            "layout",
+            "layout thesis|naive",
+            "the same scenario run to this cycle with that TCB layout (§8.6): compare info tcb",
+            1,
+            1,
+        ),
         Spec("check", "check invariants", "check the kernel invariants now", 1, 1),
         Spec("save", "save FILE", "save the session (scenario, inputs, stops, position)", 1, 1),
         Spec("load", "load FILE", "load a saved session: the identical state", 1, 1),

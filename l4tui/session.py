@@ -37,7 +37,7 @@ PLUMBING = ("sched.", "xcpu.", "idle", "xp.mailbox.setup", "xp.trigger", "xp.ipi
 LIMIT = 5_000_000  # micro-ops a single continue may take before it pauses
 
 # A timed step | a step on CPU n | a policy | ["inject", ...] | ["idle", cpu]: a step that
-# found nothing to run (and applied the events due).
+# found nothing to run | ["peek"]: a look at what runs next; both applied the events due.
 LogEntry = int | str | list[Any] | None
 
 
@@ -80,7 +80,13 @@ class Mark:
 class Session:
     """A scenario being debugged."""
 
-    def __init__(self, scenario: Scenario, seed: int | None = None) -> None:
+    def __init__(
+        self, scenario: Scenario, seed: int | None = None, tcb_layout: str | None = None
+    ) -> None:
+        if tcb_layout is not None:  # the same scenario with another TCB layout (§8.6)
+            kernel = dataclasses.replace(scenario.kernel, tcb_layout=tcb_layout)
+            scenario = dataclasses.replace(scenario, kernel=kernel)
+        self.tcb_layout = tcb_layout
         self.scenario = scenario
         self.seed = seed
         self.system = System(scenario, seed=seed)
@@ -306,15 +312,18 @@ class Session:
         m = self.system.machine
         limit = m.now + m.ticks(cycles)
 
-        def done(op: Any) -> str | None:
+        def over() -> bool:
             got = m.peek()
-            return f"ran {cycles} cycles" if got is None or got[0].clock >= limit else None
+            if got is None or got[0].clock >= limit:
+                # Peeking applied the events due by now; a replay must apply them too.
+                self.log.append(["peek"])
+                return True
+            return False
 
-        got = m.peek()
-        if got is None or got[0].clock >= limit:
+        if over():
             self.stop_reason = f"ran {cycles} cycles"
             return self.stop_reason
-        return self._run(done)
+        return self._run(lambda op: f"ran {cycles} cycles" if over() else None)
 
     def set_policy(self, policy: str) -> None:
         self.system.machine.set_policy(policy)
@@ -401,6 +410,9 @@ class Session:
             self.set_policy(entry)
         elif isinstance(entry, list) and entry[0] == "idle":
             self._step(entry[1])
+        elif isinstance(entry, list) and entry[0] == "peek":
+            self.system.machine.peek()
+            self.log.append(entry)
         elif isinstance(entry, list):
             self.inject(entry[1], entry[2], list(entry[3:]))
         elif self._step(entry) is None:
@@ -477,6 +489,7 @@ class Session:
             "next_breakpoint": self._next_bp,
             "watches": ["watch " + w.spec() for w in self.watches],
             "focus": [self.focus_cpu, self.focus_thread],
+            "tcb_layout": self.tcb_layout,
         }
 
     def save(self, path: str) -> str:
@@ -585,7 +598,8 @@ def from_state(data: Any, where: str) -> tuple[Session, list[str]]:
     try:
         file, seed, log = data["scenario"], data["seed"], list(data["log"])
         scenario = demo_scenario() if file == "<demo>" else load_scenario(file)
-        s = Session(scenario, seed)
+        layout = data.get("tcb_layout")
+        s = Session(scenario, seed, tcb_layout=str(layout) if layout else None)
         if data["l4tui_session"] == 1:
             commands = [f"break {g}" for g in data["breakpoints"]]
             commands += [f"watch {e}" for e, _ in data["watches"]]

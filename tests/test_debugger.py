@@ -250,6 +250,8 @@ COMMANDS = [
     "continue",
     "reverse-stepi 20",
     "reverse-step",
+    "run 3000",
+    "layout naive",
 ]
 
 
@@ -271,3 +273,19 @@ def test_save_and_load_round_trip_to_the_identical_state(
     # Both go on identically.
     assert execute(other, "stepi 25") == execute(s, "stepi 25")
     assert state(other) == state(s)
+
+
+def test_layout_reruns_the_scenario_with_the_other_tcb_layout(demo: Session, tmp_path) -> None:
+    execute(demo, "break xp.proxy.send")
+    execute(demo, "run 20000")
+    out = execute(demo, "layout naive")
+    assert out.startswith("naive TCB layout, run again to cycle ")
+    assert "layout naive" in execute(demo, "info tcb srv")
+    assert "1: break xp.proxy.send" in execute(demo, "info breakpoints")
+    path = tmp_path / "naive.json"
+    execute(demo, f"save {path}")
+    other = Session(demo_scenario())
+    execute(other, f"load {path}")
+    assert "layout naive" in execute(other, "info tcb srv")
+    assert state(other) == state(demo)
+    assert execute(demo, "layout bogus").startswith("error: layout takes thesis or naive")
