@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from kernel import xcpu
 from kernel.sched import WAKEUP_HEAD
 
 if TYPE_CHECKING:
@@ -50,11 +51,14 @@ class TcbLine:
 
 @dataclass(frozen=True, slots=True)
 class MailView:
+    """One mailbox in use: the request, who sent it, for whom, and the thread it targets."""
+
     index: int
     op: str
     sender: str
     dest: str
     reply: bool
+    target: str  # the proxy (or thread) the mailbox is set up for: its TARGET word
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +168,11 @@ def mailbox_pane(s: Session) -> MailboxPane:
     k, m = s.system.kernel, s.system.machine
     mb = k.mailboxes
     flags = tuple((cd.number, m.memory.read(mb.flags(cd.number) - KBASE)) for cd in k.cpus)
+
+    def target(i: int) -> str:
+        t = k.by_tcb.get(m.memory.read(mb.addr(i, xcpu.TARGET) - KBASE))
+        return t.name if t is not None else "-"
+
     mail = tuple(
         MailView(
             i,
@@ -171,6 +180,7 @@ def mailbox_pane(s: Session) -> MailboxPane:
             x.sender.name if x.sender else "-",
             x.dest.name if x.dest else "-",
             x.reply,
+            target(i),
         )
         for i, x in sorted(mb.mail.items())
     )

@@ -178,7 +178,8 @@ def mailboxes(s: Session, arg: str | None = None) -> str:
     pane = panes.mailbox_pane(s)
     lines = [f"cpu{cpu} flags {word:#010x}" for cpu, word in pane.flags]
     lines += [
-        f"mailbox {x.index}: {x.op} from {x.sender} to {x.dest}" + (" (reply)" if x.reply else "")
+        f"mailbox {x.index}: {x.op} from {x.sender} to {x.dest} via {x.target}"
+        + (" (reply)" if x.reply else "")
         for x in pane.mail
     ] or ["no mailbox in use"]
     lines += [

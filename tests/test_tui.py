@@ -261,3 +261,12 @@ async def test_sixteen_cpus_scroll_sideways() -> None:
         assert cpus.virtual_size.width > cpus.size.width  # past what fits: it scrolls
         await pilot.press("escape", *["bracketright"] * 15)
         assert app.session.focus_cpu == 16
+
+
+async def test_clicking_a_cpu_column_focuses_that_cpu() -> None:
+    app = app_on_demo()
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.pause()
+        second = app.query(CpuColumn)[1]
+        await pilot.click(second)
+        assert app.session.focus_cpu == 2

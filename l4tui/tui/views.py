@@ -133,7 +133,9 @@ class MailboxPaneView(Static):
             t.append("no mailbox in use\n", style="dim")
         for m in p.mail:
             t.append(f"#{m.index} ", style="bold")
-            t.append(f"{m.op} {m.sender} → {m.dest}{' (reply)' if m.reply else ''}\n")
+            t.append(
+                f"{m.op} {m.sender} → {m.dest} via {m.target}{' (reply)' if m.reply else ''}\n"
+            )
         busy = [x for x in p.proxies if x.first or x.last or x.state not in ("waiting", "inactive")]
         for x in busy:
             t.append(f"{x.name} cpu{x.cpu} {x.state} first {x.first:#x} last {x.last:#x}\n")
