@@ -26,13 +26,18 @@ def execute(session: Session, line: str) -> str:
         cmd = parse(line)
         if cmd is None:
             return ""
-        return _run(session, cmd)
+        out = _run(session, cmd)
     except CommandError as e:
         return f"error: {e}"
     except MachineError as e:
         return f"error: {e}"
     except ConfigError as e:
         return e.format()
+    # What was done, for lab checks (l4tui/lab.py): the command, and where it stopped.
+    session.commands.append(" ".join(line.split()))
+    if not session.stops or session.stops[-1] != session.stop_reason:
+        session.stops.append(session.stop_reason)
+    return out
 
 
 def load_session(path: str) -> Session:
@@ -42,10 +47,12 @@ def load_session(path: str) -> Session:
     except (OSError, ValueError) as e:
         raise ConfigError(f"cannot read the session: {e}", path) from None
     s, commands = from_state(data, path)
+    done, stops = s.commands, s.stops
     for line in commands:
         out = execute(s, line)
         if out.startswith("error"):
             raise ConfigError(f"a saved stop {line!r}: {out}", path)
+    s.commands, s.stops = done, stops  # re-creating the stops is not something the user did
     try:
         restore_counts(s, data)
     except (KeyError, TypeError, ValueError) as e:
@@ -239,6 +246,7 @@ def _relayout(s: Session, layout: str) -> str:
     for line in stops:
         execute(fresh, line)
     dropped = len(s.watches)
+    fresh.commands, fresh.stops = s.commands, s.stops
     s.__dict__.update(fresh.__dict__)  # the front end keeps its Session object
     note = f"; {dropped} watchpoint(s) dropped (fields moved)" if dropped else ""
     return _stop(s, f"{layout} TCB layout, run again to cycle {cycle:,}{note}")

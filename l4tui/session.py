@@ -99,6 +99,8 @@ class Session:
         self.breakpoints: list[Breakpoint] = []
         self.watches: list[Watch] = []
         self.records: list[str] = []  # what log-only breakpoints saw
+        self.commands: list[str] = []  # the commands run, in order (lab checks read them)
+        self.stops: list[str] = []  # each new stop reason, in order
         self._next_bp = 1
         self.focus_cpu = 1
         self.focus_thread: str | None = None
@@ -310,6 +312,9 @@ class Session:
 
     def run_cycles(self, cycles: int) -> str:
         m = self.system.machine
+        if m.policy == "manual":  # before any look ahead: nothing may change
+            self.stop_reason = "manual scheduling: name the CPU (step cpu N)"
+            return self.stop_reason
         limit = m.now + m.ticks(cycles)
 
         def over() -> bool:
@@ -490,6 +495,8 @@ class Session:
             "watches": ["watch " + w.spec() for w in self.watches],
             "focus": [self.focus_cpu, self.focus_thread],
             "tcb_layout": self.tcb_layout,
+            "commands": self.commands,
+            "stops": self.stops,
         }
 
     def save(self, path: str) -> str:
@@ -609,6 +616,8 @@ def from_state(data: Any, where: str) -> tuple[Session, list[str]]:
             cpu, thread = data.get("focus", [1, None])
             s.focus_cpu, s.focus_thread = int(cpu), thread
         s.log = log
+        s.commands = [str(c) for c in data.get("commands", [])]
+        s.stops = [str(c) for c in data.get("stops", [])]
         s.position = sum(1 for x in log if x is None or isinstance(x, int))
         s.goto(s.position)
     except (KeyError, TypeError, ValueError, IndexError, CommandError) as e:

@@ -23,10 +23,12 @@ def l4tui_command() -> str:
 class Tmux:
     def __init__(self, command: str, env: dict[str, str], size: tuple[int, int]) -> None:
         self.name = f"l4tui-test-{uuid.uuid4().hex[:8]}"
+        self.tmux = ["tmux", "-L", self.name, "-f", "/dev/null"]
         exports = " ".join(f"{k}={v}" for k, v in env.items())
+        # A private server (-L): its window size is ours, whatever other tmux runs.
         subprocess.run(
             [
-                "tmux",
+                *self.tmux,
                 "new-session",
                 "-d",
                 "-s",
@@ -35,14 +37,14 @@ class Tmux:
                 str(size[0]),
                 "-y",
                 str(size[1]),
-                f"env {exports} {command}; sleep 5",
+                f"env -i HOME={Path.home()} {exports} {command}; sleep 5",  # nothing inherited
             ],
             check=True,
         )
 
     def screen(self) -> str:
         out = subprocess.run(
-            ["tmux", "capture-pane", "-p", "-t", self.name], capture_output=True, text=True
+            [*self.tmux, "capture-pane", "-p", "-t", self.name], capture_output=True, text=True
         )
         return out.stdout
 
@@ -56,10 +58,10 @@ class Tmux:
         raise AssertionError(f"never saw {text!r}; the screen:\n{self.screen()}")
 
     def keys(self, *keys: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, *keys], check=True)
+        subprocess.run([*self.tmux, "send-keys", "-t", self.name, *keys], check=True)
 
     def close(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True)
 
 
 def test_the_monitor_in_tmux(tmp_path: Path) -> None:

@@ -1,0 +1,180 @@
+"""Lab sheets: a scenario, exercise text, and checks evaluated against a student's session.
+
+A lab file (YAML) names its scenario (relative to the lab file), a title, an
+introduction and exercises in markdown, each with a check:
+
+```yaml
+title: Cross-processor IPC
+scenario: ../demos/xp-ipc.yaml
+intro: |
+  ...
+exercises:
+  - title: Stop where the proxy sends on the receiver's CPU
+    text: Set a breakpoint on the proxy's send path and run to it.
+    check: {stopped_at: xp.proxy.send}
+```
+
+Checks: `stopped_at: GLOB` (a breakpoint stopped at a matching phase label),
+`ran: [COMMAND, ...]` (each was run, matched by its words' start), `ended:
+deadlock|end` (how the run ended), `holds: EXPR` (a condition true now, as
+`print`), `all: [CHECK, ...]`. They read only what the session records — its
+commands, its stops, its state — so a saved session is graded the same way.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kernel.scenario import Scenario, load_scenario
+from l4tui.grammar import CommandError
+from l4tui.session import Session
+from machine.errors import ConfigError
+from machine.yamlsrc import Source, load_yaml
+
+CHECKS = ("stopped_at", "ran", "ended", "holds", "all")
+_STOP = re.compile(r"^breakpoint \d+: (\S+) on cpu")
+
+
+@dataclass(frozen=True, slots=True)
+class Exercise:
+    title: str
+    text: str
+    check: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Lab:
+    """A lab sheet: its file, title, introduction, scenario and exercises."""
+
+    file: str
+    title: str
+    intro: str
+    scenario_file: str
+    exercises: tuple[Exercise, ...]
+
+    def scenario(self) -> Scenario:
+        return load_scenario(self.scenario_file)
+
+
+def load_lab(path: str | os.PathLike[str]) -> Lab:
+    """Read and validate a lab file; ConfigError with the position of a bad value."""
+    file = os.fspath(path)
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read the lab: {e}", file) from None
+    src = load_yaml(text, file, what="lab files")
+    data = src.data
+    if not isinstance(data, dict):
+        raise src.error((), "a lab is a mapping with title, scenario and exercises")
+    for key in data:
+        if key not in ("title", "scenario", "intro", "exercises"):
+            raise src.key_error((), key, f"unknown lab key {key!r}")
+    title = _text(src, data, ("title",), required=True)
+    scenario = _text(src, data, ("scenario",), required=True)
+    scenario_file = str((Path(file).parent / scenario).resolve())
+    if not Path(scenario_file).is_file():
+        raise src.error(("scenario",), f"no scenario file {scenario!r} next to the lab")
+    raw = data.get("exercises")
+    if not isinstance(raw, list) or not raw:
+        raise src.error(("exercises",), "a lab needs a list of exercises")
+    exercises = []
+    for i, ex in enumerate(raw):
+        path = ("exercises", i)
+        if not isinstance(ex, dict):
+            raise src.error(path, "an exercise is a mapping with title, text and check")
+        for key in ex:
+            if key not in ("title", "text", "check"):
+                raise src.key_error(path, key, f"unknown exercise key {key!r}")
+        check = ex.get("check")
+        _validate(src, path + ("check",), check)
+        exercises.append(
+            Exercise(
+                _text(src, ex, path + ("title",), required=True),
+                _text(src, ex, path + ("text",)),
+                check,
+            )
+        )
+    lab = Lab(file, title, _text(src, data, ("intro",)), scenario_file, tuple(exercises))
+    lab.scenario()  # a bad scenario is an error of the lab, found now
+    return lab
+
+
+def _text(src: Source, data: dict[str, Any], path: tuple[Any, ...], required: bool = False) -> str:
+    value = data.get(path[-1])
+    if value is None:
+        if required:
+            raise src.error(path[:-1], f"missing {path[-1]!r}")
+        return ""
+    if not isinstance(value, str):
+        raise src.error(path, f"{path[-1]} must be text")
+    return value
+
+
+def _validate(src: Source, path: tuple[Any, ...], check: Any) -> None:
+    if not isinstance(check, dict) or len(check) != 1:
+        raise src.error(
+            path, f"a check is one of {', '.join(CHECKS)}, e.g. {{ran: [info sendq srv]}}"
+        )
+    ((kind, value),) = check.items()
+    if kind not in CHECKS:
+        raise src.key_error(path, kind, f"unknown check {kind!r}; checks: {', '.join(CHECKS)}")
+    if kind == "all":
+        if not isinstance(value, list) or not value:
+            raise src.error(path + (kind,), "all takes a list of checks")
+        for j, sub in enumerate(value):
+            _validate(src, path + (kind, j), sub)
+    elif kind == "ran":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise src.error(path + (kind,), "ran takes a list of commands")
+    elif kind == "ended":
+        if value not in ("deadlock", "end"):
+            raise src.error(path + (kind,), "ended takes deadlock or end")
+    elif not isinstance(value, str):
+        raise src.error(path + (kind,), f"{kind} takes text")
+
+
+def holds(s: Session, check: dict[str, Any]) -> bool:
+    """Whether a session meets a check."""
+    ((kind, value),) = check.items()
+    if kind == "all":
+        return all(holds(s, c) for c in value)
+    if kind == "stopped_at":
+        return any(
+            (m := _STOP.match(reason)) is not None and fnmatch.fnmatchcase(m.group(1), value)
+            for reason in s.stops
+        )
+    if kind == "ran":
+        done = [" ".join(c.split()) for c in s.commands]
+        return all(any(c.startswith(" ".join(want.split())) for c in done) for want in value)
+    if kind == "ended":
+        return s.system.ended == value
+    from l4tui import expr
+
+    try:
+        return expr.holds(s, value)
+    except CommandError:
+        return False
+
+
+def progress(lab: Lab, s: Session) -> list[bool]:
+    """Each exercise: done or not."""
+    return [holds(s, ex.check) for ex in lab.exercises]
+
+
+def sheet(lab: Lab, s: Session) -> str:
+    """The lab sheet as markdown, each exercise ticked when its check holds."""
+    done = progress(lab, s)
+    lines = [f"# {lab.title}", "", lab.intro.strip(), ""]
+    for i, (ex, ok) in enumerate(zip(lab.exercises, done, strict=True), 1):
+        lines.append(f"## {'✅' if ok else '⬜'} {i}. {ex.title}")
+        if ex.text.strip():
+            lines += ["", ex.text.strip()]
+        lines.append("")
+    lines.append(f"**{sum(done)} of {len(done)} done**")
+    return "\n".join(lines)

@@ -1,0 +1,106 @@
+"""Lab sheets: loading with positioned errors, checks against a session, the three labs solvable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from l4tui.executor import execute
+from l4tui.lab import load_lab, progress, sheet
+from l4tui.session import Session
+from machine.errors import ConfigError
+
+LABS = Path(__file__).parent.parent / "scripts" / "labs"
+SOLUTIONS = {
+    "xp-ipc.yaml": [
+        "break xp.proxy.send",
+        "continue",
+        "reverse-step 3",
+        "info mailboxes",
+        "info apic",
+        "info tcb srv",
+        "info sendq srv",
+        "watch srv.partner",
+        "continue",
+        "reverse-continue",
+    ],
+    "migration.yaml": [
+        "break migrate.*barrier1",
+        "continue",
+        "info mailboxes",
+        "delete 1",
+        "break migrate.*barrier2",
+        "continue",
+        "delete",
+        "continue",
+        "info ready",
+    ],
+    "uhlig.yaml": (Path(LABS.parent / "demos" / "uhlig-race.cmds").read_text().splitlines()),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SOLUTIONS))
+def test_each_lab_starts_undone_and_its_solution_ticks_every_exercise(name: str) -> None:
+    lab = load_lab(LABS / name)
+    s = Session(lab.scenario())
+    assert progress(lab, s) == [False] * len(lab.exercises)
+    for line in SOLUTIONS[name]:
+        out = execute(s, line)
+        assert not out.startswith("error"), (line, out)
+    assert progress(lab, s) == [True] * len(lab.exercises), sheet(lab, s)
+    assert f"{len(lab.exercises)} of {len(lab.exercises)} done" in sheet(lab, s)
+
+
+def test_the_labs_in_scripts_are_the_ones_tested() -> None:
+    assert sorted(p.name for p in LABS.glob("*.yaml")) == sorted(SOLUTIONS)
+
+
+def test_a_saved_session_is_graded_the_same(tmp_path: Path) -> None:
+    lab = load_lab(LABS / "xp-ipc.yaml")
+    s = Session(lab.scenario())
+    for line in SOLUTIONS["xp-ipc.yaml"][:5]:
+        execute(s, line)
+    execute(s, f"save {tmp_path / 's.json'}")
+    from l4tui.executor import load_session
+
+    again = load_session(str(tmp_path / "s.json"))
+    assert progress(lab, again) == progress(lab, s) == [True, True, False, False, False]
+
+
+HEAD = "title: x\nscenario: ../demos/xp-ipc.yaml\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    [
+        ("title: x\n", ":", "missing 'scenario'"),
+        ("title: x\nscenario: nope.yaml\nexercises: []\n", ":2:", "no scenario file"),
+        ("title: x\nscenario: ../demos/xp-ipc.yaml\nexercises: []\n", ":3:", "list of exercises"),
+        (
+            HEAD + "exercises:\n  - {title: a, check: {rann: []}}\n",
+            ":4:",
+            "unknown check 'rann'",
+        ),
+        (
+            HEAD + "exercises:\n  - {title: a, check: {ended: never}}\n",
+            ":4:",
+            "ended takes deadlock or end",
+        ),
+        (
+            "title: x\nscenario: ../demos/xp-ipc.yaml\nbogus: 1\nexercises: []\n",
+            ":3:",
+            "unknown lab key",
+        ),
+    ],
+)
+def test_bad_lab_files_are_refused_with_a_position(text: str, where: str, message: str) -> None:
+    path = LABS / "bad-lab-under-test.yaml"
+    path.write_text(text)
+    try:
+        with pytest.raises(ConfigError) as e:
+            load_lab(path)
+        formatted = e.value.format()
+        assert message in formatted and where in formatted
+    finally:
+        path.unlink()
