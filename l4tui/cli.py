@@ -112,6 +112,27 @@ def build_parser() -> argparse.ArgumentParser:
     opener.add_argument("--load", metavar="SESSION", help="a session saved with `save FILE`")
     opener.set_defaults(func=_open)
 
+    lab = commands.add_parser(
+        "lab",
+        help="the monitor on a lab sheet, its exercises ticked as you go",
+        description="Open the monitor on a lab's scenario with the lab sheet beside it. "
+        "With --state the session is saved after every command and resumed from there.",
+    )
+    lab.add_argument("file", metavar="LAB", help="lab file (YAML)")
+    lab.add_argument("--state", metavar="FILE", help="save the session here; resume from it")
+    lab.add_argument("--fresh", action="store_true", help="start over even if --state exists")
+    lab.set_defaults(func=_lab)
+
+    status = commands.add_parser(
+        "lab-status",
+        help="every student's progress on a lab (from the saved sessions)",
+        description="Grade the sessions saved in a state directory (one USER.json each) "
+        "against their lab and print a table.",
+    )
+    status.add_argument("--state-dir", metavar="DIR", required=True, help="where sessions are")
+    status.add_argument("--json", action="store_true", help="print the result as JSON")
+    status.set_defaults(func=_lab_status)
+
     console = commands.add_parser(
         "console",
         help="the debugger's line console on a scenario (default: the built-in demo)",
@@ -203,6 +224,51 @@ def _open(args: argparse.Namespace) -> int:
     from l4tui.tui.app import run_app
 
     return run_app(session)
+
+
+def lab_session(lab_file: str, state: str | None, fresh: bool) -> tuple[Any, Any]:
+    """The lab and its session: resumed from `state` unless fresh or not there yet."""
+    from pathlib import Path
+
+    from l4tui.executor import load_session
+    from l4tui.lab import load_lab
+    from l4tui.session import Session
+
+    lab = load_lab(lab_file)
+    if state and not fresh and Path(state).exists():
+        session = load_session(state)
+        if session.scenario.file != lab.scenario_file:
+            raise ConfigError("the saved session is of another scenario; use --fresh", state)
+    else:
+        session = Session(lab.scenario())
+    session.meta["lab"] = lab.file
+    session.meta["lab_scenario"] = lab.scenario_file
+    return lab, session
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    lab, session = lab_session(args.file, args.state, args.fresh)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        print("error: the monitor needs a terminal", file=sys.stderr)
+        return 2
+    from l4tui.tui.app import run_app
+
+    return run_app(session, lab=lab, autosave=Path(args.state) if args.state else None)
+
+
+def _lab_status(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from l4tui.labstatus import grade, render
+
+    root = Path(args.state_dir)
+    if not root.is_dir():
+        raise ConfigError("no such state directory", args.state_dir)
+    rows = grade(root)
+    print(json.dumps(rows, indent=2) if args.json else render(rows))
+    return 0
 
 
 def _check(args: argparse.Namespace) -> int:

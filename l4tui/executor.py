@@ -33,10 +33,7 @@ def execute(session: Session, line: str) -> str:
         return f"error: {e}"
     except ConfigError as e:
         return e.format()
-    # What was done, for lab checks (l4tui/lab.py): the command, and where it stopped.
-    session.commands.append(" ".join(line.split()))
-    if not session.stops or session.stops[-1] != session.stop_reason:
-        session.stops.append(session.stop_reason)
+    session.record(line)
     return out
 
 
@@ -47,7 +44,7 @@ def load_session(path: str) -> Session:
     except (OSError, ValueError) as e:
         raise ConfigError(f"cannot read the session: {e}", path) from None
     s, commands = from_state(data, path)
-    done, stops = s.commands, s.stops
+    done, stops = list(s.commands), list(s.stops)
     for line in commands:
         out = execute(s, line)
         if out.startswith("error"):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,7 @@ class Session:
         self.records: list[str] = []  # what log-only breakpoints saw
         self.commands: list[str] = []  # the commands run, in order (lab checks read them)
         self.stops: list[str] = []  # each new stop reason, in order
+        self.meta: dict[str, str] = {}  # what a front end keeps with the session (its lab)
         self._next_bp = 1
         self.focus_cpu = 1
         self.focus_thread: str | None = None
@@ -345,6 +347,12 @@ class Session:
         t.injected.append(op)
         self.log.append(["inject", thread, op_name, *args])
 
+    def record(self, line: str) -> None:
+        """Note a command that ran and where it left the machine (lab checks read these)."""
+        self.commands.append(" ".join(line.split()))
+        if not self.stops or self.stops[-1] != self.stop_reason:
+            self.stops.append(self.stop_reason)
+
     def interrupt(self) -> None:
         """Stop a running `continue` at the next micro-op (safe from a signal handler)."""
         self.interrupted = True
@@ -497,11 +505,18 @@ class Session:
             "tcb_layout": self.tcb_layout,
             "commands": self.commands,
             "stops": self.stops,
+            "meta": self.meta,
         }
 
     def save(self, path: str) -> str:
-        """Write the session — scenario, seed, inputs, breakpoints, watchpoints — as JSON."""
-        Path(path).write_text(json.dumps(self.state()) + "\n")
+        """Write the session — scenario, seed, inputs, breakpoints, watchpoints — as JSON.
+
+        Written beside and renamed into place, so a crash never leaves half a file.
+        """
+        target = Path(path)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(json.dumps(self.state()) + "\n")
+        os.replace(tmp, target)
         return f"saved {self.position} micro-ops of {self.scenario.name} to {path}"
 
     def add_break(self, bp: Breakpoint) -> Breakpoint:
@@ -618,6 +633,7 @@ def from_state(data: Any, where: str) -> tuple[Session, list[str]]:
         s.log = log
         s.commands = [str(c) for c in data.get("commands", [])]
         s.stops = [str(c) for c in data.get("stops", [])]
+        s.meta = {str(k): str(v) for k, v in data.get("meta", {}).items()}
         s.position = sum(1 for x in log if x is None or isinstance(x, int))
         s.goto(s.position)
     except (KeyError, TypeError, ValueError, IndexError, CommandError) as e:

@@ -104,3 +104,31 @@ def test_bad_lab_files_are_refused_with_a_position(text: str, where: str, messag
         assert message in formatted and where in formatted
     finally:
         path.unlink()
+
+
+async def test_the_monitor_shows_the_sheet_ticks_it_and_saves_after_every_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from l4tui.cli import lab_session
+    from l4tui.tui.app import MonitorApp
+    from l4tui.tui.views import LabPane
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    state = tmp_path / "alice.json"
+    lab, s = lab_session(str(LABS / "xp-ipc.yaml"), str(state), fresh=False)
+    app = MonitorApp(s, lab=lab, autosave=state)
+    async with app.run_test(size=(160, 48)) as pilot:
+        pane = app.query_one(LabPane)
+        assert pane.shown == (False,) * 5
+        await pilot.click("#console-in")
+        for line in ("break xp.proxy.send", "continue"):
+            await pilot.press(*line, "enter")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert pane.shown == (True, False, False, False, False)
+    assert state.exists()
+    lab2, resumed = lab_session(str(LABS / "xp-ipc.yaml"), str(state), fresh=False)
+    assert resumed.position == s.position and resumed.stops == s.stops
+    assert progress(lab2, resumed) == [True, False, False, False, False]
+    _, fresh = lab_session(str(LABS / "xp-ipc.yaml"), str(state), fresh=True)
+    assert fresh.position == 0

@@ -28,6 +28,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedCont
 
 from l4tui.executor import execute, where
 from l4tui.grammar import help_text
+from l4tui.lab import Lab
 from l4tui.session import Session
 from l4tui.tui.console import ConsolePane
 from l4tui.tui.views import (
@@ -35,6 +36,7 @@ from l4tui.tui.views import (
     CpuColumn,
     CpusPane,
     EventLog,
+    LabPane,
     MailboxPaneView,
     PhasePane,
     TcbPane,
@@ -99,13 +101,17 @@ class HelpScreen(ModalScreen[None]):
 class PaneArea(Vertical):
     """The panes under the CPUs: side by side, or in tabs on a small terminal."""
 
-    def __init__(self, narrow: bool, **kw: Any) -> None:
+    def __init__(self, narrow: bool, lab: bool = False, **kw: Any) -> None:
         super().__init__(**kw)
         self.narrow = narrow
+        self.lab = lab
 
     def compose(self) -> ComposeResult:
         if self.narrow:
             with TabbedContent(id="tabs"):
+                if self.lab:
+                    with TabPane("Lab", id="tab-lab"):
+                        yield LabPane(id="lab")
                 with TabPane("TCB", id="tab-tcb"):
                     yield TcbPane(id="tcb")
                 with TabPane("Phase", id="tab-phase"):
@@ -123,6 +129,8 @@ class PaneArea(Vertical):
         with Horizontal(id="middle"):
             yield TcbPane(id="tcb", classes="pane")
             yield PhasePane(id="phase", classes="pane")
+            if self.lab:
+                yield LabPane(id="lab", classes="pane")
         with Horizontal(id="lower"):
             with Vertical(id="hw"):
                 yield MailboxPaneView(id="mailboxes", classes="pane")
@@ -168,9 +176,17 @@ class MonitorApp(App[int]):
         Binding("q", "quit", "quit", id="quit"),
     ]
 
-    def __init__(self, session: Session, narrow: bool | None = None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        narrow: bool | None = None,
+        lab: Lab | None = None,
+        autosave: Path | None = None,
+    ) -> None:
         super().__init__()
         self.session = session
+        self.lab = lab
+        self.autosave = autosave  # saved after every command: no work lost (issue 7)
         self.forced_narrow = narrow
         self.narrow = bool(narrow)
         self.running = False
@@ -188,7 +204,7 @@ class MonitorApp(App[int]):
             self.narrow = self.size.width < WIDE[0] or self.size.height < WIDE[1]
         yield Header(show_clock=False)
         yield CpusPane(id="cpus")
-        yield PaneArea(self.narrow, id="area")
+        yield PaneArea(self.narrow, lab=self.lab is not None, id="area")
         yield ConsolePane(lambda: self.session, self.history, id="console")
         yield Footer()
 
@@ -216,6 +232,7 @@ class MonitorApp(App[int]):
             "mailboxes": "mailboxes",
             "apic": "APIC",
             "logbox": "event log",
+            "lab": "lab sheet",
         }
         for wid, title in titles.items():
             for w in self.query(f"#{wid}"):
@@ -254,7 +271,17 @@ class MonitorApp(App[int]):
                 w.show(s)
         for log in self.query(EventLog):
             log.show(s)
+        for lab in self.query(LabPane):
+            lab.show(s)
         self._painted = time.monotonic()
+
+    def save_now(self) -> None:
+        """Autosave the session (after every command when `autosave` is set)."""
+        if self.autosave is not None:
+            try:
+                self.session.save(str(self.autosave))
+            except OSError as e:
+                self.notify(f"cannot save the session: {e.strerror}", severity="error")
 
     def report(self, text: str) -> None:
         """Text for the console pane (and the transcript kept across layout changes)."""
@@ -276,6 +303,7 @@ class MonitorApp(App[int]):
         out = execute(self.session, line)
         if out:
             self.report(out)
+        self.save_now()
         if words and words[0] in ("quit", "q"):
             self.exit(0)
             return
@@ -308,6 +336,7 @@ class MonitorApp(App[int]):
             return
         out = execute(self.session, line)
         self.report(f"(l4tui) {line}\n{out}")
+        self.save_now()
         self.for_each_pane()
 
     def action_step(self) -> None:
@@ -360,7 +389,9 @@ class MonitorApp(App[int]):
         finally:
             self.running = False
             self.sub_title = f"{s.scenario.name} · {len(s.cpus())} CPUs"
+        s.record("continue")
         self.report(f"{reason}\n{where(s)}")
+        self.save_now()
         self.for_each_pane()
 
     def action_focus_cpu(self, step: int) -> None:
@@ -424,8 +455,8 @@ class MonitorApp(App[int]):
             yield SystemCommand(title, help_, action)
 
 
-def run_app(session: Session) -> int:
+def run_app(session: Session, lab: Lab | None = None, autosave: Path | None = None) -> int:
     """Run the monitor in this terminal; the exit code."""
-    app = MonitorApp(session)
+    app = MonitorApp(session, lab=lab, autosave=autosave)
     result = app.run()
     return int(result or 0)

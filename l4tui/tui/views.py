@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.containers import HorizontalScroll
-from textual.widgets import DataTable, Log, Static
+from textual.widgets import DataTable, Log, Markdown, Static
 
 from l4tui import panes
 
@@ -309,3 +309,18 @@ class EventLog(Log):
 
 
 panes_mark = object  # the type of Session.marks entries, for annotations only
+
+
+class LabPane(Markdown):
+    """The lab sheet, each exercise ticked when its check holds (l4tui/lab.py)."""
+
+    shown: tuple[bool, ...] | None = None
+
+    def show(self, s: Session) -> None:
+        from l4tui.lab import progress, sheet
+
+        lab = self.app.lab  # type: ignore[attr-defined]
+        done = tuple(progress(lab, s))
+        if done != self.shown:  # Markdown is costly to lay out: only when a tick changes
+            self.shown = done
+            self.update(sheet(lab, s))
