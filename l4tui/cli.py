@@ -123,6 +123,34 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--fresh", action="store_true", help="start over even if --state exists")
     lab.set_defaults(func=_lab)
 
+    serve = commands.add_parser(
+        "serve",
+        help="host a lab over SSH: each student in their own l4tui",
+        description="Serve a lab over SSH. Each login gets its own l4tui process on its own "
+        "terminal; sessions are saved continuously and resumed on the next login "
+        "(log in as USER+fresh to start over).",
+    )
+    serve.add_argument("--ssh", metavar="HOST:PORT", default="0.0.0.0:2222", help="listen here")
+    serve.add_argument("--lab", metavar="LAB", required=True, help="the lab file (YAML)")
+    serve.add_argument("--host-key", metavar="FILE", help="host key (made on first start)")
+    serve.add_argument("--authorized-keys", metavar="DIR", help="one authorized_keys per user")
+    serve.add_argument("--users", metavar="FILE", help="users file with salted password hashes")
+    serve.add_argument("--max-sessions", metavar="N", type=int, default=30)
+    serve.add_argument("--per-user", metavar="N", type=int, default=2)
+    serve.add_argument("--idle-timeout", metavar="S", type=float, default=1800.0)
+    serve.add_argument("--login-timeout", metavar="S", type=float, default=60.0)
+    serve.add_argument("--state-dir", metavar="DIR", default="l4tui-state", help="sessions, keys")
+    serve.set_defaults(func=_serve)
+
+    passwd = commands.add_parser(
+        "passwd",
+        help="add or change a user in a users file (salted scrypt hash)",
+        description="Read a password from the terminal and store its salted hash.",
+    )
+    passwd.add_argument("user", metavar="USER")
+    passwd.add_argument("--users", metavar="FILE", required=True)
+    passwd.set_defaults(func=_passwd)
+
     status = commands.add_parser(
         "lab-status",
         help="every student's progress on a lab (from the saved sessions)",
@@ -256,6 +284,65 @@ def _lab(args: argparse.Namespace) -> int:
     from l4tui.tui.app import run_app
 
     return run_app(session, lab=lab, autosave=Path(args.state) if args.state else None)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+    from pathlib import Path
+
+    from l4tui.lab import load_lab
+    from l4tui.serve.auth import load_users
+    from l4tui.serve.server import LabServer, Limits, serve
+
+    host, _, port_text = args.ssh.rpartition(":")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ConfigError(f"--ssh takes HOST:PORT, not {args.ssh!r}") from None
+    if not host or not 0 <= port < 65536:
+        raise ConfigError(f"--ssh takes HOST:PORT, not {args.ssh!r}")
+    if not args.authorized_keys and not args.users:
+        raise ConfigError("nobody could log in: give --authorized-keys DIR or --users FILE")
+    if args.authorized_keys and not Path(args.authorized_keys).is_dir():
+        raise ConfigError("not a directory of authorized_keys files", args.authorized_keys)
+    for name in ("max_sessions", "per_user"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+    lab = load_lab(args.lab)  # a bad lab is found before anyone connects
+    users = load_users(args.users) if args.users else None
+    state = Path(args.state_dir)
+    limits = Limits(
+        max_sessions=args.max_sessions,
+        per_user=args.per_user,
+        idle_timeout=args.idle_timeout,
+        login_timeout=args.login_timeout,
+    )
+    server = LabServer(str(Path(lab.file).resolve()), state, users, args.authorized_keys, limits)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)  # our own line per event is enough
+    key = Path(args.host_key) if args.host_key else state / "host_ed25519"
+    return asyncio.run(serve(server, host, port, key))
+
+
+def _passwd(args: argparse.Namespace) -> int:
+    import getpass
+    from pathlib import Path
+
+    import yaml
+
+    from l4tui.serve.auth import USER, hash_password, load_users
+
+    if not USER.match(args.user):
+        raise ConfigError(f"not a user name: {args.user!r} (lower case, digits, - and _)")
+    users = load_users(args.users) if Path(args.users).exists() else {}
+    password = getpass.getpass(f"password for {args.user}: ")
+    if len(password) < 8:
+        raise ConfigError("a password needs at least 8 characters")
+    users[args.user] = hash_password(password)
+    Path(args.users).write_text(yaml.safe_dump({"users": users}))
+    print(f"{args.user} stored in {args.users}")
+    return 0
 
 
 def _lab_status(args: argparse.Namespace) -> int:

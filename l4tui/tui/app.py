@@ -13,6 +13,7 @@ panes side by side; narrow ones (under 120×36) put them in tabs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Iterable
@@ -217,6 +218,18 @@ class MonitorApp(App[int]):
             self.notify(problem, severity="error", timeout=10)
         self.sub_title = f"{self.session.scenario.name} · {len(self.session.cpus())} CPUs"
         self._after_layout()
+        if self.autosave is not None:  # `l4tui serve` ends a session with SIGTERM: save, leave
+            import signal
+
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._terminated)
+
+    def _terminated(self) -> None:
+        self.pause_requested = True
+        self.exit(0)
+
+    def on_unmount(self) -> None:
+        self.save_now()
         if os.environ.get("L4TUI_FIRST_FRAME_EXIT"):  # `bench tui`: time to the first frame
             self.call_after_refresh(self.exit, 0)
 

@@ -1,0 +1,1 @@
+"""`l4tui serve`: the lab over SSH (issue 7)."""

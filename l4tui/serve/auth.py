@@ -1,0 +1,71 @@
+"""Who may log in to `l4tui serve`: per-user public keys, or a users file of salted hashes.
+
+Keys: a directory with one authorized_keys file per user, named after the
+user (`keys/alice`). Passwords: a YAML file `{users: {alice: "scrypt$…"}}`
+whose entries `hash_password` makes (`l4tui passwd USER --users FILE`).
+Nothing else authenticates; a user in neither refuses.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+from pathlib import Path
+
+from machine.errors import ConfigError
+
+USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_N, _R, _P = 2**14, 8, 1  # scrypt cost: ~50 ms a check, so guessing is slow
+
+
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    salt = salt if salt is not None else os.urandom(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=32)
+    return "scrypt$" + base64.b64encode(salt).decode() + "$" + base64.b64encode(digest).decode()
+
+
+def check_password(password: str, stored: str) -> bool:
+    try:
+        kind, salt, digest = stored.split("$")
+        if kind != "scrypt":
+            return False
+        want = base64.b64decode(digest)
+        got = hashlib.scrypt(
+            password.encode(), salt=base64.b64decode(salt), n=_N, r=_R, p=_P, dklen=len(want)
+        )
+    except ValueError:
+        return False
+    return hmac.compare_digest(got, want)
+
+
+def load_users(path: str) -> dict[str, str]:
+    """The users file: user -> salted hash; ConfigError with the position of a bad entry."""
+    from machine.yamlsrc import load_yaml
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read the users file: {e}", path) from None
+    src = load_yaml(text, path, what="users files")
+    data = src.data
+    if not isinstance(data, dict) or not isinstance(data.get("users"), dict):
+        raise src.error((), 'a users file is {users: {NAME: "scrypt$..."}}')
+    users = {}
+    for name, stored in data["users"].items():
+        if not isinstance(name, str) or not USER.match(name):
+            raise src.key_error(("users",), name, f"not a user name: {name!r}")
+        if not isinstance(stored, str) or not stored.startswith("scrypt$"):
+            raise src.error(("users", name), "a password entry is a scrypt$ hash (l4tui passwd)")
+        users[name] = stored
+    return users
+
+
+def authorized_keys(directory: str, user: str) -> str | None:
+    """The path of `user`'s authorized_keys file in `directory`, if there is one."""
+    if not USER.match(user):
+        return None
+    path = Path(directory) / user
+    return str(path) if path.is_file() else None

@@ -1,0 +1,375 @@
+"""`l4tui serve`: a lab over SSH — each student in their own l4tui, on their own terminal.
+
+Isolation: every shell session runs `python -m l4tui lab LAB --state
+STATE/USER.json` as its own process, in its own session with its own pseudo-
+terminal (a fixed argv, never a shell; an allow-listed environment), niced,
+with CPU-time and address-space limits. One student's runaway `continue`
+costs the others only what the OS's CPU share gives it. Terminal bytes go
+through untouched; the client's size is set on the pty at start and on
+every resize (the child gets SIGWINCH). The child saves its session after
+every command, so a dropped connection loses nothing, and the next login
+resumes it (`ssh USER+fresh@…` starts over).
+
+Only public keys (an authorized_keys file per user) or passwords (salted
+scrypt hashes) authenticate. Port, agent and X11 forwarding, exec requests
+and subsystems are refused. Limits: sessions in all and per user, the login
+time, idle time, password attempts. Each login, logout and refusal is a log
+line with the peer and user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import resource
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from l4tui.serve.auth import USER, authorized_keys, check_password
+
+log = logging.getLogger("l4tui.serve")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_sessions: int = 30
+    per_user: int = 2
+    login_timeout: float = 60.0
+    idle_timeout: float = 1800.0
+    password_attempts: int = 3
+    cpu_seconds: int = 4 * 3600
+    memory_mb: int = 1024
+    repaint_ms: int = 400  # slower repaints for a network link
+
+
+@dataclass
+class LabServer:
+    """The lab's server: who may log in, the live sessions, and their children."""
+
+    lab: str
+    state_dir: Path
+    users: dict[str, str] | None = None  # user -> salted hash
+    keys_dir: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    sessions: set[ChildSession] = field(default_factory=set)
+    _server: Any = None
+
+    async def start(self, host: str, port: int, host_key: Any) -> int:
+        """Listen; returns the port (useful with port 0)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._server = await asyncssh.create_server(
+            lambda: Connection(self),
+            host,
+            port,
+            server_host_keys=[host_key],
+            encoding=None,
+            login_timeout=self.limits.login_timeout,
+            x11_forwarding=False,
+            agent_forwarding=False,
+            allow_scp=False,
+            allow_pty=True,
+            line_editor=False,
+        )
+        asyncio.get_running_loop().create_task(self._watch_idle())
+        return self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Close the listener, end every child (each saves on SIGTERM), wait for them."""
+        if self._server is not None:
+            self._server.close()
+        for s in list(self.sessions):
+            s.end("the lab server is shutting down")
+        deadline = time.monotonic() + 10
+        while self.sessions and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    def count(self, user: str) -> int:
+        return sum(1 for s in self.sessions if s.user == user)
+
+    async def _watch_idle(self) -> None:
+        while True:
+            await asyncio.sleep(min(5.0, self.limits.idle_timeout / 4))
+            now = time.monotonic()
+            for s in list(self.sessions):
+                if now - s.last_input > self.limits.idle_timeout:
+                    log.info("idle %s from %s after %.0f s", s.user, s.peer, now - s.last_input)
+                    s.end(f"idle for {self.limits.idle_timeout:.0f} s: your work is saved")
+
+
+def split_login(name: str) -> tuple[str, bool]:
+    """`alice` or `alice+fresh` (start the lab over): the user and whether to start fresh."""
+    if name.endswith("+fresh"):
+        return name[: -len("+fresh")], True
+    return name, False
+
+
+class Connection(asyncssh.SSHServer):
+    """One SSH connection: authentication and what it may open."""
+
+    def __init__(self, server: LabServer) -> None:
+        self.server = server
+        self.peer = "?"
+        self.user = ""
+        self.fresh = False
+        self.failures = 0
+        self.conn: asyncssh.SSHServerConnection | None = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
+        peer = conn.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.user:
+            log.info("disconnect %s from %s", self.user, self.peer)
+
+    def begin_auth(self, username: str) -> bool:
+        self.user, self.fresh = split_login(username)
+        keys = self.server.keys_dir and authorized_keys(self.server.keys_dir, self.user)
+        if keys and self.conn is not None:
+            self.conn.set_authorized_keys(keys)
+        return True  # always authenticate; nobody gets in without
+
+    def public_key_auth_supported(self) -> bool:
+        return self.server.keys_dir is not None
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        return False  # only the keys set with set_authorized_keys count
+
+    def password_auth_supported(self) -> bool:
+        return self.server.users is not None
+
+    def validate_password(self, username: str, password: str) -> bool:
+        user, _ = split_login(username)
+        stored = (self.server.users or {}).get(user)
+        if stored is not None and USER.match(user) and check_password(password, stored):
+            return True
+        self.failures += 1
+        log.info("refused %s from %s: bad password (%d)", user, self.peer, self.failures)
+        if self.failures >= self.server.limits.password_attempts and self.conn is not None:
+            log.info("refused %s from %s: too many attempts", user, self.peer)
+            self.conn.close()
+        return False
+
+    def auth_completed(self) -> None:
+        log.info("login %s from %s", self.user, self.peer)
+
+    def connection_requested(self, *args: Any) -> bool:
+        log.info("refused %s from %s: port forwarding", self.user, self.peer)
+        return False
+
+    def server_requested(self, *args: Any) -> bool:
+        log.info("refused %s from %s: remote port forwarding", self.user, self.peer)
+        return False
+
+    def unix_connection_requested(self, *args: Any) -> bool:
+        return False
+
+    def unix_server_requested(self, *args: Any) -> bool:
+        return False
+
+    def session_requested(self) -> ChildSession:
+        return ChildSession(self)
+
+
+class ChildSession(asyncssh.SSHServerSession):
+    """A shell session: the student's own l4tui process on its own pseudo-terminal."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.server = conn.server
+        self.user = conn.user
+        self.peer = conn.peer
+        self.chan: Any = None
+        self.term = "xterm-256color"
+        self.size = (80, 24)
+        self.master = -1
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.last_input = time.monotonic()
+        self.refusal: str | None = None
+
+    def connection_made(self, chan: Any) -> None:
+        self.chan = chan
+
+    def pty_requested(self, term_type: str, term_size: Any, term_modes: Any) -> bool:
+        self.term = term_type or self.term
+        if term_size[0] and term_size[1]:
+            self.size = (term_size[0], term_size[1])
+        return True
+
+    def shell_requested(self) -> bool:
+        limits = self.server.limits
+        if len(self.server.sessions) >= limits.max_sessions:
+            self.refusal = f"the lab is full ({limits.max_sessions} sessions); try again later"
+        elif self.server.count(self.user) >= limits.per_user:
+            self.refusal = f"you already have {limits.per_user} sessions open"
+        return True
+
+    def exec_requested(self, command: str) -> bool:
+        log.info("refused %s from %s: exec %r", self.user, self.peer, command[:60])
+        return False
+
+    def subsystem_requested(self, subsystem: str) -> bool:
+        log.info("refused %s from %s: subsystem %r", self.user, self.peer, subsystem)
+        return False
+
+    def session_started(self) -> None:
+        if self.refusal is not None:
+            log.info("refused %s from %s: %s", self.user, self.peer, self.refusal)
+            self.chan.write(f"l4tui: {self.refusal}\r\n".encode())
+            self.chan.exit(1)
+            return
+        try:
+            self._spawn()
+        except OSError as e:
+            log.error("cannot start l4tui for %s: %s", self.user, e)
+            self.chan.write(b"l4tui: the lab could not start; tell the instructor\r\n")
+            self.chan.exit(1)
+            return
+        self.server.sessions.add(self)
+        log.info("session %s from %s (%dx%d %s)", self.user, self.peer, *self.size, self.term)
+
+    def _spawn(self) -> None:
+        server, limits = self.server, self.server.limits
+        home = server.state_dir / "home" / self.user
+        home.mkdir(parents=True, exist_ok=True)
+        state = server.state_dir / f"{self.user}.json"
+        argv = [sys.executable, "-m", "l4tui", "lab", server.lab, "--state", str(state)]
+        if self.conn.fresh:
+            argv.append("--fresh")
+        env = {
+            "TERM": self.term,
+            "COLORTERM": "truecolor",  # SSH clients rarely send it; Textual then uses 24-bit
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "HOME": str(home),
+            "XDG_STATE_HOME": str(home / "state"),
+            "XDG_CONFIG_HOME": str(home / "config"),
+            "PATH": os.defpath,
+            "L4TUI_REPAINT_MS": str(limits.repaint_ms),
+            "TEXTUAL_ANIMATIONS": "none",
+        }
+        master, slave = os.openpty()
+        self.master = master
+        self._set_size()
+
+        def child_setup() -> None:
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # the pty is its controlling terminal
+            os.nice(5)
+            resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds))
+            mem = limits.memory_mb << 20
+            resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            cwd=str(home),
+            close_fds=True,
+            start_new_session=True,
+            preexec_fn=child_setup,
+        )
+        os.close(slave)
+        os.set_blocking(master, False)
+        asyncio.get_running_loop().add_reader(master, self._from_child)
+
+    def _set_size(self) -> None:
+        if self.master >= 0:
+            cols, rows = self.size
+            fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def _from_child(self) -> None:
+        try:
+            data = os.read(self.master, 65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if data:
+            with contextlib.suppress(BrokenPipeError, OSError):  # the client went away
+                self.chan.write(data)
+            return
+        self._finished()
+
+    def _finished(self) -> None:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(ValueError, OSError):
+            loop.remove_reader(self.master)
+        code = self.proc.wait() if self.proc is not None else 0
+        with contextlib.suppress(OSError):
+            os.close(self.master)
+        self.master = -1
+        if self in self.server.sessions:
+            self.server.sessions.discard(self)
+            log.info("logout %s from %s", self.user, self.peer)
+        with contextlib.suppress(Exception):
+            self.chan.exit(code if code >= 0 else 1)
+
+    def data_received(self, data: bytes, datatype: Any) -> None:
+        self.last_input = time.monotonic()
+        if self.master >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self.master, data)
+
+    def terminal_size_changed(self, width: int, height: int, pw: int, ph: int) -> None:
+        if width and height:
+            self.size = (width, height)
+            self._set_size()
+
+    def eof_received(self) -> bool:
+        self.end(None)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.end(None)  # the child saves on SIGTERM; the next login resumes
+
+    def end(self, message: str | None) -> None:
+        """Stop the child (it saves its session and exits)."""
+        if message and self.chan is not None:
+            with contextlib.suppress(Exception):
+                self.chan.write(f"\r\nl4tui: {message}\r\n".encode())
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+
+
+def host_key(path: Path) -> asyncssh.SSHKey:
+    """The server's host key: read, or generated (ed25519) and kept on first start."""
+    if path.exists():
+        return asyncssh.read_private_key(str(path))
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.export_private_key())
+    return key
+
+
+async def serve(server: LabServer, host: str, port: int, key_path: Path) -> int:
+    """Run until SIGTERM or SIGINT; then save and end every session."""
+    key = host_key(key_path)
+    port = await server.start(host, port, key)
+    print(f"l4tui serve: {server.lab} on {host}:{port}", flush=True)
+    print(f"host key {key.get_fingerprint()} ({key_path})", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: %d sessions", len(server.sessions))
+    await server.stop()
+    return 0

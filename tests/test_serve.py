@@ -1,0 +1,191 @@
+"""`l4tui serve` over loopback with an asyncssh client: logins, refusals, the monitor on a pty
+read through pyte, resize, limits, idle timeout, and resuming a dropped session exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncssh
+import pyte
+import pytest
+
+from l4tui.serve.auth import check_password, hash_password, load_users
+from l4tui.serve.server import LabServer, Limits, host_key, split_login
+
+LAB = str(Path(__file__).parent.parent / "scripts" / "labs" / "xp-ipc.yaml")
+
+
+@pytest.fixture
+async def lab(tmp_path: Path) -> AsyncIterator[tuple[LabServer, int, asyncssh.SSHKey]]:
+    users = tmp_path / "users.yaml"
+    users.write_text(f'users: {{alice: "{hash_password("wonderland")}"}}\n')
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    bob = asyncssh.generate_private_key("ssh-ed25519")
+    (keys / "bob").write_text(bob.export_public_key().decode())
+    limits = Limits(max_sessions=2, per_user=1, idle_timeout=4.0, login_timeout=10.0)
+    server = LabServer(LAB, tmp_path / "state", load_users(str(users)), str(keys), limits)
+    port = await server.start("127.0.0.1", 0, host_key(tmp_path / "state" / "host_ed25519"))
+    yield server, port, bob
+    await server.stop()
+
+
+def connect(port: int, user: str = "alice", **kw: object):  # noqa: ANN201 - a connection
+    options = {"password": "wonderland", "client_keys": None} if "client_keys" not in kw else {}
+    return asyncssh.connect("127.0.0.1", port, username=user, known_hosts=None, **{**options, **kw})
+
+
+class Screen:
+    """The client's terminal: bytes from the server through a VT emulator (pyte)."""
+
+    def __init__(self, proc: asyncssh.SSHClientProcess, size: tuple[int, int]) -> None:
+        self.proc = proc
+        self.screen = pyte.Screen(*size)
+        self.stream = pyte.ByteStream(self.screen)
+
+    def text(self) -> str:
+        return "\n".join(self.screen.display)
+
+    async def wait_for(self, text: str, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while text not in self.text():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"never saw {text!r}:\n{self.text()}")
+            try:
+                data = await asyncio.wait_for(self.proc.stdout.read(65536), 0.3)
+            except TimeoutError:
+                continue
+            if not data and self.proc.stdout.at_eof():
+                raise AssertionError(f"closed before {text!r}:\n{self.text()}")
+            self.stream.feed(data)
+        return self.text()
+
+    def resize(self, cols: int, rows: int) -> None:
+        self.screen.resize(rows, cols)
+        self.proc.change_terminal_size(cols, rows)
+
+
+async def open_monitor(conn: asyncssh.SSHClientConnection, size=(160, 48)) -> Screen:  # noqa: ANN001
+    proc = await conn.create_process(term_type="xterm-256color", term_size=size, encoding=None)
+    return Screen(proc, size)
+
+
+def test_passwords_are_salted_and_logins_parsed() -> None:
+    a, b = hash_password("secret"), hash_password("secret")
+    assert a != b and check_password("secret", a) and not check_password("Secret", a)
+    assert split_login("alice+fresh") == ("alice", True)
+    assert split_login("alice") == ("alice", False)
+
+
+async def test_password_login_shows_the_monitor_and_follows_a_resize(lab) -> None:  # noqa: ANN001
+    server, port, _ = lab
+    async with connect(port) as conn:
+        screen = await open_monitor(conn)
+        await screen.wait_for("TCB cache lines")
+        await screen.wait_for("lab sheet")
+        screen.proc.stdin.write(b"break xp.proxy.send\r")
+        await screen.wait_for("breakpoint 1 at xp.proxy.send")
+        screen.resize(80, 24)
+        await screen.wait_for(" TCB  Phase")  # under 120x36 the panes become tabs
+        screen.proc.stdin.write(b"\x1b")
+        await asyncio.sleep(0.3)
+        screen.proc.stdin.write(b"q")
+        await screen.proc.wait_closed()
+    saved = json.loads((server.state_dir / "alice.json").read_text())
+    assert "break xp.proxy.send" in saved["commands"]
+
+
+async def test_key_login_and_refusals(lab) -> None:  # noqa: ANN001
+    server, port, bob = lab
+    async with connect(port, "bob", client_keys=[bob]) as conn:
+        screen = await open_monitor(conn, (120, 40))
+        await screen.wait_for("CPUs")
+        screen.proc.close()
+    with pytest.raises(asyncssh.PermissionDenied):
+        async with connect(port, "alice", password="wrong"):
+            pass
+    with pytest.raises(asyncssh.PermissionDenied):
+        async with connect(port, "mallory", password="wonderland"):
+            pass
+    other = asyncssh.generate_private_key("ssh-ed25519")
+    with pytest.raises(asyncssh.PermissionDenied):
+        async with connect(port, "bob", client_keys=[other]):
+            pass
+
+
+async def test_exec_and_forwarding_are_refused(lab) -> None:  # noqa: ANN001
+    _, port, _ = lab
+    async with connect(port) as conn:
+        with pytest.raises(asyncssh.ChannelOpenError):
+            await conn.create_connection(asyncssh.SSHTCPSession, "127.0.0.1", 22)
+        with pytest.raises(asyncssh.ChannelOpenError):  # exec: the session request fails
+            await conn.run("cat /etc/passwd", check=False)
+        with pytest.raises(asyncssh.ChannelOpenError):  # so does a subsystem (sftp)
+            await conn.start_sftp_client()
+
+
+async def test_session_limits_refuse_with_a_message(lab) -> None:  # noqa: ANN001
+    _, port, bob = lab
+    async with connect(port) as conn:
+        first = await open_monitor(conn)
+        await first.wait_for("CPUs")
+        second = await open_monitor(conn)  # per user: 1
+        await second.wait_for("you already have 1 sessions open")
+        async with connect(port, "bob", client_keys=[bob]) as conn2:
+            b1 = await open_monitor(conn2)
+            await b1.wait_for("CPUs")
+            async with connect(port, "bob", client_keys=[bob]) as conn3:
+                full = await open_monitor(conn3)
+                await full.wait_for("the lab is full (2 sessions)")
+
+
+async def test_an_idle_session_is_closed_and_its_work_saved(lab) -> None:  # noqa: ANN001
+    server, port, _ = lab
+    async with connect(port) as conn:
+        screen = await open_monitor(conn)
+        await screen.wait_for("CPUs")
+        screen.proc.stdin.write(b"step 7\r")
+        await screen.wait_for("phase ")
+        await asyncio.wait_for(screen.proc.wait_closed(), 20)  # idle_timeout is 4 s
+    saved = json.loads((server.state_dir / "alice.json").read_text())
+    assert "step 7" in saved["commands"]
+
+
+async def test_a_dropped_connection_resumes_exactly_and_fresh_starts_over(lab) -> None:  # noqa: ANN001
+    server, port, _ = lab
+    state = server.state_dir / "alice.json"
+    conn = await connect(port)
+    screen = await open_monitor(conn)
+    await screen.wait_for("CPUs")
+    screen.proc.stdin.write(b"break xp.proxy.send\r")
+    await screen.wait_for("breakpoint 1 at")
+    screen.proc.stdin.write(b"stepi 123\r")
+    await screen.wait_for("stepped; last")
+    conn.abort()  # the network goes away
+    deadline = time.monotonic() + 15
+    while server.sessions and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    before = json.loads(state.read_text())
+    async with connect(port) as conn:
+        screen = await open_monitor(conn)
+        await screen.wait_for("CPUs")
+        screen.proc.stdin.write(b"print cpu1.steps\r")
+        await screen.wait_for("cpu1.steps = ")
+        screen.proc.stdin.write(b"info breakpoints\r")
+        await screen.wait_for("1: break xp.proxy.send")
+        screen.proc.close()
+    deadline = time.monotonic() + 15
+    while server.sessions and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    after = json.loads(state.read_text())
+    assert after["log"] == before["log"]  # the same inputs: the identical state, replayed
+    async with connect(port, "alice+fresh") as conn:
+        screen = await open_monitor(conn)
+        await screen.wait_for("CPUs")
+        screen.proc.stdin.write(b"info breakpoints\r")
+        await screen.wait_for("no breakpoints or watchpoints")
+        screen.proc.close()
