@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "which",
         nargs="?",
-        choices=("thesis", "engine", "kernel", "debugger", "tui", "all"),
+        choices=("thesis", "engine", "kernel", "debugger", "tui", "serve", "all"),
         default="thesis",
         help="which benchmark (default: thesis)",
     )
@@ -401,6 +401,10 @@ def _bench(args: argparse.Namespace) -> int:
         from l4tui.bench.tui import run_tui
 
         result["tui"] = run_tui()
+    if args.which in ("serve", "all"):
+        from l4tui.bench.serve import run_serve
+
+        result["serve"] = run_serve()
 
     if args.json:
         payload = result if args.which == "all" else result[args.which]
@@ -417,6 +421,8 @@ def _bench(args: argparse.Namespace) -> int:
         parts.append(report.format_rows(result["debugger"]))
     if "tui" in result:
         parts.append(report.format_rows(result["tui"]))
+    if "serve" in result:
+        parts.append(report.format_rows(result["serve"]))
     print("\n\n".join(parts))
     return 0
 

@@ -1,6 +1,6 @@
 """`l4tui serve`: a lab over SSH — each student in their own l4tui, on their own terminal.
 
-Isolation: every shell session runs `python -m l4tui lab LAB --state
+Isolation: every shell session runs `l4tui lab LAB --state
 STATE/USER.json` as its own process, in its own session with its own pseudo-
 terminal (a fixed argv, never a shell; an allow-listed environment), niced,
 with CPU-time and address-space limits. One student's runaway `continue`
@@ -22,10 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import logging
 import os
-import resource
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -65,10 +66,13 @@ class LabServer:
     limits: Limits = field(default_factory=Limits)
     sessions: set[ChildSession] = field(default_factory=set)
     _server: Any = None
+    _zygote: Any = None  # the warm parent of the sessions (l4tui/serve/zygote.py)
+    _zsock: Any = None
 
     async def start(self, host: str, port: int, host_key: Any) -> int:
         """Listen; returns the port (useful with port 0)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._start_zygote()
         self._server = await asyncssh.create_server(
             lambda: Connection(self),
             host,
@@ -94,6 +98,34 @@ class LabServer:
         deadline = time.monotonic() + 10
         while self.sessions and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+        if self._zsock is not None:
+            self._zsock.close()  # the zygote sees the end of its socket and leaves
+        if self._zygote is not None:
+            try:
+                self._zygote.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._zygote.kill()
+
+    def _start_zygote(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        env = {"PATH": os.defpath, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": "/"}
+        env["TEXTUAL_ANIMATIONS"] = "none"  # Textual reads some settings at import
+        self._zygote = subprocess.Popen(
+            [sys.executable, "-m", "l4tui.serve.zygote", str(theirs.fileno()), self.lab],
+            pass_fds=(theirs.fileno(),),
+            env=env,
+            start_new_session=True,
+        )
+        theirs.close()
+        self._zsock = ours
+
+    def spawn(self, request: dict[str, Any], slave: int) -> int:
+        """Fork a session from the zygote onto the pty `slave`; its pid."""
+        socket.send_fds(self._zsock, [json.dumps(request).encode()], [slave])
+        reply = self._zsock.recv(4096)
+        if not reply:
+            raise OSError("the session zygote has gone")
+        return int(json.loads(reply)["pid"])
 
     def count(self, user: str) -> int:
         return sum(1 for s in self.sessions if s.user == user)
@@ -151,11 +183,16 @@ class Connection(asyncssh.SSHServer):
     def password_auth_supported(self) -> bool:
         return self.server.users is not None
 
-    def validate_password(self, username: str, password: str) -> bool:
+    async def validate_password(self, username: str, password: str) -> bool:
         user, _ = split_login(username)
         stored = (self.server.users or {}).get(user)
-        if stored is not None and USER.match(user) and check_password(password, stored):
-            return True
+        if stored is not None and USER.match(user):
+            # scrypt takes ~50 ms on purpose: in a thread, so thirty logins do not queue.
+            ok = await asyncio.get_running_loop().run_in_executor(
+                None, check_password, password, stored
+            )
+            if ok:
+                return True
         self.failures += 1
         log.info("refused %s from %s: bad password (%d)", user, self.peer, self.failures)
         if self.failures >= self.server.limits.password_attempts and self.conn is not None:
@@ -196,7 +233,7 @@ class ChildSession(asyncssh.SSHServerSession):
         self.term = "xterm-256color"
         self.size = (80, 24)
         self.master = -1
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.pid = 0  # the session's process (a child of the zygote)
         self.last_input = time.monotonic()
         self.refusal: str | None = None
 
@@ -246,7 +283,7 @@ class ChildSession(asyncssh.SSHServerSession):
         home = server.state_dir / "home" / self.user
         home.mkdir(parents=True, exist_ok=True)
         state = server.state_dir / f"{self.user}.json"
-        argv = [sys.executable, "-m", "l4tui", "lab", server.lab, "--state", str(state)]
+        argv = ["lab", server.lab, "--state", str(state)]  # a fixed argv: never a shell
         if self.conn.fresh:
             argv.append("--fresh")
         env = {
@@ -264,26 +301,17 @@ class ChildSession(asyncssh.SSHServerSession):
         master, slave = os.openpty()
         self.master = master
         self._set_size()
-
-        def child_setup() -> None:
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # the pty is its controlling terminal
-            os.nice(5)
-            resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds))
-            mem = limits.memory_mb << 20
-            resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            env=env,
-            cwd=str(home),
-            close_fds=True,
-            start_new_session=True,
-            preexec_fn=child_setup,
-        )
-        os.close(slave)
+        request = {
+            "argv": argv,  # the zygote's child runs l4tui's main with it
+            "env": env,
+            "cwd": str(home),
+            "cpu_seconds": limits.cpu_seconds,
+            "memory_mb": limits.memory_mb,
+        }
+        try:
+            self.pid = server.spawn(request, slave)
+        finally:
+            os.close(slave)
         os.set_blocking(master, False)
         asyncio.get_running_loop().add_reader(master, self._from_child)
 
@@ -309,7 +337,6 @@ class ChildSession(asyncssh.SSHServerSession):
         loop = asyncio.get_running_loop()
         with contextlib.suppress(ValueError, OSError):
             loop.remove_reader(self.master)
-        code = self.proc.wait() if self.proc is not None else 0
         with contextlib.suppress(OSError):
             os.close(self.master)
         self.master = -1
@@ -317,7 +344,7 @@ class ChildSession(asyncssh.SSHServerSession):
             self.server.sessions.discard(self)
             log.info("logout %s from %s", self.user, self.peer)
         with contextlib.suppress(Exception):
-            self.chan.exit(code if code >= 0 else 1)
+            self.chan.exit(0)
 
     def data_received(self, data: bytes, datatype: Any) -> None:
         self.last_input = time.monotonic()
@@ -342,9 +369,9 @@ class ChildSession(asyncssh.SSHServerSession):
         if message and self.chan is not None:
             with contextlib.suppress(Exception):
                 self.chan.write(f"\r\nl4tui: {message}\r\n".encode())
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
+        if self.pid and self.master >= 0:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGTERM)
 
 
 def host_key(path: Path) -> asyncssh.SSHKey:

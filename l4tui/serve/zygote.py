@@ -1,0 +1,92 @@
+"""The warm parent of every lab session: imported once, forked per login (`l4tui serve`).
+
+Starting Python and importing Textual and the simulator takes about a second
+of CPU; thirty students logging in at once would queue for it. So the server
+starts this process once: it imports everything and parses the lab, then
+waits for requests on a Unix socket. A request carries the session's pty (the
+slave end, as a passed file descriptor) and what to run; the zygote forks, and
+the child makes the pty its controlling terminal, takes the allow-listed
+environment and limits, and runs `l4tui lab …` — with nothing left to import.
+Children share the parent's pages until they write them, which keeps memory
+per session low. The zygote reaps its children; the server learns of an end
+from the pty.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import resource
+import signal
+import socket
+import sys
+import termios
+
+
+def _reap(signum: int, frame: object) -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _child(req: dict, slave: int) -> None:
+    os.setsid()
+    fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    if slave > 2:
+        os.close(slave)
+    os.environ.clear()
+    os.environ.update(req["env"])
+    os.chdir(req["cwd"])
+    os.nice(5)
+    cpu, mem = req["cpu_seconds"], req["memory_mb"] << 20
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    from l4tui.cli import main
+
+    code = main(req["argv"])
+    sys.stdout.flush()
+    os._exit(code)
+
+
+def serve(sock: socket.socket, lab: str) -> None:
+    # Warm up: every module a session needs, and the lab itself (parsed, checked).
+    import l4tui.tui.app  # noqa: F401
+    from l4tui.cli import lab_session
+
+    lab_session(lab, None, False)
+    signal.signal(signal.SIGCHLD, _reap)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    while True:
+        try:
+            msg, fds, _, _ = socket.recv_fds(sock, 65536, 1)
+        except InterruptedError:
+            continue
+        if not msg or not fds:
+            return  # the server has gone
+        req = json.loads(msg)
+        pid = os.fork()
+        if pid == 0:
+            sock.close()
+            try:
+                _child(req, fds[0])
+            finally:
+                os._exit(1)
+        os.close(fds[0])
+        sock.sendall(json.dumps({"pid": pid}).encode())
+
+
+def main() -> None:
+    fd, lab = int(sys.argv[1]), sys.argv[2]
+    serve(socket.socket(fileno=fd), lab)
+
+
+if __name__ == "__main__":
+    main()
