@@ -140,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--idle-timeout", metavar="S", type=float, default=1800.0)
     serve.add_argument("--login-timeout", metavar="S", type=float, default=60.0)
     serve.add_argument("--state-dir", metavar="DIR", default="l4tui-state", help="sessions, keys")
+    serve.add_argument(
+        "--warm",
+        metavar="N",
+        type=int,
+        default=4,
+        help="sessions kept started for logins to come (default 4; a class at once: its size)",
+    )
     serve.set_defaults(func=_serve)
 
     passwd = commands.add_parser(
@@ -318,7 +325,10 @@ def _serve(args: argparse.Namespace) -> int:
         idle_timeout=args.idle_timeout,
         login_timeout=args.login_timeout,
     )
+    if args.warm < 0:
+        raise ConfigError("--warm must be 0 or more")
     server = LabServer(str(Path(lab.file).resolve()), state, users, args.authorized_keys, limits)
+    server.warm = args.warm
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     logging.getLogger("asyncssh").setLevel(logging.WARNING)  # our own line per event is enough
     key = Path(args.host_key) if args.host_key else state / "host_ed25519"

@@ -189,3 +189,31 @@ async def test_a_dropped_connection_resumes_exactly_and_fresh_starts_over(lab) -
         screen.proc.stdin.write(b"info breakpoints\r")
         await screen.wait_for("no breakpoints or watchpoints")
         screen.proc.close()
+
+
+async def test_a_warm_slot_takes_the_students_session_and_size(lab) -> None:  # noqa: ANN001
+    server, port, _ = lab
+    (server.state_dir / "alice.json").unlink(missing_ok=True)
+    async with connect(port) as conn:  # a first session, to have something saved
+        screen = await open_monitor(conn)
+        await screen.wait_for("CPUs")
+        screen.proc.stdin.write(b"break xp.proxy.send\r")
+        await screen.wait_for("breakpoint 1 at")
+        screen.proc.close()
+    deadline = time.monotonic() + 15
+    while server.sessions and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    server.warm = 1
+    server.fill_pool()
+    slot = server.pool[0]
+    deadline = time.monotonic() + 30
+    while b"CPUs" not in slot.output and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    async with connect(port) as conn:
+        screen = await open_monitor(conn, (100, 30))
+        await screen.wait_for("CPUs")
+        assert not server.pool or server.pool[0] is not slot  # the slot was taken
+        screen.proc.stdin.write(b"info breakpoints\r")
+        await screen.wait_for("1: break xp.proxy.send")  # alice's own session, resumed
+        await screen.wait_for(" TCB  Phase")  # repainted at her size (tabs under 120x36)
+        screen.proc.close()

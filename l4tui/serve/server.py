@@ -55,6 +55,28 @@ class Limits:
     repaint_ms: int = 400  # slower repaints for a network link
 
 
+POOL_SIZE = (120, 40)  # the size warm slots are painted at before a student comes
+BUFFER = 256 << 10  # what a slot keeps of its first output: terminal set-up and first frame
+
+
+@dataclass
+class Slot:
+    """A warm session: l4tui already running and painted on its pty, waiting for a student."""
+
+    master: int
+    control: int  # write end of its control pipe: the assignment goes here
+    pid: int
+    output: bytearray = field(default_factory=bytearray)
+
+    def drain(self) -> None:
+        try:
+            data = os.read(self.master, 65536)
+        except OSError:
+            return
+        if len(self.output) < BUFFER:
+            self.output += data[: BUFFER - len(self.output)]
+
+
 @dataclass
 class LabServer:
     """The lab's server: who may log in, the live sessions, and their children."""
@@ -68,6 +90,9 @@ class LabServer:
     _server: Any = None
     _zygote: Any = None  # the warm parent of the sessions (l4tui/serve/zygote.py)
     _zsock: Any = None
+    warm: int = 0  # sessions kept started and painted, for a class logging in at once
+    pool: list[Slot] = field(default_factory=list)
+    _refill: Any = None  # the pending refill, pushed back while logins keep coming
 
     async def start(self, host: str, port: int, host_key: Any) -> int:
         """Listen; returns the port (useful with port 0)."""
@@ -86,8 +111,64 @@ class LabServer:
             allow_pty=True,
             line_editor=False,
         )
-        asyncio.get_running_loop().create_task(self._watch_idle())
+        loop = asyncio.get_running_loop()
+        loop.create_task(self._watch_idle())
+        self.fill_pool()
         return self._server.sockets[0].getsockname()[1]
+
+    def session_env(self, home: Path, term: str) -> dict[str, str]:
+        """The allow-listed environment of a session (nothing of the server's own)."""
+        return {
+            "TERM": term,
+            "COLORTERM": "truecolor",  # SSH clients rarely send it; Textual then uses 24-bit
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "HOME": str(home),
+            "XDG_STATE_HOME": str(home / "state"),
+            "XDG_CONFIG_HOME": str(home / "config"),
+            "PATH": os.defpath,
+            "L4TUI_REPAINT_MS": str(self.limits.repaint_ms),
+            "TEXTUAL_ANIMATIONS": "none",
+        }
+
+    def fill_pool(self) -> None:
+        """Start warm slots until there are `warm` of them."""
+        home = self.state_dir / "home" / "_warm"
+        home.mkdir(parents=True, exist_ok=True)
+        while len(self.pool) < self.warm:
+            master, slave = os.openpty()
+            cols, rows = POOL_SIZE
+            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+            read, write = os.pipe()
+            request = {
+                "argv": ["lab", self.lab],
+                "env": self.session_env(home, "xterm-256color"),
+                "cwd": str(home),
+                "cpu_seconds": self.limits.cpu_seconds,
+                "memory_mb": self.limits.memory_mb,
+            }
+            try:
+                pid = self.spawn(request, slave, read)
+            finally:
+                os.close(slave)
+                os.close(read)
+            os.set_blocking(master, False)
+            slot = Slot(master, write, pid)
+            asyncio.get_running_loop().add_reader(master, slot.drain)
+            self.pool.append(slot)
+
+    def take(self) -> Slot | None:
+        """A warm slot for a new session, if one is ready; more are started a moment later."""
+        if not self.pool:
+            return None
+        slot = self.pool.pop(0)
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(slot.master)
+        # Refill once a burst of logins is past (10 s without one), not in the middle of it.
+        if self._refill is not None:
+            self._refill.cancel()
+        self._refill = loop.call_later(10.0, self.fill_pool)
+        return slot
 
     async def stop(self) -> None:
         """Close the listener, end every child (each saves on SIGTERM), wait for them."""
@@ -98,6 +179,14 @@ class LabServer:
         deadline = time.monotonic() + 10
         while self.sessions and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+        for slot in self.pool:
+            with contextlib.suppress(OSError):
+                asyncio.get_running_loop().remove_reader(slot.master)
+                os.killpg(slot.pid, signal.SIGTERM)
+                os.close(slot.master)
+                os.close(slot.control)
+        self.pool.clear()
+        self.warm = 0
         if self._zsock is not None:
             self._zsock.close()  # the zygote sees the end of its socket and leaves
         if self._zygote is not None:
@@ -119,9 +208,10 @@ class LabServer:
         theirs.close()
         self._zsock = ours
 
-    def spawn(self, request: dict[str, Any], slave: int) -> int:
+    def spawn(self, request: dict[str, Any], slave: int, control: int | None = None) -> int:
         """Fork a session from the zygote onto the pty `slave`; its pid."""
-        socket.send_fds(self._zsock, [json.dumps(request).encode()], [slave])
+        fds = [slave] if control is None else [slave, control]
+        socket.send_fds(self._zsock, [json.dumps(request).encode()], fds)
         reply = self._zsock.recv(4096)
         if not reply:
             raise OSError("the session zygote has gone")
@@ -269,7 +359,11 @@ class ChildSession(asyncssh.SSHServerSession):
             self.chan.exit(1)
             return
         try:
-            self._spawn()
+            slot = self.server.take()
+            if slot is not None:
+                self._attach(slot)
+            else:
+                self._spawn()
         except OSError as e:
             log.error("cannot start l4tui for %s: %s", self.user, e)
             self.chan.write(b"l4tui: the lab could not start; tell the instructor\r\n")
@@ -286,18 +380,7 @@ class ChildSession(asyncssh.SSHServerSession):
         argv = ["lab", server.lab, "--state", str(state)]  # a fixed argv: never a shell
         if self.conn.fresh:
             argv.append("--fresh")
-        env = {
-            "TERM": self.term,
-            "COLORTERM": "truecolor",  # SSH clients rarely send it; Textual then uses 24-bit
-            "LANG": "C.UTF-8",
-            "LC_ALL": "C.UTF-8",
-            "HOME": str(home),
-            "XDG_STATE_HOME": str(home / "state"),
-            "XDG_CONFIG_HOME": str(home / "config"),
-            "PATH": os.defpath,
-            "L4TUI_REPAINT_MS": str(limits.repaint_ms),
-            "TEXTUAL_ANIMATIONS": "none",
-        }
+        env = server.session_env(home, self.term)
         master, slave = os.openpty()
         self.master = master
         self._set_size()
@@ -314,6 +397,29 @@ class ChildSession(asyncssh.SSHServerSession):
             os.close(slave)
         os.set_blocking(master, False)
         asyncio.get_running_loop().add_reader(master, self._from_child)
+
+    def _attach(self, slot: Slot) -> None:
+        """Give a warm slot to this student: their session, their size, its screen so far."""
+        home = self.server.state_dir / "home" / self.user
+        home.mkdir(parents=True, exist_ok=True)
+        assignment = {
+            "lab": self.server.lab,
+            "state": str(self.server.state_dir / f"{self.user}.json"),
+            "fresh": self.conn.fresh,
+            "history": str(home / "state" / "l4tui" / "history"),
+        }
+        os.write(slot.control, json.dumps(assignment).encode())
+        os.close(slot.control)
+        self.master, self.pid = slot.master, slot.pid
+        self.chan.write(bytes(slot.output))  # the terminal set-up and the first frame
+        # Two sizes a moment apart: each is a SIGWINCH, so the app repaints whole even
+        # when the client's size is the slot's.
+        cols, rows = self.size
+        self.size = (max(2, cols - 1), rows)
+        self._set_size()
+        self.size = (cols, rows)
+        asyncio.get_running_loop().call_later(0.15, self._set_size)
+        asyncio.get_running_loop().add_reader(self.master, self._from_child)
 
     def _set_size(self) -> None:
         if self.master >= 0:

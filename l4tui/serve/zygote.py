@@ -34,7 +34,7 @@ def _reap(signum: int, frame: object) -> None:
             return
 
 
-def _child(req: dict, slave: int) -> None:
+def _child(req: dict, slave: int, control: int | None) -> None:
     os.setsid()
     fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
     for fd in (0, 1, 2):
@@ -43,6 +43,11 @@ def _child(req: dict, slave: int) -> None:
         os.close(slave)
     os.environ.clear()
     os.environ.update(req["env"])
+    if control is not None:  # a pool slot: its student comes later (l4tui/tui/app.py)
+        if control != 3:
+            os.dup2(control, 3)
+            os.close(control)
+        os.environ["L4TUI_POOL_FD"] = "3"
     os.chdir(req["cwd"])
     os.nice(5)
     cpu, mem = req["cpu_seconds"], req["memory_mb"] << 20
@@ -66,7 +71,7 @@ def serve(sock: socket.socket, lab: str) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     while True:
         try:
-            msg, fds, _, _ = socket.recv_fds(sock, 65536, 1)
+            msg, fds, _, _ = socket.recv_fds(sock, 65536, 2)
         except InterruptedError:
             continue
         if not msg or not fds:
@@ -76,10 +81,11 @@ def serve(sock: socket.socket, lab: str) -> None:
         if pid == 0:
             sock.close()
             try:
-                _child(req, fds[0])
+                _child(req, fds[0], fds[1] if len(fds) > 1 else None)
             finally:
                 os._exit(1)
-        os.close(fds[0])
+        for fd in fds:
+            os.close(fd)
         sock.sendall(json.dumps({"pid": pid}).encode())
 
 

@@ -43,6 +43,7 @@ from l4tui.tui.views import (
     TcbPane,
     ThreadsPane,
 )
+from machine.errors import ConfigError
 
 WIDE = (120, 36)  # at least this many columns and rows: panes side by side
 SLICE = 2000  # micro-ops a running continue takes between looks at the keyboard
@@ -218,11 +219,46 @@ class MonitorApp(App[int]):
             self.notify(problem, severity="error", timeout=10)
         self.sub_title = f"{self.session.scenario.name} · {len(self.session.cpus())} CPUs"
         self._after_layout()
-        if self.autosave is not None:  # `l4tui serve` ends a session with SIGTERM: save, leave
+        pool = os.environ.get("L4TUI_POOL_FD")
+        if pool:  # a warm slot of `l4tui serve`: painted already, waiting for its student
+            asyncio.get_running_loop().add_reader(int(pool), self._assigned, int(pool))
+        if self.autosave is not None or pool:  # `l4tui serve` ends a session with SIGTERM
             import signal
 
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._terminated)
+
+    def _assigned(self, fd: int) -> None:
+        """The server gave this warm slot a student: their saved session (or a fresh one)."""
+        import json
+
+        from l4tui.cli import lab_session
+
+        asyncio.get_running_loop().remove_reader(fd)
+        try:
+            req = json.loads(os.read(fd, 65536) or b"{}")
+            lab, session = lab_session(req["lab"], req["state"], bool(req.get("fresh")))
+        except (OSError, ValueError, KeyError, ConfigError) as e:
+            self.notify(f"cannot load your session: {e}", severity="error", timeout=30)
+            return
+        finally:
+            os.close(fd)
+        self.session, self.lab = session, lab
+        self.autosave = Path(req["state"])
+        if req.get("history"):  # the student's own history, not the warm slot's
+            from prompt_toolkit.history import FileHistory
+
+            hist = Path(req["history"])
+            with contextlib.suppress(OSError):
+                hist.parent.mkdir(parents=True, exist_ok=True)
+                console = self.query_one(ConsolePane)
+                console.history = FileHistory(str(hist))
+                console.entries = list(console.history.load_history_strings())
+        self.transcript.clear()
+        self.query_one(ConsolePane).query_one("#console-out").clear()
+        self.sub_title = f"{session.scenario.name} · {len(session.cpus())} CPUs"
+        self.for_each_pane()
+        self.save_now()
 
     def _terminated(self) -> None:
         self.pause_requested = True
