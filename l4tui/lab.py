@@ -33,8 +33,7 @@ from typing import Any
 from kernel.scenario import Scenario, load_scenario
 from l4tui.grammar import CommandError
 from l4tui.session import Session
-from machine.errors import ConfigError
-from machine.yamlsrc import Source, load_yaml
+from machine.yamlsrc import Source, load_yaml_file
 
 CHECKS = ("stopped_at", "ran", "ended", "holds", "all")
 _STOP = re.compile(r"^breakpoint \d+: (\S+) on cpu")
@@ -64,11 +63,7 @@ class Lab:
 def load_lab(path: str | os.PathLike[str]) -> Lab:
     """Read and validate a lab file; ConfigError with the position of a bad value."""
     file = os.fspath(path)
-    try:
-        text = Path(file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read the lab: {e}", file) from None
-    src = load_yaml(text, file, what="lab files")
+    src = load_yaml_file(file, "lab files")
     data = src.data
     if not isinstance(data, dict):
         raise src.error((), "a lab is a mapping with title, scenario and exercises")

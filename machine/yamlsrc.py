@@ -200,3 +200,14 @@ def _convert(node: yaml.Node, path: Path, src: Source, ctor: yaml.SafeLoader) ->
         return ctor.construct_object(node, deep=True)
     except yaml.constructor.ConstructorError as e:
         raise src.error(path, f"invalid value: {e.problem}") from None
+
+
+def load_yaml_file(path: str, what: str) -> Source:
+    """Read and parse a small YAML file (a lab, a users file); ConfigError if it cannot be."""
+    from pathlib import Path as FilePath
+
+    try:
+        text = FilePath(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read the file: {e}", path) from None
+    return load_yaml(text, path, what=what)

@@ -74,6 +74,13 @@ async def open_monitor(conn: asyncssh.SSHClientConnection, size=(160, 48)) -> Sc
     return Screen(proc, size)
 
 
+async def sessions_ended(server: LabServer, timeout: float = 15.0) -> None:
+    """Until every session's process has saved and gone."""
+    deadline = time.monotonic() + timeout
+    while server.sessions and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+
+
 def test_passwords_are_salted_and_logins_parsed() -> None:
     a, b = hash_password("secret"), hash_password("secret")
     assert a != b and check_password("secret", a) and not check_password("Secret", a)
@@ -166,9 +173,7 @@ async def test_a_dropped_connection_resumes_exactly_and_fresh_starts_over(lab) -
     screen.proc.stdin.write(b"stepi 123\r")
     await screen.wait_for("stepped; last")
     conn.abort()  # the network goes away
-    deadline = time.monotonic() + 15
-    while server.sessions and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+    await sessions_ended(server)
     before = json.loads(state.read_text())
     async with connect(port) as conn:
         screen = await open_monitor(conn)
@@ -178,9 +183,7 @@ async def test_a_dropped_connection_resumes_exactly_and_fresh_starts_over(lab) -
         screen.proc.stdin.write(b"info breakpoints\r")
         await screen.wait_for("1: break xp.proxy.send")
         screen.proc.close()
-    deadline = time.monotonic() + 15
-    while server.sessions and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+    await sessions_ended(server)
     after = json.loads(state.read_text())
     assert after["log"] == before["log"]  # the same inputs: the identical state, replayed
     async with connect(port, "alice+fresh") as conn:
@@ -200,9 +203,7 @@ async def test_a_warm_slot_takes_the_students_session_and_size(lab) -> None:  # 
         screen.proc.stdin.write(b"break xp.proxy.send\r")
         await screen.wait_for("breakpoint 1 at")
         screen.proc.close()
-    deadline = time.monotonic() + 15
-    while server.sessions and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+    await sessions_ended(server)
     server.warm = 1
     server.fill_pool()
     slot = server.pool[0]

@@ -15,8 +15,6 @@ import os
 import re
 from pathlib import Path
 
-from machine.errors import ConfigError
-
 USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 _N, _R, _P = 2**14, 8, 1  # scrypt cost: ~50 ms a check, so guessing is slow
 
@@ -43,13 +41,9 @@ def check_password(password: str, stored: str) -> bool:
 
 def load_users(path: str) -> dict[str, str]:
     """The users file: user -> salted hash; ConfigError with the position of a bad entry."""
-    from machine.yamlsrc import load_yaml
+    from machine.yamlsrc import load_yaml_file
 
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read the users file: {e}", path) from None
-    src = load_yaml(text, path, what="users files")
+    src = load_yaml_file(path, "users files")
     data = src.data
     if not isinstance(data, dict) or not isinstance(data.get("users"), dict):
         raise src.error((), 'a users file is {users: {NAME: "scrypt$..."}}')
