@@ -1,9 +1,9 @@
 """`l4tui bench serve`: a class logging in at once — first-frame times and memory per session.
 
 `l4tui serve` runs as its own process (as on a lab host), with a warm pool
-the size of the class, then with none. `sessions` clients connect over
-loopback in one burst, each with a pty, and time the arrival of the
-monitor's first frame (the bytes of its CPU pane). Then the proportional
+the size of the class, then with none. `sessions` OpenSSH clients (`ssh -tt`,
+key login, the default 80x24 terminal) connect over loopback in one burst and
+time the arrival of the monitor's first frame (the bytes of its CPU pane). Then the proportional
 memory (PSS) of each idle session's process is read from /proc. Host time:
 the figures vary from run to run and depend on the cores.
 """
@@ -38,18 +38,50 @@ def _children(pid: int) -> list[int]:
     return [int(x) for x in out.stdout.split()]
 
 
+async def _openssh_student(port: int, user: str, key: Path, start: float) -> tuple[float, Any]:
+    """A student with the OpenSSH client (what students use; lighter than a Python client)."""
+    proc = await asyncio.create_subprocess_exec(
+        "ssh",
+        "-tt",
+        "-p",
+        str(port),
+        "-i",
+        str(key),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        f"{user}@127.0.0.1",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    seen = b""
+    while b"CPUs" not in seen:
+        data = await proc.stdout.read(65536)
+        if not data:
+            raise RuntimeError(f"{user}: the session closed before its first frame")
+        seen = seen[-8:] + data
+    return time.perf_counter() - start, proc
+
+
 async def _burst(sessions: int, warm: int) -> dict[str, Any]:
     import asyncssh
-    import yaml
-
-    from l4tui.serve.auth import hash_password
 
     lab = str(Path(__file__).parents[2] / "scripts" / "labs" / "xp-ipc.yaml")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        users = root / "users.yaml"
-        one = hash_password("password1")
-        users.write_text(yaml.safe_dump({"users": {f"s{i}": one for i in range(sessions)}}))
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        (root / "id").write_bytes(key.export_private_key())
+        (root / "id").chmod(0o600)
+        keys = root / "keys"
+        keys.mkdir()
+        for i in range(sessions):
+            (keys / f"s{i}").write_bytes(key.export_public_key())
         server = subprocess.Popen(
             [
                 sys.executable,
@@ -60,8 +92,8 @@ async def _burst(sessions: int, warm: int) -> dict[str, Any]:
                 "127.0.0.1:0",
                 "--lab",
                 lab,
-                "--users",
-                str(users),
+                "--authorized-keys",
+                str(keys),
                 "--state-dir",
                 str(root / "state"),
                 "--max-sessions",
@@ -79,32 +111,17 @@ async def _burst(sessions: int, warm: int) -> dict[str, Any]:
             await asyncio.sleep(3.0 + warm * 0.2)  # the warm sessions paint before the class
 
             start = time.perf_counter()
-
-            async def student(i: int) -> tuple[float, Any]:
-                conn = await asyncssh.connect(
-                    "127.0.0.1",
-                    port,
-                    username=f"s{i}",
-                    password="password1",
-                    known_hosts=None,
-                    client_keys=None,
-                )
-                proc = await conn.create_process(
-                    term_type="xterm-256color", term_size=(120, 40), encoding=None
-                )
-                seen = b""
-                while b"CPUs" not in seen:
-                    seen = seen[-8:] + await proc.stdout.read(65536)
-                return time.perf_counter() - start, conn
-
-            got = await asyncio.gather(*(student(i) for i in range(sessions)))
+            got = await asyncio.gather(
+                *(_openssh_student(port, f"s{i}", root / "id", start) for i in range(sessions))
+            )
             frames = sorted(t for t, _ in got)
             await asyncio.sleep(2.0)  # every session idle now
             zygotes = _children(server.pid)
             pids = [c for z in zygotes for c in _children(z)]
             pss = [_pss_mb(pid) for pid in pids]
-            for _, conn in got:
-                conn.close()
+            for _, proc in got:
+                proc.kill()
+                await proc.wait()
         finally:
             server.terminate()
             server.wait(timeout=30)

@@ -55,7 +55,7 @@ class Limits:
     repaint_ms: int = 400  # slower repaints for a network link
 
 
-POOL_SIZE = (120, 40)  # the size warm slots are painted at before a student comes
+POOL_SIZE = (80, 24)  # warm slots are painted at the usual default terminal size
 BUFFER = 256 << 10  # what a slot keeps of its first output: terminal set-up and first frame
 
 
@@ -411,14 +411,17 @@ class ChildSession(asyncssh.SSHServerSession):
         os.write(slot.control, json.dumps(assignment).encode())
         os.close(slot.control)
         self.master, self.pid = slot.master, slot.pid
-        self.chan.write(bytes(slot.output))  # the terminal set-up and the first frame
-        # Two sizes a moment apart: each is a SIGWINCH, so the app repaints whole even
-        # when the client's size is the slot's.
+        self.chan.write(bytes(slot.output))  # everything it drew: the screen as it is
         cols, rows = self.size
-        self.size = (max(2, cols - 1), rows)
-        self._set_size()
-        self.size = (cols, rows)
-        asyncio.get_running_loop().call_later(0.15, self._set_size)
+        if len(slot.output) >= BUFFER:
+            # Some of its drawing was dropped: two sizes a moment apart, each a SIGWINCH,
+            # make it repaint whole even at the slot's own size.
+            self.size = (max(2, cols - 1), rows)
+            self._set_size()
+            self.size = (cols, rows)
+            asyncio.get_running_loop().call_later(0.15, self._set_size)
+        elif self.size != POOL_SIZE:
+            self._set_size()  # one repaint, at the client's size
         asyncio.get_running_loop().add_reader(self.master, self._from_child)
 
     def _set_size(self) -> None:

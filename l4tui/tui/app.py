@@ -237,13 +237,22 @@ class MonitorApp(App[int]):
         asyncio.get_running_loop().remove_reader(fd)
         try:
             req = json.loads(os.read(fd, 65536) or b"{}")
-            lab, session = lab_session(req["lab"], req["state"], bool(req.get("fresh")))
+            if req.get("fresh") or not Path(req["state"]).exists():
+                # A new student: this slot's own untouched session is theirs as it is.
+                lab, session = self.lab, self.session
+            else:
+                lab, session = lab_session(req["lab"], req["state"], False)
         except (OSError, ValueError, KeyError, ConfigError) as e:
             self.notify(f"cannot load your session: {e}", severity="error", timeout=30)
             return
         finally:
             os.close(fd)
-        self.session, self.lab = session, lab
+        if session is not self.session:
+            self.session, self.lab = session, lab
+            self.transcript.clear()
+            self.query_one(ConsolePane).query_one("#console-out").clear()
+            self.sub_title = f"{session.scenario.name} · {len(session.cpus())} CPUs"
+            self.for_each_pane()
         self.autosave = Path(req["state"])
         if req.get("history"):  # the student's own history, not the warm slot's
             from prompt_toolkit.history import FileHistory
@@ -254,10 +263,6 @@ class MonitorApp(App[int]):
                 console = self.query_one(ConsolePane)
                 console.history = FileHistory(str(hist))
                 console.entries = list(console.history.load_history_strings())
-        self.transcript.clear()
-        self.query_one(ConsolePane).query_one("#console-out").clear()
-        self.sub_title = f"{session.scenario.name} · {len(session.cpus())} CPUs"
-        self.for_each_pane()
         self.save_now()
 
     def _terminated(self) -> None:
