@@ -28,7 +28,6 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
 
 from l4tui.executor import execute, where
-from l4tui.grammar import help_text
 from l4tui.lab import Lab
 from l4tui.session import Session
 from l4tui.tui.console import ConsolePane
@@ -45,6 +44,14 @@ from l4tui.tui.views import (
 )
 from machine.errors import ConfigError
 
+KEY_NAMES = {
+    "bracketright": "]",
+    "bracketleft": "[",
+    "right_curly_bracket": "}",
+    "left_curly_bracket": "{",
+    "colon": ":",
+    "question_mark": "?",
+}
 WIDE = (120, 36)  # at least this many columns and rows: panes side by side
 SLICE = 2000  # micro-ops a running continue takes between looks at the keyboard
 
@@ -90,14 +97,19 @@ class HelpScreen(ModalScreen[None]):
         self.keys = keys
 
     def compose(self) -> ComposeResult:
+        from rich.text import Text
+
+        from l4tui.grammar import SPECS
+
         width = max(len(k) for k, _ in self.keys)
         lines = ["Keys (rebind in " + str(keymap_path()) + ")", ""]
         lines += [f"  {k.ljust(width)}  {d}" for k, d in self.keys]
-        lines += ["", "Commands (type them in the console; : focuses it)", ""]
-        lines += ["  " + line for line in help_text().split("\n")]
+        lines += ["", "Commands (type them in the console; : focuses it, escape leaves it)", ""]
+        for spec in SPECS.values():
+            lines += [f"  {spec.usage}", f"      {spec.help}"]
         lines += ["", "escape closes this screen"]
         self.text = "\n".join(lines)
-        yield Static(self.text, id="help-text")
+        yield Static(Text(self.text), id="help-text")  # Text: "[N]" is not markup
 
 
 class PaneArea(Vertical):
@@ -491,7 +503,8 @@ class MonitorApp(App[int]):
 
     def _keymap_for(self, b: Binding) -> str:
         keymap = getattr(self, "_keymap", None) or {}
-        return keymap.get(b.id, b.key) if b.id else b.key
+        keys = keymap.get(b.id, b.key) if b.id else b.key
+        return " or ".join(KEY_NAMES.get(k, k) for k in keys.split(","))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

@@ -163,11 +163,11 @@ class ApicPaneView(Static):
             slots = [f"{v:#x}{'*' if busy else ''}←c{src}" for v, src, busy in a.slots]
             slots += ["·"] * (a.nslots - len(slots))
             t.append(f"cpu{a.cpu:<2} ")
-            t.append(f"{' '.join(slots):<22} ", style="bold" if a.slots else "dim")
+            t.append(f"{' '.join(slots):<18} ", style="bold" if a.slots else "dim")
             irr = ",".join(f"{v:#x}" for v in a.irr) or "-"
             isr = ",".join(f"{v:#x}" for v in a.isr) or "-"
             timer = f"{a.timer:,}" if a.timer else "-"
-            t.append(f"{irr:<6} {isr:<6} {a.tpr:>3} {timer:>8} {a.received:>4} {a.rejected:>3}\n")
+            t.append(f"{irr:<5} {isr:<5} {a.tpr:>3} {timer:>7} {a.received:>4} {a.rejected:>3}\n")
         flight = "; ".join(
             f"{f.vector:#x} c{f.sender}→{','.join(f'c{d}' for d in f.dests)} @ {f.arrival:,}"
             for f in p.in_flight
