@@ -51,9 +51,9 @@ def value(s: Session, term: str) -> Any:
             return k.by_name[term].word
         raise CommandError(f"no thread or value {term!r}{suggest(term, names + list(STATES))}")
     name, field = term.split(".", 1)
-    if name not in k.by_name:
-        raise CommandError(f"no thread {name!r}{suggest(name, names)}")
-    t = k.by_name[name]
+    from l4tui.views import thread
+
+    t = thread(s, name)
     if field == "state":
         return k.state(t)
     if field == "cpu":

@@ -320,6 +320,8 @@ class Session:
         limit = m.now + m.ticks(cycles)
 
         def over() -> bool:
+            if m.now < limit and any(c.waiting is None for c in m.cpus):
+                return False  # a CPU runs below the limit: no need to look ahead
             got = m.peek()
             if got is None or got[0].clock >= limit:
                 # Peeking applied the events due by now; a replay must apply them too.
@@ -464,7 +466,7 @@ class Session:
         """
         fresh = Session(self.scenario, self.seed)
         fresh.breakpoints = [
-            Breakpoint(**{**_fields(b), "hits": 0, "temporary": False}) for b in self.breakpoints
+            dataclasses.replace(b, hits=0, temporary=False) for b in self.breakpoints
         ]
         fresh.watches = [Watch(w.expr, w.paddr, 0, w.cpu) for w in self.watches]
         for w in fresh.watches:
@@ -588,10 +590,6 @@ def op_text(op: Any) -> str:
             v = v.name
         parts.append(f"{f.name}={v}")
     return f"{type(op).__name__}({', '.join(parts)})"
-
-
-def _fields(b: Breakpoint) -> dict[str, Any]:
-    return {name: getattr(b, name) for name in Breakpoint.__slots__}
 
 
 def _event_text(e: Event) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kernel.layout import FIELDS
 from l4tui import panes
 from l4tui.grammar import INFO_TOPICS, CommandError, suggest
 from l4tui.report import format_table
@@ -284,10 +283,6 @@ def report(s: Session, arg: str | None = None) -> str:
         counters(s),
     ]
     return "\n\n".join(parts)
-
-
-def field_names() -> list[str]:
-    return list(FIELDS)
 
 
 VIEWS = {

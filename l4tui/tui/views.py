@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Log, Markdown, Static
 from l4tui import panes
 
 if TYPE_CHECKING:
-    from l4tui.session import Session
+    from l4tui.session import Mark, Session
 
 MESI_STYLE = {"M": "bold red", "E": "bold yellow", "S": "green", "I": "dim"}
 STATE_STYLE = {
@@ -278,7 +278,7 @@ class EventLog(Log):
         self.shown = max(0, len(s.marks) - 400)
         self.show(s)
 
-    def _keep(self, m: panes_mark) -> bool:
+    def _keep(self, m: Mark) -> bool:
         if not self.filter:
             return True
         for word in self.filter.split():
@@ -306,9 +306,6 @@ class EventLog(Log):
 
     def note(self, text: str) -> None:
         self.write_line(f"── {text}")
-
-
-panes_mark = object  # the type of Session.marks entries, for annotations only
 
 
 class LabPane(Markdown):
