@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -208,7 +210,7 @@ async def test_a_warm_slot_takes_the_students_session_and_size(lab) -> None:  # 
     server.fill_pool()
     slot = server.pool[0]
     deadline = time.monotonic() + 30
-    while b"CPUs" not in slot.output and time.monotonic() < deadline:
+    while not server.pool_ready() and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     async with connect(port) as conn:
         screen = await open_monitor(conn, (100, 30))
@@ -218,3 +220,59 @@ async def test_a_warm_slot_takes_the_students_session_and_size(lab) -> None:  # 
         await screen.wait_for("1: break xp.proxy.send")  # alice's own session, resumed
         await screen.wait_for(" TCB  Phase")  # repainted at her size (tabs under 120x36)
         screen.proc.close()
+
+
+RUNAWAY = """\
+name: runaway
+machine: {profile: p3-dual-450, cpus: 2}
+tasks:
+  - name: spin
+    threads:
+      - {name: spinner, cpu: 1, program: [{loop: [{compute: 500}]}]}
+"""
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def test_a_runaway_continue_is_its_own_niced_limited_process(tmp_path: Path) -> None:
+    """Alice's endless `continue` burns her own process's CPU share; Bob's screen still answers."""
+    (tmp_path / "runaway.yaml").write_text(RUNAWAY)
+    lab = tmp_path / "lab.yaml"
+    lab.write_text(
+        "title: Runaway\nscenario: runaway.yaml\n"
+        "exercises: [{title: Spin, text: Run it, check: {ran: [continue]}}]\n"
+    )
+    users = tmp_path / "users.yaml"
+    hashed = hash_password("pw")
+    users.write_text(f'users: {{alice: "{hashed}", bob: "{hashed}"}}\n')
+    limits = Limits(max_sessions=2, per_user=1, cpu_seconds=600, memory_mb=900)
+    server = LabServer(str(lab), tmp_path / "state", load_users(str(users)), None, limits)
+    port = await server.start("127.0.0.1", 0, host_key(tmp_path / "host"))
+    try:
+        async with connect(port, password="pw") as a, connect(port, "bob", password="pw") as b:
+            alice, bob = await open_monitor(a), await open_monitor(b)
+            await alice.wait_for("CPUs")
+            await bob.wait_for("CPUs")
+            alice.proc.stdin.write(b"continue\r")
+            await alice.wait_for("running")
+            pids = {s.user: s.pid for s in server.sessions}
+            assert pids["alice"] != pids["bob"]
+            for pid in pids.values():  # its own session and pty, niced, with limits
+                assert os.getsid(pid) == pid
+                assert os.getpriority(os.PRIO_PROCESS, pid) == 5
+                limits_text = Path(f"/proc/{pid}/limits").read_text()
+                assert re.search(r"Max cpu time\s+600\s+600", limits_text)
+                assert re.search(rf"Max address space\s+{900 << 20}\s+{900 << 20}", limits_text)
+            before = _cpu_seconds(pids["alice"])
+            bob.proc.stdin.write(b"stepi 5\r")  # Bob works while Alice's session spins
+            await bob.wait_for("stepped; last")
+            bob.proc.stdin.write(b"print cpu1.clock\r")
+            await bob.wait_for("cpu1.clock = ")
+            assert _cpu_seconds(pids["alice"]) > before  # it was running all along
+            alice.proc.stdin.write(b"\x03")  # Ctrl-C pauses it; nothing lost
+            await alice.wait_for("paused by you at micro-op")
+    finally:
+        await server.stop()

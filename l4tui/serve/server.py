@@ -64,15 +64,24 @@ class Slot:
     """A warm session: l4tui already running and painted on its pty, waiting for a student."""
 
     master: int
-    control: int  # write end of its control pipe: the assignment goes here
+    control: int  # our end of its control socket: it says "painted"; its student goes here
     pid: int
     output: bytearray = field(default_factory=bytearray)
+    painted: bool = False
+    last_output: float = 0.0  # monotonic time of its last drawing
+
+    def hear(self) -> None:
+        """The slot's word that its first frame is drawn (or its end, as end of file)."""
+        with contextlib.suppress(OSError):
+            self.painted = bool(os.read(self.control, 16))
+        asyncio.get_running_loop().remove_reader(self.control)
 
     def drain(self) -> None:
         try:
             data = os.read(self.master, 65536)
         except OSError:
             return
+        self.last_output = time.monotonic()
         if len(self.output) < BUFFER:
             self.output += data[: BUFFER - len(self.output)]
 
@@ -93,6 +102,7 @@ class LabServer:
     warm: int = 0  # sessions kept started and painted, for a class logging in at once
     pool: list[Slot] = field(default_factory=list)
     _refill: Any = None  # the pending refill, pushed back while logins keep coming
+    _announce: Any = None  # the task that says when the pool is painted
 
     async def start(self, host: str, port: int, host_key: Any) -> int:
         """Listen; returns the port (useful with port 0)."""
@@ -139,7 +149,7 @@ class LabServer:
             master, slave = os.openpty()
             cols, rows = POOL_SIZE
             fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-            read, write = os.pipe()
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             request = {
                 "argv": ["lab", self.lab],
                 "env": self.session_env(home, "xterm-256color"),
@@ -148,14 +158,41 @@ class LabServer:
                 "memory_mb": self.limits.memory_mb,
             }
             try:
-                pid = self.spawn(request, slave, read)
+                pid = self.spawn(request, slave, theirs.fileno())
             finally:
                 os.close(slave)
-                os.close(read)
+                theirs.close()
             os.set_blocking(master, False)
-            slot = Slot(master, write, pid)
-            asyncio.get_running_loop().add_reader(master, slot.drain)
+            slot = Slot(master, ours.detach(), pid)
+            loop = asyncio.get_running_loop()
+            loop.add_reader(master, slot.drain)
+            loop.add_reader(slot.control, slot.hear)
             self.pool.append(slot)
+        if self.warm and (self._announce is None or self._announce.done()):
+            self._announce = asyncio.get_running_loop().create_task(self._announce_ready())
+
+    def pool_ready(self, quiet: float = 1.0) -> bool:
+        """Every warm slot has drawn its first frame and then been still for `quiet` s.
+
+        After its first frame a session still settles (a few repaints as its panes
+        fill); a class logging in during that would share the cores with it.
+        """
+        now = time.monotonic()
+        return len(self.pool) >= self.warm and all(
+            s.painted and now - s.last_output >= quiet for s in self.pool
+        )
+
+    async def _announce_ready(self) -> None:
+        # Starting thirty sessions takes the cores for a while; a class that logs in
+        # before then waits for it. The instructor (and `bench serve`) learn when.
+        started = time.monotonic()
+        while not self.pool_ready():
+            if not self.warm:
+                return
+            await asyncio.sleep(0.25)
+        took = time.monotonic() - started
+        print(f"warm pool ready: {len(self.pool)} sessions ({took:.1f} s)", flush=True)
+        log.info("warm pool ready: %d sessions in %.1f s", len(self.pool), took)
 
     def take(self) -> Slot | None:
         """A warm slot for a new session, if one is ready; more are started a moment later."""
@@ -164,6 +201,7 @@ class LabServer:
         slot = self.pool.pop(0)
         loop = asyncio.get_running_loop()
         loop.remove_reader(slot.master)
+        loop.remove_reader(slot.control)
         # Refill once a burst of logins is past (10 s without one), not in the middle of it.
         if self._refill is not None:
             self._refill.cancel()
@@ -182,11 +220,14 @@ class LabServer:
         for slot in self.pool:
             with contextlib.suppress(OSError):
                 asyncio.get_running_loop().remove_reader(slot.master)
+                asyncio.get_running_loop().remove_reader(slot.control)
                 os.killpg(slot.pid, signal.SIGTERM)
                 os.close(slot.master)
                 os.close(slot.control)
         self.pool.clear()
         self.warm = 0
+        if self._announce is not None:
+            self._announce.cancel()
         if self._zsock is not None:
             self._zsock.close()  # the zygote sees the end of its socket and leaves
         if self._zygote is not None:

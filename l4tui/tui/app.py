@@ -234,11 +234,17 @@ class MonitorApp(App[int]):
         pool = os.environ.get("L4TUI_POOL_FD")
         if pool:  # a warm slot of `l4tui serve`: painted already, waiting for its student
             asyncio.get_running_loop().add_reader(int(pool), self._assigned, int(pool))
+            # Tell the server this slot is painted, so it can say when the pool is ready.
+            self.call_after_refresh(self._painted_slot, int(pool))
         if self.autosave is not None or pool:  # `l4tui serve` ends a session with SIGTERM
             import signal
 
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._terminated)
+
+    def _painted_slot(self, fd: int) -> None:
+        with contextlib.suppress(OSError):  # already taken: the server closed its end
+            os.write(fd, b"painted")
 
     def _assigned(self, fd: int) -> None:
         """The server gave this warm slot a student: their saved session (or a fresh one)."""

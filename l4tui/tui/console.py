@@ -9,6 +9,7 @@ it through the one executor.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -77,6 +78,11 @@ class HistorySuggester(Suggester):
 
 class CommandInput(Input):
     """The command line: Tab completes, ↑/↓ walk the history."""
+
+    def on_mount(self) -> None:
+        # No animations (as `l4tui serve` asks): a blinking cursor is a repaint
+        # every half second, per student, down the network link.
+        self.cursor_blink = os.environ.get("TEXTUAL_ANIMATIONS") != "none"
 
     BINDINGS = [
         Binding("tab", "complete", "complete", show=False, priority=True),
