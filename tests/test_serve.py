@@ -90,6 +90,11 @@ def test_passwords_are_salted_and_logins_parsed() -> None:
     assert split_login("alice") == ("alice", False)
 
 
+def test_the_state_dir_is_absolute_for_sessions_in_their_homes() -> None:
+    server = LabServer(LAB, Path("relative-state"))
+    assert server.state_dir == Path.cwd() / "relative-state"
+
+
 async def test_password_login_shows_the_monitor_and_follows_a_resize(lab) -> None:  # noqa: ANN001
     server, port, _ = lab
     async with connect(port) as conn:

@@ -104,6 +104,10 @@ class LabServer:
     _refill: Any = None  # the pending refill, pushed back while logins keep coming
     _announce: Any = None  # the task that says when the pool is painted
 
+    def __post_init__(self) -> None:
+        # Sessions run in their own home directories: every path handed to them is absolute.
+        self.state_dir = self.state_dir.resolve()
+
     async def start(self, host: str, port: int, host_key: Any) -> int:
         """Listen; returns the port (useful with port 0)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
