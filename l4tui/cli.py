@@ -17,6 +17,7 @@ from machine.errors import ConfigError
 
 DEFAULT_PROFILE = "p3-dual-450"
 MAX_CPUS = 16
+NO_MOUSE = "leave the mouse to the terminal (its own selection and copy); every action has a key"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     opener.add_argument("file", metavar="FILE", nargs="?", help="scenario file (YAML)")
     opener.add_argument("--seed", metavar="N", type=int, help="override the scenario's seed")
     opener.add_argument("--load", metavar="SESSION", help="a session saved with `save FILE`")
+    opener.add_argument("--no-mouse", action="store_true", help=NO_MOUSE)
     opener.set_defaults(func=_open)
 
     lab = commands.add_parser(
@@ -121,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("file", metavar="LAB", help="lab file (YAML)")
     lab.add_argument("--state", metavar="FILE", help="save the session here; resume from it")
     lab.add_argument("--fresh", action="store_true", help="start over even if --state exists")
+    lab.add_argument("--no-mouse", action="store_true", help=NO_MOUSE)
     lab.set_defaults(func=_lab)
 
     serve = commands.add_parser(
@@ -140,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--idle-timeout", metavar="S", type=float, default=1800.0)
     serve.add_argument("--login-timeout", metavar="S", type=float, default=60.0)
     serve.add_argument("--state-dir", metavar="DIR", default="l4tui-state", help="sessions, keys")
+    serve.add_argument("--no-mouse", action="store_true", help="sessions leave the mouse alone")
     serve.add_argument(
         "--warm",
         metavar="N",
@@ -258,7 +262,7 @@ def _open(args: argparse.Namespace) -> int:
         return 2
     from l4tui.tui.app import run_app
 
-    return run_app(session)
+    return run_app(session, mouse=not args.no_mouse)
 
 
 def lab_session(lab_file: str, state: str | None, fresh: bool) -> tuple[Any, Any]:
@@ -290,7 +294,8 @@ def _lab(args: argparse.Namespace) -> int:
         return 2
     from l4tui.tui.app import run_app
 
-    return run_app(session, lab=lab, autosave=Path(args.state) if args.state else None)
+    autosave = Path(args.state) if args.state else None
+    return run_app(session, lab=lab, autosave=autosave, mouse=not args.no_mouse)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -329,6 +334,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise ConfigError("--warm must be 0 or more")
     server = LabServer(str(Path(lab.file).resolve()), state, users, args.authorized_keys, limits)
     server.warm = args.warm
+    server.mouse = not args.no_mouse
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     logging.getLogger("asyncssh").setLevel(logging.WARNING)  # our own line per event is enough
     key = Path(args.host_key) if args.host_key else state / "host_ed25519"

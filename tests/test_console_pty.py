@@ -1,5 +1,6 @@
 """The interactive console once through a real pseudo-terminal: the prompt, a command, the
-toolbar, Ctrl-C stopping a long `continue` without losing the session, and `quit`."""
+toolbar, Ctrl-C stopping a long `continue` without losing the session, and `quit`; and the
+monitor asking for mouse reports only when wanted."""
 
 from __future__ import annotations
 
@@ -102,3 +103,20 @@ def test_console_in_a_pty_steps_interrupts_and_quits(tmp_path: Path) -> None:
         if term.proc.poll() is None:
             term.proc.kill()
     assert (tmp_path / "state" / "l4tui" / "history").read_text().count("continue") == 1
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
+@pytest.mark.parametrize("no_mouse", [False, True])
+def test_the_monitor_asks_for_mouse_reports_only_when_wanted(tmp_path: Path, no_mouse: bool) -> None:
+    env = {**os.environ, "L4TUI_FIRST_FRAME_EXIT": "1", "TERM": "xterm-256color"}
+    env["XDG_STATE_HOME"] = str(tmp_path / "state")
+    env.pop("L4TUI_MOUSE", None)
+    argv = [sys.executable, "-m", "l4tui", "open"] + (["--no-mouse"] if no_mouse else [])
+    term = Terminal(argv, env)
+    try:
+        screen = term.expect("CPUs")  # the terminal set-up comes before the first frame
+    finally:
+        term.proc.kill()
+        term.close()
+    # Textual turns mouse reporting on with DEC private mode 1000 (and SGR mode 1006).
+    assert ("\x1b[?1000h" in screen) is not no_mouse

@@ -103,6 +103,7 @@ class LabServer:
     pool: list[Slot] = field(default_factory=list)
     _refill: Any = None  # the pending refill, pushed back while logins keep coming
     _announce: Any = None  # the task that says when the pool is painted
+    mouse: bool = True  # False: sessions leave mouse reporting off (terminal selection works)
 
     def __post_init__(self) -> None:
         # Sessions run in their own home directories: every path handed to them is absolute.
@@ -143,6 +144,7 @@ class LabServer:
             "PATH": os.defpath,
             "L4TUI_REPAINT_MS": str(self.limits.repaint_ms),
             "TEXTUAL_ANIMATIONS": "none",
+            "L4TUI_MOUSE": "1" if self.mouse else "0",
         }
 
     def fill_pool(self) -> None:

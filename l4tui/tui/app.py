@@ -528,8 +528,14 @@ class MonitorApp(App[int]):
             yield SystemCommand(title, help_, action)
 
 
-def run_app(session: Session, lab: Lab | None = None, autosave: Path | None = None) -> int:
-    """Run the monitor in this terminal; the exit code."""
+def run_app(
+    session: Session, lab: Lab | None = None, autosave: Path | None = None, mouse: bool = True
+) -> int:
+    """Run the monitor in this terminal; the exit code.
+
+    Without the mouse (`--no-mouse`, or L4TUI_MOUSE=0 as `l4tui serve --no-mouse`
+    sets) the terminal keeps its own selection and copy; every action has a key.
+    """
     app = MonitorApp(session, lab=lab, autosave=autosave)
-    result = app.run()
+    result = app.run(mouse=mouse and os.environ.get("L4TUI_MOUSE", "1") != "0")
     return int(result or 0)
