@@ -107,7 +107,7 @@ def test_console_in_a_pty_steps_interrupts_and_quits(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
 @pytest.mark.parametrize("no_mouse", [False, True])
-def test_the_monitor_asks_for_mouse_reports_only_when_wanted(tmp_path: Path, no_mouse: bool) -> None:
+def test_mouse_reports_only_when_wanted(tmp_path: Path, no_mouse: bool) -> None:
     env = {**os.environ, "L4TUI_FIRST_FRAME_EXIT": "1", "TERM": "xterm-256color"}
     env["XDG_STATE_HOME"] = str(tmp_path / "state")
     env.pop("L4TUI_MOUSE", None)
