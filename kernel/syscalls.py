@@ -153,6 +153,7 @@ def do_ipc(k: Kernel, t: Thread, op: Ipc) -> Path:
                 raise IpcError("not_exist")
             res["xp"] = dest.cpu != t.cpu
             yield from ipc.send(k, t, dest, op)
+            t.sent_to.append(dest.name)  # delivered: the explorer pairs it with a receive
         if op.receives:
             source = resolve(k, op.source)
             timeout = op.recv_timeout

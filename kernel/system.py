@@ -110,19 +110,22 @@ class System:
             steps += 1
         return self.ended
 
-    def advance(self, check_invariants: bool = False) -> Op | None:
+    def advance(self, check_invariants: bool = False, cpu: int | None = None) -> Op | None:
         """One micro-op, and the judgement of whether the run is over.
 
         Returns the op executed, or None when nothing ran because the run is
         over (`ended` says why). The step that ends a run is returned too, with
         `ended` set. Every front end steps through here, so all agree on the end.
+        With `cpu`, that CPU steps (the race explorer's choice); None then may
+        also mean only that it has nothing to run, with `ended` still None.
         """
         if self.ended is not None:
             return None
         m = self.machine
-        op = m.step()
+        op = m.step(cpu)
         if op is None:
-            self.ended = "end"
+            if cpu is None:
+                self.ended = "end"
             return None
         self._since_check += 1
         if check_invariants and type(op) in (Iret, InterruptExit) and self.settled():

@@ -75,6 +75,7 @@ class Thread:
     cpu: int  # 1..k: mirrors the TCB's `cpu` field, for the kernel's own bookkeeping
     spec: Any = None  # the scenario's ThreadSpec
     results: list[dict[str, Any]] = field(default_factory=list)
+    sent_to: list[str] = field(default_factory=list)  # whom each completed send phase reached
     wake: str | None = None  # why a blocked path was resumed: partner, timeout, abort
     deadline: int | None = None  # wakeup time in ticks, while in a wakeup queue
     inbox: Message | None = None

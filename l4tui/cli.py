@@ -17,6 +17,7 @@ from machine.errors import ConfigError
 
 DEFAULT_PROFILE = "p3-dual-450"
 MAX_CPUS = 16
+SCHEDULE = "follow a race schedule saved by `l4tui explore` (continue stops at each choice)"
 NO_MOUSE = "leave the mouse to the terminal (its own selection and copy); every action has a key"
 
 
@@ -102,6 +103,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_run)
 
+    explore = commands.add_parser(
+        "explore",
+        help="search the interleavings of a scenario for races",
+        description="Run a scenario under every interleaving of the CPUs' accesses to shared "
+        "state within a preemption bound (breadth first, so the first failure found has the "
+        "fewest preemptions). Checks the kernel invariants at every kernel exit, deadlock, "
+        "lost messages and the scenario's expectations. Exit 0: none found; 1: found (the "
+        "schedule is saved, for `l4tui open FILE --schedule S`); 2: bad input.",
+    )
+    explore.add_argument("file", metavar="FILE", help="scenario file (YAML)")
+    explore.add_argument(
+        "--preemptions", metavar="K", type=_count, default=2, help="the bound (default 2)"
+    )
+    explore.add_argument("--max-schedules", metavar="N", type=_count, help="stop after N schedules")
+    explore.add_argument("--seed", metavar="N", type=int, help="override the scenario's seed")
+    explore.add_argument("--json", action="store_true", help="print the result as JSON")
+    explore.add_argument(
+        "--save",
+        metavar="S",
+        help="where to save a failing schedule (default: NAME.schedule.json here)",
+    )
+    explore.set_defaults(func=_explore)
+
     opener = commands.add_parser(
         "open",
         help="the monitor (TUI) on a scenario",
@@ -112,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     opener.add_argument("--seed", metavar="N", type=int, help="override the scenario's seed")
     opener.add_argument("--load", metavar="SESSION", help="a session saved with `save FILE`")
     opener.add_argument("--no-mouse", action="store_true", help=NO_MOUSE)
+    opener.add_argument("--schedule", metavar="S", help=SCHEDULE)
     opener.set_defaults(func=_open)
 
     lab = commands.add_parser(
@@ -182,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     console.add_argument("--script", metavar="CMDS", help="a file of console commands to run")
     console.add_argument("--echo", action="store_true", help="print each command before its output")
     console.add_argument("--seed", metavar="N", type=int, help="override the scenario's seed")
+    console.add_argument("--schedule", metavar="S", help=SCHEDULE)
     console.set_defaults(func=_console)
 
     check = commands.add_parser(
@@ -235,14 +261,63 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _explore(args: argparse.Namespace) -> int:
+    from kernel.scenario import load_scenario
+    from l4tui import explore
+    from machine.errors import MachineError
+
+    scenario = load_scenario(args.file)
+    explorer = explore.Explorer(
+        scenario, args.seed, preemptions=args.preemptions, max_schedules=args.max_schedules
+    )
+    bar = explore.ProgressBar(sys.stderr) if sys.stderr.isatty() else None
+    try:
+        report = explorer.explore(bar.show if bar else None)
+    except KeyboardInterrupt:
+        report = explorer.report  # what was explored so far
+        print("\ninterrupted", file=sys.stderr)
+    except MachineError as e:
+        print(f"error: {args.file}: the simulated machine stopped: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if bar is not None:
+            bar.clear()
+    saved = None
+    if report.failure is not None:
+        saved = args.save or f"{scenario.name}.schedule.json"
+        try:
+            explore.write_schedule(saved, explore.schedule_data(scenario, args.seed, report))
+        except OSError as e:
+            print(f"warning: cannot save the schedule to {saved}: {e}", file=sys.stderr)
+            saved = None
+    if args.json:
+        data = report.data()
+        data["saved"] = saved
+        print(json.dumps(data, indent=2))
+    else:
+        print(explore.format_report(report))
+        if saved:
+            print(
+                f"schedule saved to {saved}: step through it with "
+                f"`l4tui open {args.file} --schedule {saved}`"
+            )
+    return 1 if report.failure is not None else 0
+
+
 def _console(args: argparse.Namespace) -> int:
     from kernel.scenario import load_scenario
     from l4tui import console
     from l4tui.demo import demo_scenario
     from l4tui.session import Session
 
-    scenario = load_scenario(args.file) if args.file else demo_scenario()
-    return console.main(Session(scenario, seed=args.seed), args.script, args.echo)
+    if args.schedule:
+        from l4tui.executor import load_schedule
+
+        session = load_schedule(args.schedule, args.file)
+    else:
+        scenario = load_scenario(args.file) if args.file else demo_scenario()
+        session = Session(scenario, seed=args.seed)
+    return console.main(session, args.script, args.echo)
 
 
 def _open(args: argparse.Namespace) -> int:
@@ -254,6 +329,10 @@ def _open(args: argparse.Namespace) -> int:
         from l4tui.executor import load_session
 
         session = load_session(args.load)
+    elif args.schedule:
+        from l4tui.executor import load_schedule
+
+        session = load_schedule(args.schedule, args.file)
     else:
         scenario = load_scenario(args.file) if args.file else demo_scenario()
         session = Session(scenario, seed=args.seed)

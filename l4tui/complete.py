@@ -160,9 +160,13 @@ class CommandCompleter(Completer):
             yield from _matching(partial, meta, meta.__getitem__)
         elif name == "help" and n == 0:
             yield from _matching(partial, sorted([*SPECS, *ALIASES]), _command_meta)
-        elif (name in ("save", "load") and n == 0) or (
-            name == "export" and n == 1 and args[0] == "perfetto"
+        elif (
+            (name in ("save", "load") and n == 0)
+            or (name == "export" and n == 1 and args[0] == "perfetto")
+            or (name == "load" and n == 1 and args[0] == "schedule")
         ):
+            if name == "load" and n == 0:
+                yield from _matching(partial, ("schedule",), "a race schedule from explore")
             yield from _paths.get_completions(Document(partial, len(partial)), event)
         elif name == "export" and n == 0:
             yield from _matching(partial, ("perfetto",), "a trace for ui.perfetto.dev")

@@ -58,6 +58,34 @@ def load_session(path: str) -> Session:
     return s
 
 
+def load_schedule(path: str, scenario_file: str | None = None) -> Session:
+    """A fresh session that follows a schedule from `l4tui explore`, stopping at each choice.
+
+    The scenario is the schedule's own, or `scenario_file` if given (it must be the same
+    scenario: the schedule's inputs mean nothing elsewhere).
+    """
+    from kernel.scenario import load_scenario
+    from l4tui.explore import read_schedule
+
+    log, stops, data = read_schedule(path)
+    file = scenario_file or data.get("file")
+    if not file:
+        raise ConfigError("the schedule names no scenario file; give one", path)
+    scenario = load_scenario(str(file))
+    if scenario.name != data.get("scenario"):
+        raise ConfigError(
+            f"the schedule is for scenario {data.get('scenario')!r}, not {scenario.name!r}", path
+        )
+    seed = data.get("seed")
+    s = Session(scenario, seed if isinstance(seed, int) else None)
+    s.follow(log, stops)
+    s.stop_reason = (
+        f"following {path}: {data.get('kind')} in {len(log)} steps; "
+        f"continue stops at each of its {len(stops) - 1} preemption(s)"
+    )
+    return s
+
+
 def _count(text: str, what: str = "N") -> int:
     try:
         n = int(text, 0)
@@ -127,6 +155,14 @@ def _run(s: Session, cmd: Command) -> str:
         except OSError as e:
             raise CommandError(f"cannot save to {args[0]}: {e.strerror}") from None
     if name == "load":
+        if args[0] == "schedule":
+            if len(args) != 2:
+                raise CommandError("usage: load schedule FILE")
+            loaded = load_schedule(args[1])  # ConfigError: reported, nothing changes
+            s.__dict__.update(loaded.__dict__)
+            return _stop(s, s.stop_reason)
+        if len(args) != 1:
+            raise CommandError("usage: load FILE | load schedule FILE")
         loaded = load_session(args[0])  # ConfigError: reported, nothing changes
         s.__dict__.update(loaded.__dict__)  # the front end keeps its Session object
         return _stop(s, f"{s.stop_reason}: {s.scenario.name} at micro-op {s.position}")

@@ -117,7 +117,13 @@ SPECS: dict[str, Spec] = {
         ),
         Spec("check", "check invariants", "check the kernel invariants now", 1, 1),
         Spec("save", "save FILE", "save the session (scenario, inputs, stops, position)", 1, 1),
-        Spec("load", "load FILE", "load a saved session: the identical state", 1, 1),
+        Spec(
+            "load",
+            "load FILE | load schedule FILE",
+            "load a saved session (the identical state), or a race schedule from explore",
+            1,
+            2,
+        ),
         Spec(
             "inject",
             "THREAD: OP [ARGS] [key=value ...]",

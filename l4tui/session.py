@@ -108,6 +108,11 @@ class Session:
         self.focus_thread: str | None = None
         self.stop_reason = "start"
         self.interrupted = False  # set from a signal handler: the run stops at the next step
+        # A schedule being followed (`load schedule`, from `l4tui explore`): the inputs that
+        # replay a race, taken by the plain steps; a stop before each of its preemptions.
+        self.schedule: list[LogEntry] | None = None
+        self.schedule_stops: dict[int, str] = {}
+        self.plan_at = 0  # how many of the schedule's inputs have been taken
 
     # --- the one way the machine moves ------------------------------------------------
 
@@ -121,10 +126,22 @@ class Session:
             self.stop_reason = self._end_reason()
             return None
         m = self.system.machine
-        if cpu is None and m.policy == "manual":
+        plan = self.schedule
+        if cpu is None and plan is not None:
+            while self.plan_at < len(plan):  # the schedule says which CPU steps
+                entry = plan[self.plan_at]
+                self.plan_at += 1
+                if not isinstance(entry, list):
+                    cpu = entry
+                    break
+                self.system.advance(cpu=entry[1])  # it found nothing to run there
+                self.log.append(entry)
+            else:
+                cpu = None
+        elif cpu is None and m.policy == "manual":
             self.stop_reason = "manual scheduling: name the CPU (step cpu N)"
             return None
-        op = self.system.advance() if cpu is None else m.step(cpu)
+        op = self.system.advance(cpu=cpu)
         if op is None:
             # Finding that nothing can run applied the events due by then: replay must too.
             self.log.append(["idle", cpu])
@@ -220,6 +237,8 @@ class Session:
             if op is None:
                 return self.stop_reason
             why = self._stopped(op) if self.breakpoints or self.watches else None
+            if why is None and self.schedule_stops and self.schedule is not None:
+                why = self.schedule_stops.get(self.position)
             if why is None:
                 why = done(op)
             if why is not None:
@@ -257,12 +276,16 @@ class Session:
     def step_cpu(self, cpu: int) -> str:
         """One micro-op on CPU `cpu`, whatever the policy (forcing an interleaving)."""
         self.system.machine.cpu(cpu)  # MachineError for a CPU that is not there
+        left = self.schedule is not None and self.plan_at < len(self.schedule)
+        self.schedule = None  # choosing by hand leaves a schedule being followed
         op = self._step(cpu)
         if op is None:
             return self.stop_reason
         why = self._stopped(op) if self.breakpoints or self.watches else None
         label = f": {op.label}" if type(op) is Phase else f": {type(op).__name__}"
         self.stop_reason = why or f"stepped cpu{cpu}{label}"
+        if left:
+            self.stop_reason += " (you left the schedule; steps are timed again)"
         return self.stop_reason
 
     def focused_thread(self) -> str:
@@ -359,6 +382,11 @@ class Session:
         """Stop a running `continue` at the next micro-op (safe from a signal handler)."""
         self.interrupted = True
 
+    def follow(self, plan: list[LogEntry], stops: dict[int, str]) -> None:
+        """Take the steps from `plan` (a schedule from the start), stopping at `stops`."""
+        self.schedule, self.schedule_stops = list(plan), dict(stops)
+        self.plan_at = sum(1 for x in self.log if x is None or isinstance(x, (int, list)))
+
     # --- backwards ----------------------------------------------------------------------
 
     def goto(self, position: int) -> str:
@@ -391,6 +419,7 @@ class Session:
             i += 1
         for w in self.watches:
             w.value = self._probe(w)
+        self.plan_at = sum(1 for x in self.log if x is None or isinstance(x, (int, list)))
         self.stop_reason = f"back at micro-op {self.position}"
         return self.stop_reason
 
@@ -508,7 +537,14 @@ class Session:
             "commands": self.commands,
             "stops": self.stops,
             "meta": self.meta,
+            "schedule": self._schedule_state(),
         }
+
+    def _schedule_state(self) -> dict[str, Any] | None:
+        if self.schedule is None:
+            return None
+        stops = {str(k): v for k, v in self.schedule_stops.items()}
+        return {"log": self.schedule, "stops": stops}
 
     def save(self, path: str) -> str:
         """Write the session — scenario, seed, inputs, breakpoints, watchpoints — as JSON.
@@ -629,6 +665,9 @@ def from_state(data: Any, where: str) -> tuple[Session, list[str]]:
             cpu, thread = data.get("focus", [1, None])
             s.focus_cpu, s.focus_thread = int(cpu), thread
         s.log = log
+        plan = data.get("schedule")
+        if plan:
+            s.follow(list(plan["log"]), {int(k): str(v) for k, v in plan["stops"].items()})
         s.commands = [str(c) for c in data.get("commands", [])]
         s.stops = [str(c) for c in data.get("stops", [])]
         s.meta = {str(k): str(v) for k, v in data.get("meta", {}).items()}

@@ -46,15 +46,17 @@ class Memory:
         """Physical address of a fresh zeroed frame."""
         if self.free_frames:
             frame = self.free_frames.pop()
-        elif self.next_frame < self.frames:
-            frame = self.next_frame
-            self.next_frame += 1
-        else:
+            base = frame << PAGE_SHIFT
+            for a in range(base, base + PAGE_SIZE, 4):
+                self.words.pop(a, None)
+            return base
+        if self.next_frame >= self.frames:
             raise MachineError("out of physical frames")
-        base = frame << PAGE_SHIFT
-        for a in range(base, base + PAGE_SIZE, 4):
-            self.words.pop(a, None)
-        return base
+        # A frame never handed out was never written: every access to memory above the
+        # kernel's fixed areas goes to a frame from here, so it needs no zeroing.
+        frame = self.next_frame
+        self.next_frame += 1
+        return frame << PAGE_SHIFT
 
     def free_frame(self, paddr: int) -> None:
         self.free_frames.append(paddr >> PAGE_SHIFT)
