@@ -16,6 +16,7 @@ not waiting *for* anyone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,12 +87,14 @@ class System:
         max_steps: int | None = None,
         until_cycle: int | None = None,
         check_invariants: bool = False,
+        observer: Callable[[Op], None] | None = None,
     ) -> str:
         """Run to the end (or a limit); returns why it stopped.
 
         With `check_invariants`, the kernel invariants are checked at every
         kernel exit; the first violation stops the run ("invariant") and is
-        kept in `violations`.
+        kept in `violations`. `observer` is called with every op executed
+        (a trace writer).
         """
         m = self.machine
         limit = None if until_cycle is None else m.ticks(until_cycle)
@@ -105,8 +108,11 @@ class System:
                 if got is None or got[0].clock >= limit:
                     self.ended = "until_cycle" if got is not None else "end"
                     break
-            if self.advance(check_invariants) is None:
+            op = self.advance(check_invariants)
+            if op is None:
                 break
+            if observer is not None:
+                observer(op)
             steps += 1
         return self.ended
 

@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--seed", metavar="N", type=int, help="override the scenario's seed")
     run.add_argument(
+        "--trace",
+        metavar="OUT",
+        help="also write the run as a Chrome/Perfetto trace (JSON, streamed) to OUT",
+    )
+    run.add_argument(
         "--check-invariants",
         action="store_true",
         help="check the kernel invariants at every kernel exit (a violation: exit 1)",
@@ -238,14 +243,27 @@ def _run(args: argparse.Namespace) -> int:
 
     scenario = load_scenario(args.file)
     system = System(scenario, seed=args.seed)
+    limits = {
+        "max_steps": args.max_steps,
+        "until_cycle": args.until_cycle,
+        "check_invariants": args.check_invariants,
+    }
     try:
-        system.run(
-            max_steps=args.max_steps,
-            until_cycle=args.until_cycle,
-            check_invariants=args.check_invariants,
-        )
+        if args.trace:
+            from l4tui.files import atomic_text
+            from l4tui.trace import TraceWriter
+
+            with atomic_text(args.trace) as out:
+                writer = TraceWriter(system, out)
+                system.run(**limits, observer=writer.step)
+                writer.close()
+        else:
+            system.run(**limits)
     except MachineError as e:
         print(f"error: {args.file}: the simulated machine stopped: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: cannot write the trace {args.trace}: {e.strerror}", file=sys.stderr)
         return 2
     summary = system.summary()
     if args.json:

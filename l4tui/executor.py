@@ -154,6 +154,15 @@ def _run(s: Session, cmd: Command) -> str:
             return s.save(args[0])
         except OSError as e:
             raise CommandError(f"cannot save to {args[0]}: {e.strerror}") from None
+    if name == "export":
+        if args[0] != "perfetto":
+            raise CommandError("usage: export perfetto FILE")
+        from l4tui.trace import export_session
+
+        try:
+            return export_session(s, args[1])
+        except OSError as e:
+            raise CommandError(f"cannot write {args[1]}: {e.strerror}") from None
     if name == "load":
         if args[0] == "schedule":
             if len(args) != 2:

@@ -41,8 +41,6 @@ FILE --schedule S`) with a stop at each deviation.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -54,6 +52,7 @@ from kernel.kernel import MAX_THREADS, TCB_AREA
 from kernel.scenario import Scenario
 from kernel.system import System
 from kernel.xcpu import FLAGS_BASE, MAILBOX_BASE, MAILBOXES
+from l4tui.files import atomic_text
 from machine.errors import ConfigError
 from machine.ops import KERNEL_BASE, Atomic, Hlt, Read, SendIPI, Write
 
@@ -481,17 +480,10 @@ def read_schedule(path: str) -> tuple[list[Any], dict[int, str], dict[str, Any]]
 
 
 def write_schedule(path: str, data: dict[str, Any]) -> None:
-    """Write atomically: a schedule file is never half-written."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent or Path("."), prefix=".schedule-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write a schedule file whole (never half a file)."""
+    with atomic_text(path) as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
 
 
 def format_report(report: Report) -> str:

@@ -118,6 +118,13 @@ SPECS: dict[str, Spec] = {
         Spec("check", "check invariants", "check the kernel invariants now", 1, 1),
         Spec("save", "save FILE", "save the session (scenario, inputs, stops, position)", 1, 1),
         Spec(
+            "export",
+            "export perfetto FILE",
+            "the run so far as a Chrome/Perfetto trace: per-CPU tracks, IPIs, XP-IPC flows",
+            2,
+            2,
+        ),
+        Spec(
             "load",
             "load FILE | load schedule FILE",
             "load a saved session (the identical state), or a race schedule from explore",

@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from kernel.scenario import Scenario
 from kernel.system import System
 from l4tui import expr
 from l4tui.breakpoints import Breakpoint, Event, Watch, events
+from l4tui.files import atomic_text
 from l4tui.grammar import CommandError
 from machine.errors import ConfigError
 from machine.ops import Phase
@@ -113,6 +112,7 @@ class Session:
         self.schedule: list[LogEntry] | None = None
         self.schedule_stops: dict[int, str] = {}
         self.plan_at = 0  # how many of the schedule's inputs have been taken
+        self.observer: Callable[[Any], None] | None = None  # told of every micro-op (a trace)
 
     # --- the one way the machine moves ------------------------------------------------
 
@@ -149,6 +149,8 @@ class Session:
             return None
         self.log.append(cpu)
         self.position += 1
+        if self.observer is not None:
+            self.observer(op)
         if type(op) is Phase:
             c = m.last_cpu
             cd = self.system.kernel.cpus[c.index]
@@ -382,6 +384,18 @@ class Session:
         """Stop a running `continue` at the next micro-op (safe from a signal handler)."""
         self.interrupted = True
 
+    def rerun(self, start: Callable[[System], Callable[[Any], None]]) -> Session:
+        """This session's inputs again on a fresh system, to where it is now.
+
+        `start(system)` is called before the first step and returns the function
+        told of every micro-op (a trace writer). Returns the re-run session.
+        """
+        twin = Session(self.scenario, self.seed, tcb_layout=self.tcb_layout)
+        twin.observer = start(twin.system)
+        for entry in self.log:
+            twin._replay(entry)
+        return twin
+
     def follow(self, plan: list[LogEntry], stops: dict[int, str]) -> None:
         """Take the steps from `plan` (a schedule from the start), stopping at `stops`."""
         self.schedule, self.schedule_stops = list(plan), dict(stops)
@@ -551,10 +565,8 @@ class Session:
 
         Written beside and renamed into place, so a crash never leaves half a file.
         """
-        target = Path(path)
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(json.dumps(self.state()) + "\n")
-        os.replace(tmp, target)
+        with atomic_text(path) as f:
+            f.write(json.dumps(self.state()) + "\n")
         return f"saved {self.position} micro-ops of {self.scenario.name} to {path}"
 
     def add_break(self, bp: Breakpoint) -> Breakpoint:

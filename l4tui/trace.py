@@ -486,3 +486,22 @@ class TraceWriter:
             self._counter(tick, "cache misses", self._miss_args % values)
         if len(self._buf) >= FLUSH_EVENTS:
             self._flush()
+
+
+def export_session(session: Any, path: str) -> str:
+    """`export perfetto FILE`: the session's run so far, re-run into a trace file."""
+    from l4tui.files import atomic_text
+
+    writers: list[TraceWriter] = []
+    with atomic_text(path) as out:
+
+        def start(system: System) -> Any:
+            writers.append(TraceWriter(system, out))
+            return writers[0].step
+
+        session.rerun(start)
+        writers[0].close()
+    return (
+        f"wrote {path}: {session.position} micro-ops of {session.scenario.name} as a "
+        "Chrome/Perfetto trace (open it in ui.perfetto.dev)"
+    )

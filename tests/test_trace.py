@@ -249,3 +249,35 @@ def test_streams_without_holding_events(tmp_path: Path) -> None:
     assert written == sorted(written) and written[0] > 0 and written[-1] > 10 * written[0]
     assert max(sizes) <= sizes[0] + 16  # constant: no event is kept
     validate(json.loads(path.read_text()))
+
+
+# --- the front ends: `run --trace`, `export perfetto` ---------------------------------------
+
+
+def test_run_trace_and_console_export_write_the_same_valid_trace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from l4tui.cli import main
+    from l4tui.executor import execute
+    from l4tui.session import Session
+
+    ran = tmp_path / "run.json"
+    assert main(["run", str(PINGPONG), "--trace", str(ran)]) == 0
+    events = validate(json.loads(ran.read_text()))
+    assert any(e["ph"] == "s" for e in events)
+    capsys.readouterr()
+    s = Session(load_scenario(PINGPONG))
+    execute(s, "break xp.proxy.send")
+    execute(s, "continue")
+    half = tmp_path / "half.json"
+    assert execute(s, f"export perfetto {half}").startswith(f"wrote {half}: ")
+    validate(json.loads(half.read_text()))  # a run stopped half-way closes valid
+    execute(s, "delete")
+    execute(s, "continue")
+    exported = tmp_path / "export.json"
+    execute(s, f"export perfetto {exported}")
+    assert exported.read_text() == ran.read_text()  # one run, one trace, whichever front end
+    assert execute(s, "export perfetto") == "error: usage: export perfetto FILE"
+    assert execute(s, f"export perfetto {tmp_path / 'no' / 'x.json'}").startswith("error: cannot")
+    assert main(["run", str(PINGPONG), "--trace", str(tmp_path / "no" / "x.json")]) == 2
+    assert "cannot write the trace" in capsys.readouterr().err

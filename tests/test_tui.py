@@ -3,6 +3,7 @@ after key presses; the layout at 80×24 and 160×48; keymaps, help, palette, con
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -270,3 +271,19 @@ async def test_clicking_a_cpu_column_focuses_that_cpu() -> None:
         second = app.query(CpuColumn)[1]
         await pilot.click(second)
         assert app.session.focus_cpu == 2
+
+
+async def test_the_export_key_writes_the_run_as_a_trace(
+    private_dirs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(private_dirs)
+    app = app_on_demo()
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.press("escape")
+        await pilot.press("i", "i", "i")
+        await pilot.press("e")
+        await pilot.pause()
+        path = private_dirs / f"{app.session.scenario.name}-3.trace.json"
+        assert path.exists()
+        assert json.loads(path.read_text())["traceEvents"]
+        assert any("wrote" in line and "Perfetto" in line for line in app.transcript)

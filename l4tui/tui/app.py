@@ -179,6 +179,7 @@ class MonitorApp(App[int]):
         Binding("colon", "focus_console", "console", id="console", key_display=":"),
         Binding("t", "toggle_tabs", "tabs/wide", id="toggle-panes"),
         Binding("m", "mark", "mark", id="mark", show=False),
+        Binding("e", "export_trace", "export trace", id="export-trace", show=False),
         Binding("1", "toggle_pane('tcb')", "TCB", id="pane-tcb", show=False),
         Binding("2", "toggle_pane('phase')", "phase", id="pane-phase", show=False),
         Binding("3", "toggle_pane('hw')", "mailboxes+APIC", id="pane-hw", show=False),
@@ -491,6 +492,13 @@ class MonitorApp(App[int]):
         for log in self.query(EventLog):
             log.note(f"mark at micro-op {s.position}, cycle {min(c.cycle for c in s.cpus()):,}")
 
+    def action_export_trace(self) -> None:
+        """The run so far as a Perfetto trace in the working directory."""
+        s = self.session
+        path = f"{s.scenario.name}-{s.position}.trace.json"
+        self._move(f"export perfetto {path}")
+        self.notify(f"trace written to {Path(path).resolve()}", timeout=8)
+
     def action_toggle_pane(self, pane: str) -> None:
         """Hide or show one pane (side-by-side layout); the others take its room."""
         for w in self.query(f"#{pane}"):
@@ -523,6 +531,7 @@ class MonitorApp(App[int]):
             ("Reverse step", "back one phase label", self.action_reverse_step),
             ("Reverse continue", "back to the previous stop", self.action_reverse_continue),
             ("Tabs / side by side", "switch the pane layout", self.action_toggle_tabs),
+            ("Export trace", "the run so far for ui.perfetto.dev", self.action_export_trace),
             ("Help", "keys and commands", self.action_help),
         ):
             yield SystemCommand(title, help_, action)
