@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "which",
         nargs="?",
-        choices=("thesis", "engine", "kernel", "debugger", "tui", "serve", "all"),
+        choices=("thesis", "engine", "kernel", "debugger", "tui", "serve", "explore", "all"),
         default="thesis",
         help="which benchmark (default: thesis)",
     )
@@ -518,6 +518,10 @@ def _bench(args: argparse.Namespace) -> int:
         from l4tui.bench.serve import run_serve
 
         result["serve"] = run_serve()
+    if args.which in ("explore", "all"):
+        from l4tui.bench.explore import run_explore
+
+        result["explore"] = run_explore()
 
     if args.json:
         payload = result if args.which == "all" else result[args.which]
@@ -534,8 +538,9 @@ def _bench(args: argparse.Namespace) -> int:
         parts.append(report.format_rows(result["debugger"]))
     if "tui" in result:
         parts.append(report.format_rows(result["tui"]))
-    if "serve" in result:
-        parts.append(report.format_rows(result["serve"]))
+    for name in ("serve", "explore"):
+        if name in result:
+            parts.append(report.format_rows(result[name]))
     print("\n\n".join(parts))
     return 0
 
