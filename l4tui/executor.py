@@ -80,8 +80,8 @@ def load_schedule(path: str, scenario_file: str | None = None) -> Session:
     s = Session(scenario, seed if isinstance(seed, int) else None)
     s.follow(log, stops)
     s.stop_reason = (
-        f"following {path}: {data.get('kind')} in {len(log)} steps; "
-        f"continue stops at each of its {len(stops) - 1} preemption(s)"
+        f"following {path}: {data.get('kind')} after {data.get('steps')} micro-ops; "
+        f"continue stops at each of its {len(stops) - 1} preemption(s) and there"
     )
     return s
 

@@ -232,6 +232,8 @@ class MonitorApp(App[int]):
             self.notify(problem, severity="error", timeout=10)
         self.sub_title = f"{self.session.scenario.name} · {len(self.session.cpus())} CPUs"
         self._after_layout()
+        if self.session.schedule is not None:  # `open --schedule`: say what continue will do
+            self.report(self.session.stop_reason)
         pool = os.environ.get("L4TUI_POOL_FD")
         if pool:  # a warm slot of `l4tui serve`: painted already, waiting for its student
             asyncio.get_running_loop().add_reader(int(pool), self._assigned, int(pool))
