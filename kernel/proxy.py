@@ -64,10 +64,15 @@ def send_request(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
     request = Mail("ipc_send", a, b, op)
     yield from xcpu.setup(k, i, request, OP_IPC_SEND, p)
     yield Write(a.f["proxy"], p.tcb)
-    yield from xcpu.trigger(k, cd, i, b.cpu)
+    # Lock ourselves *before* the trigger, where §8.3.5's pseudo-code triggers first:
+    # its proxy never writes the sender's state, but ours does for a call's receive
+    # phase (xp.proxy.start_receive, §8.3.1's atomic call), and may do so as soon as
+    # the trigger is out. Locking late overwrote that (found by `l4tui explore` on
+    # scripts/xp-pingpong.yaml: a lost wake-up and a four-way deadlock).
     yield Write(a.f["ipc_timeout"], NEVER)  # the proxy waits for us, with our timeout
     yield Write(a.f["thread_state"], LOCKED_WAITING)
     a.wake = None
+    yield from xcpu.trigger(k, cd, i, b.cpu)
     yield from k.switch_to(cd, None)  # switchTo(Anyone)
     return (yield from _xp_return(k, cd, a, request))
 
@@ -78,8 +83,7 @@ def _xp_return(k: Kernel, cd: CpuData, a: Thread, request: Mail) -> Path:
     a.recv_started = request.recv_started
     code = yield Read(a.f["xp_cc"])
     while code == REDO_FAULT:  # not done: the proxy needs a page of ours (§8.4.2)
-        yield from redo_fault(k, a)
-        yield Write(a.f["thread_state"], LOCKED_WAITING)
+        yield from redo_fault(k, a)  # locks us before it reactivates the proxy
         yield from k.switch_to(cd, None)
         code = yield Read(a.f["xp_cc"])
     # The reply to a call may have woken us before our CPU linked the wake-up
@@ -276,6 +280,7 @@ def redo_fault(k: Kernel, a: Thread) -> Path:
     while True:
         i = yield from xcpu.unhook_first(k, a)
         if i is None:
+            yield Write(a.f["thread_state"], LOCKED_WAITING)
             return
         mail = k.mailboxes.mail[i]
         if mail.op == "redo_fault":
@@ -289,4 +294,5 @@ def redo_fault(k: Kernel, a: Thread) -> Path:
     mail.op = "resumed"
     yield Write(k.mailboxes.addr(i, xcpu.TARGET), p.tcb)
     yield Write(a.f["xp_cc"], 0)
+    yield Write(a.f["thread_state"], LOCKED_WAITING)  # before the proxy can go on
     yield from xcpu.trigger(k, k.cpus[a.cpu - 1], i, p.cpu)

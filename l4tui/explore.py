@@ -28,7 +28,8 @@ nor anything that would follow it.
 
 **Failures** (DESIGN.md §2 `explore --json`): `deadlock` (a cycle in the
 wait-for graph), `invariant` (a kernel invariant broken at a kernel exit, or
-a thread left locked), `lost_message` (a send reported delivered that its
+a thread left locked, or the machine stopped by an impossible operation),
+`lost_message` (a send reported delivered that its
 receiver never received), `expect` (a scenario expectation that fails at
 the end).
 
@@ -53,7 +54,7 @@ from kernel.scenario import Scenario
 from kernel.system import System
 from kernel.xcpu import FLAGS_BASE, MAILBOX_BASE, MAILBOXES
 from l4tui.files import atomic_text
-from machine.errors import ConfigError
+from machine.errors import ConfigError, MachineError
 from machine.ops import KERNEL_BASE, Atomic, Hlt, Read, SendIPI, Write
 
 SEGMENT = 5_000  # micro-ops a CPU that goes ahead may run before the timed order resumes
@@ -225,7 +226,14 @@ class Explorer:
                                 mask |= 1 << o.index
                         if mask:
                             cands.append((pos, c.number, where, mask, self._state_key(system)))
-            op = system.advance(True, ahead)
+            try:
+                op = system.advance(True, ahead)
+            except MachineError as e:
+                # The kernel made the machine do the impossible (a trap from kernel mode,
+                # a fault in the kernel): a broken invariant of the hardware's own.
+                out.steps, out.ended = pos, "machine"
+                out.kind, out.message = "invariant", f"the simulated machine stopped: {e}"
+                return out
             if op is None:
                 if ahead is not None and system.ended is None:
                     log.append(["idle", ahead])  # it had nothing to run: the timed order resumes

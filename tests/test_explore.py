@@ -166,3 +166,11 @@ def test_a_schedule_runs_the_same_twice_and_replays_in_a_session(picks: list) ->
         system.advance(cpu=entry[1] if isinstance(entry, list) else entry)
     assert replayed["threads"] == system.summary()["threads"]
     assert s.system.machine.fingerprint() == system.machine.fingerprint()
+
+
+def test_pingpong_calls_survive_every_interleaving_of_two_preemptions() -> None:
+    """Found by the explorer: a caller that locked itself *after* triggering its mailbox
+    overwrote the WAITING state its proxy had already given it for the call's receive phase
+    (§8.3.1, §8.3.5): the reply was lost and the next call deadlocked four ways."""
+    report = Explorer(load_scenario(str(RACES.parent / "xp-pingpong.yaml"))).explore()
+    assert report.failure is None and report.exhausted
