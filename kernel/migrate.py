@@ -109,11 +109,15 @@ def part_b(k: Kernel, cd: CpuData, job: dict[str, Any], first: bool = False) -> 
     """Part B, on the thread's CPU: take it out of every local structure."""
     t: Thread = job["thread"]
     base = kaddr(AREA)
+    # The ring t is in is its old priority's: read it before (=1), for after (=1)
+    # A exchanges the priority while we delete (§8.7.2: "delete the thread from
+    # the old priorities list").
+    old_prio = yield Read(t.f["priority"])
     if not first:
         yield Phase("migrate.B.barrier1")
         yield from _barrier(base + BARRIER1, 2)  # (=1)
     yield Phase("migrate.B.delete")
-    yield from sched.dequeue_ready(k, cd, t)
+    yield from sched.dequeue_ready(k, cd, t, old_prio)
     job["deadline"] = t.deadline
     yield from sched.dequeue_wakeup(k, cd, t)
     if cd.fpu_owner is t:

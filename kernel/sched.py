@@ -120,12 +120,17 @@ def enqueue_ready(k: Kernel, cd: CpuData, t: Thread) -> Path:
             yield Write(cd.page + GROUPS, groups | 1 << (prio >> 5))
 
 
-def dequeue_ready(k: Kernel, cd: CpuData, t: Thread) -> Path:
-    """Unlink `t` from its ready ring (a no-op if it is in none)."""
+def dequeue_ready(k: Kernel, cd: CpuData, t: Thread, prio: int | None = None) -> Path:
+    """Unlink `t` from its ready ring (a no-op if it is in none).
+
+    `prio` is the priority whose ring `t` is in, when the caller knows it
+    better than `t`'s TCB (a migration's B: A may already have written the new one).
+    """
     nxt = yield Read(t.f["ready_next"])
     if not nxt:
         return
-    prio = yield Read(t.f["priority"])
+    if prio is None:
+        prio = yield Read(t.f["priority"])
 
     def priority_now_empty() -> Path:
         word_addr = cd.page + BITMAP + 4 * (prio >> 5)

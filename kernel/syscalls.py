@@ -78,6 +78,9 @@ def thread_step(k: Kernel, c: Cpu, cd: CpuData, t: Thread) -> Path:
         return
     if c.mode == "kernel":
         yield from k.exit_to_user(c)  # back to user mode after a system call or switch
+        # Its check_n_ack may have switched away, and a migration (§8.7.2) moved the
+        # thread meanwhile: it resumes on its new CPU, whose FPU and mailboxes are its own.
+        c = k.machine.cpu(t.cpu)
     if t.sigma0:
         yield from space.sigma0_step(k, t)
         return

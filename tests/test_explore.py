@@ -174,3 +174,12 @@ def test_pingpong_calls_survive_every_interleaving_of_two_preemptions() -> None:
     (§8.3.1, §8.3.5): the reply was lost and the next call deadlocked four ways."""
     report = Explorer(load_scenario(str(RACES.parent / "xp-pingpong.yaml"))).explore()
     assert report.failure is None and report.exhausted
+
+
+def test_a_migration_deletes_the_thread_from_its_old_priority_list() -> None:
+    """Found by the explorer (§8.7.2): B read the priority after (=1), when A may already have
+    written the new one, and left the thread in its old ready list; CPU 3 later ran it while
+    CPU 2 did, and trapped from kernel mode. Held at the start, CPU 3 now deletes it right."""
+    demo = load_scenario(str(RACES.parent / "demos" / "migration.yaml"))
+    run = Explorer(demo).run((Choice(17, 1, 3),))
+    assert (run.kind, run.ended) == (None, "end")
