@@ -11,8 +11,9 @@ is a deviation from it at a *choice point*: a micro-op about to touch state
 another CPU touches too — a TCB field of a thread on another CPU, a mailbox or
 flag word (§8.3.4), a lock (any atomic op), the APIC (an IPI), or any kernel
 word that two CPUs were seen to access in an earlier run. There another CPU
-goes ahead instead: it runs alone until it blocks or halts (or for at most
-`SEGMENT` micro-ops), then the timed order resumes; a later preemption may
+goes ahead instead: it runs alone until it blocks, halts or spins on a word
+a held CPU would change (or for at most `SEGMENT` micro-ops), then the timed
+order resumes; a later preemption may
 cut that run short in turn. A schedule is the list of those deviations,
 each named by the micro-op count at which it happens, so a schedule replays
 exactly. Exploring is breadth-first by the number of preemptions (bounded by
@@ -29,9 +30,8 @@ nor anything that would follow it.
 **Failures** (DESIGN.md §2 `explore --json`): `deadlock` (a cycle in the
 wait-for graph), `invariant` (a kernel invariant broken at a kernel exit, or
 a thread left locked, or the machine stopped by an impossible operation),
-`lost_message` (a send reported delivered that its
-receiver never received), `expect` (a scenario expectation that fails at
-the end).
+`lost_message` (a send reported delivered that its receiver never
+received), `expect` (a scenario expectation that fails at the end).
 
 The failing run's inputs are exactly a debugger session's input log
 (`None` a timed step, `N` a step of CPU N, `["idle", N]`), so the schedule
