@@ -165,7 +165,6 @@ class Explorer:
         self.sharers: dict[int, int] = {}  # kernel physical address -> mask of CPUs seen there
         self.seen: dict[tuple[int, int], int] = {}  # (state, CPU to go) -> preemptions left
         self.states: set[int] = set()
-        self.interrupted = False
         self.report = Report(scenario.name, preemptions)
 
     # --- one schedule ----------------------------------------------------------------
@@ -188,7 +187,7 @@ class Explorer:
         spin: dict[int, tuple[Any, int]] = {}  # address -> (value read, times in a row)
         shown: Shown | None = None
         while system.ended is None:
-            if pos >= self.run_limit or self.interrupted:
+            if pos >= self.run_limit:
                 system.ended = "max_steps"
                 break
             if pending and pending[0].at == pos:
@@ -345,9 +344,6 @@ class Explorer:
             report.preemptions_now, report.level_size = len(level[0]), len(level)
             for report.level_done, choices in enumerate(level, 1):
                 if self.max_schedules is not None and report.schedules >= self.max_schedules:
-                    report.seconds = time.perf_counter() - start
-                    return report
-                if self.interrupted:
                     report.seconds = time.perf_counter() - start
                     return report
                 run = self.run(choices)

@@ -396,10 +396,18 @@ class Session:
             twin._replay(entry)
         return twin
 
+    def _steps_taken(self) -> int:
+        """Inputs in the log that a schedule also holds: steps, timed or on a CPU, and idle ones."""
+        return sum(
+            1
+            for x in self.log
+            if x is None or (isinstance(x, int) and not isinstance(x, bool)) or _idle(x)
+        )
+
     def follow(self, plan: list[LogEntry], stops: dict[int, str]) -> None:
         """Take the steps from `plan` (a schedule from the start), stopping at `stops`."""
         self.schedule, self.schedule_stops = list(plan), dict(stops)
-        self.plan_at = sum(1 for x in self.log if x is None or isinstance(x, (int, list)))
+        self.plan_at = self._steps_taken()
 
     # --- backwards ----------------------------------------------------------------------
 
@@ -433,7 +441,7 @@ class Session:
             i += 1
         for w in self.watches:
             w.value = self._probe(w)
-        self.plan_at = sum(1 for x in self.log if x is None or isinstance(x, (int, list)))
+        self.plan_at = self._steps_taken()
         self.stop_reason = f"back at micro-op {self.position}"
         return self.stop_reason
 
@@ -625,6 +633,10 @@ class Session:
 
     def ready(self) -> dict[int, list[str]]:
         return {cd.number: self.system.ready_list(cd) for cd in self.system.kernel.cpus}
+
+
+def _idle(entry: Any) -> bool:
+    return isinstance(entry, list) and bool(entry) and entry[0] == "idle"
 
 
 def op_text(op: Any) -> str:

@@ -499,7 +499,10 @@ class MonitorApp(App[int]):
         s = self.session
         path = f"{s.scenario.name}-{s.position}.trace.json"
         self._move(f"export perfetto {path}")
-        self.notify(f"trace written to {Path(path).resolve()}", timeout=8)
+        if self.transcript and self.transcript[-1].startswith("wrote "):
+            self.notify(f"trace written to {Path(path).resolve()}", timeout=8)
+        else:
+            self.notify("the trace could not be written (see the console)", severity="error")
 
     def action_toggle_pane(self, pane: str) -> None:
         """Hide or show one pane (side-by-side layout); the others take its room."""
