@@ -134,8 +134,11 @@ class CommandCompleter(Completer):
         if name == "focus":
             if n == 0:
                 yield from _matching(partial, ("cpu", "thread"), "centre the views on")
+                yield from _matching(partial, ("follow",), "let each stop move the focus again")
             elif n == 1 and args[0] in ("thread", "cpu"):
                 yield from self._named(args[0], partial)
+            elif n == 2 and args[0] in ("thread", "cpu"):
+                yield from _matching(partial, ("pin",), "keep the focus here across stops")
         elif name == "print":  # print EXPR: a term, or a condition
             yield from self._condition(args, partial)
         elif name == "watch":

@@ -20,13 +20,21 @@ from machine.errors import ConfigError, MachineError
 where = views.where  # the stop display, shared with callers that print it alone
 
 
-def execute(session: Session, line: str) -> str:
-    """The output of one command line (possibly empty); never raises for bad input."""
+def execute(session: Session, line: str, show_where: bool = True) -> str:
+    """The output of one command line (possibly empty); never raises for bad input.
+
+    `show_where=False` leaves out the CPU table a stop ends with, for a front end that
+    shows the CPUs in a pane of its own (the monitor): the stop's reason is then last.
+    """
     try:
         cmd = parse(line)
         if cmd is None:
             return ""
         out = _run(session, cmd)
+        if not show_where and cmd.name != "where":
+            table = where(session)
+            if out.endswith("\n" + table):
+                out = out[: -len(table) - 1]
     except CommandError as e:
         return f"error: {e}"
     except MachineError as e:
@@ -183,15 +191,7 @@ def _run(s: Session, cmd: Command) -> str:
         s.set_policy(args[0])
         return f"scheduling: {args[0]}"
     if name == "focus":
-        what, value = args
-        if what == "cpu":
-            s.focus_cpu = views.cpu_number(s, value)
-            return f"focus: cpu{s.focus_cpu}"
-        if what == "thread":
-            views.thread(s, value)
-            s.focus_thread = value
-            return f"focus: {value}"
-        raise CommandError("usage: focus cpu N | focus thread T")
+        return _focus(s, args)
     if name == "check":
         if args[0] != "invariants":
             raise CommandError("usage: check invariants")
@@ -204,6 +204,26 @@ def _run(s: Session, cmd: Command) -> str:
     if name == "info":
         return views.render(s, args[0], args[1] if len(args) > 1 else None)
     raise CommandError(f"{name} is not implemented")  # pragma: no cover - the table says
+
+
+FOCUS_USAGE = "usage: focus cpu N [pin] | focus thread T [pin] | focus follow"
+
+
+def _focus(s: Session, args: tuple[str, ...]) -> str:
+    if args == ("follow",):
+        s.focus_pinned = False
+        return "focus: follows each stop"
+    if len(args) < 2 or args[0] not in ("cpu", "thread") or args[2:] not in ((), ("pin",)):
+        raise CommandError(FOCUS_USAGE)
+    what, value, pin = args[0], args[1], len(args) == 3
+    if what == "cpu":
+        s.set_focus(cpu=views.cpu_number(s, value), pin=pin)
+        shown = f"cpu{s.focus_cpu}"
+    else:
+        s.set_focus(thread=views.thread(s, value).name, pin=pin)
+        shown = s.focus_thread or value
+    note = " (pinned: stops leave it here; focus follow undoes)" if pin else ""
+    return f"focus: {shown}{note}"
 
 
 def _breakpoint(s: Session, args: tuple[str, ...], temporary: bool) -> Breakpoint:

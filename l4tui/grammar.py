@@ -101,10 +101,11 @@ SPECS: dict[str, Spec] = {
         ),
         Spec(
             "focus",
-            "focus cpu N | focus thread T",
-            "choose what next, finish and views follow",
-            2,
-            2,
+            "focus cpu N [pin] | focus thread T [pin] | focus follow",
+            "choose what next, finish and views follow; each stop moves the focus to the "
+            "CPU and thread that stopped unless pinned; follow: let it move again",
+            1,
+            3,
         ),
         Spec("sched", "sched timed|manual", "timed: lowest clock first; manual: you pick", 1, 1),
         Spec("where", "where", "where each CPU is: thread, phase, cycle"),

@@ -45,6 +45,8 @@ SUBCOMMANDS = (
     "timed",
     "manual",
     "perfetto",
+    "pin",
+    "follow",
 )
 """Words with a fixed meaning after a command (`focus cpu`, `break syscall`, `sched timed`)."""
 

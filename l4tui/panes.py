@@ -193,6 +193,28 @@ def mailbox_pane(s: Session) -> MailboxPane:
     return MailboxPane(flags, mail, proxies)
 
 
+def works_for(s: Session, name: str) -> tuple[str, str] | None:
+    """The thread a proxy works for and that thread's partner, from the mailbox it serves.
+
+    A proxy runs a path in another thread's stead (§8.3.5, §8.4): the request at
+    the head of its mailbox list names the sender and the destination. None
+    for a thread that is not a proxy or a proxy with nothing to do.
+    """
+    k = s.system.kernel
+    p = k.by_name.get(name)
+    if p is None or not p.proxy_kind:
+        return None
+    mb = k.mailboxes
+    first = k.field(p, "first_mailbox")
+    if not first:
+        return None
+    mail = mb.mail.get(mb.index(first))
+    if mail is None or mail.sender is None:
+        return None
+    partner = mail.dest.name if mail.dest is not None and mail.dest is not mail.sender else "-"
+    return mail.sender.name, partner
+
+
 def _bits(word: int) -> tuple[int, ...]:
     return tuple(v for v in range(256) if word >> v & 1)
 

@@ -105,6 +105,10 @@ class Session:
         self._next_bp = 1
         self.focus_cpu = 1
         self.focus_thread: str | None = None
+        # Focus follows each stop to the CPU and thread that stopped (as gdb switches to
+        # the thread that hit), unless the user pinned it (`focus ... pin`).
+        self.focus_pinned = False
+        self.focus_via: str | None = None  # the proxy whose stop put focus on its client
         self.stop_reason = "start"
         self.interrupted = False  # set from a signal handler: the run stops at the next step
         # A schedule being followed (`load schedule`, from `l4tui explore`): the inputs that
@@ -229,7 +233,14 @@ class Session:
         return STATE_NAMES[m.coherence.state(w.cpu - 1, w.paddr)]
 
     def _run(self, done: Callable[[Any], str | None], limit: int = LIMIT) -> str:
-        """Step until `done(op)` gives a reason, a breakpoint or watchpoint fires, or the end."""
+        """Step until `done(op)` gives a reason, a breakpoint or watchpoint fires, or the end;
+        focus then follows the stop."""
+        try:
+            return self._run_steps(done, limit)
+        finally:
+            self.follow_stop()
+
+    def _run_steps(self, done: Callable[[Any], str | None], limit: int) -> str:
         self.interrupted = False
         for _ in range(limit):
             if self.interrupted:
@@ -286,9 +297,58 @@ class Session:
         why = self._stopped(op) if self.breakpoints or self.watches else None
         label = f": {op.label}" if type(op) is Phase else f": {type(op).__name__}"
         self.stop_reason = why or f"stepped cpu{cpu}{label}"
+        self.follow_stop()
         if left:
             self.stop_reason += " (you left the schedule; steps are timed again)"
         return self.stop_reason
+
+    def follow_stop(self) -> None:
+        """Focus the CPU that ran last and its thread — for a proxy, the thread it works for
+        (§8.3.5: it runs the path in that thread's stead). Not when the focus is pinned."""
+        from l4tui.panes import works_for
+
+        c = self.system.machine.last_cpu
+        if self.focus_pinned or c is None:
+            return
+        cd = self.system.kernel.cpus[c.index]
+        names = {t.name for t in self.scenario.threads()}
+        self.focus_cpu, self.focus_via = c.number, None
+        running = cd.current.name
+        if running in names:
+            self.focus_thread = running
+            return
+        job = works_for(self, running)
+        if job is not None and job[0] in names:
+            self.focus_thread, self.focus_via = job[0], running
+        else:  # idle, or a proxy between jobs: the CPU's own thread (focused_thread)
+            self.focus_thread = None
+
+    def set_focus(self, cpu: int | None = None, thread: str | None = None, pin: bool = False):
+        """The user's focus: a CPU (its thread then follows) or a thread; `pin` keeps it."""
+        if cpu is not None:
+            self.focus_cpu, self.focus_thread = cpu, None
+        if thread is not None:
+            self.focus_thread = thread
+        self.focus_via = None
+        self.focus_pinned = pin
+
+    def partner_of_focus(self) -> str | None:
+        """The focused thread's IPC partner (its TCB's partner word, or the destination of the
+        request a proxy carries for it): one key away in the monitor."""
+        k = self.system.kernel
+        name = self.focused_thread()
+        t = k.by_name.get(name)
+        if t is None:
+            return None
+        names = {x.name for x in self.scenario.threads()}
+        if self.focus_via is not None:
+            from l4tui.panes import works_for
+
+            job = works_for(self, self.focus_via)
+            if job is not None and job[0] == name and job[1] in names:
+                return job[1]
+        other = k.by_word(k.field(t, "partner"))
+        return other.name if other is not None and other.name in names else None
 
     def focused_thread(self) -> str:
         """The focused thread; else the scenario thread running on the focused CPU, else the
@@ -443,6 +503,7 @@ class Session:
             w.value = self._probe(w)
         self.plan_at = self._steps_taken()
         self.stop_reason = f"back at micro-op {self.position}"
+        self.follow_stop()
         return self.stop_reason
 
     def _replay_timed(self, n: int) -> bool:
@@ -555,6 +616,7 @@ class Session:
             "next_breakpoint": self._next_bp,
             "watches": ["watch " + w.spec() for w in self.watches],
             "focus": [self.focus_cpu, self.focus_thread],
+            "focus_pinned": self.focus_pinned,
             "tcb_layout": self.tcb_layout,
             "commands": self.commands,
             "stops": self.stops,
@@ -680,6 +742,7 @@ def from_state(data: Any, where: str) -> tuple[Session, list[str]]:
         scenario = demo_scenario() if file == "<demo>" else load_scenario(file)
         layout = data.get("tcb_layout")
         s = Session(scenario, seed, tcb_layout=str(layout) if layout else None)
+        focus = (1, None, False)
         if data["l4tui_session"] == 1:
             commands = [f"break {g}" for g in data["breakpoints"]]
             commands += [f"watch {e}" for e, _ in data["watches"]]
@@ -687,7 +750,7 @@ def from_state(data: Any, where: str) -> tuple[Session, list[str]]:
             commands = [str(b["command"]) for b in data["breakpoints"]]
             commands += [str(w) for w in data["watches"]]
             cpu, thread = data.get("focus", [1, None])
-            s.focus_cpu, s.focus_thread = int(cpu), thread
+            focus = (int(cpu), thread, bool(data.get("focus_pinned", False)))
         s.log = log
         plan = data.get("schedule")
         if plan:
@@ -697,6 +760,7 @@ def from_state(data: Any, where: str) -> tuple[Session, list[str]]:
         s.meta = {str(k): str(v) for k, v in data.get("meta", {}).items()}
         s.position = sum(1 for x in log if x is None or isinstance(x, int))
         s.goto(s.position)
+        s.focus_cpu, s.focus_thread, s.focus_pinned = focus  # as saved, not as the replay left it
     except (KeyError, TypeError, ValueError, IndexError, CommandError) as e:
         raise ConfigError(f"a saved session with a bad field: {e}", where) from None
     return s, commands

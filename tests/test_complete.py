@@ -68,12 +68,13 @@ def test_aliases_complete_their_arguments_like_the_command(completer: CommandCom
 
 
 def test_focus(completer: CommandCompleter) -> None:
-    assert words(completer, "focus ") == ["cpu", "thread"]
+    assert words(completer, "focus ") == ["cpu", "thread", "follow"]
     assert words(completer, "focus th") == ["thread"]
     assert words(completer, "focus thread ") == THREADS
     assert words(completer, "focus thread s") == ["srv", "sched"]
     assert words(completer, "focus cpu ") == ["1", "2"]
-    assert words(completer, "focus thread srv ") == []
+    assert words(completer, "focus thread srv ") == ["pin"]
+    assert words(completer, "focus thread srv pin ") == []
 
 
 def test_print_and_watch_threads_and_fields(completer: CommandCompleter, session: Session) -> None:
