@@ -5,7 +5,8 @@ names them), a system call entered, an IPI sent or delivered, a migration
 begun (§8.5), a page fault raised (§2.2.2) — and each breakpoint matches
 events of its kind, filtered by thread and CPU, guarded by a condition,
 after a number of ignored hits. A log-only breakpoint records its hit and
-lets the machine go on; a temporary one is deleted when it stops.
+lets the machine go on; a temporary one is deleted when it stops; a disabled
+one is skipped. A phase glob must match a label some kernel path has.
 
 Watchpoints look at state, not events: a TCB field's word, or the MESI state
 of one cache line in one CPU's cache (§8.6).
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 
 from kernel import boot, ipc, shootdown, xcpu
 from kernel.program import ExRegs, Ipc, Schedule, Sleep, TaskNew, ThreadSwitch, Unmap
+from l4tui.phases import phase_labels
+from l4tui.pseudocode import DYNAMIC
 from machine.ops import InterruptEntry, Op, Phase, SendIPI, Trap
 
 KINDS = ("phase", "syscall", "ipi", "migration", "pagefault")
@@ -42,6 +45,16 @@ _NAMES = {
     Unmap: "unmap",
     TaskNew: "task_new",
 }
+
+
+def known_labels() -> tuple[str, ...]:
+    """Every phase label a kernel path can emit: the literals, and those built at run time."""
+    return tuple(sorted({*phase_labels(), *DYNAMIC}))
+
+
+def matches_a_label(glob: str) -> bool:
+    """Whether a phase glob can ever stop the machine (it matches a label some path has)."""
+    return any(fnmatch.fnmatchcase(label, glob) for label in known_labels())
 
 
 def syscall_name(op: object) -> str | None:
@@ -99,6 +112,7 @@ class Breakpoint:
     temporary: bool = False
     log_only: bool = False
     hits: int = 0
+    enabled: bool = True  # a disabled breakpoint neither stops nor counts hits
 
     def matches(self, e: Event) -> bool:
         if e.kind != self.kind:
@@ -132,7 +146,8 @@ class Breakpoint:
 
     def describe(self) -> str:
         kind = "tbreak" if self.temporary else "break"
-        return f"{self.number}: {kind} {self.spec()} (hit {self.hits})"
+        state = "" if self.enabled else ", disabled"
+        return f"{self.number}: {kind} {self.spec()} (hit {self.hits}{state})"
 
 
 @dataclass(slots=True)

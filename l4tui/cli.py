@@ -206,11 +206,24 @@ def build_parser() -> argparse.ArgumentParser:
         "console",
         help="the debugger's line console on a scenario (default: the built-in demo)",
         description="Step, break and inspect a scenario from a line console. Reads commands "
-        "from --script or from standard input when it is not a terminal.",
+        "from --script or from standard input when it is not a terminal, prints a "
+        "transcript, runs every line and exits 2 if any failed (naming the first on "
+        "stderr as error: SCRIPT:LINE: ...).",
     )
     console.add_argument("file", metavar="FILE", nargs="?", help="scenario file (YAML)")
-    console.add_argument("--script", metavar="CMDS", help="a file of console commands to run")
-    console.add_argument("--echo", action="store_true", help="print each command before its output")
+    console.add_argument(
+        "--script", metavar="CMDS", help="a file of console commands to run, one a line"
+    )
+    shown = console.add_mutually_exclusive_group()
+    shown.add_argument(
+        "--echo",
+        action="store_true",
+        help="a transcript: each command after the prompt, then its output; comments as "
+        "they are (the default; kept for old scripts)",
+    )
+    shown.add_argument(
+        "--quiet", action="store_true", help="print only the commands' outputs, no transcript"
+    )
     console.add_argument("--seed", metavar="N", type=int, help="override the scenario's seed")
     console.add_argument("--schedule", metavar="S", help=SCHEDULE)
     console.set_defaults(func=_console)
@@ -335,7 +348,7 @@ def _console(args: argparse.Namespace) -> int:
     else:
         scenario = load_scenario(args.file) if args.file else demo_scenario()
         session = Session(scenario, seed=args.seed)
-    return console.main(session, args.script, args.echo)
+    return console.main(session, args.script, echo=not args.quiet)
 
 
 def _open(args: argparse.Namespace) -> int:

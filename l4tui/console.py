@@ -1,19 +1,23 @@
 """`l4tui console`: the command language on a line console (DESIGN.md §2).
 
 Non-interactive — commands from `--script FILE`, or standard input when it is
-not a terminal — each command's output is printed (with `--echo`, the command
-first, so a demo reads as a transcript). Interactive, a prompt-toolkit
-`PromptSession` in the pgcli manner: the line coloured by `CommandLexer`,
-completion from `CommandCompleter`, suggestions from a history kept in
-`state_dir()`, and a bottom toolbar showing where the machine is; Ctrl-C
-clears the line, or stops a running command, and Ctrl-D leaves. A bad
-command prints `error: …` and the session goes on; the exit code is 0 at
-`quit` or the end of input.
+not a terminal — it prints a transcript: each command after the prompt
+``(l4tui) ``, then its output; comment lines as they are, blank lines blank
+(`--quiet`: the outputs only). Every line runs; if any failed, the console ends
+with exit status 2 and names the first on standard error as
+``error: SCRIPT:LINE: …`` (a scenario file passed as the script is said to be
+one). Interactive, a prompt-toolkit `PromptSession` in the pgcli manner: the
+line coloured by `CommandLexer`, completion from `CommandCompleter`,
+suggestions from a history kept in `state_dir()`, and a bottom toolbar showing
+where the machine is; Ctrl-C clears the line, or stops a running command, and
+Ctrl-D leaves. A bad command prints `error: …` and the session goes on; the
+exit code is 0 at `quit` or the end of input.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import sys
 import threading
@@ -21,7 +25,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from l4tui.executor import execute
+from l4tui.executor import execute, outcome
 from l4tui.grammar import CommandError, parse
 from l4tui.paths import history_path, state_dir
 from l4tui.session import Session
@@ -38,6 +42,7 @@ __all__ = [
     "make_prompt",
     "one",
     "run_lines",
+    "scenario_hint",
     "state_dir",
     "toolbar",
 ]
@@ -48,22 +53,89 @@ def one(session: Session, line: str) -> bool:
     out = execute(session, line)
     if out:
         print(out)
+    return _is_quit(line)
+
+
+SCENARIO_KEYS = ("name", "seed", "machine", "kernel", "tasks", "script", "expect")
+LAB_KEYS = ("title", "scenario", "intro", "exercises")
+_YAML_KEY = re.compile(r"^([A-Za-z_]\w*):(?:\s|$)")
+
+
+def scenario_hint(session: Session, line: str, name: str) -> str | None:
+    """What a script's first command line says if the script is YAML passed by mistake.
+
+    A line `tasks:` or `name: xp-pingpong` would be read as an op injected into a thread
+    of that name; unless the scenario has such a thread, it is a scenario (or lab) file.
+    """
+    text = line.strip()
+    m = _YAML_KEY.match(text)
+    if text != "---" and (m is None or m.group(1) in session.system.kernel.by_name):
+        return None
+    key = m.group(1) if m else "name"
+    file = name if name != "<stdin>" else "FILE"
+    if key in LAB_KEYS:
+        return f"this looks like a lab file (YAML), not console commands; try l4tui lab {file}"
+    if key in SCENARIO_KEYS or text == "---":
+        return (
+            "this looks like a scenario file (YAML), not console commands; "
+            f"try l4tui console {file}"
+        )
+    return None
+
+
+def run_lines(
+    session: Session, lines: Iterable[str], echo: bool = True, name: str = "<stdin>"
+) -> int:
+    """Run a script's lines in order, printing a transcript; 2 if any line failed.
+
+    With `echo` each command is printed after the prompt, comments as they are and blank
+    lines blank; without it, only the outputs. Every line runs (up to `quit`); the first
+    failure is named on standard error as `error: NAME:LINE: …`.
+    """
+    first: tuple[int, str] | None = None
+    leading: list[str] | None = []  # comments before the first command, held back until
+    for number, raw in enumerate(lines, 1):  # it shows the file is not YAML
+        line = raw.rstrip()
+        text = line.strip()
+        if not text or text.startswith("#"):
+            if leading is not None:
+                leading.append(line)
+            elif echo:
+                print(line)
+            continue
+        if leading is not None:
+            hint = scenario_hint(session, text, name)
+            if hint is not None:
+                print(f"error: {name}:{number}: {hint}", file=sys.stderr)
+                return 2
+            if echo and leading:
+                print("\n".join(leading))
+            leading = None
+        if echo:
+            print(f"(l4tui) {text}")
+        out, ok = outcome(session, line)
+        if out:
+            print(out)
+        if not ok:
+            if first is None:
+                first = (number, out.removeprefix("error: ").split("\n")[0])
+        elif _is_quit(line):
+            break
+    if echo and leading:
+        print("\n".join(leading))
+    if first is not None:
+        sys.stdout.flush()
+        print(f"error: {name}:{first[0]}: {first[1]}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _is_quit(line: str) -> bool:
     try:
         cmd = parse(line)
     except CommandError:
         return False
     return cmd is not None and cmd.name == "quit"
-
-
-def run_lines(session: Session, lines: Iterable[str], echo: bool = False) -> int:
-    """Execute `lines` in order, printing each output; stop at `quit`."""
-    for line in lines:
-        line = line.rstrip("\n")
-        if echo and line.strip():
-            print(f"(l4tui) {line}")
-        if one(session, line):
-            break
-    return 0
 
 
 def make_history() -> History:
@@ -153,14 +225,16 @@ def interactive(session: Session) -> int:
                 return 0
 
 
-def main(session: Session, script: str | None, echo: bool) -> int:
+def main(session: Session, script: str | None, echo: bool = True) -> int:
+    """Run `script`, or standard input when it is not a terminal, or the prompt."""
     if script is not None:
         try:
             text = Path(script).read_text()
-        except OSError as e:
-            print(f"error: {script}: {e.strerror}", file=sys.stderr)
+        except (OSError, UnicodeDecodeError) as e:
+            why = e.strerror if isinstance(e, OSError) else "not a text file"
+            print(f"error: {script}: {why}", file=sys.stderr)
             return 2
-        return run_lines(session, text.splitlines(), echo)
+        return run_lines(session, text.splitlines(), echo, script)
     if not sys.stdin.isatty():
-        return run_lines(session, sys.stdin, echo)
+        return run_lines(session, sys.stdin, echo, "<stdin>")
     return interactive(session)

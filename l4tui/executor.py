@@ -12,8 +12,9 @@ import json
 from pathlib import Path
 
 from l4tui import expr, views
-from l4tui.breakpoints import KINDS, SYSCALLS, Breakpoint
+from l4tui.breakpoints import KINDS, SYSCALLS, Breakpoint, known_labels, matches_a_label
 from l4tui.grammar import BREAK_USAGE, Command, CommandError, help_text, parse, suggest
+from l4tui.phases import phase_prefixes
 from l4tui.session import Session, from_state, restore_counts
 from machine.errors import ConfigError, MachineError
 
@@ -45,6 +46,25 @@ def execute(session: Session, line: str, show_where: bool = True) -> str:
     return out
 
 
+def outcome(session: Session, line: str) -> tuple[str, bool]:
+    """The output of one command line and whether it succeeded (False: an `error: …`).
+
+    What `execute` does, for a caller that must know a line failed without reading
+    its text — a script, which ends with exit status 2 when one did.
+    """
+    try:
+        cmd = parse(line)
+        if cmd is None:
+            return "", True
+        out = _run(session, cmd)
+    except (CommandError, MachineError) as e:
+        return f"error: {e}", False
+    except ConfigError as e:
+        return e.format(), False
+    session.record(line)
+    return out, True
+
+
 def load_session(path: str) -> Session:
     """A saved session, replayed to its position with its breakpoints and watchpoints."""
     try:
@@ -54,7 +74,7 @@ def load_session(path: str) -> Session:
     s, commands = from_state(data, path)
     done, stops = list(s.commands), list(s.stops)
     for line in commands:
-        out = execute(s, line)
+        out = _restore(s, line)
         if out.startswith("error"):
             raise ConfigError(f"a saved stop {line!r}: {out}", path)
     s.commands, s.stops = done, stops  # re-creating the stops is not something the user did
@@ -64,6 +84,20 @@ def load_session(path: str) -> Session:
         raise ConfigError(f"a saved session with a bad field: {e}", path) from None
     s.stop_reason = f"loaded {path}"
     return s
+
+
+def _restore(s: Session, line: str) -> str:
+    """Re-create a saved breakpoint or watchpoint: a phase glob saved before globs were
+    checked against the kernel's labels still loads (it never stops, as then)."""
+    try:
+        cmd = parse(line)
+        if cmd is not None and cmd.name in ("break", "tbreak"):
+            bp = _breakpoint(s, cmd.args, cmd.name == "tbreak", any_label=True)
+            s.add_break(bp)
+            return f"breakpoint {bp.number}"
+    except (CommandError, MachineError) as e:
+        return f"error: {e}"
+    return execute(s, line)
 
 
 def load_schedule(path: str, scenario_file: str | None = None) -> Session:
@@ -153,6 +187,14 @@ def _run(s: Session, cmd: Command) -> str:
         n, w = s.delete_break(None), len(s.watches)
         s.watches = []
         return f"deleted {n} breakpoint(s) and {w} watchpoint(s)"
+    if name in ("disable", "enable"):
+        return _enable(s, name == "enable", args)
+    if name == "x":
+        from l4tui import examine
+
+        return examine.show(s, args)
+    if name == "lab":
+        return _lab(s)
     if name == "inject":
         views.thread(s, args[0])
         s.inject(args[0], args[1], list(args[2:]))
@@ -206,6 +248,31 @@ def _run(s: Session, cmd: Command) -> str:
     raise CommandError(f"{name} is not implemented")  # pragma: no cover - the table says
 
 
+def _enable(s: Session, on: bool, args: tuple[str, ...]) -> str:
+    """`enable [N]` / `disable [N]`: one breakpoint, or all of them."""
+    verb = "enabled" if on else "disabled"
+    if not args:
+        for bp in s.breakpoints:
+            bp.enabled = on
+        return f"{verb} {len(s.breakpoints)} breakpoint(s)"
+    n = _count(args[0])
+    bp = next((b for b in s.breakpoints if b.number == n), None)
+    if bp is None:
+        raise CommandError(f"no breakpoint {n}; see info breakpoints")
+    bp.enabled = on
+    return f"{verb} breakpoint {n}: {bp.spec()}"
+
+
+def _lab(s: Session) -> str:
+    """`lab`: the session's lab sheet as plain text, each exercise ticked when done."""
+    from l4tui.lab import load_lab, text
+
+    path = s.meta.get("lab")
+    if not path:
+        raise CommandError("this session has no lab sheet (open one with l4tui lab LAB)")
+    return text(load_lab(path), s)
+
+
 FOCUS_USAGE = "usage: focus cpu N [pin] | focus thread T [pin] | focus follow"
 
 
@@ -226,8 +293,13 @@ def _focus(s: Session, args: tuple[str, ...]) -> str:
     return f"focus: {shown}{note}"
 
 
-def _breakpoint(s: Session, args: tuple[str, ...], temporary: bool) -> Breakpoint:
-    """Parse `WHAT [thread T] [cpu N] [after N] [log] [if EXPR]` into a breakpoint."""
+def _breakpoint(
+    s: Session, args: tuple[str, ...], temporary: bool, any_label: bool = False
+) -> Breakpoint:
+    """Parse `WHAT [thread T] [cpu N] [after N] [log] [if EXPR]` into a breakpoint.
+
+    A phase glob must match a label some kernel path has, unless `any_label`.
+    """
     words = list(args)
     cond = None
     if "if" in words:
@@ -251,6 +323,8 @@ def _breakpoint(s: Session, args: tuple[str, ...], temporary: bool) -> Breakpoin
             what = words.pop(0)
     else:
         kind, what = "phase", head
+        if not any_label and not matches_a_label(what):
+            raise CommandError(f"no phase label matches {what!r}{_label_hint(what)}")
     bp = Breakpoint(0, kind, what, cond=cond, temporary=temporary)
     while words:
         word = words.pop(0)
@@ -267,6 +341,16 @@ def _breakpoint(s: Session, args: tuple[str, ...], temporary: bool) -> Breakpoin
         else:
             raise CommandError(f"unexpected {word!r}; usage: break {BREAK_USAGE}")
     return bp
+
+
+def _label_hint(glob: str) -> str:
+    """A did-you-mean for a phase glob that matches nothing, else the label families."""
+    labels = known_labels()
+    hint = suggest(glob, [*labels, *phase_prefixes()])
+    if hint:
+        return hint
+    families = sorted({label.split(".")[0] + ".*" for label in labels if "." in label})
+    return f"; the labels are {' '.join(families)} and idle (Tab lists them)"
 
 
 def _watch(s: Session, args: tuple[str, ...]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import shlex
+import textwrap
 from dataclasses import dataclass
 
 
@@ -27,23 +28,25 @@ class Spec:
     max_args: int = 0  # -1: any number
 
 
-INFO_TOPICS = (
-    "threads",
-    "cpus",
-    "ready",
-    "wakeup",
-    "sendq",
-    "tcb",
-    "apic",
-    "mailboxes",
-    "waits",
-    "tlb",
-    "space",
-    "breakpoints",
-    "counters",
-    "log",
-    "report",
-)
+INFO_HELP: dict[str, str] = {
+    "threads": "every thread: id, CPU, state, priority, partner, timeout",
+    "cpus": "where each CPU is: thread, mode, phase, cycle",
+    "ready": "ready queues per CPU, by priority, in round-robin order",
+    "wakeup": "wakeup queues per CPU, earliest deadline first",
+    "sendq": "the threads queued to send to a thread",
+    "tcb": "a TCB by cache line, MESI per CPU",
+    "apic": "each CPU's APIC: IPI slots, IRR, ISR, timer; IPIs in flight",
+    "mailboxes": "flag words, mailboxes in use, busy proxies",
+    "waits": "the IPC wait-for graph, and a deadlock if there is one",
+    "tlb": "one CPU's TLB entries and counts",
+    "space": "a task's mappings and their mapping-database trees",
+    "breakpoints": "breakpoints (hits, disabled) and watchpoints",
+    "counters": "IPCs, IPIs, migrations, faults, MESI transitions",
+    "log": "what log-only breakpoints recorded",
+    "report": "where, threads, queues, waits and counters at once",
+}
+"""What each `info` view shows: the completer's descriptions and `help info`."""
+INFO_TOPICS = tuple(INFO_HELP)
 BREAK_USAGE = (
     "WHAT [thread T] [cpu N] [after N] [log] [if EXPR]; "
     "WHAT: PHASE_GLOB | syscall NAME | ipi sent|delivered | migration | pagefault"
@@ -85,10 +88,18 @@ SPECS: dict[str, Spec] = {
             "delete", "delete [N]", "delete breakpoint N, or all breakpoints and watchpoints", 0, 1
         ),
         Spec(
+            "disable",
+            "disable [N]",
+            "disable breakpoint N, or all: it neither stops nor counts hits until enabled",
+            0,
+            1,
+        ),
+        Spec("enable", "enable [N]", "enable breakpoint N again, or all breakpoints", 0, 1),
+        Spec(
             "info",
             "info threads|cpus|ready [CPU]|wakeup|sendq T|tcb T|apic|mailboxes|waits|"
             "tlb CPU|space TASK|breakpoints|counters|log|report",
-            "show a view",
+            "show a view (help info: what each one shows)",
             1,
             2,
         ),
@@ -98,6 +109,14 @@ SPECS: dict[str, Spec] = {
             "a value: THREAD.FIELD, THREAD.state, cpuN.FIELD, or a condition (cli.partner == srv)",
             1,
             -1,
+        ),
+        Spec(
+            "x",
+            "x ADDR [N]",
+            "examine N words (default 4, at most 256) in hex, each named (srv.partner, "
+            "mailbox 0 op); ADDR: 0xPHYS, 0xKERNEL_VIRT, THREAD, THREAD.FIELD, THREAD:VADDR",
+            1,
+            2,
         ),
         Spec(
             "focus",
@@ -139,6 +158,7 @@ SPECS: dict[str, Spec] = {
             2,
             -1,
         ),
+        Spec("lab", "lab", "the lab sheet: each exercise, ticked when done"),
         Spec("help", "help [CMD]", "list the commands, or explain one", 0, 1),
         Spec("quit", "quit", "leave the console"),
     )
@@ -156,6 +176,11 @@ ALIASES = {
     "n": "next",
     "p": "print",
 }
+
+
+HELP_WIDTH = 78
+HELP_COLUMN = 26
+"""`help` fits 78 columns: usage, then what it does from this column, wrapped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,10 +221,21 @@ def parse(line: str) -> Command | None:
 
 def help_text(name: str | None = None) -> str:
     if name is None:
-        width = max(len(s.usage) for s in SPECS.values())
-        return "\n".join(f"{s.usage.ljust(width)}  {s.help}" for s in SPECS.values())
+        lines = []
+        for s in SPECS.values():
+            what = textwrap.wrap(s.help, HELP_WIDTH - HELP_COLUMN)
+            if len(s.usage) < HELP_COLUMN - 1:
+                lines.append(f"{s.usage.ljust(HELP_COLUMN)}{what[0]}")
+            else:  # a long usage on a line of its own
+                lines += [s.usage, " " * HELP_COLUMN + what[0]]
+            lines += [" " * HELP_COLUMN + w for w in what[1:]]
+        return "\n".join(lines)
     name = ALIASES.get(name, name)
     spec = SPECS.get(name)
     if spec is None:
         raise CommandError(f"no command {name!r}{suggest(name, list(SPECS))}")
-    return f"{spec.usage}\n  {spec.help}"
+    text = f"{spec.usage}\n  {spec.help}"
+    if name == "info":
+        width = max(len(t) for t in INFO_HELP)
+        text += "\n" + "\n".join(f"  {t.ljust(width)}  {h}" for t, h in INFO_HELP.items())
+    return text

@@ -26,6 +26,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,4 +173,45 @@ def sheet(lab: Lab, s: Session) -> str:
             lines += ["", ex.text.strip()]
         lines.append("")
     lines.append(f"**{sum(done)} of {len(done)} done**")
+    return "\n".join(lines)
+
+
+TEXT_WIDTH = 78
+
+
+def _paragraphs(text: str, width: int, indent: str) -> list[str]:
+    """Markdown-ish text reflowed to `width`: paragraphs kept apart, `- ` items hanging."""
+    out: list[str] = []
+    for para in re.split(r"\n\s*\n", text.strip()):
+        if out:
+            out.append("")
+        items = re.split(r"\n(?=\s*[-*] )", para)
+        for item in items:
+            words = " ".join(item.split())
+            bullet = re.match(r"[-*] ", words)
+            hang = indent + ("  " if bullet else "")
+            out += textwrap.wrap(words, width, initial_indent=indent, subsequent_indent=hang) or [
+                indent
+            ]
+    return out
+
+
+def text(lab: Lab, s: Session, width: int = TEXT_WIDTH) -> str:
+    """The lab sheet as plain text for a line console: `[x]` / `[ ]` per exercise, wrapped
+    to `width` with a hanging indent, and how many are done (the `lab` command)."""
+    done = progress(lab, s)
+    lines = textwrap.wrap(lab.title, width) + [""]
+    if lab.intro.strip():
+        lines += _paragraphs(lab.intro, width, "") + [""]
+    numbers = len(str(len(lab.exercises)))
+    for i, (ex, ok) in enumerate(zip(lab.exercises, done, strict=True), 1):
+        head = f"[{'x' if ok else ' '}] {str(i).rjust(numbers)}. "
+        hang = " " * len(head)
+        lines += textwrap.wrap(
+            " ".join(ex.title.split()), width, initial_indent=head, subsequent_indent=hang
+        )
+        if ex.text.strip():
+            lines += _paragraphs(ex.text, width, hang)
+        lines.append("")
+    lines.append(f"{sum(done)} of {len(done)} done")
     return "\n".join(lines)

@@ -191,6 +191,8 @@ class Session:
             return None
         reason = None
         for bp in list(self.breakpoints):
+            if not bp.enabled:
+                continue
             e = next((e for e in evs if bp.matches(e)), None)
             if e is None or (bp.cond is not None and not self._holds(bp)):
                 continue
@@ -578,7 +580,7 @@ class Session:
         """
         fresh = Session(self.scenario, self.seed)
         fresh.breakpoints = [
-            dataclasses.replace(b, hits=0, temporary=False) for b in self.breakpoints
+            dataclasses.replace(b, hits=0, temporary=False) for b in self.breakpoints if b.enabled
         ]
         fresh.watches = [Watch(w.expr, w.paddr, 0, w.cpu) for w in self.watches]
         for w in fresh.watches:
@@ -610,6 +612,7 @@ class Session:
                     "command": ("tbreak " if b.temporary else "break ") + b.spec(),
                     "number": b.number,
                     "hits": b.hits,
+                    "enabled": b.enabled,
                 }
                 for b in self.breakpoints
             ],
@@ -772,4 +775,5 @@ def restore_counts(s: Session, data: Any) -> None:
         return
     for bp, saved in zip(s.breakpoints, data["breakpoints"], strict=True):
         bp.number, bp.hits = int(saved["number"]), int(saved["hits"])
+        bp.enabled = bool(saved.get("enabled", True))  # sessions saved before disable: all on
     s._next_bp = int(data.get("next_breakpoint", len(s.breakpoints) + 1))

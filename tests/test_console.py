@@ -74,7 +74,7 @@ def test_continue_to_the_end(session: Session) -> None:
     assert session.threads()[2].state == "inactive"  # cli made its four calls
 
 
-def test_console_reads_stdin_and_exits_0() -> None:
+def test_console_reads_stdin_runs_every_line_and_exits_2_on_a_failure() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "l4tui", "console", "--echo"],
         input="info threads\nbogus\nstep 2\nquit\nstepi 5\n",
@@ -82,10 +82,12 @@ def test_console_reads_stdin_and_exits_0() -> None:
         text=True,
         timeout=120,
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 2
     assert "(l4tui) info threads" in proc.stdout
     assert "error: unknown command 'bogus'" in proc.stdout
+    assert "(l4tui) step 2" in proc.stdout  # the line after the failure ran
     assert "(l4tui) stepi 5" not in proc.stdout  # stopped at quit
+    assert proc.stderr.startswith("error: <stdin>:2: unknown command 'bogus'")
     assert "Traceback" not in proc.stderr
 
 

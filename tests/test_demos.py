@@ -48,9 +48,14 @@ def test_demo_transcript(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert err == ""
     lines = out.splitlines()
     assert not [line for line in lines if line.startswith("error:")]
-    # Every command of the script was echoed: none was swallowed by a `quit`.
-    commands = [c for c in script.read_text().splitlines() if c.strip()]
+    # Every command of the script was echoed (none was swallowed by a `quit`), every
+    # comment printed as it is.
+    text = script.read_text().splitlines()
+    commands = [c for c in text if c.strip() and not c.lstrip().startswith("#")]
     assert sum(line.startswith("(l4tui) ") for line in lines) == len(commands)
+    assert [line for line in lines if line.startswith("#")] == [
+        c for c in text if c.startswith("#")
+    ]
     assert re.search(KEY_FACT[name], out, re.MULTILINE), f"{name}: {KEY_FACT[name]!r} not shown"
 
 
