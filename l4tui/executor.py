@@ -380,19 +380,8 @@ def _watch(s: Session, args: tuple[str, ...]) -> str:
 
 
 def _relayout(s: Session, layout: str) -> str:
-    """Re-run the scenario from the start to the current cycle with another TCB layout."""
-    if layout not in ("thesis", "naive"):
-        raise CommandError(f"layout takes thesis or naive, not {layout!r}")
-    cycle = min(c.cycle for c in s.cpus())
-    fresh = Session(s.scenario, s.seed, tcb_layout=layout)
-    stops = [("tbreak " if b.temporary else "break ") + b.spec() for b in s.breakpoints]
-    fresh.focus_cpu, fresh.focus_thread = s.focus_cpu, s.focus_thread
-    if cycle:
-        fresh.run_cycles(cycle)
-    for line in stops:
-        execute(fresh, line)
-    dropped = len(s.watches)
-    fresh.commands, fresh.stops = s.commands, s.stops
-    s.__dict__.update(fresh.__dict__)  # the front end keeps its Session object
-    note = f"; {dropped} watchpoint(s) dropped (fields moved)" if dropped else ""
-    return _stop(s, f"{layout} TCB layout, run again to cycle {cycle:,}{note}")
+    """The same scenario with another TCB layout, back at the same point of the program:
+    the same thread at the same phase label, the nth time (relayout.py, §8.6)."""
+    from l4tui.relayout import switch
+
+    return _stop(s, switch(s, layout))
