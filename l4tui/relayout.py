@@ -389,10 +389,15 @@ def _carry(s: Session, run: _Run, layout: str) -> list[str]:
     notes = list(run.notes)
     here = new.position
     # Breakpoints: the same, numbered the same, hits counted again in this run up to here.
+    # A disabled one keeps its count: when it was disabled is not known.
     counts = Counter(n for pos, n in run.hits if pos <= here)
-    bps = [dataclasses.replace(b, hits=counts[b.number]) for b in s.breakpoints]
+    bps = [dataclasses.replace(b, hits=counts[b.number]) if b.enabled else b for b in s.breakpoints]
     if bps:
-        listed = ", ".join(f"{b.number} ({b.hits} hit{'s' if b.hits != 1 else ''})" for b in bps)
+        listed = ", ".join(
+            f"{b.number} ({b.hits} hit{'s' if b.hits != 1 else ''}"
+            f"{'' if b.enabled else ', disabled: kept'})"
+            for b in bps
+        )
         notes.append(f"breakpoints kept, hit counts counted again in the {layout} run: {listed}")
     log_points = {b.number for b in s.breakpoints if b.log_only}
     new.records = [
