@@ -3,8 +3,8 @@
 `CommandCompleter` completes the word before the cursor from the grammar table
 (l4tui/grammar.py) and the tables beside it — views, breakpoint kinds and
 syscalls, expression terms, injection ops — the phase labels in the kernel's
-source (l4tui/phases.py) and the live session: its threads, their TCB fields,
-its CPUs, tasks and breakpoints.
+source (l4tui/phases.py) and the live session: its threads (and for `x`, the
+proxies), their TCB fields, its CPUs, tasks and breakpoints.
 It asks for the session each time through a callable, so the line console and
 the TUI can share one `Session` even when `load` replaces its state.
 """
@@ -18,7 +18,7 @@ from prompt_toolkit.document import Document
 
 from l4tui.breakpoints import SYSCALLS
 from l4tui.expr import CPU_FIELDS, OPS, STATES
-from l4tui.grammar import ALIASES, SPECS
+from l4tui.grammar import ALIASES, INFO_HELP, SPECS
 from l4tui.inject import OPS as INJECT_OPS
 from l4tui.phases import phase_labels, phase_prefixes
 from l4tui.session import Session
@@ -145,7 +145,7 @@ class CommandCompleter(Completer):
             yield from self._watch(args, partial)
         elif name == "info":
             if n == 0:
-                yield from _matching(partial, TOPICS, "view")
+                yield from _matching(partial, TOPICS, INFO_HELP.__getitem__)
             elif n == 1 and args[0] in ARG_TOPICS:
                 yield from self._named(ARG_TOPICS[args[0]], partial)
         elif name in ("break", "tbreak"):
@@ -158,9 +158,14 @@ class CommandCompleter(Completer):
             yield from self._named("cpu", partial)
         elif name == "check" and n == 0:
             yield from _matching(partial, ("invariants",), "the kernel invariants")
-        elif name == "delete" and n == 0:
-            meta = {str(b.number): _describe(b) for b in self.get_session().breakpoints}
+        elif name in ("delete", "disable", "enable") and n == 0:
+            meta = {
+                str(b.number): _describe(b) + ("" if getattr(b, "enabled", True) else " (disabled)")
+                for b in self.get_session().breakpoints
+            }
             yield from _matching(partial, meta, meta.__getitem__)
+        elif name == "x" and n == 0:
+            yield from self._address(partial)
         elif name == "help" and n == 0:
             yield from _matching(partial, sorted([*SPECS, *ALIASES]), _command_meta)
         elif (
@@ -213,6 +218,23 @@ class CommandCompleter(Completer):
             yield from _matching(partial, ("cpu",), "in this CPU's cache")
         elif n == 3 and args[2] == "cpu":
             yield from self._named("cpu", partial)
+
+    def _address(self, partial: str) -> Iterator[Completion]:
+        """`x ADDR`: `THREAD.` then its TCB fields (proxies too), or `THREAD:` and a user
+        address (there is nothing to complete in a number)."""
+        k = self.get_session().system.kernel
+        threads = self._threads()
+        proxies = [t.name for t in k.threads if t.proxy_kind]
+        owner, dot, field = partial.rpartition(".")
+        if dot and owner in (*threads, *proxies):
+            yield from _matching(field, self._fields(owner), f"a word of {owner}'s TCB")
+            return
+        if ":" in partial:
+            return
+        yield from _matching(partial, [f"{t}." for t in threads], "a TCB field")
+        yield from _matching(partial, [f"{t}:" for t in threads], "a user address in its space")
+        if partial:  # the proxies only once asked for: there are many of them
+            yield from _matching(partial, [f"{t}." for t in proxies], "a proxy's TCB field")
 
     def _condition(self, words: list[str], partial: str) -> Iterator[Completion]:
         """A term of an expression (l4tui/expr.py); right of a comparison, values too."""

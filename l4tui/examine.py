@@ -153,7 +153,7 @@ def words(s: Session, addr_text: str, count_text: str | None = None) -> list[Wor
             paddr = base + 4 * i
             value = mem.read(paddr)
             owner, named = owners.name(paddr), owners.holds_thread(paddr)
-            out.append(Word(start + 4 * i, paddr, value, owner, _named(k, value, named)))
+            out.append(Word(start + 4 * i, paddr, value, owner, owners.thread(value, named)))
         return out
     t, pdbr = user
     for i in range(n):
@@ -169,14 +169,6 @@ def words(s: Session, addr_text: str, count_text: str | None = None) -> list[Wor
         owner = owners.name(paddr, user=True)
         out.append(Word(vaddr, paddr, mem.read(paddr), owner, user=True))
     return out
-
-
-def _named(k: Kernel, value: int, holds_thread: bool) -> str:
-    """The thread a word's value stands for (a thread id word or a TCB address), or ""."""
-    if not holds_thread or not value:
-        return ""
-    t = k.by_word(value) or k.by_tcb.get(value)
-    return t.name if t is not None else ""
 
 
 def show(s: Session, args: tuple[str, ...]) -> str:
@@ -244,6 +236,17 @@ class Owners:
             tr = paging.lookup(mem, t.task.space.pdbr, vaddr)
             if tr is not None:
                 self.utcbs[tr.frame + vaddr % PAGE_SIZE] = t
+
+    def thread(self, value: int, holds_thread: bool) -> str:
+        """The thread a word's value stands for — a TCB address, or an id word that
+        only one thread has (the proxies share theirs) — or ""."""
+        if not holds_thread or not value:
+            return ""
+        t = self.k.by_tcb.get(value)
+        if t is None:
+            same = [t for t in self.k.threads if t.word == value and t.name in self.k.by_name]
+            t = same[0] if len(same) == 1 else None
+        return t.name if t is not None else ""
 
     def holds_thread(self, paddr: int) -> bool:
         """Whether the word at `paddr` holds a thread: a TCB link field (partner, a

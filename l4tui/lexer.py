@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
-from pygments.lexer import RegexLexer, bygroups
+from pygments.lexer import RegexLexer, bygroups, default
 from pygments.token import (
     Comment,
     Keyword,
@@ -59,6 +59,9 @@ PHASE_COMMANDS = ("break", "tbreak")
 PATH_COMMANDS = ("save", "load", "export")
 """Commands whose argument is a file name."""
 
+ADDRESS_COMMANDS = ("x",)
+"""Commands whose first argument is an address: `0x1234`, `srv.partner`, `cli:0xbff00000`."""
+
 
 def _alternation(words: list[str] | tuple[str, ...]) -> str:
     """A regex matching exactly one of `words`, the longest first (`stepi` before `step`)."""
@@ -98,6 +101,11 @@ class CommandLexer(RegexLexer):
             (rf"({_alternation(_commands(PHASE_COMMANDS)) or '(?!)'}){_END}", Keyword, "phase"),
             (rf"({_alternation(_commands(PATH_COMMANDS)) or '(?!)'}){_END}", Keyword, "path"),
             (rf"({_alternation(_commands(('help',))) or '(?!)'}){_END}", Keyword, "help"),
+            (
+                rf"({_alternation(_commands(ADDRESS_COMMANDS)) or '(?!)'}){_END}",
+                Keyword,
+                "address",
+            ),
             (rf"({_CMD}){_END}", Keyword, "args"),
             (r"[^\s]+", Text, "args"),
         ],
@@ -139,6 +147,23 @@ class CommandLexer(RegexLexer):
             (r"'[^'\n]*'?", String.Single),
             (r"[^\s\"']+", String),
             (r".", Text),
+        ],
+        # `x ADDR [N]`: a number, THREAD.FIELD (a proxy's name has dots too) or THREAD:VADDR.
+        "address": [
+            (r"\n", Whitespace, "#pop"),
+            (r"[^\S\n]+", Whitespace),
+            (
+                rf"({_NAME})(:)(0[xX][0-9a-fA-F]+){_END}",
+                bygroups(Name, Punctuation, Number.Hex),
+                ("#pop", "args"),
+            ),
+            (
+                rf"({_NAME})(:)(\d+){_END}",
+                bygroups(Name, Punctuation, Number.Integer),
+                ("#pop", "args"),
+            ),
+            (rf"{_NAME}(\.[\w-]+)+{_END}", Name.Attribute, ("#pop", "args")),
+            default(("#pop", "args")),  # a number or a name: as any argument
         ],
         # `help CMD`: a command name is coloured as one.
         "help": [

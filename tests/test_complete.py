@@ -218,6 +218,46 @@ def test_delete_offers_breakpoint_numbers() -> None:
     assert one.text == "1" and "ipc.send.*" in one.display_meta_text
 
 
+def test_disable_and_enable_offer_breakpoint_numbers_and_say_which_are_off() -> None:
+    s = Session(demo_scenario())
+    execute(s, "break ipc.send.*")
+    execute(s, "break syscall call")
+    execute(s, "disable 2")
+    c = CommandCompleter(lambda: s)
+    for command in ("disable", "enable"):
+        got = [(x.text, x.display_meta_text) for x in complete(c, f"{command} ")]
+        assert got == [("1", "ipc.send.*"), ("2", "syscall call (disabled)")]
+    assert words(c, "enable 1 ") == []
+
+
+def test_x_offers_threads_then_their_fields(completer: CommandCompleter, session: Session) -> None:
+    got = complete(completer, "x ")
+    assert [x.text for x in got] == [f"{t}." for t in THREADS] + [f"{t}:" for t in THREADS]
+    assert {x.display_meta_text for x in got} == {"a TCB field", "a user address in its space"}
+    assert words(completer, "x sr") == ["srv.", "srv:"]
+    assert words(completer, "x srv.pa") == ["pager", "partner"]
+    assert words(completer, "x srv.") == list(session.system.kernel.by_name["srv"].f)
+    assert "proxy2.1." in words(completer, "x pro")  # the proxies, once asked for
+    assert words(completer, "x proxy2.1.my") == ["myself"]
+    assert words(completer, "x cli:") == words(completer, "x cli:0x10") == []
+    assert words(completer, "x srv.partner ") == []
+
+
+def test_info_topics_each_say_what_they_show(completer: CommandCompleter) -> None:
+    from l4tui.grammar import INFO_HELP
+
+    got = {x.text: x.display_meta_text for x in complete(completer, "info ")}
+    assert got == INFO_HELP
+    assert got["tcb"] == "a TCB by cache line, MESI per CPU"
+    assert len(set(got.values())) == len(got)  # no two alike, none the old "view"
+
+
+def test_the_new_commands_complete_with_their_help(completer: CommandCompleter) -> None:
+    for name in ("disable", "enable", "x", "lab"):
+        (hit,) = [x for x in complete(completer, name) if x.text == name]
+        assert hit.display_meta_text == SPECS[name].help
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -251,6 +291,16 @@ def test_delete_offers_breakpoint_numbers() -> None:
         "\x00",
         "info \x1b[A",
         "delete ",
+        "disable ",
+        "enable 1 2 ",
+        "x ",
+        "x .",
+        "x ..",
+        "x :",
+        "x srv.partner.extra",
+        "x proxy2.",
+        "x nosuch:",
+        "lab ",
         "watch line ",
         "watch line srv.x.",
         "watch line nosuch.",

@@ -120,3 +120,28 @@ def test_mouse_reports_only_when_wanted(tmp_path: Path, no_mouse: bool) -> None:
         term.close()
     # Textual turns mouse reporting on with DEC private mode 1000 (and SGR mode 1006).
     assert ("\x1b[?1000h" in screen) is not no_mouse
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
+def test_interactively_bad_commands_still_end_in_exit_0(tmp_path: Path) -> None:
+    """At a terminal nothing changes: an error is printed and the console goes on; `quit`
+    exits 0. The new commands work there too."""
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "TERM": "xterm"}
+    env.pop("CI", None)
+    term = Terminal([sys.executable, "-m", "l4tui", "console"], env)
+    try:
+        term.expect("(l4tui)")
+        term.send("frobnicate\r")
+        term.expect("error: unknown command 'frobnicate'")
+        term.send("break foo.bar\r")
+        term.expect("error: no phase label matches 'foo.bar'")
+        term.send("x srv.partner 1\r")
+        term.expect("srv.partner")
+        term.send("lab\r")
+        term.expect("error: this session has no lab sheet")
+        term.expect("(l4tui)")
+        term.send("quit\r")
+        assert term.close() == 0
+    finally:
+        if term.proc.poll() is None:
+            term.proc.kill()

@@ -105,10 +105,105 @@ def test_bad_breakpoints_are_refused_and_change_nothing(demo: Session) -> None:
         "watch line srv.99 cpu 1",
         "watch line srv.1 cpu 7",
         "watch srv.nofield",
+        "break foo.bar",
+        "tbreak foo.bar",
+        "break foo.bar if cli.partner == srv",
+        "break xp.prxy.*",
+        "disable 1",
+        "enable 7",
+        "disable x",
+        "disable 1 2",
     ):
         assert execute(demo, line).startswith("error: "), line
     assert execute(demo, "info breakpoints") == "no breakpoints or watchpoints"
     assert demo.position == 0
+
+
+def test_a_phase_glob_must_match_a_label_a_kernel_path_has(demo: Session) -> None:
+    assert execute(demo, "break foo.bar") == (
+        "error: no phase label matches 'foo.bar' (did you mean 'boot.barrier'?)"
+    )
+    assert execute(demo, "break xp.proxy.snd") == (
+        "error: no phase label matches 'xp.proxy.snd' (did you mean 'xp.proxy.send'?)"
+    )
+    assert execute(demo, "tbreak xp.prxy.*").endswith("(did you mean 'xp.proxy.*'?)")
+    nothing_close = execute(demo, "break frobnicate if cli.partner == srv")
+    assert nothing_close.startswith("error: no phase label matches 'frobnicate'; the labels are")
+    assert "ipc.* " in nothing_close and "xp.*" in nothing_close
+    # Globs that match, labels built at run time, and the other kinds stay valid.
+    for line in (
+        "break xp.*",
+        "break migrate.*barrier2",
+        "break tlb.shootdown*",
+        "break ipc.call",
+        "break thread.ex_regs.remote",
+        "tbreak ipc.send.* if cli.partner == srv",
+        "break syscall call",
+        "break ipi delivered cpu 2",
+        "break migration",
+        "break pagefault",
+    ):
+        assert execute(demo, line).startswith("breakpoint "), line
+    assert len(demo.breakpoints) == 10
+
+
+def test_a_disabled_breakpoint_neither_stops_nor_counts(demo: Session) -> None:
+    assert execute(demo, "break syscall call") == "breakpoint 1 at syscall call"
+    assert execute(demo, "break xp.proxy.send") == "breakpoint 2 at xp.proxy.send"
+    assert execute(demo, "disable 1") == "disabled breakpoint 1: syscall call"
+    assert execute(demo, "info breakpoints").splitlines() == [
+        "1: break syscall call (hit 0, disabled)",
+        "2: break xp.proxy.send (hit 0)",
+    ]
+    assert first_line(execute(demo, "continue")).startswith("breakpoint 2: xp.proxy.send")
+    assert [b.hits for b in demo.breakpoints] == [0, 1]  # cli's call went by uncounted
+    assert execute(demo, "disable") == "disabled 2 breakpoint(s)"
+    out = execute(demo, "continue")
+    assert first_line(out).startswith("run ended"), out  # nothing stops it now
+    assert [b.hits for b in demo.breakpoints] == [0, 1]
+    assert execute(demo, "enable 1") == "enabled breakpoint 1: syscall call"
+    assert execute(demo, "enable") == "enabled 2 breakpoint(s)"
+    assert "disabled" not in execute(demo, "info breakpoints")
+
+
+def test_reverse_continue_ignores_disabled_breakpoints(demo: Session) -> None:
+    execute(demo, "break syscall call")
+    execute(demo, "break xp.proxy.send")
+    execute(demo, "continue")
+    execute(demo, "continue")  # past the call, at the proxy's send
+    at = demo.position
+    execute(demo, "continue")
+    execute(demo, "disable 2")
+    back = execute(demo, "reverse-continue")
+    assert "syscall call" in first_line(back), back  # not the (disabled) proxy send
+    assert demo.position < at
+
+
+def test_disabled_breakpoints_are_saved_and_loaded(demo: Session, tmp_path) -> None:
+    execute(demo, "break syscall call")
+    execute(demo, "break xp.*")
+    execute(demo, "continue")
+    execute(demo, "disable 2")
+    path = tmp_path / "s.json"
+    execute(demo, f"save {path}")
+    saved = json.loads(path.read_text())["breakpoints"]
+    assert [b["enabled"] for b in saved] == [True, False]
+    other = Session(demo_scenario())
+    assert not execute(other, f"load {path}").startswith("error")
+    assert execute(other, "info breakpoints") == execute(demo, "info breakpoints")
+    assert [b.enabled for b in other.breakpoints] == [True, False]
+    assert execute(other, "continue") == execute(demo, "continue")
+    # A session saved before breakpoints could be disabled loads with all of them on,
+    # and one whose phase glob matches no label (accepted then) still loads.
+    for b in saved:
+        del b["enabled"]
+    saved[1]["command"] = "break foo.bar"
+    data = json.loads(path.read_text())
+    data["breakpoints"] = saved
+    path.write_text(json.dumps(data))
+    old = Session(demo_scenario())
+    assert not execute(old, f"load {path}").startswith("error")
+    assert [(b.what, b.enabled) for b in old.breakpoints] == [("call", True), ("foo.bar", True)]
 
 
 # --- watchpoints ------------------------------------------------------------------------
@@ -253,6 +348,8 @@ COMMANDS = [
     "reverse-step",
     "run 3000",
     "layout naive",
+    "disable 1",
+    "enable",
 ]
 
 

@@ -68,6 +68,77 @@ def test_a_saved_session_is_graded_the_same(tmp_path: Path) -> None:
     assert progress(lab, again) == progress(lab, s) == [True, True, False, False, False]
 
 
+def test_the_lab_command_prints_the_sheet_as_text_in_78_columns(tmp_path: Path) -> None:
+    from l4tui.cli import lab_session
+    from l4tui.lab import text
+
+    lab, s = lab_session(str(LABS / "xp-ipc.yaml"), None, fresh=True)
+    out = execute(s, "lab")
+    assert out == text(lab, s)
+    lines = out.splitlines()
+    assert lines[0] == "Lab 1 — Cross-processor IPC"
+    assert max(len(line) for line in lines) <= 78
+    assert lines[-1] == "0 of 5 done"
+    assert "[ ] 1. Stop where the proxy sends on the receiver's CPU" in lines
+    heads = [line for line in lines if line.startswith("[")]
+    assert [h[:7] for h in heads] == [f"[ ] {i}. " for i in range(1, 6)]
+    # An exercise's text hangs under its title.
+    i = lines.index(heads[0])
+    assert lines[i + 1].startswith("       Set a breakpoint") and lines[i + 2].startswith(
+        "       `"
+    )
+    for line in SOLUTIONS["xp-ipc.yaml"][:2]:
+        execute(s, line)
+    out = execute(s, "lab")
+    assert "[x] 1. Stop where the proxy sends" in out and out.endswith("1 of 5 done")
+    # The markdown sheet the monitor shows is a different rendering of the same.
+    assert "## ✅ 1. Stop where the proxy sends" in sheet(lab, s)
+
+
+def test_the_lab_command_wraps_long_words_lists_and_many_exercises(tmp_path: Path) -> None:
+    from l4tui.lab import text
+
+    many = "".join(
+        f"  - {{title: exercise number {i} with a rather long title that has to wrap somewhere, "
+        f'text: "first paragraph\\n\\n- an item\\n- another item", check: {{ran: [where]}}}}\n'
+        for i in range(1, 12)
+    )
+    path = LABS / "wide-lab-under-test.yaml"
+    path.write_text(f"title: Wide\nscenario: ../demos/xp-ipc.yaml\nexercises:\n{many}")
+    try:
+        lab = load_lab(path)
+    finally:
+        path.unlink()
+    out = text(lab, Session(lab.scenario()), width=40)
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= 40
+    assert "[ ]  1. exercise number 1 with a rather" in lines  # numbers right-aligned
+    assert "[ ] 11. exercise number 11 with a rather" in lines
+    assert "        - an item" in lines  # items keep their dash under the hanging indent
+    assert lines[-1] == "0 of 11 done"
+
+
+def test_the_lab_command_without_a_lab_is_an_error_that_changes_nothing() -> None:
+    from l4tui.demo import demo_scenario
+
+    s = Session(demo_scenario())
+    assert execute(s, "lab") == (
+        "error: this session has no lab sheet (open one with l4tui lab LAB)"
+    )
+    assert s.commands == []
+    assert execute(s, "lab now").startswith("error: usage: lab")
+
+
+def test_a_lab_session_saved_and_loaded_still_has_its_sheet(tmp_path: Path) -> None:
+    from l4tui.cli import lab_session
+    from l4tui.executor import load_session
+
+    lab, s = lab_session(str(LABS / "uhlig.yaml"), None, fresh=True)
+    execute(s, f"save {tmp_path / 's.json'}")
+    again = load_session(str(tmp_path / "s.json"))
+    assert execute(again, "lab") == execute(s, "lab")
+
+
 HEAD = "title: x\nscenario: ../demos/xp-ipc.yaml\n"
 
 

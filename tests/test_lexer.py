@@ -130,6 +130,30 @@ def test_every_command_and_alias_is_a_keyword(name: str) -> None:
             ],
         ),
         ("info space server", [(Keyword, "info"), (Name.Builtin, "space"), (Name, "server")]),
+        ("disable 2", [(Keyword, "disable"), (Number.Integer, "2")]),
+        ("enable", [(Keyword, "enable")]),
+        ("lab", [(Keyword, "lab")]),
+        (
+            "x srv.partner 8",
+            [(Keyword, "x"), (Name.Attribute, "srv.partner"), (Number.Integer, "8")],
+        ),
+        ("x proxy2.1.partner", [(Keyword, "x"), (Name.Attribute, "proxy2.1.partner")]),
+        ("x 0xe0041340 2", [(Keyword, "x"), (Number.Hex, "0xe0041340"), (Number.Integer, "2")]),
+        ("x srv", [(Keyword, "x"), (Name, "srv")]),
+        (
+            "x cli:0xbff00000 4",
+            [
+                (Keyword, "x"),
+                (Name, "cli"),
+                (Punctuation, ":"),
+                (Number.Hex, "0xbff00000"),
+                (Number.Integer, "4"),
+            ],
+        ),
+        (
+            "x cli:4096",
+            [(Keyword, "x"), (Name, "cli"), (Punctuation, ":"), (Number.Integer, "4096")],
+        ),
     ],
 )
 def test_token_types(line: str, expected: list[tuple[_TokenType, str]]) -> None:
