@@ -377,9 +377,13 @@ def test_layout_reruns_the_scenario_with_the_other_tcb_layout(demo: Session, tmp
     execute(demo, "break xp.proxy.send")
     execute(demo, "run 20000")
     out = execute(demo, "layout naive")
-    assert out.startswith("naive TCB layout, run again to cycle ")
+    assert out.startswith("naive TCB layout: back at xp.proxy.send of proxy2.1")  # relayout.py
     assert "layout naive" in execute(demo, "info tcb srv")
     assert "1: break xp.proxy.send" in execute(demo, "info breakpoints")
+    execute(demo, "disable 1")
+    execute(demo, "layout thesis")
+    assert "disabled" in execute(demo, "info breakpoints")  # a switch keeps it disabled
+    execute(demo, "layout naive")
     path = tmp_path / "naive.json"
     execute(demo, f"save {path}")
     other = Session(demo_scenario())
