@@ -2,12 +2,13 @@
 the same cycle, stepped forwards and backwards (issue 6, DESIGN.md §1 Textual app).
 
 The app owns one `Session`; panes render its views and never change it.
-Everything that moves the machine is a named action (keys rebindable from
-`$XDG_CONFIG_HOME/l4tui/keymap.yaml`, listed in the palette and the help
-screen) or a console command, and both go through the one executor.
+Everything that moves the machine is a named action (keys in l4tui/tui/keys.py,
+rebindable from `$XDG_CONFIG_HOME/l4tui/keymap.yaml`, listed in the palette and
+the help screen) or a console command, and both go through the one executor.
 `continue` runs in an async worker a slice of micro-ops at a time, so a key
-pauses it and the panes repaint at a bounded rate. Wide terminals show the
-panes side by side; narrow ones (under 120×36) put them in tabs.
+pauses it and the panes repaint at a bounded rate. Each stop moves the focus
+to the CPU and thread that stopped (the session does that, unless pinned),
+and the panes follow. Where the panes go at each size: l4tui/tui/layout.py.
 """
 
 from __future__ import annotations
@@ -24,36 +25,25 @@ from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent, TabPane
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import DataTable, Footer, Input, TabbedContent
 
-from l4tui.executor import execute, where
+from l4tui.executor import execute
 from l4tui.lab import Lab
 from l4tui.session import Session
+from l4tui.tui import keys
 from l4tui.tui.console import ConsolePane
-from l4tui.tui.views import (
-    ApicPaneView,
-    CpuColumn,
-    CpusPane,
-    EventLog,
-    LabPane,
-    MailboxPaneView,
-    PhasePane,
-    TcbPane,
-    ThreadsPane,
-)
-from machine.errors import ConfigError
+from l4tui.tui.cpus import CpuColumn, CpusPane, CpuStrip
+from l4tui.tui.help import HelpScreen
+from l4tui.tui.labpane import LabPane
+from l4tui.tui.layout import MODES, PANES, PaneArea, choose_mode, make_pane
+from l4tui.tui.tables import EventLog, EventLogPane, ThreadsPane
+from l4tui.tui.views import ApicPaneView, MailboxPaneView, PhasePane, TcbPane
 
-KEY_NAMES = {
-    "bracketright": "]",
-    "bracketleft": "[",
-    "right_curly_bracket": "}",
-    "left_curly_bracket": "{",
-    "colon": ":",
-    "question_mark": "?",
-}
-WIDE = (120, 36)  # at least this many columns and rows: panes side by side
 SLICE = 2000  # micro-ops a running continue takes between looks at the keyboard
+REPAINTED = (CpusPane, CpuStrip, TcbPane, PhasePane, ThreadsPane, MailboxPaneView, ApicPaneView)
+PANE_TYPES = (*REPAINTED, EventLogPane, LabPane, ConsolePane)
 
 
 def repaint_interval() -> float:
@@ -64,132 +54,12 @@ def repaint_interval() -> float:
         return 0.25
 
 
-def keymap_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "l4tui" / "keymap.yaml"
-
-
-def load_keymap(path: Path, ids: set[str]) -> tuple[dict[str, str], str | None]:
-    """A user keymap {binding id: keys}; an error message instead if the file is bad."""
-    if not path.exists():
-        return {}, None
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        return {}, f"{path}: cannot read the keymap: {e}"
-    if not isinstance(data, dict):
-        return {}, f"{path}: a keymap maps action ids to keys, e.g. step: f10"
-    bad = [k for k in data if k not in ids]
-    if bad:
-        return {}, f"{path}: no action {bad[0]!r}; actions: {', '.join(sorted(ids))}"
-    return {str(k): str(v) for k, v in data.items()}, None
-
-
-class HelpScreen(ModalScreen[None]):
-    """Keys and commands."""
-
-    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "close")]
-
-    def __init__(self, keys: list[tuple[str, str]]) -> None:
-        super().__init__()
-        self.keys = keys
-
-    def compose(self) -> ComposeResult:
-        from rich.text import Text
-
-        from l4tui.grammar import SPECS
-
-        width = max(len(k) for k, _ in self.keys)
-        lines = ["Keys (rebind in " + str(keymap_path()) + ")", ""]
-        lines += [f"  {k.ljust(width)}  {d}" for k, d in self.keys]
-        lines += ["", "Commands (type them in the console; : focuses it, escape leaves it)", ""]
-        for spec in SPECS.values():
-            lines += [f"  {spec.usage}", f"      {spec.help}"]
-        lines += ["", "escape closes this screen"]
-        self.text = "\n".join(lines)
-        yield Static(Text(self.text), id="help-text")  # Text: "[N]" is not markup
-
-
-class PaneArea(Vertical):
-    """The panes under the CPUs: side by side, or in tabs on a small terminal."""
-
-    def __init__(self, narrow: bool, lab: bool = False, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.narrow = narrow
-        self.lab = lab
-
-    def compose(self) -> ComposeResult:
-        if self.narrow:
-            with TabbedContent(id="tabs"):
-                if self.lab:
-                    with TabPane("Lab", id="tab-lab"):
-                        yield LabPane(id="lab")
-                with TabPane("TCB", id="tab-tcb"):
-                    yield TcbPane(id="tcb")
-                with TabPane("Phase", id="tab-phase"):
-                    yield PhasePane(id="phase")
-                with TabPane("Threads", id="tab-threads"):
-                    yield ThreadsPane(id="threads")
-                with TabPane("Mailboxes", id="tab-mailboxes"):
-                    yield MailboxPaneView(id="mailboxes")
-                with TabPane("APIC", id="tab-apic"):
-                    yield ApicPaneView(id="apic")
-                with TabPane("Log", id="tab-log"):
-                    yield Input(placeholder="filter: cpu2 srv xp.", id="log-filter", compact=True)
-                    yield EventLog(id="log", max_lines=1000)
-            return
-        with Horizontal(id="middle"):
-            yield TcbPane(id="tcb", classes="pane")
-            yield PhasePane(id="phase", classes="pane")
-            if self.lab:
-                yield LabPane(id="lab", classes="pane")
-        with Horizontal(id="lower"):
-            with Vertical(id="hw"):
-                yield MailboxPaneView(id="mailboxes", classes="pane")
-                yield ApicPaneView(id="apic", classes="pane")
-            yield ThreadsPane(id="threads", classes="pane")
-            with Vertical(id="logbox", classes="pane"):
-                yield Input(placeholder="filter: cpu2 srv xp.", id="log-filter", compact=True)
-                yield EventLog(id="log", max_lines=1000)
-
-
 class MonitorApp(App[int]):
     """The l4tui monitor on one session."""
 
     CSS_PATH = Path(__file__).with_name("monitor.tcss")  # absolute: subclasses live elsewhere
     TITLE = "l4tui"
-    BINDINGS = [
-        Binding("s,f10", "step", "step", id="step", key_display="s"),
-        Binding("i,f11", "stepi", "stepi", id="stepi", key_display="i"),
-        Binding("n", "next", "next", id="next"),
-        Binding("f,shift+f11", "finish", "finish", id="finish", key_display="f"),
-        Binding("c,f5", "toggle_run", "run/pause", id="continue", key_display="c"),
-        Binding("r,f7", "reverse_step", "rev-step", id="reverse-step", key_display="r"),
-        Binding(
-            "R,shift+f5", "reverse_continue", "rev-cont", id="reverse-continue", key_display="R"
-        ),
-        Binding("bracketright", "focus_cpu(1)", "cpu+", id="next-cpu", key_display="]"),
-        Binding("bracketleft", "focus_cpu(-1)", "cpu-", id="prev-cpu", show=False),
-        Binding(
-            "right_curly_bracket", "focus_thread(1)", "thread+", id="next-thread", key_display="}"
-        ),
-        Binding("left_curly_bracket", "focus_thread(-1)", "thread-", id="prev-thread", show=False),
-        Binding("colon", "focus_console", "console", id="console", key_display=":"),
-        Binding("t", "toggle_tabs", "tabs/wide", id="toggle-panes"),
-        Binding("m", "mark", "mark", id="mark", show=False),
-        Binding("e", "export_trace", "export trace", id="export-trace", show=False),
-        Binding("1", "toggle_pane('tcb')", "TCB", id="pane-tcb", show=False),
-        Binding("2", "toggle_pane('phase')", "phase", id="pane-phase", show=False),
-        Binding("3", "toggle_pane('hw')", "mailboxes+APIC", id="pane-hw", show=False),
-        Binding("4", "toggle_pane('threads')", "threads", id="pane-threads", show=False),
-        Binding("5", "toggle_pane('logbox')", "log", id="pane-log", show=False),
-        Binding("ctrl+t", "toggle_theme", "theme", id="theme", show=False),
-        Binding("question_mark,f1", "help", "help", id="help", key_display="?"),
-        Binding("ctrl+c", "pause", "pause", id="pause", show=False, priority=True),
-        Binding("q", "quit", "quit", id="quit"),
-    ]
+    BINDINGS = keys.BINDINGS
 
     def __init__(
         self,
@@ -197,94 +67,79 @@ class MonitorApp(App[int]):
         narrow: bool | None = None,
         lab: Lab | None = None,
         autosave: Path | None = None,
+        mode: str | None = None,
     ) -> None:
         super().__init__()
         self.session = session
         self.lab = lab
         self.autosave = autosave  # saved after every command: no work lost (issue 7)
-        self.forced_narrow = narrow
-        self.narrow = bool(narrow)
+        # A forced layout (tests, `t`); None: chosen by the terminal's size.
+        self.forced_mode = mode or ({True: "tabs", False: "wide"}.get(narrow) if narrow
+                                    is not None else None)
+        self.mode = self.forced_mode or "tabs"
         self.running = False
         self.pause_requested = False
         self.transcript: list[str] = []
         self._painted = 0.0
+        self.last_pane: str | None = None  # the pane that had the focus last (Escape returns)
         from l4tui.console import make_history
 
         self.history = make_history()
 
+    @property
+    def narrow(self) -> bool:
+        return self.mode == "tabs"
+
     # --- layout ------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        if self.forced_narrow is None:
-            self.narrow = self.size.width < WIDE[0] or self.size.height < WIDE[1]
-        yield Header(show_clock=False)
-        yield CpusPane(id="cpus")
-        yield PaneArea(self.narrow, lab=self.lab is not None, id="area")
-        yield ConsolePane(lambda: self.session, self.history, id="console")
-        yield Footer()
+        if self.forced_mode is None:
+            self.mode = choose_mode(self.size.width, self.size.height)
+        yield PaneArea(self.mode, lab=self.lab is not None, id="area")
+        with Horizontal(id="bottom"):
+            yield ConsolePane(lambda: self.session, self.history, id="console")
+            yield Vertical(id="log-dock")
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        ids = {b.id for b in self.BINDINGS if isinstance(b, Binding) and b.id}
-        keymap, problem = load_keymap(keymap_path(), ids)
+        keymap, problem = keys.load_keymap(keys.keymap_path(), keys.ACTION_IDS)
         if keymap:
             self.set_keymap(keymap)
         if problem:
             self.notify(problem, severity="error", timeout=10)
-        self.sub_title = f"{self.session.scenario.name} · {len(self.session.cpus())} CPUs"
+        self.sub_title = self.status()
         self._after_layout()
+        self.query_one("#console-in", Input).focus()
         if self.session.schedule is not None:  # `open --schedule`: say what continue will do
             self.report(self.session.stop_reason)
+        if self.lab is not None:
+            self.report(self.lab_greeting())
         pool = os.environ.get("L4TUI_POOL_FD")
         if pool:  # a warm slot of `l4tui serve`: painted already, waiting for its student
-            asyncio.get_running_loop().add_reader(int(pool), self._assigned, int(pool))
-            # Tell the server this slot is painted, so it can say when the pool is ready.
-            self.call_after_refresh(self._painted_slot, int(pool))
+            from l4tui.tui.warm import listen
+
+            listen(self, int(pool))
         if self.autosave is not None or pool:  # `l4tui serve` ends a session with SIGTERM
             import signal
 
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._terminated)
+        if os.environ.get("L4TUI_FIRST_FRAME_EXIT"):  # `bench tui`: time to the first frame
+            self.call_after_refresh(self.exit, 0)
 
-    def _painted_slot(self, fd: int) -> None:
-        with contextlib.suppress(OSError):  # already taken: the server closed its end
-            os.write(fd, b"painted")
+    def lab_greeting(self) -> str:
+        """What the console says when a lab opens: fresh, or resumed and how far along."""
+        from l4tui.lab import progress
 
-    def _assigned(self, fd: int) -> None:
-        """The server gave this warm slot a student: their saved session (or a fresh one)."""
-        import json
-
-        from l4tui.cli import lab_session
-
-        asyncio.get_running_loop().remove_reader(fd)
-        try:
-            req = json.loads(os.read(fd, 65536) or b"{}")
-            if req.get("fresh") or not Path(req["state"]).exists():
-                # A new student: this slot's own untouched session is theirs as it is.
-                lab, session = self.lab, self.session
-            else:
-                lab, session = lab_session(req["lab"], req["state"], False)
-        except (OSError, ValueError, KeyError, ConfigError) as e:
-            self.notify(f"cannot load your session: {e}", severity="error", timeout=30)
-            return
-        finally:
-            os.close(fd)
-        if session is not self.session:
-            self.session, self.lab = session, lab
-            self.transcript.clear()
-            self.query_one(ConsolePane).query_one("#console-out").clear()
-            self.sub_title = f"{session.scenario.name} · {len(session.cpus())} CPUs"
-            self.for_each_pane()
-        self.autosave = Path(req["state"])
-        if req.get("history"):  # the student's own history, not the warm slot's
-            from prompt_toolkit.history import FileHistory
-
-            hist = Path(req["history"])
-            with contextlib.suppress(OSError):
-                hist.parent.mkdir(parents=True, exist_ok=True)
-                console = self.query_one(ConsolePane)
-                console.history = FileHistory(str(hist))
-                console.entries = list(console.history.load_history_strings())
-        self.save_now()
+        assert self.lab is not None
+        done = progress(self.lab, self.session)
+        where = "the lab sheet is tab 8" if self.narrow else "the lab sheet is pane 8"
+        if self.session.stop_reason.startswith("loaded "):
+            return (
+                f"resumed your saved session: {sum(done)} of {len(done)} exercises done, "
+                f"at micro-op {self.session.position} ({where}; `lab` prints it here)"
+            )
+        return f"lab: {self.lab.title} — {len(done)} exercises ({where}; `lab` prints it here)"
 
     def _terminated(self) -> None:
         self.pause_requested = True
@@ -292,62 +147,80 @@ class MonitorApp(App[int]):
 
     def on_unmount(self) -> None:
         self.save_now()
-        if os.environ.get("L4TUI_FIRST_FRAME_EXIT"):  # `bench tui`: time to the first frame
-            self.call_after_refresh(self.exit, 0)
+
+    def console_title(self) -> str:
+        """The console's frame: where the session is, and the keys that work in it."""
+        s = self.session
+        state = "running" if self.running else f"micro-op {s.position:,}"
+        pin = " · focus pinned" if s.focus_pinned else ""
+        return f"console · {s.scenario.name} · {state}{pin} │ PgUp/Dn scroll · F2 zoom · Esc panes"
+
+    def status(self) -> str:
+        s = self.session
+        state = "running" if self.running else f"micro-op {s.position:,}"
+        return f"{s.scenario.name} · {len(s.cpus())} CPUs · {state}"
 
     def _after_layout(self) -> None:
-        self.screen.set_class(self.narrow, "narrow")  # compact CPUs and console (monitor.tcss)
+        for mode in MODES:
+            self.screen.set_class(mode == self.mode, f"-{mode}")
+        self._place_log()
         self.for_each_pane()
-        self.query_one("#console-in", Input).focus()
-        self.query_one("#cpus").border_title = "CPUs"
-        titles = {
-            "tcb": "TCB cache lines",
-            "phase": "IPC phase",
-            "threads": "threads",
-            "mailboxes": "mailboxes",
-            "apic": "APIC",
-            "logbox": "event log",
-            "lab": "lab sheet",
-        }
-        for wid, title in titles.items():
-            for w in self.query(f"#{wid}"):
-                w.border_title = title
 
-    def _choose_layout(self, width: int, height: int) -> bool:
-        narrow = width < WIDE[0] or height < WIDE[1]
-        if narrow != self.narrow:
-            self.narrow = narrow
-            return True
-        return False
+    def _place_log(self) -> None:
+        """The event log beside the console in the wide layout; a tab in the others."""
+        dock = self.query_one("#log-dock", Vertical)
+        dock.display = self.mode == "wide"
+        docked = list(dock.query(EventLogPane))
+        if self.mode == "wide" and not docked:
+            dock.mount(make_pane("log", framed=True))
+        elif self.mode != "wide":
+            for w in docked:
+                w.remove()
 
     async def on_resize(self, event: Any) -> None:
-        if self.forced_narrow is None and self._choose_layout(event.size.width, event.size.height):
-            await self._relayout()
+        if self.forced_mode is None:
+            mode = choose_mode(event.size.width, event.size.height)
+            if mode != self.mode:
+                self.mode = mode
+                await self._relayout()
 
-    async def action_toggle_tabs(self) -> None:
-        self.narrow = not self.narrow
-        self.forced_narrow = self.narrow
+    async def action_cycle_layout(self) -> None:
+        """`t`: tabs → split → wide → tabs; the choice sticks (no longer follows the size)."""
+        self.mode = MODES[(MODES.index(self.mode) + 1) % len(MODES)]
+        self.forced_mode = self.mode
         await self._relayout()
+        self.notify(f"layout: {self.mode} (t changes it)", timeout=3)
 
     async def _relayout(self) -> None:
-        """Panes side by side or in tabs; CPUs and the console stay as they are."""
+        """Compose the panes again for `self.mode`; the console and the focus stay."""
+        focused = self.focused
+        in_console = focused is not None and focused.id == "console-in"
+        pane = self.last_pane
         area = self.query_one(PaneArea)
-        area.narrow = self.narrow
+        area.mode = self.mode
+        if self.screen.maximized is not None:
+            self.screen.minimize()
         await area.recompose()
         self._after_layout()
+        if in_console:
+            self.query_one("#console-in", Input).focus()
+        elif pane is not None:
+            self.action_show_pane(pane)
 
     # --- painting ----------------------------------------------------------------------
 
     def for_each_pane(self) -> None:
         """Repaint every pane from the session (the only way panes learn anything)."""
         s = self.session
-        for pane in (CpusPane, TcbPane, PhasePane, ThreadsPane, MailboxPaneView, ApicPaneView):
+        for pane in REPAINTED:
             for w in self.query(pane):
                 w.show(s)
         for log in self.query(EventLog):
             log.show(s)
         for lab in self.query(LabPane):
             lab.show(s)
+        self.sub_title = self.status()
+        self.query_one(ConsolePane).border_title = self.console_title()
         self._painted = time.monotonic()
 
     def save_now(self) -> None:
@@ -366,16 +239,21 @@ class MonitorApp(App[int]):
         self.query_one(ConsolePane).write(text)
 
     def run_line(self, line: str) -> None:
-        """A console line: `continue` runs live in the worker; the rest through the executor."""
+        """A console line: `continue` runs live in the worker; the rest through the executor.
+
+        The CPUs have a pane of their own, so a stop's reason is the last thing the
+        console shows (no CPU table after it).
+        """
         self.report(f"(l4tui) {line}")
         words = line.split()
         if words and words[0] in ("continue", "c") and len(words) == 1:
-            self.action_toggle_run()
+            if not self.running:
+                self.run_continue()
             return
         if self.running:
-            self.report("error: the machine is running; pause it first (c or Ctrl-C)")
+            self.report("error: the machine is running; pause it first (c, F5 or Ctrl-C)")
             return
-        out = execute(self.session, line)
+        out = execute(self.session, line, show_where=False)
         if out:
             self.report(out)
         self.save_now()
@@ -387,29 +265,87 @@ class MonitorApp(App[int]):
     def on_console_pane_submitted(self, event: ConsolePane.Submitted) -> None:
         self.run_line(event.line)
 
+    def on_console_pane_leave(self, event: ConsolePane.Leave) -> None:
+        self.action_leave_console()
+
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id == "log-filter":
             self.query_one(EventLog).set_filter(self.session, event.value)
 
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "log-filter":
+            self.query_one(EventLog).focus()
+
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if isinstance(event.data_table, ThreadsPane):
-            self.session.focus_thread = str(event.row_key.value)
+            self.session.set_focus(thread=str(event.row_key.value))
             self.for_each_pane()
 
     def on_click(self, event: Any) -> None:
         widget = event.widget
         if isinstance(widget, CpuColumn):
-            cols = list(self.query(CpuColumn))
-            self.session.focus_cpu = cols.index(widget) + 1
+            self.session.set_focus(cpu=widget.number)
             self.for_each_pane()
+
+    def on_descendant_focus(self, event: Any) -> None:
+        pane = self._pane_of(event.widget)
+        if pane is not None and pane != "console":
+            self.last_pane = pane
+
+    def _pane_of(self, widget: Widget | None) -> str | None:
+        """The name of the pane a widget is in (`console` for the console)."""
+        node: Any = widget
+        while node is not None and node is not self.screen:
+            if isinstance(node, ConsolePane):
+                return "console"
+            for name in PANES:
+                wid = "logbox" if name == "log" else name
+                if getattr(node, "id", None) in (wid, "log" if name == "log" else None):
+                    return name
+            node = node.parent
+        return None
+
+    # --- which keys show in the footer ------------------------------------------------
+
+    def _typing(self) -> bool:
+        return isinstance(self.focused, Input)
+
+    def user_keymap(self) -> dict[str, str]:
+        return dict(getattr(self, "_keymap", None) or {})
+
+    def _binding(self, action: str) -> Binding | None:
+        for b in keys.BINDINGS:
+            if b.action.split("(")[0] == action:
+                return b
+        return None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """While the console (a text field) has the focus, keys that type characters do not
+        reach the app: hide the actions that have no other key, so the footer promises only
+        what works."""
+        if not self._typing():
+            return True
+        b = self._binding(action)
+        if b is None:
+            return True
+        return bool(keys.usable_keys(b, self.user_keymap(), typing=True))
+
+    def get_key_display(self, binding: Binding) -> str:
+        """The key the footer shows: one that works where the focus is now."""
+        for b in keys.BINDINGS:
+            if b.action == binding.action:
+                usable = keys.usable_keys(b, self.user_keymap(), typing=self._typing())
+                if usable:
+                    return keys.display(usable[0])
+        return super().get_key_display(binding)
 
     # --- actions ---------------------------------------------------------------------
 
     def _move(self, line: str) -> None:
         if self.running:
-            self.notify("running: pause first (c)", severity="warning")
+            self.notify("running: pause first (c or F5)", severity="warning")
             return
-        out = execute(self.session, line)
+        out = execute(self.session, line, show_where=False)
         self.report(f"(l4tui) {line}\n{out}")
         self.save_now()
         self.for_each_pane()
@@ -448,7 +384,6 @@ class MonitorApp(App[int]):
         """Continue in slices, repainting at most every `repaint_interval()` seconds."""
         s = self.session
         self.running, self.pause_requested = True, False
-        self.sub_title = f"{s.scenario.name} · running"
         interval = repaint_interval()
         try:
             while True:
@@ -463,30 +398,84 @@ class MonitorApp(App[int]):
                 await asyncio.sleep(0)
         finally:
             self.running = False
-            self.sub_title = f"{s.scenario.name} · {len(s.cpus())} CPUs"
         s.record("continue")
-        self.report(f"{reason}\n{where(s)}")
+        self.report(reason)
         self.save_now()
         self.for_each_pane()
 
     def action_focus_cpu(self, step: int) -> None:
         n = len(self.session.cpus())
-        self.session.focus_cpu = (self.session.focus_cpu - 1 + step) % n + 1
-        self.session.focus_thread = None
+        self.session.set_focus(cpu=(self.session.focus_cpu - 1 + step) % n + 1,
+                               pin=self.session.focus_pinned)
         self.for_each_pane()
 
     def action_focus_thread(self, step: int) -> None:
         names = [t.name for t in self.session.scenario.threads()]
         cur = self.session.focused_thread()
         i = names.index(cur) if cur in names else -1
-        self.session.focus_thread = names[(i + step) % len(names)]
+        self.session.set_focus(thread=names[(i + step) % len(names)],
+                               pin=self.session.focus_pinned)
+        self.for_each_pane()
+
+    def action_focus_partner(self) -> None:
+        """`p`: the focused thread's IPC partner (press again to come back)."""
+        other = self.session.partner_of_focus()
+        if other is None:
+            self.notify(f"{self.session.focused_thread()} has no IPC partner now", timeout=3)
+            return
+        self.session.set_focus(thread=other, pin=self.session.focus_pinned)
+        self.for_each_pane()
+
+    def action_toggle_pin(self) -> None:
+        """`P`: keep the focus where it is across stops, or let it follow them again."""
+        s = self.session
+        s.focus_pinned = not s.focus_pinned
+        if s.focus_pinned:
+            s.focus_thread = s.focused_thread()
+        self.notify("focus pinned: stops leave it here (P again: follow)" if s.focus_pinned
+                    else "focus follows each stop", timeout=3)
         self.for_each_pane()
 
     def action_focus_console(self) -> None:
         self.query_one("#console-in", Input).focus()
 
     def action_leave_console(self) -> None:
-        self.query_one(ThreadsPane).focus()
+        """Escape in the console: back to the pane that had the focus before."""
+        self.action_show_pane(self.last_pane or ("lab" if self.lab is not None else "tcb"))
+
+    def action_show_pane(self, pane: str) -> None:
+        """A digit: bring pane `pane` forward (its tab) and give it the focus, to scroll it."""
+        if pane == "lab" and self.lab is None:
+            self.notify("no lab sheet here (l4tui lab LAB opens one)", timeout=3)
+            return
+        area = self.query_one(PaneArea)
+        found = area.tab_group(pane)
+        if found is not None:
+            group, tab = found
+            group.active = tab
+        wid = {"log": "log"}.get(pane, pane)
+        targets = list(self.query(f"#{wid}"))
+        if targets:
+            self.last_pane = pane
+            self.call_after_refresh(targets[0].focus)
+
+    def action_zoom(self) -> None:
+        """`z` or F2: the pane with the focus fills the screen; again (or Escape) restores."""
+        screen = self.screen
+        if screen.maximized is not None:
+            screen.minimize()
+            return
+        target = self._zoom_target(self.focused)
+        if target is not None:
+            screen.maximize(target, container=False)
+
+    def _zoom_target(self, widget: Widget | None) -> Widget | None:
+        node: Any = widget
+        while node is not None and node is not self.screen:
+            if isinstance(node, PANE_TYPES):
+                return node
+            node = node.parent
+        return None
 
     def action_mark(self) -> None:
         """A mark in the event log: where you were, to find it again."""
@@ -504,26 +493,20 @@ class MonitorApp(App[int]):
         else:
             self.notify("the trace could not be written (see the console)", severity="error")
 
-    def action_toggle_pane(self, pane: str) -> None:
-        """Hide or show one pane (side-by-side layout); the others take its room."""
-        for w in self.query(f"#{pane}"):
-            w.display = not w.display
-
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
 
     def action_help(self) -> None:
-        keys = []
-        for b in self.BINDINGS:
-            if isinstance(b, Binding):
-                current = self._keymap_for(b)
-                keys.append((current, b.description or b.action))
-        self.push_screen(HelpScreen(keys))
-
-    def _keymap_for(self, b: Binding) -> str:
-        keymap = getattr(self, "_keymap", None) or {}
-        keys = keymap.get(b.id, b.key) if b.id else b.key
-        return " or ".join(KEY_NAMES.get(k, k) for k in keys.split(","))
+        if isinstance(self.screen, HelpScreen):
+            return
+        keymap = self.user_keymap()
+        rows = []
+        for b in keys.BINDINGS:
+            shown = " or ".join(keys.display(k) for k in keys.keys_of(b, keymap))
+            rows.append((shown, b.description or b.action))
+        rows.append(("Escape", "console: back to the panes; zoomed: restore"))
+        rows.append(("↑↓ PgUp PgDn j k", "in a pane: scroll it"))
+        self.push_screen(HelpScreen(rows, str(keys.keymap_path())))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -535,7 +518,9 @@ class MonitorApp(App[int]):
             ("Continue / pause", "run until a breakpoint; again pauses", self.action_toggle_run),
             ("Reverse step", "back one phase label", self.action_reverse_step),
             ("Reverse continue", "back to the previous stop", self.action_reverse_continue),
-            ("Tabs / side by side", "switch the pane layout", self.action_toggle_tabs),
+            ("Layout", "tabs, split or wide", self.action_cycle_layout),
+            ("Zoom", "the focused pane fills the screen", self.action_zoom),
+            ("Pin the focus", "stops leave the focus where it is", self.action_toggle_pin),
             ("Export trace", "the run so far for ui.perfetto.dev", self.action_export_trace),
             ("Help", "keys and commands", self.action_help),
         ):
@@ -553,3 +538,6 @@ def run_app(
     app = MonitorApp(session, lab=lab, autosave=autosave)
     result = app.run(mouse=mouse and os.environ.get("L4TUI_MOUSE", "1") != "0")
     return int(result or 0)
+
+
+__all__ = ["MonitorApp", "HelpScreen", "TabbedContent", "run_app"]

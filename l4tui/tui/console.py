@@ -1,10 +1,16 @@
 """The console pane: the command language inside the monitor, with the line console's
 completer, lexer and history file (`l4tui/complete.py`, `lexer.py`, `paths.py`).
 
-Typing shows completions in a list under the line (Tab takes the highlighted
-one) and a grey suggestion from history (→ takes it); ↑/↓ walk the history
-shared with `l4tui console`. Enter runs the line through the app, which runs
-it through the one executor.
+Output above, the completion list, then the command line — the list takes
+room from the output and never covers the line being typed. Typing shows
+completions with what each is (Tab takes the highlighted one; Tab on an
+empty line lists every command; ↑/↓ move in the list while it is open and
+walk the history when it is not); a grey suggestion from history (→ takes
+it). PageUp/PageDown (with or without Shift) scroll the output without
+leaving the line; output is wrapped to the pane with a hanging indent, so a
+long table row goes on under its own column. Escape closes the list, or
+goes back to the panes. Enter runs the line through the app, which runs it
+through the one executor.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from textual.widgets import Input, Log, OptionList
 
 from l4tui.complete import CommandCompleter
 from l4tui.lexer import CommandLexer
+from l4tui.tui.wrap import wrap_line
 
 if TYPE_CHECKING:
     from prompt_toolkit.history import History
@@ -42,6 +49,8 @@ TOKEN_STYLES = (
     (Operator, "bold"),
     (String, "magenta"),
 )
+KEEP = 2000  # output lines kept (and re-wrapped when the pane changes width)
+SHOWN = 40  # completions listed at most
 
 
 class CommandHighlighter(Highlighter):
@@ -77,38 +86,67 @@ class HistorySuggester(Suggester):
 
 
 class CommandInput(Input):
-    """The command line: Tab completes, ↑/↓ walk the history."""
+    """The command line: Tab completes, ↑/↓ move in the completions or walk the history,
+    PageUp/PageDown scroll the output."""
+
+    BINDINGS = [
+        Binding("tab", "complete", "complete", show=False, priority=True),
+        Binding("up", "updown(-1)", "older", show=False),
+        Binding("down", "updown(1)", "newer", show=False),
+        Binding("escape", "escape", "panes", show=False),
+        Binding("pageup,shift+pageup", "scroll_output(-1)", "scroll up", show=False),
+        Binding("pagedown,shift+pagedown", "scroll_output(1)", "scroll down", show=False),
+    ]
 
     def on_mount(self) -> None:
         # No animations (as `l4tui serve` asks): a blinking cursor is a repaint
         # every half second, per student, down the network link.
         self.cursor_blink = os.environ.get("TEXTUAL_ANIMATIONS") != "none"
 
-    BINDINGS = [
-        Binding("tab", "complete", "complete", show=False, priority=True),
-        Binding("up", "history(1)", "older", show=False),
-        Binding("down", "history(-1)", "newer", show=False),
-        Binding("escape", "app.leave_console", "panes", show=False),
-    ]
+    @property
+    def pane(self) -> ConsolePane:
+        parent = self.parent
+        assert isinstance(parent, ConsolePane)
+        return parent
 
     def action_complete(self) -> None:
-        pane = self.parent
-        if isinstance(pane, ConsolePane):
-            pane.take_completion()
+        self.pane.complete()
 
-    def action_history(self, step: int) -> None:
-        pane = self.parent
-        if isinstance(pane, ConsolePane):
-            pane.walk_history(step)
+    def action_updown(self, step: int) -> None:
+        self.pane.updown(step)
+
+    def action_scroll_output(self, pages: int) -> None:
+        out = self.pane.query_one("#console-out", Log)
+        if pages < 0:
+            out.scroll_page_up(animate=False)
+        else:
+            out.scroll_page_down(animate=False)
+
+    def action_escape(self) -> None:
+        if not self.pane.close_completions():
+            self.pane.post_message(self.pane.Leave())
+
+    async def action_submit(self) -> None:
+        if self.pane.chosen():
+            self.pane.take_completion()
+            return
+        await super().action_submit()
 
 
 class ConsolePane(Vertical):
-    """Output above, the command line, and the completions below it."""
+    """Output above, the completions, and the command line at the bottom."""
+
+    ALLOW_MAXIMIZE = True
 
     class Submitted(Message):
+        """A command line to run."""
+
         def __init__(self, line: str) -> None:
             super().__init__()
             self.line = line
+
+    class Leave(Message):
+        """Escape with nothing to close: back to the panes."""
 
     def __init__(self, session: Callable[[], Session], history: History, **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
@@ -118,36 +156,105 @@ class ConsolePane(Vertical):
         self.completer = CommandCompleter(session)
         self.walk = -1
         self.completions: list = []
+        self.navigated = False  # the user moved in the completion list
+        self.raw: list[str] = []  # the output as written, re-wrapped on resize
+        self.wrapped_at = 0
 
     def compose(self):  # noqa: ANN201 - ComposeResult
-        yield Log(id="console-out", max_lines=2000)
+        yield Log(id="console-out", max_lines=4 * KEEP)
+        yield OptionList(id="console-completions")
         yield CommandInput(
-            placeholder=": command (help lists them; Tab completes)",
+            placeholder="command (help lists them; Tab completes; F1 keys)",
             id="console-in",
             compact=True,
             highlighter=CommandHighlighter(),
             suggester=HistorySuggester(lambda: self.entries),
         )
-        yield OptionList(id="console-completions")
 
     def on_mount(self) -> None:
         self.query_one("#console-completions").display = False
 
+    # --- output ------------------------------------------------------------------------
+
+    def out_width(self) -> int:
+        out = self.query_one("#console-out", Log)
+        return max(20, (out.scrollable_content_region.width or 80) - 1)
+
     def write(self, text: str) -> None:
-        self.query_one("#console-out", Log).write_lines(text.split("\n"))
+        lines = text.split("\n")
+        self.raw.extend(lines)
+        del self.raw[:-KEEP]
+        out = self.query_one("#console-out", Log)
+        width = self.out_width()
+        if width != self.wrapped_at:
+            self._rewrap()
+            return
+        # New output always shows (a terminal's habit); PageUp looks back. Again after the
+        # next refresh: closing the completion list gives the output more rows only then.
+        out.write_lines([row for line in lines for row in wrap_line(line, width)], scroll_end=True)
+        self.call_after_refresh(out.scroll_end, animate=False)
+
+    def clear(self) -> None:
+        self.raw.clear()
+        self.query_one("#console-out", Log).clear()
+
+    def _rewrap(self) -> None:
+        out = self.query_one("#console-out", Log)
+        width = self.out_width()
+        self.wrapped_at = width
+        out.clear()
+        out.write_lines([row for line in self.raw for row in wrap_line(line, width)],
+                        scroll_end=True)
+
+    def on_resize(self) -> None:
+        if self.raw and self.out_width() != self.wrapped_at:
+            self.call_after_refresh(self._rewrap)
+
+    # --- completion --------------------------------------------------------------------
 
     def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id != "console-in":
+            return
         text = event.value
+        if text.startswith(":"):  # `:` from the panes' habit: no command starts with it
+            event.input.value = text.lstrip(":")
+            return
+        self._list(text, show_all=False)
+
+    def _list(self, text: str, show_all: bool) -> None:
         box = self.query_one("#console-completions", OptionList)
         doc = Document(text, len(text))
-        self.completions = list(self.completer.get_completions(doc, CompleteEvent()))[:40]
+        self.completions = list(self.completer.get_completions(doc, CompleteEvent()))[:SHOWN]
+        self.navigated = False
         box.clear_options()
-        if not self.completions or not text:
+        if not self.completions or not (text or show_all):
             box.display = False
             return
-        box.add_options([f"{c.text}  {c.display_meta_text}" for c in self.completions])
+        width = max(len(c.text) for c in self.completions)
+        options = []
+        for c in self.completions:
+            t = Text(c.text.ljust(width + 2))
+            t.append(c.display_meta_text, style="dim")
+            options.append(t)
+        box.add_options(options)
         box.highlighted = 0
         box.display = True
+
+    def complete(self) -> None:
+        """Tab: take the highlighted completion; on an empty line, list every command."""
+        inp = self.query_one("#console-in", Input)
+        box = self.query_one("#console-completions", OptionList)
+        if not inp.value.strip() and not box.display:
+            self._list("", show_all=True)
+            return
+        if not self.completions:
+            return
+        self.take_completion()
+
+    def chosen(self) -> bool:
+        """Whether Enter should take a completion: the user moved to one in the open list."""
+        box = self.query_one("#console-completions", OptionList)
+        return box.display and self.navigated and bool(self.completions)
 
     def take_completion(self) -> None:
         box = self.query_one("#console-completions", OptionList)
@@ -157,8 +264,26 @@ class ConsolePane(Vertical):
         inp = self.query_one("#console-in", Input)
         text = inp.value
         cut = len(text) + c.start_position
-        inp.value = text[:cut] + c.text + ("" if c.text.endswith(("/", ".")) else " ")
+        inp.value = text[:cut] + c.text + ("" if c.text.endswith(("/", ".", ":")) else " ")
         inp.cursor_position = len(inp.value)
+
+    def close_completions(self) -> bool:
+        """Close the list if it is open; whether it was."""
+        box = self.query_one("#console-completions", OptionList)
+        if not box.display:
+            return False
+        box.display = False
+        return True
+
+    def updown(self, step: int) -> None:
+        box = self.query_one("#console-completions", OptionList)
+        if box.display and self.completions:
+            n = len(self.completions)
+            here = box.highlighted if box.highlighted is not None else -1
+            box.highlighted = (here + step) % n
+            self.navigated = True
+            return
+        self.walk_history(-step)
 
     def walk_history(self, step: int) -> None:
         if not self.entries:
@@ -167,11 +292,16 @@ class ConsolePane(Vertical):
         inp = self.query_one("#console-in", Input)
         inp.value = "" if self.walk < 0 else self.entries[self.walk]
         inp.cursor_position = len(inp.value)
+        self.close_completions()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        line = event.value
+        if event.input.id != "console-in":
+            return
+        event.stop()
+        line = event.value.lstrip(":")
         event.input.value = ""
         self.walk = -1
+        self.close_completions()
         if line.strip():
             if not self.entries or self.entries[0] != line:
                 self.entries.insert(0, line)

@@ -1,0 +1,141 @@
+"""The CPUs: a column per CPU (what runs, its mode and IF, its ready queue by priority,
+wakeups, busy proxies — §8.7), and on small terminals a one-line strip per CPU above the tabs.
+
+Each column is as tall as what it holds: a ready queue wraps under its
+priority instead of being cut, and the pane scrolls both ways when there is
+more than fits (1 to 16 CPUs). The focused CPU is marked with ◀ and scrolled
+into view.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual.containers import ScrollableContainer, VerticalScroll
+from textual.widgets import Static
+
+from l4tui import panes
+from l4tui.tui.wrap import cut, hang
+
+if TYPE_CHECKING:
+    from l4tui.session import Session
+
+COLUMN = 38  # a CPU column's width, padding and rule included
+INNER = COLUMN - 3
+
+
+def _state(c: panes.CpuPane) -> str:
+    return "halted" if c.halted else c.mode
+
+
+def column_text(c: panes.CpuPane, focused: bool, width: int = INNER) -> Text:
+    """One CPU's column, every line within `width`, values whole or wrapped."""
+    t = Text(no_wrap=True)
+    head = f"cpu{c.number}" + (" ◀" if focused else "")
+    cycles = f"{c.cycle:,} cyc"
+    t.append(head, style="bold reverse" if focused else "bold")
+    t.append(" " * max(1, width - len(head) - len(cycles)) + cycles + "\n")
+    for row in hang("run  ", [c.thread, _state(c), f"IF={int(c.interrupts)}"], width):
+        t.append(row + "\n")
+    for row in hang("at   ", [c.phase], width):
+        t.append(row + "\n")
+    if not c.ready:
+        t.append("rdy  -\n")
+    for i, (prio, names) in enumerate(c.ready):
+        head = ("rdy  " if i == 0 else "     ") + f"[{prio}] "
+        words = [w for n in names for w in (n, "→")][:-1]
+        for row in hang(head, words, width):
+            t.append(row + "\n")
+    wake = [f"{n}@{at:,}" for n, at in c.wakeup] or ["-"]
+    for row in hang("wake ", wake, width):
+        t.append(row + "\n")
+    prox = [f"{n}:{s}" for n, s in c.proxies] or ["-"]
+    rows = hang("prox ", prox, width)
+    for i, row in enumerate(rows):
+        t.append(row + ("\n" if i < len(rows) - 1 else ""))
+    return t
+
+
+class CpuColumn(Static):
+    """One CPU's column."""
+
+    shown: tuple[panes.CpuPane, bool] | None = None
+
+    def render_pane(self, c: panes.CpuPane, focused: bool) -> None:
+        if self.shown == (c, focused):
+            return  # the views are values: equal means nothing to repaint
+        self.shown = (c, focused)
+        self.number = c.number
+        self.update(column_text(c, focused))
+
+
+class CpusPane(ScrollableContainer):
+    """A column per CPU, side by side; scrolls sideways past what fits."""
+
+    ALLOW_MAXIMIZE = True
+
+    def show(self, s: Session) -> None:
+        data = panes.cpu_panes(s)
+        cols = list(self.query(CpuColumn))
+        if len(cols) != len(data):
+            self.remove_children()
+            cols = [CpuColumn(classes="cpu") for _ in data]
+            self.mount(*cols)
+        for col, c in zip(cols, data, strict=True):
+            col.render_pane(c, c.number == s.focus_cpu)
+        focused = cols[s.focus_cpu - 1] if 0 < s.focus_cpu <= len(cols) else None
+        if focused is not None:
+            self.call_after_refresh(self.scroll_to_widget, focused, animate=False)
+
+
+def strip_line(c: panes.CpuPane, focused: bool, width: int) -> Text:
+    """One CPU on one line: number, cycle, thread, mode, IF, phase; the phase cut with `…`."""
+    ready = sum(len(names) for _, names in c.ready)
+    head = f"cpu{c.number:<2}{'◀' if focused else ' '}"
+    thread = cut(c.thread, 10)
+    body = f" {c.cycle:>11,} {thread:<10} {_state(c):<6} IF={int(c.interrupts)} "
+    tail = f" rdy {ready}"
+    room = width - len(head) - len(body) - len(tail)
+    t = Text(no_wrap=True)
+    t.append(head, style="bold reverse" if focused else "bold")
+    t.append(body)
+    if room >= 8:
+        t.append(cut(c.phase, room).ljust(room))
+        t.append(tail, style="dim")
+    else:
+        t.append(cut(c.phase, max(1, width - len(head) - len(body))))
+    return t
+
+
+class CpuStrip(VerticalScroll):
+    """Every CPU on a line of its own (small terminals, above the tabs); the focused one shown."""
+
+    can_focus = False
+    shown: object = None
+
+    def compose(self):  # noqa: ANN201 - ComposeResult
+        yield Static(id="strip-text")
+
+    def show(self, s: Session) -> None:
+        data = panes.cpu_panes(s)
+        width = max(20, self.size.width or 80)
+        key = (data, s.focus_cpu, width)
+        if key == self.shown:
+            return
+        self.shown = key
+        t = Text(no_wrap=True)
+        for i, c in enumerate(data):
+            if i:
+                t.append("\n")
+            t.append_text(strip_line(c, c.number == s.focus_cpu, width))
+        self.query_one("#strip-text", Static).update(t)
+        row = max(0, s.focus_cpu - 1)
+        self.call_after_refresh(self.scroll_to, y=max(0, row - 1), animate=False)
+
+    def on_resize(self) -> None:
+        self.shown = None
+        app = self.app
+        session = getattr(app, "session", None)
+        if session is not None:
+            self.show(session)

@@ -1,0 +1,117 @@
+"""The monitor's keys: named actions with ids, the user's keymap, and what the footer shows.
+
+Every binding has an id (STYLE.md point 7), so `$XDG_CONFIG_HOME/l4tui/keymap.yaml`
+can rebind it (`step: f10`). A key that types a character does nothing for the
+monitor while a text field has the focus — the field takes it — so the footer
+shows, in the console, only actions that have a non-typing key (F5, F10, …)
+and shows that key; in the panes it shows the first key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from textual.binding import Binding
+
+# Textual's names for keys that type punctuation, as a terminal sends them.
+KEY_NAMES = {
+    "right_square_bracket": "]",
+    "left_square_bracket": "[",
+    "right_curly_bracket": "}",
+    "left_curly_bracket": "{",
+    "colon": ":",
+    "question_mark": "?",
+    "slash": "/",
+    "full_stop": ".",
+    "comma": ",",
+}
+TYPED = set(KEY_NAMES)  # keys that type a character into a text field
+
+BINDINGS: list[Binding] = [
+    # In the order the footer shows them (the ones that fit 80 columns first).
+    Binding("question_mark,f1", "help", "help", id="help"),
+    Binding("c,f5", "toggle_run", "run", id="continue"),
+    Binding("s,f10", "step", "step", id="step"),
+    Binding("i,f11", "stepi", "stepi", id="stepi"),
+    Binding("r,f7", "reverse_step", "back", id="reverse-step"),
+    Binding("right_square_bracket", "focus_cpu(1)", "cpu", id="next-cpu"),
+    Binding("z,f2", "zoom", "zoom", id="zoom"),
+    Binding("colon", "focus_console", "console", id="console"),
+    Binding("q", "quit", "quit", id="quit"),
+    Binding("n,f8", "next", "next", id="next", show=False),
+    Binding("f,shift+f11", "finish", "finish", id="finish", show=False),
+    Binding("R,shift+f5", "reverse_continue", "back to stop", id="reverse-continue", show=False),
+    Binding("left_square_bracket", "focus_cpu(-1)", "cpu back", id="prev-cpu", show=False),
+    Binding("right_curly_bracket", "focus_thread(1)", "thread", id="next-thread", show=False),
+    Binding("left_curly_bracket", "focus_thread(-1)", "thread back", id="prev-thread",
+            show=False),
+    Binding("p", "focus_partner", "partner", id="partner", show=False),
+    Binding("P", "toggle_pin", "pin focus", id="pin", show=False),
+    Binding("t", "cycle_layout", "layout", id="toggle-panes", show=False),
+    Binding("1", "show_pane('cpus')", "CPUs", id="pane-cpus", show=False),
+    Binding("2", "show_pane('tcb')", "TCB", id="pane-tcb", show=False),
+    Binding("3", "show_pane('phase')", "phase", id="pane-phase", show=False),
+    Binding("4", "show_pane('threads')", "threads", id="pane-threads", show=False),
+    Binding("5", "show_pane('mailboxes')", "mailboxes", id="pane-mailboxes", show=False),
+    Binding("6", "show_pane('apic')", "APIC", id="pane-apic", show=False),
+    Binding("7", "show_pane('log')", "event log", id="pane-log", show=False),
+    Binding("8", "show_pane('lab')", "lab sheet", id="pane-lab", show=False),
+    Binding("m", "mark", "mark", id="mark", show=False),
+    Binding("e", "export_trace", "export trace", id="export-trace", show=False),
+    Binding("ctrl+t", "toggle_theme", "theme", id="theme", show=False),
+    Binding("ctrl+c", "pause", "pause", id="pause", show=False, priority=True),
+]
+ACTION_IDS = {b.id for b in BINDINGS if b.id}
+
+
+def keymap_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "l4tui" / "keymap.yaml"
+
+
+def load_keymap(path: Path, ids: set[str]) -> tuple[dict[str, str], str | None]:
+    """A user keymap {binding id: keys}; an error message instead if the file is bad."""
+    if not path.exists():
+        return {}, None
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        return {}, f"{path}: cannot read the keymap: {e}"
+    if not isinstance(data, dict):
+        return {}, f"{path}: a keymap maps action ids to keys, e.g. step: f10"
+    bad = [k for k in data if k not in ids]
+    if bad:
+        return {}, f"{path}: no action {bad[0]!r}; actions: {', '.join(sorted(ids))}"
+    return {str(k): str(v) for k, v in data.items()}, None
+
+
+def types_a_character(key: str) -> bool:
+    """Whether a text field takes `key` as typing (so no binding of the app sees it)."""
+    return len(key) == 1 or key in TYPED or key.startswith("shift+") and len(key) == 7
+
+
+def display(key: str) -> str:
+    """A key as the user types it: `]`, `F10`, `Shift+F5`."""
+    if key in KEY_NAMES:
+        return KEY_NAMES[key]
+    parts = key.split("+")
+    parts[-1] = parts[-1].upper() if parts[-1].startswith("f") and parts[-1][1:].isdigit() else (
+        parts[-1]
+    )
+    return "+".join(p.capitalize() if p in ("shift", "ctrl", "alt") else p for p in parts)
+
+
+def keys_of(binding: Binding, keymap: dict[str, str]) -> list[str]:
+    """The keys that run `binding` now (the user's keymap first)."""
+    keys = keymap.get(binding.id, binding.key) if binding.id else binding.key
+    return [k.strip() for k in keys.split(",") if k.strip()]
+
+
+def usable_keys(binding: Binding, keymap: dict[str, str], typing: bool) -> list[str]:
+    """The keys of `binding` that reach the app: all of them, or, while a text field has
+    the focus, those that do not type a character."""
+    keys = keys_of(binding, keymap)
+    return [k for k in keys if not (typing and types_a_character(k))]

@@ -1,0 +1,89 @@
+"""The lab sheet pane: the introduction and the exercises, each ticked when its check holds
+(l4tui/lab.py), wrapped to the pane and scrolled from the keyboard.
+
+The exercise to do next — the first not yet ticked — is scrolled to the top
+of the pane when the sheet first shows and after every tick, so a student
+on an 80×24 terminal has the instruction in view when they need it; the
+introduction stays one PageUp above.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import Group
+from rich.markdown import Markdown
+from rich.text import Text
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+if TYPE_CHECKING:
+    from l4tui.lab import Lab
+    from l4tui.session import Session
+
+
+def current_exercise(done: list[bool]) -> int | None:
+    """The index of the first exercise not yet done, None when all are."""
+    return next((i for i, ok in enumerate(done) if not ok), None)
+
+
+class LabPane(VerticalScroll):
+    """The lab sheet: a block for the introduction and one per exercise."""
+
+    ALLOW_MAXIMIZE = True
+    BINDINGS = [
+        Binding("j", "scroll_down", "down", show=False),
+        Binding("k", "scroll_up", "up", show=False),
+    ]
+    shown: tuple[bool, ...] | None = None
+
+    def compose(self):  # noqa: ANN201 - ComposeResult
+        yield Static(id="lab-status")  # docked: it stays while the sheet scrolls
+        yield Static(id="lab-intro", classes="lab-block")
+
+    def show(self, s: Session) -> None:
+        from l4tui.lab import progress
+
+        lab: Lab | None = getattr(self.app, "lab", None)
+        if lab is None:
+            return
+        done = tuple(progress(lab, s))
+        if done == self.shown:
+            return
+        first = self.shown is None
+        self.shown = done
+        self._paint(lab, list(done), first)
+
+    def _paint(self, lab: Lab, done: list[bool], first: bool) -> None:
+        n = sum(done)
+        intro = Group(Text(lab.title, style="bold"), Text(""), Markdown(lab.intro.strip()))
+        self.query_one("#lab-intro", Static).update(intro)
+        blocks = list(self.query(".lab-exercise"))
+        if len(blocks) != len(lab.exercises):
+            for b in blocks:
+                b.remove()
+            blocks = [Static(classes="lab-block lab-exercise") for _ in lab.exercises]
+            self.mount(*blocks)
+        now = current_exercise(done)
+        for i, (block, ex, ok) in enumerate(zip(blocks, lab.exercises, done, strict=True)):
+            mark = "✔" if ok else ("▶" if i == now else "□")
+            head = Text(f"{mark} {i + 1}. {ex.title}", style="bold green" if ok else "bold")
+            if i == now:
+                head.stylize("reverse")
+            parts: list = [head]
+            if ex.text.strip():
+                parts.append(Markdown(ex.text.strip()))
+            block.update(Group(*parts))
+            block.set_class(i == now, "current")
+        status = Text(no_wrap=True, overflow="ellipsis")
+        status.append(f"{lab.title} · {n} of {len(done)} done", style="bold")
+        status.append(" · all done" if now is None else " · 8 then PgUp/PgDn scrolls",
+                      style="dim")
+        self.query_one("#lab-status", Static).update(status)
+        target = blocks[now] if now is not None else None
+        if target is not None:
+            # Into view with as much as fits above it (the introduction, at first).
+            self.call_after_refresh(self.scroll_to_widget, target, animate=False)
+        elif not first:
+            self.call_after_refresh(self.scroll_end, animate=False)
