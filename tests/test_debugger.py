@@ -321,10 +321,10 @@ def scenario(name: str):  # noqa: ANN201 - a Scenario
     back=st.integers(min_value=0, max_value=1500),
 )
 def test_reverse_k_equals_a_fresh_run_of_n_minus_k(name: str, n: int, back: int) -> None:
-    back = min(back, n)
     s = Session(scenario(name))
     s.stepi(n)
     n = s.position  # the run may end earlier
+    back = min(back, n)
     s.reverse_stepi(back)
     fresh = Session(scenario(name))
     fresh.stepi(n - back)
