@@ -5,24 +5,27 @@ The thesis groups the TCB's fields by use into cache lines (§8.6, Table 3);
 moves other lines, so the timing — and with it the interleaving of the CPUs —
 differs: cycles and micro-op numbers of one layout mean nothing in the other.
 
-What is the same in both is the program. A *point* is a place in one
-thread's own run: the `nth` time it passed a phase label (the session's
-`Mark`s), plus how many of its micro-ops it ran since. The point of a stop is
-that of the thread that ran the last micro-op (the focused thread if that was
-an idle loop, whose rounds depend on timing). The scenario runs again from
-the start in the other layout, by the session's own stepping, until that
-thread is at that point. If it never gets there — the run ends or deadlocks,
-the thread takes another path, or the bound (`SLACK` times the micro-ops
-taken so far, plus `FLOOR`, at most the session's `LIMIT`) runs out — the
-answer says what it matched instead: the same label's nearest earlier
+What is the same in both is the program. A *point* is a place in one thread's
+own run: the `nth` time it passed a phase label (the session's `Mark`s), plus
+how many of its micro-ops it ran since. The point of a stop is that of the
+thread that ran the last micro-op; if that was an idle loop, whose rounds
+depend on timing, it is the focused thread's point and then the idle loop's
+own point counted from that thread's last micro-op. The scenario runs again
+from the start in the other layout, by the session's own stepping, until that
+thread is at that point; a system call injected on the way is injected when
+its thread is where it was. If it never gets there — the run ends or
+deadlocks, the thread takes another path, or the bound (`SLACK` times the
+micro-ops taken so far, plus `FLOOR`, at most the session's `LIMIT`) runs out
+— the answer says what it matched instead: the same label's nearest earlier
 occurrence, or the start.
 
-Breakpoints stay with their numbers; their hit counts are counted again in
-the new run up to the point. A watchpoint on a TCB field follows the field to
-its new address; a watch on a TCB line by number stays if the new layout has
-that line, else it is put aside until a layout that has it. Focus, the
-commands and stops the lab checks read, and a lab's data stay. Switching back
-before moving returns to exactly the state left (the same inputs replayed).
+Breakpoints stay with their numbers; their hit counts are counted again in the
+new run up to the point (a disabled one keeps its count). A watchpoint on a
+TCB field follows the field to its new address; a watch on a TCB line by
+number stays if the new layout has that line, else it is put aside until a
+layout that has it. Focus, the commands and stops the lab checks read, and a
+lab's data stay. Switching back before moving returns to exactly the state
+left (the same inputs replayed).
 """
 
 from __future__ import annotations
