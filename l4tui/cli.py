@@ -161,25 +161,86 @@ def build_parser() -> argparse.ArgumentParser:
         help="host a lab over SSH: each student in their own l4tui",
         description="Serve a lab over SSH. Each login gets its own l4tui process on its own "
         "terminal; sessions are saved continuously and resumed on the next login "
-        "(log in as USER+fresh to start over).",
+        "(log in as USER+fresh to start over). Give --authorized-keys, --users or both. "
+        "The server's log (start-up, logins, refusals) goes to stderr.",
     )
-    serve.add_argument("--ssh", metavar="HOST:PORT", default="0.0.0.0:2222", help="listen here")
-    serve.add_argument("--lab", metavar="LAB", required=True, help="the lab file (YAML)")
-    serve.add_argument("--host-key", metavar="FILE", help="host key (made on first start)")
-    serve.add_argument("--authorized-keys", metavar="DIR", help="one authorized_keys per user")
-    serve.add_argument("--users", metavar="FILE", help="users file with salted password hashes")
-    serve.add_argument("--max-sessions", metavar="N", type=int, default=30)
-    serve.add_argument("--per-user", metavar="N", type=int, default=2)
-    serve.add_argument("--idle-timeout", metavar="S", type=float, default=1800.0)
-    serve.add_argument("--login-timeout", metavar="S", type=float, default=60.0)
-    serve.add_argument("--state-dir", metavar="DIR", default="l4tui-state", help="sessions, keys")
-    serve.add_argument("--no-mouse", action="store_true", help="sessions leave the mouse alone")
-    serve.add_argument(
+    where = serve.add_argument_group("the lab and where it is served")
+    where.add_argument("--lab", metavar="LAB", required=True, help="the lab file (YAML; required)")
+    where.add_argument(
+        "--ssh",
+        metavar="HOST:PORT",
+        default="0.0.0.0:2222",
+        help="the address to listen on (default: %(default)s)",
+    )
+    where.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        default="l4tui-state",
+        help="saved sessions, the students' homes, the host key (default: %(default)s)",
+    )
+    where.add_argument(
+        "--host-key",
+        metavar="FILE",
+        help="the server's SSH host key, made on first start (default: host_ed25519 in "
+        "the state directory)",
+    )
+    who = serve.add_argument_group("who may log in")
+    who.add_argument(
+        "--authorized-keys",
+        metavar="DIR",
+        help="by key: DIR holds one authorized_keys file per user, named after the user "
+        "(default: no key logins)",
+    )
+    who.add_argument(
+        "--users",
+        metavar="FILE",
+        help="by password: a users file of salted hashes made by 'l4tui passwd' "
+        "(default: no password logins)",
+    )
+    limits = serve.add_argument_group("limits")
+    limits.add_argument(
+        "--max-sessions",
+        metavar="N",
+        type=int,
+        default=30,
+        help="most sessions at once, in all (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--per-user",
+        metavar="N",
+        type=int,
+        default=2,
+        help="most sessions at once for one user (default: %(default)s)",
+    )
+    limits.add_argument(
+        "--idle-timeout",
+        metavar="S",
+        type=float,
+        default=1800,
+        help="end a session after S seconds without input; its work is saved "
+        "(default: %(default)s, half an hour)",
+    )
+    limits.add_argument(
+        "--login-timeout",
+        metavar="S",
+        type=float,
+        default=60,
+        help="seconds a connection has to log in (default: %(default)s)",
+    )
+    sessions = serve.add_argument_group("sessions")
+    sessions.add_argument(
         "--warm",
         metavar="N",
         type=int,
         default=4,
-        help="sessions kept started for logins to come (default 4; a class at once: its size)",
+        help="sessions kept started and painted for logins to come; for a class logging in "
+        "at once, its size (default: %(default)s)",
+    )
+    sessions.add_argument(
+        "--no-mouse",
+        action="store_true",
+        help="sessions leave the mouse to the students' terminals, for their own selection "
+        "and copy (default: the mouse works in the monitor)",
     )
     serve.set_defaults(func=_serve)
 
@@ -411,6 +472,7 @@ def _lab(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
     import logging
+    import math
     from pathlib import Path
 
     from l4tui.lab import load_lab
@@ -418,19 +480,28 @@ def _serve(args: argparse.Namespace) -> int:
     from l4tui.serve.server import LabServer, Limits, serve
 
     host, _, port_text = args.ssh.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]  # [::1]:2222
     try:
         port = int(port_text)
     except ValueError:
         raise ConfigError(f"--ssh takes HOST:PORT, not {args.ssh!r}") from None
     if not host or not 0 <= port < 65536:
         raise ConfigError(f"--ssh takes HOST:PORT, not {args.ssh!r}")
+    for name, ok, must in (
+        ("max_sessions", args.max_sessions >= 1, "be at least 1"),
+        ("per_user", args.per_user >= 1, "be at least 1"),
+        ("idle_timeout", math.isfinite(args.idle_timeout) and args.idle_timeout > 0, "be > 0"),
+        ("login_timeout", math.isfinite(args.login_timeout) and args.login_timeout > 0, "be > 0"),
+        ("warm", args.warm >= 0, "be 0 or more"),
+    ):
+        if not ok:
+            option = "--" + name.replace("_", "-")
+            raise ConfigError(f"{option} must {must}, not {getattr(args, name):g}")
     if not args.authorized_keys and not args.users:
         raise ConfigError("nobody could log in: give --authorized-keys DIR or --users FILE")
     if args.authorized_keys and not Path(args.authorized_keys).is_dir():
         raise ConfigError("not a directory of authorized_keys files", args.authorized_keys)
-    for name in ("max_sessions", "per_user"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
     lab = load_lab(args.lab)  # a bad lab is found before anyone connects
     users = load_users(args.users) if args.users else None
     state = Path(args.state_dir)
@@ -440,8 +511,6 @@ def _serve(args: argparse.Namespace) -> int:
         idle_timeout=args.idle_timeout,
         login_timeout=args.login_timeout,
     )
-    if args.warm < 0:
-        raise ConfigError("--warm must be 0 or more")
     server = LabServer(str(Path(lab.file).resolve()), state, users, args.authorized_keys, limits)
     server.warm = args.warm
     server.mouse = not args.no_mouse

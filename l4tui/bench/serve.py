@@ -2,7 +2,7 @@
 
 `l4tui serve` runs as its own process (as on a lab host), with a warm pool
 the size of the class (the class logs in once the server says the pool is
-ready), then with none. `sessions` OpenSSH clients (`ssh -tt`,
+ready in its log), then with none. `sessions` OpenSSH clients (`ssh -tt`,
 key login, the default 80x24 terminal) connect over loopback in one burst and
 time the arrival of the monitor's first frame (the bytes of its CPU pane). Then the proportional
 memory (PSS) of each idle session's process is read from /proc. Host time:
@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -70,15 +72,23 @@ async def _openssh_student(port: int, user: str, key: Path, start: float) -> tup
     return time.perf_counter() - start, proc
 
 
+def _wait_for(server: subprocess.Popen[str], pattern: str) -> re.Match[str]:
+    """Read the server's log (its stderr) up to the first line matching `pattern`."""
+    said = []
+    while line := server.stderr.readline():
+        said.append(line)
+        if found := re.search(pattern, line):
+            return found
+    raise RuntimeError("the server ended before saying " + repr(pattern) + ":\n" + "".join(said))
+
+
 async def _burst(sessions: int, warm: int) -> dict[str, Any]:
-    import asyncssh
+    from l4tui.serve.server import host_key
 
     lab = str(Path(__file__).parents[2] / "scripts" / "labs" / "xp-ipc.yaml")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        key = asyncssh.generate_private_key("ssh-ed25519")
-        (root / "id").write_bytes(key.export_private_key())
-        (root / "id").chmod(0o600)
+        key = host_key(root / "id")  # a new ed25519 key, 0600 as ssh wants it
         keys = root / "keys"
         keys.mkdir()
         for i in range(sessions):
@@ -102,20 +112,19 @@ async def _burst(sessions: int, warm: int) -> dict[str, Any]:
                 "--warm",
                 str(warm),
             ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
             text=True,
         )
         try:
-            line = server.stdout.readline()
-            port = int(line.rsplit(":", 1)[1].split()[0])
+            port = int(_wait_for(server, r" on \S+:(\d+)$").group(1))
             ready = time.perf_counter()
             if warm:
                 # The class logs in once the pool is painted, as the server announces.
-                while not (line := server.stdout.readline()).startswith("warm pool ready"):
-                    if not line:
-                        raise RuntimeError("the server ended before its pool was ready")
+                _wait_for(server, r"warm pool ready: ")
             pool_ready = time.perf_counter() - ready
+            # The rest of its log (a line per login) is read and dropped, so it never blocks.
+            threading.Thread(target=server.stderr.read, daemon=True).start()
             await asyncio.sleep(1.0 if warm else 3.0)  # without a pool: the zygote's imports
 
             start = time.perf_counter()

@@ -15,6 +15,10 @@ scrypt hashes) authenticate. Port, agent and X11 forwarding, exec requests
 and subsystems are refused. Limits: sessions in all and per user, the login
 time, idle time, password attempts. Each login, logout and refusal is a log
 line with the peer and user.
+
+The server says everything on one channel, its log (the `l4tui.serve` logger;
+`l4tui serve` writes it to stderr), and each thing once: where it listens,
+the host key's fingerprint, when the warm pool is ready, then the sessions.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from typing import Any
 import asyncssh
 
 from l4tui.serve.auth import USER, authorized_keys, check_password
+from machine.errors import ConfigError
 
 log = logging.getLogger("l4tui.serve")
 
@@ -103,6 +108,7 @@ class LabServer:
     pool: list[Slot] = field(default_factory=list)
     _refill: Any = None  # the pending refill, pushed back while logins keep coming
     _announce: Any = None  # the task that says when the pool is painted
+    _announced: bool = False  # the first "ready" is said; later ones are refills
     mouse: bool = True  # False: sessions leave mouse reporting off (terminal selection works)
 
     def __post_init__(self) -> None:
@@ -113,19 +119,23 @@ class LabServer:
         """Listen; returns the port (useful with port 0)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._start_zygote()
-        self._server = await asyncssh.create_server(
-            lambda: Connection(self),
-            host,
-            port,
-            server_host_keys=[host_key],
-            encoding=None,
-            login_timeout=self.limits.login_timeout,
-            x11_forwarding=False,
-            agent_forwarding=False,
-            allow_scp=False,
-            allow_pty=True,
-            line_editor=False,
-        )
+        try:
+            self._server = await asyncssh.create_server(
+                lambda: Connection(self),
+                host,
+                port,
+                server_host_keys=[host_key],
+                encoding=None,
+                login_timeout=self.limits.login_timeout,
+                x11_forwarding=False,
+                agent_forwarding=False,
+                allow_scp=False,
+                allow_pty=True,
+                line_editor=False,
+            )
+        except OSError:  # the address is taken, or not ours: no zygote left behind
+            await self.stop()
+            raise
         loop = asyncio.get_running_loop()
         loop.create_task(self._watch_idle())
         self.fill_pool()
@@ -197,8 +207,10 @@ class LabServer:
                 return
             await asyncio.sleep(0.25)
         took = time.monotonic() - started
-        print(f"warm pool ready: {len(self.pool)} sessions ({took:.1f} s)", flush=True)
-        log.info("warm pool ready: %d sessions in %.1f s", len(self.pool), took)
+        what = "refilled" if self._announced else "ready"
+        self._announced = True
+        n = len(self.pool)
+        log.info("warm pool %s: %d session%s in %.1f s", what, n, "s"[: n != 1], took)
 
     def take(self) -> Slot | None:
         """A warm slot for a new session, if one is ready; more are started a moment later."""
@@ -530,6 +542,10 @@ class ChildSession(asyncssh.SSHServerSession):
                 os.killpg(self.pid, signal.SIGTERM)
 
 
+def _reason(e: Exception) -> str:
+    return getattr(e, "strerror", None) or str(e) or type(e).__name__
+
+
 def host_key(path: Path) -> asyncssh.SSHKey:
     """The server's host key: read, or generated (ed25519) and kept on first start."""
     if path.exists():
@@ -543,11 +559,27 @@ def host_key(path: Path) -> asyncssh.SSHKey:
 
 
 async def serve(server: LabServer, host: str, port: int, key_path: Path) -> int:
-    """Run until SIGTERM or SIGINT; then save and end every session."""
-    key = host_key(key_path)
-    port = await server.start(host, port, key)
-    print(f"l4tui serve: {server.lab} on {host}:{port}", flush=True)
-    print(f"host key {key.get_fingerprint()} ({key_path})", flush=True)
+    """Run until SIGTERM or SIGINT; then save and end every session.
+
+    A host key that cannot be read or made, or an address that cannot be
+    listened on, is a ConfigError (one `error:` line, exit 2).
+    """
+    try:
+        server.state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        where = str(server.state_dir)
+        raise ConfigError(f"cannot make the state directory: {_reason(e)}", where) from None
+    made = not key_path.exists()
+    try:
+        key = host_key(key_path)
+    except (OSError, asyncssh.KeyImportError) as e:
+        raise ConfigError(f"not a usable host key: {_reason(e)}", str(key_path)) from None
+    try:
+        port = await server.start(host, port, key)
+    except OSError as e:
+        raise ConfigError(f"cannot listen on {host}:{port}: {_reason(e)}") from None
+    log.info("serving %s on %s:%d", server.lab, host, port)
+    log.info("host key %s (%s%s)", key.get_fingerprint(), key_path, ", new" if made else "")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
