@@ -182,7 +182,7 @@ async def test_the_monitor_shows_the_sheet_ticks_it_and_saves_after_every_comman
 ) -> None:
     from l4tui.cli import lab_session
     from l4tui.tui.app import MonitorApp
-    from l4tui.tui.views import LabPane
+    from l4tui.tui.labpane import LabPane
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     state = tmp_path / "alice.json"

@@ -82,6 +82,8 @@ class MonitorApp(App[int]):
         self.transcript: list[str] = []
         self._painted = 0.0
         self.last_pane: str | None = None  # the pane that had the focus last (Escape returns)
+        # (from, to, proxy) of the last `p`: pressing it again on `to` goes back to `from`.
+        self._partner_pair: tuple[str, str, str | None] | None = None
         from l4tui.console import make_history
 
         self.history = make_history()
@@ -418,12 +420,21 @@ class MonitorApp(App[int]):
         self.for_each_pane()
 
     def action_focus_partner(self) -> None:
-        """`p`: the focused thread's IPC partner (press again to come back)."""
-        other = self.session.partner_of_focus()
-        if other is None:
-            self.notify(f"{self.session.focused_thread()} has no IPC partner now", timeout=3)
-            return
-        self.session.set_focus(thread=other, pin=self.session.focus_pinned)
+        """`p`: the focused thread's IPC partner; `p` again comes back."""
+        s = self.session
+        here = s.focused_thread()
+        back = self._partner_pair
+        if back is not None and back[1] == here:
+            self._partner_pair = None
+            s.set_focus(thread=back[0], pin=s.focus_pinned)
+            s.focus_via = back[2]  # as it was: still the thread a proxy works for
+        else:
+            other = s.partner_of_focus()
+            if other is None:
+                self.notify(f"{here} has no IPC partner now", timeout=3)
+                return
+            self._partner_pair = (here, other, s.focus_via)
+            s.set_focus(thread=other, pin=s.focus_pinned)
         self.for_each_pane()
 
     def action_toggle_pin(self) -> None:

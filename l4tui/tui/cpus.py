@@ -60,33 +60,61 @@ def column_text(c: panes.CpuPane, focused: bool, width: int = INNER) -> Text:
 class CpuColumn(Static):
     """One CPU's column."""
 
-    shown: tuple[panes.CpuPane, bool] | None = None
+    shown: object = None
+    number = 0
 
-    def render_pane(self, c: panes.CpuPane, focused: bool) -> None:
-        if self.shown == (c, focused):
+    def render_pane(self, c: panes.CpuPane, focused: bool, width: int) -> None:
+        if self.shown == (c, focused, width):
             return  # the views are values: equal means nothing to repaint
-        self.shown = (c, focused)
+        self.shown = (c, focused, width)
         self.number = c.number
-        self.update(column_text(c, focused))
+        self.update(column_text(c, focused, width))
 
 
 class CpusPane(ScrollableContainer):
-    """A column per CPU, side by side; scrolls sideways past what fits."""
+    """The CPUs side by side: as many whole columns as fit, the focused CPU among them.
+
+    Past what fits (up to 16 CPUs) the pane shows a window of columns that
+    moves with the focus (] and [), and says which CPUs it shows — never a
+    column cut at the edge.
+    """
 
     ALLOW_MAXIMIZE = True
+    MIN_COLUMN = 36
+    start = 0  # the first CPU (0-based) in the window
+
+    def fit(self, n: int) -> int:
+        """How many columns fit whole."""
+        room = self.scrollable_content_region.width or 80
+        return max(1, min(n, room // self.MIN_COLUMN))
 
     def show(self, s: Session) -> None:
+        self.session = s
         data = panes.cpu_panes(s)
+        k = self.fit(len(data))
+        focus = s.focus_cpu - 1
+        if focus < self.start:
+            self.start = focus
+        elif focus >= self.start + k:
+            self.start = focus - k + 1
+        self.start = max(0, min(self.start, len(data) - k))
         cols = list(self.query(CpuColumn))
-        if len(cols) != len(data):
+        if len(cols) != k:
             self.remove_children()
-            cols = [CpuColumn(classes="cpu") for _ in data]
+            cols = [CpuColumn(classes="cpu") for _ in range(k)]
             self.mount(*cols)
-        for col, c in zip(cols, data, strict=True):
-            col.render_pane(c, c.number == s.focus_cpu)
-        focused = cols[s.focus_cpu - 1] if 0 < s.focus_cpu <= len(cols) else None
-        if focused is not None:
-            self.call_after_refresh(self.scroll_to_widget, focused, animate=False)
+        room = self.scrollable_content_region.width or 80
+        width = max(20, room // k - 3)  # a column's text: less its padding and rule
+        for col, c in zip(cols, data[self.start : self.start + k], strict=True):
+            col.render_pane(c, c.number == s.focus_cpu, width)
+        title = "1 CPUs"
+        if k < len(data):
+            title += f" · {self.start + 1}-{self.start + k} of {len(data)} (] [ move)"
+        self.border_title = title
+
+    def on_resize(self) -> None:
+        if getattr(self, "session", None) is not None:
+            self.call_after_refresh(self.show, self.session)
 
 
 def strip_line(c: panes.CpuPane, focused: bool, width: int) -> Text:

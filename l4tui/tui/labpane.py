@@ -77,9 +77,9 @@ class LabPane(VerticalScroll):
             block.update(Group(*parts))
             block.set_class(i == now, "current")
         status = Text(no_wrap=True, overflow="ellipsis")
-        status.append(f"{lab.title} · {n} of {len(done)} done", style="bold")
-        status.append(" · all done" if now is None else " · 8 then PgUp/PgDn scrolls",
-                      style="dim")
+        status.append(f"{n} of {len(done)} done", style="bold")
+        status.append(" · all done" if now is None else " · PgUp/PgDn (8 first)", style="dim")
+        status.append(f" · {lab.title}")
         self.query_one("#lab-status", Static).update(status)
         target = blocks[now] if now is not None else None
         if target is not None:

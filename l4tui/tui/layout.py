@@ -8,9 +8,9 @@ Three layouts, chosen by size (or cycled with `t`):
 - `split` (under 160×48): the CPU columns on top, then two tab groups side
   by side — the TCB with the tables on the left; the lab sheet, the phase
   and the event log on the right.
-- `wide`: the CPU columns, then the TCB, the phase and the lab sheet side by
-  side, then the mailboxes and APIC beside the thread table; the event log
-  sits beside the console (both are streams).
+- `wide`: the CPU columns, then the TCB beside the phase, then the mailboxes
+  and APIC beside the thread table; a lab sheet is a column of its own, the
+  whole height; the event log sits beside the console (both are streams).
 
 Every pane has a number (its key, shown on its tab or frame) and an id; the
 same pane objects are never shared between layouts — a relayout composes
@@ -112,22 +112,26 @@ class PaneArea(Vertical):
             order = ("lab", "cpus", "tcb", "phase", "threads", "mailboxes", "apic", "log")
             yield from self._tabs(order, "tabs-main", "lab" if self.lab else "tcb")
             return
-        yield make_pane("cpus", framed=True)
         if self.mode == "split":
+            yield make_pane("cpus", framed=True)
             with Horizontal(id="groups"):
                 yield from self._tabs(LEFT, "tabs-left", "tcb")
                 yield from self._tabs(RIGHT, "tabs-right", "lab" if self.lab else "phase")
             return
-        with Horizontal(id="middle"):
-            yield make_pane("tcb", framed=True)
-            yield make_pane("phase", framed=True)
+        # wide: the lab sheet, if any, is a column of its own the whole height
+        with Horizontal(id="wide"):
+            with Vertical(id="machine"):
+                yield make_pane("cpus", framed=True)
+                with Horizontal(id="middle"):
+                    yield make_pane("tcb", framed=True)
+                    yield make_pane("phase", framed=True)
+                with Horizontal(id="lower"):
+                    with Vertical(id="hw"):
+                        yield make_pane("mailboxes", framed=True)
+                        yield make_pane("apic", framed=True)
+                    yield make_pane("threads", framed=True)
             if self.lab:
                 yield make_pane("lab", framed=True)
-        with Horizontal(id="lower"):
-            with Vertical(id="hw"):
-                yield make_pane("mailboxes", framed=True)
-                yield make_pane("apic", framed=True)
-            yield make_pane("threads", framed=True)
 
     def tab_group(self, pane: str) -> tuple[TabbedContent, str] | None:
         """The tab group that holds `pane`, and its tab id (None: the pane is not a tab)."""

@@ -164,6 +164,9 @@ class EventLog(Log):
     def on_mount(self) -> None:
         self.shown = 0  # marks written so far
         self.filter = ""
+        session = getattr(self.app, "session", None)
+        if session is not None:  # mounted after the others (docked beside the console)
+            self.show(session)
 
     def set_filter(self, s: Session, text: str) -> None:
         self.filter = text.strip()

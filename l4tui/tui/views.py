@@ -268,5 +268,6 @@ def apic_text(p: panes.ApicPane, width: int) -> Text | tuple[Text, Text]:
     ]
     for row in hang("in flight: ", flight or ["none"], width):
         t.append(row + "\n")
-    t.append("* in service; a third IPI waits for a free slot (§8.3.4)", style="dim")
+    note = "* in service; a third IPI waits for a free slot (§8.3.4)"
+    t.append("\n".join(hang("", note.split(), width, indent=2)), style="dim")
     return (top, t) if top is not None else t

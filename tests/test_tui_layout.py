@@ -1,0 +1,215 @@
+"""Every pane at 80×24, 120×36, 160×48 and 200×60, on machines of 2, 4 and 16 CPUs whose
+threads have three-digit priorities: no value is ever cut.
+
+Each pane is brought forward (its tab, in the layouts that have tabs) and the
+screen is read back as a person would read it (tests/screen.py). Whatever a
+pane shows of a value, it shows whole: a priority of 200 never reads `20`, a
+cycle count never loses its last digits, a state is never `locked_wai`, a
+phase label is never cut, a TCB field keeps its offset. A pane may hold more
+than its height (it scrolls), never more than its width.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from kernel.scenario import Scenario, parse_scenario
+from l4tui import panes
+from l4tui.executor import execute
+from l4tui.phases import phase_labels
+from l4tui.pseudocode import DYNAMIC
+from l4tui.session import Session
+from l4tui.tui.app import MonitorApp
+from l4tui.tui.cpus import CpuColumn
+from l4tui.tui.layout import PANES
+
+sys.path.insert(0, str(Path(__file__).parent))
+from screen import content_rows  # noqa: E402
+
+SIZES = [(80, 24), (120, 36), (160, 48), (200, 60)]
+CPUS = [2, 4, 16]
+STATES = {"running", "ready", "waiting", "polling", "locked_running", "locked_waiting", "inactive"}
+BORDER = "│╭╮╰╯─▕▊ "
+
+
+@pytest.fixture(autouse=True)
+def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+
+
+def machine(cpus: int) -> Scenario:
+    """On each CPU a server (priority 200+), a client calling the next CPU's server (150) and
+    a worker (90): cross-processor calls keep mailboxes, proxies and APIC slots busy."""
+    lines = ["name: layout", "seed: 1", f"machine: {{profile: p3-dual-450, cpus: {cpus}}}",
+             "tasks:", "  - name: t", "    threads:"]
+    for i in range(1, cpus + 1):
+        other = i % cpus + 1
+        lines += [
+            f"      - {{name: srv{i}, cpu: {i}, priority: {200 + i},"
+            " program: [{recv: {from: any}},"
+            " {loop: [{compute: 200}, {reply_wait: {words: [7]}}]}]}",
+            f"      - {{name: client{i}, cpu: {i}, priority: 150,"
+            f" program: [{{repeat: 3, do: [{{call: {{to: srv{other}, words: [1, 2]}}}}]}}]}}",
+            f"      - {{name: worker{i}, cpu: {i}, priority: 90,"
+            " program: [{loop: [{compute: 5000}, {sleep: 20000}]}]}",
+        ]
+    return parse_scenario("\n".join(lines) + "\n", f"<layout-{cpus}>")
+
+
+def text_of(app: MonitorApp, widget) -> list[str]:  # noqa: ANN001 - a Widget
+    """The rows inside a widget's frame, borders and scrollbars stripped."""
+    return [row.strip(BORDER + "▁▂▃▄▅▆▇█") for row in content_rows(app, widget)]
+
+
+def check_threads(app: MonitorApp, s: Session) -> None:
+    table = app.query_one("#threads")
+    shown = table.shown_columns
+    assert {"name", "state", "prio"} <= set(shown), shown
+    views = {v.name: v for v in s.threads()}
+    rows = text_of(app, table)
+    assert any("prio" in r.split() for r in rows[:2]), rows[:2]  # the header, whole
+    seen = 0
+    for row in rows:
+        words = row.split()
+        if not words or words[0] not in views:
+            continue
+        v = views[words[0]]
+        assert str(v.priority) in words, (row, v.priority)
+        assert v.state in words, (row, v.state)
+        seen += 1
+    assert seen >= min(3, len(views))
+
+
+def check_cpus(app: MonitorApp, s: Session) -> None:
+    data = {c.number: c for c in panes.cpu_panes(s)}
+    for col in app.query(CpuColumn):
+        c = data[col.number]
+        text = "\n".join(text_of(app, col))
+        if not text.strip():
+            continue  # scrolled out of a short pane
+        assert f"{c.cycle:,} cyc" in text, (text, c.cycle)
+        prios = {str(p) for p, _ in c.ready}
+        for got in re.findall(r"\[(\d+)\]", text):
+            assert got in prios, (got, prios)
+        assert not re.search(r"\[\d+(?![\d\]])", text), text  # a priority without its ]
+        names = {n for _, ns in c.ready for n in ns}
+        for line in text.split("\n"):
+            if "[" in line:
+                for word in line.split("]", 1)[1].split():
+                    assert word in names or word == "→", (word, line)
+
+
+def check_strip(app: MonitorApp, s: Session) -> None:
+    rows = text_of(app, app.query_one("#strip"))
+    data = {f"cpu{c.number}": c for c in panes.cpu_panes(s)}
+    seen = 0
+    for row in rows:
+        words = row.replace("◀", " ").split()
+        if words and words[0] in data:
+            assert f"{data[words[0]].cycle:,}" in words, (row, data[words[0]].cycle)
+            seen += 1
+    assert seen >= 1
+
+
+def check_tcb(app: MonitorApp, s: Session) -> None:
+    name = s.focused_thread()
+    lines = panes.tcb_lines(s, name)
+    fields = {f"{f}@{off}" for x in lines for f, off in x.fields}
+    rows = text_of(app, app.query_one("#tcb"))
+    for row in rows:
+        for word in row.split():
+            if "@" in word and re.match(r"^\w+@\d*$", word):
+                assert word in fields, (word, row)
+    by_index = {x.index: x for x in lines}
+    for row in rows:
+        words = row.split()
+        if words and words[0].isdigit() and int(words[0]) in by_index:
+            x = by_index[int(words[0])]
+            assert str(x.transitions) in words, (row, x.transitions)
+
+
+def check_apic(app: MonitorApp, s: Session) -> None:
+    p = panes.apic_pane(s)
+    rows = text_of(app, app.query_one("#apic"))
+    text = "\n".join(rows)
+    for a in p.apics:
+        timer = f"{a.timer:,}" if a.timer else "-"
+        for row in rows:
+            words = row.split()
+            if words and words[0] == f"cpu{a.cpu}":
+                assert timer in words or "timer" in words, (row, timer)
+    for got in re.findall(r"0x[0-9a-f]+", text):
+        assert len(got) >= 3
+    assert "cpu" in text
+
+
+def check_mailboxes(app: MonitorApp, s: Session) -> None:
+    text = "\n".join(text_of(app, app.query_one("#mailboxes")))
+    for word in re.findall(r"0x[0-9a-f]+", text):
+        if len(word) != 10:  # the flag words are printed as 8 hex digits, whole
+            assert word.startswith("0x") and len(word) <= 10
+    for cpu, word in panes.mailbox_pane(s).flags:
+        if f"cpu{cpu} " in text:
+            assert f"{word:#010x}" in text
+
+
+def check_phase(app: MonitorApp, s: Session) -> None:
+    text = "\n".join(text_of(app, app.query_one("#phase")))
+    label = s.last_phase.get(s.focus_via or s.focused_thread())
+    if label:
+        assert "▶" in text, text
+
+
+def check_log(app: MonitorApp, s: Session) -> None:
+    labels = set(phase_labels()) | set(DYNAMIC)
+    rows = text_of(app, app.query_one("#log"))
+    seen = 0
+    for row in rows:
+        words = row.split()
+        if len(words) >= 4 and words[0].isdigit() and words[1].startswith("cpu"):
+            assert words[-1] in labels, row
+            seen += 1
+    assert seen >= 1
+    assert "micro-op" in "\n".join(text_of(app, app.query_one("#log-header")))
+
+
+CHECKS = {
+    "threads": check_threads,
+    "cpus": check_cpus,
+    "tcb": check_tcb,
+    "apic": check_apic,
+    "mailboxes": check_mailboxes,
+    "phase": check_phase,
+    "log": check_log,
+}
+
+
+@pytest.mark.parametrize("cpus", CPUS)
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+async def test_no_pane_cuts_a_value(size: tuple[int, int], cpus: int) -> None:
+    s = Session(machine(cpus))
+    execute(s, "break xp.proxy.send")
+    execute(s, "continue")
+    execute(s, "continue")  # a little further: more queued, more traffic
+    app = MonitorApp(s)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        if app.mode == "tabs":
+            check_strip(app, s)
+        for pane in PANES:
+            if pane == "lab":
+                continue
+            app.action_show_pane(pane)
+            await pilot.pause()
+            await pilot.pause()
+            CHECKS[pane](app, s)
+        # the console: an answer wider than the pane wraps, never runs off its edge
+        await pilot.press("colon", *"info threads", "enter")
+        await pilot.pause()
+        out = app.query_one("#console-out")
+        assert all(len(line) <= out.scrollable_content_region.width for line in out.lines)
