@@ -151,8 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
         "With --state the session is saved after every command and resumed from there.",
     )
     lab.add_argument("file", metavar="LAB", help="lab file (YAML)")
-    lab.add_argument("--state", metavar="FILE", help="save the session here; resume from it")
-    lab.add_argument("--fresh", action="store_true", help="start over even if --state exists")
+    lab.add_argument(
+        "--state",
+        metavar="FILE",
+        help="save the session here after every command and resume from it "
+        "(default: $XDG_STATE_HOME/l4tui/labs/LAB.json)",
+    )
+    lab.add_argument("--fresh", action="store_true", help="start over even if the state exists")
     lab.add_argument("--no-mouse", action="store_true", help=NO_MOUSE)
     lab.set_defaults(func=_lab)
 
@@ -433,7 +438,8 @@ def _open(args: argparse.Namespace) -> int:
         return 2
     from l4tui.tui.app import run_app
 
-    return run_app(session, mouse=not args.no_mouse)
+    fresh = not (args.load or args.schedule)  # a saved session or a schedule sets its own stage
+    return run_app(session, mouse=not args.no_mouse, run_script=fresh)
 
 
 def lab_session(lab_file: str, state: str | None, fresh: bool) -> tuple[Any, Any]:
@@ -459,13 +465,17 @@ def lab_session(lab_file: str, state: str | None, fresh: bool) -> tuple[Any, Any
 def _lab(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    lab, session = lab_session(args.file, args.state, args.fresh)
+    from l4tui.paths import lab_state_path
+
+    state = args.state or str(lab_state_path(args.file))
+    lab, session = lab_session(args.file, state, args.fresh)
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         print("error: the monitor needs a terminal", file=sys.stderr)
         return 2
     from l4tui.tui.app import run_app
 
-    autosave = Path(args.state) if args.state else None
+    autosave = Path(state)
+    autosave.parent.mkdir(parents=True, exist_ok=True)
     return run_app(session, lab=lab, autosave=autosave, mouse=not args.no_mouse)
 
 

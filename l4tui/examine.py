@@ -303,3 +303,40 @@ class Owners:
         if page is not None and not user:
             return f"{page[0]}:{page[1] + off:#010x}"
         return ""
+
+
+def meaning(k: Kernel, paddr: int, value: int, owners: Owners | None = None) -> str:
+    """What a kernel word's value stands for: the thread it names (a partner, a queue
+    link, a mailbox's sender) or the state a `thread_state` holds; "" otherwise."""
+    from kernel.thread import STATE_NAMES
+
+    owners = owners or Owners(k)
+    if owners.name(paddr).endswith(".thread_state"):
+        return STATE_NAMES.get(value, "")
+    return owners.thread(value, owners.holds_thread(paddr))
+
+
+def access(s: Session, op: object, result: object) -> str:
+    """A kernel memory access as a debugger says it: `Read snd.thread_state = 0x3 (polling)`.
+
+    "" for an op that touches no kernel word (user memory goes through page tables
+    that this does not walk: its address is shown as it is by the caller).
+    """
+    from machine.ops import Atomic, Read, Write
+
+    if not isinstance(op, Read | Write | Atomic) or op.addr < KERNEL_BASE:
+        return ""
+    k = s.system.kernel
+    owners = Owners(k)
+    paddr = op.addr - KERNEL_BASE
+    where = owners.name(paddr) or f"{op.addr:#x}"
+    if isinstance(op, Write):
+        value = op.value
+    elif isinstance(result, int):
+        value = result
+    else:
+        return f"{type(op).__name__} {where}"
+    said = meaning(k, paddr, value, owners)
+    verb = "Atomic " + op.kind if isinstance(op, Atomic) else type(op).__name__
+    arrow = "was" if isinstance(op, Atomic) else "="
+    return f"{verb} {where} {arrow} {value:#x}" + (f" ({said})" if said else "")

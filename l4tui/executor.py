@@ -27,31 +27,13 @@ def execute(session: Session, line: str, show_where: bool = True) -> str:
     `show_where=False` leaves out the CPU table a stop ends with, for a front end that
     shows the CPUs in a pane of its own (the monitor): the stop's reason is then last.
     """
-    try:
-        cmd = parse(line)
-        if cmd is None:
-            return ""
-        out = _run(session, cmd)
-        if not show_where and cmd.name != "where":
-            table = where(session)
-            if out.endswith("\n" + table):
-                out = out[: -len(table) - 1]
-    except CommandError as e:
-        return f"error: {e}"
-    except MachineError as e:
-        return f"error: {e}"
-    except ConfigError as e:
-        return e.format()
-    session.record(line)
-    return out
+    return outcome(session, line, show_where)[0]
 
 
-def outcome(session: Session, line: str) -> tuple[str, bool]:
-    """The output of one command line and whether it succeeded (False: an `error: …`).
-
-    What `execute` does, for a caller that must know a line failed without reading
-    its text — a script, which ends with exit status 2 when one did.
-    """
+def outcome(session: Session, line: str, show_where: bool = True) -> tuple[str, bool]:
+    """The output of one command line and whether it succeeded (False: an `error: …`),
+    for a caller that must know a line failed without reading its text — a script,
+    which ends with exit status 2 when one did."""
     try:
         cmd = parse(line)
         if cmd is None:
@@ -62,6 +44,10 @@ def outcome(session: Session, line: str) -> tuple[str, bool]:
     except ConfigError as e:
         return e.format(), False
     session.record(line)
+    if not show_where and cmd.name != "where":
+        table = where(session)
+        if out.endswith("\n" + table):
+            out = out[: -len(table) - 1]
     return out, True
 
 
@@ -368,7 +354,7 @@ def _watch(s: Session, args: tuple[str, ...]) -> str:
         cpu = views.cpu_number(s, args[3])
         paddr = t.tcb - views.KBASE + n * layout.line_size
         w = s.add_watch(f"line {name}.{n} cpu {cpu}", paddr, cpu)
-        return f"watchpoint on {w.expr} (now {w.value})"
+        return f"watchpoint on {w.expr} (now {s.watch_text(w, w.value)})"
     if len(args) != 1 or "." not in args[0]:
         raise CommandError("usage: watch THREAD.FIELD | watch line THREAD.N cpu C")
     name, field = args[0].split(".", 1)
@@ -376,7 +362,7 @@ def _watch(s: Session, args: tuple[str, ...]) -> str:
     if field not in t.f:
         raise CommandError(f"no TCB field {field!r}{suggest(field, list(t.f))}")
     w = s.add_watch(args[0], t.f[field] - views.KBASE)
-    return f"watchpoint on {w.expr} (now {w.value})"
+    return f"watchpoint on {w.expr} (now {s.watch_text(w, w.value)})"
 
 
 def _relayout(s: Session, layout: str) -> str:

@@ -131,7 +131,8 @@ SPECS: dict[str, Spec] = {
         Spec(
             "layout",
             "layout thesis|naive",
-            "the same scenario run to this cycle with that TCB layout (§8.6): compare info tcb",
+            "the same point of the program (thread, phase label, nth time) with that TCB "
+            "layout (§8.6): compare info tcb",
             1,
             1,
         ),

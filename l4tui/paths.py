@@ -21,3 +21,9 @@ def state_dir() -> Path:
 def history_path() -> Path:
     """The file the line console keeps its command history in."""
     return state_dir() / "history"
+
+
+def lab_state_path(lab_file: str) -> Path:
+    """Where `l4tui lab LAB` keeps a student's session when no --state is given: one file
+    per lab, named after it, so progress survives quitting."""
+    return state_dir() / "labs" / f"{Path(lab_file).stem}.json"

@@ -222,7 +222,8 @@ class Session:
             now = self._probe(w)
             if now != w.value:
                 if reason is None:
-                    reason = f"watchpoint {w.expr}: {w.value} -> {now} (cpu{cpu})"
+                    was, is_ = self.watch_text(w, w.value), self.watch_text(w, now)
+                    reason = f"watchpoint {w.expr}: {was} -> {is_} (cpu{cpu})"
                 w.value = now
         return reason
 
@@ -271,7 +272,8 @@ class Session:
             left[0] -= 1
             if left[0] > 0:
                 return None
-            return f"stepped; last {op_text(op)} on cpu{self.system.machine.last_cpu.number}"
+            last = self.system.machine.last_cpu.number
+            return f"stepped; last {self.op_said(op)} on cpu{last}"
 
         return self._run(done) if n > 0 else "stepped"
 
@@ -297,12 +299,29 @@ class Session:
         if op is None:
             return self.stop_reason
         why = self._stopped(op) if self.breakpoints or self.watches else None
-        label = f": {op.label}" if type(op) is Phase else f": {type(op).__name__}"
+        label = f": {op.label}" if type(op) is Phase else f": {self.op_said(op)}"
         self.stop_reason = why or f"stepped cpu{cpu}{label}"
         self.follow_stop()
         if left:
             self.stop_reason += " (you left the schedule; steps are timed again)"
         return self.stop_reason
+
+    def op_said(self, op: Any) -> str:
+        """The micro-op just executed, its kernel word named: `Read snd.thread_state = 0x3
+        (polling)`; other ops as `op_text` gives them."""
+        from l4tui.examine import access
+
+        return access(self, op, self.system.machine.last_result) or op_text(op)
+
+    def watch_text(self, w: Watch, value: int | str) -> str:
+        """A watched value as the user reads it: a MESI letter, or the word in hex and what
+        it stands for (`0x000a0401 = cli`, `0x2 = waiting`)."""
+        if isinstance(value, str):
+            return value
+        from l4tui.examine import meaning
+
+        said = meaning(self.system.kernel, w.paddr, value)
+        return f"{value:#x}" + (f" = {said}" if said else "")
 
     def follow_stop(self) -> None:
         """Focus the CPU that ran last and its thread — for a proxy, the thread it works for
@@ -322,7 +341,9 @@ class Session:
         job = works_for(self, running)
         if job is not None and job[0] in names:
             self.focus_thread, self.focus_via = job[0], running
-        else:  # idle, or a proxy between jobs: the CPU's own thread (focused_thread)
+        elif cd.current is not cd.idle:  # a proxy for nobody we know: the proxy itself
+            self.focus_thread = running
+        else:  # idle: the CPU's own thread (focused_thread)
             self.focus_thread = None
 
     def set_focus(self, cpu: int | None = None, thread: str | None = None, pin: bool = False):

@@ -254,7 +254,7 @@ def space(s: Session, name: str | None) -> str:
 
 def breakpoints(s: Session, arg: str | None = None) -> str:
     lines = [b.describe() for b in s.breakpoints]
-    lines += [f"watch {w.expr} (now {w.value})" for w in s.watches]
+    lines += [f"watch {w.expr} (now {s.watch_text(w, w.value)})" for w in s.watches]
     return "\n".join(lines) or "no breakpoints or watchpoints"
 
 

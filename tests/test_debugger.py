@@ -4,6 +4,7 @@ finish, print, the views, interruption, and reverse execution and save/load as p
 from __future__ import annotations
 
 import json
+import re
 import threading
 
 import pytest
@@ -391,3 +392,15 @@ def test_layout_reruns_the_scenario_with_the_other_tcb_layout(demo: Session, tmp
     assert "layout naive" in execute(other, "info tcb srv")
     assert state(other) == state(demo)
     assert execute(demo, "layout bogus").startswith("error: layout takes thesis or naive")
+
+
+def test_steps_and_watchpoints_name_the_kernel_words_they_touch() -> None:
+    from l4tui.demo import demo_scenario
+
+    s = Session(demo_scenario())
+    assert execute(s, "watch srv.partner") == "watchpoint on srv.partner (now 0x0)"
+    stop = execute(s, "continue").split("\n")[0]
+    assert stop == "watchpoint srv.partner: 0x0 -> 0xc0401 = cli (cpu2)"
+    said = [execute(s, "step cpu 2").split("\n")[0] for _ in range(12)]
+    assert any(re.search(r"^stepped cpu2: (Read|Write) \w+\.\w+ = 0x[0-9a-f]+", x) for x in said)
+    assert "(now 0xc0401 = cli)" in execute(s, "info breakpoints")

@@ -21,6 +21,7 @@ SOLUTIONS = {
         "info apic",
         "info tcb srv",
         "info sendq srv",
+        "delete",
         "watch srv.partner",
         "continue",
         "reverse-continue",
@@ -33,7 +34,9 @@ SOLUTIONS = {
         "break migrate.*barrier2",
         "continue",
         "delete",
+        "break migrate.C.insert",
         "continue",
+        "step",
         "info ready",
     ],
     "uhlig.yaml": (Path(LABS.parent / "demos" / "uhlig-race.cmds").read_text().splitlines()),
@@ -203,3 +206,12 @@ async def test_the_monitor_shows_the_sheet_ticks_it_and_saves_after_every_comman
     assert progress(lab2, resumed) == [True, False, False, False, False]
     _, fresh = lab_session(str(LABS / "xp-ipc.yaml"), str(state), fresh=True)
     assert fresh.position == 0
+
+
+def test_the_migration_lab_shows_the_worker_on_its_new_cpus_ready_list() -> None:
+    lab = load_lab(LABS / "migration.yaml")
+    s = Session(lab.scenario())
+    for line in SOLUTIONS["migration.yaml"][:-1]:
+        execute(s, line)
+    ready = execute(s, "info ready")
+    assert "worker" in next(line for line in ready.split("\n") if line.startswith("cpu2:"))

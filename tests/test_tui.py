@@ -272,21 +272,34 @@ async def test_colon_focuses_the_console_from_a_pane_and_is_not_typed() -> None:
         assert app.focused is app.query_one(ThreadsPane)
 
 
-async def test_t_cycles_the_layouts_and_keeps_the_focus_out_of_the_console() -> None:
+async def test_t_cycles_the_layouts_that_fit_and_keeps_the_focus_out_of_the_console() -> None:
     app = app_on_demo()
-    async with app.run_test(size=NARROW) as pilot:
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.pause()
+        assert app.mode == "wide" and len(app.query(TabbedContent)) == 0
+        await type_line(pilot, "step 3")
+        await pilot.press("escape", "7", "t")  # from the event log
         await pilot.pause()
         assert app.mode == "tabs" and len(app.query(TabbedContent)) == 1
         assert len(app.query(CpuStrip)) == 1
-        await type_line(pilot, "step 3")
-        await pilot.press("escape", "t")
+        assert app.focused is app.query_one(EventLog)  # where it was, not the console
+        await pilot.press("t")  # a key still, not typed
         await pilot.pause()
         assert app.mode == "split" and len(app.query(TabbedContent)) == 2
-        assert app.focused is not app.query_one("#console-in")
-        await pilot.press("t")  # not typed into the console: still a key
+        await pilot.press("t")
         await pilot.pause()
-        assert app.mode == "wide" and len(app.query(TabbedContent)) == 0
+        assert app.mode == "wide"
+        assert app.focused is app.query_one(EventLog)
         assert any("step 3" in line for line in console_lines(app))  # the console kept it
+
+
+async def test_t_at_80x24_says_only_tabs_fit() -> None:
+    app = app_on_demo()
+    async with app.run_test(size=NARROW) as pilot:
+        await pilot.press("escape", "t")
+        await pilot.pause()
+        assert app.mode == "tabs"
+        assert any("fits only the tabs layout" in line for line in console_lines(app))
 
 
 async def test_the_layout_follows_the_terminal_size() -> None:
@@ -313,7 +326,7 @@ async def test_digits_bring_a_pane_forward_and_focus_it() -> None:
             assert app.focused is app.query_one(f"#{pane}")
         await pilot.press("8")  # no lab here: said, nothing else
         await pilot.pause()
-        assert any("no lab sheet" in n.message for n in app._notifications)
+        assert any("no lab sheet" in line for line in console_lines(app))
 
 
 async def test_zoom_fills_the_screen_with_the_focused_pane_and_escape_restores() -> None:
@@ -552,3 +565,73 @@ async def test_the_first_frame_exit_of_bench_tui_ends_the_app(
     async with app.run_test(size=NARROW) as pilot:
         await pilot.pause(0.5)
         assert app.return_code == 0 or not app.is_running
+
+
+async def test_slash_in_the_event_log_goes_to_its_filter_and_letters_run_nothing() -> None:
+    app = app_on_demo()
+    async with app.run_test(size=NARROW) as pilot:
+        await pilot.press("escape", "7")
+        await pilot.pause()
+        assert app.focused is app.query_one(EventLog)
+        await pilot.press("slash", *"cpu1")
+        await pilot.pause()
+        assert app.query_one("#log-filter", Input).value == "cpu1"
+        assert app.session.position == 0  # c of cpu1 did not continue
+
+
+async def test_the_console_shows_its_newest_output_after_unzooming() -> None:
+    app = app_on_demo()
+    async with app.run_test(size=NARROW) as pilot:
+        await type_line(pilot, "help")
+        await pilot.press("f2")
+        await pilot.pause()
+        await type_line(pilot, "info tcb srv")
+        await pilot.press("f2")
+        await pilot.pause()
+        await pilot.pause()
+        rows = "\n".join(region_rows(app, app.query_one("#console-out")))
+        assert "global modified" in rows  # the end of the answer, in view
+
+
+async def test_a_slash_in_an_empty_help_filter_is_not_a_character() -> None:
+    app = app_on_demo()
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.press("f1", "slash", *"disable", "escape", "slash", "slash", *"x ADDR")
+        await pilot.pause()
+        assert app.screen.query_one("#help-filter", Input).value == "x ADDR"
+
+
+async def test_the_cpus_tab_says_which_cpus_it_shows() -> None:
+    app = MonitorApp(Session(big_scenario(cpus=4, threads=8)))
+    async with app.run_test(size=NARROW) as pilot:
+        await pilot.press("escape", "1")
+        await pilot.pause()
+        text = "\n".join(region_rows(app, app.query_one(CpusPane)))
+        assert "CPUs 1-2 of 4 (] [ move)" in text
+
+
+async def test_open_runs_the_scenarios_script_and_shows_it() -> None:
+    from kernel.scenario import load_scenario
+
+    root = Path(__file__).parent.parent
+    app = MonitorApp(Session(load_scenario(str(root / "scripts" / "xp-pingpong.yaml"))),
+                     run_script=True)
+    async with app.run_test(size=WIDE) as pilot:
+        await pilot.pause()
+        lines = console_lines(app)
+        assert "(l4tui) break xp.proxy.send" in lines
+        assert any(line.startswith("breakpoint 1: xp.proxy.send") for line in lines)
+        assert app.session.stop_reason.startswith("breakpoint 1")
+
+
+async def test_a_proxy_that_works_for_nobody_is_shown_itself() -> None:
+    app = app_on_demo()
+    async with app.run_test(size=WIDE) as pilot:
+        await type_line(pilot, "break xp.proxy.sleep")
+        await type_line(pilot, "continue")
+        s = app.session
+        running = s.cpus()[s.focus_cpu - 1].thread
+        assert s.focused_thread() in (running, "cli", "srv")
+        if s.focus_via is None:
+            assert s.focused_thread() == running  # the proxy's own TCB and path
+            assert app.query_one(TcbPane).thread == running

@@ -1,4 +1,8 @@
-"""Snapshots of the main screen on the seeded demo: 80×24 (tabs) and 160×48 (side by side).
+"""Snapshots of the monitor at 80×24 (tabs) and 160×48 (wide): a stop, and a lab.
+
+The stop is the seeded demo at its first `xp.proxy.send`: the focus has followed
+it to CPU 2 and to cli, the thread the proxy sends for. The lab is Uhlig's race
+after its first exercise, the next one in view.
 
 Regenerate after an intended change with `pytest tests/test_tui_snapshots.py --snapshot-update`
 and look at the SVGs in tests/__snapshots__/ before committing them.
@@ -11,26 +15,42 @@ from pathlib import Path
 import pytest
 
 from l4tui.demo import demo_scenario
+from l4tui.executor import execute
 from l4tui.session import Session
 from l4tui.tui.app import MonitorApp
+
+LABS = Path(__file__).parent.parent / "scripts" / "labs"
+SIZES = [(160, 48), (80, 24)]
 
 
 @pytest.fixture(autouse=True)
 def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("TEXTUAL_ANIMATIONS", "none")  # no cursor blink: a stable picture
 
 
 def app_at_a_breakpoint() -> MonitorApp:
     s = Session(demo_scenario())
-    s.focus_thread = "srv"
-    from l4tui.executor import execute
-
     execute(s, "break xp.proxy.send")
     execute(s, "continue")
     return MonitorApp(s)
 
 
-@pytest.mark.parametrize("size", [(160, 48), (80, 24)], ids=["160x48", "80x24"])
-def test_main_screen(snap_compare, size: tuple[int, int]) -> None:  # noqa: ANN001 - fixture
+def app_in_a_lab() -> MonitorApp:
+    from l4tui.cli import lab_session
+
+    lab, s = lab_session(str(LABS / "uhlig.yaml"), None, fresh=True)
+    execute(s, "break ipc.send.enqueue_sendq")
+    execute(s, "continue")
+    return MonitorApp(s, lab=lab)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["160x48", "80x24"])
+def test_a_stop(snap_compare, size: tuple[int, int]) -> None:  # noqa: ANN001 - fixture
     assert snap_compare(app_at_a_breakpoint(), terminal_size=size, press=["escape", "s"])
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["160x48", "80x24"])
+def test_a_lab(snap_compare, size: tuple[int, int]) -> None:  # noqa: ANN001 - fixture
+    assert snap_compare(app_in_a_lab(), terminal_size=size)

@@ -37,7 +37,7 @@ from l4tui.tui.console import ConsolePane
 from l4tui.tui.cpus import CpuColumn, CpusPane, CpuStrip
 from l4tui.tui.help import HelpScreen
 from l4tui.tui.labpane import LabPane
-from l4tui.tui.layout import MODES, PANES, PaneArea, choose_mode, make_pane
+from l4tui.tui.layout import MODES, PANES, PaneArea, choose_mode, fitting_modes, make_pane
 from l4tui.tui.tables import EventLog, EventLogPane, ThreadsPane
 from l4tui.tui.views import ApicPaneView, MailboxPaneView, PhasePane, TcbPane
 
@@ -59,6 +59,7 @@ class MonitorApp(App[int]):
 
     CSS_PATH = Path(__file__).with_name("monitor.tcss")  # absolute: subclasses live elsewhere
     TITLE = "l4tui"
+    AUTO_FOCUS = "#console-in"  # the console first; Escape then goes to the first pane
     BINDINGS = keys.BINDINGS
 
     def __init__(
@@ -68,8 +69,10 @@ class MonitorApp(App[int]):
         lab: Lab | None = None,
         autosave: Path | None = None,
         mode: str | None = None,
+        run_script: bool = False,
     ) -> None:
         super().__init__()
+        self.run_script = run_script  # `open FILE`: run the scenario's script at start
         self.session = session
         self.lab = lab
         self.autosave = autosave  # saved after every command: no work lost (issue 7)
@@ -116,6 +119,16 @@ class MonitorApp(App[int]):
             self.report(self.session.stop_reason)
         if self.lab is not None:
             self.report(self.lab_greeting())
+        elif self.run_script and self.session.scenario.script and self.session.position == 0:
+            # A scenario's `script:` sets up its demo (DESIGN.md §2): run as if typed.
+            self.say(f"running the scenario's script ({len(self.session.scenario.script)} "
+                     "commands)")
+            for line in self.session.scenario.script:
+                self.report(f"(l4tui) {line}")  # continue too runs here, before the first frame
+                out = execute(self.session, line, show_where=False)
+                if out:
+                    self.report(out)
+            self.for_each_pane()
         pool = os.environ.get("L4TUI_POOL_FD")
         if pool:  # a warm slot of `l4tui serve`: painted already, waiting for its student
             from l4tui.tui.warm import listen
@@ -136,12 +149,17 @@ class MonitorApp(App[int]):
         assert self.lab is not None
         done = progress(self.lab, self.session)
         where = "the lab sheet is tab 8" if self.narrow else "the lab sheet is pane 8"
+        saved = f"; saved as you go to {self.autosave}" if self.autosave is not None else ""
         if self.session.stop_reason.startswith("loaded "):
             return (
                 f"resumed your saved session: {sum(done)} of {len(done)} exercises done, "
-                f"at micro-op {self.session.position} ({where}; `lab` prints it here)"
+                f"at micro-op {self.session.position} ({where}; `lab` prints it here{saved}; "
+                "--fresh starts over)"
             )
-        return f"lab: {self.lab.title} — {len(done)} exercises ({where}; `lab` prints it here)"
+        return (
+            f"lab: {self.lab.title} — {len(done)} exercises ({where}; `lab` prints it "
+            f"here{saved})"
+        )
 
     def _terminated(self) -> None:
         self.pause_requested = True
@@ -162,36 +180,48 @@ class MonitorApp(App[int]):
         state = "running" if self.running else f"micro-op {s.position:,}"
         return f"{s.scenario.name} · {len(s.cpus())} CPUs · {state}"
 
-    def _after_layout(self) -> None:
+    def _after_layout(self) -> Any:
+        """Classes for the layout, the log in its place, every pane painted; returns the
+        log's mount, to await before giving it the focus."""
         for mode in MODES:
             self.screen.set_class(mode == self.mode, f"-{mode}")
-        self._place_log()
+        mounted = self._place_log()
         self.for_each_pane()
+        return mounted
 
-    def _place_log(self) -> None:
+    def _place_log(self) -> Any:
         """The event log beside the console in the wide layout; a tab in the others."""
         dock = self.query_one("#log-dock", Vertical)
         dock.display = self.mode == "wide"
         docked = list(dock.query(EventLogPane))
         if self.mode == "wide" and not docked:
-            dock.mount(make_pane("log", framed=True))
-        elif self.mode != "wide":
+            return dock.mount(make_pane("log", framed=True))
+        if self.mode != "wide":
             for w in docked:
                 w.remove()
+        return None
 
     async def on_resize(self, event: Any) -> None:
-        if self.forced_mode is None:
-            mode = choose_mode(event.size.width, event.size.height)
-            if mode != self.mode:
-                self.mode = mode
-                await self._relayout()
+        fits = fitting_modes(event.size.width, event.size.height)
+        if self.forced_mode is not None and self.forced_mode not in fits:
+            self.forced_mode = None  # the chosen layout no longer fits: the size decides
+        mode = self.forced_mode or choose_mode(event.size.width, event.size.height)
+        if mode != self.mode:
+            self.mode = mode
+            await self._relayout()
 
     async def action_cycle_layout(self) -> None:
-        """`t`: tabs → split → wide → tabs; the choice sticks (no longer follows the size)."""
-        self.mode = MODES[(MODES.index(self.mode) + 1) % len(MODES)]
+        """`t`: the next layout that fits the terminal (tabs → split → wide); the choice
+        sticks until a resize makes it not fit."""
+        fits = fitting_modes(self.size.width, self.size.height)
+        if len(fits) == 1:
+            self.say(f"{self.size.width}×{self.size.height} fits only the {fits[0]} layout "
+                     "(split needs 120×36, wide 160×48)")
+            return
+        self.mode = fits[(fits.index(self.mode) + 1) % len(fits)] if self.mode in fits else fits[0]
         self.forced_mode = self.mode
         await self._relayout()
-        self.notify(f"layout: {self.mode} (t changes it)", timeout=3)
+        self.say(f"layout: {self.mode} (t: the next one that fits)")
 
     async def _relayout(self) -> None:
         """Compose the panes again for `self.mode`; the console and the focus stay."""
@@ -203,7 +233,9 @@ class MonitorApp(App[int]):
         if self.screen.maximized is not None:
             self.screen.minimize()
         await area.recompose()
-        self._after_layout()
+        mounted = self._after_layout()
+        if mounted is not None:
+            await mounted
         if in_console:
             self.query_one("#console-in", Input).focus()
         elif pane is not None:
@@ -239,6 +271,11 @@ class MonitorApp(App[int]):
             self.transcript.append(line)
         del self.transcript[:-1000]
         self.query_one(ConsolePane).write(text)
+
+    def say(self, text: str) -> None:
+        """A note from a key (not a command's output) in the console, where it stays readable
+        and covers nothing — toasts hide the console's last lines on a small terminal."""
+        self.report(f"-- {text}")
 
     def run_line(self, line: str) -> None:
         """A console line: `continue` runs live in the worker; the rest through the executor.
@@ -431,7 +468,7 @@ class MonitorApp(App[int]):
         else:
             other = s.partner_of_focus()
             if other is None:
-                self.notify(f"{here} has no IPC partner now", timeout=3)
+                self.say(f"{here} has no IPC partner now")
                 return
             self._partner_pair = (here, other, s.focus_via)
             s.set_focus(thread=other, pin=s.focus_pinned)
@@ -443,12 +480,14 @@ class MonitorApp(App[int]):
         s.focus_pinned = not s.focus_pinned
         if s.focus_pinned:
             s.focus_thread = s.focused_thread()
-        self.notify("focus pinned: stops leave it here (P again: follow)" if s.focus_pinned
-                    else "focus follows each stop", timeout=3)
+        self.say("focus pinned: stops leave it here (P again: follow)" if s.focus_pinned
+                 else "focus follows each stop")
         self.for_each_pane()
 
     def action_focus_console(self) -> None:
-        self.query_one("#console-in", Input).focus()
+        # At once, not after the next refresh (`focus()`): keys typed right after the `:`
+        # belong to the console.
+        self.screen.set_focus(self.query_one("#console-in", Input))
 
     def action_leave_console(self) -> None:
         """Escape in the console: back to the pane that had the focus before."""
@@ -457,7 +496,7 @@ class MonitorApp(App[int]):
     def action_show_pane(self, pane: str) -> None:
         """A digit: bring pane `pane` forward (its tab) and give it the focus, to scroll it."""
         if pane == "lab" and self.lab is None:
-            self.notify("no lab sheet here (l4tui lab LAB opens one)", timeout=3)
+            self.say("no lab sheet here (l4tui lab LAB opens one)")
             return
         area = self.query_one(PaneArea)
         found = area.tab_group(pane)
@@ -468,7 +507,9 @@ class MonitorApp(App[int]):
         targets = list(self.query(f"#{wid}"))
         if targets:
             self.last_pane = pane
-            self.call_after_refresh(targets[0].focus)
+            # At once: a key typed right after the digit goes to this pane (a deferred
+            # `focus()` could land after a `:` and pull the focus out of the console).
+            self.screen.set_focus(targets[0])
 
     def action_zoom(self) -> None:
         """`z` or F2: the pane with the focus fills the screen; again (or Escape) restores."""
@@ -539,14 +580,18 @@ class MonitorApp(App[int]):
 
 
 def run_app(
-    session: Session, lab: Lab | None = None, autosave: Path | None = None, mouse: bool = True
+    session: Session,
+    lab: Lab | None = None,
+    autosave: Path | None = None,
+    mouse: bool = True,
+    run_script: bool = False,
 ) -> int:
     """Run the monitor in this terminal; the exit code.
 
     Without the mouse (`--no-mouse`, or L4TUI_MOUSE=0 as `l4tui serve --no-mouse`
     sets) the terminal keeps its own selection and copy; every action has a key.
     """
-    app = MonitorApp(session, lab=lab, autosave=autosave)
+    app = MonitorApp(session, lab=lab, autosave=autosave, run_script=run_script)
     result = app.run(mouse=mouse and os.environ.get("L4TUI_MOUSE", "1") != "0")
     return int(result or 0)
 

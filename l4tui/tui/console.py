@@ -24,6 +24,7 @@ from prompt_toolkit.document import Document
 from pygments.token import Comment, Keyword, Name, Number, Operator, String
 from rich.highlighter import Highlighter
 from rich.text import Text
+from textual import events
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
@@ -98,6 +99,22 @@ class CommandInput(Input):
         Binding("pagedown,shift+pagedown", "scroll_output(1)", "scroll down", show=False),
     ]
 
+    async def _on_key(self, event: events.Key) -> None:
+        # Enter is handled here, as the key arrives: left to the app's binding lookup it was
+        # now and then dropped when keys came in a burst (a fast typist, tmux send-keys).
+        if event.key == "enter":
+            event.stop()
+            event.prevent_default()
+            await self.action_submit()
+            return
+        if event.character == ":" and not self.value:
+            # `:` on an empty line: the panes' habit for "to the console"; no command starts
+            # with it. Dropped here, as it arrives (not later, from a stale Changed event).
+            event.stop()
+            event.prevent_default()
+            return
+        await super()._on_key(event)
+
     def on_mount(self) -> None:
         # No animations (as `l4tui serve` asks): a blinking cursor is a repaint
         # every half second, per student, down the network link.
@@ -127,10 +144,15 @@ class CommandInput(Input):
             self.pane.post_message(self.pane.Leave())
 
     async def action_submit(self) -> None:
+        """Enter: take the completion moved to, or run the line — emptied here and now, so
+        keys typed right after Enter start the next line (Input.Submitted would reach the
+        pane only after them)."""
         if self.pane.chosen():
             self.pane.take_completion()
             return
-        await super().action_submit()
+        line = self.value
+        self.value = ""
+        self.pane.submit(line)
 
 
 class ConsolePane(Vertical):
@@ -209,17 +231,16 @@ class ConsolePane(Vertical):
     def on_resize(self) -> None:
         if self.raw and self.out_width() != self.wrapped_at:
             self.call_after_refresh(self._rewrap)
+        else:  # zoomed, unzoomed, a new layout: the newest output stays in view
+            out = self.query_one("#console-out", Log)
+            self.call_after_refresh(out.scroll_end, animate=False)
 
     # --- completion --------------------------------------------------------------------
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id != "console-in":
             return
-        text = event.value
-        if text.startswith(":"):  # `:` from the panes' habit: no command starts with it
-            event.input.value = text.lstrip(":")
-            return
-        self._list(text, show_all=False)
+        self._list(event.value, show_all=False)
 
     def _list(self, text: str, show_all: bool) -> None:
         box = self.query_one("#console-completions", OptionList)
@@ -233,7 +254,7 @@ class ConsolePane(Vertical):
         width = max(len(c.text) for c in self.completions)
         options = []
         for c in self.completions:
-            t = Text(c.text.ljust(width + 2))
+            t = Text(c.text.ljust(width + 2), no_wrap=True, overflow="ellipsis")
             t.append(c.display_meta_text, style="dim")
             options.append(t)
         box.add_options(options)
@@ -294,12 +315,9 @@ class ConsolePane(Vertical):
         inp.cursor_position = len(inp.value)
         self.close_completions()
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id != "console-in":
-            return
-        event.stop()
-        line = event.value.lstrip(":")
-        event.input.value = ""
+    def submit(self, line: str) -> None:
+        """A line from the command line: into the history, then to the app to run."""
+        line = line.lstrip(":")
         self.walk = -1
         self.close_completions()
         if line.strip():

@@ -83,6 +83,9 @@ class CpusPane(ScrollableContainer):
     MIN_COLUMN = 36
     start = 0  # the first CPU (0-based) in the window
 
+    def compose(self):  # noqa: ANN201 - ComposeResult
+        yield Static(id="cpus-window")
+
     def fit(self, n: int) -> int:
         """How many columns fit whole."""
         room = self.scrollable_content_region.width or 80
@@ -100,7 +103,8 @@ class CpusPane(ScrollableContainer):
         self.start = max(0, min(self.start, len(data) - k))
         cols = list(self.query(CpuColumn))
         if len(cols) != k:
-            self.remove_children()
+            for col in cols:
+                col.remove()
             cols = [CpuColumn(classes="cpu") for _ in range(k)]
             self.mount(*cols)
         room = self.scrollable_content_region.width or 80
@@ -108,9 +112,14 @@ class CpusPane(ScrollableContainer):
         for col, c in zip(cols, data[self.start : self.start + k], strict=True):
             col.render_pane(c, c.number == s.focus_cpu, width)
         title = "1 CPUs"
+        window = f"{self.start + 1}-{self.start + k} of {len(data)} (] [ move)"
         if k < len(data):
-            title += f" · {self.start + 1}-{self.start + k} of {len(data)} (] [ move)"
+            title += f" · {window}"
         self.border_title = title
+        # Without a frame (a tab) the window is said on a line of its own.
+        head = self.query_one("#cpus-window", Static)
+        head.display = k < len(data) and not self.has_class("pane")
+        head.update(f"CPUs {window}")
 
     def on_resize(self) -> None:
         if getattr(self, "session", None) is not None:

@@ -65,8 +65,10 @@ class HelpScreen(ModalScreen[None]):
 
     def action_close(self) -> None:
         box = self.query_one("#help-filter", Input)
-        if box.has_focus and box.value:
-            box.value = ""  # Escape in the filter clears it first
+        if box.has_focus:  # Escape in the filter: clear it, back to reading
+            box.value = ""
+            box.display = False
+            self.query_one("#help-scroll").focus()
             return
         self.dismiss()
 
@@ -79,6 +81,9 @@ class HelpScreen(ModalScreen[None]):
         self.query_one("#help-scroll", VerticalScroll).scroll_relative(y=rows, animate=False)
 
     def on_input_changed(self, event: Input.Changed) -> None:
+        if event.value.startswith("/"):  # `/` pressed again in the filter: not text to find
+            event.input.value = event.value.lstrip("/")
+            return
         self.words = event.value.lower().split()
         self._paint()
 
@@ -110,3 +115,4 @@ class HelpScreen(ModalScreen[None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.query_one("#help-scroll").focus()  # Enter: read what was found
+

@@ -48,7 +48,7 @@ BINDINGS: list[Binding] = [
             show=False),
     Binding("p", "focus_partner", "partner", id="partner", show=False),
     Binding("P", "toggle_pin", "pin focus", id="pin", show=False),
-    Binding("t", "cycle_layout", "layout", id="toggle-panes", show=False),
+    Binding("t", "cycle_layout", "tabs/split/wide", id="toggle-panes", show=False),
     Binding("1", "show_pane('cpus')", "CPUs", id="pane-cpus", show=False),
     Binding("2", "show_pane('tcb')", "TCB", id="pane-tcb", show=False),
     Binding("3", "show_pane('phase')", "phase", id="pane-phase", show=False),

@@ -1,10 +1,10 @@
 """The lab sheet pane: the introduction and the exercises, each ticked when its check holds
 (l4tui/lab.py), wrapped to the pane and scrolled from the keyboard.
 
-The exercise to do next — the first not yet ticked — is scrolled to the top
-of the pane when the sheet first shows and after every tick, so a student
-on an 80×24 terminal has the instruction in view when they need it; the
-introduction stays one PageUp above.
+The exercise to do next — the first not yet ticked — is scrolled into view
+when the sheet first shows, after every tick and when its tab comes back to
+the front, so a student on an 80×24 terminal has the instruction in view
+when they need it; the introduction stays one PageUp above.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class LabPane(VerticalScroll):
         Binding("k", "scroll_up", "up", show=False),
     ]
     shown: tuple[bool, ...] | None = None
+    current: Static | None = None  # the block of the exercise to do next
 
     def compose(self):  # noqa: ANN201 - ComposeResult
         yield Static(id="lab-status")  # docked: it stays while the sheet scrolls
@@ -51,11 +52,10 @@ class LabPane(VerticalScroll):
         done = tuple(progress(lab, s))
         if done == self.shown:
             return
-        first = self.shown is None
         self.shown = done
-        self._paint(lab, list(done), first)
+        self._paint(lab, list(done))
 
-    def _paint(self, lab: Lab, done: list[bool], first: bool) -> None:
+    def _paint(self, lab: Lab, done: list[bool]) -> None:
         n = sum(done)
         intro = Group(Text(lab.title, style="bold"), Text(""), Markdown(lab.intro.strip()))
         self.query_one("#lab-intro", Static).update(intro)
@@ -78,12 +78,21 @@ class LabPane(VerticalScroll):
             block.set_class(i == now, "current")
         status = Text(no_wrap=True, overflow="ellipsis")
         status.append(f"{n} of {len(done)} done", style="bold")
-        status.append(" · all done" if now is None else " · PgUp/PgDn (8 first)", style="dim")
+        status.append(" · all done" if now is None else " · 8 then PgUp/PgDn scrolls",
+                      style="dim")
         status.append(f" · {lab.title}")
         self.query_one("#lab-status", Static).update(status)
-        target = blocks[now] if now is not None else None
-        if target is not None:
-            # Into view with as much as fits above it (the introduction, at first).
-            self.call_after_refresh(self.scroll_to_widget, target, animate=False)
-        elif not first:
-            self.call_after_refresh(self.scroll_end, animate=False)
+        self.current = blocks[now] if now is not None else None
+        self.call_after_refresh(self.show_current)
+
+    def show_current(self) -> None:
+        """The exercise to do next into view, with as much as fits above it (the
+        introduction, at first); the end when all are done."""
+        if self.current is not None:
+            self.scroll_to_widget(self.current, animate=False)
+        elif self.shown is not None:
+            self.scroll_end(animate=False)
+
+    def on_show(self) -> None:
+        # Ticked while another tab was in front: scrolling a hidden pane does nothing.
+        self.call_after_refresh(self.show_current)

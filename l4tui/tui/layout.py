@@ -65,6 +65,11 @@ def choose_mode(width: int, height: int) -> str:
     return "wide"
 
 
+def fitting_modes(width: int, height: int) -> tuple[str, ...]:
+    """The layouts a terminal of this size can show (`t` cycles through these only)."""
+    return MODES[: MODES.index(choose_mode(width, height)) + 1]
+
+
 def title(pane: str, tab: bool = False) -> str:
     info = PANES[pane]
     return f"{info.key} {info.tab if tab else info.title}"

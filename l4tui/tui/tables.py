@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Input, Log, Static
 
@@ -160,6 +161,15 @@ class EventLog(Log):
     """
 
     ALLOW_MAXIMIZE = True
+    BINDINGS = [
+        Binding("slash", "filter", "filter"),
+        Binding("j", "scroll_down", "down", show=False),
+        Binding("k", "scroll_up", "up", show=False),
+    ]
+
+    def action_filter(self) -> None:
+        """`/`: into the filter (Enter comes back)."""
+        self.app.query_one("#log-filter").focus()
 
     def on_mount(self) -> None:
         self.shown = 0  # marks written so far
@@ -193,7 +203,11 @@ class EventLog(Log):
         start = max(self.shown, len(marks) - 400)
         lines = [log_line(m) for m in marks[start:] if self._keep(m)]
         if lines:
-            self.write_lines(lines)  # one write: each one scrolls and refreshes
+            # One write (each one scrolls and refreshes); the first fill shows the newest.
+            first = self.line_count == 0
+            self.write_lines(lines, scroll_end=True if first else None)
+            if first:
+                self.call_after_refresh(self.scroll_end, animate=False)
         self.shown = len(marks)
 
     def note(self, text: str) -> None:
@@ -206,7 +220,7 @@ class EventLogPane(Vertical):
     ALLOW_MAXIMIZE = True
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="filter: cpu2 srv xp.  (Enter: back to the log)",
+        yield Input(placeholder="/ filter: cpu2 srv xp.  (Enter: back to the log)",
                     id="log-filter", compact=True)
         yield Static(log_header(), id="log-header")
         yield EventLog(id="log", max_lines=1000)

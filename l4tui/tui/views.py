@@ -150,11 +150,18 @@ class PhasePane(TextPane):
     mark_row = 0
 
     def view(self, s: Session) -> tuple[Any, Any]:
-        from l4tui.pseudocode import path_for
+        from l4tui.pseudocode import locate, path_for
 
         name = s.focus_via or s.focused_thread()
         label = s.last_phase.get(name)
         title, lines, mark = path_for(label)
+        latest = latest_label(s, name)
+        if latest and latest != label:
+            # A label the path pane does not switch paths for (the mailbox plumbing, §8.3.4):
+            # still its line if the path shown has one, so ▶ is where the thread is.
+            found = locate(latest)
+            if found is not None and found[0] == title:
+                mark, label = found[1], latest
         partner = s.partner_of_focus() or "-"
         who = f"{name} for {s.focused_thread()}" if s.focus_via else name
         self.border_title = f"3 IPC phase · {who}"
@@ -192,6 +199,15 @@ class PhasePane(TextPane):
     def after_update(self, s: Session) -> None:
         # Keep ▶ in view, a few lines of context above it.
         self.call_after_refresh(self.scroll_to, y=max(0, self.mark_row - 3), animate=False)
+
+
+def latest_label(s: Session, name: str, look: int = 2000) -> str | None:
+    """The last phase label `name` passed, of any kind, among the last `look` marks."""
+    marks = s.marks
+    for m in reversed(marks[-look:]):
+        if m.thread == name:
+            return m.label
+    return None
 
 
 class MailboxPaneView(TextPane):
