@@ -428,13 +428,14 @@ def _carry(s: Session, run: _Run, layout: str) -> list[str]:
             field = w.expr.partition(".")[2]
             notes.append(
                 f"watchpoint {w.expr} follows the field to {paddr:#x}, TCB line {lay.line(field)} "
-                f"(was {w.paddr:#x}, line {was.line(field)}); now {nw.value}"
+                f"(was {w.paddr:#x}, line {was.line(field)}); now {new.watch_text(nw, nw.value)}"
             )
         else:
             n = int(w.expr.split()[1].partition(".")[2])
             notes.append(
                 f"watchpoint {w.expr} stays on TCB line {n}, which holds "
-                f"{', '.join(lay.lines()[n])} in the {lay.name} layout; now {nw.value}"
+                f"{', '.join(lay.lines()[n])} in the {lay.name} layout; "
+                f"now {new.watch_text(nw, nw.value)}"
             )
     new.watches = watches
     _PARKED[s] = (parked, len(s.commands))

@@ -29,7 +29,9 @@ def l4tui_command() -> str:
 
 
 class Tmux:
-    def __init__(self, command: str, env: dict[str, str], size: tuple[int, int]) -> None:
+    def __init__(
+        self, command: str, env: dict[str, str], size: tuple[int, int], cwd: Path
+    ) -> None:
         self.name = f"l4tui-test-{uuid.uuid4().hex[:8]}"
         self.tmux = ["tmux", "-L", self.name, "-f", "/dev/null"]
         exports = " ".join(f"{k}={v}" for k, v in env.items())
@@ -45,7 +47,8 @@ class Tmux:
                 str(size[0]),
                 "-y",
                 str(size[1]),
-                f"cd {ROOT} && env -i HOME={Path.home()} {exports} {command}; sleep 5",
+                # Run in a scratch directory: whatever a key writes (a trace) lands there.
+                f"cd {cwd} && env -i HOME={Path.home()} {exports} {command}; sleep 5",
             ],
             check=True,
         )
@@ -91,7 +94,8 @@ def environment(tmp_path: Path) -> dict[str, str]:
 
 
 def test_a_student_plays_the_uhlig_lab_at_80x24_from_the_screen(tmp_path: Path) -> None:
-    t = Tmux(f"{l4tui_command()} lab scripts/labs/uhlig.yaml", environment(tmp_path), (80, 24))
+    lab = ROOT / "scripts" / "labs" / "uhlig.yaml"
+    t = Tmux(f"{l4tui_command()} lab {lab}", environment(tmp_path), (80, 24), tmp_path)
     try:
         # The first exercise, whole, on the first screen.
         t.wait_for(
@@ -140,7 +144,7 @@ def test_a_student_plays_the_uhlig_lab_at_80x24_from_the_screen(tmp_path: Path) 
 
 
 def test_a_developer_stops_on_cpu2_at_160x48_and_the_view_is_there(tmp_path: Path) -> None:
-    t = Tmux(l4tui_command(), environment(tmp_path), (160, 48))
+    t = Tmux(l4tui_command(), environment(tmp_path), (160, 48), tmp_path)
     try:
         t.wait_for("2 TCB", "demo · micro-op 0")
         assert "cpu1 ◀" in t.screen()
