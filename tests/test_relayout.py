@@ -155,7 +155,7 @@ def test_a_field_watch_follows_its_field_and_still_fires() -> None:
     assert f"watchpoint srv.partner follows the field to {w.paddr:#x}" in out
     run(s, "delete 1")
     stop = run(s, "continue").splitlines()[0]
-    assert stop.startswith("watchpoint srv.partner: 0 -> ")
+    assert stop.startswith("watchpoint srv.partner: 0x0 -> ")
     assert s.system.kernel.field(srv, "partner") != 0
 
 
