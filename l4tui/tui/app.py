@@ -39,7 +39,7 @@ from l4tui.tui.help import HelpScreen
 from l4tui.tui.labpane import LabPane
 from l4tui.tui.layout import MODES, PANES, PaneArea, choose_mode, fitting_modes, make_pane
 from l4tui.tui.tables import EventLog, EventLogPane, ThreadsPane
-from l4tui.tui.views import ApicPaneView, MailboxPaneView, PhasePane, TcbPane
+from l4tui.tui.views import ApicPaneView, MailboxPaneView, PhasePane, TcbPane, set_title
 
 SLICE = 2000  # micro-ops a running continue takes between looks at the keyboard
 REPAINTED = (CpusPane, CpuStrip, TcbPane, PhasePane, ThreadsPane, MailboxPaneView, ApicPaneView)
@@ -84,6 +84,7 @@ class MonitorApp(App[int]):
         self.pause_requested = False
         self.transcript: list[str] = []
         self._painted = 0.0
+        self._panes: list[Any] | None = None  # the pane widgets of this layout
         self.last_pane: str | None = None  # the pane that had the focus last (Escape returns)
         # (from, to, proxy) of the last `p`: pressing it again on `to` goes back to `from`.
         self._partner_pair: tuple[str, str, str | None] | None = None
@@ -112,7 +113,6 @@ class MonitorApp(App[int]):
             self.set_keymap(keymap)
         if problem:
             self.notify(problem, severity="error", timeout=10)
-        self.sub_title = self.status()
         self._after_layout()
         self.query_one("#console-in", Input).focus()
         if self.session.schedule is not None:  # `open --schedule`: say what continue will do
@@ -186,8 +186,14 @@ class MonitorApp(App[int]):
         for mode in MODES:
             self.screen.set_class(mode == self.mode, f"-{mode}")
         mounted = self._place_log()
+        self.panes_changed()
         self.for_each_pane()
         return mounted
+
+    def panes_changed(self) -> None:
+        """New pane widgets (a layout, the log mounted beside the console): find them again
+        on the next paint."""
+        self._panes = None
 
     def _place_log(self) -> Any:
         """The event log beside the console in the wide layout; a tab in the others."""
@@ -246,15 +252,14 @@ class MonitorApp(App[int]):
     def for_each_pane(self) -> None:
         """Repaint every pane from the session (the only way panes learn anything)."""
         s = self.session
-        for pane in REPAINTED:
-            for w in self.query(pane):
+        if self._panes is None:  # a query of the whole DOM per pane per step adds up
+            self._panes = [w for pane in (*REPAINTED, EventLog, LabPane) for w in self.query(pane)]
+        for w in self._panes:
+            if w.is_attached:
                 w.show(s)
-        for log in self.query(EventLog):
-            log.show(s)
-        for lab in self.query(LabPane):
-            lab.show(s)
-        self.sub_title = self.status()
-        self.query_one(ConsolePane).border_title = self.console_title()
+        # The console's frame says where the session is (not sub_title: setting that
+        # repaints the whole screen, every step).
+        set_title(self.query_one(ConsolePane), self.console_title())
         self._painted = time.monotonic()
 
     def save_now(self) -> None:

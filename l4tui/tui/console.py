@@ -86,6 +86,14 @@ class HistorySuggester(Suggester):
         return None
 
 
+class ConsoleLog(Log):
+    """The console's output: at its newest line whenever its size changes (the completion
+    list closing, a zoom, a new layout), since a terminal user reads the bottom."""
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.scroll_end, animate=False)
+
+
 class CommandInput(Input):
     """The command line: Tab completes, ↑/↓ move in the completions or walk the history,
     PageUp/PageDown scroll the output."""
@@ -183,7 +191,7 @@ class ConsolePane(Vertical):
         self.wrapped_at = 0
 
     def compose(self):  # noqa: ANN201 - ComposeResult
-        yield Log(id="console-out", max_lines=4 * KEEP)
+        yield ConsoleLog(id="console-out", max_lines=4 * KEEP)
         yield OptionList(id="console-completions")
         yield CommandInput(
             placeholder="command (help lists them; Tab completes; F1 keys)",
@@ -211,10 +219,8 @@ class ConsolePane(Vertical):
         if width != self.wrapped_at:
             self._rewrap()
             return
-        # New output always shows (a terminal's habit); PageUp looks back. Again after the
-        # next refresh: closing the completion list gives the output more rows only then.
+        # New output always shows (a terminal's habit); PageUp looks back.
         out.write_lines([row for line in lines for row in wrap_line(line, width)], scroll_end=True)
-        self.call_after_refresh(out.scroll_end, animate=False)
 
     def clear(self) -> None:
         self.raw.clear()
@@ -231,9 +237,6 @@ class ConsolePane(Vertical):
     def on_resize(self) -> None:
         if self.raw and self.out_width() != self.wrapped_at:
             self.call_after_refresh(self._rewrap)
-        else:  # zoomed, unzoomed, a new layout: the newest output stays in view
-            out = self.query_one("#console-out", Log)
-            self.call_after_refresh(out.scroll_end, animate=False)
 
     # --- completion --------------------------------------------------------------------
 

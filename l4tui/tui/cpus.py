@@ -16,6 +16,7 @@ from textual.containers import ScrollableContainer, VerticalScroll
 from textual.widgets import Static
 
 from l4tui import panes
+from l4tui.tui.views import set_title, update
 from l4tui.tui.wrap import cut, hang
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class CpuColumn(Static):
             return  # the views are values: equal means nothing to repaint
         self.shown = (c, focused, width)
         self.number = c.number
-        self.update(column_text(c, focused, width))
+        update(self, column_text(c, focused, width))
 
 
 class CpusPane(ScrollableContainer):
@@ -115,11 +116,14 @@ class CpusPane(ScrollableContainer):
         window = f"{self.start + 1}-{self.start + k} of {len(data)} (] [ move)"
         if k < len(data):
             title += f" · {window}"
-        self.border_title = title
+        set_title(self, title)
         # Without a frame (a tab) the window is said on a line of its own.
         head = self.query_one("#cpus-window", Static)
-        head.display = k < len(data) and not self.has_class("pane")
-        head.update(f"CPUs {window}")
+        shown = k < len(data) and not self.has_class("pane")
+        if head.display != shown:
+            head.display = shown
+        if shown:
+            update(head, Text(f"CPUs {window}"))
 
     def on_resize(self) -> None:
         if getattr(self, "session", None) is not None:
@@ -166,7 +170,7 @@ class CpuStrip(VerticalScroll):
             if i:
                 t.append("\n")
             t.append_text(strip_line(c, c.number == s.focus_cpu, width))
-        self.query_one("#strip-text", Static).update(t)
+        update(self.query_one("#strip-text", Static), t)
         row = max(0, s.focus_cpu - 1)
         self.call_after_refresh(self.scroll_to, y=max(0, row - 1), animate=False)
 

@@ -177,6 +177,9 @@ class EventLog(Log):
         session = getattr(self.app, "session", None)
         if session is not None:  # mounted after the others (docked beside the console)
             self.show(session)
+        changed = getattr(self.app, "panes_changed", None)
+        if changed is not None:
+            changed()
 
     def set_filter(self, s: Session, text: str) -> None:
         self.filter = text.strip()

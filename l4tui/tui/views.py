@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.widget import Widget
 from textual.widgets import Static
 
 from l4tui import panes
@@ -25,6 +26,25 @@ if TYPE_CHECKING:
     from l4tui.session import Session
 
 MESI_STYLE = {"M": "bold red", "E": "bold yellow", "S": "green", "I": "dim"}
+
+
+def set_title(widget: Widget, title: str) -> None:
+    """A frame's title, set only when it changes: every assignment repaints the whole pane."""
+    if str(widget.border_title or "") != title:
+        widget.border_title = title
+
+
+def rows(renderable: object) -> int:
+    """How many rows a Text made for its width takes (it is never wrapped again)."""
+    return renderable.plain.count("\n") + 1 if isinstance(renderable, Text) else -1
+
+
+def update(widget: Static, renderable: Text) -> None:
+    """`widget.update`, asking for a new layout only when its height changes: with 8 CPUs
+    and 256 threads a relayout per pane per step was most of a step's repaint."""
+    same = rows(renderable) == getattr(widget, "_rows", None) and rows(renderable) >= 0
+    widget._rows = rows(renderable)  # type: ignore[attr-defined]
+    widget.update(renderable, layout=not same)
 
 
 class TextPane(VerticalScroll):
@@ -55,11 +75,12 @@ class TextPane(VerticalScroll):
         self.shown = key
         made = make(self.width)
         head, body = made if isinstance(made, tuple) else (None, made)
-        head_widget = self.query_one(".head", Static)
+        head_widget, body_widget = self.children[0], self.children[1]
+        assert isinstance(head_widget, Static) and isinstance(body_widget, Static)
         head_widget.display = head is not None
         if head is not None:
-            head_widget.update(head)
-        self.query_one(".body", Static).update(body)
+            update(head_widget, head)
+        update(body_widget, body)
         self.after_update(s)
 
     def view(self, s: Session) -> tuple[Any, Any]:
@@ -87,7 +108,7 @@ class TcbPane(TextPane):
             return name, lambda w: Text("no thread in focus")
         lines = panes.tcb_lines(s, name)
         via, partner = s.focus_via, s.partner_of_focus()
-        self.border_title = f"2 TCB · {name}"
+        set_title(self, f"2 TCB · {name}")
         key = (name, lines, via, partner, k.layout.name)
         return key, lambda w: tcb_text(name, k.layout.name, lines, via, partner, w)
 
@@ -164,7 +185,7 @@ class PhasePane(TextPane):
                 mark, label = found[1], latest
         partner = s.partner_of_focus() or "-"
         who = f"{name} for {s.focused_thread()}" if s.focus_via else name
-        self.border_title = f"3 IPC phase · {who}"
+        set_title(self, f"3 IPC phase · {who}")
         key = (who, label, partner)
 
         def make(width: int) -> tuple[Text, Text]:
@@ -196,9 +217,15 @@ class PhasePane(TextPane):
 
         return key, make
 
+    scrolled_to: object = None
+
     def after_update(self, s: Session) -> None:
-        # Keep ▶ in view, a few lines of context above it.
-        self.call_after_refresh(self.scroll_to, y=max(0, self.mark_row - 3), animate=False)
+        # Keep ▶ in view, a few lines of context above it — once the new text is laid out,
+        # and only when the mark moved (a scroll is a frame of its own).
+        want = (self.mark_row, self.shown)
+        if want != self.scrolled_to:
+            self.scrolled_to = want
+            self.call_after_refresh(self.scroll_to, y=max(0, self.mark_row - 3), animate=False)
 
 
 def latest_label(s: Session, name: str, look: int = 2000) -> str | None:
