@@ -41,9 +41,12 @@ def app_on_demo() -> MonitorApp:
 
 
 async def type_line(pilot, text: str) -> None:  # noqa: ANN001 - a Pilot
-    pilot.app.query_one("#console-in").focus()
-    await pilot.pause()
-    await pilot.press(*text, "enter")
+    """A command line: put in the console's line (typing is tested on its own: key by key
+    it is slow), then Enter as a key."""
+    line = pilot.app.query_one("#console-in", Input)
+    pilot.app.screen.set_focus(line)
+    line.value = text
+    await pilot.press("enter")
     await pilot.pause()
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()

@@ -28,8 +28,10 @@ def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def run(pilot, line: str) -> None:  # noqa: ANN001 - a Pilot
-    pilot.app.query_one("#console-in").focus()
-    await pilot.press(*line, "enter")
+    box = pilot.app.query_one("#console-in")
+    pilot.app.screen.set_focus(box)
+    box.value = line
+    await pilot.press("enter")
     await pilot.pause()
     await pilot.app.workers.wait_for_complete()
     await pilot.pause()

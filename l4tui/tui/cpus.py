@@ -81,7 +81,7 @@ class CpusPane(ScrollableContainer):
     """
 
     ALLOW_MAXIMIZE = True
-    MIN_COLUMN = 36
+    MIN_COLUMN = 30
     start = 0  # the first CPU (0-based) in the window
 
     def compose(self):  # noqa: ANN201 - ComposeResult
