@@ -16,7 +16,7 @@ from textual.containers import ScrollableContainer, VerticalScroll
 from textual.widgets import Static
 
 from l4tui import panes
-from l4tui.tui.views import set_title, update
+from l4tui.tui.views import rows, set_title, update
 from l4tui.tui.wrap import cut, hang
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ class CpuColumn(Static):
     """One CPU's column."""
 
     shown: object = None
+    shown_text: Text = Text()
     number = 0
 
     def render_pane(self, c: panes.CpuPane, focused: bool, width: int) -> None:
@@ -69,7 +70,8 @@ class CpuColumn(Static):
             return  # the views are values: equal means nothing to repaint
         self.shown = (c, focused, width)
         self.number = c.number
-        update(self, column_text(c, focused, width))
+        self.shown_text = column_text(c, focused, width)
+        update(self, self.shown_text)
 
 
 class CpusPane(ScrollableContainer):
@@ -112,6 +114,10 @@ class CpusPane(ScrollableContainer):
         width = max(20, room // k - 3)  # a column's text: less its padding and rule
         for col, c in zip(cols, data[self.start : self.start + k], strict=True):
             col.render_pane(c, c.number == s.focus_cpu, width)
+        tallest = max((rows(col.shown_text) for col in cols), default=1)
+        for col in cols:  # equal heights: the rules between the columns run the whole way
+            if col.styles.min_height is None or col.styles.min_height.value != tallest:
+                col.styles.min_height = tallest
         title = "1 CPUs"
         window = f"{self.start + 1}-{self.start + k} of {len(data)} (] [ move)"
         if k < len(data):
