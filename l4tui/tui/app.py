@@ -560,7 +560,8 @@ class MonitorApp(App[int]):
         rows = []
         for b in keys.BINDINGS:
             shown = " or ".join(keys.display(k) for k in keys.keys_of(b, keymap))
-            rows.append((shown, b.description or b.action))
+            said = b.description or b.action
+            rows.append((shown, f"{said} — {b.tooltip}" if b.tooltip else said))
         rows.append(("Escape", "console: back to the panes; zoomed: restore"))
         rows.append(("↑↓ PgUp PgDn j k", "in a pane: scroll it"))
         self.push_screen(HelpScreen(rows, str(keys.keymap_path())))

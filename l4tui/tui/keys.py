@@ -30,25 +30,96 @@ TYPED = set(KEY_NAMES)  # keys that type a character into a text field
 
 BINDINGS: list[Binding] = [
     # In the order the footer shows them (the ones that fit 80 columns first).
-    Binding("question_mark,f1", "help", "help", id="help"),
-    Binding("c,f5", "toggle_run", "run", id="continue"),
-    Binding("s,f10", "step", "step", id="step"),
-    Binding("i,f11", "stepi", "stepi", id="stepi"),
-    Binding("r,f7", "reverse_step", "back", id="reverse-step"),
-    Binding("right_square_bracket", "focus_cpu(1)", "cpu", id="next-cpu"),
-    Binding("z,f2", "zoom", "zoom", id="zoom"),
-    Binding("colon", "focus_console", "console", id="console"),
+    Binding("question_mark,f1", "help", "help", id="help", tooltip="this screen (from anywhere)"),
+    Binding("c,f5", "toggle_run", "run", id="continue", tooltip="continue; again pauses it"),
+    Binding("s,f10", "step", "step", id="step", tooltip="step: to the next phase label"),
+    Binding("i,f11", "stepi", "stepi", id="stepi", tooltip="stepi: one micro-op"),
+    Binding(
+        "r,f7",
+        "reverse_step",
+        "back",
+        id="reverse-step",
+        tooltip="reverse-step: back one phase label",
+    ),
+    Binding(
+        "right_square_bracket", "focus_cpu(1)", "cpu", id="next-cpu", tooltip="focus the next CPU"
+    ),
+    Binding(
+        "z,f2",
+        "zoom",
+        "zoom",
+        id="zoom",
+        tooltip="the focused pane fills the screen; again restores",
+    ),
+    Binding(
+        "colon", "focus_console", "console", id="console", tooltip="to the console, from any pane"
+    ),
     Binding("q", "quit", "quit", id="quit"),
-    Binding("n,f8", "next", "next", id="next", show=False),
-    Binding("f,shift+f11", "finish", "finish", id="finish", show=False),
-    Binding("R,shift+f5", "reverse_continue", "back to stop", id="reverse-continue", show=False),
-    Binding("left_square_bracket", "focus_cpu(-1)", "cpu back", id="prev-cpu", show=False),
-    Binding("right_curly_bracket", "focus_thread(1)", "thread", id="next-thread", show=False),
-    Binding("left_curly_bracket", "focus_thread(-1)", "thread back", id="prev-thread",
-            show=False),
-    Binding("p", "focus_partner", "partner", id="partner", show=False),
-    Binding("P", "toggle_pin", "pin focus", id="pin", show=False),
-    Binding("t", "cycle_layout", "tabs/split/wide", id="toggle-panes", show=False),
+    Binding(
+        "n,f8",
+        "next",
+        "next",
+        id="next",
+        show=False,
+        tooltip="next: the focused thread's next phase label",
+    ),
+    Binding(
+        "f,shift+f11",
+        "finish",
+        "finish",
+        id="finish",
+        show=False,
+        tooltip="finish: until the focused thread's system call returns",
+    ),
+    Binding(
+        "R,shift+f5",
+        "reverse_continue",
+        "back to stop",
+        id="reverse-continue",
+        show=False,
+        tooltip="reverse-continue: to just before the last breakpoint or watchpoint hit",
+    ),
+    Binding(
+        "left_square_bracket",
+        "focus_cpu(-1)",
+        "cpu back",
+        id="prev-cpu",
+        show=False,
+        tooltip="focus the previous CPU",
+    ),
+    Binding(
+        "right_curly_bracket",
+        "focus_thread(1)",
+        "thread",
+        id="next-thread",
+        show=False,
+        tooltip="focus the next thread",
+    ),
+    Binding("left_curly_bracket", "focus_thread(-1)", "thread back", id="prev-thread", show=False),
+    Binding(
+        "p",
+        "focus_partner",
+        "partner",
+        id="partner",
+        show=False,
+        tooltip="focus the focused thread's IPC partner; again: back",
+    ),
+    Binding(
+        "P",
+        "toggle_pin",
+        "pin focus",
+        id="pin",
+        show=False,
+        tooltip="stops leave the focus where it is; again: it follows them",
+    ),
+    Binding(
+        "t",
+        "cycle_layout",
+        "tabs/split/wide",
+        id="toggle-panes",
+        show=False,
+        tooltip="the next layout that fits the terminal",
+    ),
     Binding("1", "show_pane('cpus')", "CPUs", id="pane-cpus", show=False),
     Binding("2", "show_pane('tcb')", "TCB", id="pane-tcb", show=False),
     Binding("3", "show_pane('phase')", "phase", id="pane-phase", show=False),
@@ -57,10 +128,25 @@ BINDINGS: list[Binding] = [
     Binding("6", "show_pane('apic')", "APIC", id="pane-apic", show=False),
     Binding("7", "show_pane('log')", "event log", id="pane-log", show=False),
     Binding("8", "show_pane('lab')", "lab sheet", id="pane-lab", show=False),
-    Binding("m", "mark", "mark", id="mark", show=False),
-    Binding("e", "export_trace", "export trace", id="export-trace", show=False),
+    Binding("m", "mark", "mark", id="mark", show=False, tooltip="a mark in the event log"),
+    Binding(
+        "e",
+        "export_trace",
+        "export trace",
+        id="export-trace",
+        show=False,
+        tooltip="the run so far as a Perfetto trace, in this directory",
+    ),
     Binding("ctrl+t", "toggle_theme", "theme", id="theme", show=False),
-    Binding("ctrl+c", "pause", "pause", id="pause", show=False, priority=True),
+    Binding(
+        "ctrl+c",
+        "pause",
+        "pause",
+        id="pause",
+        show=False,
+        priority=True,
+        tooltip="pause a running continue",
+    ),
 ]
 ACTION_IDS = {b.id for b in BINDINGS if b.id}
 
@@ -98,8 +184,8 @@ def display(key: str) -> str:
     if key in KEY_NAMES:
         return KEY_NAMES[key]
     parts = key.split("+")
-    parts[-1] = parts[-1].upper() if parts[-1].startswith("f") and parts[-1][1:].isdigit() else (
-        parts[-1]
+    parts[-1] = (
+        parts[-1].upper() if parts[-1].startswith("f") and parts[-1][1:].isdigit() else (parts[-1])
     )
     return "+".join(p.capitalize() if p in ("shift", "ctrl", "alt") else p for p in parts)
 
