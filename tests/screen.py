@@ -49,3 +49,16 @@ def content_rows(app: App, widget) -> list[str]:  # noqa: ANN001 - a Widget
     r = widget.content_region
     rows = screen_rows(app)
     return [row[r.x : r.x + r.width] for row in rows[r.y : r.y + r.height]]
+
+
+async def enter_line(pilot, text: str) -> None:  # noqa: ANN001 - a Pilot
+    """A command line into the monitor's console, then Enter as a key, and wait for the
+    machine (typing key by key is slow and tested on its own)."""
+    app = pilot.app
+    line = app.query_one("#console-in")
+    app.screen.set_focus(line)
+    line.value = text
+    await pilot.press("enter")
+    await pilot.pause()
+    await app.workers.wait_for_complete()
+    await pilot.pause()

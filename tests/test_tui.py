@@ -23,7 +23,7 @@ from l4tui.tui.tables import EventLog, ThreadsPane
 from l4tui.tui.views import ApicPaneView, MailboxPaneView, PhasePane, TcbPane
 
 sys.path.insert(0, str(Path(__file__).parent))
-from screen import region_rows, screen_rows  # noqa: E402
+from screen import enter_line, region_rows, screen_rows  # noqa: E402
 
 WIDE, SPLIT, NARROW = (160, 48), (120, 36), (80, 24)
 
@@ -40,16 +40,7 @@ def app_on_demo() -> MonitorApp:
     return MonitorApp(Session(demo_scenario()))
 
 
-async def type_line(pilot, text: str) -> None:  # noqa: ANN001 - a Pilot
-    """A command line: put in the console's line (typing is tested on its own: key by key
-    it is slow), then Enter as a key."""
-    line = pilot.app.query_one("#console-in", Input)
-    pilot.app.screen.set_focus(line)
-    line.value = text
-    await pilot.press("enter")
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+type_line = enter_line  # the console line as a user gives it (tests/screen.py)
 
 
 def console_lines(app: MonitorApp) -> list[str]:

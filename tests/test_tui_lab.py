@@ -15,7 +15,7 @@ from l4tui.tui.app import MonitorApp
 from l4tui.tui.labpane import LabPane
 
 sys.path.insert(0, str(Path(__file__).parent))
-from screen import region_rows  # noqa: E402
+from screen import enter_line, region_rows  # noqa: E402
 
 LABS = Path(__file__).parent.parent / "scripts" / "labs"
 SIZES = [(80, 24), (120, 36), (160, 48)]
@@ -28,13 +28,7 @@ def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def run(pilot, line: str) -> None:  # noqa: ANN001 - a Pilot
-    box = pilot.app.query_one("#console-in")
-    pilot.app.screen.set_focus(box)
-    box.value = line
-    await pilot.press("enter")
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
+    await enter_line(pilot, line)
     await pilot.pause()
 
 
