@@ -44,11 +44,9 @@ def outcome(session: Session, line: str, show_where: bool = True) -> tuple[str, 
     except ConfigError as e:
         return e.format(), False
     session.record(line)
-    if not show_where and cmd.name != "where":
-        table = where(session)
-        if out.endswith("\n" + table):
-            out = out[: -len(table) - 1]
-    return out, True
+    if isinstance(out, Stopped) and show_where:
+        return f"{out}\n{where(session)}", True
+    return str(out), True
 
 
 def load_session(path: str) -> Session:
@@ -124,8 +122,9 @@ def _count(text: str, what: str = "N") -> int:
     return n
 
 
-def _stop(s: Session, reason: str) -> str:
-    return f"{reason}\n{where(s)}"
+class Stopped(str):
+    """A command's output that is a stop's reason: the machine moved, so a front end without
+    a CPU pane of its own follows it with where each CPU is (`outcome`)."""
 
 
 def _run(s: Session, cmd: Command) -> str:
@@ -137,26 +136,26 @@ def _run(s: Session, cmd: Command) -> str:
     if name == "step" and args and args[0] == "cpu":
         if len(args) != 2:
             raise CommandError("usage: step cpu N")
-        return _stop(s, s.step_cpu(views.cpu_number(s, args[1])))
+        return Stopped(s.step_cpu(views.cpu_number(s, args[1])))
     if name in ("stepi", "step"):
         if len(args) > 1:
             raise CommandError(f"usage: {name} [N]")
         n = _count(args[0]) if args else 1
-        return _stop(s, s.stepi(n) if name == "stepi" else s.step(n))
+        return Stopped(s.stepi(n) if name == "stepi" else s.step(n))
     if name == "next":
-        return _stop(s, s.next())
+        return Stopped(s.next())
     if name == "finish":
-        return _stop(s, s.finish())
+        return Stopped(s.finish())
     if name == "continue":
-        return _stop(s, s.cont())
+        return Stopped(s.cont())
     if name == "run":
-        return _stop(s, s.run_cycles(_count(args[0], "CYCLES")))
+        return Stopped(s.run_cycles(_count(args[0], "CYCLES")))
     if name == "reverse-stepi":
-        return _stop(s, s.reverse_stepi(_count(args[0]) if args else 1))
+        return Stopped(s.reverse_stepi(_count(args[0]) if args else 1))
     if name == "reverse-step":
-        return _stop(s, s.reverse_step(_count(args[0]) if args else 1))
+        return Stopped(s.reverse_step(_count(args[0]) if args else 1))
     if name == "reverse-continue":
-        return _stop(s, s.reverse_continue())
+        return Stopped(s.reverse_continue())
     if name == "where":
         return where(s)
     if name in ("break", "tbreak"):
@@ -205,12 +204,12 @@ def _run(s: Session, cmd: Command) -> str:
                 raise CommandError("usage: load schedule FILE")
             loaded = load_schedule(args[1])  # ConfigError: reported, nothing changes
             s.__dict__.update(loaded.__dict__)
-            return _stop(s, s.stop_reason)
+            return Stopped(s.stop_reason)
         if len(args) != 1:
             raise CommandError("usage: load FILE | load schedule FILE")
         loaded = load_session(args[0])  # ConfigError: reported, nothing changes
         s.__dict__.update(loaded.__dict__)  # the front end keeps its Session object
-        return _stop(s, f"{s.stop_reason}: {s.scenario.name} at micro-op {s.position}")
+        return Stopped(f"{s.stop_reason}: {s.scenario.name} at micro-op {s.position}")
     if name == "layout":
         return _relayout(s, args[0])
     if name == "sched":
@@ -370,4 +369,4 @@ def _relayout(s: Session, layout: str) -> str:
     the same thread at the same phase label, the nth time (relayout.py, §8.6)."""
     from l4tui.relayout import switch
 
-    return _stop(s, switch(s, layout))
+    return Stopped(switch(s, layout))

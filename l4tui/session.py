@@ -346,12 +346,18 @@ class Session:
         else:  # idle: the CPU's own thread (focused_thread)
             self.focus_thread = None
 
-    def set_focus(self, cpu: int | None = None, thread: str | None = None, pin: bool = False):
-        """The user's focus: a CPU (its thread then follows) or a thread; `pin` keeps it."""
+    def set_focus(
+        self, cpu: int | None = None, thread: str | None = None, pin: bool = False
+    ) -> None:
+        """The user's focus: a CPU (its thread then follows) or a thread (and its CPU, so the
+        CPU marker and the TCB shown agree); `pin` keeps it."""
         if cpu is not None:
             self.focus_cpu, self.focus_thread = cpu, None
         if thread is not None:
             self.focus_thread = thread
+            t = self.system.kernel.by_name.get(thread)
+            if t is not None:
+                self.focus_cpu = t.cpu
         self.focus_via = None
         self.focus_pinned = pin
 

@@ -44,13 +44,6 @@ def region_rows(app: App, widget) -> list[str]:  # noqa: ANN001 - a Widget
     return [row[r.x : r.x + r.width] for row in rows[r.y : r.y + r.height]]
 
 
-def content_rows(app: App, widget) -> list[str]:  # noqa: ANN001 - a Widget
-    """The rows of the screen inside `widget`'s frame and padding."""
-    r = widget.content_region
-    rows = screen_rows(app)
-    return [row[r.x : r.x + r.width] for row in rows[r.y : r.y + r.height]]
-
-
 async def enter_line(pilot, text: str) -> None:  # noqa: ANN001 - a Pilot
     """A command line into the monitor's console, then Enter as a key, and wait for the
     machine (typing key by key is slow and tested on its own)."""

@@ -623,9 +623,9 @@ async def test_a_proxy_that_works_for_nobody_is_shown_itself() -> None:
     async with app.run_test(size=WIDE) as pilot:
         await type_line(pilot, "break xp.proxy.sleep")
         await type_line(pilot, "continue")
-        s = app.session
-        running = s.cpus()[s.focus_cpu - 1].thread
-        assert s.focused_thread() in (running, "cli", "srv")
-        if s.focus_via is None:
-            assert s.focused_thread() == running  # the proxy's own TCB and path
-            assert app.query_one(TcbPane).thread == running
+        s = app.session  # proxy2.1 has delivered and goes to sleep: no client any more
+        assert s.stop_reason == "breakpoint 1: xp.proxy.sleep on cpu2 (proxy2.1)"
+        assert s.focus_cpu == 2 and s.focus_via is None
+        assert s.focused_thread() == "proxy2.1"  # the proxy's own TCB and path
+        assert app.query_one(TcbPane).thread == "proxy2.1"
+        assert "proxy2.1:" in "\n".join(region_rows(app, app.query_one(PhasePane)))

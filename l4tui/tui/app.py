@@ -175,11 +175,6 @@ class MonitorApp(App[int]):
         pin = " · focus pinned" if s.focus_pinned else ""
         return f"console · {s.scenario.name} · {state}{pin} │ PgUp/Dn scroll · F2 zoom · Esc panes"
 
-    def status(self) -> str:
-        s = self.session
-        state = "running" if self.running else f"micro-op {s.position:,}"
-        return f"{s.scenario.name} · {len(s.cpus())} CPUs · {state}"
-
     def _after_layout(self) -> Any:
         """Classes for the layout, the log in its place, every pane painted; returns the
         log's mount, to await before giving it the focus."""

@@ -22,8 +22,7 @@ from l4tui.tui.wrap import cut, hang
 if TYPE_CHECKING:
     from l4tui.session import Session
 
-COLUMN = 38  # a CPU column's width, padding and rule included
-INNER = COLUMN - 3
+INNER = 35  # a column's text without its padding and rule, unless the pane says otherwise
 
 
 def _state(c: panes.CpuPane) -> str:

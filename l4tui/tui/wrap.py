@@ -63,14 +63,6 @@ def wrap_line(line: str, width: int) -> list[str]:
     return rows
 
 
-def wrap_text(text: str, width: int) -> list[str]:
-    """Every line of `text` wrapped with `wrap_line`."""
-    out: list[str] = []
-    for line in text.split("\n"):
-        out.extend(wrap_line(line, width))
-    return out
-
-
 def cut(text: str, width: int) -> str:
     """`text` in at most `width` characters: whole, or its start and `…`."""
     if len(text) <= width:
