@@ -179,6 +179,28 @@ Op = (
 SYSCALL_OPS = (Ipc, ThreadSwitch, Schedule, ExRegs, Unmap, TaskNew, ReadUtcbCpu, ReadKip)
 
 
+def takes_op(body: tuple[Op, ...]) -> bool:
+    """Whether one pass through `body` executes at least one op.
+
+    A plain op does; a `loop` does if its body does; a `repeat` does if its
+    count is positive and its body does. A block that takes no op per pass
+    would make the program counter spin without the thread ever taking a
+    micro-op — forever for a loop, 2**63 times for a large repeat — so the
+    scenario loader refuses one and `ProgramCounter` steps over one.
+    Short-circuits at the first op found, so it costs little on real programs.
+    """
+    for op in body:
+        if isinstance(op, Loop):
+            if takes_op(op.body):
+                return True
+        elif isinstance(op, Repeat):
+            if op.count > 0 and takes_op(op.body):
+                return True
+        else:
+            return True
+    return False
+
+
 @dataclass(slots=True)
 class Level:
     """One nesting level of the program counter: which block, which op, repeats left."""
@@ -201,16 +223,18 @@ class ProgramCounter:
         return pc
 
     def settle(self) -> None:
-        """Step into blocks and out of finished ones until the PC names a plain op or the end."""
+        """Step into blocks and out of finished ones until the PC names a plain op or the end.
+
+        Bounded: a block is entered only if one pass through it takes an op
+        (`takes_op`), so each pass of each level reaches a plain op; a block
+        that takes none is stepped over like an op that is already done.
+        """
         while self.levels:
             level = self.levels[-1]
             if level.index >= len(level.body):
                 if level.left is None or level.left > 0:
                     if level.left is not None:
                         level.left -= 1
-                    if not level.body:  # an empty loop would spin forever
-                        self.levels.pop()
-                        continue
                     level.index = 0
                     continue
                 self.levels.pop()
@@ -218,14 +242,13 @@ class ProgramCounter:
                     self.levels[-1].index += 1
                 continue
             op = level.body[level.index]
-            if isinstance(op, Repeat):
-                if op.count <= 0 or not op.body:
+            if isinstance(op, Repeat | Loop):
+                runs = isinstance(op, Loop) or op.count > 0
+                if not (runs and takes_op(op.body)):
                     level.index += 1
                     continue
-                self.levels.append(Level(op.body, 0, op.count - 1))
-                continue
-            if isinstance(op, Loop):
-                self.levels.append(Level(op.body, 0, None))
+                left = None if isinstance(op, Loop) else op.count - 1
+                self.levels.append(Level(op.body, 0, left))
                 continue
             return
 

@@ -21,7 +21,7 @@ import difflib
 import importlib
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -48,13 +48,14 @@ from kernel.program import (
     Timeout,
     Touch,
     Unmap,
+    takes_op,
 )
 from kernel.space import UTCB_PAGES, UTCB_SIZE
 from machine.errors import ConfigError
 from machine.memory import PAGE_SIZE
 from machine.profile import Profile, load_profile, profile_names
 from machine.yamlsrc import Path as DataPath
-from machine.yamlsrc import Source, load_yaml
+from machine.yamlsrc import Source, load_yaml, load_yaml_file
 
 MAX_BYTES = 1_000_000  # a scenario file is at most 1 MB
 DEFAULT_PROFILE = "p3-dual-450"
@@ -228,30 +229,12 @@ class Scenario:
 def load_scenario(path: str | os.PathLike[str]) -> Scenario:
     """Read and validate the scenario file at `path`.
 
-    The size is checked before reading (and the read is bounded, for files
-    whose size `stat` does not tell), so a huge file fails fast.
+    Read by `machine.yamlsrc.load_yaml_file`: a regular file (not a FIFO or a
+    device), its size checked before reading and the read bounded, so a huge
+    file fails fast; UTF-8 text.
     """
-    file = os.fspath(path)
-    try:
-        with open(file, "rb") as f:
-            st = os.fstat(f.fileno())
-            if st.st_size > MAX_BYTES:
-                raise _too_big(st.st_size, file)
-            raw = f.read(MAX_BYTES + 1)
-    except OSError as e:
-        raise ConfigError(f"cannot read scenario: {e.strerror or e}", file) from None
-    if len(raw) > MAX_BYTES:
-        raise ConfigError(f"file is over {MAX_BYTES} bytes; scenarios are limited to 1 MB", file)
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        start = raw.rfind(b"\n", 0, e.start) + 1
-        col = len(raw[start : e.start].decode("utf-8-sig", "replace")) + 1
-        raise ConfigError(
-            f"scenario is not UTF-8 text: invalid byte 0x{raw[e.start]:02x}", file, line, col
-        ) from None
-    return parse_scenario(text, file)
+    src = load_yaml_file(os.fspath(path), "scenarios", MAX_BYTES, "scenario")
+    return _Parser(src).scenario()
 
 
 def parse_scenario(text: str, file: str = "<string>") -> Scenario:
@@ -260,8 +243,29 @@ def parse_scenario(text: str, file: str = "<string>") -> Scenario:
     return _Parser(src).scenario()
 
 
-def _too_big(size: int, file: str) -> ConfigError:
-    return ConfigError(f"file is {size} bytes; scenarios are limited to 1 MB", file)
+def parse_op(
+    data: Any,
+    threads: Iterable[str],
+    cpus: int = 1,
+    tasks: dict[str, bool] | None = None,
+    file: str = "<op>",
+) -> Op:
+    """One program op from its YAML data, validated exactly as in a scenario file.
+
+    `data` is what a program list item holds: ``{"call": {"to": "srv",
+    "words": [1]}}``, ``{"compute": 100}`` or ``"halt"``. `threads` are the
+    names an op may refer to, `cpus` the machine's CPU count, `tasks` the
+    tasks by name with their ``start`` flag (for ``task_new``). The console's
+    syscall injection builds its ops through here, so an op the scenario
+    loader refuses is refused at the prompt too (one parser). A bad op is a
+    ConfigError whose message names the field (``call.words: at most 64
+    words, not 70``).
+    """
+    parser = _Parser(Source.from_data(data, file))
+    parser.cpus = cpus
+    parser.threads = {name: () for name in threads}
+    parser.tasks = {name: ((), start) for name, start in (tasks or {}).items()}
+    return parser.op(())
 
 
 # --- helpers -------------------------------------------------------------------------
@@ -817,9 +821,26 @@ class _Parser:
             count = self.get_int(path, 0, what=" (a repeat count)")
             if "do" not in self.get(item_path):
                 raise self.fail(path, "repeat needs `do: [ops]` beside it")
-            return Repeat(count, self.ops(item_path + ("do",)))
+            body = self.ops(item_path + ("do",))
+            if count > 0 and not takes_op(body):
+                # Each pass would take no step: 2**63 of them is a hang.
+                raise self.fail_key(
+                    item_path,
+                    "do",
+                    "a repeat whose `do` takes no op (empty, or only blocks that take "
+                    "none) would spin without a step: give it an op or remove it",
+                )
+            return Repeat(count, body)
         assert op == "loop", op
-        return Loop(self.ops(path))
+        body = self.ops(path)
+        if not takes_op(body):
+            raise self.fail_key(
+                item_path,
+                "loop",
+                "a loop that takes no op (empty, or only blocks that take none) "
+                "would spin forever without a step: give it an op",
+            )
+        return Loop(body)
 
     def task_ref(self, path: DataPath) -> str:
         value = self.get(path)

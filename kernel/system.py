@@ -16,13 +16,14 @@ not waiting *for* anyone.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from kernel import invariants, xcpu
 from kernel.ids import NIL
-from kernel.kernel import Kernel
+from kernel.kernel import MAX_THREADS, Kernel
 from kernel.scenario import Expect, Scenario
 from kernel.sched import BITMAP, CpuData
 from kernel.thread import (
@@ -34,6 +35,7 @@ from kernel.thread import (
     Thread,
 )
 from machine import Machine
+from machine.errors import ConfigError, MachineError
 from machine.ops import Hlt, InterruptExit, Iret, Op, kaddr
 
 QUIESCENCE_CHECK = 4096  # steps between checks when no CPU halts
@@ -49,6 +51,28 @@ class Wait:
     how: str  # "polling on" | "waiting for"
 
 
+def _memory_where(scenario: Scenario) -> tuple[str, int | None, int | None]:
+    """Where the scenario sets the machine's memory (or its machine, or the file)."""
+    positions = scenario.source.positions
+    for path in (("machine", "memory", "size_mb"), ("machine", "memory"), ("machine",)):
+        if path in positions:
+            return positions[path]
+    return (scenario.file, None, None)
+
+
+@contextmanager
+def _fits(
+    where: tuple[str, int | None, int | None],
+    what: str,
+    hint: str = "give the machine more memory (machine: {memory: {size_mb: N}}) or fewer tasks",
+) -> Iterator[None]:
+    """Building `what` out of physical frames: a ConfigError at `where`, not a crash."""
+    try:
+        yield
+    except MachineError as e:
+        raise ConfigError(f"{what} does not fit in the machine: {e}; {hint}", *where) from None
+
+
 class System:
     """One run of a scenario: machine, kernel, and the bookkeeping of its end."""
 
@@ -57,22 +81,39 @@ class System:
         self.seed = scenario.seed if seed is None else seed
         self.machine = Machine(scenario.profile, seed=self.seed)
         ks = scenario.kernel
-        self.kernel = k = Kernel(self.machine, ks.tcb_layout, ks.tick, ks.xp_ipc, ks.ipi_policy)
+        # What does not fit the machine (memory frames, the kernel's thread table)
+        # is bad input: a ConfigError at the setting, task or thread that overflows.
+        mb = scenario.profile.memory.size_mb
+        with _fits(_memory_where(scenario), "the kernel", f"{mb} MB of memory is too small"):
+            self.kernel = k = Kernel(self.machine, ks.tcb_layout, ks.tick, ks.xp_ipc, ks.ipi_policy)
         k.booting = scenario.boot  # threads start once the boot sequence is through
+        own = len(k.threads)  # the kernel's own: idle threads, proxies, sigma0
         for ts in scenario.tasks:
-            task = k.add_task(ts.name, start=ts.start)
+            with _fits(ts.where, f"task {ts.name!r}"):
+                task = k.add_task(ts.name, start=ts.start)
             for th in ts.threads:
-                k.add_thread(
-                    task, th.name, th.program, th.cpu, th.priority, th.timeslice, th.mcp, spec=th
-                )
+                if len(k.threads) >= MAX_THREADS:
+                    raise ConfigError(
+                        f"thread {th.name!r} does not fit: the kernel has {MAX_THREADS} "
+                        f"threads, {own} of them its own on {len(k.cpus)} CPUs, so a "
+                        f"scenario has at most {MAX_THREADS - own}; this one has "
+                        f"{len(scenario.threads())}",
+                        *th.where,
+                    )
+                with _fits(th.where, f"thread {th.name!r}"):
+                    k.add_thread(
+                        task, th.name, th.program, th.cpu, th.priority, th.timeslice, th.mcp,
+                        spec=th,
+                    )  # fmt: skip
         for th in scenario.threads():
             t = k.by_name[th.name]
             t.pager = k.by_name[th.pager]
             self.machine.memory.write(t.f["pager"] - 0xE000_0000, t.pager.word)
-        if scenario.boot:
-            k.boot()
-        else:
-            k.start()
+        with _fits((scenario.file, None, None), "the scenario"):
+            if scenario.boot:
+                k.boot()
+            else:
+                k.start()
         for irq in scenario.interrupts:
             for i in range(irq.count):
                 self.machine.raise_irq(irq.irq, irq.at + i * (irq.every or 0))

@@ -565,8 +565,10 @@ def _lab_status(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from kernel.scenario import load_scenario
+    from kernel.system import System
 
     scenario = load_scenario(args.file)
+    System(scenario)  # what does not fit the machine (memory, threads) is found as by `run`
     threads = len(scenario.threads())
     print(
         f"{args.file}: ok ({len(scenario.tasks)} tasks, {threads} threads, "

@@ -1,14 +1,21 @@
 """Syscall injection: `THREAD: OP ARGS [key=value ...]` as the thread's next operation.
 
-The op is built as the scenario loader would build it (kernel/program.py), from
-a short positional form: `cli: call srv 1 2 3 timeout=inf`, `srv: recv any`,
-`w: sleep 5000`, `a: thread_switch nil`, `x: touch 0x400000 write`.
+The short positional form — `cli: call srv 1 2 3 timeout=inf`, `srv: recv any`,
+`w: sleep 5000`, `a: thread_switch nil`, `x: touch 0x400000 write` — is turned
+into the data a scenario's program item holds (`{"call": {"to": "srv", ...}}`)
+and validated by the scenario loader's own op parser (`kernel.scenario.parse_op`).
+One parser: an op a scenario file may not hold (`compute: -5`, 70 words, an
+address above user space) is refused at the prompt too, before anything changes.
 """
 
 from __future__ import annotations
 
-from kernel import program as p
+from typing import Any
+
+from kernel.program import Op
+from kernel.scenario import parse_op
 from l4tui.grammar import CommandError, suggest
+from machine.errors import ConfigError
 
 OPS = (
     "send",
@@ -24,26 +31,78 @@ OPS = (
     "halt",
 )
 TIMEOUT_KEYS = ("timeout", "recv_timeout", "xfer_timeout")
+KEYS = (*TIMEOUT_KEYS, "xp_fault")
+_BARE = ("read_kip", "read_utcb_cpu", "halt")
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+
+
+def _number(text: str) -> int | str:
+    """`text` as a number (decimal, 0x.., 0b..), or as it is for the parser to refuse."""
+    try:
+        return int(text, 0)
+    except ValueError:  # not a number (or too many digits): the parser says what it wants
+        return text
 
 
 def _int(text: str, what: str) -> int:
+    """A positional number; its range is the parser's to check."""
     try:
         return int(text, 0)
     except ValueError:
         raise CommandError(f"{what} must be a number, not {text!r}") from None
 
 
-def _timeout(text: str) -> int | None:
-    if text in ("inf", "infinite", "never"):
-        return None
-    n = _int(text, "a timeout")
-    if n < 0:
-        raise CommandError(f"a timeout must be >= 0 or inf, not {n}")
-    return n
+def _flag(text: str) -> bool | str:
+    low = text.lower()
+    return True if low in _TRUE else False if low in _FALSE else text
 
 
-def build(op: str, args: tuple[str, ...], threads: list[str]) -> object:
-    """The program op for `op` with `args`; CommandError with a hint if it is wrong."""
+def _data(op: str, pos: list[str], keys: dict[str, str], threads: list[str]) -> Any:
+    """The program item a scenario would hold for `op` with these arguments."""
+    fields: dict[str, Any] = {}
+    for key, text in keys.items():
+        fields[key] = _flag(text) if key == "xp_fault" else _number(text)
+    if op in _BARE:
+        if pos or keys:
+            raise CommandError(f"usage: THREAD: {op} (it takes no arguments)")
+        return op
+    if op in ("compute", "sleep"):
+        if len(pos) != 1 or keys:
+            raise CommandError(f"usage: THREAD: {op} CYCLES")
+        return {op: _int(pos[0], "CYCLES")}
+    if op == "touch":
+        if not 1 <= len(pos) <= 2 or keys or (len(pos) == 2 and pos[1] not in ("read", "write")):
+            raise CommandError("usage: THREAD: touch ADDR [write]")
+        return {op: {"addr": _int(pos[0], "ADDR"), "write": pos[1:] == ["write"]}}
+    if op == "thread_switch":
+        if len(pos) > 1 or keys:
+            raise CommandError("usage: THREAD: thread_switch [THREAD | nil]")
+        return {op: pos[0] if pos else None}
+    if op in ("send", "call"):
+        if not pos:
+            raise CommandError(f"usage: THREAD: {op} TO [WORDS...] [timeout=...]")
+        fields["to"] = pos[0]
+        pos = pos[1:]
+    elif op == "recv":
+        if len(pos) > 1:
+            raise CommandError("usage: THREAD: recv [FROM | any] [timeout=...]")
+        if pos:
+            fields["from"] = pos[0]
+        pos = []
+    elif op == "reply_wait" and pos and (pos[0] in threads or isinstance(_number(pos[0]), str)):
+        fields["to"] = pos[0]  # a name (a wrong one is refused as such), then the words
+        pos = pos[1:]
+    if pos:
+        fields["words"] = [_int(w, "a word") for w in pos]
+    return {op: fields or None}
+
+
+def build(op: str, args: tuple[str, ...] | list[str], threads: list[str], cpus: int = 1) -> Op:
+    """The program op for `op` with `args`; CommandError with a hint if it is wrong.
+
+    Validated as a scenario file's op is (`kernel.scenario.parse_op`): the
+    same ranges, the same limits, the same messages.
+    """
     if op not in OPS:
         raise CommandError(f"cannot inject {op!r}{suggest(op, list(OPS))}; ops: {', '.join(OPS)}")
     pos = [a for a in args if "=" not in a]
@@ -51,57 +110,11 @@ def build(op: str, args: tuple[str, ...], threads: list[str]) -> object:
     for a in args:
         if "=" in a:
             key, value = a.split("=", 1)
-            if key not in (*TIMEOUT_KEYS, "xp_fault"):
-                raise CommandError(f"unknown option {key!r}{suggest(key, list(TIMEOUT_KEYS))}")
+            if key not in KEYS:
+                raise CommandError(f"unknown option {key!r}{suggest(key, list(KEYS))}")
             keys[key] = value
-
-    def thread(name: str) -> str:
-        if name not in threads:
-            raise CommandError(f"no thread {name!r}{suggest(name, threads)}")
-        return name
-
-    timeouts = {k: _timeout(v) for k, v in keys.items() if k in TIMEOUT_KEYS}
-    xp_fault = keys.get("xp_fault", "false") in ("true", "1", "yes")
-    if op in ("send", "call"):
-        if not pos:
-            raise CommandError(f"usage: THREAD: {op} TO [WORDS...] [timeout=...]")
-        to = thread(pos[0])
-        words = tuple(_int(w, "a word") & 0xFFFF_FFFF for w in pos[1:])
-        source = to if op == "call" else None
-        recv_timeout = None
-        if op == "call":
-            recv_timeout = timeouts.get("recv_timeout", timeouts.get("timeout"))
-        return p.Ipc(
-            op,
-            to=to,
-            source=source,
-            words=words,
-            timeout=timeouts.get("timeout"),
-            recv_timeout=recv_timeout,
-            xp_fault=xp_fault,
-        )
-    if op == "recv":
-        source = None if not pos or pos[0] == "any" else thread(pos[0])
-        return p.Ipc("recv", source=source, recv_timeout=timeouts.get("timeout"))
-    if op == "reply_wait":
-        to = thread(pos[0]) if pos and pos[0] in threads else None
-        words = tuple(_int(w, "a word") for w in pos[1 if to else 0 :])
-        return p.Ipc(
-            "reply_wait",
-            to=to,
-            words=words,
-            timeout=timeouts.get("timeout"),
-            recv_timeout=timeouts.get("recv_timeout"),
-        )
-    if op in ("compute", "sleep"):
-        if len(pos) != 1:
-            raise CommandError(f"usage: THREAD: {op} CYCLES")
-        n = _int(pos[0], "CYCLES")
-        return p.Compute(n) if op == "compute" else p.Sleep(n)
-    if op == "touch":
-        if not pos:
-            raise CommandError("usage: THREAD: touch ADDR [write]")
-        return p.Touch(_int(pos[0], "ADDR"), len(pos) > 1 and pos[1] == "write")
-    if op == "thread_switch":
-        return p.ThreadSwitch(None if not pos or pos[0] == "nil" else thread(pos[0]))
-    return {"read_kip": p.ReadKip, "read_utcb_cpu": p.ReadUtcbCpu, "halt": p.Halt}[op]()
+    data = _data(op, pos, keys, threads)
+    try:
+        return parse_op(data, threads, cpus)
+    except ConfigError as e:
+        raise CommandError(e.message) from None

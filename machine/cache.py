@@ -18,6 +18,7 @@ Transitions are counted in total (``E->S`` …) and per line.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from machine.bus import Bus
@@ -47,12 +48,34 @@ class CacheStats:
     evictions: int = 0
 
 
+class Sets(dict[int, list[int]]):
+    """One cache level's sets, indexed by set number, each made on first use.
+
+    A list per set made up front would cost memory proportional to the
+    configured size (a 64 MB L2 of 4-byte lines on 16 CPUs: hundreds of
+    millions of lists); only the sets a run touches exist here. Indexing
+    works as on a list of sets (`sets[i]`, an empty set if never used), and
+    iterating gives the sets in set order, as a list would — without the
+    sets never used, which are empty.
+    """
+
+    __slots__ = ()
+
+    def __missing__(self, index: int) -> list[int]:
+        s: list[int] = []
+        self[index] = s
+        return s
+
+    def __iter__(self) -> Iterator[list[int]]:  # type: ignore[override]  # a list's iteration
+        return (dict.__getitem__(self, i) for i in sorted(dict.keys(self)))
+
+
 @dataclass(slots=True)
 class CpuCaches:
     """One CPU's L1 and L2: per set, the line numbers held, least recently used first."""
 
-    l1: list[list[int]]
-    l2: list[list[int]]
+    l1: Sets = field(default_factory=Sets)
+    l2: Sets = field(default_factory=Sets)
     state: dict[int, int] = field(default_factory=dict)  # line -> MESI, for lines in L2
     stats: CacheStats = field(default_factory=CacheStats)
 
@@ -96,10 +119,7 @@ class Coherence:
         self.b_snoop_shared = bus_ticks(b.snoop_shared)
         self.b_snoop_inval = bus_ticks(b.snoop_invalidate)
         self.b_invalidate = bus_ticks(b.arbitration + b.invalidate)
-        self.cpus = [
-            CpuCaches([[] for _ in range(self.l1_sets)], [[] for _ in range(self.l2_sets)])
-            for _ in range(ncpus)
-        ]
+        self.cpus = [CpuCaches() for _ in range(ncpus)]
         self.holders: dict[int, int] = {}  # line -> bit mask of CPUs holding it
         self.transitions: dict[str, int] = dict.fromkeys(TRANSITIONS, 0)
         self.line_transitions: dict[int, dict[str, int]] = {}

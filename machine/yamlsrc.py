@@ -202,12 +202,70 @@ def _convert(node: yaml.Node, path: Path, src: Source, ctor: yaml.SafeLoader) ->
         raise src.error(path, f"invalid value: {e.problem}") from None
 
 
-def load_yaml_file(path: str, what: str) -> Source:
-    """Read and parse a small YAML file (a lab, a users file); ConfigError if it cannot be."""
-    from pathlib import Path as FilePath
+def read_limited(
+    path: str, max_bytes: int = MAX_BYTES, what: str = "files", noun: str = "the file"
+) -> bytes:
+    """The bytes of a regular file of at most `max_bytes`; ConfigError naming the file if it is
+    anything else ("cannot read `noun`: ...", "file is N bytes; `what` are limited to 1 MB").
+
+    The open does not block (a FIFO is refused, not waited on), and the read is bounded
+    whatever the size says (/dev/zero, a file still growing)."""
+    import os
+    import stat
 
     try:
-        text = FilePath(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read the file: {e}", path) from None
-    return load_yaml(text, path, what=what)
+        fd = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the name
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise ConfigError(f"cannot read {noun}: {why}", path) from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ConfigError(f"cannot read {noun}: it is a directory", path)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"cannot read {noun}: not a regular file", path)
+        if st.st_size > max_bytes:
+            raise ConfigError(
+                f"file is {st.st_size} bytes; {what} are limited to {_size_text(max_bytes)}", path
+            )
+        chunks, size = [], 0
+        while size <= max_bytes:
+            chunk = os.read(fd, max_bytes + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as e:
+        raise ConfigError(f"cannot read {noun}: {e.strerror or e}", path) from None
+    finally:
+        os.close(fd)
+    if size > max_bytes:
+        raise ConfigError(f"file is over {_size_text(max_bytes)}; {what} are limited to it", path)
+    return b"".join(chunks)
+
+
+def decode_text(raw: bytes, file: str, noun: str = "the file") -> str:
+    """`raw` as UTF-8 text (a byte-order mark is dropped); ConfigError at the first bad byte."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        start = raw.rfind(b"\n", 0, e.start) + 1
+        col = len(raw[start : e.start].decode("utf-8-sig", "replace")) + 1
+        raise ConfigError(
+            f"{noun} is not UTF-8 text: invalid byte 0x{raw[e.start]:02x}", file, line, col
+        ) from None
+
+
+def load_yaml_file(
+    path: str, what: str, max_bytes: int = MAX_BYTES, noun: str = "the file"
+) -> Source:
+    """Read and parse a YAML file (a scenario, a profile, a lab, a users file).
+
+    The one way YAML files are read: a regular file of at most `max_bytes`
+    (1 MB), UTF-8, parsed by `load_yaml`; anything else is a ConfigError
+    naming the file (and the line and column where known). `what` names such
+    files in the plural ("lab files"), `noun` one of them ("scenario").
+    """
+    raw = read_limited(path, max_bytes, what, noun)
+    return load_yaml(decode_text(raw, path, noun), path, max_bytes=max_bytes, what=what)
