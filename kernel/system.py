@@ -21,11 +21,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from kernel import invariants, xcpu
+from kernel import invariants, lists, xcpu
 from kernel.ids import NIL
 from kernel.kernel import MAX_THREADS, Kernel
 from kernel.scenario import Expect, Scenario
-from kernel.sched import BITMAP, CpuData
+from kernel.sched import CpuData
 from kernel.thread import (
     LOCKED_RUNNING,
     LOCKED_WAITING,
@@ -289,24 +289,11 @@ class System:
     # --- reporting -----------------------------------------------------------------
 
     def ready_list(self, cd: CpuData) -> list[str]:
-        """The names in a CPU's ready lists, highest priority first, round-robin order."""
-        k = self.kernel
-        mem = self.machine.memory
-        base = cd.page - 0xE000_0000
-        out = []
-        for word in range(7, -1, -1):
-            bits = mem.read(base + BITMAP + 4 * word)
-            for bit in range(31, -1, -1):
-                if not bits >> bit & 1:
-                    continue
-                head = mem.read(base + 4 * (32 * word + bit))
-                cur = head
-                while cur:
-                    out.append(k.by_tcb[cur].name)
-                    cur = k.field(k.by_tcb[cur], "ready_next")
-                    if cur == head:
-                        break
-        return out
+        """The names in a CPU's ready lists, highest priority first, round-robin order.
+
+        A bounded walk (kernel/lists.py): mid-update a ring need not close.
+        """
+        return [n for _, w in lists.ready_lists(self.kernel, cd) for n in w.names]
 
     def counters(self) -> dict[str, Any]:
         k, m = self.kernel, self.machine

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kernel import xcpu
-from kernel.sched import WAKEUP_HEAD
+from kernel import lists, xcpu
+from kernel.lists import Walk
 
 if TYPE_CHECKING:
     from l4tui.session import Session
@@ -35,6 +35,14 @@ class CpuPane:
     ready: tuple[tuple[int, tuple[str, ...]], ...]  # (priority, names in round-robin order)
     wakeup: tuple[tuple[str, int], ...]  # (name, deadline cycle), earliest first
     proxies: tuple[tuple[str, str], ...]  # (name, state) of the busy ones
+    # The lists met half-way through a change (kernel/lists.py): (priority, its walk) for a
+    # ready ring that does not close, and the wakeup queue's walk; whole lists: none, WHOLE.
+    ready_cut: tuple[tuple[int, Walk], ...] = ()
+    wakeup_cut: Walk = Walk()
+
+    def ready_tail(self, prio: int) -> Walk | None:
+        """The broken walk of priority `prio`'s ready ring, or None if it is whole."""
+        return next((w for p, w in self.ready_cut if p == prio), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,15 +117,9 @@ def cpu_panes(s: Session) -> tuple[CpuPane, ...]:
     out = []
     for cd in k.cpus:
         c = m.cpu(cd.number)
-        by_prio: dict[int, list[str]] = {}
-        for name in s.system.ready_list(cd):
-            by_prio.setdefault(k.field(k.by_name[name], "priority"), []).append(name)
-        wake = []
-        cur = m.memory.read(cd.page - KBASE + WAKEUP_HEAD)
-        while cur and len(wake) < len(k.by_tcb):
-            t = k.by_tcb[cur]
-            wake.append((t.name, k.field(t, "ipc_timeout")))
-            cur = k.field(t, "wakeup_next")
+        ready = lists.ready_lists(k, cd)  # bounded walks: a list may be mid-update
+        wakeup = lists.wakeup_queue(k, cd)
+        wake = [(t.name, k.field(t, "ipc_timeout")) for t in (k.by_tcb[x] for x in wakeup.tcbs)]
         proxies = [
             (p.name, k.state(p))
             for p in [*k.proxies.values(), k.ctl[cd.number]]
@@ -132,9 +134,11 @@ def cpu_panes(s: Session) -> tuple[CpuPane, ...]:
                 c.if_flag,
                 c.phase or "-",
                 c.waiting is not None,
-                tuple((p, tuple(names)) for p, names in by_prio.items()),
+                tuple((p, w.names) for p, w in ready),
                 tuple(wake),
                 tuple(proxies),
+                tuple((p, w) for p, w in ready if w.broken),
+                wakeup,
             )
         )
     return tuple(out)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from kernel import lists
+from kernel.lists import Walk
 from l4tui import panes
 from l4tui.grammar import INFO_TOPICS, CommandError, suggest
 from l4tui.report import format_table
@@ -88,31 +90,35 @@ def ready(s: Session, arg: str | None = None) -> str:
     for c in panes.cpu_panes(s):
         if only is not None and c.number != only:
             continue
-        queues = "  ".join(f"[{p}] {' '.join(names)}" for p, names in c.ready)
+        queues = "  ".join(_ring(p, names, c.ready_tail(p)) for p, names in c.ready)
         lines.append(f"cpu{c.number}: running {c.thread}; ready {queues or '(empty)'}")
     return "\n".join(lines)
 
 
+def _ring(prio: int, names: tuple[str, ...], cut: Walk | None) -> str:
+    """One ready ring: `[7] a b`, with where it breaks if it is mid-update."""
+    return " ".join([f"[{prio}]", *names, *([cut.tail()] if cut is not None else [])])
+
+
 def wakeup(s: Session, arg: str | None = None) -> str:
     """Wakeup queues per CPU, earliest deadline first (§8.7.2)."""
-    return "\n".join(
-        f"cpu{c.number}: {' '.join(f'{n}@{at:,}' for n, at in c.wakeup) or '(empty)'}"
-        for c in panes.cpu_panes(s)
-    )
+    lines = []
+    for c in panes.cpu_panes(s):
+        queue = [f"{n}@{at:,}" for n, at in c.wakeup]
+        if c.wakeup_cut.broken:
+            queue.append(c.wakeup_cut.tail())
+        lines.append(f"cpu{c.number}: {' '.join(queue) or '(empty)'}")
+    return "\n".join(lines)
 
 
 def sendq(s: Session, name: str | None) -> str:
     """The threads polling to send to `name`, in queue order (§8.3.2)."""
     k = s.system.kernel
     t = thread(s, name or "")
-    head = k.field(t, "send_queue")
-    out, cur = [], head
-    while cur:
-        a = k.by_tcb[cur]
-        out.append(f"{a.name} ({k.state(a)}, cpu{a.cpu})")
-        cur = k.field(a, "send_next")
-        if cur == head or len(out) > len(k.by_tcb):
-            break
+    queue = lists.send_queue(k, t)  # bounded: mid-update the ring need not close
+    out = [f"{a.name} ({k.state(a)}, cpu{a.cpu})" for a in (k.by_tcb[x] for x in queue.tcbs)]
+    if queue.broken:
+        out.append(queue.tail())
     return f"send queue of {t.name}: {', '.join(out) if out else '(empty)'}"
 
 

@@ -45,9 +45,15 @@ def column_text(c: panes.CpuPane, focused: bool, width: int = INNER) -> Text:
     for i, (prio, names) in enumerate(c.ready):
         head = ("rdy  " if i == 0 else "     ") + f"[{prio}] "
         words = [w for n in names for w in (n, "→")][:-1]
+        cut = c.ready_tail(prio)
+        if cut is not None:  # a ring met half-way through a change (kernel/lists.py)
+            words += cut.tail("→", "…").split(" ")
         for row in hang(head, words, width):
             t.append(row + "\n")
-    wake = [f"{n}@{at:,}" for n, at in c.wakeup] or ["-"]
+    wake = [f"{n}@{at:,}" for n, at in c.wakeup]
+    if c.wakeup_cut.broken:
+        wake += c.wakeup_cut.tail("→", "…").split(" ")
+    wake = wake or ["-"]
     for row in hang("wake ", wake, width):
         t.append(row + "\n")
     prox = [f"{n}:{s}" for n, s in c.proxies] or ["-"]
