@@ -14,6 +14,7 @@ Op names follow the thesis: ``send``, ``recv``, ``call``, ``reply_wait``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 INF = None  # an infinite timeout
@@ -185,18 +186,33 @@ def takes_op(body: tuple[Op, ...]) -> bool:
     A plain op does; a `loop` does if its body does; a `repeat` does if its
     count is positive and its body does. A block that takes no op per pass
     would make the program counter spin without the thread ever taking a
-    micro-op — forever for a loop, 2**63 times for a large repeat — so the
-    scenario loader refuses one and `ProgramCounter` steps over one.
+    micro-op — forever for a loop, 2**63 times for a large repeat — so
+    `ProgramCounter` steps over one (and the scenario loader refuses one).
     Short-circuits at the first op found, so it costs little on real programs.
     """
+    return _passes(body, lambda op: True)
+
+
+def takes_time(body: tuple[Op, ...]) -> bool:
+    """Whether one pass through `body` surely moves the thread's clock.
+
+    Every op does but ``compute: 0`` and ``fpu: 0`` (the FPU is claimed only
+    once): a loop of those would take micro-ops forever at one instant, so no
+    ``--until-cycle`` would end it. The scenario loader refuses such a block.
+    """
+    return _passes(body, lambda op: not (isinstance(op, Compute | Fpu) and op.cycles == 0))
+
+
+def _passes(body: tuple[Op, ...], counts: Callable[[Op], bool]) -> bool:
+    """Whether one pass through `body` executes a plain op for which `counts` holds."""
     for op in body:
         if isinstance(op, Loop):
-            if takes_op(op.body):
+            if _passes(op.body, counts):
                 return True
         elif isinstance(op, Repeat):
-            if op.count > 0 and takes_op(op.body):
+            if op.count > 0 and _passes(op.body, counts):
                 return True
-        else:
+        elif counts(op):
             return True
     return False
 

@@ -48,7 +48,7 @@ from kernel.program import (
     Timeout,
     Touch,
     Unmap,
-    takes_op,
+    takes_time,
 )
 from kernel.space import UTCB_PAGES, UTCB_SIZE
 from machine.errors import ConfigError
@@ -345,6 +345,7 @@ _IPC_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "call": (_REPLY_FIELDS[:5] + ("xp_fault",) + _REPLY_FIELDS[5:], ("to",)),
     "reply_wait": (_REPLY_FIELDS, ()),
 }
+_NO_TIME = "takes no time (it is empty, or holds only compute: 0, fpu: 0 or blocks like it)"
 _BARE_OPS = ("halt", "read_kip", "read_utcb_cpu", "serve_faults")
 _OPS = (
     "compute", "fpu", "touch", "send", "recv", "call", "reply_wait", "thread_switch",
@@ -822,24 +823,15 @@ class _Parser:
             if "do" not in self.get(item_path):
                 raise self.fail(path, "repeat needs `do: [ops]` beside it")
             body = self.ops(item_path + ("do",))
-            if count > 0 and not takes_op(body):
-                # Each pass would take no step: 2**63 of them is a hang.
-                raise self.fail_key(
-                    item_path,
-                    "do",
-                    "a repeat whose `do` takes no op (empty, or only blocks that take "
-                    "none) would spin without a step: give it an op or remove it",
-                )
+            if count > 0 and not takes_time(body):
+                # Each pass would take no step, or no time: 2**63 of them is a hang.
+                message = f"this repeat {_NO_TIME}: give it an op that takes time, or remove it"
+                raise self.fail_key(item_path, "do", message)
             return Repeat(count, body)
         assert op == "loop", op
         body = self.ops(path)
-        if not takes_op(body):
-            raise self.fail_key(
-                item_path,
-                "loop",
-                "a loop that takes no op (empty, or only blocks that take none) "
-                "would spin forever without a step: give it an op",
-            )
+        if not takes_time(body):
+            raise self.fail_key(item_path, "loop", f"this loop {_NO_TIME}: it would spin forever")
         return Loop(body)
 
     def task_ref(self, path: DataPath) -> str:

@@ -10,18 +10,28 @@ one is skipped. A phase glob must match a label some kernel path has.
 
 Watchpoints look at state, not events: a TCB field's word, or the MESI state
 of one cache line in one CPU's cache (§8.6).
+
+One parser reads the words after `break`/`tbreak` and `watch` (`parse_break`,
+`parse_watch`): the console's commands, and the older saved sessions that
+stored them as text, both go through it.
 """
 
 from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from kernel import boot, ipc, shootdown, xcpu
 from kernel.program import ExRegs, Ipc, Schedule, Sleep, TaskNew, ThreadSwitch, Unmap
-from l4tui.phases import phase_labels
+from l4tui import expr, views
+from l4tui.grammar import BREAK_USAGE, CommandError, suggest
+from l4tui.phases import phase_labels, phase_prefixes
 from l4tui.pseudocode import DYNAMIC
 from machine.ops import InterruptEntry, Op, Phase, SendIPI, Trap
+
+if TYPE_CHECKING:
+    from l4tui.session import Session
 
 KINDS = ("phase", "syscall", "ipi", "migration", "pagefault")
 SYSCALLS = (
@@ -36,6 +46,7 @@ SYSCALLS = (
     "unmap",
     "task_new",
 )
+IPI_WHATS = ("", "sent", "delivered")  # an ipi breakpoint's `what`: "" is either
 IPI_VECTORS = frozenset((xcpu.XCPU_VECTOR, shootdown.VECTOR, ipc.NAIVE_VECTOR, boot.VECTOR))
 _NAMES = {
     Sleep: "sleep",
@@ -161,3 +172,107 @@ class Watch:
 
     def spec(self) -> str:
         return self.expr
+
+
+# --- the one parser of breakpoint and watchpoint specs ---------------------------------------
+
+
+def _count(text: str, what: str) -> int:
+    try:
+        n = int(text, 0)
+    except ValueError:
+        raise CommandError(f"{what} must be a number, not {text!r}") from None
+    if n < 0:
+        raise CommandError(f"{what} must be >= 0, not {n}")
+    return n
+
+
+def parse_break(
+    s: Session, args: tuple[str, ...], temporary: bool, any_label: bool = False
+) -> Breakpoint:
+    """`WHAT [thread T] [cpu N] [after N] [log] [if EXPR]` as a breakpoint (not yet numbered).
+
+    The one parser of breakpoint specs: the `break` and `tbreak` commands, and the older
+    saved sessions that stored them as text. A phase glob must match a label some kernel
+    path has, unless `any_label`. CommandError (one line) if the words are not a spec.
+    """
+    words = list(args)
+    cond = None
+    if "if" in words:
+        i = words.index("if")
+        cond = " ".join(words[i + 1 :])
+        words = words[:i]
+        if not cond:
+            raise CommandError("if needs a condition, e.g. if cli.partner == srv")
+        expr.check(s, cond)
+    if not words:
+        raise CommandError(f"usage: break {BREAK_USAGE}")
+    head = words.pop(0)
+    if head in KINDS[1:]:
+        kind, what = head, ""
+        if head == "syscall":
+            if not words or words[0] not in SYSCALLS:
+                hint = suggest(words[0] if words else "", list(SYSCALLS))
+                raise CommandError(f"break syscall NAME, NAME one of {', '.join(SYSCALLS)}{hint}")
+            what = words.pop(0)
+        elif head == "ipi" and words and words[0] in ("sent", "delivered"):
+            what = words.pop(0)
+    else:
+        kind, what = "phase", head
+        if not any_label and not matches_a_label(what):
+            raise CommandError(f"no phase label matches {what!r}{label_hint(what)}")
+    bp = Breakpoint(0, kind, what, cond=cond, temporary=temporary)
+    while words:
+        word = words.pop(0)
+        if word == "log":
+            bp.log_only = True
+        elif word in ("thread", "cpu", "after") and words:
+            value = words.pop(0)
+            if word == "thread":
+                bp.thread = views.thread(s, value).name
+            elif word == "cpu":
+                bp.cpu = views.cpu_number(s, value)
+            else:
+                bp.after = _count(value, "after")
+        else:
+            raise CommandError(f"unexpected {word!r}; usage: break {BREAK_USAGE}")
+    return bp
+
+
+def label_hint(glob: str) -> str:
+    """A did-you-mean for a phase glob that matches nothing, else the label families."""
+    labels = known_labels()
+    hint = suggest(glob, [*labels, *phase_prefixes()])
+    if hint:
+        return hint
+    families = sorted({label.split(".")[0] + ".*" for label in labels if "." in label})
+    return f"; the labels are {' '.join(families)} and idle (Tab lists them)"
+
+
+WATCH_USAGE = "usage: watch THREAD.FIELD | watch line THREAD.N cpu C"
+
+
+def parse_watch(s: Session, args: tuple[str, ...]) -> tuple[str, int, int | None]:
+    """`THREAD.FIELD` or `line THREAD.N cpu C` as (the watch's text, its physical address, the
+    CPU whose cache it watches or None): the one parser of watch specs, as `parse_break`."""
+    if args and args[0] == "line":
+        # watch line THREAD.N cpu C: the MESI state of the TCB's N-th line in CPU C's cache
+        if len(args) != 4 or args[2] != "cpu" or "." not in args[1]:
+            raise CommandError("usage: watch line THREAD.N cpu C (e.g. watch line srv.1 cpu 2)")
+        name, line = args[1].split(".", 1)
+        t = views.thread(s, name)
+        layout = s.system.kernel.layout
+        lines = len(layout.lines())
+        n = _count(line, "the line")
+        if n >= lines:
+            raise CommandError(f"{name}'s TCB has lines 0..{lines - 1}, not {n}")
+        cpu = views.cpu_number(s, args[3])
+        paddr = t.tcb - views.KBASE + n * layout.line_size
+        return f"line {name}.{n} cpu {cpu}", paddr, cpu
+    if len(args) != 1 or "." not in args[0]:
+        raise CommandError(WATCH_USAGE)
+    name, field = args[0].split(".", 1)
+    t = views.thread(s, name)
+    if field not in t.f:
+        raise CommandError(f"no TCB field {field!r}{suggest(field, list(t.f))}")
+    return args[0], t.f[field] - views.KBASE, None

@@ -158,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: $XDG_STATE_HOME/l4tui/labs/LAB.json)",
     )
     lab.add_argument("--fresh", action="store_true", help="start over even if the state exists")
+    lab.add_argument(
+        "--confine",
+        metavar="DIR",
+        help="confine the console's file commands (save, load, load schedule, export) to "
+        "DIR, made 0700 if missing: each FILE is resolved inside DIR, symlinks followed, "
+        "and refused if it lands outside; a saved session of another scenario or lab is "
+        "refused by load. `l4tui serve` runs each student's session so",
+    )
     lab.add_argument("--no-mouse", action="store_true", help=NO_MOUSE)
     lab.set_defaults(func=_lab)
 
@@ -327,9 +335,10 @@ def _run(args: argparse.Namespace) -> int:
         "until_cycle": args.until_cycle,
         "check_invariants": args.check_invariants,
     }
+    from l4tui.files import FileError, atomic_text
+
     try:
-        if args.trace:
-            from l4tui.files import atomic_text
+        if args.trace is not None:  # "" too: refused as a name, not taken for no trace
             from l4tui.trace import TraceWriter
 
             with atomic_text(args.trace) as out:
@@ -341,8 +350,8 @@ def _run(args: argparse.Namespace) -> int:
     except MachineError as e:
         print(f"error: {args.file}: the simulated machine stopped: {e}", file=sys.stderr)
         return 2
-    except OSError as e:
-        print(f"error: cannot write the trace {args.trace}: {e.strerror}", file=sys.stderr)
+    except FileError as e:
+        print(f"error: cannot write the trace {args.trace!r}: {e.message}", file=sys.stderr)
         return 2
     summary = system.summary()
     if args.json:
@@ -384,8 +393,8 @@ def _explore(args: argparse.Namespace) -> int:
         saved = args.save or f"{scenario.name}.schedule.json"
         try:
             explore.write_schedule(saved, explore.schedule_data(scenario, args.seed, report))
-        except OSError as e:
-            print(f"warning: cannot save the schedule to {saved}: {e}", file=sys.stderr)
+        except ConfigError as e:  # files.FileError: the name and why, on one line
+            print(f"warning: cannot save the schedule to {saved!r}: {e.message}", file=sys.stderr)
             saved = None
     if args.json:
         data = report.data()
@@ -442,16 +451,26 @@ def _open(args: argparse.Namespace) -> int:
     return run_app(session, mouse=not args.no_mouse, run_script=fresh)
 
 
-def lab_session(lab_file: str, state: str | None, fresh: bool) -> tuple[Any, Any]:
-    """The lab and its session: resumed from `state` unless fresh or not there yet."""
-    from pathlib import Path
+def lab_session(
+    lab_file: str, state: str | None, fresh: bool, confine: str | None = None
+) -> tuple[Any, Any]:
+    """The lab and its session: resumed from `state` unless fresh or not there yet.
 
+    `confine`: a directory the session's file commands are confined to (files.FileRoot),
+    set before anyone can type a command.
+    """
+    import os
+
+    from l4tui import files
     from l4tui.executor import load_session
     from l4tui.lab import load_lab
     from l4tui.session import Session
 
+    root = files.FileRoot.confined_to(confine) if confine is not None else None
     lab = load_lab(lab_file)
-    if state and not fresh and Path(state).exists():
+    if state is not None:
+        files.check_name(state)
+    if state and not fresh and os.path.lexists(state):
         session = load_session(state)
         if session.scenario.file != lab.scenario_file:
             raise ConfigError("the saved session is of another scenario; use --fresh", state)
@@ -459,6 +478,8 @@ def lab_session(lab_file: str, state: str | None, fresh: bool) -> tuple[Any, Any
         session = Session(lab.scenario())
     session.meta["lab"] = lab.file
     session.meta["lab_scenario"] = lab.scenario_file
+    if root is not None:
+        files.confine(session, root)
     return lab, session
 
 
@@ -467,15 +488,18 @@ def _lab(args: argparse.Namespace) -> int:
 
     from l4tui.paths import lab_state_path
 
-    state = args.state or str(lab_state_path(args.file))
-    lab, session = lab_session(args.file, state, args.fresh)
+    state = args.state if args.state is not None else str(lab_state_path(args.file))
+    lab, session = lab_session(args.file, state, args.fresh, args.confine)
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         print("error: the monitor needs a terminal", file=sys.stderr)
         return 2
     from l4tui.tui.app import run_app
 
     autosave = Path(state)
-    autosave.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        autosave.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot make its directory: {e.strerror}", state) from None
     return run_app(session, lab=lab, autosave=autosave, mouse=not args.no_mouse)
 
 

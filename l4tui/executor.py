@@ -8,14 +8,10 @@ ends its output with where each CPU is.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from l4tui import expr, views
-from l4tui.breakpoints import KINDS, SYSCALLS, Breakpoint, known_labels, matches_a_label
-from l4tui.grammar import BREAK_USAGE, Command, CommandError, help_text, parse, suggest
-from l4tui.phases import phase_prefixes
-from l4tui.session import Session, from_state, restore_counts
+from l4tui.breakpoints import parse_break, parse_watch
+from l4tui.grammar import Command, CommandError, help_text, parse
+from l4tui.session import Session
 from machine.errors import ConfigError, MachineError
 
 where = views.where  # the stop display, shared with callers that print it alone
@@ -49,39 +45,18 @@ def outcome(session: Session, line: str, show_where: bool = True) -> tuple[str, 
     return str(out), True
 
 
-def load_session(path: str) -> Session:
-    """A saved session, replayed to its position with its breakpoints and watchpoints."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot read the session: {e}", path) from None
-    s, commands = from_state(data, path)
-    done, stops = list(s.commands), list(s.stops)
-    for line in commands:
-        out = _restore(s, line)
-        if out.startswith("error"):
-            raise ConfigError(f"a saved stop {line!r}: {out}", path)
-    s.commands, s.stops = done, stops  # re-creating the stops is not something the user did
-    try:
-        restore_counts(s, data)
-    except (KeyError, TypeError, ValueError) as e:
-        raise ConfigError(f"a saved session with a bad field: {e}", path) from None
+def load_session(path: str, same_as: Session | None = None) -> Session:
+    """A saved session, replayed to its position with its breakpoints and watchpoints.
+
+    The file is data (saved.py): nothing in it is run as a command. `same_as`: the saved
+    session must be of this session's scenario and lab (a confined student's `load`).
+    """
+    from l4tui.files import load_json
+    from l4tui.saved import from_state
+
+    s = from_state(load_json(path, "the session"), path, same_as)
     s.stop_reason = f"loaded {path}"
     return s
-
-
-def _restore(s: Session, line: str) -> str:
-    """Re-create a saved breakpoint or watchpoint: a phase glob saved before globs were
-    checked against the kernel's labels still loads (it never stops, as then)."""
-    try:
-        cmd = parse(line)
-        if cmd is not None and cmd.name in ("break", "tbreak"):
-            bp = _breakpoint(s, cmd.args, cmd.name == "tbreak", any_label=True)
-            s.add_break(bp)
-            return f"breakpoint {bp.number}"
-    except (CommandError, MachineError) as e:
-        return f"error: {e}"
-    return execute(s, line)
 
 
 def load_schedule(path: str, scenario_file: str | None = None) -> Session:
@@ -102,8 +77,14 @@ def load_schedule(path: str, scenario_file: str | None = None) -> Session:
         raise ConfigError(
             f"the schedule is for scenario {data.get('scenario')!r}, not {scenario.name!r}", path
         )
+    cpus = scenario.profile.cpus
+    for i, entry in enumerate(log):
+        cpu = entry[1] if isinstance(entry, list) else entry
+        if cpu is not None and cpu > cpus:
+            raise ConfigError(f"log entry {i} steps CPU {cpu}: the machine has {cpus}", path)
     seed = data.get("seed")
-    s = Session(scenario, seed if isinstance(seed, int) else None)
+    seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+    s = Session(scenario, seed)
     s.follow(log, stops)
     s.stop_reason = (
         f"following {path}: {data.get('kind')} after {data.get('steps')} micro-ops; "
@@ -159,7 +140,7 @@ def _run(s: Session, cmd: Command) -> str:
     if name == "where":
         return where(s)
     if name in ("break", "tbreak"):
-        bp = s.add_break(_breakpoint(s, args, temporary=name == "tbreak"))
+        bp = s.add_break(parse_break(s, args, temporary=name == "tbreak"))
         return f"{'log point' if bp.log_only else 'breakpoint'} {bp.number} at {bp.spec()}"
     if name == "watch":
         return _watch(s, args)
@@ -184,32 +165,8 @@ def _run(s: Session, cmd: Command) -> str:
         views.thread(s, args[0])
         s.inject(args[0], args[1], list(args[2:]))
         return f"{args[0]} will run {args[1]} next"
-    if name == "save":
-        try:
-            return s.save(args[0])
-        except OSError as e:
-            raise CommandError(f"cannot save to {args[0]}: {e.strerror}") from None
-    if name == "export":
-        if args[0] != "perfetto":
-            raise CommandError("usage: export perfetto FILE")
-        from l4tui.trace import export_session
-
-        try:
-            return export_session(s, args[1])
-        except OSError as e:
-            raise CommandError(f"cannot write {args[1]}: {e.strerror}") from None
-    if name == "load":
-        if args[0] == "schedule":
-            if len(args) != 2:
-                raise CommandError("usage: load schedule FILE")
-            loaded = load_schedule(args[1])  # ConfigError: reported, nothing changes
-            s.__dict__.update(loaded.__dict__)
-            return Stopped(s.stop_reason)
-        if len(args) != 1:
-            raise CommandError("usage: load FILE | load schedule FILE")
-        loaded = load_session(args[0])  # ConfigError: reported, nothing changes
-        s.__dict__.update(loaded.__dict__)  # the front end keeps its Session object
-        return Stopped(f"{s.stop_reason}: {s.scenario.name} at micro-op {s.position}")
+    if name in ("save", "export", "load"):
+        return _file_command(s, name, args)
     if name == "layout":
         return _relayout(s, args[0])
     if name == "sched":
@@ -231,6 +188,47 @@ def _run(s: Session, cmd: Command) -> str:
     if name == "info":
         return views.render(s, args[0], args[1] if len(args) > 1 else None)
     raise CommandError(f"{name} is not implemented")  # pragma: no cover - the table says
+
+
+def _file_command(s: Session, name: str, args: tuple[str, ...]) -> str:
+    """`save`, `export perfetto`, `load`, `load schedule`: each FILE goes through the session's
+    file root first (files.py) — anywhere, or only inside a served student's directory."""
+    from l4tui.files import FileError, root_of
+
+    root = root_of(s)
+    if name == "export" and args[0] != "perfetto":
+        raise CommandError("usage: export perfetto FILE")
+    if name == "load" and args[0] == "schedule" and len(args) != 2:
+        raise CommandError("usage: load schedule FILE")
+    if name == "load" and args[0] != "schedule" and len(args) != 1:
+        raise CommandError("usage: load FILE | load schedule FILE")
+    given = args[-1]
+    path = root.path(given)  # FileError: reported as error: NAME: why
+    if name == "save":
+        try:
+            return s.save(path)
+        except FileError as e:
+            raise CommandError(f"cannot save to {given}: {e.message}") from None
+    if name == "export":
+        from l4tui.trace import export_session
+
+        try:
+            return export_session(s, path)
+        except FileError as e:
+            raise CommandError(f"cannot write {given}: {e.message}") from None
+    if args[0] == "schedule":
+        # Confined: the schedule is taken for this session's own scenario, whatever file
+        # it names (a student reads no file but their own).
+        mine = s.scenario.file if root.confined else None
+        loaded = load_schedule(path, mine)  # ConfigError: reported, nothing changes
+        if loaded.scenario.file == s.scenario.file:
+            loaded.meta = dict(s.meta)  # the same scenario: still the same lab sheet
+        s.__dict__.update(loaded.__dict__)
+        return Stopped(s.stop_reason)
+    # ConfigError: reported, nothing changes. Confined: only this scenario's and lab's.
+    loaded = load_session(path, same_as=s if root.confined else None)
+    s.__dict__.update(loaded.__dict__)  # the front end keeps its Session object
+    return Stopped(f"{s.stop_reason}: {s.scenario.name} at micro-op {s.position}")
 
 
 def _enable(s: Session, on: bool, args: tuple[str, ...]) -> str:
@@ -278,89 +276,9 @@ def _focus(s: Session, args: tuple[str, ...]) -> str:
     return f"focus: {shown}{note}"
 
 
-def _breakpoint(
-    s: Session, args: tuple[str, ...], temporary: bool, any_label: bool = False
-) -> Breakpoint:
-    """Parse `WHAT [thread T] [cpu N] [after N] [log] [if EXPR]` into a breakpoint.
-
-    A phase glob must match a label some kernel path has, unless `any_label`.
-    """
-    words = list(args)
-    cond = None
-    if "if" in words:
-        i = words.index("if")
-        cond = " ".join(words[i + 1 :])
-        words = words[:i]
-        if not cond:
-            raise CommandError("if needs a condition, e.g. if cli.partner == srv")
-        expr.check(s, cond)
-    if not words:
-        raise CommandError(f"usage: break {BREAK_USAGE}")
-    head = words.pop(0)
-    if head in KINDS[1:]:
-        kind, what = head, ""
-        if head == "syscall":
-            if not words or words[0] not in SYSCALLS:
-                hint = suggest(words[0] if words else "", list(SYSCALLS))
-                raise CommandError(f"break syscall NAME, NAME one of {', '.join(SYSCALLS)}{hint}")
-            what = words.pop(0)
-        elif head == "ipi" and words and words[0] in ("sent", "delivered"):
-            what = words.pop(0)
-    else:
-        kind, what = "phase", head
-        if not any_label and not matches_a_label(what):
-            raise CommandError(f"no phase label matches {what!r}{_label_hint(what)}")
-    bp = Breakpoint(0, kind, what, cond=cond, temporary=temporary)
-    while words:
-        word = words.pop(0)
-        if word == "log":
-            bp.log_only = True
-        elif word in ("thread", "cpu", "after") and words:
-            value = words.pop(0)
-            if word == "thread":
-                bp.thread = views.thread(s, value).name
-            elif word == "cpu":
-                bp.cpu = views.cpu_number(s, value)
-            else:
-                bp.after = _count(value, "after")
-        else:
-            raise CommandError(f"unexpected {word!r}; usage: break {BREAK_USAGE}")
-    return bp
-
-
-def _label_hint(glob: str) -> str:
-    """A did-you-mean for a phase glob that matches nothing, else the label families."""
-    labels = known_labels()
-    hint = suggest(glob, [*labels, *phase_prefixes()])
-    if hint:
-        return hint
-    families = sorted({label.split(".")[0] + ".*" for label in labels if "." in label})
-    return f"; the labels are {' '.join(families)} and idle (Tab lists them)"
-
-
 def _watch(s: Session, args: tuple[str, ...]) -> str:
-    if args[0] == "line":
-        # watch line THREAD.N cpu C: the MESI state of the TCB's N-th line in CPU C's cache
-        if len(args) != 4 or args[2] != "cpu" or "." not in args[1]:
-            raise CommandError("usage: watch line THREAD.N cpu C (e.g. watch line srv.1 cpu 2)")
-        name, line = args[1].split(".", 1)
-        t = views.thread(s, name)
-        layout = s.system.kernel.layout
-        lines = len(layout.lines())
-        n = _count(line, "the line")
-        if n >= lines:
-            raise CommandError(f"{name}'s TCB has lines 0..{lines - 1}, not {n}")
-        cpu = views.cpu_number(s, args[3])
-        paddr = t.tcb - views.KBASE + n * layout.line_size
-        w = s.add_watch(f"line {name}.{n} cpu {cpu}", paddr, cpu)
-        return f"watchpoint on {w.expr} (now {s.watch_text(w, w.value)})"
-    if len(args) != 1 or "." not in args[0]:
-        raise CommandError("usage: watch THREAD.FIELD | watch line THREAD.N cpu C")
-    name, field = args[0].split(".", 1)
-    t = views.thread(s, name)
-    if field not in t.f:
-        raise CommandError(f"no TCB field {field!r}{suggest(field, list(t.f))}")
-    w = s.add_watch(args[0], t.f[field] - views.KBASE)
+    text, paddr, cpu = parse_watch(s, args)
+    w = s.add_watch(text, paddr, cpu)
     return f"watchpoint on {w.expr} (now {s.watch_text(w, w.value)})"
 
 

@@ -456,10 +456,9 @@ def schedule_data(scenario: Scenario, seed: int | None, report: Report) -> dict[
 
 def read_schedule(path: str) -> tuple[list[Any], dict[int, str], dict[str, Any]]:
     """A schedule file's inputs and stops (and the whole of it); ConfigError if it is none."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot read the schedule: {e}", path) from None
+    from l4tui.files import load_json
+
+    data = load_json(path, "the schedule")  # bounded: size, nesting, regular files only
     if not isinstance(data, dict) or data.get("l4tui_schedule") != SCHEDULE_VERSION:
         raise ConfigError("not an l4tui schedule (written by `l4tui explore`)", path)
     log, stops = data.get("log"), data.get("stops", {})

@@ -73,9 +73,14 @@ def load_lab(path: str | os.PathLike[str]) -> Lab:
             raise src.key_error((), key, f"unknown lab key {key!r}")
     title = _text(src, data, ("title",), required=True)
     scenario = _text(src, data, ("scenario",), required=True)
-    scenario_file = str((Path(file).parent / scenario).resolve())
-    if not Path(scenario_file).is_file():
-        raise src.error(("scenario",), f"no scenario file {scenario!r} next to the lab")
+    try:  # a name too long for the file system, or with a NUL: no such file either
+        scenario_file = str((Path(file).parent / scenario).resolve())
+        there = Path(scenario_file).is_file()
+    except (OSError, ValueError, RuntimeError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise src.error(("scenario",), f"cannot use scenario {scenario[:60]!r}: {why}") from None
+    if not there:
+        raise src.error(("scenario",), f"no scenario file {scenario[:60]!r} next to the lab")
     raw = data.get("exercises")
     if not isinstance(raw, list) or not raw:
         raise src.error(("exercises",), "a lab needs a list of exercises")

@@ -3,7 +3,9 @@
 A state directory holds one `USER.json` per student, as `l4tui serve` and
 `l4tui lab --state` write them. Each is replayed (exactly, from its input
 log) and graded with its lab's checks; a file that cannot be read is listed
-with the reason, not fatal.
+with the reason on its own row, and the report goes on. A saved session is
+data (saved.py): grading runs nothing it holds, and reads only regular files
+of bounded size — the session, its scenario and its lab.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from machine.errors import ConfigError
+from l4tui.grammar import CommandError
+from machine.errors import ConfigError, MachineError
 
 
 def grade(root: Path) -> list[dict[str, Any]]:
@@ -31,6 +34,9 @@ def grade(root: Path) -> list[dict[str, Any]]:
             done = progress(lab, s)
         except ConfigError as e:
             rows.append({"user": user, "error": e.format().removeprefix("error: ")})
+            continue
+        except (CommandError, MachineError) as e:  # a check that cannot be evaluated on it
+            rows.append({"user": user, "error": f"{path}: {' '.join(str(e).split())}"})
             continue
         rows.append(
             {

@@ -30,7 +30,6 @@ from l4tui import expr
 from l4tui.breakpoints import Breakpoint, Event, Watch, events
 from l4tui.files import atomic_text
 from l4tui.grammar import CommandError
-from machine.errors import ConfigError
 from machine.ops import Phase
 
 PLUMBING = ("sched.", "xcpu.", "idle", "xp.mailbox.setup", "xp.trigger", "xp.ipi")
@@ -628,37 +627,10 @@ class Session:
     # --- save and load ------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        """The whole session as plain data (what `save` writes)."""
-        return {
-            "l4tui_session": 2,
-            "scenario": self.scenario.file,
-            "seed": self.seed,
-            "log": self.log,
-            "breakpoints": [
-                {
-                    "command": ("tbreak " if b.temporary else "break ") + b.spec(),
-                    "number": b.number,
-                    "hits": b.hits,
-                    "enabled": b.enabled,
-                }
-                for b in self.breakpoints
-            ],
-            "next_breakpoint": self._next_bp,
-            "watches": ["watch " + w.spec() for w in self.watches],
-            "focus": [self.focus_cpu, self.focus_thread],
-            "focus_pinned": self.focus_pinned,
-            "tcb_layout": self.tcb_layout,
-            "commands": self.commands,
-            "stops": self.stops,
-            "meta": self.meta,
-            "schedule": self._schedule_state(),
-        }
+        """The whole session as plain data (what `save` writes; saved.py reads it back)."""
+        from l4tui.saved import state
 
-    def _schedule_state(self) -> dict[str, Any] | None:
-        if self.schedule is None:
-            return None
-        stops = {str(k): v for k, v in self.schedule_stops.items()}
-        return {"log": self.schedule, "stops": stops}
+        return state(self)
 
     def save(self, path: str) -> str:
         """Write the session — scenario, seed, inputs, breakpoints, watchpoints — as JSON.
@@ -752,55 +724,3 @@ def _event_text(e: Event) -> str:
     if e.kind == "ipi":
         return f"IPI {e.what} on cpu{e.cpu}"
     return f"{e.kind} by {e.thread} on cpu{e.cpu}"
-
-
-def from_state(data: Any, where: str) -> tuple[Session, list[str]]:
-    """A session replayed from `state()` data, and the commands that re-create its stops.
-
-    The caller runs the commands, then `restore_counts` gives the breakpoints
-    their numbers and hit counts back.
-
-    Accepts the first format too (breakpoints as globs, watches as [expr, paddr]).
-    """
-    from kernel.scenario import load_scenario
-    from l4tui.demo import demo_scenario
-
-    if not isinstance(data, dict) or data.get("l4tui_session") not in (1, 2):
-        raise ConfigError("not a saved l4tui session", where)
-    try:
-        file, seed, log = data["scenario"], data["seed"], list(data["log"])
-        scenario = demo_scenario() if file == "<demo>" else load_scenario(file)
-        layout = data.get("tcb_layout")
-        s = Session(scenario, seed, tcb_layout=str(layout) if layout else None)
-        focus = (1, None, False)
-        if data["l4tui_session"] == 1:
-            commands = [f"break {g}" for g in data["breakpoints"]]
-            commands += [f"watch {e}" for e, _ in data["watches"]]
-        else:
-            commands = [str(b["command"]) for b in data["breakpoints"]]
-            commands += [str(w) for w in data["watches"]]
-            cpu, thread = data.get("focus", [1, None])
-            focus = (int(cpu), thread, bool(data.get("focus_pinned", False)))
-        s.log = log
-        plan = data.get("schedule")
-        if plan:
-            s.follow(list(plan["log"]), {int(k): str(v) for k, v in plan["stops"].items()})
-        s.commands = [str(c) for c in data.get("commands", [])]
-        s.stops = [str(c) for c in data.get("stops", [])]
-        s.meta = {str(k): str(v) for k, v in data.get("meta", {}).items()}
-        s.position = sum(1 for x in log if x is None or isinstance(x, int))
-        s.goto(s.position)
-        s.focus_cpu, s.focus_thread, s.focus_pinned = focus  # as saved, not as the replay left it
-    except (KeyError, TypeError, ValueError, IndexError, CommandError) as e:
-        raise ConfigError(f"a saved session with a bad field: {e}", where) from None
-    return s, commands
-
-
-def restore_counts(s: Session, data: Any) -> None:
-    """Breakpoint numbers and hit counts as saved (a version-2 session)."""
-    if data.get("l4tui_session") != 2:
-        return
-    for bp, saved in zip(s.breakpoints, data["breakpoints"], strict=True):
-        bp.number, bp.hits = int(saved["number"]), int(saved["hits"])
-        bp.enabled = bool(saved.get("enabled", True))  # sessions saved before disable: all on
-    s._next_bp = int(data.get("next_breakpoint", len(s.breakpoints) + 1))

@@ -169,6 +169,10 @@ _INT_FIELDS = {
 }
 
 MAX_CYCLES = 1_000_000  # the largest cost a profile may give (CPU, bus or APIC-bus cycles)
+# A cache hit takes at least a cycle, so every memory access moves the clock: a
+# loop of accesses (or a kernel path, which always touches memory) cannot spin
+# at one instant, which no `--until-cycle` would ever end.
+MIN_LATENCY = 1
 # The ranges of whole-number fields: generous for a real x86 machine (the
 # fastest runs at about 6 GHz, on a bus and APIC bus slower than its core; its
 # caches are at most a few tens of MB with 64-byte lines and at most 32 ways;
@@ -196,20 +200,22 @@ def _suggest(word: str, choices: list[str]) -> str:
 
 def _number(src: Source, path: tuple, value: Any, name: str) -> float | int:
     """A field's value, in its range (`RANGES`; costs 0..`MAX_CYCLES`) or a ConfigError."""
+    field_name, name = name, ".".join(map(str, path))  # messages name cache.l2.latency
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise src.error(path, f"{name} must be a number, not {value!r}")
-    if name in _INT_FIELDS:
+    if field_name in _INT_FIELDS:
         if isinstance(value, float) and not value.is_integer():
             raise src.error(path, f"{name} must be a whole number, not {value!r}")
-        lo, hi = RANGES[name]
+        lo, hi = RANGES[field_name]
         if value < lo:
             raise src.error(path, f"{name} must be at least {lo}, not {value!r}")
         if value > hi:
             raise src.error(path, f"{name} must be at most {hi}, not {value!r}")
         return int(value)
-    if not 0 <= value <= MAX_CYCLES:  # also NaN, which compares false
+    lo = MIN_LATENCY if field_name == "latency" else 0
+    if not lo <= value <= MAX_CYCLES:  # also NaN, which compares false
         raise src.error(
-            path, f"{name} must be a number of cycles from 0 to {MAX_CYCLES}, not {value!r}"
+            path, f"{name} must be a number of cycles from {lo} to {MAX_CYCLES}, not {value!r}"
         )
     return value
 

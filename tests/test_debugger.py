@@ -194,13 +194,15 @@ def test_disabled_breakpoints_are_saved_and_loaded(demo: Session, tmp_path) -> N
     assert execute(other, "info breakpoints") == execute(demo, "info breakpoints")
     assert [b.enabled for b in other.breakpoints] == [True, False]
     assert execute(other, "continue") == execute(demo, "continue")
-    # A session saved before breakpoints could be disabled loads with all of them on,
-    # and one whose phase glob matches no label (accepted then) still loads.
-    for b in saved:
-        del b["enabled"]
-    saved[1]["command"] = "break foo.bar"
+    # A session saved before breakpoints could be disabled (format 2: each breakpoint as
+    # its command line) loads with all of them on, and one whose phase glob matches no
+    # label (accepted then) still loads.
     data = json.loads(path.read_text())
-    data["breakpoints"] = saved
+    data["l4tui_session"] = 2
+    data["breakpoints"] = [
+        {"command": "break syscall call", "number": 1, "hits": saved[0]["hits"]},
+        {"command": "break foo.bar", "number": 2, "hits": saved[1]["hits"]},
+    ]
     path.write_text(json.dumps(data))
     old = Session(demo_scenario())
     assert not execute(old, f"load {path}").startswith("error")

@@ -260,10 +260,12 @@ class MonitorApp(App[int]):
     def save_now(self) -> None:
         """Autosave the session (after every command when `autosave` is set)."""
         if self.autosave is not None:
-            try:
+            from l4tui.files import FileError
+
+            try:  # the one atomic writer (files.py): every failure a FileError of one line
                 self.session.save(str(self.autosave))
-            except OSError as e:
-                self.notify(f"cannot save the session: {e.strerror}", severity="error")
+            except FileError as e:
+                self.notify(f"cannot save the session to {e.file}: {e.message}", severity="error")
 
     def report(self, text: str) -> None:
         """Text for the console pane (and the transcript kept across layout changes)."""
@@ -541,7 +543,10 @@ class MonitorApp(App[int]):
         path = f"{s.scenario.name}-{s.position}.trace.json"
         self._move(f"export perfetto {path}")
         if self.transcript and self.transcript[-1].startswith("wrote "):
-            self.notify(f"trace written to {Path(path).resolve()}", timeout=8)
+            from l4tui.files import root_of
+
+            where = Path(root_of(s).path(path)).resolve()  # in a confined session's directory
+            self.notify(f"trace written to {where}", timeout=8)
         else:
             self.notify("the trace could not be written (see the console)", severity="error")
 
