@@ -54,7 +54,7 @@ def load_session(path: str, same_as: Session | None = None) -> Session:
     from l4tui.files import load_json
     from l4tui.saved import from_state
 
-    s = from_state(load_json(path, "the session"), path, same_as)
+    s = from_state(load_json(path, "the session", "saved sessions"), path, same_as)
     s.stop_reason = f"loaded {path}"
     return s
 

@@ -458,7 +458,7 @@ def read_schedule(path: str) -> tuple[list[Any], dict[int, str], dict[str, Any]]
     """A schedule file's inputs and stops (and the whole of it); ConfigError if it is none."""
     from l4tui.files import load_json
 
-    data = load_json(path, "the schedule")  # bounded: size, nesting, regular files only
+    data = load_json(path, "the schedule", "schedules")  # regular, bounded, not too deep
     if not isinstance(data, dict) or data.get("l4tui_schedule") != SCHEDULE_VERSION:
         raise ConfigError("not an l4tui schedule (written by `l4tui explore`)", path)
     log, stops = data.get("log"), data.get("stops", {})

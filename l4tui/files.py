@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from machine.errors import ConfigError
-from machine.yamlsrc import read_limited
+from machine.yamlsrc import decode_text, read_limited
 
 MAX_BYTES = 1_000_000  # a saved session or schedule: far more than any real one (1 MB)
 MAX_DEPTH = 100  # deepest JSON nesting accepted (the saved formats nest four deep)
@@ -187,24 +187,20 @@ def _depth(data: Any) -> int:
     return deepest
 
 
-def load_json(path: str | os.PathLike[str], what: str) -> Any:
-    """The JSON in a regular file of at most `MAX_BYTES`; ConfigError `cannot read WHAT: why`
-    naming the file."""
+def load_json(path: str | os.PathLike[str], noun: str, plural: str) -> Any:
+    """The JSON in a regular file of at most `MAX_BYTES`, nested at most `MAX_DEPTH` deep;
+    ConfigError `cannot read NOUN: why` naming the file (`plural`: "saved sessions are
+    limited to 1 MB")."""
     name = check_name(path)
+    text = decode_text(read_limited(name, MAX_BYTES, plural, noun), name, noun)
     try:
-        raw = read_limited(name, MAX_BYTES, f"{what}s")
-    except ConfigError as e:
-        raise ConfigError(f"cannot read {what}: {e.message}", name) from None
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"cannot read {what}: not UTF-8 text", name) from None
+        data = json.loads(text)
     except ValueError as e:
-        raise ConfigError(f"cannot read {what}: {e}", name) from None
+        raise ConfigError(f"cannot read {noun}: {e}", name) from None
     except RecursionError:
-        raise ConfigError(f"cannot read {what}: nested too deeply", name) from None
+        raise ConfigError(f"cannot read {noun}: nested too deeply", name) from None
     if _depth(data) > MAX_DEPTH:
-        raise ConfigError(f"cannot read {what}: nested deeper than {MAX_DEPTH} levels", name)
+        raise ConfigError(f"cannot read {noun}: nested deeper than {MAX_DEPTH} levels", name)
     return data
 
 
