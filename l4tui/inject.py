@@ -48,8 +48,9 @@ def _int(text: str, what: str) -> int:
     """A positional number; its range is the parser's to check."""
     try:
         return int(text, 0)
-    except ValueError:
-        raise CommandError(f"{what} must be a number, not {text!r}") from None
+    except ValueError:  # not a number, or more digits than int() takes
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise CommandError(f"{what} must be a number, not {shown!r}") from None
 
 
 def _flag(text: str) -> bool | str:
