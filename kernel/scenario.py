@@ -356,6 +356,7 @@ _TOP_KEYS = ("name", "seed", "machine", "kernel", "tasks", "interrupts", "script
 IPI_POLICIES = ("always", "when_needed", "poll_only")
 IRQ_RE = re.compile(r"irq(0|[1-9][0-9]?)")
 IRQS = 16
+MAX_INTERRUPTS = 100_000  # external interrupts a scenario raises, in all
 _TASK_KEYS = ("name", "threads", "start")
 _THREAD_KEYS = ("name", "cpu", "priority", "timeslice", "mcp", "pager", "program")
 _KERNEL_KEYS = ("xp_ipc", "tcb_layout", "tick", "ipi_policy")
@@ -533,6 +534,7 @@ class _Parser:
             return ()
         items = self.get_list(("interrupts",), "interrupts")
         out = []
+        total = 0
         for i in range(len(items)):
             path = ("interrupts", i)
             data = self.mapping(
@@ -544,6 +546,14 @@ class _Parser:
             count = self.optional(data, path, "count", self.get_int, 1, 1, 10_000)
             if count > 1 and every is None:
                 raise self.fail(path + ("count",), "a count above 1 needs `every` (cycles)")
+            total += count
+            if total > MAX_INTERRUPTS:
+                # Each is an event made when the system is built: bound them all.
+                raise self.fail(
+                    path + ("count",) if "count" in data else path,
+                    f"interrupts are raised at most {MAX_INTERRUPTS} times in all; "
+                    f"with this one, {total}",
+                )
             out.append(Interrupt(irq, at, every, count, self.where(path)))
         return tuple(out)
 

@@ -8,6 +8,7 @@
   than lines are refused at the value); the caches make their sets lazily.
 - YAML files are read by one bounded reader: a FIFO, a device, a directory, a file that
   is not UTF-8 are one line each.
+- A scenario raises at most 100,000 external interrupts in all.
 - What does not fit the machine (memory frames, the kernel's 1024 threads) is a positioned
   error from `check` as from `run`.
 - An injected op is validated by the scenario loader's own op parser.
@@ -184,6 +185,18 @@ def test_a_loop_of_compute_zero_cannot_stall_until_cycle(tmp_path: Path) -> None
     path = write(tmp_path, text)
     code, out, _ = cli("run", str(path), "--until-cycle", "20000", "--json")
     assert code == 0 and '"ended": "until_cycle"' in out
+
+
+def test_interrupts_are_bounded_in_all(tmp_path: Path) -> None:
+    """Each raise is an event made at build time: 300 x 10,000 would take gigabytes."""
+    entry = "  - {irq: 3, at: 0, every: 1, count: 10000}\n"
+    text = "interrupts:\n" + entry * 300 + ONE_THREAD % "[{compute: 1}]"
+    path = write(tmp_path, text)
+    code, _, err = cli("check", str(path))
+    assert code == 2
+    line = one_error(err)
+    assert position(line, path) == (12, 38)  # the count of the eleventh: 110,000
+    assert "interrupts[10].count" in line and "at most 100000" in line
 
 
 # --- profile ranges, lazy caches ------------------------------------------------------
