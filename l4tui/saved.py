@@ -16,6 +16,7 @@ anything else is refused. `commands` and `stops` are what lab checks read (lab.p
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import stat
 from typing import Any
@@ -121,6 +122,13 @@ class _Bad(Exception):
         super().__init__(f"{field}: {why}")
 
 
+def _key(k: Any) -> str:
+    """A key of the file as part of a field's name: as it is if a plain word, else quoted
+    (a key is any text: never a second line in the message)."""
+    text = str(k)
+    return text if re.fullmatch(r"[A-Za-z0-9_]{1,40}", text) else repr(text[:40])
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -179,9 +187,14 @@ def from_state(data: Any, where: str, same_as: Session | None = None) -> Session
     try:
         return _from_state(data, where, same_as)
     except _Bad as e:
-        raise ConfigError(f"a saved session with a bad field {e}", where) from None
+        raise ConfigError(_one_line(f"a saved session with a bad field {e}"), where) from None
     except (CommandError, MachineError) as e:
-        raise ConfigError(f"a saved session that does not load: {e}", where) from None
+        raise ConfigError(_one_line(f"a saved session that does not load: {e}"), where) from None
+
+
+def _one_line(text: str) -> str:
+    """Whatever the file held that a message quotes, the message stays one line."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _from_state(data: Any, where: str, same_as: Session | None) -> Session:
@@ -193,13 +206,13 @@ def _from_state(data: Any, where: str, same_as: Session | None) -> Session:
     version = data["l4tui_session"]
     for key in data:
         if key not in _KEYS[version]:
-            raise _Bad(str(key)[:40], f"not a field of a version-{version} saved session")
+            raise _Bad(_key(key), f"not a field of a version-{version} saved session")
     for key in ("scenario", "seed", "log", "breakpoints", "watches"):
         if key not in data:
             raise _Bad(key, "missing")
     file = _str(data["scenario"], "scenario", 4096)
     meta = {
-        _str(k, "meta", 4096): _str(v, f"meta.{k}", 4096)
+        _str(k, "meta", 4096): _str(v, f"meta.{_key(k)}", 4096)
         for k, v in _dict(data.get("meta", {}), "meta").items()
     }
     if same_as is not None:
@@ -241,7 +254,7 @@ def _from_state(data: Any, where: str, same_as: Session | None) -> Session:
                 at = int(k)
             except ValueError:
                 raise _Bad("schedule.stops", f"keyed by micro-op counts, not {_shown(k)}") from None
-            stops[at] = _str(v, f"schedule.stops.{k}", 4096)
+            stops[at] = _str(v, f"schedule.stops.{_key(k)}", 4096)
         s.follow(steps, stops)
     # What lab checks read (lab.py), as text: never run.
     for key in ("commands", "stops"):
@@ -345,14 +358,17 @@ def _breakpoints(s: Session, data: dict[str, Any], version: int) -> None:
     s.breakpoints = out
     top = max((b.number for b in out), default=0)
     nxt = data.get("next_breakpoint", top + 1)
-    s._next_bp = _int(nxt, "next_breakpoint", top + 1)
+    if version < VERSION:  # the older formats did not keep it consistent: the next free one
+        s._next_bp = max(_int(nxt, "next_breakpoint"), top + 1)
+    else:
+        s._next_bp = _int(nxt, "next_breakpoint", top + 1)
 
 
 def _breakpoint(s: Session, raw: dict[str, Any], field: str) -> Breakpoint:
     """A version-3 breakpoint: each field checked, the object built from them."""
     for key in raw:
         if key not in _BREAK_KEYS:
-            raise _Bad(f"{field}.{str(key)[:40]}", "not a field of a breakpoint")
+            raise _Bad(f"{field}.{_key(key)}", "not a field of a breakpoint")
     for key, required in _BREAK_KEYS.items():
         if required and key not in raw:
             raise _Bad(f"{field}.{key}", "missing")
@@ -413,7 +429,7 @@ def _watches(s: Session, data: dict[str, Any], version: int) -> None:
             raw = _dict(raw, field)
             for key in raw:
                 if key not in ("expr", "paddr", "cpu"):
-                    raise _Bad(f"{field}.{str(key)[:40]}", "not a field of a watchpoint")
+                    raise _Bad(f"{field}.{_key(key)}", "not a field of a watchpoint")
             text = _str(raw.get("expr"), field + ".expr", 200)
             try:  # the watch's text names what it watches: read by the one watch parser
                 spec = parse_watch(s, tuple(shlex.split(text)))
