@@ -45,6 +45,26 @@ ARG_TOPICS = {"tcb": "thread", "sendq": "thread", "ready": "cpu", "tlb": "cpu", 
 _paths = PathCompleter(expanduser=True)
 
 
+def _path_completer(session: Session) -> PathCompleter:
+    """File names for save/load/export: anywhere, or for a confined session (files.FileRoot)
+    only names inside its directory, relative to it — nothing outside is ever listed."""
+    from pathlib import Path
+
+    from l4tui.files import root_of
+
+    root = root_of(session).root
+    if root is None:
+        return _paths
+
+    def inside(full: str) -> bool:
+        try:
+            return Path(full).resolve().is_relative_to(root)
+        except (OSError, RuntimeError, ValueError):
+            return False
+
+    return PathCompleter(get_paths=lambda: [str(root)], file_filter=inside)
+
+
 def _matching(
     prefix: str, words: Iterable[str], meta: str | Callable[[str], str] = ""
 ) -> Iterator[Completion]:
@@ -175,7 +195,8 @@ class CommandCompleter(Completer):
         ):
             if name == "load" and n == 0:
                 yield from _matching(partial, ("schedule",), "a race schedule from explore")
-            yield from _paths.get_completions(Document(partial, len(partial)), event)
+            paths = _path_completer(self.get_session())
+            yield from paths.get_completions(Document(partial, len(partial)), event)
         elif name == "export" and n == 0:
             yield from _matching(partial, ("perfetto",), "a trace for ui.perfetto.dev")
 
