@@ -202,6 +202,14 @@ def receive(k: Kernel, b: Thread, source: Thread | None, timeout: int | None) ->
         yield Write(b.f["thread_state"], WAITING)
         yield Write(b.f["partner"], source.word if source is not None else NIL)
         why = yield from wait_for_partner(k, b, source, timeout)
+        # A waiting receiver may have been migrated while it waited (§8.7.3: it
+        # left B's wakeup queue and joined C's): from here on its CPU is the new
+        # one. Using the CpuData of the CPU it blocked on unlinked it from the
+        # old CPU's wakeup queue head and put it into the old CPU's ready list
+        # (found by the random kernel fuzzer: "cpu3 wakeup queue is not
+        # ordered", "r is inactive but in a wakeup queue", "a (on cpu2) is in
+        # cpu1's ready list"). Design decision 1: a CPU's queues are its own.
+        cd = k.cpus[b.cpu - 1]
         why = yield from _redo_faults(k, b, why)
         if why != "partner":
             raise IpcError("timeout" if why == "timeout" else "aborted")
@@ -222,6 +230,7 @@ def receive(k: Kernel, b: Thread, source: Thread | None, timeout: int | None) ->
         yield from block(k, cd, waker)
         if (yield from _redo_faults(k, b, b.wake)) != "partner":
             raise IpcError("aborted")
+    cd = k.cpus[b.cpu - 1]  # where b is now (see above)
     yield Phase("ipc.recv.done")
     yield Write(b.f["thread_state"], RUNNING)
     yield from sched.enqueue_ready(k, cd, b)

@@ -379,6 +379,7 @@ class Kernel:
         yield EOI()
         yield Phase("sched.timer_tick")
         cd = self.cpus[c.index]
+        interrupted = cd.current
         cd.ticks += 1
         next_tick = (c.clock // self.machine.tpc + self.tick) & 0xFFFF_FFFF
         yield Write(cd.page + sched.NEXT_TICK, next_tick)
@@ -386,6 +387,14 @@ class Kernel:
             yield from ipc.timeout(self, cd, t)
         woken = yield from xcpu.check_n_ack(self, cd)
         yield from self.preempt_for(cd, woken)
+        if interrupted.cpu != cd.number:
+            # The handler runs on the interrupted thread's kernel stack (§8.3.2); a
+            # preemption above switched away from it, and while it was off the CPU it
+            # was migrated (§8.7.2). It resumes here on its new CPU, where the rest of
+            # the old CPU's tick does not belong: rotating and dispatching with the
+            # old CPU's data from the new one corrupted the old CPU's ready list
+            # (found by the random kernel fuzzer: `KeyError: 0` in sched.dispatch).
+            return
         cur = cd.current
         preempt = False
         if cur is not cd.idle:

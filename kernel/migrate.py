@@ -31,7 +31,7 @@ from kernel.program import Schedule
 from kernel.thread import LOCKED_RUNNING, LOCKED_WAITING, POLLING, RUNNABLE, WAITING, Thread
 from kernel.xcpu import Mail
 from machine.ops import Atomic, Compute, Op, Phase, Read, Write, kaddr
-from machine.spinlock import spin_lock, spin_unlock
+from machine.spinlock import spin_trylock, spin_unlock
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 Path = Generator[Op, Any, Any]
 
 AREA = 0x000A_8000  # the migration lock and barriers, each in a line of its own
-LOCK, BARRIER1, BARRIER2, NUMBER_SET = 0, 64, 128, 192
+LOCK, BARRIER1, BARRIER2, NUMBER_SET, CANCEL = 0, 64, 128, 192, 256
 SPIN_CYCLES = 5
 OP_MIGRATE = 2
 FPU_SAVE_CYCLES = 100
@@ -58,20 +58,53 @@ def _barrier(addr: int, parties: int) -> Path:
     yield from _wait_for(addr, parties)
 
 
+def _lock(k: Kernel, caller: Thread) -> Path:
+    """Take the migration lock, serving this CPU's cross-processor requests meanwhile.
+
+    The holder's A may be waiting at (=1) or (=2) for this very CPU's control
+    proxy to run its B or C. Spinning here with interrupts disabled, as the
+    lock of appendix A does, this CPU would never run it: a deadlock of two
+    migrations (found by the random kernel fuzzer: one scheduler migrating a
+    thread off the CPU of another scheduler that waited for the lock). So the
+    waiter acknowledges its mailboxes as it spins and lets a woken proxy run
+    (it stays ready itself, and tries again when it runs next).
+    """
+    base = kaddr(AREA)
+    while not (yield from spin_trylock(base + LOCK)):
+        while (yield Read(base + LOCK)) != 0:
+            cd = k.cpus[caller.cpu - 1]
+            woken = yield from xcpu.check_n_ack(k, cd)
+            if woken:
+                yield from k.preempt_for(cd, woken)
+            else:
+                yield Compute(SPIN_CYCLES)
+
+
 def migrate(k: Kernel, caller: Thread, t: Thread, op: Schedule) -> Path:
-    """Part A, on the caller's CPU; returns the thread's old priority."""
+    """Part A, on the caller's CPU; returns the result, or None if `t` is on `op.cpu` already.
+
+    The thread's processor number is read under the migration lock: a migration
+    racing ours (two schedulers moving one thread) has then finished and set
+    it, so B is where `t` really is. Read before the lock, a second migration
+    of the same thread sent its B to the CPU `t` had just left, which took `t`
+    out of a ready list it was no longer in — through links into the new CPU's
+    list (found by the random kernel fuzzer: a thread in two CPUs' ready lists).
+    Whether `t` may be migrated at all (§8.5: not in an IPC path) is decided by
+    B, where its state cannot change under us.
+    """
     from kernel.syscalls import result
 
-    a_cpu, b_cpu, c_cpu = caller.cpu, t.cpu, op.cpu
-    state = yield Read(t.f["thread_state"])
-    if state in (POLLING, LOCKED_RUNNING, LOCKED_WAITING):
-        return result("schedule", ok=False, error="busy")  # in an IPC path: do not migrate
+    c_cpu = op.cpu
     base = kaddr(AREA)
     yield Phase("migrate.A.lock")
-    yield from spin_lock(base + LOCK)  # one migration at a time (the §8.5 lock)
-    for off in (BARRIER1, BARRIER2, NUMBER_SET):
+    yield from _lock(k, caller)  # one migration at a time (the §8.5 lock)
+    a_cpu = caller.cpu  # we may have been migrated ourselves while we waited for it
+    b_cpu = yield Read(t.f["cpu"])
+    if b_cpu == c_cpu:
+        yield from spin_unlock(base + LOCK)
+        return None  # nothing to move: thread_schedule sets the rest on t's CPU
+    for off in (BARRIER1, BARRIER2, NUMBER_SET, CANCEL):
         yield Write(base + off, 0)
-    k.counters.migrations += 1
     t.migrating = True
     parties2 = len({a_cpu, b_cpu, c_cpu})
     here = k.cpus[a_cpu - 1]
@@ -89,26 +122,65 @@ def migrate(k: Kernel, caller: Thread, t: Thread, op: Schedule) -> Path:
         yield Phase("migrate.A.barrier1")
         yield from _barrier(base + BARRIER1, 2)  # (=1): B is in the kernel
     prio = yield Read(t.f["priority"])
-    yield Phase("migrate.A.exchange")
-    if op.priority is not None:
-        yield Write(t.f["priority"], op.priority)
-    if op.timeslice is not None:
-        yield Write(t.f["timeslice"], op.timeslice)
+    cancelled = yield Read(base + CANCEL)
+    if not cancelled:
+        k.counters.migrations += 1
+        yield Phase("migrate.A.exchange")
+        if op.priority is not None:
+            yield Write(t.f["priority"], op.priority)
+        if op.timeslice is not None:
+            yield Write(t.f["timeslice"], op.timeslice)
     yield Phase("migrate.A.barrier2")
     yield from _barrier(base + BARRIER2, parties2)  # (=2)
     if a_cpu == b_cpu:  # B's part after the barrier is ours too
-        yield from set_cpu(k, t, c_cpu)
+        if not cancelled:
+            yield from set_cpu(k, t, c_cpu)
         yield Write(base + NUMBER_SET, 1)  # (3̄)
-    if a_cpu == c_cpu:
-        yield from part_c(k, here, job, after_barrier=True)
+    if a_cpu != c_cpu:
+        # "At this point A gets independent of C" (§8.7.2). C releases the lock when
+        # it is through (3̄): the barriers are words the next migration resets, and
+        # released here, a reset could hide B's number from C, which would spin
+        # for it forever.
+        if cancelled:
+            return result("schedule", ok=False, error="busy")  # in an IPC path (§8.5)
+        return result("schedule", value=prio)
+    switch = yield from part_c(k, here, job, after_barrier=True)
     yield from spin_unlock(base + LOCK)
+    if switch:
+        # C's "switch to t_i" when A is C: after the unlock, for a switch suspends
+        # the caller's kernel stack, and a lock held there would stop every other
+        # migration — and spin this CPU forever if the next thread here migrates.
+        yield from k.switch_to(here, t)
+    if cancelled:
+        return result("schedule", ok=False, error="busy")  # in an IPC path: do not migrate
     return result("schedule", value=prio)
 
 
 def part_b(k: Kernel, cd: CpuData, job: dict[str, Any], first: bool = False) -> Path:
-    """Part B, on the thread's CPU: take it out of every local structure."""
+    """Part B, on the thread's CPU: take it out of every local structure.
+
+    First, in the kernel with interrupts disabled, B acknowledges the
+    operations pending for this CPU (§8.5: "Pending requests ... we will find
+    by calling check_n_ack before"), so no mailbox for `t` is left to arrive
+    here after it left; then it decides whether `t` may go at all. A thread
+    half-way through an IPC — polling, locked, or a cross-processor sender
+    whose proxy works for it — is not migrated (§8.5: "we do not migrate the
+    sender while a proxy thread handles a request for it"). That check was A's,
+    on another CPU, where the state could change between the check and B's
+    delete: a thread starting a cross-CPU call in between was moved with its
+    proxy's reply on the way to the CPU it had left.
+    """
     t: Thread = job["thread"]
     base = kaddr(AREA)
+    yield from xcpu.check_n_ack(k, cd)  # whom it wakes, the dispatcher finds ready
+    state = yield Read(t.f["thread_state"])
+    # Also in an IPC: waiting for its pager's reply to a page fault (perhaps one
+    # nested in a long IPC, §8.4.2), whose outer IPC resumes where it began.
+    busy = state in (POLLING, LOCKED_RUNNING, LOCKED_WAITING) or bool(
+        (yield Read(t.f["proxy"])) or t.recv_started or t.fault is not None
+    )
+    if busy:
+        yield Write(base + CANCEL, 1)
     # The ring t is in is its old priority's: read it before (=1), for after (=1)
     # A exchanges the priority while we delete (§8.7.2: "delete the thread from
     # the old priorities list").
@@ -116,26 +188,30 @@ def part_b(k: Kernel, cd: CpuData, job: dict[str, Any], first: bool = False) -> 
     if not first:
         yield Phase("migrate.B.barrier1")
         yield from _barrier(base + BARRIER1, 2)  # (=1)
-    yield Phase("migrate.B.delete")
-    yield from sched.dequeue_ready(k, cd, t, old_prio)
-    job["deadline"] = t.deadline
-    yield from sched.dequeue_wakeup(k, cd, t)
-    if cd.fpu_owner is t:
-        yield Phase("migrate.B.save_fpu")  # the FPU is per CPU: save before leaving (§8.7.1)
-        yield Write(t.f["resources"], 0)
-        yield Compute(FPU_SAVE_CYCLES)
-        cd.fpu_owner = None
-    yield from _release_polling_proxies(k, cd, t, job["to"])
+    if not busy:
+        yield Phase("migrate.B.delete")
+        yield from sched.dequeue_ready(k, cd, t, old_prio)
+        job["deadline"] = t.deadline
+        yield from sched.dequeue_wakeup(k, cd, t)
+        if cd.fpu_owner is t:
+            yield Phase("migrate.B.save_fpu")  # the FPU is per CPU: save before leaving (§8.7.1)
+            yield Write(t.f["resources"], 0)
+            yield Compute(FPU_SAVE_CYCLES)
+            cd.fpu_owner = None
+        yield from _release_polling_proxies(k, cd, t, job["to"])
     if first:
         return  # A is B: A goes on to its barriers itself
-    yield from _finish_b(k, cd, job)
+    yield from _finish_b(k, cd, job, busy)
 
 
-def _finish_b(k: Kernel, cd: CpuData, job: dict[str, Any]) -> Path:
+def _finish_b(k: Kernel, cd: CpuData, job: dict[str, Any], busy: bool) -> Path:
     t: Thread = job["thread"]
     base = kaddr(AREA)
     yield Phase("migrate.B.barrier2")
     yield from _barrier(base + BARRIER2, job["parties"])  # (=2)
+    if busy:
+        yield Write(base + NUMBER_SET, 1)  # (3̄): C finds the migration cancelled
+        return
     yield from set_cpu(k, t, job["to"])
     yield Write(base + NUMBER_SET, 1)  # (3̄)
     if cd.current is t:
@@ -154,7 +230,11 @@ def set_cpu(k: Kernel, t: Thread, cpu: int) -> Path:
 
 
 def part_c(k: Kernel, cd: CpuData, job: dict[str, Any], after_barrier: bool = False) -> Path:
-    """Part C, on the destination: insert the thread, switch if it outranks us."""
+    """Part C, on the destination: insert the thread, switch if it outranks us.
+
+    When A is C (`after_barrier`), C does not switch itself: it returns whether
+    to, and A switches once it has released the migration lock.
+    """
     t: Thread = job["thread"]
     base = kaddr(AREA)
     if not after_barrier:
@@ -162,6 +242,12 @@ def part_c(k: Kernel, cd: CpuData, job: dict[str, Any], after_barrier: bool = Fa
         yield from _barrier(base + BARRIER2, job["parties"])  # (=2)
     yield Phase("migrate.C.wait_number")
     yield from _wait_for(base + NUMBER_SET, 1)  # (3̄): B has set the processor number
+    cancelled = yield Read(base + CANCEL)
+    if not after_barrier:
+        yield from spin_unlock(base + LOCK)  # the last to use the area (see `migrate`)
+    if cancelled:
+        t.migrating = False
+        return False  # B found t in an IPC path: it stays where it is
     yield Phase("migrate.C.insert")
     state = yield Read(t.f["thread_state"])
     if state in RUNNABLE:
@@ -171,10 +257,12 @@ def part_c(k: Kernel, cd: CpuData, job: dict[str, Any], after_barrier: bool = Fa
         yield from sched.enqueue_wakeup(k, cd, t, deadline)
     t.migrating = False
     cur = cd.current
-    if state in RUNNABLE and (
+    switch = state in RUNNABLE and (
         cur is cd.idle or (yield Read(t.f["priority"])) > (yield Read(cur.f["priority"]))
-    ):
+    )
+    if switch and not after_barrier:
         yield from k.switch_to(cd, t)
+    return switch
 
 
 def _release_polling_proxies(k: Kernel, cd: CpuData, t: Thread, to: int) -> Path:
@@ -183,11 +271,16 @@ def _release_polling_proxies(k: Kernel, cd: CpuData, t: Thread, to: int) -> Path
     A proxy polling for a remote sender forwards the request; a local sender
     polling itself starts its send over, which now crosses processors.
     """
-    head = yield Read(t.f["send_queue"])
-    cur = head
+    from kernel import ipc
+
+    senders = []  # the queue first: a restarted sender leaves it below
+    head = cur = yield Read(t.f["send_queue"])
     while cur:
-        sender = k.by_tcb[cur]
-        nxt = yield Read(sender.f["send_next"])
+        senders.append(k.by_tcb[cur])
+        cur = yield Read(k.by_tcb[cur].f["send_next"])
+        if cur == head:
+            break
+    for sender in senders:
         proxy_tcb = yield Read(sender.f["proxy"])
         p = k.by_tcb.get(proxy_tcb) if proxy_tcb else None
         if p is not None and p.cpu == cd.number and (yield Read(p.f["thread_state"])) == POLLING:
@@ -198,8 +291,9 @@ def _release_polling_proxies(k: Kernel, cd: CpuData, t: Thread, to: int) -> Path
         elif sender.cpu == cd.number and (yield Read(sender.f["thread_state"])) == POLLING:
             yield Phase("migrate.B.restart_sender")
             sender.wake = "restart"
+            # Out of t's send queue here and now, with the queue's owner: woken
+            # locked_running, the sender would otherwise sit in the queue of a
+            # thread it no longer polls on until it next runs.
+            yield from ipc.dequeue_sendq(k, t, sender)
             yield from sched.dequeue_wakeup(k, cd, sender)
             yield from sched.make_ready(k, cd, sender, LOCKED_RUNNING)
-        cur = nxt
-        if cur == head:
-            break

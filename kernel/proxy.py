@@ -74,7 +74,9 @@ def send_request(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
     a.wake = None
     yield from xcpu.trigger(k, cd, i, b.cpu)
     yield from k.switch_to(cd, None)  # switchTo(Anyone)
-    return (yield from _xp_return(k, cd, a, request))
+    # Woken where we are now: a call whose receive phase the proxy began leaves
+    # us waiting, and a waiting thread may be migrated (§8.7.3).
+    return (yield from _xp_return(k, k.cpus[a.cpu - 1], a, request))
 
 
 def _xp_return(k: Kernel, cd: CpuData, a: Thread, request: Mail) -> Path:
@@ -84,7 +86,8 @@ def _xp_return(k: Kernel, cd: CpuData, a: Thread, request: Mail) -> Path:
     code = yield Read(a.f["xp_cc"])
     while code == REDO_FAULT:  # not done: the proxy needs a page of ours (§8.4.2)
         yield from redo_fault(k, a)  # locks us before it reactivates the proxy
-        yield from k.switch_to(cd, None)
+        yield from k.switch_to(k.cpus[a.cpu - 1], None)
+        cd = k.cpus[a.cpu - 1]
         code = yield Read(a.f["xp_cc"])
     # The reply to a call may have woken us before our CPU linked the wake-up
     # mailbox to us: drain the flags, then free every mailbox on our list.

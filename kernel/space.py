@@ -178,6 +178,7 @@ def page_fault(k: Kernel, c: Cpu, addr: int, write: bool, reason: str) -> Path:
     if resolved:
         resolved = yield from page_fault_ipc(k, t, addr, write)
     if not resolved:
+        cd = k.cpus[t.cpu - 1]  # it may have been migrated while it waited (§8.7.3)
         yield Phase("pf.kill")  # no pager could resolve it: the thread cannot go on
         t.results.append(
             {

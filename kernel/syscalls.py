@@ -209,7 +209,19 @@ def thread_switch(k: Kernel, t: Thread, op: ThreadSwitch) -> Path:
 
 
 def schedule(k: Kernel, t: Thread, op: Schedule) -> Path:
-    """thread_schedule: priority and timeslice below the caller's MCP (§2.1.1, §6.1.2)."""
+    """thread_schedule: priority and timeslice below the caller's MCP (§2.1.1, §6.1.2).
+
+    A new processor number migrates the thread (§8.7.2). Otherwise the new
+    priority and timeslice are set on the thread's own CPU (implementation
+    decision 3): "changing the priority of a thread requires to delete the
+    thread from the old priorities list and reinsert it to the new one, which
+    is nothing more than executing first B and then C on the same processor"
+    (§8.7.2) — and a CPU's ready lists are touched by that CPU only (design
+    decision 1). Done from the caller's CPU, a priority change raced the
+    target CPU's dispatcher and a migration of the same thread, leaving a
+    ready-list head pointing at nothing (found by the random kernel fuzzer:
+    `KeyError: 0` in `sched.dispatch`).
+    """
     yield Phase("sched.thread_schedule")
     target = k.by_name[op.thread]
     mcp = yield Read(t.f["mcp"])
@@ -217,22 +229,48 @@ def schedule(k: Kernel, t: Thread, op: Schedule) -> Path:
     new_prio = prio if op.priority is None else op.priority
     if prio >= mcp or new_prio >= mcp:
         return result("schedule", ok=False, error="denied")
-    if op.cpu and op.cpu != target.cpu and target is not t:  # ID 4: never oneself
+    if op.cpu and target is not t:  # ID 4: never oneself
         from kernel import migrate
 
-        return (yield from migrate.migrate(k, t, target, op))
-    if op.timeslice is not None:
-        yield Write(target.f["timeslice"], op.timeslice)
-    if new_prio != prio:
-        cd = k.cpus[target.cpu - 1]
-        # Changing the priority is deleting and reinserting the thread (§8.7.2, B then C).
-        linked = yield Read(target.f["ready_next"])
-        if linked:
-            yield from sched.dequeue_ready(k, cd, target)
-        yield Write(target.f["priority"], new_prio)
-        if linked or (yield Read(target.f["thread_state"])) in RUNNABLE:
-            yield from sched.enqueue_ready(k, cd, target)
+        done = yield from migrate.migrate(k, t, target, op)
+        if done is not None:
+            return done
+    if op.priority is None and op.timeslice is None:
+        return result("schedule", value=prio)
+    from kernel import unwind
+
+    cpu = yield Read(target.f["cpu"])
+    work = functools.partial(_set_params_on, k, target, op.priority, op.timeslice)
+    yield from unwind.run_on(k, t, cpu, work, "sched.thread_schedule")
     return result("schedule", value=prio)
+
+
+def _set_params_on(
+    k: Kernel, target: Thread, priority: int | None, timeslice: int | None, cd: CpuData
+) -> Path:
+    """On the target's CPU: the new timeslice and priority (B, then C, here)."""
+    from kernel import unwind
+
+    cpu = yield Read(target.f["cpu"])
+    if cpu != cd.number:
+        # It moved between the caller reading its CPU and our running here: "t_i is no
+        # longer present on B and will not be found locally" (§8.7.2). On to its CPU.
+        again = functools.partial(_set_params_on, k, target, priority, timeslice)
+        return unwind.Forward(cpu, again)
+    if timeslice is not None:
+        yield Write(target.f["timeslice"], timeslice)
+    if priority is None:
+        return None
+    old = yield Read(target.f["priority"])
+    if old == priority:
+        return None
+    linked = yield Read(target.f["ready_next"])
+    if linked:
+        yield from sched.dequeue_ready(k, cd, target, old)
+    yield Write(target.f["priority"], priority)
+    if linked or (yield Read(target.f["thread_state"])) in RUNNABLE:
+        yield from sched.enqueue_ready(k, cd, target)
+    return None
 
 
 def ex_regs(k: Kernel, t: Thread, op: ExRegs) -> Path:
@@ -256,7 +294,7 @@ def ex_regs(k: Kernel, t: Thread, op: ExRegs) -> Path:
 def fpu(k: Kernel, c: Cpu, t: Thread, cycles: int) -> Path:
     """Floating-point work with lazy FPU switching (§2.4)."""
     cd = k.cpus[c.index]
-    if cd.fpu_owner is not t:
+    while cd.fpu_owner is not t:
         # The FPU is someone else's: the device-not-available fault enters the kernel.
         yield Trap()
         yield Phase("fpu.switch")
@@ -266,6 +304,10 @@ def fpu(k: Kernel, c: Cpu, t: Thread, cycles: int) -> Path:
         yield ComputeOp(FPU_SWITCH_CYCLES)
         cd.fpu_owner = t
         yield from k.exit_to_user(c)
+        # Preempted on the way out and migrated meanwhile, we resume on another CPU
+        # whose FPU is not ours (§8.7.1: B saved it): fault again there.
+        c = k.machine.cpu(t.cpu)
+        cd = k.cpus[c.index]
     yield ComputeOp(cycles)
     t.fpu_cycles += cycles
 
@@ -284,8 +326,14 @@ def _ex_regs_on(k: Kernel, target: Thread, op: ExRegs, cd: CpuData) -> Path:
     """ex_regs on the target's CPU: abort its IPC, then set what was asked."""
     from kernel import unwind  # unwind imports this module
 
+    cpu = yield Read(target.f["cpu"])
+    if cpu != cd.number:  # it was migrated meanwhile: on to its CPU (see _set_params_on)
+        return unwind.Forward(cpu, functools.partial(_ex_regs_on, k, target, op))
     state = yield Read(target.f["thread_state"])
-    yield from unwind.abort_on_cpu(k, cd, target)
+    # A Forward: the abort goes on at the target's send proxy, and that proxy's CPU
+    # wakes the caller (§8.4.3). The target waits locked meanwhile, so setting its
+    # registers now is the same as after the abort.
+    forward = yield from unwind.abort_on_cpu(k, cd, target)
     if op.pager is not None:
         target.pager = k.by_name[op.pager]
         yield Write(target.f["pager"], target.pager.word)
@@ -298,3 +346,4 @@ def _ex_regs_on(k: Kernel, target: Thread, op: ExRegs, cd: CpuData) -> Path:
         target.pc = ProgramCounter.start(tuple(program[op.ip :]))
         if state == INACTIVE:  # setting the ip of a dead thread creates it (§2.1.2)
             yield from space.start_thread(k, target)
+    return forward

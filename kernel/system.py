@@ -233,7 +233,15 @@ class System:
         return all(e[2] == "apic.timer" for e in m.events)
 
     def stuck(self) -> list[str]:
-        """Threads left locked in an IPC with nothing left to unlock them (a kernel fault)."""
+        """Threads left locked in an IPC with nothing left to unlock them (a kernel fault).
+
+        A cross-processor sender waits `locked_waiting` for its proxy (§8.3.5);
+        that is a wait, not a fault, only while the proxy polls on the receiver
+        *for it* — its request first in the proxy's mailbox list. A sender whose
+        proxy field names a proxy that sleeps, or works for someone else, will
+        never be woken: it is stuck, not blocked for good (a run used to end
+        "end", exit 0, with such a sender locked forever).
+        """
         k = self.kernel
         out = []
         for t in k.threads:
@@ -243,10 +251,19 @@ class System:
             if state not in (LOCKED_RUNNING, LOCKED_WAITING):
                 continue
             proxy = k.by_tcb.get(k.field(t, "proxy"))
-            if state == LOCKED_WAITING and proxy is not None:
+            if state == LOCKED_WAITING and proxy is not None and self._polls_for(proxy, t):
                 continue  # a cross-processor sender: it waits for its proxy (see waits)
             out.append(t.name)
         return out
+
+    def _polls_for(self, proxy: Thread, sender: Thread) -> bool:
+        """Whether `proxy` polls on its receiver with `sender`'s request (§8.3.5)."""
+        k = self.kernel
+        if k.field(proxy, "thread_state") != POLLING:
+            return False
+        first = k.field(proxy, "first_mailbox")
+        mail = k.mailboxes.mail.get(k.mailboxes.index(first)) if first else None
+        return mail is not None and mail.op == "ipc_send" and mail.sender is sender
 
     def waits(self) -> list[Wait]:
         """The IPC wait-for graph: who waits for whom, with an infinite timeout."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kernel import ipc, sched, xcpu
@@ -30,10 +31,17 @@ Work = Callable[["CpuData"], Path]  # a path to run on another CPU
 
 
 def run_on(k: Kernel, caller: Thread, cpu: int, work: Work, label: str) -> Path:
-    """Run `work` on CPU `cpu` in its control proxy; wait for it; return its result."""
+    """Run `work` on CPU `cpu` in its control proxy; wait for it; return its result.
+
+    `work` may return a `Forward`: it goes on on another CPU (the thread it
+    works on left, or an abort reaches a send proxy), in the same mailbox.
+    """
     cd = k.cpus[caller.cpu - 1]
     if cpu == caller.cpu:
-        return (yield from work(cd))
+        out = yield from work(cd)
+        if not isinstance(out, Forward):
+            return out
+        cpu, work = out.cpu, out.work  # it goes on elsewhere: we wait for it there
     yield Phase(f"{label}.remote")
     mail = Mail("remote", caller, None, work)
     i = yield from xcpu.alloc(k, caller.cpu)
@@ -48,10 +56,35 @@ def run_on(k: Kernel, caller: Thread, cpu: int, work: Work, label: str) -> Path:
     return mail.payload_result
 
 
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """A remote request goes on on another CPU, in the same mailbox (§8.4.3)."""
+
+    cpu: int
+    work: Work
+
+
 def serve(k: Kernel, cd: CpuData, p: Thread, i: int, mail: Mail) -> Path:
-    """A control proxy runs a remote request, then wakes the requester."""
+    """A control proxy runs a remote request, then wakes the requester.
+
+    If the work must go on elsewhere (an abort reaching a send proxy on a third
+    CPU), the *same* mailbox is handed on to that CPU's control proxy, which
+    wakes the requester when it is done: "we take the same mailbox for all
+    those (up to three) proxies" (§8.4.3). A control proxy never blocks: it
+    also runs the B and C parts of migrations (§8.7.2), whose A waits for them
+    spinning with interrupts disabled — a control proxy waiting for that CPU
+    (the earlier `run_on` here) deadlocked the two (found by the random kernel
+    fuzzer).
+    """
     yield from xcpu.unhook_first(k, p)
-    mail.payload_result = yield from mail.payload(cd)
+    out = yield from mail.payload(cd)
+    if isinstance(out, Forward):
+        yield Phase("unwind.proxy.remote")
+        mail.payload = out.work
+        yield Write(k.mailboxes.addr(i, xcpu.TARGET), k.ctl[out.cpu].tcb)
+        yield from xcpu.trigger(k, cd, i, out.cpu)
+        return
+    mail.payload_result = out
     yield Phase("unwind.wake_caller")
     yield Write(k.mailboxes.addr(i, xcpu.TARGET), mail.sender.tcb)
     yield from xcpu.trigger(k, cd, i, mail.sender.cpu)
@@ -66,11 +99,13 @@ def abort_on_cpu(k: Kernel, cd: CpuData, target: Thread) -> Path:
         # A cross-processor sender: its IPC is held by its proxy elsewhere; the
         # unwind goes on there with the same kind of request.
         p = k.by_tcb[proxy_tcb]
-        yield from run_on(
-            k, cd.current, p.cpu, functools.partial(_abort_proxy, k, p), "unwind.proxy"
-        )
+        work = functools.partial(_abort_proxy, k, p)
+        if cd.current.proxy_kind == "ctl" and p.cpu != cd.number:
+            return Forward(p.cpu, work)  # `serve` hands the mailbox on
+        yield from run_on(k, cd.current, p.cpu, work, "unwind.proxy")
     else:
         yield from ipc.abort(k, target)
+    return None
 
 
 def _abort_proxy(k: Kernel, p: Thread, cd: CpuData) -> Path:
