@@ -510,24 +510,17 @@ def _serve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from l4tui.lab import load_lab
+    from l4tui.serve.address import parse_address
     from l4tui.serve.auth import load_users
-    from l4tui.serve.server import LabServer, Limits, serve
 
-    host, _, port_text = args.ssh.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]  # [::1]:2222
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ConfigError(f"--ssh takes HOST:PORT, not {args.ssh!r}") from None
-    if not host or not 0 <= port < 65536:
-        raise ConfigError(f"--ssh takes HOST:PORT, not {args.ssh!r}")
+    host, port = parse_address(args.ssh)
     for name, ok, must in (
         ("max_sessions", args.max_sessions >= 1, "be at least 1"),
         ("per_user", args.per_user >= 1, "be at least 1"),
         ("idle_timeout", math.isfinite(args.idle_timeout) and args.idle_timeout > 0, "be > 0"),
         ("login_timeout", math.isfinite(args.login_timeout) and args.login_timeout > 0, "be > 0"),
         ("warm", args.warm >= 0, "be 0 or more"),
+        ("warm", args.warm <= args.max_sessions, "be at most --max-sessions"),
     ):
         if not ok:
             option = "--" + name.replace("_", "-")
@@ -539,6 +532,9 @@ def _serve(args: argparse.Namespace) -> int:
     lab = load_lab(args.lab)  # a bad lab is found before anyone connects
     users = load_users(args.users) if args.users else None
     state = Path(args.state_dir)
+    # Only now the SSH library (asyncssh, cryptography): every bad argument is said before.
+    from l4tui.serve.server import LabServer, Limits, serve
+
     limits = Limits(
         max_sessions=args.max_sessions,
         per_user=args.per_user,
@@ -556,20 +552,57 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _passwd(args: argparse.Namespace) -> int:
     import getpass
+    import os
     from pathlib import Path
 
     import yaml
 
+    from l4tui.files import atomic_text
     from l4tui.serve.auth import USER, hash_password, load_users
 
-    if not USER.match(args.user):
+    if not USER.fullmatch(args.user):
         raise ConfigError(f"not a user name: {args.user!r} (lower case, digits, - and _)")
-    users = load_users(args.users) if Path(args.users).exists() else {}
-    password = getpass.getpass(f"password for {args.user}: ")
+    path = Path(args.users)
+    if not path.parent.is_dir():  # said before the password is typed in vain
+        raise ConfigError("no such directory for the users file", str(path.parent))
+    users = load_users(args.users) if os.path.lexists(path) else {}
+    try:
+        if sys.stdin.isatty():
+            password = getpass.getpass(f"password for {args.user}: ")
+        else:  # from a pipe (a script): its first line, no prompt
+            line = sys.stdin.readline()
+            if not line:
+                raise EOFError
+            password = line.removesuffix("\n")
+    except EOFError:
+        raise ConfigError("no password given (end of input); the users file is unchanged") from None
+    except KeyboardInterrupt:
+        print(file=sys.stderr)  # off the prompt's line
+        raise ConfigError("interrupted; the users file is unchanged") from None
     if len(password) < 8:
         raise ConfigError("a password needs at least 8 characters")
     users[args.user] = hash_password(password)
-    Path(args.users).write_text(yaml.safe_dump({"users": users}))
+    made = False
+    if not os.path.lexists(path):
+        # A new users file is private from its first byte (it holds password hashes): made
+        # 0600 here, the atomic writer then keeps that mode.
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError as e:
+            raise ConfigError(f"cannot make the users file: {e.strerror}", args.users) from None
+        made = True
+    try:
+        # Whole or not at all: a full disk leaves the old file as it was.
+        with atomic_text(path) as out:
+            out.write(yaml.safe_dump({"users": users}))
+    except ConfigError as e:
+        if made:
+            path.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write the users file: {e.message}", args.users) from None
+    except OSError as e:
+        if made:
+            path.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write the users file: {e.strerror}", args.users) from None
     print(f"{args.user} stored in {args.users}")
     return 0
 

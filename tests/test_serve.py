@@ -48,6 +48,23 @@ def connect(port: int, user: str = "alice", **kw: object):  # noqa: ANN201 - a c
     return asyncssh.connect("127.0.0.1", port, username=user, known_hosts=None, **{**options, **kw})
 
 
+async def disconnect_reason(port: int, user: str = "alice", **kw: object) -> str:
+    """Log in and wait for the server to close the connection: the reason it gave."""
+    told: list[str] = []
+
+    class Told(asyncssh.SSHClient):
+        def connection_lost(self, exc: Exception | None) -> None:
+            told.append(getattr(exc, "reason", "") or str(exc or ""))
+
+    try:
+        conn = await connect(port, user, client_factory=Told, **kw)
+    except asyncssh.DisconnectError as e:
+        return e.reason
+    async with conn:
+        await asyncio.wait_for(conn.wait_closed(), 30)
+    return told[0] if told else ""
+
+
 class Screen:
     """The client's terminal: bytes from the server through a VT emulator (pyte)."""
 
@@ -158,13 +175,13 @@ async def test_session_limits_refuse_with_a_message(lab) -> None:  # noqa: ANN00
         first = await open_monitor(conn)
         await first.wait_for("CPUs")
         second = await open_monitor(conn)  # per user: 1
-        await second.wait_for("you already have 1 sessions open")
+        await second.wait_for("you already have 1 session open")
         async with connect(port, "bob", client_keys=[bob]) as conn2:
             b1 = await open_monitor(conn2)
             await b1.wait_for("CPUs")
-            async with connect(port, "bob", client_keys=[bob]) as conn3:
-                full = await open_monitor(conn3)
-                await full.wait_for("the lab is full (2 sessions)")
+            # A connection over a limit is told why and disconnected as it logs in.
+            told = await disconnect_reason(port, "bob", client_keys=[bob])
+            assert "the lab is full (2 sessions)" in told
 
 
 async def test_an_idle_session_is_closed_and_its_work_saved(lab) -> None:  # noqa: ANN001

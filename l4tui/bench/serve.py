@@ -5,8 +5,11 @@ the size of the class (the class logs in once the server says the pool is
 ready in its log), then with none. `sessions` OpenSSH clients (`ssh -tt`,
 key login, the default 80x24 terminal) connect over loopback in one burst and
 time the arrival of the monitor's first frame (the bytes of its CPU pane). Then the proportional
-memory (PSS) of each idle session's process is read from /proc. Host time:
-the figures vary from run to run and depend on the cores.
+memory (PSS) of each idle session's process is read from /proc, and — the class logged in
+and nobody typing — the CPU time and wake-ups (context switches) of all the sessions
+together over a minute (issue 14: an idle session must not poll; Textual's own keyboard
+thread woke ten times a second). Host time: the figures vary from run to run and depend on
+the cores.
 """
 
 from __future__ import annotations
@@ -34,6 +37,46 @@ def _pss_mb(pid: int) -> float:
         if line.startswith("Pss:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def _cpu_and_wakeups(pid: int) -> tuple[float, int]:
+    """CPU seconds (user + system) and context switches of every thread of `pid` so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0, 0
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    switches = 0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        tasks = []
+    for task in tasks:
+        try:
+            status = (task / "status").read_text()
+        except OSError:
+            continue
+        switches += sum(int(n) for n in re.findall(r"ctxt_switches:\s+(\d+)", status))
+    return cpu, switches
+
+
+async def _idle_cost(pids: list[int], seconds: float) -> tuple[float, int]:
+    """CPU seconds and wake-ups of `pids` together over `seconds` of nobody typing."""
+    before = [_cpu_and_wakeups(pid) for pid in pids]
+    await asyncio.sleep(seconds)
+    after = [_cpu_and_wakeups(pid) for pid in pids]
+    cpu = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
+    wakeups = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
+    return cpu, wakeups
+
+
+async def _settled(pids: list[int], timeout: float = 60.0) -> None:
+    """Until a second in which the sessions woke at most once each: their logins are drawn."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, wakeups = await _idle_cost(pids, 1.0)
+        if wakeups <= len(pids):
+            return
 
 
 def _children(pid: int) -> list[int]:
@@ -82,7 +125,7 @@ def _wait_for(server: subprocess.Popen[str], pattern: str) -> re.Match[str]:
     raise RuntimeError("the server ended before saying " + repr(pattern) + ":\n" + "".join(said))
 
 
-async def _burst(sessions: int, warm: int) -> dict[str, Any]:
+async def _burst(sessions: int, warm: int, idle: float = 0.0) -> dict[str, Any]:
     from l4tui.serve.server import host_key
 
     lab = str(Path(__file__).parents[2] / "scripts" / "labs" / "xp-ipc.yaml")
@@ -136,18 +179,30 @@ async def _burst(sessions: int, warm: int) -> dict[str, Any]:
             zygotes = _children(server.pid)
             pids = [c for z in zygotes for c in _children(z)]
             pss = [_pss_mb(pid) for pid in pids]
+            idle_cpu, idle_wakeups = 0.0, 0
+            if idle:
+                await _settled(pids)
+                idle_cpu, idle_wakeups = await _idle_cost(pids, idle)
             for _, proc in got:
                 proc.kill()
                 await proc.wait()
         finally:
             server.terminate()
             server.wait(timeout=30)
-    return {"frames": frames, "pss": pss, "pool_ready": pool_ready}
+    return {
+        "frames": frames,
+        "pss": pss,
+        "pool_ready": pool_ready,
+        "idle_cpu": idle_cpu,
+        "idle_wakeups": idle_wakeups,
+        "idle_sessions": len(pids),
+    }
 
 
-def run_serve(sessions: int = 30) -> dict[str, Any]:
-    """The rows of `bench serve`: with a warm pool of the class's size, and with none."""
-    r = asyncio.run(_burst(sessions, warm=sessions))
+def run_serve(sessions: int = 30, idle: float = 60.0) -> dict[str, Any]:
+    """The rows of `bench serve`: with a warm pool of the class's size, and with none; then
+    what the class's sessions cost idle over `idle` seconds."""
+    r = asyncio.run(_burst(sessions, warm=sessions, idle=idle))
     cold = asyncio.run(_burst(sessions, warm=0))
     frames, pss = r["frames"], r["pss"] or [0.0]
     rows = [
@@ -160,6 +215,13 @@ def run_serve(sessions: int = 30) -> dict[str, Any]:
         ("goal: worst", "s", 3.0),
         ("memory per idle session (PSS, mean)", "MB", statistics.mean(pss)),
         ("goal: memory per idle session", "MB", 40),
+        (
+            f"CPU time of {r['idle_sessions']} idle sessions over {idle:.0f} s (all)",
+            "s",
+            r["idle_cpu"],
+        ),
+        (f"  their wake-ups over {idle:.0f} s (all)", "", r["idle_wakeups"]),
+        ("goal: CPU time of idle sessions", "s", 0.0),
         ("cores", "", os.cpu_count() or 0),
     ]
     return {"rows": [{"name": n, "unit": u, "value": round(v, 2)} for n, u, v in rows]}

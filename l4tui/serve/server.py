@@ -16,6 +16,13 @@ and subsystems are refused. Limits: sessions in all and per user, the login
 time, idle time, password attempts. Each login, logout and refusal is a log
 line with the peer and user.
 
+The limits count from authentication (issue 14): an authenticated connection
+holds a place until it closes — its sessions, or one place while it has none
+— so a connection over a limit is disconnected with the reason at once, and
+one that holds no session for the login timeout is closed. Bad passwords are
+counted per user and per address across connections (l4tui/serve/guard.py),
+and a name that does not exist costs the same scrypt as one that does.
+
 The server says everything on one channel, its log (the `l4tui.serve` logger;
 `l4tui serve` writes it to stderr), and each thing once: where it listens,
 the host key's fingerprint, when the warm pool is ready, then the sessions.
@@ -31,6 +38,7 @@ import logging
 import os
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -42,7 +50,9 @@ from typing import Any
 
 import asyncssh
 
-from l4tui.serve.auth import USER, authorized_keys, check_password
+from l4tui.serve.address import shown as shown_address
+from l4tui.serve.auth import USER, authorized_keys, check_password, unknown_hash
+from l4tui.serve.guard import Guard
 from machine.errors import ConfigError
 
 log = logging.getLogger("l4tui.serve")
@@ -54,12 +64,14 @@ class Limits:
     per_user: int = 2
     login_timeout: float = 60.0
     idle_timeout: float = 1800.0
-    password_attempts: int = 3
+    password_attempts: int = 3  # per connection; across connections: `Guard`
     cpu_seconds: int = 4 * 3600
     memory_mb: int = 1024
     repaint_ms: int = 400  # slower repaints for a network link
 
 
+DRIVER = "l4tui.serve.driver:SessionDriver"  # sleeps while idle, ends with its terminal
+MARKER = "L4TUI_SERVE"  # in the environment of every process a server starts: its state dir
 POOL_SIZE = (80, 24)  # warm slots are painted at the usual default terminal size
 BUFFER = 256 << 10  # what a slot keeps of its first output: terminal set-up and first frame
 
@@ -101,6 +113,8 @@ class LabServer:
     keys_dir: str | None = None
     limits: Limits = field(default_factory=Limits)
     sessions: set[ChildSession] = field(default_factory=set)
+    connections: set[Connection] = field(default_factory=set)  # authenticated, not yet closed
+    guard: Guard = field(default_factory=Guard)  # password failures across connections
     _server: Any = None
     _zygote: Any = None  # the warm parent of the sessions (l4tui/serve/zygote.py)
     _zsock: Any = None
@@ -141,6 +155,18 @@ class LabServer:
         self.fill_pool()
         return self._server.sockets[0].getsockname()[1]
 
+    def files_dir(self, user: str | None = None) -> Path:
+        """Where a student's console file commands are confined (`lab --confine`), made 0700:
+        STATE/files/USER; without a user the directory of them all (a warm slot's, until its
+        student comes and it is narrowed to theirs)."""
+        files = self.state_dir / "files"
+        files.mkdir(mode=0o700, exist_ok=True)
+        if user is None:
+            return files
+        mine = files / user
+        mine.mkdir(mode=0o700, exist_ok=True)
+        return mine
+
     def session_env(self, home: Path, term: str) -> dict[str, str]:
         """The allow-listed environment of a session (nothing of the server's own)."""
         return {
@@ -155,6 +181,7 @@ class LabServer:
             "L4TUI_REPAINT_MS": str(self.limits.repaint_ms),
             "TEXTUAL_ANIMATIONS": "none",
             "L4TUI_MOUSE": "1" if self.mouse else "0",
+            "TEXTUAL_DRIVER": DRIVER,
         }
 
     def fill_pool(self) -> None:
@@ -167,7 +194,7 @@ class LabServer:
             fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             request = {
-                "argv": ["lab", self.lab],
+                "argv": ["lab", self.lab, "--confine", str(self.files_dir())],
                 "env": self.session_env(home, "xterm-256color"),
                 "cwd": str(home),
                 "cpu_seconds": self.limits.cpu_seconds,
@@ -258,8 +285,16 @@ class LabServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         env = {"PATH": os.defpath, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": "/"}
         env["TEXTUAL_ANIMATIONS"] = "none"  # Textual reads some settings at import
+        env["TEXTUAL_DRIVER"] = DRIVER  # ... this one too
+        # Every process this server starts carries it (sessions are forked, never exec'd, so
+        # /proc/PID/environ shows it): whatever is left of a server can be found.
+        env[MARKER] = str(self.state_dir)
+        argv = [sys.executable, "-m", "l4tui.serve.zygote", str(theirs.fileno()), self.lab]
+        # The zygote dies with this thread (PR_SET_PDEATHSIG): the event loop's, which runs
+        # the server to its end.
+        argv.append(str(os.getpid()))
         self._zygote = subprocess.Popen(
-            [sys.executable, "-m", "l4tui.serve.zygote", str(theirs.fileno()), self.lab],
+            argv,
             pass_fds=(theirs.fileno(),),
             env=env,
             start_new_session=True,
@@ -276,8 +311,23 @@ class LabServer:
             raise OSError("the session zygote has gone")
         return int(json.loads(reply)["pid"])
 
-    def count(self, user: str) -> int:
-        return sum(1 for s in self.sessions if s.user == user)
+    def held(self, user: str | None = None) -> int:
+        """Places held (by `user`, or by all): an authenticated connection holds one per session,
+        or one while it has none; a session whose connection has gone, one until it has saved
+        and ended."""
+        n = sum(c.held() for c in self.connections if user is None or c.user == user)
+        gone = (s for s in self.sessions if s.conn not in self.connections)
+        return n + sum(1 for s in gone if user is None or s.user == user)
+
+    def refusal(self, user: str, more: int = 1) -> str | None:
+        """Why `user` may not take `more` places now (None: they may)."""
+        limits = self.limits
+        if self.held() + more > limits.max_sessions:
+            return f"the lab is full ({limits.max_sessions} sessions); try again later"
+        n = self.held(user)
+        if n + more > limits.per_user:
+            return f"you already have {n} session{'s'[: n != 1]} open"
+        return None
 
     async def _watch_idle(self) -> None:
         while True:
@@ -289,6 +339,11 @@ class LabServer:
                     s.end(f"idle for {self.limits.idle_timeout:.0f} s: your work is saved")
 
 
+def shown(name: str) -> str:
+    """A user name as the log shows it: as it is if valid, quoted if not (no forged lines)."""
+    return name if USER.fullmatch(name) else repr(name[:40])
+
+
 def split_login(name: str) -> tuple[str, bool]:
     """`alice` or `alice+fresh` (start the lab over): the user and whether to start fresh."""
     if name.endswith("+fresh"):
@@ -297,23 +352,33 @@ def split_login(name: str) -> tuple[str, bool]:
 
 
 class Connection(asyncssh.SSHServer):
-    """One SSH connection: authentication and what it may open."""
+    """One SSH connection: authentication, the places it holds, and what it may open."""
 
     def __init__(self, server: LabServer) -> None:
         self.server = server
         self.peer = "?"
+        self.host = "?"  # the peer's address: its password budget (l4tui/serve/guard.py)
         self.user = ""
         self.fresh = False
         self.failures = 0
         self.conn: asyncssh.SSHServerConnection | None = None
+        self.sessions: set[ChildSession] = set()  # its shell sessions (each holds a place)
+        self._idle: asyncio.TimerHandle | None = None  # closes it if it holds no session
+
+    def held(self) -> int:
+        return max(1, len(self.sessions))
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
         peer = conn.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        if peer:
+            self.host = str(peer[0])
+            self.peer = f"[{peer[0]}]:{peer[1]}" if ":" in self.host else f"{peer[0]}:{peer[1]}"
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.user:
+        self._cancel_idle()
+        if self in self.server.connections:
+            self.server.connections.discard(self)
             log.info("disconnect %s from %s", self.user, self.peer)
 
     def begin_auth(self, username: str) -> bool:
@@ -334,23 +399,75 @@ class Connection(asyncssh.SSHServer):
 
     async def validate_password(self, username: str, password: str) -> bool:
         user, _ = split_login(username)
-        stored = (self.server.users or {}).get(user)
-        if stored is not None and USER.match(user):
-            # scrypt takes ~50 ms on purpose: in a thread, so thirty logins do not queue.
+        guard = self.server.guard
+        if not guard.begin(user, self.host):
+            log.info("refused %s from %s: locked out", shown(user), self.peer)
+            return self._bad_password(user)
+        stored = (self.server.users or {}).get(user) if USER.fullmatch(user) else None
+        # A name that does not exist is checked against a hash no password matches: one
+        # scrypt either way, so the refusal's time does not say whether the name exists.
+        # scrypt takes ~50 ms on purpose: in a thread, so thirty logins do not queue.
+        try:
             ok = await asyncio.get_running_loop().run_in_executor(
-                None, check_password, password, stored
+                None, check_password, password, stored or unknown_hash()
             )
-            if ok:
-                return True
+        except BaseException:
+            guard.end(user, self.host, False)
+            raise
+        ok = ok and stored is not None
+        guard.end(user, self.host, ok)
+        if ok:
+            return True
+        log.info("refused %s from %s: bad password (%d)", shown(user), self.peer, self.failures + 1)
+        return self._bad_password(user)
+
+    def _bad_password(self, user: str) -> bool:
         self.failures += 1
-        log.info("refused %s from %s: bad password (%d)", user, self.peer, self.failures)
         if self.failures >= self.server.limits.password_attempts and self.conn is not None:
-            log.info("refused %s from %s: too many attempts", user, self.peer)
+            log.info("refused %s from %s: too many attempts", shown(user), self.peer)
             self.conn.close()
         return False
 
     def auth_completed(self) -> None:
+        refusal = self.server.refusal(self.user)
+        if refusal is not None:
+            # Over a limit: told why and disconnected now, never holding a place.
+            log.info("refused %s from %s: %s", self.user, self.peer, refusal)
+            if self.conn is not None:
+                self.conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, f"l4tui: {refusal}")
+            return
+        self.server.connections.add(self)
         log.info("login %s from %s", self.user, self.peer)
+        self._start_idle()
+
+    def _start_idle(self) -> None:
+        """A connection that holds no session for the login timeout is closed (it held a place)."""
+        self._cancel_idle()
+        if self in self.server.connections:
+            timeout = self.server.limits.login_timeout
+            self._idle = asyncio.get_running_loop().call_later(timeout, self._no_session)
+
+    def _cancel_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+
+    def _no_session(self) -> None:
+        self._idle = None
+        if not self.sessions and self.conn is not None:
+            timeout = self.server.limits.login_timeout
+            log.info("closed %s from %s: no session in %.0f s", self.user, self.peer, timeout)
+            self.conn.close()
+
+    def took(self, session: ChildSession) -> None:
+        self.sessions.add(session)
+        self._cancel_idle()
+
+    def gave_back(self, session: ChildSession) -> None:
+        if session in self.sessions:
+            self.sessions.discard(session)
+            if not self.sessions:
+                self._start_idle()
 
     def connection_requested(self, *args: Any) -> bool:
         log.info("refused %s from %s: port forwarding", self.user, self.peer)
@@ -396,11 +513,11 @@ class ChildSession(asyncssh.SSHServerSession):
         return True
 
     def shell_requested(self) -> bool:
-        limits = self.server.limits
-        if len(self.server.sessions) >= limits.max_sessions:
-            self.refusal = f"the lab is full ({limits.max_sessions} sessions); try again later"
-        elif self.server.count(self.user) >= limits.per_user:
-            self.refusal = f"you already have {limits.per_user} sessions open"
+        # The connection's first session takes the place it holds already; a second one more.
+        more = 1 if self.conn.sessions else 0
+        self.refusal = self.server.refusal(self.user, more) if more else None
+        if self.refusal is None:
+            self.conn.took(self)
         return True
 
     def exec_requested(self, command: str) -> bool:
@@ -425,6 +542,7 @@ class ChildSession(asyncssh.SSHServerSession):
                 self._spawn()
         except OSError as e:
             log.error("cannot start l4tui for %s: %s", self.user, e)
+            self.conn.gave_back(self)
             self.chan.write(b"l4tui: the lab could not start; tell the instructor\r\n")
             self.chan.exit(1)
             return
@@ -436,7 +554,9 @@ class ChildSession(asyncssh.SSHServerSession):
         home = server.state_dir / "home" / self.user
         home.mkdir(parents=True, exist_ok=True)
         state = server.state_dir / f"{self.user}.json"
-        argv = ["lab", server.lab, "--state", str(state)]  # a fixed argv: never a shell
+        files = server.files_dir(self.user)  # file commands stay in there
+        # A fixed argv: never a shell.
+        argv = ["lab", server.lab, "--state", str(state), "--confine", str(files)]
         if self.conn.fresh:
             argv.append("--fresh")
         env = server.session_env(home, self.term)
@@ -466,6 +586,7 @@ class ChildSession(asyncssh.SSHServerSession):
             "state": str(self.server.state_dir / f"{self.user}.json"),
             "fresh": self.conn.fresh,
             "history": str(home / "state" / "l4tui" / "history"),
+            "confine": str(self.server.files_dir(self.user)),
         }
         os.write(slot.control, json.dumps(assignment).encode())
         os.close(slot.control)
@@ -511,6 +632,7 @@ class ChildSession(asyncssh.SSHServerSession):
         if self in self.server.sessions:
             self.server.sessions.discard(self)
             log.info("logout %s from %s", self.user, self.peer)
+        self.conn.gave_back(self)
         with contextlib.suppress(Exception):
             self.chan.exit(0)
 
@@ -531,6 +653,8 @@ class ChildSession(asyncssh.SSHServerSession):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.end(None)  # the child saves on SIGTERM; the next login resumes
+        if self.pid == 0 or self.master < 0:  # no child to wait for: its place is free now
+            self.conn.gave_back(self)
 
     def end(self, message: str | None) -> None:
         """Stop the child (it saves its session and exits)."""
@@ -546,10 +670,25 @@ def _reason(e: Exception) -> str:
     return getattr(e, "strerror", None) or str(e) or type(e).__name__
 
 
+HOST_KEY_BYTES = 1 << 16  # far more than any private key file
+
+
 def host_key(path: Path) -> asyncssh.SSHKey:
-    """The server's host key: read, or generated (ed25519) and kept on first start."""
-    if path.exists():
-        return asyncssh.read_private_key(str(path))
+    """The server's host key: read, or generated (ed25519) and kept on first start.
+
+    Only a regular file of a key's size is read (never a FIFO or /dev/zero, which would
+    hang the start); OSError or asyncssh.KeyImportError if it is not a usable key.
+    """
+    if os.path.lexists(path):
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise asyncssh.KeyImportError("not a regular file")
+            data = f.read(HOST_KEY_BYTES + 1)
+        if len(data) > HOST_KEY_BYTES:
+            raise asyncssh.KeyImportError("too large for a key file")
+        return asyncssh.import_private_key(data)
     key = asyncssh.generate_private_key("ssh-ed25519")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -564,26 +703,29 @@ async def serve(server: LabServer, host: str, port: int, key_path: Path) -> int:
     A host key that cannot be read or made, or an address that cannot be
     listened on, is a ConfigError (one `error:` line, exit 2).
     """
+    where = str(server.state_dir)
+    if os.path.lexists(server.state_dir) and not server.state_dir.is_dir():
+        raise ConfigError("cannot use it as the state directory: not a directory", where)
     try:
         server.state_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        where = str(server.state_dir)
         raise ConfigError(f"cannot make the state directory: {_reason(e)}", where) from None
     made = not key_path.exists()
     try:
         key = host_key(key_path)
-    except (OSError, asyncssh.KeyImportError) as e:
+    except (OSError, ValueError, asyncssh.KeyImportError) as e:
         raise ConfigError(f"not a usable host key: {_reason(e)}", str(key_path)) from None
-    try:
-        port = await server.start(host, port, key)
-    except OSError as e:
-        raise ConfigError(f"cannot listen on {host}:{port}: {_reason(e)}") from None
-    log.info("serving %s on %s:%d", server.lab, host, port)
-    log.info("host key %s (%s%s)", key.get_fingerprint(), key_path, ", new" if made else "")
+    # From here a SIGTERM is a clean shutdown, even one that comes while starting.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    try:
+        port = await server.start(host, port, key)
+    except OSError as e:
+        raise ConfigError(f"cannot listen on {shown_address(host, port)}: {_reason(e)}") from None
+    log.info("serving %s on %s", server.lab, shown_address(host, port))
+    log.info("host key %s (%s%s)", key.get_fingerprint(), key_path, ", new" if made else "")
     await stop.wait()
     log.info("shutting down: %d sessions", len(server.sessions))
     await server.stop()

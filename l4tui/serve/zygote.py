@@ -10,10 +10,21 @@ environment and limits, and runs `l4tui lab …` — with nothing left to import
 Children share the parent's pages until they write them, which keeps memory
 per session low. The zygote reaps its children; the server learns of an end
 from the pty.
+
+Nothing outlives the server (issue 14): the zygote asks Linux for SIGKILL when
+the server's thread that started it ends (`PR_SET_PDEATHSIG`), and leaves at
+the end of its socket; each session asks for SIGTERM when the zygote ends (it
+saves and exits). Either checks its parent again after asking, since the
+parent may have gone just before. A session also ends when its terminal
+hangs up (l4tui/serve/driver.py) and a warm slot when its pool socket closes
+(l4tui/tui/warm.py). SIGHUP, which a parent may have left ignored (`nohup`),
+is a SIGTERM here.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import fcntl
 import json
 import os
@@ -22,6 +33,23 @@ import signal
 import socket
 import sys
 import termios
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(sig: int, parent: int) -> bool:
+    """Have Linux send `sig` when our parent's thread ends; False if `parent` has gone already.
+
+    Elsewhere (no prctl) only the parent check holds; the sockets and the pty still end us.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+    return os.getppid() == parent
+
+
+def _hang_up(signum: int, frame: object) -> None:
+    os.kill(os.getpid(), signal.SIGTERM)  # the session's own handler saves its work
 
 
 def _reap(signum: int, frame: object) -> None:
@@ -34,7 +62,11 @@ def _reap(signum: int, frame: object) -> None:
             return
 
 
-def _child(req: dict, slave: int, control: int | None) -> None:
+def _child(req: dict, slave: int, control: int | None, zygote: int) -> None:
+    signal.signal(signal.SIGHUP, _hang_up)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if not die_with_parent(signal.SIGTERM, zygote):
+        os._exit(1)
     os.setsid()
     fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
     for fd in (0, 1, 2):
@@ -63,6 +95,7 @@ def _child(req: dict, slave: int, control: int | None) -> None:
 
 def serve(sock: socket.socket, lab: str) -> None:
     # Warm up: every module a session needs, and the lab itself (parsed, checked).
+    import l4tui.serve.driver  # noqa: F401  # TEXTUAL_DRIVER (the server sets it)
     import l4tui.tui.app  # noqa: F401
     from l4tui.cli import lab_session
 
@@ -77,11 +110,12 @@ def serve(sock: socket.socket, lab: str) -> None:
         if not msg or not fds:
             return  # the server has gone
         req = json.loads(msg)
+        zygote = os.getpid()
         pid = os.fork()
         if pid == 0:
             sock.close()
             try:
-                _child(req, fds[0], fds[1] if len(fds) > 1 else None)
+                _child(req, fds[0], fds[1] if len(fds) > 1 else None, zygote)
             finally:
                 os._exit(1)
         for fd in fds:
@@ -90,7 +124,10 @@ def serve(sock: socket.socket, lab: str) -> None:
 
 
 def main() -> None:
-    fd, lab = int(sys.argv[1]), sys.argv[2]
+    fd, lab, server = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    if not die_with_parent(signal.SIGKILL, server):
+        sys.exit(1)  # the server has gone already
     serve(socket.socket(fileno=fd), lab)
 
 
