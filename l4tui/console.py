@@ -17,6 +17,7 @@ exit code is 0 at `quit` or the end of input.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import signal
 import sys
@@ -138,18 +139,69 @@ def _is_quit(line: str) -> bool:
     return cmd is not None and cmd.name == "quit"
 
 
+HISTORY_ENTRIES = 1000
+"""History entries kept in memory (the newest); the file keeps growing by a line a command."""
+HISTORY_BYTES = 256_000
+"""At most this much of the history file's end is read at start: a file grown over years
+(or one that is not a history at all) costs no more than that."""
+
+
 def make_history() -> History:
-    """The console's history: a file in `state_dir()`, or in memory if that cannot be written."""
+    """The console's history: a file in `state_dir()`, or in memory if that cannot be written.
+
+    Bounded (`HISTORY_ENTRIES`, `HISTORY_BYTES`): the prompt and the monitor keep the
+    history in memory, and it grows with every line typed.
+    """
+    import stat
+
     from prompt_toolkit.history import FileHistory, InMemoryHistory
+
+    class BoundedFileHistory(FileHistory):
+        """prompt-toolkit's FileHistory, reading only the file's end and keeping the newest
+        `HISTORY_ENTRIES` strings in memory."""
+
+        def load_history_strings(self) -> Iterable[str]:
+            try:
+                fd = os.open(self.filename, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+            except OSError:
+                return []
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    return []  # a FIFO or a device: nothing to read, and no waiting on it
+                start = max(0, st.st_size - HISTORY_BYTES)
+                os.lseek(fd, start, os.SEEK_SET)
+                raw = os.read(fd, HISTORY_BYTES)
+                if start:  # begun mid-file: the first line may be a piece of one
+                    raw = raw[raw.find(b"\n") + 1 :]
+            except OSError:
+                return []
+            finally:
+                os.close(fd)
+            strings: list[str] = []
+            lines: list[str] = []
+            for line in raw.decode("utf-8", "replace").splitlines():
+                if line.startswith("+"):
+                    lines.append(line[1:])
+                elif lines:
+                    strings.append("\n".join(lines))
+                    lines = []
+            if lines:
+                strings.append("\n".join(lines))
+            return list(reversed(strings[-HISTORY_ENTRIES:]))
+
+        def append_string(self, string: str) -> None:
+            super().append_string(string)
+            del self._loaded_strings[HISTORY_ENTRIES:]
 
     path = history_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a"):
             pass
-    except OSError:
+    except (OSError, ValueError):
         return InMemoryHistory()
-    return FileHistory(str(path))
+    return BoundedFileHistory(str(path))
 
 
 def toolbar(session: Session) -> str:

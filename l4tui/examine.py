@@ -23,7 +23,7 @@ from kernel import xcpu
 from kernel.kernel import KIP_FRAME, PERCPU_BASE, TCB_AREA
 from kernel.layout import FIELDS
 from kernel.space import UTCB_SIZE, UTCB_VADDR
-from l4tui.grammar import CommandError, suggest
+from l4tui.grammar import MAX_NUMBER, CommandError, shown, suggest
 from machine import paging
 from machine.memory import PAGE_SIZE
 from machine.ops import KERNEL_BASE
@@ -71,8 +71,8 @@ class Word:
 
 
 def _number(text: str, what: str) -> int:
-    if not _NUMBER.fullmatch(text):
-        raise CommandError(f"{what} must be a number (0x1234 or 4660), not {text!r}")
+    if len(text) > MAX_NUMBER or not _NUMBER.fullmatch(text):
+        raise CommandError(f"{what} must be a number (0x1234 or 4660), not {shown(text)}")
     return int(text, 0)
 
 
@@ -122,24 +122,24 @@ def words(s: Session, addr_text: str, count_text: str | None = None) -> list[Wor
     user: tuple[Thread, int] | None = None  # (thread, page directory) for THREAD:VADDR
     names = [t.name for t in s.scenario.threads()]
     if _NUMBER.fullmatch(addr_text):
-        start = int(addr_text, 0)
+        start = _number(addr_text, "ADDR")
     elif addr_text in k.by_name:
         start = k.by_name[addr_text].tcb
     elif ":" in addr_text:
         name, _, vaddr = addr_text.partition(":")
         t = _thread(s, name)
-        start = _number(vaddr, f"the address in {addr_text!r}")
+        start = _number(vaddr, f"the address in {shown(addr_text)}")
         if start < KERNEL_BASE:
             user = (t, _space_of(s, t))
     elif "." in addr_text:
         name, _, field = addr_text.rpartition(".")
         t = _thread(s, name)
         if field not in t.f:
-            raise CommandError(f"no TCB field {field!r}{suggest(field, list(t.f))}")
+            raise CommandError(f"no TCB field {shown(field)}{suggest(field, list(t.f))}")
         start = t.f[field]
     else:
         hint = suggest(addr_text, names) or f"; {USAGE}"
-        raise CommandError(f"no address or thread {addr_text!r}{hint}")
+        raise CommandError(f"no address or thread {shown(addr_text)}{hint}")
     if start > 0xFFFF_FFFF:
         raise CommandError(f"{start:#x} is not a 32-bit address")
     start &= ~3  # whole words, as the machine reads them

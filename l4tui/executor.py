@@ -8,7 +8,7 @@ ends its output with where each CPU is.
 
 from __future__ import annotations
 
-from l4tui import expr, views
+from l4tui import expr, grammar, views
 from l4tui.breakpoints import parse_break, parse_watch
 from l4tui.grammar import Command, CommandError, help_text, parse
 from l4tui.session import Session
@@ -93,14 +93,14 @@ def load_schedule(path: str, scenario_file: str | None = None) -> Session:
     return s
 
 
-def _count(text: str, what: str = "N") -> int:
-    try:
-        n = int(text, 0)
-    except ValueError:
-        raise CommandError(f"{what} must be a number, not {text!r}") from None
-    if n < 0:
-        raise CommandError(f"{what} must be >= 0, not {n}")
-    return n
+def _count(text: str, what: str = "N", low: int = 0) -> int:
+    """A count typed in a command: a number of bounded length, at least `low`.
+
+    The counted commands (stepi, step, run, reverse-stepi, reverse-step) take 1 or more:
+    N = 0 would move nothing, and a negative N is not a direction (the reverse commands
+    are). Huge counts are fine: a run stops after `LIMIT` micro-ops with a message.
+    """
+    return grammar.number(text, what, low)
 
 
 class Stopped(str):
@@ -121,7 +121,7 @@ def _run(s: Session, cmd: Command) -> str:
     if name in ("stepi", "step"):
         if len(args) > 1:
             raise CommandError(f"usage: {name} [N]")
-        n = _count(args[0]) if args else 1
+        n = _count(args[0], low=1) if args else 1
         return Stopped(s.stepi(n) if name == "stepi" else s.step(n))
     if name == "next":
         return Stopped(s.next())
@@ -130,11 +130,11 @@ def _run(s: Session, cmd: Command) -> str:
     if name == "continue":
         return Stopped(s.cont())
     if name == "run":
-        return Stopped(s.run_cycles(_count(args[0], "CYCLES")))
+        return Stopped(s.run_cycles(_count(args[0], "CYCLES", low=1)))
     if name == "reverse-stepi":
-        return Stopped(s.reverse_stepi(_count(args[0]) if args else 1))
+        return Stopped(s.reverse_stepi(_count(args[0], low=1) if args else 1))
     if name == "reverse-step":
-        return Stopped(s.reverse_step(_count(args[0]) if args else 1))
+        return Stopped(s.reverse_step(_count(args[0], low=1) if args else 1))
     if name == "reverse-continue":
         return Stopped(s.reverse_continue())
     if name == "where":

@@ -15,7 +15,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from kernel.thread import STATE_NAMES
-from l4tui.grammar import CommandError, suggest
+from l4tui.grammar import MAX_NUMBER, CommandError, shown, suggest
 
 if TYPE_CHECKING:
     from l4tui.session import Session
@@ -30,12 +30,29 @@ OPS = {
     "<": operator.lt,
     ">": operator.gt,
 }
+_DIGITS = re.compile(r"0[xX][0-9a-fA-F]+|\d+")  # a number, or the digits in cpuN
 _COMPARISON = re.compile(r"^\s*(\S+?)\s*(==|!=|<=|>=|<|>)\s*(\S+)\s*$")
+
+
+def literals(text: str) -> None:
+    """Refuse a number longer than `MAX_NUMBER` anywhere in `text`, saying where it starts.
+
+    Checked before any term is read: `int` of thousands of digits is slow, refused past
+    4,300 decimal digits (ValueError), and a huge hex value cannot even be printed in
+    decimal. The words are 32 bits; 40 characters leave room for leading zeros.
+    """
+    for m in _DIGITS.finditer(text):
+        if len(m.group()) > MAX_NUMBER:
+            raise CommandError(
+                f"column {m.start() + 1}: a number of {len(m.group()):,} characters; "
+                f"numbers have at most {MAX_NUMBER}"
+            )
 
 
 def value(s: Session, term: str) -> Any:
     """The value of one term now; CommandError if it names nothing."""
     k = s.system.kernel
+    literals(term)
     if re.fullmatch(r"-?(0x[0-9a-fA-F]+|\d+)", term):
         return int(term, 0)
     if term == "nil":
@@ -49,7 +66,7 @@ def value(s: Session, term: str) -> Any:
     if "." not in term:
         if term in k.by_name:
             return k.by_name[term].word
-        raise CommandError(f"no thread or value {term!r}{suggest(term, names + list(STATES))}")
+        raise CommandError(f"no thread or value {shown(term)}{suggest(term, names + list(STATES))}")
     name, field = term.split(".", 1)
     from l4tui.views import thread
 
@@ -59,7 +76,7 @@ def value(s: Session, term: str) -> Any:
     if field == "cpu":
         return t.cpu
     if field not in t.f:
-        raise CommandError(f"no TCB field {field!r}{suggest(field, ['state', *t.f])}")
+        raise CommandError(f"no TCB field {shown(field)}{suggest(field, ['state', *t.f])}")
     return k.field(t, field)
 
 
@@ -78,12 +95,13 @@ def _cpu_field(s: Session, number: int, field: str) -> Any:
         "steps": c.steps,
     }
     if field not in values:
-        raise CommandError(f"no CPU field {field!r}{suggest(field, list(CPU_FIELDS))}")
+        raise CommandError(f"no CPU field {shown(field)}{suggest(field, list(CPU_FIELDS))}")
     return values[field]
 
 
 def show(s: Session, term: str) -> str:
     """`print TERM`: the value, with its hex form and the thread a thread-id word names."""
+    literals(term)
     if _COMPARISON.match(term) or " and " in term or " or " in term:
         return f"{term} is {'true' if holds(s, term) else 'false'}"
     v = value(s, term)
@@ -103,6 +121,7 @@ def check(s: Session, text: str) -> None:
 
 def holds(s: Session, text: str) -> bool:
     """Whether the condition holds now (CommandError if it is malformed)."""
+    literals(text)
     words = re.split(r"\s+(and|or)\s+", text.strip())
     result = _compare(s, words[0])
     for i in range(1, len(words), 2):
@@ -115,7 +134,7 @@ def _compare(s: Session, text: str) -> bool:
     m = _COMPARISON.match(text)
     if m is None:
         raise CommandError(
-            f"a condition compares two terms (e.g. cli.partner == srv), not {text!r}"
+            f"a condition compares two terms (e.g. cli.partner == srv), not {shown(text)}"
         )
     a, op, b = value(s, m.group(1)), m.group(2), value(s, m.group(3))
     if isinstance(a, str) != isinstance(b, str):

@@ -193,8 +193,41 @@ class Command:
 
 
 def suggest(word: str, choices: list[str]) -> str:
+    if len(word) > SHOWN:  # nothing is that close, and difflib is quadratic in the length
+        return ""
     close = difflib.get_close_matches(word, choices, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+SHOWN = 40
+"""At most this much of what the user typed is quoted back in an error: one short line."""
+MAX_NUMBER = 40
+"""A number in a command has at most this many characters (the machine's words are 32 bits;
+this leaves room for zeros). Longer is refused before `int`, whose time grows with the length
+and which refuses more than 4,300 decimal digits with a ValueError."""
+
+
+def shown(text: str) -> str:
+    """`text` quoted for an error message, cut to `SHOWN` characters with its length said."""
+    if len(text) <= SHOWN:
+        return repr(text)
+    return f"{text[:SHOWN]!r}... ({len(text):,} characters)"
+
+
+def number(text: str, what: str = "N", low: int | None = None) -> int:
+    """`text` as an integer (decimal, 0x hex, 0o, 0b), at least `low` if given;
+    CommandError in one short line if it is not one, too long, or too small."""
+    if len(text) > MAX_NUMBER:
+        raise CommandError(
+            f"{what} must be a number of at most {MAX_NUMBER} characters, not {shown(text)}"
+        )
+    try:
+        n = int(text, 0)
+    except ValueError:
+        raise CommandError(f"{what} must be a number, not {shown(text)}") from None
+    if low is not None and n < low:
+        raise CommandError(f"{what} must be {low} or more, not {n}")
+    return n
 
 
 def parse(line: str) -> Command | None:
@@ -214,7 +247,7 @@ def parse(line: str) -> Command | None:
     name = ALIASES.get(name, name)
     spec = SPECS.get(name)
     if spec is None:
-        raise CommandError(f"unknown command {name!r}{suggest(name, list(SPECS))}; try 'help'")
+        raise CommandError(f"unknown command {shown(name)}{suggest(name, list(SPECS))}; try 'help'")
     if len(args) < spec.min_args or (spec.max_args >= 0 and len(args) > spec.max_args):
         raise CommandError(f"usage: {spec.usage}")
     return Command(name, args)
@@ -234,7 +267,7 @@ def help_text(name: str | None = None) -> str:
     name = ALIASES.get(name, name)
     spec = SPECS.get(name)
     if spec is None:
-        raise CommandError(f"no command {name!r}{suggest(name, list(SPECS))}")
+        raise CommandError(f"no command {shown(name)}{suggest(name, list(SPECS))}")
     text = f"{spec.usage}\n  {spec.help}"
     if name == "info":
         width = max(len(t) for t in INFO_HELP)

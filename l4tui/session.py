@@ -234,11 +234,12 @@ class Session:
 
         return STATE_NAMES[m.coherence.state(w.cpu - 1, w.paddr)]
 
-    def _run(self, done: Callable[[Any], str | None], limit: int = LIMIT) -> str:
-        """Step until `done(op)` gives a reason, a breakpoint or watchpoint fires, or the end;
-        focus then follows the stop."""
+    def _run(self, done: Callable[[Any], str | None], limit: int | None = None) -> str:
+        """Step until `done(op)` gives a reason, a breakpoint or watchpoint fires, or the end,
+        at most `limit` micro-ops (default `LIMIT`, read now: a test may lower it); focus
+        then follows the stop."""
         try:
-            return self._run_steps(done, limit)
+            return self._run_steps(done, LIMIT if limit is None else limit)
         finally:
             self.follow_stop()
 
@@ -259,12 +260,21 @@ class Session:
             if why is not None:
                 self.stop_reason = why
                 return why
-        self.stop_reason = f"paused after {limit} micro-ops"
+        # Where and why: one command runs at most `limit` micro-ops (LIMIT), so a scenario
+        # that never ends, or `stepi 10**12`, comes back; running the command again goes on.
+        self.stop_reason = (
+            f"paused after {limit:,} micro-ops, at micro-op {self.position}: "
+            "the most one command runs (run it again to go on)"
+        )
         return self.stop_reason
 
     # --- forwards -----------------------------------------------------------------------
 
     def stepi(self, n: int = 1) -> str:
+        """`n` micro-ops, at most `LIMIT` of them; 0 moves nothing (the `stepi` command
+        takes 1 or more)."""
+        if n < 0:
+            raise CommandError(f"N must be 0 or more, not {n}")
         left = [n]
 
         def done(op: Any) -> str | None:
@@ -277,7 +287,9 @@ class Session:
         return self._run(done) if n > 0 else "stepped"
 
     def step(self, n: int = 1) -> str:
-        """Run until `n` phase labels have passed (a phase step)."""
+        """Run until `n` phase labels have passed (a phase step); 0 moves nothing."""
+        if n < 0:
+            raise CommandError(f"N must be 0 or more, not {n}")
         left = [n]
 
         def done(op: Any) -> str | None:
@@ -422,7 +434,7 @@ class Session:
 
         return self._run(done)
 
-    def cont(self, limit: int = LIMIT) -> str:
+    def cont(self, limit: int | None = None) -> str:
         return self._run(lambda op: None, limit)
 
     def run_cycles(self, cycles: int) -> str:
@@ -575,10 +587,18 @@ class Session:
         return True
 
     def reverse_stepi(self, n: int = 1) -> str:
+        """Back `n` micro-ops, at most to the start; 0: here again (a replay to here)."""
+        if n < 0:
+            raise CommandError(f"N must be 0 or more, not {n}")
         return self.goto(self.position - n)
 
     def reverse_step(self, n: int = 1) -> str:
-        """Back to just after the n-th phase label before the current position."""
+        """Back to just after the n-th phase label before the current position, or to the
+        start if there are fewer; 0: here again (a replay to here)."""
+        if n < 0:
+            raise CommandError(f"N must be 0 or more, not {n}")
+        if n == 0:
+            return self.goto(self.position)
         earlier = [mk.position for mk in self.marks if mk.position < self.position]
         target = earlier[-n] if len(earlier) >= n else 0
         return self.goto(target)

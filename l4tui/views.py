@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from kernel import lists
 from kernel.lists import Walk
 from l4tui import panes
-from l4tui.grammar import INFO_TOPICS, CommandError, suggest
+from l4tui.grammar import INFO_TOPICS, MAX_NUMBER, CommandError, shown, suggest
 from l4tui.report import format_table
 
 if TYPE_CHECKING:
@@ -27,16 +27,19 @@ def thread(s: Session, name: str) -> Thread:
     names = [t.name for t in s.scenario.threads()]
     k = s.system.kernel
     if name not in names and name not in k.by_name:
-        raise CommandError(f"no thread {name!r}{suggest(name, names)}")
+        raise CommandError(f"no thread {shown(name)}{suggest(name, names)}")
     return k.by_name[name]
 
 
 def cpu_number(s: Session, text: str) -> int:
     n = len(s.system.machine.cpus)
+    digits = text.removeprefix("cpu")
     try:
-        cpu = int(text.removeprefix("cpu"), 0)
+        if len(digits) > MAX_NUMBER:
+            raise ValueError(digits)
+        cpu = int(digits, 0)
     except ValueError:
-        raise CommandError(f"CPU must be a number 1..{n}, not {text!r}") from None
+        raise CommandError(f"CPU must be a number 1..{n}, not {shown(text)}") from None
     if not 1 <= cpu <= n:
         raise CommandError(f"no CPU {cpu}: this machine has CPUs 1..{n}")
     return cpu
@@ -62,7 +65,7 @@ def render(s: Session, topic: str, arg: str | None) -> str:
     """The text of `info TOPIC [ARG]`."""
     if topic not in TOPICS:
         raise CommandError(
-            f"no view {topic!r}{suggest(topic, list(TOPICS))}; views: {', '.join(TOPICS)}"
+            f"no view {shown(topic)}{suggest(topic, list(TOPICS))}; views: {', '.join(TOPICS)}"
         )
     if topic in NEEDS_ARG and arg is None:
         raise CommandError(f"usage: info {topic} {NEEDS_ARG[topic]}")
@@ -226,7 +229,7 @@ def tlb(s: Session, arg: str | None) -> str:
     )
     if not rows:
         return f"{head}\n(empty)"
-    return f"{head}\n" + format_table(("page", "frame", "rights", "dirty"), rows)
+    return f"{head}\n" + format_table(("page", "frame", "rights", "dirty"), rows, (False,) * 4)
 
 
 def space(s: Session, name: str | None) -> str:
@@ -235,7 +238,7 @@ def space(s: Session, name: str | None) -> str:
     tasks = {t.name: t for t in k.tasks}
     task = tasks.get(name or "")
     if task is None:
-        raise CommandError(f"no task {name!r}{suggest(name or '', list(tasks))}")
+        raise CommandError(f"no task {shown(name or '')}{suggest(name or '', list(tasks))}")
     if task.space is None:
         return f"task {task.name} has no address space yet"
     sp = task.space

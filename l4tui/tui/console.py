@@ -32,6 +32,7 @@ from textual.suggester import Suggester
 from textual.widgets import Input, Log, OptionList
 
 from l4tui.complete import CommandCompleter
+from l4tui.console import HISTORY_ENTRIES
 from l4tui.lexer import CommandLexer
 from l4tui.tui.wrap import wrap_line
 
@@ -182,7 +183,8 @@ class ConsolePane(Vertical):
         super().__init__(**kw)  # type: ignore[arg-type]
         self.get_session = session
         self.history = history
-        self.entries: list[str] = list(history.load_history_strings())  # newest first
+        # Newest first, at most HISTORY_ENTRIES (a history not ours may hold more).
+        self.entries: list[str] = list(history.load_history_strings())[:HISTORY_ENTRIES]
         self.completer = CommandCompleter(session)
         self.walk = -1
         self.completions: list = []
@@ -231,8 +233,9 @@ class ConsolePane(Vertical):
         width = self.out_width()
         self.wrapped_at = width
         out.clear()
-        out.write_lines([row for line in self.raw for row in wrap_line(line, width)],
-                        scroll_end=True)
+        out.write_lines(
+            [row for line in self.raw for row in wrap_line(line, width)], scroll_end=True
+        )
 
     def on_resize(self) -> None:
         if self.raw and self.out_width() != self.wrapped_at:
@@ -326,5 +329,6 @@ class ConsolePane(Vertical):
         if line.strip():
             if not self.entries or self.entries[0] != line:
                 self.entries.insert(0, line)
+                del self.entries[HISTORY_ENTRIES:]  # bounded, as the history is
                 self.history.append_string(line)
             self.post_message(self.Submitted(line))

@@ -10,9 +10,13 @@ and shows that key; in the panes it shows the first key.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from textual.binding import Binding
+
+from machine.errors import ConfigError
+from machine.yamlsrc import Source, load_yaml_file
 
 # Textual's names for keys that type punctuation, as a terminal sends them.
 KEY_NAMES = {
@@ -151,27 +155,70 @@ BINDINGS: list[Binding] = [
 ACTION_IDS = {b.id for b in BINDINGS if b.id}
 
 
+KEYMAP_BYTES = 64_000
+"""A keymap is a few dozen lines; a larger file is refused before it is read."""
+KEYS_TEXT = 200
+"""The most characters of keys one action takes ("f10,ctrl+x,...")."""
+_KEY = re.compile(r"[^\s,]{1,40}")  # one key name: f10, ctrl+x, right_square_bracket, x
+
+
 def keymap_path() -> Path:
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "l4tui" / "keymap.yaml"
 
 
 def load_keymap(path: Path, ids: set[str]) -> tuple[dict[str, str], str | None]:
-    """A user keymap {binding id: keys}; an error message instead if the file is bad."""
-    if not path.exists():
-        return {}, None
-    import yaml
+    """A user keymap {binding id: keys}; an error message instead if the file is bad.
 
+    The file is input from outside (STYLE.md point 10), read the way every YAML file
+    is (machine/yamlsrc.py): a regular file (a FIFO or device is refused without
+    waiting on it) of at most `KEYMAP_BYTES`, UTF-8, no YAML aliases (an alias bomb
+    expands exponentially), nesting at most `MAX_DEPTH` deep — checked before
+    anything is built. A bad file gives one line (`FILE:LINE:COL: why`) and no keys
+    at all: the monitor starts with its default keys. No file: no keys, no message.
+    """
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        return {}, f"{path}: cannot read the keymap: {e}"
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return {}, None
+    except (OSError, ValueError) as e:  # a name too long, a NUL, a loop of links
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        return {}, f"{path}: cannot read the keymap: {why}"
+    try:
+        src = load_yaml_file(str(path), "keymaps", KEYMAP_BYTES, "the keymap")
+    except ConfigError as e:
+        return {}, " ".join(e.format().removeprefix("error: ").split())
+    data = src.data
+    if data is None:
+        return {}, None  # an empty file: the default keys
     if not isinstance(data, dict):
         return {}, f"{path}: a keymap maps action ids to keys, e.g. step: f10"
-    bad = [k for k in data if k not in ids]
-    if bad:
-        return {}, f"{path}: no action {bad[0]!r}; actions: {', '.join(sorted(ids))}"
-    return {str(k): str(v) for k, v in data.items()}, None
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        where = _where(src, ("<key>", key), path)
+        if key not in ids:
+            return {}, f"{where}: no action {_said(key)}; actions: {', '.join(sorted(ids))}"
+        where = _where(src, (key,), path)
+        if not isinstance(value, str) or not value.strip() or len(value) > KEYS_TEXT:
+            return {}, f"{where}: {key} takes keys as text, e.g. {key}: f10 or {key}: x,f10"
+        names = [k.strip() for k in value.split(",")]
+        bad = next((k for k in names if not _KEY.fullmatch(k)), None)
+        if bad is not None:
+            return {}, f"{where}: {key}: {_said(bad)} is not a key name (f10, ctrl+x, x)"
+        out[str(key)] = value
+    return out, None
+
+
+def _where(src: Source, at: tuple[object, ...], path: Path) -> str:
+    """FILE:LINE:COL of a value of the keymap (FILE alone if its position is not known)."""
+    file, line, col = src.positions.get(at, (str(path), None, None))
+    return f"{file}:{line}:{col}" if line is not None else str(file)
+
+
+def _said(value: object) -> str:
+    """A value from the file quoted in a message, cut short."""
+    text = repr(value)
+    return text if len(text) <= 42 else text[:40] + "..."
 
 
 def types_a_character(key: str) -> bool:
