@@ -30,6 +30,10 @@ async def test_a_session_ends_when_its_zygote_dies(lab) -> None:  # noqa: ANN001
         os.kill(server._zygote.pid, signal.SIGKILL)
         await await_until(lambda: gone(session.pid))
         await await_until(lambda: not server.sessions)  # it said its end on the pty
+    async with connect(port) as conn:  # the next login starts another zygote
+        screen = await open_monitor(conn)
+        await screen.wait_for("CPUs")
+        screen.proc.close()
 
 
 async def test_a_session_ends_when_its_terminal_goes(lab) -> None:  # noqa: ANN001, F811

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from pathlib import Path
 
 import asyncssh
 import pytest
@@ -96,3 +97,20 @@ async def test_exec_on_an_authenticated_connection_still_refused(lab) -> None:  
     async with connect(port) as conn:
         with pytest.raises(asyncssh.ChannelOpenError):
             await conn.run("true", check=False)
+
+
+async def test_a_broken_authorized_keys_file_refuses_and_says_why(
+    lab,  # noqa: ANN001, F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server, port, bob = lab
+    (Path(server.keys_dir) / "carol").write_text("not a key at all\n")
+    with (
+        caplog.at_level(logging.INFO, logger="l4tui.serve"),
+        pytest.raises(asyncssh.PermissionDenied),
+    ):
+        async with connect(port, "carol", client_keys=[bob]):
+            pass
+    assert any("cannot read carol's authorized_keys" in r.getMessage() for r in caplog.records)
+    async with connect(port, "bob", client_keys=[bob]):  # the others still log in
+        pass

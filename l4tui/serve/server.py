@@ -303,13 +303,29 @@ class LabServer:
         self._zsock = ours
 
     def spawn(self, request: dict[str, Any], slave: int, control: int | None = None) -> int:
-        """Fork a session from the zygote onto the pty `slave`; its pid."""
+        """Fork a session from the zygote onto the pty `slave`; its pid.
+
+        A zygote that has ended (killed; its sessions went with it) is started again once.
+        """
         fds = [slave] if control is None else [slave, control]
-        socket.send_fds(self._zsock, [json.dumps(request).encode()], fds)
-        reply = self._zsock.recv(4096)
-        if not reply:
-            raise OSError("the session zygote has gone")
-        return int(json.loads(reply)["pid"])
+        for again in (True, False):
+            try:
+                socket.send_fds(self._zsock, [json.dumps(request).encode()], fds)
+                reply = self._zsock.recv(4096)
+            except OSError:
+                reply = b""
+            if reply:
+                return int(json.loads(reply)["pid"])
+            if not again or self._zygote is None:
+                break
+            try:  # its socket's end: it has gone, or is going
+                code = self._zygote.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                break
+            log.error("the session zygote ended (%s); starting another", code)
+            self._zsock.close()
+            self._start_zygote()
+        raise OSError("the session zygote has gone")
 
     def held(self, user: str | None = None) -> int:
         """Places held (by `user`, or by all): an authenticated connection holds one per session,
@@ -385,7 +401,11 @@ class Connection(asyncssh.SSHServer):
         self.user, self.fresh = split_login(username)
         keys = self.server.keys_dir and authorized_keys(self.server.keys_dir, self.user)
         if keys and self.conn is not None:
-            self.conn.set_authorized_keys(keys)
+            try:
+                self.conn.set_authorized_keys(keys)
+            except (OSError, ValueError, asyncssh.KeyImportError) as e:
+                # The instructor's file is broken: said in the log; this user's keys refuse.
+                log.error("cannot read %s's authorized_keys %s: %s", self.user, keys, _reason(e))
         return True  # always authenticate; nobody gets in without
 
     def public_key_auth_supported(self) -> bool:
