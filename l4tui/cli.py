@@ -431,7 +431,7 @@ def _open(args: argparse.Namespace) -> int:
     from l4tui.demo import demo_scenario
     from l4tui.session import Session
 
-    if args.load:
+    if args.load is not None:  # "" too: refused as a name, not taken for no session
         from l4tui.executor import load_session
 
         session = load_session(args.load)
@@ -447,7 +447,7 @@ def _open(args: argparse.Namespace) -> int:
         return 2
     from l4tui.tui.app import run_app
 
-    fresh = not (args.load or args.schedule)  # a saved session or a schedule sets its own stage
+    fresh = args.load is None and not args.schedule  # a saved session or schedule sets its stage
     return run_app(session, mouse=not args.no_mouse, run_script=fresh)
 
 

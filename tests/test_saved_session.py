@@ -298,8 +298,9 @@ def test_open_load_and_lab_state_exit_2_with_one_line(
         err = capsys.readouterr().err
         assert err.startswith(f"error: {path}: ") and err.count("\n") == 1, err
         assert "log[2]" in err
-    assert main(["lab", str(XP_LAB), "--state", ""]) == 2
-    assert "an empty file name" in capsys.readouterr().err
+    for argv in (["lab", str(XP_LAB), "--state", ""], ["open", "--load", ""]):
+        assert main(argv) == 2
+        assert capsys.readouterr().err == "error: an empty file name\n"
 
 
 def test_a_deep_schedule_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
