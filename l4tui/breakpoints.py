@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from kernel import boot, ipc, shootdown, xcpu
 from kernel.program import ExRegs, Ipc, Schedule, Sleep, TaskNew, ThreadSwitch, Unmap
 from l4tui import expr, views
-from l4tui.grammar import BREAK_USAGE, CommandError, suggest
+from l4tui.grammar import BREAK_USAGE, CommandError, number, suggest
 from l4tui.phases import phase_labels, phase_prefixes
 from l4tui.pseudocode import DYNAMIC
 from machine.ops import InterruptEntry, Op, Phase, SendIPI, Trap
@@ -178,13 +178,7 @@ class Watch:
 
 
 def _count(text: str, what: str) -> int:
-    try:
-        n = int(text, 0)
-    except ValueError:
-        raise CommandError(f"{what} must be a number, not {text!r}") from None
-    if n < 0:
-        raise CommandError(f"{what} must be >= 0, not {n}")
-    return n
+    return number(text, what, 0)  # the grammar's numbers: bounded length, one short line
 
 
 def parse_break(
