@@ -20,6 +20,9 @@ Confinement (`FileRoot`): the one rule for where console commands may read and w
 resolves its name inside DIR (symlinks resolved) and refuses any that lands outside — by the
 resolved path, never by looking at the text. The root is held per session here, not in the
 session's attributes, so nothing that swaps a session's state (`load`, `layout`) drops it.
+The check and the open are two steps: a symlink made in DIR between them could redirect a
+write, but only by someone with a shell on the server — a served student has none, and no
+console command makes links.
 """
 
 from __future__ import annotations
