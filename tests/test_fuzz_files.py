@@ -35,6 +35,7 @@ from fuzzing import (  # noqa: E402
     SCRIPTS,
     WATCHED,
     Guard,
+    Raw,
     check,
     cli,
     damaged,
@@ -191,7 +192,10 @@ def strings(itself: Path, decoy: Path) -> list[str]:
 def version_2(doc: dict[str, Any]) -> dict[str, Any]:
     """A session as l4tui wrote it before issue 14 (format 2): breakpoints and watches as
     command lines. Still loaded — as specs, never run."""
-    old = dict(doc, l4tui_session=2)
+    old = json.loads(json.dumps(doc))
+    if doc.get("l4tui_session") == 2:
+        return old
+    old["l4tui_session"] = 2
     old["breakpoints"] = [
         {
             "command": ("tbreak " if b.get("temporary") else "break ") + str(b["what"]),
@@ -210,7 +214,7 @@ def a_session(draw: st.DrawFn, seed: dict[str, Any], itself: Path, decoy: Path) 
     """A saved session to load: the seed as l4tui writes it now or in format 2 (where a
     breakpoint is a command line: often one of `commands`), then mutated."""
     doc = seed
-    if seed.get("l4tui_session") == 3 and draw(st.booleans()):
+    if draw(st.booleans()):
         doc = version_2(seed)
         if draw(st.booleans()):
             line = draw(st.sampled_from(commands(itself, decoy)))
@@ -307,8 +311,13 @@ def test_a_mutated_schedule_is_followed_or_is_one_error(
 
 # --- lab files --------------------------------------------------------------------------------
 
+SCENARIOS = {
+    "long scenario name": "s" * 256 + ".yaml",
+    "scenario a device": "/dev/zero",
+    "scenario a directory": ".",
+    "scenario itself": "lab.yaml",
+}
 YAML_DAMAGE = (
-    "none",
     "alias bomb",
     "deep",
     "tab",
@@ -316,17 +325,29 @@ YAML_DAMAGE = (
     "long scenario name",
     "duplicate key",
     "not utf-8",
+    "huge number",
+    "scenario a device",
+    "scenario a directory",
+    "scenario itself",
 )
 
 
-def lab_text(data: st.DataObject, doc: Any) -> bytes:
-    """A lab as YAML (or JSON, which is YAML too), sometimes broken in a YAML way."""
-    how = data.draw(st.sampled_from(YAML_DAMAGE + ("none",) * 4), label="yaml damage")
+def lab_yaml(doc: Any) -> bytes:
+    """A lab as YAML, or as JSON (YAML too) when it holds what YAML cannot write."""
     try:
-        text = yaml.safe_dump(doc, allow_unicode=True).encode("utf-8", "surrogatepass")
+        return yaml.safe_dump(doc, allow_unicode=True).encode("utf-8", "surrogatepass")
     except (yaml.YAMLError, TypeError, ValueError):
-        text = dumps(doc)  # holds a Raw part, or a lone surrogate: JSON text
-    if how == "alias bomb":
+        return dumps(doc)  # a Raw part, a lone surrogate
+
+
+def broken_lab(how: str, doc: Any) -> bytes:
+    """A lab file's bytes broken in a YAML way, or with a scenario that is no file."""
+    if isinstance(doc, dict) and how in SCENARIOS:  # the key replaced: a second one is an error
+        return lab_yaml(dict(doc, scenario=SCENARIOS[how]))
+    if isinstance(doc, dict) and how == "huge number":
+        return lab_yaml(dict(doc, title=Raw("1" * 5000)))
+    text = lab_yaml(doc)
+    if how == "alias bomb":  # 9**9 strings if expanded
         lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
         lines += [
             f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]"
@@ -334,43 +355,64 @@ def lab_text(data: st.DataObject, doc: Any) -> bytes:
         ]
         return ("\n".join(lines) + "\n").encode() + text
     if how == "deep":
-        return b"title: " + b"[" * 5000 + b"]" * 5000 + b"\n" + text
+        return b"x: " + b"[" * 5000 + b"]" * 5000 + b"\n" + text
     if how == "tab":
         return text.replace(b"\n  ", b"\n\t", 1)
     if how == "python tag":
-        return b"title: !!python/object/apply:os.system ['true']\n" + text
-    if how == "long scenario name":
-        return text + b"\nscenario: " + b"s" * 256 + b".yaml\n"
+        return b"!!python/object/apply:os.system ['touch pwned']\n"  # the whole document
     if how == "duplicate key":
         return text + b"\ntitle: again\n"
     if how == "not utf-8":
-        return b"title: \xff\xfe\n" + text
-    return data.draw(damaged(text), label="bytes")
+        return b"x: \xff\xfe\n" + text
+    return text  # a key to replace, and the lab is not a mapping
 
 
-@fuzz(20)
+def grades_beside(seeds: Seeds, work: Path, labs: dict[str, bytes]) -> list[dict[str, Any]]:
+    """lab-status over alice (the xp-ipc lab, good) and one session per lab in `labs`
+    (user name -> the lab file's bytes): alice graded as ever, one row each for the rest."""
+    good = work / "xp-ipc.yaml"
+    good.write_text(yaml.safe_dump(seeds.labs["xp-ipc.yaml"]))
+    state = work / "state"
+    state.mkdir()
+    write_session(state / "alice.json", seeds.lab_session, good)
+    for user, text in labs.items():
+        (work / user).mkdir()
+        (work / user / "lab.yaml").write_bytes(text)
+        write_session(state / f"{user}.json", seeds.lab_session, work / user / "lab.yaml")
+    rows = lab_status(work, state)
+    assert [r["user"] for r in rows] == sorted(["alice", *labs]), rows
+    alice = next(r for r in rows if r["user"] == "alice")
+    assert alice == seeds.graded, rows
+    return rows
+
+
+def test_labs_broken_in_every_yaml_way_are_each_a_row_of_their_own(
+    seeds: Seeds, tmp_path: Path, guard: Guard
+) -> None:
+    lab = seeds.labs["xp-ipc.yaml"]
+    labs = {how.replace(" ", "-"): broken_lab(how, lab) for how in YAML_DAMAGE}
+    rows = grades_beside(seeds, fresh(tmp_path), labs)
+    guard.check()
+    graded = [r["user"] for r in rows if "error" not in r and r["user"] != "alice"]
+    assert graded == [], rows
+
+
+@fuzz(12)
 @given(data=st.data())
 def test_a_mutated_lab_is_graded_or_is_its_own_row_and_the_lab_command_one_error(
     seeds: Seeds, tmp_path: Path, decoy: Path, guard: Guard, data: st.DataObject
 ) -> None:
     work = fresh(tmp_path)
     name = data.draw(st.sampled_from(sorted(seeds.labs)), label="lab file")
-    doc = data.draw(mutated(seeds.labs[name], strings(work / "bad-lab.yaml", decoy)), label="lab")
-    (work / "bad-lab.yaml").write_bytes(lab_text(data, doc))
-    good = work / "xp-ipc.yaml"
-    good.write_text(yaml.safe_dump(seeds.labs["xp-ipc.yaml"]))
-    state = work / "state"
-    state.mkdir()
-    write_session(state / "alice.json", seeds.lab_session, good)
-    write_session(state / "bob.json", seeds.lab_session, work / "bad-lab.yaml")
-    rows = lab_status(work, state)
+    doc = data.draw(
+        mutated(seeds.labs[name], strings(work / "bob" / "lab.yaml", decoy)), label="lab"
+    )
+    how = data.draw(st.sampled_from((None,) * 8 + YAML_DAMAGE), label="yaml damage")
+    text = broken_lab(how, doc) if how else data.draw(damaged(lab_yaml(doc)), label="bytes")
+    grades_beside(seeds, work, {"bob": text})
     guard.check()
-    assert [r["user"] for r in rows] == ["alice", "bob"], rows
-    assert {k: v for k, v in rows[0].items() if k != "user"} == {
-        k: v for k, v in seeds.graded.items() if k != "user"
-    }, rows
-    r = cli(["console"], work, stdin="load state/bob.json\nlab\n")
-    guard.check(r)
+    if data.draw(st.booleans(), label="the lab command too"):
+        guard.check(cli(["console"], work, stdin="load state/bob.json\nlab\n"))
 
 
 # --- output paths -----------------------------------------------------------------------------
