@@ -36,13 +36,17 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kernel import invariants, xcpu
+from kernel.kernel import Kernel
 from kernel.scenario import parse_scenario
 from kernel.system import System
 from machine.errors import ConfigError
-from tests.test_xp_ipc import QuiescentChecker, mailbox_problems
+from machine.ops import InterruptExit, Iret, kaddr
+from tests.test_xp_ipc import QuiescentChecker, lost_wakeups, mailbox_problems
 
 STEP_BUDGET = 400_000
 PROFILES = ("p3-dual-450", "p4-dual-2000")
+EXITS = (Iret, InterruptExit)
 PAGES = (0x0040_0000, 0x0040_1000, 0x0080_0000)  # user pages the threads touch and unmap
 
 
@@ -212,13 +216,54 @@ class Outcome:
         return re.sub(r"\d+", "N", first).strip()
 
 
+class Checker(QuiescentChecker):
+    """`QuiescentChecker`, but a receiver with a wake-up on its way is no lost wake-up.
+
+    A caller whose receive phase its proxy began (§8.3.1's atomic call) is set
+    waiting on the receiver's CPU while the mailbox that wakes it still waits
+    for its own CPU's check; a sender that queued for it meanwhile is found when
+    that mailbox is acknowledged (`xcpu.check_n_ack`), not lost.
+    """
+
+    def step(self, number: int | None = None) -> object:
+        m = self.s.machine
+        op = self.inner(number)
+        if op is None:
+            return op
+        c = m.last_cpu
+        self.last[c.number] = type(op)
+        if type(op) in EXITS and self.settled():
+            self.checks += 1
+            k = self.s.kernel
+            lost = [x for x in lost_wakeups(k) if not _woken_soon(k, x.split(" ")[3])]
+            bad = invariants.check(k) + lost
+            if bad and not self.violations:
+                where = f"cycle {m.last_start // m.tpc}, kernel exit on cpu{c.number}"
+                self.violations = [f"{v} ({where})" for v in bad]
+        return op
+
+
+def _woken_soon(k: Kernel, name: str) -> bool:
+    """Whether a flagged mailbox on `name`'s CPU targets it (its wake-up is on the way)."""
+    t = k.by_name.get(name.rstrip(","))
+    if t is None:
+        return False
+    mb = k.mailboxes
+    mem = k.machine.memory
+    for i in mb.mail:
+        flags = mem.read(mb.flags(t.cpu, i >> 5) - kaddr(0))
+        if flags >> (i & 31) & 1 and mem.read(mb.addr(i, xcpu.TARGET) - kaddr(0)) == t.tcb:
+            return True
+    return False
+
+
 def run_case(text: str, budget: int = STEP_BUDGET) -> Outcome:
     """Run a scenario with every check; the outcome says what, if anything, went wrong."""
     try:
         s = System(parse_scenario(text, "<fuzz>"))
     except ConfigError as e:
         return Outcome(None, 0, f"scenario refused: {e.format()}")
-    q = QuiescentChecker(s)
+    q = Checker(s)
     try:
         s.run(max_steps=budget, check_invariants=True)
     except Exception as e:  # noqa: BLE001 - any exception in the kernel is the finding
@@ -229,7 +274,7 @@ def run_case(text: str, budget: int = STEP_BUDGET) -> Outcome:
     return Outcome(s.ended, s.machine.steps, problem(s, q))
 
 
-def problem(s: System, q: QuiescentChecker | None = None) -> str | None:
+def problem(s: System, q: Checker | None = None) -> str | None:
     """What is wrong with a finished run, or None."""
     if s.violations:
         return "invariant: " + "; ".join(s.violations[:3])
@@ -241,10 +286,40 @@ def problem(s: System, q: QuiescentChecker | None = None) -> str | None:
         return f"ended {s.ended}"
     if q is not None and q.violations:
         return "quiescent: " + "; ".join(q.violations[:3])
+    forever = locked_forever(s)
+    if forever:
+        return "locked forever: " + "; ".join(forever[:3])
     left = mailbox_problems(s, pending_ok=True)
     if left:
         return "mailbox: " + "; ".join(left[:3])
     return None
+
+
+def locked_forever(s: System) -> list[str]:
+    """At the end: threads locked with nothing that will unlock them.
+
+    A thread may stay `locked_waiting` only as a cross-CPU sender whose proxy
+    polls on the receiver with its request (§8.3.5) — `System.stuck` says the
+    same since issue 14; this check does not rely on it.
+    """
+    if s.ended not in ("end", "deadlock"):
+        return []
+    k = s.kernel
+    out = []
+    for t in k.threads:
+        if t.task is None:
+            continue
+        state = k.state(t)
+        if state == "locked_running":
+            out.append(f"{t.name} is locked_running at the end")
+        elif state == "locked_waiting":
+            p = k.by_tcb.get(k.field(t, "proxy"))
+            first = k.field(p, "first_mailbox") if p is not None else 0
+            mail = k.mailboxes.mail.get(k.mailboxes.index(first)) if first else None
+            if p is None or k.state(p) != "polling" or mail is None or mail.sender is not t:
+                who = "no proxy" if p is None else f"{p.name} {k.state(p)}"
+                out.append(f"{t.name} is locked_waiting at the end ({who})")
+    return out
 
 
 # --- shrinking -----------------------------------------------------------------------
@@ -324,9 +399,11 @@ def main(argv: list[str] | None = None) -> int:
     start = time.monotonic()
     kinds: dict[str, int] = {}
     passed = failed = ops = 0
-    for seed in range(args.seed, args.seed + args.count):
+    for n, seed in enumerate(range(args.seed, args.seed + args.count)):
         if args.seconds is not None and time.monotonic() - start > args.seconds:
             break
+        if n and n % 250 == 0:
+            print(f"... {n} scenarios, {failed} failed, {ops} micro-ops", flush=True)
         data = generate(random.Random(seed), seed)
         o = run_case(data.text(), args.budget)
         ops += o.steps
