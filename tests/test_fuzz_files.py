@@ -627,6 +627,7 @@ INPUTS = (
     "not utf-8",
     "symlink loop",
     "zero device",
+    "fifo",
     "nul in name",
     "huge",
 )
@@ -646,6 +647,8 @@ def make_input(work: Path, kind: str) -> str:
         p.symlink_to(name)
     elif kind == "zero device":
         return "/dev/zero"  # read only: zeros without end
+    elif kind == "fifo":
+        os.mkfifo(p)  # nobody writes it: a reader that waits for one waits for ever
     elif kind == "nul in name":
         return "in\0.json"
     elif kind == "huge":
@@ -668,13 +671,27 @@ def test_console_load_of_a_path_of_any_kind_is_one_error_line_each(
     assert r.rc == 2 and not quiet, f"not one error line each: {quiet}\n{r.report()}"
 
 
-@pytest.mark.parametrize("kind", [k for k in INPUTS if k != "nul in name"])
-def test_console_schedule_option_of_a_path_of_any_kind_is_one_error(
-    kind: str, tmp_path: Path, guard: Guard
+OPTION_INPUTS = [
+    *(("console --schedule", k) for k in INPUTS if k != "nul in name"),
+    # Not a FIFO: a script may come from one (`--script <(...)`), and its reader waits.
+    *(("console --script", k) for k in ("directory", "not utf-8", "zero device", "huge")),
+    *(("lab-status --state-dir", k) for k in ("missing", "empty", "zero device", "fifo")),
+]
+
+
+@pytest.mark.parametrize(("option", "kind"), OPTION_INPUTS)
+def test_a_cli_option_naming_a_path_of_any_kind_is_one_error(
+    option: str, kind: str, tmp_path: Path, guard: Guard
 ) -> None:
     work = fresh(tmp_path)
     path = make_input(work, kind)
-    r = check(run_cli(["console", "--schedule", path, str(UHLIG)], work, stdin="where\n"), (2,))
+    if option == "console --schedule":
+        args = ["console", "--schedule", path, str(UHLIG)]
+    elif option == "console --script":
+        args = ["console", "--script", path, str(PINGPONG)]
+    else:
+        args = ["lab-status", "--state-dir", path]
+    r = check(run_cli(args, work, stdin="where\n"), (2,))
     guard.check(r)
 
 
