@@ -4,7 +4,8 @@ The server holds the other end of a socket (fd `L4TUI_POOL_FD`). The slot
 writes `painted` once its first frame is out; when a student logs in, the
 server writes a JSON request naming the student's saved session (or asking
 for a fresh one), their history file and where to save — and the slot takes
-that student's work as it is.
+that student's work as it is. The end of the socket with no request means the
+server has gone: the slot ends (it has no student's work to save).
 """
 
 from __future__ import annotations
@@ -35,18 +36,42 @@ def _painted(fd: int) -> None:
 
 def assign(app: MonitorApp, fd: int) -> None:
     """The server gave this warm slot a student: their saved session (or a fresh one)."""
+    from l4tui import files
     from l4tui.cli import lab_session
     from l4tui.tui.console import ConsolePane
 
     asyncio.get_running_loop().remove_reader(fd)
     try:
-        req = json.loads(os.read(fd, 65536) or b"{}")
+        data = os.read(fd, 65536)
+    except OSError:
+        data = b""
+    if not data:  # the server has gone (or given up on this slot): nobody is coming
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        app.exit(0)
+        return
+    req: dict = {}
+    root = None
+    try:
+        req = json.loads(data)
+        # The student's own directory for file commands (`confine`, files.FileRoot); without
+        # one the slot's own confinement carries over to the student's session.
+        root = files.root_of(app.session)
+        if req.get("confine"):
+            root = files.FileRoot.confined_to(req["confine"])
+            # The slot's own session is narrowed first: whatever fails below, the student
+            # works inside their own directory, never the slot's (all the students').
+            files.confine(app.session, root)
         if req.get("fresh") or not Path(req["state"]).exists():
             # A new student: this slot's own untouched session is theirs as it is.
             lab, session = app.lab, app.session
         else:
             lab, session = lab_session(req["lab"], req["state"], False)
+        files.confine(session, root)  # FileError (a ConfigError) if it would widen the slot's
     except (OSError, ValueError, KeyError, ConfigError) as e:
+        if isinstance(req, dict) and req.get("confine") and files.root_of(app.session) != root:
+            app.exit(1)  # not confined to the student's own directory: nobody works here
+            return
         app.notify(f"cannot load your session: {e}", severity="error", timeout=30)
         return
     finally:
