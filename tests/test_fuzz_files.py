@@ -304,9 +304,16 @@ def test_a_mutated_schedule_is_followed_or_is_one_error(
     steps = "continue\ncontinue\ncontinue\nwhere\nreverse-continue\ninfo threads\n"
     if data.draw(st.booleans(), label="as an option"):
         r = cli(["console", "--schedule", "sched.json", str(UHLIG)], work, stdin=steps)
-    else:
-        r = cli(["console", str(UHLIG)], work, stdin="load schedule sched.json\n" + steps)
+        guard.check(r)
+        return
+    before = "stepi 9\ninfo cpus\nload schedule sched.json\ninfo  cpus\n"
+    r = cli(["console", str(UHLIG)], work, stdin=before + steps)
     guard.check(r)
+    if failed(r.out, "load schedule sched.json"):
+        said = transcript(r.out)
+        assert said["info cpus"] == said["info  cpus"], "a failed load changed the session\n" + (
+            r.report()
+        )
 
 
 # --- lab files --------------------------------------------------------------------------------
