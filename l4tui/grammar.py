@@ -199,6 +199,9 @@ def suggest(word: str, choices: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+MAX_LINE = 4096
+"""The longest command line: no command needs more, and every line run is kept in the
+session's `commands` (lab checks read them), so this bounds what one line costs."""
 SHOWN = 40
 """At most this much of what the user typed is quoted back in an error: one short line."""
 MAX_NUMBER = 40
@@ -235,6 +238,10 @@ def parse(line: str) -> Command | None:
     text = line.strip()
     if not text or text.startswith("#"):
         return None
+    if len(text) > MAX_LINE:
+        raise CommandError(
+            f"a command line has at most {MAX_LINE:,} characters, this one {len(text):,}"
+        )
     try:
         words = shlex.split(text)
     except ValueError as e:

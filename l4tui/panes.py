@@ -220,7 +220,13 @@ def works_for(s: Session, name: str) -> tuple[str, str] | None:
 
 
 def _bits(word: int) -> tuple[int, ...]:
-    return tuple(v for v in range(256) if word >> v & 1)
+    """The set bits of `word`, lowest first (a visit per set bit: the panes repaint often)."""
+    out = []
+    while word:
+        low = word & -word
+        out.append(low.bit_length() - 1)
+        word ^= low
+    return tuple(out)
 
 
 def apic_pane(s: Session) -> ApicPane:

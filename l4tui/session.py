@@ -18,11 +18,13 @@ one exact way back (see the issue note for the measured cost).
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from kernel.scenario import Scenario
 from kernel.system import System
@@ -34,6 +36,7 @@ from machine.ops import Phase
 
 PLUMBING = ("sched.", "xcpu.", "idle", "xp.mailbox.setup", "xp.trigger", "xp.ipi")
 LIMIT = 5_000_000  # micro-ops a single continue may take before it pauses
+RECORDS = 10_000  # what log-only breakpoints saw, kept (the newest; `info log` shows 200)
 
 # A timed step | a step on CPU n | a policy | ["inject", ...] | ["idle", cpu]: a step that
 # found nothing to run | ["peek"]: a look at what runs next; both applied the events due.
@@ -76,6 +79,92 @@ class Mark:
     thread: str
 
 
+class Marks:
+    """Every phase label passed, in order, as `Mark`s — stored as columns of machine words.
+
+    A mark is taken at about one micro-op in seven and a session keeps them all
+    (`reverse-step` goes back by them, the event log shows them), so a `continue`
+    of `LIMIT` micro-ops leaves some 700,000. As objects that is about 100 bytes
+    each; here it is 18 (position, label, CPU, thread: labels and thread names
+    are numbered once). Reads build `Mark`s on demand; a list of them compares
+    equal to the `Marks` holding the same.
+    """
+
+    __slots__ = ("_cpu", "_label", "_names", "_number", "_pos", "_thread")
+
+    def __init__(self, marks: Iterable[Mark] = ()) -> None:
+        self._pos = array("q")
+        self._label = array("I")
+        self._cpu = array("H")
+        self._thread = array("I")
+        self._names: list[str] = []  # labels and thread names, numbered in order of first use
+        self._number: dict[str, int] = {}
+        for m in marks:
+            self.append(m)
+
+    def _id(self, name: str) -> int:
+        n = self._number.get(name)
+        if n is None:
+            n = self._number[name] = len(self._names)
+            self._names.append(name)
+        return n
+
+    def add(self, position: int, label: str, cpu: int, thread: str) -> None:
+        self._pos.append(position)
+        self._label.append(self._id(label))
+        self._cpu.append(cpu)
+        self._thread.append(self._id(thread))
+
+    def append(self, m: Mark) -> None:
+        self.add(m.position, m.label, m.cpu, m.thread)
+
+    def _mark(self, i: int) -> Mark:
+        names = self._names
+        return Mark(self._pos[i], names[self._label[i]], self._cpu[i], names[self._thread[i]])
+
+    def __len__(self) -> int:
+        return len(self._pos)
+
+    @overload
+    def __getitem__(self, i: int) -> Mark: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Mark]: ...
+    def __getitem__(self, i: int | slice) -> Mark | list[Mark]:
+        if isinstance(i, slice):
+            return [self._mark(j) for j in range(*i.indices(len(self._pos)))]
+        if i < 0:
+            i += len(self._pos)
+        if not 0 <= i < len(self._pos):
+            raise IndexError("mark index out of range")
+        return self._mark(i)
+
+    def __iter__(self) -> Iterator[Mark]:
+        return (self._mark(i) for i in range(len(self._pos)))
+
+    def __reversed__(self) -> Iterator[Mark]:
+        return (self._mark(i) for i in range(len(self._pos) - 1, -1, -1))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Marks):
+            return list(self) == list(other)
+        if isinstance(other, list):
+            return list(self) == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a list
+
+    def __repr__(self) -> str:
+        return f"Marks({list(self)!r})"
+
+    def positions_before(self, position: int) -> int:
+        """How many marks were taken at positions before `position` (they are in order)."""
+        return bisect.bisect_left(self._pos, position)
+
+    def position(self, i: int) -> int:
+        """The position of mark `i`, without building the mark."""
+        return self._pos[i]
+
+
 class Session:
     """A scenario being debugged."""
 
@@ -91,7 +180,7 @@ class Session:
         self.system = System(scenario, seed=seed)
         self.log: list[LogEntry] = []  # the input log (see the module docstring)
         self.position = 0  # inputs that were steps
-        self.marks: list[Mark] = []
+        self.marks = Marks()
         # thread -> the last label it passed on a kernel path (not the scheduler's or the
         # mailbox plumbing's, which every path goes through): what the IPC phase pane shows.
         self.last_phase: dict[str, str] = {}
@@ -157,7 +246,7 @@ class Session:
         if type(op) is Phase:
             c = m.last_cpu
             cd = self.system.kernel.cpus[c.index]
-            self.marks.append(Mark(self.position, op.label, c.number, cd.current.name))
+            self.marks.add(self.position, op.label, c.number, cd.current.name)
             if not op.label.startswith(PLUMBING):
                 self.last_phase[cd.current.name] = op.label
         return op
@@ -201,6 +290,8 @@ class Session:
             what = _event_text(e)
             if bp.log_only:
                 self.records.append(f"#{bp.number} micro-op {self.position}: {what}")
+                if len(self.records) >= 2 * RECORDS:  # a history: the newest RECORDS stay
+                    del self.records[:-RECORDS]
                 continue
             if reason is None:
                 reason = f"breakpoint {bp.number}: {what}"
@@ -520,7 +611,7 @@ class Session:
         position = max(0, min(position, self.position))
         log = self.log
         self.system = System(self.scenario, seed=self.seed)
-        self.log, self.position, self.marks, self.last_phase = [], 0, [], {}
+        self.log, self.position, self.marks, self.last_phase = [], 0, Marks(), {}
         i = 0
         while i < len(log) and self.position < position:
             entry = log[i]
@@ -565,7 +656,7 @@ class Session:
             if type(op) is Phase:
                 c = m.last_cpu
                 name = kcpus[c.index].current.name
-                marks.append(Mark(base + done + 1, op.label, c.number, name))
+                marks.add(base + done + 1, op.label, c.number, name)
                 if not op.label.startswith(PLUMBING):
                     self.last_phase[name] = op.label
         self.log.extend([None] * n)
@@ -599,8 +690,8 @@ class Session:
             raise CommandError(f"N must be 0 or more, not {n}")
         if n == 0:
             return self.goto(self.position)
-        earlier = [mk.position for mk in self.marks if mk.position < self.position]
-        target = earlier[-n] if len(earlier) >= n else 0
+        earlier = self.marks.positions_before(self.position)
+        target = self.marks.position(earlier - n) if earlier >= n else 0
         return self.goto(target)
 
     def reverse_continue(self) -> str:

@@ -89,8 +89,12 @@ def threads(s: Session, arg: str | None = None) -> str:
 def ready(s: Session, arg: str | None = None) -> str:
     """Ready queues per CPU, by priority, in round-robin order (§8.7)."""
     only = cpu_number(s, arg) if arg is not None else None
+    return _ready(panes.cpu_panes(s), only)
+
+
+def _ready(cpus: tuple[panes.CpuPane, ...], only: int | None = None) -> str:
     lines = []
-    for c in panes.cpu_panes(s):
+    for c in cpus:
         if only is not None and c.number != only:
             continue
         queues = "  ".join(_ring(p, names, c.ready_tail(p)) for p, names in c.ready)
@@ -105,8 +109,12 @@ def _ring(prio: int, names: tuple[str, ...], cut: Walk | None) -> str:
 
 def wakeup(s: Session, arg: str | None = None) -> str:
     """Wakeup queues per CPU, earliest deadline first (§8.7.2)."""
+    return _wakeup(panes.cpu_panes(s))
+
+
+def _wakeup(cpus: tuple[panes.CpuPane, ...]) -> str:
     lines = []
-    for c in panes.cpu_panes(s):
+    for c in cpus:
         queue = [f"{n}@{at:,}" for n, at in c.wakeup]
         if c.wakeup_cut.broken:
             queue.append(c.wakeup_cut.tail())
@@ -282,12 +290,13 @@ def log(s: Session, arg: str | None = None) -> str:
 
 def report(s: Session, arg: str | None = None) -> str:
     """A one-shot report: where every CPU is, threads, queues, waits, counters."""
+    cpus = panes.cpu_panes(s)  # read once: both queue views show it
     parts = [
         f"{s.scenario.name} at micro-op {s.position}, stop: {s.stop_reason}",
         where(s),
         threads(s),
-        ready(s),
-        wakeup(s),
+        _ready(cpus),
+        _wakeup(cpus),
         waits(s),
         counters(s),
     ]
