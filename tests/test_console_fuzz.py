@@ -327,3 +327,87 @@ def test_the_lexer_colours_any_line_without_an_error_token(line: str) -> None:
     tokens = list(CommandLexer(stripnl=False, ensurenl=False).get_tokens(line))
     assert "".join(text for _, text in tokens) == line.replace("\r\n", "\n").replace("\r", "\n")
     assert not any("Error" in str(kind) for kind, _ in tokens)
+
+
+# --- every command that runs is bounded (LIMIT) -----------------------------------------------
+
+FOREVER = """\
+name: forever
+seed: 1
+machine: {cpus: 2}
+tasks:
+  - name: server
+    threads:
+      - {name: srv, cpu: 2, program: [{loop: [{recv: {from: any}}, {compute: 50}]}]}
+      - {name: waiter, cpu: 2, program: [{recv: {from: cli}}]}
+  - name: client
+    threads:
+      - {name: cli, cpu: 1, program: [{loop: [{send: {to: srv, words: [1]}}, {compute: 20}]}]}
+"""
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "continue",
+        "stepi 1000000000000",
+        "step 1000000000000",
+        "run 1000000000000",
+        "focus thread waiter pin\nstepi 2000\nnext",  # waiter is blocked for good by then
+        "focus thread waiter pin\nstepi 2000\nfinish",
+    ],
+)
+def test_a_command_that_would_run_past_limit_pauses_and_says_where(
+    line: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kernel.scenario import parse_scenario
+
+    monkeypatch.setattr(session_module, "LIMIT", LIMIT)
+    s = Session(parse_scenario(FOREVER))
+    *setup, command = line.split("\n")
+    for before in setup:
+        assert outcome(s, before)[1]
+    start = s.position
+    with no_hang():
+        out, ok = outcome(s, command)
+    assert ok and s.position == start + LIMIT
+    assert out.startswith(
+        f"paused after {LIMIT:,} micro-ops, at micro-op {s.position}: the most one command runs"
+    )
+    with no_hang():  # and going on goes on
+        assert outcome(s, command)[1] and s.position == start + 2 * LIMIT
+
+
+def test_reverse_commands_are_bounded_by_the_way_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(session_module, "LIMIT", LIMIT)
+    s = Session(SCENARIO)
+    with no_hang():
+        for line in (
+            "break ipc.*",
+            "stepi 2000",
+            "reverse-continue",
+            "reverse-step 999999",
+            "reverse-stepi 99999999999",
+        ):
+            out, ok = outcome(s, line)
+            assert ok, (line, out)
+    assert s.position == 0
+
+
+async def test_the_monitors_continue_pauses_at_limit_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kernel.scenario import parse_scenario
+    from l4tui.tui.app import MonitorApp
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setattr(session_module, "LIMIT", 5000)
+    app = MonitorApp(Session(parse_scenario(FOREVER)))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("escape", "c")
+        with no_hang():
+            while app.running or app.session.position == 0:
+                await pilot.pause(0.05)
+        assert app.session.position == 6000  # slices of 2,000 micro-ops, to 5,000 or more
+        assert app.session.stop_reason.startswith("paused after 6,000 micro-ops, at micro-op")

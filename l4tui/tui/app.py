@@ -29,6 +29,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Input, TabbedContent
 
+from l4tui import session as sessions
 from l4tui.executor import execute
 from l4tui.lab import Lab
 from l4tui.session import Session
@@ -426,6 +427,7 @@ class MonitorApp(App[int]):
         s = self.session
         self.running, self.pause_requested = True, False
         interval = repaint_interval()
+        start = s.position
         try:
             while True:
                 reason = s.cont(limit=SLICE)
@@ -433,6 +435,12 @@ class MonitorApp(App[int]):
                     break
                 if self.pause_requested:
                     s.stop_reason = reason = f"paused by you at micro-op {s.position}"
+                    break
+                if s.position - start >= sessions.LIMIT:  # as the console's continue
+                    s.stop_reason = reason = (
+                        f"paused after {s.position - start:,} micro-ops, at micro-op "
+                        f"{s.position}: the most one continue runs (continue again to go on)"
+                    )
                     break
                 if time.monotonic() - self._painted >= interval:
                     self.for_each_pane()
