@@ -2,7 +2,8 @@
 from plausible and hostile values, and garbage, through the one executor.
 
 Each example runs a few lines, in order, on a fresh session of the demo scenario
-(l4tui/demo.py: two CPUs, a cross-processor call through a proxy), with the
+(l4tui/demo.py: two CPUs, a cross-processor call through a proxy) or of the
+migration demo (three CPUs, a thread moved, TLBs that fill), with the
 working directory in the test's own directory and `LIMIT` lowered so a
 `continue` ends soon. Every line is held to the console's contract (DESIGN.md §2):
 
@@ -33,6 +34,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kernel.scenario import load_scenario
 from l4tui import session as session_module
 from l4tui.breakpoints import known_labels
 from l4tui.demo import demo_scenario
@@ -45,7 +47,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from fuzzing import WATCHED, Guard, examples, make_decoy  # noqa: E402
 
 SCENARIO = demo_scenario()
-THREADS = [t.name for t in SCENARIO.threads()]
+# Three CPUs, a migration, TLBs that fill (`info tlb` on a full one raised once).
+MIGRATION = load_scenario(str(WATCHED[0] / "demos" / "migration.yaml"))
+THREADS = sorted({t.name for sc in (SCENARIO, MIGRATION) for t in sc.threads()})
 LIMIT = 3000  # micro-ops one command may run here (the console's is 5,000,000)
 HANG = 120  # seconds one example may take: a guard against a hang, not a measured time
 ERROR_LINE = 2000  # the longest `error:` line accepted (it quotes what the user typed)
@@ -290,7 +294,7 @@ def test_command_lines_never_escape_and_a_refused_one_changes_nothing(
 ) -> None:
     work, decoy, guard = places
     lines = data.draw(st.lists(commands(work, decoy), min_size=1, max_size=6), label="lines")
-    s = Session(SCENARIO)
+    s = Session(data.draw(st.sampled_from([SCENARIO, MIGRATION]), label="scenario"))
     run_lines(s, lines)
     with no_hang():  # whatever the lines did, the views still answer
         for topic in ("report", "ready", "wakeup", "mailboxes", "apic", "breakpoints", "log"):
@@ -310,7 +314,7 @@ def test_after_a_run_and_mid_update_lines_still_hold(
     work, decoy, guard = places
     at = data.draw(st.integers(1, 1500), label="stepi")
     lines = data.draw(st.lists(commands(work, decoy), min_size=1, max_size=4), label="lines")
-    s = Session(SCENARIO)
+    s = Session(data.draw(st.sampled_from([SCENARIO, MIGRATION]), label="scenario"))
     s.stepi(at)
     run_lines(s, lines)
     guard.check()
