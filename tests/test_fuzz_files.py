@@ -9,7 +9,7 @@ that loads saves one that loads again, a failed load changes nothing, `lab-statu
 grades the good sessions beside a bad one, a write through a symlink writes its target,
 a device or FIFO stays what it was, a file keeps its mode.
 
-Bounded for CI (about 20 examples a surface); `L4TUI_FUZZ=long` runs 20 times as many.
+Bounded for CI (10 to 20 examples a surface, under a minute in all); `L4TUI_FUZZ=long` runs 20 times as many.
 Scenario YAML is fuzzed in test_bounds.py and console command lines in
 test_console_fuzz.py; not here.
 """
@@ -266,7 +266,7 @@ def test_a_mutated_saved_session_loads_or_is_one_error_that_changes_nothing(
         )
 
 
-@fuzz(15)
+@fuzz(12)
 @given(data=st.data())
 def test_lab_status_grades_the_good_sessions_beside_a_mutated_one(
     seeds: Seeds, tmp_path: Path, decoy: Path, guard: Guard, data: st.DataObject
@@ -404,7 +404,7 @@ def test_labs_broken_in_every_yaml_way_are_each_a_row_of_their_own(
     assert graded == [], rows
 
 
-@fuzz(12)
+@fuzz(10)
 @given(data=st.data())
 def test_a_mutated_lab_is_graded_or_is_its_own_row_and_the_lab_command_one_error(
     seeds: Seeds, tmp_path: Path, decoy: Path, guard: Guard, data: st.DataObject
