@@ -9,9 +9,9 @@ that loads saves one that loads again, a failed load changes nothing, `lab-statu
 grades the good sessions beside a bad one, a write through a symlink writes its target,
 a device or FIFO stays what it was, a file keeps its mode.
 
-Bounded for CI (10 to 20 examples a surface, under a minute in all); `L4TUI_FUZZ=long` runs 20 times as many.
-Scenario YAML is fuzzed in test_bounds.py and console command lines in
-test_console_fuzz.py; not here.
+Bounded for CI (10 to 20 examples a surface, under a minute in all); `L4TUI_FUZZ=long`
+runs 20 times as many. Scenario YAML is fuzzed in test_bounds.py and console command
+lines in test_console_fuzz.py; not here.
 """
 
 from __future__ import annotations
