@@ -190,3 +190,20 @@ def test_a_walk_ends_on_any_links_and_says_why_it_stopped(data: st.DataObject, r
     finally:
         for tcb, value in saved.items():
             mem.write(k.by_tcb[tcb].f["ready_next"] - kaddr(0), value)
+
+
+def test_check_invariants_mid_update_says_each_violation_once_and_why() -> None:
+    """`check invariants` between two micro-ops of a kernel path: the half-changed ring is
+    reported once per violation (not once per lap of its walk), with a note saying so."""
+    s = Session(load_scenario(str(ROOT / "scripts/client-server.yaml")))
+    k = s.system.kernel
+    with no_hang():
+        while s.position < OPS and s._step() is not None:
+            if any(w.broken for cd in k.cpus for _, w in lists.ready_lists(k, cd)):
+                break
+        else:
+            pytest.skip("no ready ring is met mid-update in this run any more")
+        out = execute(s, "check invariants")
+    lines = out.splitlines()
+    assert len(lines) == len(set(lines)) <= 10
+    assert lines[-1].startswith("(note: cpu") and "half-way through a change" in lines[-1]
