@@ -373,6 +373,14 @@ def _explore(args: argparse.Namespace) -> int:
     from machine.errors import MachineError
 
     scenario = load_scenario(args.file)
+    if args.save is not None:  # "" is a bad name, not "the default name": refused before exploring
+        from l4tui.files import check_name
+
+        try:
+            check_name(args.save)
+        except ConfigError as e:
+            print(f"error: --save {args.save!r}: {e.message}", file=sys.stderr)
+            return 2
     explorer = explore.Explorer(
         scenario, args.seed, preemptions=args.preemptions, max_schedules=args.max_schedules
     )
@@ -390,7 +398,7 @@ def _explore(args: argparse.Namespace) -> int:
             bar.clear()
     saved = None
     if report.failure is not None:
-        saved = args.save or f"{scenario.name}.schedule.json"
+        saved = args.save if args.save is not None else f"{scenario.name}.schedule.json"
         try:
             explore.write_schedule(saved, explore.schedule_data(scenario, args.seed, report))
         except ConfigError as e:  # files.FileError: the name and why, on one line

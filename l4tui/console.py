@@ -23,13 +23,14 @@ import signal
 import sys
 import threading
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from l4tui.executor import execute, outcome
 from l4tui.grammar import CommandError, parse
 from l4tui.paths import history_path, state_dir
 from l4tui.session import Session
+from machine.errors import ConfigError
+from machine.yamlsrc import decode_text, read_limited
 
 if TYPE_CHECKING:
     from prompt_toolkit import PromptSession
@@ -57,6 +58,7 @@ def one(session: Session, line: str) -> bool:
     return _is_quit(line)
 
 
+SCRIPT_BYTES = 8 << 20  # a console script of commands: far more than any demo, never /dev/zero
 SCENARIO_KEYS = ("name", "seed", "machine", "kernel", "tasks", "script", "expect")
 LAB_KEYS = ("title", "scenario", "intro", "exercises")
 _YAML_KEY = re.compile(r"^([A-Za-z_]\w*):(?:\s|$)")
@@ -281,10 +283,10 @@ def main(session: Session, script: str | None, echo: bool = True) -> int:
     """Run `script`, or standard input when it is not a terminal, or the prompt."""
     if script is not None:
         try:
-            text = Path(script).read_text()
-        except (OSError, UnicodeDecodeError) as e:
-            why = e.strerror if isinstance(e, OSError) else "not a text file"
-            print(f"error: {script}: {why}", file=sys.stderr)
+            raw = read_limited(script, SCRIPT_BYTES, "console scripts", "the script", pipes=True)
+            text = decode_text(raw, script, "the script")
+        except ConfigError as e:
+            print(e.format(), file=sys.stderr)
             return 2
         return run_lines(session, text.splitlines(), echo, script)
     if not sys.stdin.isatty():

@@ -200,21 +200,30 @@ def _convert(node: yaml.Node, path: Path, src: Source, ctor: yaml.SafeLoader) ->
         return ctor.construct_object(node, deep=True)
     except yaml.constructor.ConstructorError as e:
         raise src.error(path, f"invalid value: {e.problem}") from None
+    except ValueError:  # an integer past Python's str-to-int digit limit (4,300 digits)
+        raise src.error(path, "invalid value: a number too long to read") from None
 
 
 def read_limited(
-    path: str, max_bytes: int = MAX_BYTES, what: str = "files", noun: str = "the file"
+    path: str,
+    max_bytes: int = MAX_BYTES,
+    what: str = "files",
+    noun: str = "the file",
+    pipes: bool = False,
 ) -> bytes:
     """The bytes of a regular file of at most `max_bytes`; ConfigError naming the file if it is
     anything else ("cannot read `noun`: ...", "file is N bytes; `what` are limited to 1 MB").
 
     The open does not block (a FIFO is refused, not waited on), and the read is bounded
-    whatever the size says (/dev/zero, a file still growing)."""
+    whatever the size says (/dev/zero, a file still growing). With `pipes`, a pipe or FIFO
+    is read too, waiting for its writer as `cat` would (a console script given as
+    `--script <(...)`); a device still is not."""
     import os
     import stat
 
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        flags = os.O_RDONLY | os.O_NOCTTY | (0 if pipes else os.O_NONBLOCK)
+        fd = os.open(path, flags)
     except (OSError, ValueError) as e:  # ValueError: a NUL in the name
         why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         raise ConfigError(f"cannot read {noun}: {why}", path) from None
@@ -222,7 +231,8 @@ def read_limited(
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
             raise ConfigError(f"cannot read {noun}: it is a directory", path)
-        if not stat.S_ISREG(st.st_mode):
+        piped = pipes and (stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode))
+        if not stat.S_ISREG(st.st_mode) and not piped:
             raise ConfigError(f"cannot read {noun}: not a regular file", path)
         if st.st_size > max_bytes:
             raise ConfigError(

@@ -163,7 +163,9 @@ def test_a_missing_or_binary_script_is_an_error(
     binary = tmp_path / "b.cmds"
     binary.write_bytes(b"\xff\xfe\x00")
     assert main(["console", "--script", str(binary)]) == 2
-    assert capsys.readouterr()[1] == f"error: {binary}: not a text file\n"
+    assert capsys.readouterr()[1] == (
+        f"error: {binary}:1:1: the script is not UTF-8 text: invalid byte 0xff\n"
+    )
 
 
 def test_every_shipped_demo_script_runs_clean(capsys: pytest.CaptureFixture[str]) -> None:

@@ -618,6 +618,12 @@ def test_explore_save_to_a_path_of_any_kind_writes_it_as_itself_or_warns(
     path = make_target(work, kind)
     before = listing(work)
     # Exit 1 either way: the race is found; a schedule that cannot be saved is a warning.
+    # An empty name is no name at all: refused (exit 2) before anything is explored.
+    if kind == "empty name":
+        r = check(run_cli(["explore", str(UHLIG), "--save", path], work), (2,))
+        guard.check(r)
+        assert "an empty file name" in r.err and listing(work) == before
+        return
     r = check(run_cli(["explore", str(UHLIG), "--save", path], work), (1,))
     guard.check(r)
     after = listing(work)
