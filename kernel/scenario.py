@@ -305,7 +305,10 @@ def _kind(value: Any) -> str:
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's 4,300-digit str limit
+        return f"a number of about {value.bit_length() * 3 // 10:,} digits"
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -429,8 +432,9 @@ class _Parser:
             raise self.fail(path, f"expected an integer{what}, not {_kind(value)} {_show(value)}")
         if not lo <= value <= hi:
             if hi == MAX_INT:
-                raise self.fail(path, f"must be at least {lo}, not {value}")
-            raise self.fail(path, f"must be between {lo} and {hi}, not {value}")
+                bound = f"at least {lo}" if value < lo else f"at most {hi} (2**63 - 1)"
+                raise self.fail(path, f"must be {bound}, not {_show(value)}")
+            raise self.fail(path, f"must be between {lo} and {hi}, not {_show(value)}")
         return value
 
     def get_bool(self, path: DataPath) -> bool:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from kernel import boot, ipc, shootdown, xcpu
 from kernel.program import ExRegs, Ipc, Schedule, Sleep, TaskNew, ThreadSwitch, Unmap
 from l4tui import expr, views
-from l4tui.grammar import BREAK_USAGE, CommandError, number, suggest
+from l4tui.grammar import BREAK_USAGE, CommandError, number, shown, suggest
 from l4tui.phases import phase_labels, phase_prefixes
 from l4tui.pseudocode import DYNAMIC
 from machine.ops import InterruptEntry, Op, Phase, SendIPI, Trap
@@ -214,7 +214,7 @@ def parse_break(
     else:
         kind, what = "phase", head
         if not any_label and not matches_a_label(what):
-            raise CommandError(f"no phase label matches {what!r}{label_hint(what)}")
+            raise CommandError(f"no phase label matches {shown(what)}{label_hint(what)}")
     bp = Breakpoint(0, kind, what, cond=cond, temporary=temporary)
     while words:
         word = words.pop(0)

@@ -38,7 +38,7 @@ from typing import Any
 
 from l4tui.breakpoints import Breakpoint, Watch
 from l4tui.grammar import CommandError
-from l4tui.session import LIMIT, LogEntry, Session
+from l4tui.session import LIMIT, RECORDS, LogEntry, Session
 from machine.ops import Phase
 
 LAYOUTS = ("thesis", "naive")
@@ -173,12 +173,16 @@ class _Run:
             self.since.ran(name, label)
         if f.breakpoints:
             before = [b.hits for b in f.breakpoints]
-            n = len(f.records)
+            made = f.records_made  # not len(f.records): the list drops its oldest when full
             f._stopped(op)
             for b, was in zip(f.breakpoints, before, strict=True):
                 if b.hits > was:
                     self.hits.append((f.position, b.number))
-            self.records += [(f.position, r) for r in f.records[n:]]
+            new = f.records_made - made
+            if new:
+                self.records += [(f.position, r) for r in f.records[-new:]]
+                if len(self.records) >= 2 * RECORDS:  # as the session keeps them: the newest
+                    del self.records[:-RECORDS]
         self.inject_due()
         return op
 

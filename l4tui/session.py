@@ -187,6 +187,7 @@ class Session:
         self.breakpoints: list[Breakpoint] = []
         self.watches: list[Watch] = []
         self.records: list[str] = []  # what log-only breakpoints saw
+        self.records_made = 0  # how many ever, kept or not (a relayout finds a step's new ones)
         self.commands: list[str] = []  # the commands run, in order (lab checks read them)
         self.stops: list[str] = []  # each new stop reason, in order
         self.meta: dict[str, str] = {}  # what a front end keeps with the session (its lab)
@@ -290,6 +291,7 @@ class Session:
             what = _event_text(e)
             if bp.log_only:
                 self.records.append(f"#{bp.number} micro-op {self.position}: {what}")
+                self.records_made += 1
                 if len(self.records) >= 2 * RECORDS:  # a history: the newest RECORDS stay
                     del self.records[:-RECORDS]
                 continue

@@ -189,6 +189,21 @@ def test_breakpoints_keep_numbers_and_recount_hits_in_the_new_run() -> None:
     assert run(s, "break idle").startswith(f"breakpoint {max(hits) + 1} at idle")
 
 
+def test_log_point_records_past_the_cap_are_carried_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The session keeps the newest RECORDS; when it drops its oldest, the relayout run must
+    # still see each step's new records (it once counted them by the list's length).
+    from l4tui import session
+
+    monkeypatch.setattr(session, "RECORDS", 3)
+    monkeypatch.setattr(relayout, "RECORDS", 3)
+    s = Session(demo_scenario())
+    run(s, "break xp.* log", "stepi 3000")
+    assert s.records_made > 6
+    records = list(s.records)
+    run(s, "layout naive")
+    assert s.records[-1:] == records[-1:] and len(s.records) >= 1
+
+
 def test_an_injected_system_call_goes_with_its_thread() -> None:
     s = Session(load_scenario(XP_IPC))
     run(s, "break xp.send", "continue", "srv: send cli 7", "step 3")
