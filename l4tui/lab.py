@@ -24,9 +24,11 @@ commands, its stops, its state — so a saved session is graded the same way.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import os
 import re
 import textwrap
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,8 +153,7 @@ def holds(s: Session, check: dict[str, Any]) -> bool:
             for reason in s.stops
         )
     if kind == "ran":
-        done = [" ".join(c.split()) for c in s.commands]
-        return all(any(c.startswith(" ".join(want.split())) for c in done) for want in value)
+        return all(_ran(s, " ".join(want.split())) for want in value)
     if kind == "ended":
         return s.system.ended == value
     from l4tui import expr
@@ -161,6 +162,27 @@ def holds(s: Session, check: dict[str, Any]) -> bool:
         return expr.holds(s, value)
     except CommandError:
         return False
+
+
+# How far each `ran` check has looked through a session's commands (recorded normalised):
+# the lab pane checks after every command, so each check reads only the commands since.
+# Kept with the list it read: a load gives the session another list, read from the start.
+_SCANNED: weakref.WeakKeyDictionary[Session, tuple[list[str], dict[str, tuple[int, bool]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _ran(s: Session, want: str) -> bool:
+    commands = s.commands
+    read, seen = _SCANNED.get(s, (None, {}))
+    if read is not commands:
+        seen = {}
+        _SCANNED[s] = (commands, seen)
+    upto, found = seen.get(want, (0, False))
+    if not found:
+        found = any(c.startswith(want) for c in itertools.islice(commands, upto, None))
+    seen[want] = (len(commands), found)
+    return found
 
 
 def progress(lab: Lab, s: Session) -> list[bool]:
