@@ -472,6 +472,7 @@ def lab_session(
     from l4tui import files
     from l4tui.executor import load_session
     from l4tui.lab import load_lab
+    from l4tui.saved import same_file
     from l4tui.session import Session
 
     root = files.FileRoot.confined_to(confine) if confine is not None else None
@@ -480,7 +481,7 @@ def lab_session(
         files.check_name(state)
     if state and not fresh and os.path.lexists(state):
         session = load_session(state)
-        if session.scenario.file != lab.scenario_file:
+        if not same_file(session.scenario.file, lab.scenario_file):
             raise ConfigError("the saved session is of another scenario; use --fresh", state)
     else:
         session = Session(lab.scenario())

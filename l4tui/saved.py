@@ -170,11 +170,23 @@ def _dict(v: Any, field: str) -> dict[str, Any]:
 
 def _shown(v: Any) -> str:
     """A value in an error message: its JSON type, or a short one itself."""
-    names = {dict: "a mapping", list: "a list", str: "text", bool: "true/false", type(None): "null"}
-    if type(v) in names and not (isinstance(v, str) and len(v) <= 20):
+    if isinstance(v, str):  # the text itself, cut: the user must see which entry it is
+        return repr(v) if len(v) <= 40 else f"{v[:40]!r}... ({len(v):,} characters)"
+    names = {dict: "a mapping", list: "a list", bool: "true/false", type(None): "null"}
+    if type(v) in names:
         return names[type(v)]
     text = repr(v)
     return text if len(text) <= 24 else text[:20] + "..."
+
+
+def same_file(a: str, b: str) -> bool:
+    """Whether two names (relative or absolute, through links) are one file."""
+    import os
+
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def from_state(data: Any, where: str, same_as: Session | None = None) -> Session:
@@ -216,9 +228,10 @@ def _from_state(data: Any, where: str, same_as: Session | None) -> Session:
         for k, v in _dict(data.get("meta", {}), "meta").items()
     }
     if same_as is not None:
-        if file != same_as.scenario.file:
+        if not same_file(file, same_as.scenario.file):
             raise _Bad("scenario", "of another scenario than the one you are working on")
-        if meta.get("lab") != same_as.meta.get("lab"):
+        lab, ours = meta.get("lab"), same_as.meta.get("lab")
+        if lab != ours and (lab is None or ours is None or not same_file(lab, ours)):
             raise _Bad("meta.lab", "of another lab than the one you are working on")
     seed = data["seed"]
     if seed is not None and not (_is_int(seed) and -MAX_SEED < seed < MAX_SEED):

@@ -283,6 +283,29 @@ def test_not_a_session_and_not_json_are_one_line(tmp_path: Path) -> None:
 # --- the command line and lab-status -----------------------------------------------------------
 
 
+def test_a_lab_session_resumes_whatever_name_its_scenario_was_saved_under(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A session saved from `console scripts/...` (relative) is the lab's own scenario.
+    lab, s = lab_session(str(XP_LAB), None, True)
+    execute(s, "stepi 10")
+    path = tmp_path / "alice.json"
+    execute(s, f"save {path}")
+    data = json.loads(path.read_text())
+    data["scenario"] = os.path.relpath(data["scenario"], tmp_path)
+    rewrite(path, data)
+    monkeypatch.chdir(tmp_path)
+    _, resumed = lab_session(str(XP_LAB), str(path), False)
+    assert resumed.position == s.position
+
+
+def test_a_refused_breakpoint_entry_is_quoted_cut() -> None:
+    from l4tui.saved import _shown
+
+    assert _shown("save /tmp/x") == "'save /tmp/x'"
+    assert _shown("x" * 100) == repr("x" * 40) + "... (100 characters)"
+
+
 def test_open_load_and_lab_state_exit_2_with_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
