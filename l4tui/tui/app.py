@@ -78,8 +78,9 @@ class MonitorApp(App[int]):
         self.lab = lab
         self.autosave = autosave  # saved after every command: no work lost (issue 7)
         # A forced layout (tests, `t`); None: chosen by the terminal's size.
-        self.forced_mode = mode or ({True: "tabs", False: "wide"}.get(narrow) if narrow
-                                    is not None else None)
+        self.forced_mode = mode or (
+            {True: "tabs", False: "wide"}.get(narrow) if narrow is not None else None
+        )
         self.mode = self.forced_mode or "tabs"
         self.running = False
         self.pause_requested = False
@@ -113,7 +114,10 @@ class MonitorApp(App[int]):
         if keymap:
             self.set_keymap(keymap)
         if problem:
-            self.notify(problem, severity="error", timeout=10)
+            # The file is left out whole: say so, or a user may think some keys took.
+            self.notify(
+                f"{problem} (keymap ignored: the default keys are on)", severity="error", timeout=10
+            )
         self._after_layout()
         self.query_one("#console-in", Input).focus()
         if self.session.schedule is not None:  # `open --schedule`: say what continue will do
@@ -122,8 +126,9 @@ class MonitorApp(App[int]):
             self.report(self.lab_greeting())
         elif self.run_script and self.session.scenario.script and self.session.position == 0:
             # A scenario's `script:` sets up its demo (DESIGN.md §2): run as if typed.
-            self.say(f"running the scenario's script ({len(self.session.scenario.script)} "
-                     "commands)")
+            self.say(
+                f"running the scenario's script ({len(self.session.scenario.script)} commands)"
+            )
             for line in self.session.scenario.script:
                 self.report(f"(l4tui) {line}")  # continue too runs here, before the first frame
                 out = execute(self.session, line, show_where=False)
@@ -158,8 +163,7 @@ class MonitorApp(App[int]):
                 "--fresh starts over)"
             )
         return (
-            f"lab: {self.lab.title} — {len(done)} exercises ({where}; `lab` prints it "
-            f"here{saved})"
+            f"lab: {self.lab.title} — {len(done)} exercises ({where}; `lab` prints it here{saved})"
         )
 
     def _terminated(self) -> None:
@@ -217,8 +221,10 @@ class MonitorApp(App[int]):
         sticks until a resize makes it not fit."""
         fits = fitting_modes(self.size.width, self.size.height)
         if len(fits) == 1:
-            self.say(f"{self.size.width}×{self.size.height} fits only the {fits[0]} layout "
-                     "(split needs 120×36, wide 160×48)")
+            self.say(
+                f"{self.size.width}×{self.size.height} fits only the {fits[0]} layout "
+                "(split needs 120×36, wide 160×48)"
+            )
             return
         self.mode = fits[(fits.index(self.mode) + 1) % len(fits)] if self.mode in fits else fits[0]
         self.forced_mode = self.mode
@@ -454,16 +460,16 @@ class MonitorApp(App[int]):
 
     def action_focus_cpu(self, step: int) -> None:
         n = len(self.session.cpus())
-        self.session.set_focus(cpu=(self.session.focus_cpu - 1 + step) % n + 1,
-                               pin=self.session.focus_pinned)
+        self.session.set_focus(
+            cpu=(self.session.focus_cpu - 1 + step) % n + 1, pin=self.session.focus_pinned
+        )
         self.for_each_pane()
 
     def action_focus_thread(self, step: int) -> None:
         names = [t.name for t in self.session.scenario.threads()]
         cur = self.session.focused_thread()
         i = names.index(cur) if cur in names else -1
-        self.session.set_focus(thread=names[(i + step) % len(names)],
-                               pin=self.session.focus_pinned)
+        self.session.set_focus(thread=names[(i + step) % len(names)], pin=self.session.focus_pinned)
         self.for_each_pane()
 
     def action_focus_partner(self) -> None:
@@ -490,8 +496,11 @@ class MonitorApp(App[int]):
         s.focus_pinned = not s.focus_pinned
         if s.focus_pinned:
             s.focus_thread = s.focused_thread()
-        self.say("focus pinned: stops leave it here (P again: follow)" if s.focus_pinned
-                 else "focus follows each stop")
+        self.say(
+            "focus pinned: stops leave it here (P again: follow)"
+            if s.focus_pinned
+            else "focus follows each stop"
+        )
         self.for_each_pane()
 
     def action_focus_console(self) -> None:
