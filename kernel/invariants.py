@@ -150,7 +150,13 @@ def check(k: Kernel) -> list[str]:
             and not t.migrating  # between B's delete and C's insert (§8.7.2)
         ):
             out.append(f"{t.name} is ready but in no ready list")
-        if state == LOCKED_RUNNING:
+        # A thread locked_running towards a locked receiver is an IPC set up to it —
+        # unless its own message has arrived: a receiver woken locked_running after
+        # its transfer (§8.3.2, it unlocks itself when it runs) names its *sender*
+        # as partner. A pager answering faults from several CPUs leaves several
+        # such receivers naming it while it is locked in its next reply; counting
+        # them reported "more than one IPC set up to sigma0" (the random fuzzer).
+        if state == LOCKED_RUNNING and t.inbox is None:
             partner = k.field(t, "partner")
             if partner != NIL:
                 locked_to.setdefault(partner, []).append(t.name)
