@@ -16,9 +16,15 @@ done first and that barrier partner is itself (§8.7.2). A waiting thread
 keeps its timeout: it leaves B's wakeup queue and joins C's; a thread
 waiting forever is in none (§8.7.3). No thread migrates itself (ID 4: the
 request is ignored). A thread half-way through an IPC (polling or locked)
-is not migrated — the "do not migrate" condition of §8.5 — and a receiver
-leaving a CPU takes along the requests of senders whose proxies poll on it
-there (§8.5, the second race).
+is not migrated — the "do not migrate" condition of §8.5, decided by B on
+the thread's CPU once it has acknowledged its pending mailboxes — and a
+receiver leaving a CPU takes along the requests of senders whose proxies
+poll on it there (§8.5, the second race).
+
+One migration at a time: A takes the migration lock, reads B under it, and
+C releases it when it is through (3̄) (A, when A is C). A waiting for the
+lock keeps serving its CPU's mailboxes, for the holder may be waiting for
+that CPU's control proxy (issue 14, found by the random kernel fuzzer).
 """
 
 from __future__ import annotations
