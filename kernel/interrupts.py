@@ -84,5 +84,7 @@ def _interrupt(k: Kernel, c: Cpu, irq: int) -> Path:
     cd = k.cpus[owner.cpu - 1]
     yield from sched.make_ready(k, cd, owner, LOCKED_RUNNING)
     cur = cd.current
+    if cd.preempt_off:
+        return  # the interrupted path holds a spinlock: the owner runs after it
     if cur is cd.idle or (yield Read(owner.f["priority"])) > (yield Read(cur.f["priority"])):
         yield from k.switch_to(cd, owner)

@@ -323,8 +323,8 @@ class Kernel:
 
     def preempt_for(self, cd: CpuData, woken: list[Thread]) -> Path:
         """Threads just made ready here: switch if one outranks what runs (§8.3.4)."""
-        if not woken:
-            return
+        if not woken or cd.preempt_off:
+            return  # (a lock holder waiting with interrupts enabled: they run after it)
         best = yield from sched.dispatch(self, cd)
         cur = cd.current
         if best is None or best is cur:
@@ -406,7 +406,7 @@ class Kernel:
                 preempt = True
             yield Write(cur.f["remaining_timeslice"], max(left, 0))
         best = yield from sched.dispatch(self, cd)
-        if best is not None and best is not cur:
+        if best is not None and best is not cur and not cd.preempt_off:
             if cur is cd.idle or preempt:
                 yield from self.switch_to(cd, best)
             else:

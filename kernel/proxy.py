@@ -72,7 +72,12 @@ def send_request(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
     yield Write(a.f["ipc_timeout"], NEVER)  # the proxy waits for us, with our timeout
     yield Write(a.f["thread_state"], LOCKED_WAITING)
     a.wake = None
-    yield from xcpu.trigger(k, cd, i, b.cpu)
+    # The proxy's CPU, not b's of the moment: b may have been migrated since we
+    # chose its proxy (§8.5, the second race). The flag went to b's new CPU, whose
+    # check_n_ack made another CPU's proxy ready in its own ready list (found by the
+    # random kernel fuzzer: "proxy5.1 (on cpu5) is in cpu6's ready list"). The proxy,
+    # on its CPU, finds b gone and forwards the request.
+    yield from xcpu.trigger(k, cd, i, p.cpu)
     yield from k.switch_to(cd, None)  # switchTo(Anyone)
     # Woken where we are now: a call whose receive phase the proxy began leaves
     # us waiting, and a waiting thread may be migrated (§8.7.3).
@@ -234,7 +239,7 @@ def forward(k: Kernel, cd: CpuData, p: Thread, i: int, b: Thread) -> Path:
     q = yield from k.claim_proxy(b.cpu, a.cpu)
     yield Write(k.mailboxes.addr(i, xcpu.TARGET), q.tcb)
     yield Write(a.f["proxy"], q.tcb)
-    yield from xcpu.trigger(k, cd, i, b.cpu)
+    yield from xcpu.trigger(k, cd, i, q.cpu)  # q's CPU, as in send_request
 
 
 def sender_proxy(k: Kernel, a: Thread, b: Thread) -> Path:

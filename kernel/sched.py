@@ -50,6 +50,9 @@ class CpuData:
     dispatches: int = 0
     ticks: int = 0
     fpu_owner: Thread | None = None
+    # A kernel path holding a spinlock with interrupts enabled (the shootdown's wait):
+    # interrupts are taken, but no handler switches away from it (see shootdown.shoot).
+    preempt_off: int = 0
 
     def head(self, prio: int) -> int:
         return self.page + HEADS + 4 * prio

@@ -5,9 +5,9 @@ entries, so an unmap must reach every TLB that may hold the translation.
 "For the time being, a TLB flushing IPI is sent to all processors on an
 unmap operation" (ID 5): the unmapping CPU writes the pages into the
 shootdown area (one shootdown at a time, under the appendix-A spinlock),
-sends the IPI to every other CPU and waits — with interrupts enabled, so two
-CPUs shooting at each other cannot deadlock — until each has invalidated its
-entries and acknowledged by an atomic increment.
+sends the IPI to every other CPU and waits — with interrupts enabled, as a
+second shooter waits for the lock, so neither misses the other's IPI — until
+each has invalidated its entries and acknowledged by an atomic increment.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import functools
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from kernel.thread import Space
+from kernel.thread import Space, Thread
 from machine.cpu import Cpu
 from machine.ops import (
     EOI,
@@ -33,7 +33,7 @@ from machine.ops import (
     Write,
     kaddr,
 )
-from machine.spinlock import spin_lock, spin_unlock
+from machine.spinlock import spin_trylock, spin_unlock
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
@@ -47,15 +47,36 @@ MAX_ENTRIES = 256
 SPIN_CYCLES = 10
 
 
-def shoot(k: Kernel, cpu: int, pages: list[tuple[Space, int]]) -> Path:
-    """Invalidate `pages` in every other CPU's TLB and wait until all have done so."""
+def shoot(k: Kernel, t: Thread, pages: list[tuple[Space, int]]) -> Path:
+    """Invalidate `pages` in every other CPU's TLB and wait until all have done so.
+
+    Two CPUs shooting at once: the one waiting for the lock takes the holder's
+    IPI (interrupts enabled while it spins), or the holder would wait for its
+    acknowledgement forever. The holder, waiting with interrupts enabled, is
+    not switched away (`preempt_off`): a thread preempted with the lock held
+    stopped every later shootdown — one on its own CPU for good (both found by
+    the random kernel fuzzer).
+    """
     n = len(k.machine.cpus)
     if n == 1 or not pages:
         return
     yield Phase("tlb.shootdown")
     k.counters.tlb_shootdowns += 1
     base = kaddr(AREA)
-    yield from spin_lock(base + LOCK)
+    started = t.cpu
+    while not (yield from spin_trylock(base + LOCK)):
+        yield Sti()  # take the holder's shootdown while we wait
+        while (yield Read(base + LOCK)) != 0:
+            yield Compute(SPIN_CYCLES)
+        yield Cli()
+    cpu = t.cpu  # where we are now: a waiter may have been preempted, and migrated
+    cd = k.cpus[cpu - 1]
+    cd.preempt_off += 1
+    if cpu != started:  # the unmap invalidated the CPU we left; the IPI goes there now
+        c = k.machine.cpu(cpu)
+        for sp, vaddr in pages:
+            if c.cr3 == sp.pdbr:
+                yield Invlpg(vaddr)
     entries = pages[:MAX_ENTRIES]
     for j, (sp, vaddr) in enumerate(entries):
         yield Write(base + ENTRIES + 8 * j, sp.pdbr)
@@ -67,10 +88,11 @@ def shoot(k: Kernel, cpu: int, pages: list[tuple[Space, int]]) -> Path:
     else:
         mask, expected = (1 << n) - 1, n  # above 8 CPUs: all of them, ourselves too (§3.3)
     yield SendIPI(mask, VECTOR)
-    yield Sti()  # take others' shootdowns while we wait for ours
+    yield Sti()  # take our own IPI above 8 CPUs, and other interrupts, while we wait
     while (yield Read(base + ACKS)) < expected:
         yield Compute(SPIN_CYCLES)
     yield Cli()
+    cd.preempt_off -= 1
     yield from spin_unlock(base + LOCK)
 
 

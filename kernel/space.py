@@ -355,7 +355,7 @@ def unmap(k: Kernel, t: Thread, op: Unmap) -> Path:
             yield from edit_pte(k, nsp, node.vaddr, remove=op.mode == "flush")
             yield from invalidate_local(k, t, nsp, node.vaddr)
             changed.append((nsp, node.vaddr))
-    yield from shootdown.shoot(k, t.cpu, changed)  # ID 5: every other CPU's TLB too
+    yield from shootdown.shoot(k, t, changed)  # ID 5: every other CPU's TLB too
     return result("unmap", value=len(changed))
 
 

@@ -7,8 +7,9 @@ at every kernel exit; a run must end ("end" or "deadlock"), raise nothing,
 leave no thread locked with nothing to unlock it, and no mailbox behind.
 CI runs `COUNT` scenarios; `L4TUI_FUZZ=long` runs `LONG_COUNT`.
 
-`FOUND` are the seeds of that generator that failed on the kernel before the
-issue 14 fixes, one or more per kind of failure; they run in the timed order.
+`FOUND` are the seeds of that generator that failed on the kernel before (or
+half-way through) the issue 14 fixes, one or more per kind of failure; they
+run in the timed order.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ FOUND = {
     2731: "trap into the kernel from kernel mode (a migrated thread finished a timer tick)",
     2883: "c is in the list of priority 100 but has 150",
     5857: "more than one IPC set up to sigma0 (woken receivers counted as senders)",
+    20470: "proxy5.1 (on cpu5) is in cpu6's ready list (a sender triggered r's new CPU)",
+    20487: "a run that never ended (a shootdown holder preempted, its CPU spinning)",
+    23803: "proxy2.2 (on cpu2) is in cpu1's ready list",
 }
 
 

@@ -342,6 +342,8 @@ FOUND_RACES = {
     "migrate-twice": (1, 10),
     "exregs-migrate": (1, 10),
     "pager-replies": (1, 20),
+    "shootdown-concurrent": (1, 10),
+    "xp-send-migrate": (1, 20),
 }
 
 
