@@ -75,7 +75,9 @@ def _interrupt(k: Kernel, c: Cpu, irq: int) -> Path:
         return
     state = yield Read(owner.f["thread_state"])
     partner = yield Read(owner.f["partner"])
-    if state != WAITING or partner not in (hw.word, NIL):
+    # A migrating owner (between B's delete and C's insert, §8.7.2) is in no CPU's
+    # lists: the interrupt waits, as for an owner not receiving.
+    if state != WAITING or partner not in (hw.word, NIL) or owner.migrating:
         k.irq_pending[irq] = k.irq_pending.get(irq, 0) + 1
         return
     owner.inbox = Message(hw, (irq,))

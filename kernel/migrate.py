@@ -36,7 +36,7 @@ from kernel import sched, xcpu
 from kernel.program import Schedule
 from kernel.thread import LOCKED_RUNNING, LOCKED_WAITING, POLLING, RUNNABLE, WAITING, Thread
 from kernel.xcpu import Mail
-from machine.ops import Atomic, Compute, Op, Phase, Read, Write, kaddr
+from machine.ops import Atomic, Cli, Compute, Op, Phase, Read, Sti, Write, kaddr
 from machine.spinlock import spin_trylock, spin_unlock
 
 if TYPE_CHECKING:
@@ -52,16 +52,33 @@ OP_MIGRATE = 2
 FPU_SAVE_CYCLES = 100
 
 
-def _wait_for(addr: int, count: int) -> Path:
-    """Spin until the word at `addr` reaches `count` (reads hit the shared line)."""
+def _wait_for(k: Kernel, cd: CpuData, addr: int, count: int) -> Path:
+    """Spin until the word at `addr` reaches `count` (reads hit the shared line).
+
+    Interrupts are taken between the reads, but no handler switches away from
+    us (`preempt_off`): we are part of the one migration under way. Spinning
+    with interrupts disabled, a barrier never acknowledged a TLB shootdown's IPI
+    from a CPU that, holding the shootdown lock, kept the control proxy this
+    barrier waited for from running: three CPUs stuck (found by the random
+    kernel fuzzer). Appendix A's spinlock says nothing of the interrupt flag;
+    §8.7.2 runs A, B and C "in interrupt disable mode" for the ready lists,
+    which no handler here touches in a way the parts rely on.
+    """
+    enable = not k.machine.cpu(cd.number).if_flag
+    cd.preempt_off += 1
     while (yield Read(addr)) < count:
+        if enable:
+            yield Sti()
         yield Compute(SPIN_CYCLES)
+        if enable:
+            yield Cli()
+    cd.preempt_off -= 1
 
 
-def _barrier(addr: int, parties: int) -> Path:
+def _barrier(k: Kernel, cd: CpuData, addr: int, parties: int) -> Path:
     """A barrier (=x): count ourselves in, then wait for everyone."""
     yield Atomic("xadd", addr, 1)
-    yield from _wait_for(addr, parties)
+    yield from _wait_for(k, cd, addr, parties)
 
 
 def _lock(k: Kernel, caller: Thread) -> Path:
@@ -83,7 +100,9 @@ def _lock(k: Kernel, caller: Thread) -> Path:
             if woken:
                 yield from k.preempt_for(cd, woken)
             else:
+                yield Sti()  # a TLB shootdown's IPI too (see `_wait_for`)
                 yield Compute(SPIN_CYCLES)
+                yield Cli()
 
 
 def migrate(k: Kernel, caller: Thread, t: Thread, op: Schedule) -> Path:
@@ -126,7 +145,7 @@ def migrate(k: Kernel, caller: Thread, t: Thread, op: Schedule) -> Path:
         yield from part_b(k, here, job, first=True)
     else:
         yield Phase("migrate.A.barrier1")
-        yield from _barrier(base + BARRIER1, 2)  # (=1): B is in the kernel
+        yield from _barrier(k, here, base + BARRIER1, 2)  # (=1): B is in the kernel
     prio = yield Read(t.f["priority"])
     cancelled = yield Read(base + CANCEL)
     if not cancelled:
@@ -137,7 +156,7 @@ def migrate(k: Kernel, caller: Thread, t: Thread, op: Schedule) -> Path:
         if op.timeslice is not None:
             yield Write(t.f["timeslice"], op.timeslice)
     yield Phase("migrate.A.barrier2")
-    yield from _barrier(base + BARRIER2, parties2)  # (=2)
+    yield from _barrier(k, here, base + BARRIER2, parties2)  # (=2)
     if a_cpu == b_cpu:  # B's part after the barrier is ours too
         if not cancelled:
             yield from set_cpu(k, t, c_cpu)
@@ -193,7 +212,7 @@ def part_b(k: Kernel, cd: CpuData, job: dict[str, Any], first: bool = False) -> 
     old_prio = yield Read(t.f["priority"])
     if not first:
         yield Phase("migrate.B.barrier1")
-        yield from _barrier(base + BARRIER1, 2)  # (=1)
+        yield from _barrier(k, cd, base + BARRIER1, 2)  # (=1)
     if not busy:
         yield Phase("migrate.B.delete")
         yield from sched.dequeue_ready(k, cd, t, old_prio)
@@ -214,7 +233,7 @@ def _finish_b(k: Kernel, cd: CpuData, job: dict[str, Any], busy: bool) -> Path:
     t: Thread = job["thread"]
     base = kaddr(AREA)
     yield Phase("migrate.B.barrier2")
-    yield from _barrier(base + BARRIER2, job["parties"])  # (=2)
+    yield from _barrier(k, cd, base + BARRIER2, job["parties"])  # (=2)
     if busy:
         yield Write(base + NUMBER_SET, 1)  # (3̄): C finds the migration cancelled
         return
@@ -245,9 +264,9 @@ def part_c(k: Kernel, cd: CpuData, job: dict[str, Any], after_barrier: bool = Fa
     base = kaddr(AREA)
     if not after_barrier:
         yield Phase("migrate.C.barrier2")
-        yield from _barrier(base + BARRIER2, job["parties"])  # (=2)
+        yield from _barrier(k, cd, base + BARRIER2, job["parties"])  # (=2)
     yield Phase("migrate.C.wait_number")
-    yield from _wait_for(base + NUMBER_SET, 1)  # (3̄): B has set the processor number
+    yield from _wait_for(k, cd, base + NUMBER_SET, 1)  # (3̄): B has set the number
     cancelled = yield Read(base + CANCEL)
     if not after_barrier:
         yield from spin_unlock(base + LOCK)  # the last to use the area (see `migrate`)
