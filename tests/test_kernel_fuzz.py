@@ -50,6 +50,8 @@ FOUND = {
     20470: "proxy5.1 (on cpu5) is in cpu6's ready list (a sender triggered r's new CPU)",
     20487: "a run that never ended (a shootdown holder preempted, its CPU spinning)",
     23803: "proxy2.2 (on cpu2) is in cpu1's ready list",
+    31492: "a run that never ended (a shootdown waiting for a CPU at a migration barrier)",
+    31748: "a run that never ended (the same, on three CPUs)",
 }
 
 
