@@ -45,8 +45,14 @@ def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def machine(cpus: int) -> Scenario:
     """On each CPU a server (priority 200+), a client calling the next CPU's server (150) and
     a worker (90): cross-processor calls keep mailboxes, proxies and APIC slots busy."""
-    lines = ["name: layout", "seed: 1", f"machine: {{profile: p3-dual-450, cpus: {cpus}}}",
-             "tasks:", "  - name: t", "    threads:"]
+    lines = [
+        "name: layout",
+        "seed: 1",
+        f"machine: {{profile: p3-dual-450, cpus: {cpus}}}",
+        "tasks:",
+        "  - name: t",
+        "    threads:",
+    ]
     for i in range(1, cpus + 1):
         other = i % cpus + 1
         lines += [

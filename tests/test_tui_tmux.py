@@ -28,9 +28,7 @@ def l4tui_command() -> str:
 
 
 class Tmux:
-    def __init__(
-        self, command: str, env: dict[str, str], size: tuple[int, int], cwd: Path
-    ) -> None:
+    def __init__(self, command: str, env: dict[str, str], size: tuple[int, int], cwd: Path) -> None:
         self.name = f"l4tui-test-{uuid.uuid4().hex[:8]}"
         self.tmux = ["tmux", "-L", self.name, "-f", "/dev/null"]
         exports = " ".join(f"{k}={v}" for k, v in env.items())

@@ -25,9 +25,14 @@ def help_entries(keys: list[tuple[str, str]], keymap_file: str) -> list[tuple[bo
     out = [(True, f"Keys (rebind them in {keymap_file})")]
     out += [(False, f"  {k.ljust(width)}  {d}") for k, d in keys]
     out.append((True, "In the console"))
-    out.append((False, "  Tab completes (on an empty line: every command); ↑/↓ walk the history, "
-                       "or move in the completion list while it is open; PageUp/PageDown scroll "
-                       "the output; F2 zooms it; Escape goes back to the panes."))
+    out.append(
+        (
+            False,
+            "  Tab completes (on an empty line: every command); ↑/↓ walk the history, "
+            "or move in the completion list while it is open; PageUp/PageDown scroll "
+            "the output; F2 zooms it; Escape goes back to the panes.",
+        )
+    )
     out.append((True, "Commands (type them in the console; : focuses it)"))
     for spec in SPECS.values():
         out.append((False, f"  {spec.usage}\n      {spec.help}"))
@@ -115,4 +120,3 @@ class HelpScreen(ModalScreen[None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.query_one("#help-scroll").focus()  # Enter: read what was found
-

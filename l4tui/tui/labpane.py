@@ -78,8 +78,7 @@ class LabPane(VerticalScroll):
             block.set_class(i == now, "current")
         status = Text(no_wrap=True, overflow="ellipsis")
         status.append(f"{n} of {len(done)} done", style="bold")
-        status.append(" · all done" if now is None else " · 8 then PgUp/PgDn scrolls",
-                      style="dim")
+        status.append(" · all done" if now is None else " · 8 then PgUp/PgDn scrolls", style="dim")
         status.append(f" · {lab.title}")
         self.query_one("#lab-status", Static).update(status)
         self.current = blocks[now] if now is not None else None

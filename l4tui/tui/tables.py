@@ -97,8 +97,7 @@ class ThreadsPane(DataTable):
         self.session = s
         rows = {v.name: _cells(v) for v in s.threads()}
         widths = {
-            c: max(len(c), *(len(r[c]) for r in rows.values())) if rows else len(c)
-            for c in COLUMNS
+            c: max(len(c), *(len(r[c]) for r in rows.values())) if rows else len(c) for c in COLUMNS
         }
         cols = self._fit(widths)
         if cols != self.shown_columns or any(widths[c] > self.widths.get(c, 0) for c in cols):
@@ -223,8 +222,11 @@ class EventLogPane(Vertical):
     ALLOW_MAXIMIZE = True
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="/ filter: cpu2 srv xp.  (Enter: back to the log)",
-                    id="log-filter", compact=True)
+        yield Input(
+            placeholder="/ filter: cpu2 srv xp.  (Enter: back to the log)",
+            id="log-filter",
+            compact=True,
+        )
         yield Static(log_header(), id="log-header")
         yield EventLog(id="log", max_lines=1000)
 

@@ -114,8 +114,12 @@ class TcbPane(TextPane):
 
 
 def tcb_text(
-    name: str, layout: str, lines: tuple[panes.TcbLine, ...], via: str | None,
-    partner: str | None, width: int,
+    name: str,
+    layout: str,
+    lines: tuple[panes.TcbLine, ...],
+    via: str | None,
+    partner: str | None,
+    width: int,
 ) -> tuple[Text, Text]:
     """A TCB's lines: the MESI state in each CPU's cache, moves, last access, the fields;
     (the heading and the column header, the lines)."""
@@ -208,8 +212,9 @@ class PhasePane(TextPane):
                 if marked:
                     self.mark_row = n
                 for row in wrapped:
-                    t.append(row.ljust(width) if marked else row, style="bold reverse"
-                             if marked else "")
+                    t.append(
+                        row.ljust(width) if marked else row, style="bold reverse" if marked else ""
+                    )
                     t.append("\n")
                     n += 1
             t.rstrip()

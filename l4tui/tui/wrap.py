@@ -100,22 +100,22 @@ def fit_table(
 ) -> list[str] | None:
     """Aligned columns (one space apart) if every value fits whole in `width`; None if not,
     so the caller can lay the rows out another way rather than cut a number."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
     if sum(widths) + len(widths) - 1 > width:
         return None
 
     def line(cells: tuple[str, ...]) -> str:
-        parts = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right,
-                                                                    strict=True)]
+        parts = [
+            c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True)
+        ]
         return " ".join(parts).rstrip()
 
     return [line(headers), *(line(r) for r in rows)]
 
 
-def pairs(
-    headers: tuple[str, ...], rows: list[tuple[str, ...]], width: int
-) -> list[str]:
+def pairs(headers: tuple[str, ...], rows: list[tuple[str, ...]], width: int) -> list[str]:
     """Each row as `first  header value  header value …` wrapped with a hanging indent:
     the narrow form of a table that does not fit."""
     out: list[str] = []
