@@ -18,6 +18,7 @@ multiplies every example count by 20 (a run before a release).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -544,3 +545,20 @@ def damaged(draw: st.DrawFn, text: bytes) -> bytes:
     if how == "latin1":
         return text.replace(b'"', b'"\xe9', 1)
     return text
+
+
+@contextlib.contextmanager
+def no_hang(seconds: float, what: str = "the block") -> Iterator[None]:
+    """Fail (rather than hang the suite) if the body runs past `seconds`: a guard
+    against a hang, not a time being measured."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise AssertionError(f"{what} did not return in {seconds} s")
+
+    before = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)

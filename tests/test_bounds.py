@@ -23,7 +23,6 @@ import copy
 import io
 import os
 import re
-import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +43,7 @@ from l4tui.session import Session
 from machine.errors import ConfigError
 from machine.machine import Machine
 from machine.profile import load_profile
+from tests import fuzzing
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = sorted(
@@ -56,24 +56,9 @@ LONG = os.environ.get("L4TUI_FUZZ", "") == "long"
 HANG = 20  # seconds: far beyond what any one command here takes
 
 
-class Hang(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def bounded(seconds: float = HANG) -> Iterator[None]:
+def bounded(seconds: float = HANG) -> contextlib.AbstractContextManager[None]:
     """Fail (instead of hanging the suite) if the block runs past `seconds`."""
-
-    def alarm(signum: int, frame: Any) -> None:
-        raise Hang(f"still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+    return fuzzing.no_hang(seconds, "the command")
 
 
 def cli(*argv: str) -> tuple[int, str, str]:

@@ -23,10 +23,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
-import signal
 import stat
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +42,7 @@ from l4tui.lexer import CommandLexer
 from l4tui.session import Session
 
 sys.path.insert(0, str(Path(__file__).parent))
+import fuzzing  # noqa: E402
 from fuzzing import WATCHED, Guard, examples, make_decoy  # noqa: E402
 
 SCENARIO = demo_scenario()
@@ -55,18 +54,8 @@ HANG = 120  # seconds one example may take: a guard against a hang, not a measur
 ERROR_LINE = 2000  # the longest `error:` line accepted (it quotes what the user typed)
 
 
-@contextlib.contextmanager
-def no_hang(seconds: int = HANG) -> Iterator[None]:
-    def stop(signum: int, frame: object) -> None:
-        raise AssertionError(f"a command line did not return in {seconds} s")
-
-    before = signal.signal(signal.SIGALRM, stop)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, before)
+def no_hang(seconds: float = HANG) -> contextlib.AbstractContextManager[None]:
+    return fuzzing.no_hang(seconds, "a command line")
 
 
 # --- what a line is made of --------------------------------------------------------------------

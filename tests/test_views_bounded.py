@@ -13,8 +13,6 @@ the one walk (kernel/lists.py) is fed arbitrary links.
 from __future__ import annotations
 
 import contextlib
-import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +27,7 @@ from l4tui.executor import execute
 from l4tui.session import Session
 from l4tui.tui.cpus import column_text, strip_line
 from machine.ops import kaddr
+from tests import fuzzing
 
 ROOT = Path(__file__).parent.parent
 SCENARIOS = sorted(
@@ -40,20 +39,8 @@ OPS = 3000  # micro-ops stepped per scenario (every shipped one ends before, or 
 HANG = 300  # seconds: a guard against a view that never returns, not a time being measured
 
 
-@contextlib.contextmanager
-def no_hang(seconds: int = HANG) -> Iterator[None]:
-    """Fail (rather than hang the suite) if the body does not return."""
-
-    def stop(signum: int, frame: object) -> None:
-        raise AssertionError(f"a view did not return in {seconds} s")
-
-    before = signal.signal(signal.SIGALRM, stop)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, before)
+def no_hang(seconds: float = HANG) -> contextlib.AbstractContextManager[None]:
+    return fuzzing.no_hang(seconds, "a view")
 
 
 def every_view(s: Session) -> int:
