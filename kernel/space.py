@@ -270,8 +270,8 @@ def sigma0_step(k: Kernel, t: Thread) -> Path:
 
     def serve(addr: int, write: bool) -> Path:
         mem = k.machine.memory
-        frame = mem.alloc_frame()
         yield Phase("sigma0.grant_frame")
+        frame = mem.alloc_frame()  # after the first op: priming a path changes nothing (peek)
         sp = t.task.space
         paging.map_page(mem, sp.pdbr, frame, frame)  # sigma0 owns it "by hand" (§2.2)
         k.spaces.mapdb.add_root(sp.number, frame, frame)

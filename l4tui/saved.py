@@ -252,6 +252,9 @@ def _from_state(data: Any, where: str, same_as: Session | None) -> Session:
         scenario = load_scenario(file)  # ConfigError of its own, with its position
     cpus = scenario.profile.cpus
     log = [_log_entry(e, f"log[{i}]", cpus) for i, e in enumerate(_list(data["log"], "log"))]
+    # A session saved before peek was pure (issue 15) logged its peeks as ["peek"]: they are
+    # skipped (a peek changes nothing now; the replay may end a few idle cycles elsewhere).
+    log = [e for e in log if e != ["peek"]]
     s = Session(scenario, seed, tcb_layout=layout)
     s.log = log
     plan = data.get("schedule")
@@ -301,7 +304,8 @@ def _from_state(data: Any, where: str, same_as: Session | None) -> Session:
 
 def _log_entry(e: Any, field: str, cpus: int) -> Any:
     """One input of the log: a timed step (null), a step on a CPU, a policy, a step that found
-    nothing to run, a peek, an injected system call (session.py, `LogEntry`)."""
+    nothing to run, an injected system call (session.py, `LogEntry`); an old ["peek"], dropped
+    by the caller."""
     if e is None:
         return None
     if _is_int(e):

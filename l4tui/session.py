@@ -39,7 +39,8 @@ LIMIT = 5_000_000  # micro-ops a single continue may take before it pauses
 RECORDS = 10_000  # what log-only breakpoints saw, kept (the newest; `info log` shows 200)
 
 # A timed step | a step on CPU n | a policy | ["inject", ...] | ["idle", cpu]: a step that
-# found nothing to run | ["peek"]: a look at what runs next; both applied the events due.
+# found nothing to run (it applied the events due, so replay must take it too). A peek is
+# no input: it changes nothing (Machine.peek).
 LogEntry = int | str | list[Any] | None
 
 
@@ -540,12 +541,8 @@ class Session:
         def over() -> bool:
             if m.now < limit and any(c.waiting is None for c in m.cpus):
                 return False  # a CPU runs below the limit: no need to look ahead
-            got = m.peek()
-            if got is None or got[0].clock >= limit:
-                # Peeking applied the events due by now; a replay must apply them too.
-                self.log.append(["peek"])
-                return True
-            return False
+            got = m.peek()  # pure: no input to log
+            return got is None or got[0].clock >= limit
 
         if over():
             self.stop_reason = f"ran {cycles} cycles"
@@ -670,9 +667,6 @@ class Session:
             self.set_policy(entry)
         elif isinstance(entry, list) and entry[0] == "idle":
             self._step(entry[1])
-        elif isinstance(entry, list) and entry[0] == "peek":
-            self.system.machine.peek()
-            self.log.append(entry)
         elif isinstance(entry, list):
             self.inject(entry[1], entry[2], list(entry[3:]))
         elif self._step(entry) is None:

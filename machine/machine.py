@@ -265,12 +265,8 @@ class Machine:
                 continue
             return self.cpus[runq[0][1]] if runq else None
 
-    def peek(self, number: int | None = None) -> tuple[Cpu, Op] | None:
-        """The CPU and op the next `step()` executes, or None if nothing can run.
-
-        May apply timed events that are due — they would be applied before
-        the next step anyway, so peeking changes no outcome.
-        """
+    def _look(self, number: int | None) -> tuple[Cpu, Op] | None:
+        """What the next step executes, applying the events due first (what `step` does)."""
         while True:
             c = self._pick(number)
             if c is None:
@@ -282,13 +278,69 @@ class Machine:
             if number is not None:
                 return None
 
+    def peek(self, number: int | None = None) -> tuple[Cpu, Op] | None:
+        """The CPU and op the next `step(number)` executes, or None if nothing can run.
+
+        Pure, as SimPy's `peek`: it changes nothing — the fingerprint and every
+        later outcome are the same whether or not it was called; due events are
+        applied by `step`. The common case (no event due before the CPU that
+        runs next, and its top frame holds a plain op) is read off without
+        copying anything. Otherwise peek looks the way `step` would — applying
+        the due events, retiring ended frames, asking the idle handler — on a
+        small save of exactly the state those touch (`_Undo`: the event and run
+        queues, the RNG, each CPU's and local APIC's fields, the messages on
+        the APIC bus) and restores it after. A frame the idle handler gave is
+        primed to find its first op and then dropped: kernel paths do nothing
+        before their first micro-op (tests/test_peek.py checks the fingerprint).
+        """
+        got = self._peek_plain(number)
+        if got is not False:
+            return got
+        undo = _Undo(self)
+        try:
+            return self._look(number)
+        finally:
+            undo.restore()
+
+    def _peek_plain(self, number: int | None) -> tuple[Cpu, Op] | None | bool:
+        """`peek`'s common case without copying: the answer, or False (look the long way)."""
+        events = self.events
+        if number is None:
+            runq, cpus = self._runq, self.cpus
+            while runq:
+                _, index, ticket = runq[0]
+                c = cpus[index]
+                if ticket == c.ticket and c.waiting is None:
+                    break
+                heapq.heappop(runq)  # a stale entry: step drops it too
+            else:
+                return None if not events else False
+            if events and events[0][0] <= runq[0][0]:
+                return False
+        else:
+            c = self.cpu(number)
+            if c.waiting is not None or (events and events[0][0] <= c.clock):
+                return False
+        frames = c.frames
+        apic = self._apics[c.index]
+        if (
+            frames
+            and c.exit_pending is None
+            and c.fault is None
+            and not ((apic.slots or apic.irr_other) and c.if_flag and not c.sti_shadow)
+        ):
+            frame = frames[-1]
+            if frame.op is not None and frame.resume is None:
+                return c, frame.op
+        return False
+
     def step(self, number: int | None = None) -> Op | None:
         """Execute one micro-op: on the lowest-clock CPU, or on CPU `number` (manual).
 
         Returns the op executed, or None when no CPU can run (or CPU `number` cannot).
         """
         if number is not None:
-            got = self.peek(number)
+            got = self._look(number)
             if got is None:
                 return None
             c, op = got
@@ -478,3 +530,78 @@ class Machine:
     def in_flight(self) -> list[Message]:
         """Interrupt messages on the APIC bus, earliest arrival first."""
         return sorted(self.apics.in_flight, key=lambda m: (m.arrival, m.seq))
+
+
+class _Undo:
+    """A save of what applying events and deciding the next op may change (`Machine.peek`).
+
+    Events touch the event queue, the run queue, the RNG (lowest-priority
+    arbitration), the local APICs and the APIC bus, the messages on it, and the
+    CPUs' scheduling fields (a wake-up, a Compute cut by an interrupt);
+    `_next_op` retires ended frames, notes a pending iret and pushes the idle
+    handler's frame. Each CPU's and APIC's fields are saved one by one (lists
+    copied), so the same objects hold the old values again after `restore`.
+    """
+
+    __slots__ = (
+        "apic",
+        "apics",
+        "cpus",
+        "events",
+        "m",
+        "messages",
+        "resume",
+        "rng",
+        "runq",
+        "vals",
+    )
+
+    def __init__(self, m: Machine) -> None:
+        self.m = m
+        self.events = list(m.events)
+        self.runq = list(m._runq)
+        self.vals = (m.event_seq, m.event_time)
+        self.rng = m.rng.getstate()
+        self.cpus = [_fields(c) for c in m.cpus]
+        self.resume = [(c.compute_frame, c.compute_frame.resume) for c in m.cpus if c.compute_frame]
+        a = m.apics
+        self.apics = [_fields(x) for x in a.apics]
+        self.apic = (a.bus_free_at, list(a.in_flight), a.seq)
+        self.messages = [
+            (e[3], list(e[3].dests), e[3].retries) for e in m.events if e[2] == "apic.arrive"
+        ]
+
+    def restore(self) -> None:
+        m = self.m
+        m.events[:] = self.events
+        m._runq[:] = self.runq
+        m.event_seq, m.event_time = self.vals
+        m.rng.setstate(self.rng)
+        for c, saved in zip(m.cpus, self.cpus, strict=True):
+            _restore(c, saved)
+        for frame, resume in self.resume:
+            frame.resume = resume
+        a = m.apics
+        for x, saved in zip(a.apics, self.apics, strict=True):
+            _restore(x, saved)
+        a.bus_free_at, in_flight, a.seq = self.apic
+        a.in_flight[:] = in_flight
+        for msg, dests, retries in self.messages:
+            msg.dests, msg.retries = dests, retries
+
+
+def _fields(obj: Any) -> list[tuple[str, Any]]:
+    """A slotted object's fields, lists copied (restored into the same list objects)."""
+    out = []
+    for name in obj.__slots__:
+        value = getattr(obj, name)
+        out.append((name, list(value) if type(value) is list else value))
+    return out
+
+
+def _restore(obj: Any, saved: list[tuple[str, Any]]) -> None:
+    for name, value in saved:
+        if type(value) is list:
+            getattr(obj, name)[:] = value  # the same list: a CPU's frames are its context's
+        else:
+            setattr(obj, name, value)
