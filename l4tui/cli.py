@@ -129,6 +129,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="where to save a failing schedule (default: NAME.schedule.json here)",
     )
+    explore.add_argument(
+        "--jobs",
+        metavar="N",
+        type=_jobs,
+        help="worker processes (default: every core this process may use); "
+        "the result does not depend on N",
+    )
+    explore.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="run the schedules on the workers of a Dask cluster (tcp://HOST:PORT; "
+        "needs pip install 'l4tui[cluster]')",
+    )
+    explore.add_argument(
+        "--progress",
+        choices=("auto", "bar", "json", "none"),
+        default="auto",
+        help="progress on stderr: a line on a terminal (auto, the default), always (bar), "
+        "JSON lines (json) or none",
+    )
     explore.set_defaults(func=_explore)
 
     opener = commands.add_parser(
@@ -322,6 +342,13 @@ def _count(text: str) -> int:
     return n
 
 
+def _jobs(text: str) -> int:
+    n = _count(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
 def _run(args: argparse.Namespace) -> int:
     from kernel.scenario import load_scenario
     from kernel.system import System
@@ -381,21 +408,50 @@ def _explore(args: argparse.Namespace) -> int:
         except ConfigError as e:
             print(f"error: --save {args.save!r}: {e.message}", file=sys.stderr)
             return 2
+    pool = None
+    if args.cluster is not None:
+        try:
+            from l4tui import cluster
+        except ImportError:
+            print(
+                "error: --cluster needs the cluster extra: pip install 'l4tui[cluster]'",
+                file=sys.stderr,
+            )
+            return 2
+        pool = cluster.DaskPool(args.cluster, args.jobs)  # ClusterError: one line, exit 2
     explorer = explore.Explorer(
-        scenario, args.seed, preemptions=args.preemptions, max_schedules=args.max_schedules
+        scenario,
+        args.seed,
+        preemptions=args.preemptions,
+        max_schedules=args.max_schedules,
+        jobs=args.jobs,
+        pool=pool,
     )
-    bar = explore.ProgressBar(sys.stderr) if sys.stderr.isatty() else None
+    shown: Any = None
+    if args.progress == "json":
+        shown = explore.JsonProgress(sys.stderr)
+    elif args.progress == "bar" or (args.progress == "auto" and sys.stderr.isatty()):
+        shown = explore.ProgressBar(sys.stderr)
     try:
-        report = explorer.explore(bar.show if bar else None)
-    except KeyboardInterrupt:
-        report = explorer.report  # what was explored so far
-        print("\ninterrupted", file=sys.stderr)
+        report = explorer.explore(shown.show if shown else None)  # Ctrl-C: the result so far
+    except KeyboardInterrupt:  # between the search and its report
+        report = explorer.report
+        report.interrupted = True
     except MachineError as e:
         print(f"error: {args.file}: the simulated machine stopped: {e}", file=sys.stderr)
         return 2
+    except explore.WorkerError as e:
+        print(f"error: {args.file}: {e}", file=sys.stderr)
+        return 2
     finally:
-        if bar is not None:
-            bar.clear()
+        if shown is not None:
+            shown.clear()
+        if pool is not None:
+            pool.close()
+    if isinstance(shown, explore.JsonProgress):
+        shown.end(report)
+    if report.interrupted:
+        print("interrupted: the result so far", file=sys.stderr)
     saved = None
     if report.failure is not None:
         saved = args.save if args.save is not None else f"{scenario.name}.schedule.json"

@@ -4,6 +4,13 @@ Memory is sparse — only words ever written are stored — so a checkpoint
 copies what the run touched, not 64 MB. Caches (cache.py) model *where* a
 line is and what accessing it costs; the values always live here, which is
 exactly what MESI coherence guarantees a program observes (§3.1.2).
+
+The race explorer names states by a digest of memory (`track`): the sum of a
+64-bit mix of each non-zero word and its address, kept up to date by every
+write, so naming a state costs nothing however much memory the run touched.
+It is plain integer arithmetic (no `hash()` of strings, which differs between
+processes), so worker processes and cluster workers agree on it. Untracked,
+a write pays one attribute test.
 """
 
 from __future__ import annotations
@@ -15,6 +22,17 @@ from machine.errors import MachineError
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 WORD_MASK = 0xFFFF_FFFF
+MASK64 = (1 << 64) - 1
+
+
+def mix(paddr: int, value: int) -> int:
+    """A word's share of the memory digest: 0 for a zero word (absent and 0 are alike)."""
+    if not value:
+        return 0
+    h = ((paddr << 32 | value) * 0x9E37_79B9_7F4A_7C15) & MASK64  # splitmix64's finaliser
+    h = ((h ^ h >> 30) * 0xBF58_476D_1CE4_E5B9) & MASK64
+    h = ((h ^ h >> 27) * 0x94D0_49BB_1331_11EB) & MASK64
+    return h ^ h >> 31
 
 
 @dataclass(slots=True)
@@ -25,6 +43,8 @@ class Memory:
     words: dict[int, int] = field(default_factory=dict)
     next_frame: int = 1  # frame 0 is never handed out: a zero PTE means "not present"
     free_frames: list[int] = field(default_factory=list)
+    tracking: bool = False  # keep `digest` up to date (the race explorer's state key)
+    digest: int = 0  # sum of mix(address, value) over the words, modulo 2**64, when tracking
 
     @property
     def frames(self) -> int:
@@ -40,15 +60,27 @@ class Memory:
         return self.words.get(paddr & ~3, 0)
 
     def write(self, paddr: int, value: int) -> None:
-        self.words[paddr & ~3] = value & WORD_MASK
+        a, v = paddr & ~3, value & WORD_MASK
+        if self.tracking:
+            self.digest = (self.digest + mix(a, v) - mix(a, self.words.get(a, 0))) & MASK64
+        self.words[a] = v
+
+    def track(self) -> int:
+        """Keep the digest of memory from now on (computed once here, then by each write)."""
+        self.digest = sum(mix(a, v) for a, v in self.words.items()) & MASK64
+        self.tracking = True
+        return self.digest
 
     def alloc_frame(self) -> int:
         """Physical address of a fresh zeroed frame."""
         if self.free_frames:
             frame = self.free_frames.pop()
             base = frame << PAGE_SHIFT
+            words = self.words
             for a in range(base, base + PAGE_SIZE, 4):
-                self.words.pop(a, None)
+                v = words.pop(a, 0)
+                if v and self.tracking:
+                    self.digest = (self.digest - mix(a, v)) & MASK64
             return base
         if self.next_frame >= self.frames:
             raise MachineError("out of physical frames")

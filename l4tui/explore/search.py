@@ -1,0 +1,221 @@
+"""The search: breadth first by preemptions, level by level (issue 8; issue 15, points 4 and 6).
+
+Level 0 is the timed order; level k+1 holds, for each run of level k in
+order, its branch points after its last choice, each with one CPU that could
+have gone instead, less those already scheduled from the same state with as
+many preemptions left (`seen`). A level's runs go to a pool in units (one
+parent and some of its children, units.py) and come back in the level's
+order, and everything the search decides — the failure (the first in that
+order, so one with the fewest preemptions), the children, the counts — it
+decides from them in that order, here. So the report is the same whether
+the runs forked or replayed, and whatever the pool and its size.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kernel.scenario import Scenario
+from l4tui.explore.pool import Pool, make_pool
+from l4tui.explore.units import Job, Unit, make_job
+from l4tui.explore.walk import RUN_LIMIT, Choice, Run, Shown, run_schedule
+
+UNITS_PER_JOB = 4  # a level is cut into at least this many units per worker, where it can be
+
+
+@dataclass(slots=True)
+class Report:
+    """What an exploration found (the keys of DESIGN.md §2 `explore --json`)."""
+
+    scenario: str
+    preemptions: int
+    schedules: int = 0
+    states: int = 0
+    pruned: int = 0  # preemptions not run: from a state and CPU already scheduled
+    exhausted: bool = False  # every schedule within the bound was run
+    interrupted: bool = False  # stopped by Ctrl-C: the result so far
+    preemptions_now: int = 0  # the level being explored, and how far through it
+    level_done: int = 0
+    level_size: int = 1
+    queue: int = 1  # schedules known and not run yet
+    jobs: int = 1
+    failure: Run | None = None
+    seconds: float = 0.0  # host time: for the human report and the benchmark, not --json
+
+    def data(self) -> dict[str, Any]:
+        f = self.failure
+        return {
+            "scenario": self.scenario,
+            "schedules": self.schedules,
+            "states": self.states,
+            "pruned": self.pruned,
+            "preemptions": self.preemptions,
+            "exhausted": self.exhausted,
+            "interrupted": self.interrupted,
+            "found": f is not None,
+            "kind": f.kind if f else None,
+            "message": f.message if f else "",
+            "schedule": [s.data() for s in f.shown] if f else [],
+            "steps": f.steps if f else 0,
+        }
+
+
+class Explorer:
+    """Runs a scenario under every schedule within the preemption bound, breadth first."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        seed: int | None = None,
+        preemptions: int = 2,
+        max_schedules: int | None = None,
+        run_limit: int = RUN_LIMIT,
+        jobs: int | None = 1,
+        pool: Pool | None = None,
+        fork: bool = True,
+    ) -> None:
+        self.scenario = scenario
+        self.seed = seed
+        self.preemptions = preemptions
+        self.max_schedules = max_schedules
+        self.run_limit = run_limit
+        self.jobs = jobs  # None: all cores
+        self.pool = pool  # given: used and left open; else one of `jobs` is made and closed
+        self.fork = fork
+        self.sharers: dict[int, int] = {}  # kernel physical address -> mask of CPUs seen there
+        self.seen: dict[tuple[int, int], int] = {}  # (state, CPU to go) -> preemptions left
+        self.states: set[int] = set()
+        self.report = Report(scenario.name, preemptions)
+
+    def job(self) -> Job:
+        return make_job(self.scenario, self.seed, self.run_limit, self.preemptions)
+
+    # --- one schedule ----------------------------------------------------------------
+
+    def run(self, choices: tuple[Choice, ...]) -> Run:
+        """Run the scenario from the start under `choices`; its outcome and its branch points."""
+        return run_schedule(self.scenario, self.seed, choices, self.run_limit)
+
+    def children(self, run: Run) -> tuple[list[tuple[Choice, ...]], int]:
+        """The schedules with one more preemption, each after the last of `run`'s.
+
+        The words `run` saw CPUs touch are added to what the search knows
+        first. A branch from a state already branched from (with as many
+        preemptions left) is left out; the count of those comes back too.
+        """
+        sharers, seen = self.sharers, self.seen
+        for addr, mask in run.sharers.items():
+            sharers[addr] = sharers.get(addr, 0) | mask
+        left = self.preemptions - len(run.choices) - 1
+        if left < 0:
+            return [], 0
+        out, pruned = [], 0
+        for pos, cpu, where, mask, state in run.candidates:
+            if where >= 0 and (sharers.get(where, 0) & (sharers.get(where, 0) - 1)) == 0:
+                continue  # a word only one CPU ever touched: no other order can matter
+            self.states.add(state)
+            for other in range(1, mask.bit_length() + 1):
+                if not mask >> (other - 1) & 1:
+                    continue
+                key = (state, other)
+                if seen.get(key, -1) >= left:
+                    pruned += 1
+                    continue
+                seen[key] = left
+                out.append((*run.choices, Choice(pos, other, cpu)))
+        return out, pruned
+
+    # --- the search --------------------------------------------------------------------
+
+    def explore(self, progress: Callable[[Report], None] | None = None) -> Report:
+        """Breadth first by preemptions, until a failure, the bound, `max_schedules` or Ctrl-C.
+
+        Ctrl-C (KeyboardInterrupt) stops it with the result so far
+        (`interrupted`); the pool's processes are ended either way.
+        """
+        report = self.report = Report(self.scenario.name, self.preemptions)
+        start = time.perf_counter()
+        pool = self.pool
+        try:
+            if pool is None:
+                pool = make_pool(self.jobs, self.fork)
+            report.jobs = pool.jobs
+            self._levels(pool, report, start, progress)
+        except KeyboardInterrupt:
+            report.interrupted = True
+        finally:
+            report.seconds = time.perf_counter() - start
+            if pool is not None and self.pool is None:
+                pool.close()
+        return report
+
+    def _levels(
+        self,
+        pool: Pool,
+        report: Report,
+        start: float,
+        progress: Callable[[Report], None] | None,
+    ) -> None:
+        job = self.job()
+        level: list[tuple[Choice, ...]] = [()]
+        while level:
+            cut = False
+            if self.max_schedules is not None:
+                budget = self.max_schedules - report.schedules
+                if budget < len(level):
+                    level, cut = level[: max(budget, 0)], True
+                if not level:
+                    return
+            following: list[tuple[Choice, ...]] = []
+            report.preemptions_now, report.level_size = len(level[0]), len(level)
+            report.level_done = 0
+            for runs in pool.map(job, units(level, pool.jobs)):
+                for run in runs:
+                    report.schedules += 1
+                    report.level_done += 1
+                    if run.kind is not None:
+                        report.failure = run
+                        report.queue = 0
+                        return
+                    more, pruned = self.children(run)
+                    following.extend(more)
+                    report.pruned += pruned
+                    report.states = len(self.states)
+                report.queue = report.level_size - report.level_done + len(following)
+                if progress is not None:
+                    report.seconds = time.perf_counter() - start
+                    progress(report)
+            if cut:
+                return
+            level = following
+        report.exhausted = True
+
+
+def units(level: list[tuple[Choice, ...]], jobs: int) -> list[Unit]:
+    """A level's schedules as units: consecutive children of one parent, cut for `jobs` workers.
+
+    One worker takes each parent whole (one replay of its path); more cut a
+    parent's children in pieces so every worker has work (each piece replays
+    the path again, up to its last child). The cut changes no result.
+    """
+    if level == [()]:
+        return [Unit((), ((),))]
+    size = len(level) if jobs <= 1 else max(1, -(-len(level) // (UNITS_PER_JOB * jobs)))
+    out: list[Unit] = []
+    group: list[tuple[Choice, ...]] = []
+    parent: tuple[Choice, ...] | None = None
+    for child in level:
+        if child[:-1] != parent or len(group) >= size:
+            if group:
+                out.append(Unit(parent, tuple(group)))  # type: ignore[arg-type]
+            parent, group = child[:-1], []
+        group.append(child)
+    if group:
+        out.append(Unit(parent, tuple(group)))  # type: ignore[arg-type]
+    return out
+
+
+__all__ = ["Explorer", "Report", "Shown", "units"]

@@ -1,0 +1,387 @@
+"""One schedule of the race explorer, run step by step (issue 8; issue 15, points 4 and 5).
+
+A `Walk` is a machine under one schedule and the loop's own state (the CPU
+running ahead, how long it may, the words it spins on). It can stop at a
+position and go on later, so a worker replays a parent schedule's path once
+and forks a process at each child's branch point (l4tui/explore/units.py):
+the fork is the checkpoint, since generators cannot be copied.
+
+**Branch points** are found after the step, from the op the machine reports
+it executed (`last_op`, `last_cpu`), not by peeking before each step: most
+steps are not shared accesses, and peeking is not free. A branch point at
+position `pos` means "before step `pos`, another CPU could have gone instead".
+
+**The state key** names the state at a branch point: the digest of memory
+before the step (machine/memory.py keeps it up to date at each write, so it
+costs nothing to read), then, after the step, each CPU's mode, interrupt
+flag, address space, wait, phase and top op, the APICs and the interrupts in
+flight, the mailboxes' Python side and the programs' counters; and the op
+that ran (CPU, kind, address, value). Clocks and caches are left out: two
+orders that leave the kernel in the same state are one state to the
+explorer. It is built from ints only (strings through a fixed digest, no
+`None`, whose hash is an address before Python 3.12), so any process
+computes the same key: workers return keys to the coordinator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any
+
+from kernel.kernel import MAX_THREADS, TCB_AREA
+from kernel.scenario import Scenario
+from kernel.system import System
+from kernel.xcpu import FLAGS_BASE, MAILBOX_BASE, MAILBOXES
+from machine.errors import MachineError
+from machine.ops import KERNEL_BASE, Atomic, Hlt, Read, SendIPI, Write
+
+SEGMENT = 5_000  # micro-ops a CPU that goes ahead may run before the timed order resumes
+SPIN = 3  # the same word read this often with the same value, nothing written: a spin
+RUN_LIMIT = 200_000  # micro-ops per schedule: a scenario that never ends is cut here
+NEVER = 1 << 62  # a position no schedule reaches
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One preemption: after `at` micro-ops, CPU `cpu` goes ahead of CPU `over`."""
+
+    at: int
+    cpu: int
+    over: int
+
+
+@dataclass(slots=True)
+class Shown:
+    """What a choice looked like when it ran: the phases of the two CPUs."""
+
+    choice: Choice
+    held_phase: str  # where the overtaken CPU was held, before its shared access
+    phase: str = ""  # where the CPU that went ahead had got to when the timed order resumed
+
+    def data(self) -> dict[str, Any]:
+        c = self.choice
+        return {
+            "cpu": c.cpu,
+            "phase": self.phase,
+            "at": c.at,
+            "held": {"cpu": c.over, "phase": self.held_phase},
+        }
+
+    def text(self) -> str:
+        c = self.choice
+        return (
+            f"at micro-op {c.at}: cpu{c.cpu} goes ahead of cpu{c.over} "
+            f"(held at {self.held_phase or '-'}) and runs to {self.phase or '-'}"
+        )
+
+
+@dataclass(slots=True)
+class Run:
+    """One schedule run to its end: its inputs, its outcome, and where it could branch."""
+
+    choices: tuple[Choice, ...]
+    log: list[Any] = field(default_factory=list)  # the session input log that replays it
+    shown: list[Shown] = field(default_factory=list)
+    kind: str | None = None  # the failure, if any
+    message: str = ""
+    ended: str | None = None
+    steps: int = 0
+    # (position, CPU about to step, its address or -1 if always shared,
+    #  mask of the other CPUs that could run, state key)
+    candidates: list[tuple[int, int, int, int, int]] = field(default_factory=list)
+    # kernel word -> mask of the CPUs that touched it, from the last choice on (before it,
+    # the path is the parent schedule's, which reported it)
+    sharers: dict[int, int] = field(default_factory=dict)
+
+
+class Walk:
+    """A machine under one schedule; `go` runs it to a position or to its end."""
+
+    def __init__(
+        self, scenario: Scenario, seed: int | None, choices: tuple[Choice, ...], run_limit: int
+    ) -> None:
+        self.system = system = System(scenario, seed=seed)
+        system.machine.memory.track()
+        k = system.kernel
+        self.run_limit = run_limit
+        self.out = Run(choices)
+        self.pending = list(choices)
+        self.last = choices[-1].at if choices else -1  # branch points only after it
+        self.pos = 0
+        self.ahead: int | None = None  # the CPU running ahead, if any
+        self.ahead_left = 0
+        self.spin: dict[int, tuple[Any, int]] = {}  # address -> (value read, times in a row)
+        self.shown: Shown | None = None
+        self.tcb_size = k.layout.size
+        self.tcb_end = TCB_AREA + MAX_THREADS * k.layout.size
+        self.mail_end = MAILBOX_BASE + MAILBOXES * k.mailboxes.line
+
+    def branch(self, choice: Choice) -> None:
+        """Take one more choice here (in a forked child at its position): the rest is new."""
+        self.out.choices = (*self.out.choices, choice)
+        self.pending.append(choice)
+        self.last = choice.at
+
+    def go(self, stop: int = NEVER, record: bool = True) -> bool:
+        """Run to position `stop` (before its step) or to the end; True when the run is over.
+
+        With `record`, the branch points after the last choice and the kernel
+        words touched from it on are noted (a parent's path replayed to fork
+        its children notes nothing: its own run did).
+        """
+        system, out, pending = self.system, self.out, self.pending
+        m = system.machine
+        memory, cpus, log, sharers = m.memory, m.cpus, out.log, out.sharers
+        advance, run_limit = system.advance, self.run_limit
+        last = self.last if record else NEVER
+        pos, ahead, ahead_left, spin, shown = (
+            self.pos,
+            self.ahead,
+            self.ahead_left,
+            self.spin,
+            self.shown,
+        )
+        try:
+            while system.ended is None:
+                if pos == stop:
+                    return False
+                if pos >= run_limit:
+                    system.ended = "max_steps"
+                    break
+                if pending and pending[0].at == pos:
+                    ch = pending.pop(0)
+                    if shown is not None and not shown.phase:
+                        shown.phase = cpus[shown.choice.cpu - 1].phase
+                    shown = Shown(ch, cpus[ch.over - 1].phase)
+                    out.shown.append(shown)
+                    ahead, ahead_left = ch.cpu, SEGMENT
+                before = memory.digest
+                try:
+                    op = advance(True, ahead)
+                except MachineError as e:
+                    # The kernel made the machine do the impossible (a trap from kernel
+                    # mode, a fault in the kernel): a broken invariant of the hardware's.
+                    return self._fail(pos, "machine", f"the simulated machine stopped: {e}")
+                except Exception as e:  # noqa: BLE001 - any bug of the kernel's is a finding
+                    why = f"the kernel raised {type(e).__name__}: {e}"
+                    return self._fail(pos, "kernel", why)
+                if op is None:
+                    if ahead is not None and system.ended is None:
+                        log.append(["idle", ahead])  # it had nothing to run: timed order resumes
+                        ahead = None
+                        continue
+                    break
+                log.append(ahead)
+                c = m.last_cpu
+                t = type(op)
+                if t is Read or t is Write or t is Atomic:
+                    addr = op.addr
+                    if addr >= KERNEL_BASE and pos >= last:
+                        paddr = (addr - KERNEL_BASE) & ~3
+                        seen = sharers.get(paddr, 0)
+                        if not seen >> c.index & 1:
+                            sharers[paddr] = seen | 1 << c.index
+                        if pos > last:
+                            self._candidate(pos, c, op, t, paddr, before)
+                elif t is SendIPI and pos > last:
+                    self._candidate(pos, c, op, t, -1, before)
+                pos += 1
+                if ahead is not None:
+                    ahead_left -= 1
+                    # It runs on until it blocks or halts (as a preempting thread in CHESS
+                    # runs until it yields): through its scheduler, its user code and the next
+                    # kernel path, so one preemption can open a whole race window. A CPU that
+                    # spins (reads one word over and over, writing nothing) waits for a CPU
+                    # that is held: it yields too.
+                    if t is Write:
+                        spin.clear()
+                    elif (t is Read or t is Atomic) and op.addr >= KERNEL_BASE:
+                        value = m.last_result
+                        seen_value, times = spin.get(op.addr, (None, 0))
+                        times = times + 1 if seen_value == value else 1
+                        spin[op.addr] = (value, times)
+                        if t is Atomic and memory.read(op.addr - KERNEL_BASE) != value:
+                            spin.clear()  # it changed the word: progress, not a spin
+                        elif times >= SPIN:
+                            ahead_left = 0
+                    if ahead_left <= 0 or t is Hlt or c.waiting is not None:
+                        ahead = None
+                        spin.clear()
+                        if shown is not None:
+                            shown.phase = c.phase
+        finally:
+            self.pos, self.ahead, self.ahead_left, self.shown = pos, ahead, ahead_left, shown
+        self._finish()
+        return True
+
+    def _candidate(self, pos: int, c: Any, op: Any, t: type, paddr: int, before: int) -> None:
+        """Note a branch point at `pos` if the op CPU `c` ran there touched shared state."""
+        where = paddr
+        if t is Atomic or FLAGS_BASE <= paddr < self.mail_end:
+            where = -1  # a lock, a flag word, a mailbox
+        elif TCB_AREA <= paddr < self.tcb_end:
+            size = self.tcb_size
+            base = TCB_AREA + (paddr - TCB_AREA) // size * size
+            owner = self.system.kernel.by_tcb.get(KERNEL_BASE + base)
+            if owner is not None and owner.cpu != c.number:
+                where = -1  # another CPU's thread
+        mask = 0
+        for o in self.system.machine.cpus:
+            if o.waiting is None and o is not c:
+                mask |= 1 << o.index
+        if mask:
+            key = state_key(self.system, before, c.number, op)
+            self.out.candidates.append((pos, c.number, where, mask, key))
+
+    def _fail(self, pos: int, ended: str, message: str) -> bool:
+        out = self.out
+        out.steps, out.ended, out.kind, out.message = pos, ended, "invariant", message
+        self.pos = pos
+        return True
+
+    def _finish(self) -> None:
+        out, system, shown = self.out, self.system, self.shown
+        if shown is not None and not shown.phase:
+            shown.phase = system.machine.cpus[shown.choice.cpu - 1].phase
+        out.steps = self.pos
+        out.ended = system.ended
+        try:
+            out.kind, out.message = judge(system)
+        except Exception as e:  # noqa: BLE001 - the kernel's state could not even be judged
+            out.kind, out.message = "invariant", f"the kernel raised {type(e).__name__}: {e}"
+
+
+def run_schedule(
+    scenario: Scenario, seed: int | None, choices: tuple[Choice, ...], run_limit: int = RUN_LIMIT
+) -> Run:
+    """Run the scenario from the start under `choices`: its outcome and its branch points."""
+    walk = Walk(scenario, seed, choices, run_limit)
+    walk.go()
+    return walk.out
+
+
+# --- the state key -------------------------------------------------------------------------
+
+_NAMES: dict[str, int] = {}
+
+
+def _name(text: str) -> int:
+    """A string as an int, the same in every process (Python's str hash is per process)."""
+    n = _NAMES.get(text)
+    if n is None:
+        n = _NAMES[text] = int.from_bytes(
+            hashlib.blake2b(text.encode(), digest_size=8).digest(), "little"
+        )
+    return n
+
+
+def _stable(x: Any, depth: int = 0) -> int:
+    """Any of the kernel's Python-side values as an int, the same in every process."""
+    t = type(x)
+    if t is int or t is bool:
+        return int(x)
+    if x is None:
+        return -1
+    if t is str:
+        return _name(x)
+    if t is tuple or t is list:
+        return hash((-2, *(_stable(v, depth + 1) for v in x)))
+    if t is dict:
+        return hash((-3, *sorted((_stable(k), _stable(v, depth + 1)) for k, v in x.items())))
+    name = getattr(x, "name", None)
+    if type(name) is str:
+        return _name(name)  # a thread or a task: by its name, not its whole state
+    if is_dataclass(x) and depth < 3:
+        return hash(
+            (_name(t.__name__), *(_stable(getattr(x, f.name), depth + 1) for f in fields(x)))
+        )
+    return _name(t.__name__)
+
+
+def state_key(system: System, memory_digest: int, cpu: int, op: Any) -> int:
+    """The kernel-visible state at a branch point (see the module docstring)."""
+    m, k = system.machine, system.kernel
+    name = _name
+    parts: list[int] = [memory_digest, cpu, name(type(op).__name__)]
+    parts += (_stable(getattr(op, "addr", None)), _stable(getattr(op, "value", None)))
+    for c in m.cpus:
+        # A frame whose code has ended is popped lazily: it is no state of its own.
+        n, top = 0, None
+        for f in c.frames:
+            if f.op is not None or f.resume is not None:
+                n, top = n + 1, f
+        parts += (
+            name(c.mode),
+            c.if_flag,
+            c.cr3,
+            name(c.waiting) if c.waiting else 0,
+            name(c.phase),
+            n,
+        )
+        if top is not None:
+            o = top.resume or top.op
+            parts += (
+                name(type(o).__name__),
+                _stable(getattr(o, "addr", None)),
+                _stable(getattr(o, "value", None)),
+            )
+    for a in m.apics.apics:
+        parts.append(len(a.slots))
+        for s in a.slots:
+            parts += (s.vector, s.sender, s.in_service)
+        parts += (a.irr_other, a.isr, a.tpr)
+    for msg in m.apics.in_flight:
+        parts += (-4, msg.vector, *msg.dests)
+    mail = k.mailboxes.mail
+    if mail:
+        parts += (-5, *(_stable((i, mail[i])) for i in sorted(mail)))
+    for i, t in enumerate(k.threads):
+        if t.pc.levels:
+            parts.append(-6 - i)
+            for lv in t.pc.levels:
+                parts += (lv.index, -1 if lv.left is None else lv.left)
+    return hash(tuple(parts))
+
+
+# --- verdicts ------------------------------------------------------------------------------
+
+
+def judge(system: System) -> tuple[str | None, str]:
+    """The failure a finished run shows, if any: (kind, message)."""
+    why = system.ended
+    if why == "invariant":
+        return "invariant", "; ".join(system.violations)
+    if why == "deadlock":
+        return "deadlock", system.deadlock_message()
+    if why == "stuck":
+        return "invariant", f"left locked with nothing to unlock them: {', '.join(system.stuck())}"
+    if why != "end":
+        return None, ""  # cut at the run limit: no verdict
+    lost = lost_messages(system)
+    if lost:
+        return "lost_message", "; ".join(lost)
+    failed = [e.check for e in system.scenario.expect if not system.check(e)]
+    if failed:
+        return "expect", "expectation failed: " + "; ".join(failed)
+    return None, ""
+
+
+def lost_messages(system: System) -> list[str]:
+    """Sends reported delivered (ok) that their receivers never received, per pair."""
+    k = system.kernel
+    sent: Counter[tuple[str, str]] = Counter()
+    got: Counter[tuple[str, str]] = Counter()
+    for th in system.scenario.threads():
+        t = k.by_name[th.name]
+        for to in t.sent_to:
+            sent[th.name, to] += 1
+        for r in t.results:
+            if r.get("ok") and r.get("from"):
+                got[r["from"], th.name] += 1
+    return [
+        f"{s} sent {n - got[s, r]} message(s) to {r} that {r} never received"
+        for (s, r), n in sorted(sent.items())
+        if n > got[s, r]
+    ]
