@@ -278,7 +278,8 @@ def _from_state(data: Any, where: str, same_as: Session | None) -> Session:
         setattr(s, key, [_str(c, f"{key}[{i}]") for i, c in enumerate(items)])
     s.meta = meta
     position = sum(1 for x in log if x is None or _is_int(x))
-    s.position = position  # goto goes back from here: the replay of the whole log
+    s.position = position  # goto replays the whole log forward from the fresh machine
+    s.behind = (0, 0)
     try:
         s.goto(position)
     except (CommandError, MachineError, KeyError) as e:

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import itertools
 import json
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from kernel.scenario import Scenario
 from kernel.system import System
@@ -34,7 +35,18 @@ from l4tui.files import atomic_text
 from l4tui.grammar import CommandError
 from machine.ops import Phase
 
+if TYPE_CHECKING:
+    from l4tui.checkpoints import Checkpoints
+
 PLUMBING = ("sched.", "xcpu.", "idle", "xp.mailbox.setup", "xp.trigger", "xp.ipi")
+NEVER = 1 << 62  # a position no run reaches
+_GENERATIONS = itertools.count(1)
+# What stays with the machine when a checkpoint's fork takes over another engine's session
+# (checkpoints.py): the rest of the Session is the debugger's state, sent over.
+MACHINE_SIDE = (
+    "system", "last_phase", "behind", "checkpoints", "checkpoint_at", "observer",
+    "interrupted", "scenario", "seed", "tcb_layout",
+)  # fmt: skip
 LIMIT = 5_000_000  # micro-ops a single continue may take before it pauses
 RECORDS = 10_000  # what log-only breakpoints saw, kept (the newest; `info log` shows 200)
 
@@ -165,6 +177,12 @@ class Marks:
         """The position of mark `i`, without building the mark."""
         return self._pos[i]
 
+    def truncate(self, position: int) -> None:
+        """Drop the marks taken after `position` (a replay from there takes them again)."""
+        n = bisect.bisect_right(self._pos, position)
+        for column in (self._pos, self._label, self._cpu, self._thread):
+            del column[n:]
+
 
 class Session:
     """A scenario being debugged."""
@@ -207,6 +225,15 @@ class Session:
         self.schedule_stops: dict[int, str] = {}
         self.plan_at = 0  # how many of the schedule's inputs have been taken
         self.observer: Callable[[Any], None] | None = None  # told of every micro-op (a trace)
+        # Where the machine is when it is not at the end of the log: (log entries applied,
+        # micro-ops taken). None: at the end — the normal state. A loaded session's fresh
+        # machine and a restored checkpoint are behind; `goto` replays forward from there.
+        self.behind: tuple[int, int] | None = None
+        # Fork checkpoints (l4tui/checkpoints.py) in an engine process; None: going back
+        # replays from the start. `checkpoint_at`: the position of the next one to take.
+        self.checkpoints: Checkpoints | None = None
+        self.checkpoint_at = NEVER
+        self.generation = next(_GENERATIONS)  # a new history (a load, a relayout): new number
 
     # --- the one way the machine moves ------------------------------------------------
 
@@ -340,6 +367,8 @@ class Session:
     def _run_steps(self, done: Callable[[Any], str | None], limit: int) -> str:
         self.interrupted = False
         for _ in range(limit):
+            if self.position >= self.checkpoint_at:
+                self.checkpoints.take(self)  # a sleeping fork of this engine, here
             if self.interrupted:
                 self.stop_reason = f"interrupted at micro-op {self.position}"
                 return self.stop_reason
@@ -602,22 +631,37 @@ class Session:
     # --- backwards ----------------------------------------------------------------------
 
     def goto(self, position: int) -> str:
-        """Re-create the state after `position` inputs by replaying the log from the start.
+        """Re-create the state after `position` inputs: forward from where the machine is,
+        or back to the nearest checkpoint at or before it (else to the start), then forward.
 
         The machine is deterministic, so the replay reproduces every bit; no
-        breakpoint or watchpoint fires while replaying.
+        breakpoint or watchpoint fires while replaying. With fork checkpoints
+        (an engine process, checkpoints.py), going back does not return here:
+        the checkpoint's fork takes this session's debugger state and runs the
+        command again, and its `goto` then replays forward from the checkpoint.
+        A command must therefore change nothing before its `goto`.
         """
         position = max(0, min(position, self.position))
+        applied, at = self.behind or (len(self.log), self.position)
+        if position < at:
+            if self.checkpoints is not None:
+                self.checkpoints.restore(self, position)  # returns if none is at or before
+            self.system = System(self.scenario, seed=self.seed)
+            self.last_phase = {}
+            applied = at = 0
         log = self.log
-        self.system = System(self.scenario, seed=self.seed)
-        self.log, self.position, self.marks, self.last_phase = [], 0, Marks(), {}
-        i = 0
+        self.log, self.position, self.behind = log[:applied], at, None
+        self.marks.truncate(at)
+        i = applied
         while i < len(log) and self.position < position:
+            if self.position >= self.checkpoint_at:
+                self.checkpoints.take(self)
             entry = log[i]
             if entry is None:
                 # A run of timed steps: the hot loop of every reverse command.
                 j = i
-                while j < len(log) and log[j] is None and self.position + (j - i) < position:
+                end = min(position, self.checkpoint_at)
+                while j < len(log) and log[j] is None and self.position + (j - i) < end:
                     j += 1
                 if not self._replay_timed(j - i):
                     break
@@ -629,9 +673,12 @@ class Session:
         while i < len(log) and not (log[i] is None or isinstance(log[i], int)):
             self._replay(log[i])  # inputs given at this position, before the next step
             i += 1
+        if self.checkpoints is not None:
+            self.checkpoints.truncate(self)  # those past the new end of history go
         for w in self.watches:
             w.value = self._probe(w)
-        self.plan_at = self._steps_taken()
+        if self.schedule is not None:
+            self.plan_at = self._steps_taken()
         self.stop_reason = f"back at micro-op {self.position}"
         self.follow_stop()
         return self.stop_reason
@@ -730,6 +777,24 @@ class Session:
             else:
                 fresh._replay(entry)
         return out
+
+    # --- where the session lives -----------------------------------------------------------
+
+    def call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """`func(session, *args)` where the session lives: here, a plain call; for a session
+        in an engine process (engine.RemoteSession), there, with the result sent back."""
+        return func(self, *args, **kwargs)
+
+    def debugger_state(self) -> dict[str, Any]:
+        """Everything but the machine and what goes with it (`MACHINE_SIDE`): what a
+        checkpoint's fork takes over from the engine that asked for it."""
+        return {k: v for k, v in self.__dict__.items() if k not in MACHINE_SIDE}
+
+    def take_over(self, state: dict[str, Any]) -> None:
+        """Become the session `state` came from, this machine being where it is (behind)."""
+        here = self.behind or (len(self.log), self.position)
+        self.__dict__.update(state)
+        self.behind = here
 
     # --- save and load ------------------------------------------------------------------
 
