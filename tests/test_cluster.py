@@ -311,3 +311,63 @@ def test_close_cancels_what_runs_and_leaves_the_cluster_up(cluster: str) -> None
     pool.close()  # twice is fine
     with DaskPool(cluster, task=echo) as again:  # the cluster still runs
         assert list(again.map(Job("k"), units(2))) == [echo(Job("k"), u, True) for u in units(2)]
+
+
+# The explorer on the cluster
+
+RACES = Path(__file__).parent.parent / "scripts" / "races"
+
+
+def explore_both(cluster: str, name: str, preemptions: int) -> tuple:
+    """The report of `--jobs 1` and of the cluster, for one race."""
+    from kernel.scenario import load_scenario
+    from l4tui.explore import Explorer
+
+    scenario = load_scenario(str(RACES / f"{name}.yaml"))
+    local = Explorer(scenario, preemptions=preemptions, jobs=1).explore()
+    with DaskPool(cluster) as pool:  # units fork inside the workers (l4tui/cluster.py)
+        remote = Explorer(scenario, preemptions=preemptions, pool=pool).explore()
+    return local, remote
+
+
+def test_an_exhausted_bound_on_the_cluster_is_the_local_report(cluster: str) -> None:
+    """The proxy design, bound 2: the same schedules, states and pruning as `--jobs 1`."""
+    local, remote = explore_both(cluster, "uhlig-proxy", 2)
+    assert local.exhausted and local.failure is None and local.schedules > 100
+    assert remote.data() == local.data()
+    assert remote.jobs == 2
+
+
+def test_the_first_failure_on_the_cluster_is_the_local_one(cluster: str) -> None:
+    """Uhlig's lost wake-up: the same failure, schedule and counts as `--jobs 1`."""
+    local, remote = explore_both(cluster, "uhlig-naive", 2)
+    assert local.failure is not None and local.failure.kind == "deadlock"
+    assert remote.data() == local.data()
+    assert remote.failure is not None and remote.failure.log == local.failure.log
+
+
+def test_explore_cluster_prints_what_explore_jobs_1_prints(cluster: str, capsys, tmp_path) -> None:  # noqa: ANN001
+    from l4tui.cli import main
+
+    race = str(RACES / "uhlig-naive.yaml")
+    argv = ["explore", race, "--json", "--progress", "none", "--save", str(tmp_path / "s.json")]
+    assert main([*argv, "--jobs", "1"]) == 1
+    alone = capsys.readouterr().out
+    assert main([*argv, "--cluster", cluster]) == 1
+    assert capsys.readouterr().out == alone
+
+
+@pytest.mark.parametrize(
+    ("address", "says"),
+    [
+        ("udp://127.0.0.1:8786", "error: --cluster udp://127.0.0.1:8786: only tcp://"),
+        (f"127.0.0.1:{free_port()}", "cannot reach the scheduler"),
+    ],
+)
+def test_explore_with_a_bad_cluster_is_one_line_and_exit_2(address: str, says: str, capsys) -> None:  # noqa: ANN001
+    from l4tui.cli import main
+
+    assert main(["explore", str(RACES / "uhlig-naive.yaml"), "--cluster", address]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and says in captured.err
