@@ -1,0 +1,212 @@
+"""Fork checkpoints: sleeping copies of the engine process, to go back fast (issue 15, point 2).
+
+The session's kernel paths are Python generators, which cannot be copied, and the
+kernel reads Python state between its micro-ops; a snapshot of the data alone could not
+revive them. A fork copies the whole process — generators included — in a few
+milliseconds, sharing every page until one side writes it (gdb's `checkpoint`, rr).
+
+So the engine process (engine.py) forks a checkpoint every `SPACING` micro-ops while it
+runs and where a command stops; each checkpoint sleeps on its control pipe. To go back to
+position P, `Session.goto` asks `restore`: the engine E sends its debugger state (all of
+the Session but the machine: `Session.debugger_state`) and the request it is serving to
+the checkpoint C nearest at or before P, kills the checkpoints after C, and exits. C
+forks G, and goes back to sleep; G raises `Restored` up its stack — C's stack, frozen
+where C was taken — to the engine loop, which takes the debugger state over
+(`Session.take_over`) and runs the request again: its `goto` now replays forward from C,
+fewer than `SPACING` micro-ops. G inherited the control pipes of the checkpoints before C
+and keeps those E still had.
+
+Every process ends with the front end: each selects on the lifeline pipe, whose write end
+only the front end holds, and leaves at its EOF. SIGCHLD is ignored in the engine and the
+checkpoints, so none is left a zombie; checkpoints ignore SIGINT (the front end signals
+the engine alone). Before each fork `gc.freeze()` moves every object to the permanent
+generation, so the engine's cyclic collector does not write to (and un-share) every page.
+
+Memory: a checkpoint costs the pages the engine wrote since — refcounts make that the
+engine's working set between two checkpoints. At most `KEEP` are kept: past that, the one
+whose removal leaves the smallest gap goes (never the first or the newest), so they stay
+spread evenly over the history (tests/test_checkpoints.py, `l4tui bench debugger`).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import select
+import signal
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from l4tui.session import Session
+
+SPACING = 20_000  # micro-ops between checkpoints: replay runs 130,000-260,000 a second here
+AT_REST = 2_500  # a command's stop gets a checkpoint if the last is at least this far back
+KEEP = 32  # checkpoints kept (each costs the pages the engine wrote since: ~4-5 MB)
+NEAR = 8 * SPACING  # thinning keeps them denser within about this distance of the newest
+
+
+@dataclass(slots=True)
+class Checkpoint:
+    """A sleeping fork: where its machine is, its pid, and the write end of its control pipe."""
+
+    position: int
+    applied: int  # log entries its machine has applied
+    pid: int
+    ctl: Connection  # its control pipe's write end
+
+
+class Restored(BaseException):
+    """Raised in a checkpoint's fork that is to become the engine: up to the engine loop
+    (a BaseException, so no `except Exception` of a command on the way catches it)."""
+
+    def __init__(self, state: dict[str, Any], request: Any) -> None:
+        super().__init__("restored")
+        self.state, self.request = state, request
+
+
+class Checkpoints:
+    """The checkpoints of one engine process (see the module docstring)."""
+
+    def __init__(self, lifeline: int, spacing: int = SPACING, keep: int = KEEP) -> None:
+        self.lifeline = lifeline  # read end: EOF once the front end is gone
+        self.spacing, self.keep = spacing, keep
+        self.list: list[Checkpoint] = []  # by position
+        self.generation = 0  # the session history they belong to (Session.generation)
+        self.request: Any = None  # the request being served: sent along with a restore
+        self.taken = 0  # how many ever taken (the bench counts them)
+
+    def attach(self, session: Session) -> None:
+        session.checkpoints = self
+        session.checkpoint_at = session.position  # the first: where the session is now
+
+    # --- taking ------------------------------------------------------------------------
+
+    def _same_history(self, session: Session) -> bool:
+        if session.generation != self.generation:
+            self.reset()  # a load or relayout: another history, none of them is of it
+            self.generation = session.generation
+            return False
+        return True
+
+    def take(self, session: Session) -> None:
+        """Fork a checkpoint here (the machine at the end of the log). Returns in the engine;
+        in the checkpoint it sleeps, and in a fork of it that takes over raises `Restored`."""
+        self._same_history(session)
+        session.checkpoint_at = session.position + self.spacing
+        if session.behind is not None or (self.list and self.list[-1].position >= session.position):
+            return
+        gc.freeze()  # see the module docstring
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            self._sleep(session, r, w)  # never returns: exits, or raises Restored in a fork
+        os.close(r)
+        self.list.append(
+            Checkpoint(session.position, len(session.log), pid, Connection(w, readable=False))
+        )
+        self.taken += 1
+        self._thin()
+
+    def at_rest(self, session: Session) -> None:
+        """Where a command stopped: a checkpoint, unless one is close behind already."""
+        if session.checkpoints is not self:
+            self.attach(session)  # a loaded session (`load` keeps the Session object)
+        last = self.list[-1].position if self.list else -self.spacing
+        if session.behind is None and (
+            not self._same_history(session) or session.position - last >= AT_REST
+        ):
+            self.take(session)
+
+    def _thin(self) -> None:
+        """Past `keep`, drop the checkpoint whose removal leaves the smallest gap — measured
+        against its distance from the newest plus `NEAR`, so they stay even near the end of
+        the history (where reverse-stepi goes) and spread out far back."""
+        while len(self.list) > self.keep:
+            cps = self.list
+            head = cps[-1].position
+            score = [
+                (cps[i + 1].position - cps[i - 1].position) / (head - cps[i].position + NEAR)
+                for i in range(1, len(cps) - 1)
+            ]
+            i = 1 + score.index(min(score))
+            self._kill(cps.pop(i))
+
+    def _kill(self, cp: Checkpoint) -> None:
+        try:
+            os.kill(cp.pid, signal.SIGKILL)
+        except ProcessLookupError:  # pragma: no cover - already gone
+            pass
+        cp.ctl.close()
+
+    def reset(self) -> None:
+        while self.list:
+            self._kill(self.list.pop())
+
+    def truncate(self, session: Session) -> None:
+        """History now ends at the session's position: the checkpoints after it go."""
+        while self.list and (
+            self.list[-1].position > session.position or self.list[-1].applied > len(session.log)
+        ):
+            self._kill(self.list.pop())
+
+    # --- going back ----------------------------------------------------------------------
+
+    def restore(self, session: Session, position: int) -> None:
+        """Hand the session to the checkpoint nearest at or before `position` (this process
+        then exits); returns only if there is none (the caller replays from the start)."""
+        if not self._same_history(session):
+            return
+        while True:
+            at = [c for c in self.list if c.position <= position]
+            if not at:
+                return
+            cp = at[-1]
+            state = session.debugger_state()
+            state["log"] = session.log[cp.applied :]  # it has the rest already
+            keep = [c.pid for c in at]
+            try:
+                cp.ctl.send(("restore", state, self.request, keep))
+            except OSError:  # pragma: no cover - it died (killed from outside): the next
+                self.list.remove(cp)
+                continue
+            break
+        for c in self.list:
+            if c.position > cp.position:
+                self._kill(c)
+        os._exit(0)  # the checkpoint's fork answers the request
+
+    def _sleep(self, session: Session, r: int, w: int) -> None:
+        """A checkpoint's life: wait for a restore (fork the new engine) or the lifeline's end."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        conn = Connection(r, writable=False)
+        while True:
+            try:
+                ready, _, _ = select.select([r, self.lifeline], [], [])
+            except InterruptedError:  # pragma: no cover - select is retried by Python
+                continue
+            if self.lifeline in ready:
+                os._exit(0)
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                os._exit(0)
+            if msg[0] != "restore":
+                os._exit(0)
+            _, state, request, keep = msg
+            if os.fork() != 0:
+                continue  # this checkpoint sleeps on: it can be restored again
+            # The fork: the new engine.
+            conn.close()
+            mine = Checkpoint(
+                session.position, len(session.log), os.getppid(), Connection(w, readable=False)
+            )
+            for c in self.list:
+                if c.pid not in keep:  # thinned by the engine since this one was taken
+                    c.ctl.close()
+            self.list = [c for c in self.list if c.pid in keep]
+            self.list.append(mine)
+            session.checkpoint_at = session.position + self.spacing
+            state["log"] = session.log[: mine.applied] + state["log"]
+            raise Restored(state, request)
