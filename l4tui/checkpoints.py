@@ -30,6 +30,7 @@ spread evenly over the history (tests/test_checkpoints.py, `l4tui bench debugger
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import select
@@ -134,10 +135,8 @@ class Checkpoints:
             self._kill(cps.pop(i))
 
     def _kill(self, cp: Checkpoint) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # already gone
             os.kill(cp.pid, signal.SIGKILL)
-        except ProcessLookupError:  # pragma: no cover - already gone
-            pass
         cp.ctl.close()
 
     def reset(self) -> None:

@@ -487,7 +487,14 @@ def _console(args: argparse.Namespace) -> int:
     else:
         scenario = load_scenario(args.file) if args.file else demo_scenario()
         session = Session(scenario, seed=args.seed)
-    return console.main(session, args.script, echo=not args.quiet)
+    from l4tui import engine
+
+    session = engine.start(session)  # its own process, with checkpoints, where fork exists
+    try:
+        return console.main(session, args.script, echo=not args.quiet)
+    finally:
+        if isinstance(session, engine.RemoteSession):
+            session.close()
 
 
 def _open(args: argparse.Namespace) -> int:

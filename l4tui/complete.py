@@ -12,6 +12,7 @@ the TUI can share one `Session` even when `load` replaces its state.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion, PathCompleter
 from prompt_toolkit.document import Document
@@ -89,6 +90,20 @@ def _describe(bp: object) -> str:
     return str(getattr(bp, "glob", "") or getattr(bp, "what", ""))
 
 
+def kernel_names(s: Session, what: str, thread: str = "") -> list[Any]:
+    """The kernel's names a completion offers, read where the session lives (Session.call):
+    a thread's TCB fields, the tasks, the TCB layout's lines, the proxies."""
+    k = s.system.kernel
+    if what == "fields":
+        t = k.by_name.get(thread)
+        return [] if t is None else list(t.f)
+    if what == "tasks":
+        return [t.name for t in k.tasks]
+    if what == "lines":
+        return [list(fields) for fields in k.layout.lines()]
+    return [t.name for t in k.threads if t.proxy_kind]
+
+
 class CommandCompleter(Completer):
     """Completes debugger commands and their arguments against the current session."""
 
@@ -120,14 +135,13 @@ class CommandCompleter(Completer):
         return [t.name for t in self.get_session().scenario.threads()]
 
     def _fields(self, thread: str) -> list[str]:
-        t = self.get_session().system.kernel.by_name.get(thread)
-        return [] if t is None else list(t.f)
+        return self.get_session().call(kernel_names, "fields", thread)
 
     def _cpus(self) -> list[str]:
         return [str(c.number) for c in self.get_session().cpus()]
 
     def _tasks(self) -> list[str]:
-        return [t.name for t in self.get_session().system.kernel.tasks]
+        return self.get_session().call(kernel_names, "tasks")
 
     def _named(self, what: str, partial: str) -> Iterator[Completion]:
         """Threads, CPUs or tasks, as `what` says."""
@@ -230,7 +244,7 @@ class CommandCompleter(Completer):
         elif n == 1 and "." in partial:
             owner, line = partial.split(".", 1)
             if owner in self._threads():
-                lines = self.get_session().system.kernel.layout.lines()
+                lines = self.get_session().call(kernel_names, "lines")
                 numbers = {str(i): " ".join(fields) for i, fields in enumerate(lines)}
                 yield from _matching(line, numbers, numbers.__getitem__)
         elif n == 1:
@@ -243,9 +257,8 @@ class CommandCompleter(Completer):
     def _address(self, partial: str) -> Iterator[Completion]:
         """`x ADDR`: `THREAD.` then its TCB fields (proxies too), or `THREAD:` and a user
         address (there is nothing to complete in a number)."""
-        k = self.get_session().system.kernel
         threads = self._threads()
-        proxies = [t.name for t in k.threads if t.proxy_kind]
+        proxies = self.get_session().call(kernel_names, "proxies")
         owner, dot, field = partial.rpartition(".")
         if dot and owner in (*threads, *proxies):
             yield from _matching(field, self._fields(owner), f"a word of {owner}'s TCB")

@@ -52,7 +52,7 @@ __all__ = [
 
 def one(session: Session, line: str) -> bool:
     """Execute one line and print its output; True when it was `quit`."""
-    out = execute(session, line)
+    out = session.call(execute, line)  # where the session lives (engine.py)
     if out:
         print(out)
     return _is_quit(line)
@@ -72,7 +72,7 @@ def scenario_hint(session: Session, line: str, name: str) -> str | None:
     """
     text = line.strip()
     m = _YAML_KEY.match(text)
-    if text != "---" and (m is None or m.group(1) in session.system.kernel.by_name):
+    if text != "---" and (m is None or session.call(_is_thread, m.group(1))):
         return None
     key = m.group(1) if m else "name"
     file = name if name != "<stdin>" else "FILE"
@@ -84,6 +84,10 @@ def scenario_hint(session: Session, line: str, name: str) -> str | None:
             f"try l4tui console {file}"
         )
     return None
+
+
+def _is_thread(session: Session, name: str) -> bool:
+    return name in session.system.kernel.by_name
 
 
 def run_lines(
@@ -116,7 +120,7 @@ def run_lines(
             leading = None
         if echo:
             print(f"(l4tui) {text}")
-        out, ok = outcome(session, line)
+        out, ok = session.call(outcome, line)
         if out:
             print(out)
         if not ok:

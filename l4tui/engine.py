@@ -27,6 +27,7 @@ itself: going back replays from the start (`info checkpoints` says which).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import select
@@ -219,10 +220,8 @@ class RemoteSession:
         """Stop a running command at the next micro-op (safe from a signal handler)."""
         pid = self._status.get("pid")
         if pid:
-            try:
+            with contextlib.suppress(ProcessLookupError):  # between two engines
                 os.kill(pid, signal.SIGINT)
-            except ProcessLookupError:  # pragma: no cover - between two engines
-                pass
 
     def checkpoint_list(self) -> list[tuple[int, int]]:
         """(position, pid) of each checkpoint, oldest first."""
@@ -256,7 +255,5 @@ class RemoteSession:
         self._ask("set", name, (value,))
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # at exit: nothing to report to
             self.close()
-        except Exception:  # noqa: BLE001, S110 - at exit, nothing to report to
-            pass

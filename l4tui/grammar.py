@@ -44,6 +44,7 @@ INFO_HELP: dict[str, str] = {
     "counters": "IPCs, IPIs, migrations, faults, MESI transitions",
     "log": "what log-only breakpoints recorded",
     "report": "where, threads, queues, waits and counters at once",
+    "checkpoints": "the checkpoints going back restores (or: replay from the start)",
 }
 """What each `info` view shows: the completer's descriptions and `help info`."""
 INFO_TOPICS = tuple(INFO_HELP)

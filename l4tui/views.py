@@ -303,6 +303,32 @@ def report(s: Session, arg: str | None = None) -> str:
     return "\n\n".join(parts)
 
 
+def checkpoints(s: Session, arg: str | None = None) -> str:
+    """Where going back starts from: the engine's fork checkpoints (checkpoints.py)."""
+    ck = s.checkpoints
+    if ck is None:
+        import os
+
+        from l4tui import engine
+
+        if not hasattr(os, "fork"):
+            why = "no fork on this system"
+        elif not engine.available():
+            why = "L4TUI_ENGINE=inprocess"
+        else:
+            why = "this session runs in the front end's process"
+        return (
+            f"no checkpoints ({why}): going back replays the input log from the start "
+            f"({s.position:,} micro-ops now)"
+        )
+    rows = [(f"{c.position:,}", str(c.pid)) for c in ck.list]
+    head = (
+        f"{len(ck.list)} checkpoint(s), one every {ck.spacing:,} micro-ops and where a command "
+        f"stops, at most {ck.keep}: going back restores the nearest and replays the rest"
+    )
+    return head + "\n" + format_table(("micro-op", "pid"), rows, right=(True, True))
+
+
 VIEWS = {
     "threads": threads,
     "cpus": lambda s, a: where(s),
@@ -319,4 +345,5 @@ VIEWS = {
     "counters": counters,
     "log": log,
     "report": report,
+    "checkpoints": checkpoints,
 }
