@@ -264,6 +264,19 @@ class DaskPool:
         self._job_future: Future | None = None
         self._outstanding: set[Future] = set()
         self._seq = 0
+        self._client: Client | None = None
+        self._levels = _quiet()
+        try:
+            self._connect(host, port, timeout)
+        except KeyboardInterrupt:  # Ctrl-C while waiting for the cluster: nothing ran yet
+            self.close()
+            raise ClusterError(f"--cluster {self.address}: interrupted while connecting") from None
+        except BaseException:
+            self.close()
+            raise
+        self.jobs = jobs or max(1, self._threads())
+
+    def _connect(self, host: str, port: int, timeout: float) -> None:
         _reach(self.address, host, port, timeout)
         _identify(self.address, timeout)
         try:
@@ -273,12 +286,10 @@ class DaskPool:
         try:
             self._client.wait_for_workers(1, timeout=timeout)
         except TimeoutError:
-            self._client.close()
             raise ClusterError(
                 f"--cluster {self.address}: the scheduler has no worker "
                 f"(none joined within {timeout:g} s; start `dask worker {self.address}`)"
             ) from None
-        self.jobs = jobs or max(1, self._threads())
 
     def _threads(self) -> int:
         return sum(self._client.nthreads().values())
@@ -347,9 +358,22 @@ class DaskPool:
                     "worker that died (Dask gave it up after its allowed failures)"
                 ) from None
             except CancelledError:  # distributed's FutureCancelledError too
+                if self._client.status != "running":
+                    raise ClusterError(
+                        f"--cluster {self.address}: lost the scheduler "
+                        f"while {_name(index, unit)} ran"
+                    ) from None
+                try:
+                    left = not self._threads()
+                except Exception:
+                    left = False
+                why = (
+                    "every worker left"
+                    if left
+                    else "the workers that held its job left, or another client cancelled it"
+                )
                 raise ClusterError(
-                    f"--cluster {self.address}: {_name(index, unit)} was cancelled "
-                    "(the scheduler went away, or its data was lost)"
+                    f"--cluster {self.address}: {_name(index, unit)} was cancelled ({why})"
                 ) from None
             except Exception as e:
                 raise ClusterError(
@@ -383,23 +407,59 @@ class DaskPool:
                 self._client.cancel(futures)
 
     def close(self) -> None:
-        """Cancel the units still in flight and disconnect (the cluster keeps running)."""
-        client = getattr(self, "_client", None)
-        if client is None:
-            return
-        self._cancel(list(self._outstanding))
-        if self._job_future is not None:
-            self._job_future = None
-            self._job = None
-        with suppress(Exception):  # already disconnected
-            client.close()
-        self._client = None  # type: ignore[assignment]
+        """Cancel the units still in flight and disconnect (the cluster keeps running).
+
+        Units waiting on the cluster are dropped; one a worker thread has
+        started runs to its end there (Dask cannot stop a running task), and
+        its result is dropped.
+        """
+        client, self._client = self._client, None
+        if client is not None:
+            outstanding, self._outstanding = list(self._outstanding), set()
+            self._job_future = self._job = None
+            with suppress(Exception):  # already disconnected: nothing runs there any more
+                if client.status == "running" and outstanding:
+                    client.cancel(outstanding)
+            with suppress(Exception):
+                client.close()
+        levels, self._levels = self._levels, {}
+        _loud(levels)
 
     def __enter__(self) -> DaskPool:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# Dask logs to stderr itself (a lost scheduler, a worker's failure: tracebacks); an
+# exploration says what went wrong in one line instead, so while a pool is open the
+# client side of Dask is silent.
+QUIET = ("distributed", "distributed.client", "tornado", "tornado.application")
+
+
+def _quiet() -> dict[str, int]:
+    """Silence Dask's loggers in this process; their levels before, for `_loud`."""
+    import logging
+
+    names = set(QUIET) | {
+        name
+        for name, logger in logging.root.manager.loggerDict.items()
+        if name.startswith(("distributed.", "tornado."))
+        and isinstance(logger, logging.Logger)
+        and logger.level
+    }
+    levels = {name: logging.getLogger(name).level for name in names}
+    for name in names:
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+    return levels
+
+
+def _loud(levels: dict[str, int]) -> None:
+    import logging
+
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
 
 
 def _name(index: int, unit: Unit) -> str:
