@@ -54,7 +54,7 @@ from l4tui.explore.files import (
 )
 from l4tui.explore.pool import InlinePool, Pool, ProcessPool, default_jobs, make_pool
 from l4tui.explore.progress import JsonProgress, ProgressBar
-from l4tui.explore.search import Explorer, Report, units
+from l4tui.explore.search import Explorer, Report, split_level
 from l4tui.explore.units import FORK_AFTER, Job, Unit, WorkerError, make_job, run_unit
 from l4tui.explore.walk import (
     RUN_LIMIT,
@@ -99,6 +99,6 @@ __all__ = [
     "run_unit",
     "schedule_data",
     "state_key",
-    "units",
+    "split_level",
     "write_schedule",
 ]

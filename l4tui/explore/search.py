@@ -161,6 +161,7 @@ class Explorer:
     ) -> None:
         job = self.job()
         level: list[tuple[Choice, ...]] = [()]
+        chains: dict[tuple[Choice, ...], tuple[frozenset[int], ...]] = {}
         while level:
             cut = False
             if self.max_schedules is not None:
@@ -172,7 +173,9 @@ class Explorer:
             following: list[tuple[Choice, ...]] = []
             report.preemptions_now, report.level_size = len(level[0]), len(level)
             report.level_done = 0
-            for runs in pool.map(job, units(level, pool.jobs)):
+            todo = split_level(level, pool.jobs, chains)
+            chains = {}  # the next level's: each parent's timed-order states and its ancestors'
+            for unit, runs in zip(todo, pool.map(job, todo), strict=False):
                 for run in runs:
                     report.schedules += 1
                     report.level_done += 1
@@ -181,7 +184,9 @@ class Explorer:
                         report.queue = 0
                         return
                     more, pruned = self.children(run)
-                    following.extend(more)
+                    if more:
+                        following.extend(more)
+                        chains[run.choices] = (*unit.known, frozenset(run.timed))
                     report.pruned += pruned
                     report.states = len(self.states)
                 report.queue = report.level_size - report.level_done + len(following)
@@ -194,7 +199,11 @@ class Explorer:
         report.exhausted = True
 
 
-def units(level: list[tuple[Choice, ...]], jobs: int) -> list[Unit]:
+def split_level(
+    level: list[tuple[Choice, ...]],
+    jobs: int,
+    chains: dict[tuple[Choice, ...], tuple[frozenset[int], ...]] | None = None,
+) -> list[Unit]:
     """A level's schedules as units: consecutive children of one parent, cut for `jobs` workers.
 
     One worker takes each parent whole (one replay of its path); more cut a
@@ -203,6 +212,10 @@ def units(level: list[tuple[Choice, ...]], jobs: int) -> list[Unit]:
     """
     if level == [()]:
         return [Unit((), ((),))]
+
+    def known(parent: tuple[Choice, ...] | None) -> tuple[frozenset[int], ...]:
+        return chains.get(parent, ()) if chains and parent is not None else ()
+
     size = len(level) if jobs <= 1 else max(1, -(-len(level) // (UNITS_PER_JOB * jobs)))
     out: list[Unit] = []
     group: list[tuple[Choice, ...]] = []
@@ -210,12 +223,12 @@ def units(level: list[tuple[Choice, ...]], jobs: int) -> list[Unit]:
     for child in level:
         if child[:-1] != parent or len(group) >= size:
             if group:
-                out.append(Unit(parent, tuple(group)))  # type: ignore[arg-type]
+                out.append(Unit(parent, tuple(group), known(parent)))  # type: ignore[arg-type]
             parent, group = child[:-1], []
         group.append(child)
     if group:
-        out.append(Unit(parent, tuple(group)))  # type: ignore[arg-type]
+        out.append(Unit(parent, tuple(group), known(parent)))  # type: ignore[arg-type]
     return out
 
 
-__all__ = ["Explorer", "Report", "Shown", "units"]
+__all__ = ["Explorer", "Report", "Shown", "split_level"]

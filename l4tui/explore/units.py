@@ -58,6 +58,9 @@ class Unit:
 
     parent: tuple[Choice, ...]
     children: tuple[tuple[Choice, ...], ...]
+    # the timed-order states of the parent's run and its ancestors' (Run.timed): a child
+    # that gets to one of them ends there, "joined" (search.py)
+    known: tuple[frozenset[int], ...] = ()
 
 
 class WorkerError(RuntimeError):
@@ -101,7 +104,7 @@ def job_scenario(job: Job) -> Scenario:
 def run_unit(job: Job, unit: Unit, fork: bool = True) -> list[Run]:
     """One `Run` per child of `unit`, in its order (see the module docstring)."""
     scenario = job_scenario(job)
-    parent, children = unit.parent, unit.children
+    parent, children, known = unit.parent, unit.children, unit.known
     out: list[Run | None] = [None] * len(children)
     walk: Walk | None = None
     order = sorted(range(len(children)), key=lambda i: children[i][-1].at if children[i] else -1)
@@ -109,32 +112,35 @@ def run_unit(job: Job, unit: Unit, fork: bool = True) -> list[Run]:
         child = children[i]
         if len(child) != len(parent) + 1 or child[: len(parent)] != parent:
             if child == parent:  # the root: the parent itself
-                out[i] = _strip(run_schedule(scenario, job.seed, child, job.run_limit))
+                out[i] = _strip(job, run_schedule(scenario, job.seed, child, job.run_limit))
                 continue
             raise WorkerError(f"schedule {child} is not a child of {parent}")
         choice = child[-1]
         if parent and choice.at <= parent[-1].at:
             raise WorkerError(f"schedule {child} branches before its parent's last choice")
         if not (fork and HAVE_FORK) or choice.at < FORK_AFTER:
-            out[i] = _strip(run_schedule(scenario, job.seed, child, job.run_limit))
+            out[i] = _strip(job, run_schedule(scenario, job.seed, child, job.run_limit, known))
             continue
         if walk is None:
-            walk = Walk(scenario, job.seed, parent, job.run_limit)
+            walk = Walk(scenario, job.seed, parent, job.run_limit, known)
         if walk.go(choice.at, record=False):
             # The path ended before the branch point (not one of its own): from the start.
-            out[i] = _strip(run_schedule(scenario, job.seed, child, job.run_limit))
+            out[i] = _strip(job, run_schedule(scenario, job.seed, child, job.run_limit, known))
             continue
-        out[i] = _fork(walk, choice)
+        out[i] = _fork(job, walk, choice)
     return out  # type: ignore[return-value]  # every slot is filled
 
 
-def _strip(run: Run) -> Run:
+def _strip(job: Job, run: Run) -> Run:
+    """What the search uses of a run: a failure's log, and branch points if it may branch."""
     if run.kind is None:
-        run.log = []  # only a failure's input log is ever used
+        run.log = []
+    if len(run.choices) >= job.preemptions:
+        run.candidates, run.timed = [], []  # the bound: it has no children
     return run
 
 
-def _fork(walk: Walk, choice: Choice) -> Run:
+def _fork(job: Job, walk: Walk, choice: Choice) -> Run:
     """Run `walk` on from here with one more choice, in a child process; its `Run`."""
     read, write = os.pipe()
     pid = os.fork()
@@ -145,7 +151,7 @@ def _fork(walk: Walk, choice: Choice) -> Run:
             gc.disable()  # a short life: a collection would only copy pages of the parent's
             walk.branch(choice)
             walk.go()
-            data = pickle.dumps(("ok", _strip(walk.out)), pickle.HIGHEST_PROTOCOL)
+            data = pickle.dumps(("ok", _strip(job, walk.out)), pickle.HIGHEST_PROTOCOL)
         except BaseException as e:  # noqa: BLE001 - reported to the parent, whatever it is
             data = pickle.dumps(("error", f"{type(e).__name__}: {e}"))
         try:

@@ -26,6 +26,7 @@ computes the same key: workers return keys to the coordinator.
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections import Counter
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
@@ -94,13 +95,21 @@ class Run:
     # kernel word -> mask of the CPUs that touched it, from the last choice on (before it,
     # the path is the parent schedule's, which reported it)
     sharers: dict[int, int] = field(default_factory=dict)
+    # the keys of its branch points where it went on in the timed order (no choice to come,
+    # no CPU running ahead): a descendant that gets to one of them has nothing new to run
+    timed: list[int] = field(default_factory=list)
 
 
 class Walk:
     """A machine under one schedule; `go` runs it to a position or to its end."""
 
     def __init__(
-        self, scenario: Scenario, seed: int | None, choices: tuple[Choice, ...], run_limit: int
+        self,
+        scenario: Scenario,
+        seed: int | None,
+        choices: tuple[Choice, ...],
+        run_limit: int,
+        known: tuple[frozenset[int], ...] = (),
     ) -> None:
         self.system = system = System(scenario, seed=seed)
         system.machine.memory.track()
@@ -117,6 +126,8 @@ class Walk:
         self.tcb_size = k.layout.size
         self.tcb_end = TCB_AREA + MAX_THREADS * k.layout.size
         self.mail_end = MAILBOX_BASE + MAILBOXES * k.mailboxes.line
+        self.keys = Keys(system)
+        self.known = known  # the timed-order states of the ancestors' runs
 
     def branch(self, choice: Choice) -> None:
         """Take one more choice here (in a forked child at its position): the rest is new."""
@@ -136,6 +147,7 @@ class Walk:
         memory, cpus, log, sharers = m.memory, m.cpus, out.log, out.sharers
         advance, run_limit = system.advance, self.run_limit
         last = self.last if record else NEVER
+        joined = False
         pos, ahead, ahead_left, spin, shown = (
             self.pos,
             self.ahead,
@@ -159,7 +171,7 @@ class Walk:
                     ahead, ahead_left = ch.cpu, SEGMENT
                 before = memory.digest
                 try:
-                    op = advance(True, ahead)
+                    op = advance(record, ahead)  # a replayed path was checked when it ran
                 except MachineError as e:
                     # The kernel made the machine do the impossible (a trap from kernel
                     # mode, a fault in the kernel): a broken invariant of the hardware's.
@@ -183,10 +195,18 @@ class Walk:
                         seen = sharers.get(paddr, 0)
                         if not seen >> c.index & 1:
                             sharers[paddr] = seen | 1 << c.index
-                        if pos > last:
-                            self._candidate(pos, c, op, t, paddr, before)
-                elif t is SendIPI and pos > last:
-                    self._candidate(pos, c, op, t, -1, before)
+                        if pos > last and self._candidate(
+                            pos, c, op, t, paddr, before, ahead is None and not pending
+                        ):
+                            pos, joined = pos + 1, True
+                            break
+                elif (
+                    t is SendIPI
+                    and pos > last
+                    and self._candidate(pos, c, op, t, -1, before, ahead is None and not pending)
+                ):
+                    pos, joined = pos + 1, True
+                    break
                 pos += 1
                 if ahead is not None:
                     ahead_left -= 1
@@ -213,11 +233,20 @@ class Walk:
                             shown.phase = c.phase
         finally:
             self.pos, self.ahead, self.ahead_left, self.shown = pos, ahead, ahead_left, shown
-        self._finish()
+        if joined:
+            self._join()
+        else:
+            self._finish()
         return True
 
-    def _candidate(self, pos: int, c: Any, op: Any, t: type, paddr: int, before: int) -> None:
-        """Note a branch point at `pos` if the op CPU `c` ran there touched shared state."""
+    def _candidate(
+        self, pos: int, c: Any, op: Any, t: type, paddr: int, before: int, timed: bool
+    ) -> bool:
+        """Note a branch point at `pos` if the op CPU `c` ran there touched shared state.
+
+        True if the run, going on in the timed order from here, joins a state an
+        ancestor's run went on from in the timed order too (`known`).
+        """
         where = paddr
         if t is Atomic or FLAGS_BASE <= paddr < self.mail_end:
             where = -1  # a lock, a flag word, a mailbox
@@ -231,9 +260,23 @@ class Walk:
         for o in self.system.machine.cpus:
             if o.waiting is None and o is not c:
                 mask |= 1 << o.index
-        if mask:
-            key = state_key(self.system, before, c.number, op)
-            self.out.candidates.append((pos, c.number, where, mask, key))
+        if not mask:
+            return False
+        key = self.keys.key(before, c.number, op)
+        if timed:
+            for keys in self.known:
+                if key in keys:
+                    return True
+            self.out.timed.append(key)
+        self.out.candidates.append((pos, c.number, where, mask, key))
+        return False
+
+    def _join(self) -> None:
+        """End the run where it joined an ancestor's: from here on it was run already."""
+        out, shown = self.out, self.shown
+        out.steps, out.ended, out.kind, out.message = self.pos, "joined", None, ""
+        if shown is not None and not shown.phase:
+            shown.phase = self.system.machine.cpus[shown.choice.cpu - 1].phase
 
     def _fail(self, pos: int, ended: str, message: str) -> bool:
         out = self.out
@@ -254,10 +297,14 @@ class Walk:
 
 
 def run_schedule(
-    scenario: Scenario, seed: int | None, choices: tuple[Choice, ...], run_limit: int = RUN_LIMIT
+    scenario: Scenario,
+    seed: int | None,
+    choices: tuple[Choice, ...],
+    run_limit: int = RUN_LIMIT,
+    known: tuple[frozenset[int], ...] = (),
 ) -> Run:
     """Run the scenario from the start under `choices`: its outcome and its branch points."""
-    walk = Walk(scenario, seed, choices, run_limit)
+    walk = Walk(scenario, seed, choices, run_limit, known)
     walk.go()
     return walk.out
 
@@ -277,8 +324,17 @@ def _name(text: str) -> int:
     return n
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+_FROZEN: dict[int, tuple[Any, int]] = {}  # id -> (a frozen dataclass, its value at depth 0)
+
+
 def _stable(x: Any, depth: int = 0) -> int:
-    """Any of the kernel's Python-side values as an int, the same in every process."""
+    """Any of the kernel's Python-side values as an int, the same in every process.
+
+    Threads and tasks count by name; dataclasses by their fields, two levels
+    deep (a mailbox's parameters and the request they carry); anything else
+    by its type.
+    """
     t = type(x)
     if t is int or t is bool:
         return int(x)
@@ -287,62 +343,110 @@ def _stable(x: Any, depth: int = 0) -> int:
     if t is str:
         return _name(x)
     if t is tuple or t is list:
-        return hash((-2, *(_stable(v, depth + 1) for v in x)))
-    if t is dict:
-        return hash((-3, *sorted((_stable(k), _stable(v, depth + 1)) for k, v in x.items())))
+        return hash((-2, *[_stable(v, depth + 1) for v in x])) if depth < 3 else -2
     name = getattr(x, "name", None)
     if type(name) is str:
         return _name(name)  # a thread or a task: by its name, not its whole state
-    if is_dataclass(x) and depth < 3:
-        return hash(
-            (_name(t.__name__), *(_stable(getattr(x, f.name), depth + 1) for f in fields(x)))
-        )
+    if depth < 2 and is_dataclass(x):
+        frozen = t.__dataclass_params__.frozen  # type: ignore[attr-defined]
+        if frozen:  # a program's op, say: the same object, the same value
+            got = _FROZEN.get(id(x))
+            if got is not None and got[0] is x:
+                return got[1]
+        names = _FIELDS.get(t)
+        if names is None:
+            names = _FIELDS[t] = tuple(f.name for f in fields(x))
+        value = hash((_name(t.__name__), *[_stable(getattr(x, f), depth + 1) for f in names]))
+        if frozen:
+            if len(_FROZEN) > 4096:
+                _FROZEN.clear()
+            _FROZEN[id(x)] = (x, value)  # held, so its id is not reused while cached
+        return value
     return _name(t.__name__)
 
 
+def _cpu_part(c: Any) -> int:
+    """One CPU's share of the key: mode, interrupt flag, space, wait, phase, its top op."""
+    # A frame whose code has ended is popped lazily: it is no state of its own.
+    n, top = 0, None
+    for f in c.frames:
+        if f.op is not None or f.resume is not None:
+            n, top = n + 1, f
+    waiting = _name(c.waiting) if c.waiting else 0
+    head = (_name(c.mode), c.if_flag, c.cr3, waiting, _name(c.phase), n)
+    if top is None:
+        return hash(head)
+    o = top.resume or top.op
+    addr, value = getattr(o, "addr", None), getattr(o, "value", None)
+    return hash((*head, _name(type(o).__name__), _stable(addr), _stable(value)))
+
+
+class Keys:
+    """State keys of one machine, each CPU's share kept until that CPU steps or is woken."""
+
+    def __init__(self, system: System) -> None:
+        self.system = system
+        n = len(system.machine.cpus)
+        self.sigs: list[Any] = [None] * n
+        self.cpu_parts = [0] * n
+        self.mails: dict[int, tuple[Any, tuple[Any, ...], int]] = {}
+        self.nthreads = -1
+        self.programs: list[tuple[int, Any]] = []
+
+    def key(self, memory_digest: int, cpu: int, op: Any) -> int:
+        """The kernel-visible state at a branch point (see the module docstring)."""
+        m, k = self.system.machine, self.system.kernel
+        addr, value = getattr(op, "addr", None), getattr(op, "value", None)
+        parts = [memory_digest, cpu, _name(type(op).__name__), _stable(addr), _stable(value)]
+        sigs, cpu_parts = self.sigs, self.cpu_parts
+        for c in m.cpus:
+            # A CPU's fields change only when it steps (`steps`) or an event wakes or
+            # cuts it (`ticket`, `waiting`): otherwise its share is the one computed last.
+            sig = (c.steps, c.ticket, c.waiting)
+            i = c.index
+            if sigs[i] != sig:
+                sigs[i], cpu_parts[i] = sig, _cpu_part(c)
+            parts.append(cpu_parts[i])
+        for a in m.apics.apics:
+            if a.slots:
+                parts += [hash((s.vector, s.sender, s.in_service)) for s in a.slots]
+            parts += (a.irr_other, a.isr, a.tpr)
+        for msg in m.apics.in_flight:
+            parts.append(hash((-4, msg.vector, *msg.dests)))
+        mail = k.mailboxes.mail
+        if mail:
+            parts += [self._mail(i, mail[i]) for i in sorted(mail)]
+        threads = k.threads
+        if len(threads) != self.nthreads:
+            # Only threads running a program have a counter; one whose program ended
+            # (no levels) never gets one again. Kernel threads have none.
+            self.nthreads = len(threads)
+            self.programs = [(i, t) for i, t in enumerate(threads) if t.pc.levels]
+        for i, t in self.programs:
+            levels = t.pc.levels
+            if levels:
+                parts.append(-6 - i)
+                for lv in levels:
+                    parts += (lv.index, -1 if lv.left is None else lv.left)
+        return hash(tuple(parts))
+
+    def _mail(self, i: int, mail: Any) -> int:
+        """A mailbox's Python side: recomputed only when one of its fields is another object."""
+        names = _FIELDS.get(type(mail))
+        if names is None:
+            return hash((-5, i, _stable(mail)))
+        now = tuple([getattr(mail, f) for f in names])
+        got = self.mails.get(i)
+        if got is not None and got[0] is mail and all(map(operator.is_, got[1], now)):
+            return got[2]
+        value = hash((-5, i, _stable(mail)))
+        self.mails[i] = (mail, now, value)
+        return value
+
+
 def state_key(system: System, memory_digest: int, cpu: int, op: Any) -> int:
-    """The kernel-visible state at a branch point (see the module docstring)."""
-    m, k = system.machine, system.kernel
-    name = _name
-    parts: list[int] = [memory_digest, cpu, name(type(op).__name__)]
-    parts += (_stable(getattr(op, "addr", None)), _stable(getattr(op, "value", None)))
-    for c in m.cpus:
-        # A frame whose code has ended is popped lazily: it is no state of its own.
-        n, top = 0, None
-        for f in c.frames:
-            if f.op is not None or f.resume is not None:
-                n, top = n + 1, f
-        parts += (
-            name(c.mode),
-            c.if_flag,
-            c.cr3,
-            name(c.waiting) if c.waiting else 0,
-            name(c.phase),
-            n,
-        )
-        if top is not None:
-            o = top.resume or top.op
-            parts += (
-                name(type(o).__name__),
-                _stable(getattr(o, "addr", None)),
-                _stable(getattr(o, "value", None)),
-            )
-    for a in m.apics.apics:
-        parts.append(len(a.slots))
-        for s in a.slots:
-            parts += (s.vector, s.sender, s.in_service)
-        parts += (a.irr_other, a.isr, a.tpr)
-    for msg in m.apics.in_flight:
-        parts += (-4, msg.vector, *msg.dests)
-    mail = k.mailboxes.mail
-    if mail:
-        parts += (-5, *(_stable((i, mail[i])) for i in sorted(mail)))
-    for i, t in enumerate(k.threads):
-        if t.pc.levels:
-            parts.append(-6 - i)
-            for lv in t.pc.levels:
-                parts += (lv.index, -1 if lv.left is None else lv.left)
-    return hash(tuple(parts))
+    """The key of the state at a branch point, computed afresh (`Keys` keeps shares)."""
+    return Keys(system).key(memory_digest, cpu, op)
 
 
 # --- verdicts ------------------------------------------------------------------------------
