@@ -184,6 +184,11 @@ def code_digest() -> str:
     return h.hexdigest()[:16]
 
 
+def _worker_digest() -> str:
+    """`code_digest` as a worker computes it (a name of its own: tests change the client's)."""
+    return code_digest()
+
+
 class WorkerMismatch(Exception):
     """Raised on a worker whose l4tui differs from the client's."""
 
@@ -290,6 +295,30 @@ class DaskPool:
                 f"--cluster {self.address}: the scheduler has no worker "
                 f"(none joined within {timeout:g} s; start `dask worker {self.address}`)"
             ) from None
+        self._check_workers()
+
+    def _check_workers(self) -> None:
+        """Each worker there now imports l4tui and runs the client's code (later ones: per task)."""
+        try:
+            digests = self._client.run(_worker_digest, on_error="return")
+        except Exception as e:
+            raise ClusterError(
+                f"--cluster {self.address}: cannot ask the workers for their l4tui: "
+                f"{type(e).__name__}: {_one_line(e)}"
+            ) from None
+        for worker, digest in sorted(digests.items()):
+            if isinstance(digest, BaseException):
+                raise ClusterError(
+                    f"--cluster {self.address}: worker {worker} cannot run l4tui "
+                    f"({type(digest).__name__}: {_one_line(digest)}): "
+                    "install the same l4tui, pip install 'l4tui[cluster]', on every worker host"
+                )
+            if digest != self._digest:
+                raise ClusterError(
+                    f"--cluster {self.address}: worker {worker} runs another l4tui "
+                    f"(code {digest}, here {self._digest}): "
+                    "install the same l4tui on every worker host"
+                )
 
     def _threads(self) -> int:
         return sum(self._client.nthreads().values())
@@ -299,7 +328,15 @@ class DaskPool:
         if self._job_future is None or self._job != job:
             if self._job_future is not None:
                 self._job_future.release()
-            self._job_future = self._client.scatter(job, broadcast=True, hash=False)
+                self._job_future = self._job = None
+            try:
+                self._job_future = self._client.scatter(job, broadcast=True, hash=False)
+            except Exception as e:  # a worker that cannot unpickle it: one without l4tui
+                raise ClusterError(
+                    f"--cluster {self.address}: cannot send the scenario to the workers "
+                    f"({type(e).__name__}: {_one_line(e)}): is l4tui installed on every "
+                    "worker host? pip install 'l4tui[cluster]'"
+                ) from None
             self._job = job
         return self._job_future
 

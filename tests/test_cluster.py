@@ -290,6 +290,17 @@ def test_a_worker_with_other_code_refuses_the_unit(cluster: str) -> None:
             list(pool.map(Job("j"), units(1)))
 
 
+def test_a_worker_with_other_code_is_refused_when_connecting(cluster: str, monkeypatch) -> None:  # noqa: ANN001
+    import l4tui.cluster
+
+    monkeypatch.setattr(l4tui.cluster, "code_digest", lambda: "0" * 16)  # here, not on the workers
+    with pytest.raises(ClusterError) as e:
+        DaskPool(cluster, task=echo)
+    line = e.value.format()
+    assert "runs another l4tui (code " in line and "here 0000000000000000" in line
+    assert "\n" not in line
+
+
 def test_a_worker_that_dies_has_its_unit_run_again(cluster: str, tmp_path: Path) -> None:
     job = Job("j", marker=str(tmp_path / "died"))
     batch = units(5)
