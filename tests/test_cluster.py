@@ -329,15 +329,43 @@ def test_close_cancels_what_runs_and_leaves_the_cluster_up(cluster: str) -> None
 RACES = Path(__file__).parent.parent / "scripts" / "races"
 
 
+def fork_after(n: int) -> int:
+    """Where `run_unit` starts forking children (l4tui.explore.units), in this process: set to n.
+
+    Branch points before it are replayed from the start; the small races
+    branch early, so the cluster's workers are made to fork at every one.
+    """
+    import l4tui.explore.units
+
+    if not FORKS:  # count this process's forks from now on
+        FORKS.append(0)
+        os.register_at_fork(after_in_parent=lambda: FORKS.__setitem__(0, FORKS[0] + 1))
+    before, l4tui.explore.units.FORK_AFTER = l4tui.explore.units.FORK_AFTER, n
+    return before
+
+
+FORKS: list[int] = []  # forks since fork_after was first called, in this process
+
+
+def forks() -> int:
+    return FORKS[0] if FORKS else 0
+
+
 def explore_both(cluster: str, name: str, preemptions: int) -> tuple:
-    """The report of `--jobs 1` and of the cluster, for one race."""
+    """The report of `--jobs 1` (as shipped) and of the cluster whose workers fork every child."""
     from kernel.scenario import load_scenario
     from l4tui.explore import Explorer
 
     scenario = load_scenario(str(RACES / f"{name}.yaml"))
     local = Explorer(scenario, preemptions=preemptions, jobs=1).explore()
-    with DaskPool(cluster) as pool:  # units fork inside the workers (l4tui/cluster.py)
-        remote = Explorer(scenario, preemptions=preemptions, pool=pool).explore()
+    with DaskPool(cluster) as pool:
+        before = pool._client.run(fork_after, 0)
+        try:
+            forked = sum(pool._client.run(forks).values())
+            remote = Explorer(scenario, preemptions=preemptions, pool=pool).explore()
+            assert sum(pool._client.run(forks).values()) > forked  # the workers did fork
+        finally:
+            pool._client.run(fork_after, min(before.values()))
     return local, remote
 
 
