@@ -42,7 +42,12 @@ finaliser, and close no connection of the parent's (their copies of its
 sockets close without a shutdown). CPython re-creates its own locks (the GIL,
 the import lock) after a fork, and glibc its allocator's. So `fork=True` is
 used in workers too (`DaskPool(fork=False)` replays each child from the start
-instead, with the same results); tests/test_cluster.py runs both.
+instead, with the same results; tests/test_cluster.py makes the workers fork
+at every branch point and compares). Python 3.12 and later warn
+(DeprecationWarning) at any fork of a threaded process, for the locks of the
+other threads; none is taken in the child. A worker runs one unit per thread
+and a unit one child at a time: one single-threaded worker process per core
+(`dask worker ADDRESS --nworkers -1 --nthreads 1`) uses every core.
 """
 
 from __future__ import annotations

@@ -151,6 +151,17 @@ def test_a_bad_address_is_one_line(text: str, says: str) -> None:
     assert line.startswith("error: --cluster ") and says in line and "\n" not in line
 
 
+def test_without_the_extra_the_cli_says_how_to_install_it(monkeypatch, capsys) -> None:  # noqa: ANN001
+    import sys
+
+    from l4tui.cli import main
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed: ImportError
+    assert main(["explore", str(RACES / "uhlig-naive.yaml"), "--cluster", "127.0.0.1:8786"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: --cluster needs the cluster extra: pip install 'l4tui[cluster]'\n"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -400,11 +411,13 @@ def test_explore_cluster_prints_what_explore_jobs_1_prints(cluster: str, capsys,
     ("address", "says"),
     [
         ("udp://127.0.0.1:8786", "error: --cluster udp://127.0.0.1:8786: only tcp://"),
-        (f"127.0.0.1:{free_port()}", "cannot reach the scheduler"),
+        ("127.0.0.1:FREE", "cannot reach the scheduler"),  # a port where nothing listens
     ],
 )
 def test_explore_with_a_bad_cluster_is_one_line_and_exit_2(address: str, says: str, capsys) -> None:  # noqa: ANN001
     from l4tui.cli import main
+
+    address = address.replace("FREE", str(free_port()))
 
     assert main(["explore", str(RACES / "uhlig-naive.yaml"), "--cluster", address]) == 2
     captured = capsys.readouterr()
