@@ -323,6 +323,43 @@ def test_a_worker_that_dies_has_its_unit_run_again(cluster: str, tmp_path: Path)
         client.wait_for_workers(2, timeout=30)  # the nanny restarted it, for the next tests
 
 
+def sleepy(job: Job, unit: Unit, fork: bool) -> list[tuple]:
+    time.sleep(0.5)
+    return echo(job, unit, fork)
+
+
+def test_a_cluster_that_goes_away_is_one_line_not_a_hang() -> None:
+    """The scheduler and its worker stop while units run: an error line, and Dask says nothing."""
+    doomed = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+    )
+    try:
+        pool = DaskPool(doomed.scheduler_address, task=sleepy, timeout=5)
+        results = pool.map(Job("j"), units(20))
+        next(results)
+        doomed.close()
+        with pytest.raises(ClusterError) as e:
+            list(results)
+        pool.close()
+    finally:
+        doomed.close()
+    line = e.value.format()
+    assert "lost the scheduler" in line or "every worker left" in line
+    assert "\n" not in line
+
+
+def test_dask_is_silent_while_a_pool_is_open(cluster: str) -> None:
+    """Dask logs tracebacks to stderr when it loses the scheduler; explore says one line."""
+    import logging
+
+    client_log = logging.getLogger("distributed.client")
+    before = client_log.level
+    with DaskPool(cluster, task=echo):
+        assert not client_log.isEnabledFor(logging.CRITICAL)
+        assert not logging.getLogger("distributed.comm.tcp").isEnabledFor(logging.CRITICAL)
+    assert client_log.level == before
+
+
 def test_close_cancels_what_runs_and_leaves_the_cluster_up(cluster: str) -> None:
     pool = DaskPool(cluster, task=slow_first)
     results = pool.map(Job("j"), units(30))
@@ -362,14 +399,17 @@ def forks() -> int:
     return FORKS[0] if FORKS else 0
 
 
-def explore_both(cluster: str, name: str, preemptions: int) -> tuple:
-    """The report of `--jobs 1` (as shipped) and of the cluster whose workers fork every child."""
+def explore_both(cluster: str, name: str, preemptions: int, fork_all: bool = False) -> tuple:
+    """The report of `--jobs 1` (as shipped) and of the cluster (its workers forking every
+    child if `fork_all`: slower than replaying a short prefix, so only on small races)."""
     from kernel.scenario import load_scenario
     from l4tui.explore import Explorer
 
     scenario = load_scenario(str(RACES / f"{name}.yaml"))
     local = Explorer(scenario, preemptions=preemptions, jobs=1).explore()
     with DaskPool(cluster) as pool:
+        if not fork_all:
+            return local, Explorer(scenario, preemptions=preemptions, pool=pool).explore()
         before = pool._client.run(fork_after, 0)
         try:
             forked = sum(pool._client.run(forks).values())
@@ -388,9 +428,16 @@ def test_an_exhausted_bound_on_the_cluster_is_the_local_report(cluster: str) -> 
     assert remote.jobs == 2
 
 
+def test_units_forking_in_the_workers_report_as_one_process(cluster: str) -> None:
+    """Every child forked inside a threaded Dask worker: the same exhausted bound."""
+    local, remote = explore_both(cluster, "exregs-xp-ipc", 1, fork_all=True)
+    assert local.exhausted and local.schedules > 10
+    assert remote.data() == local.data()
+
+
 def test_the_first_failure_on_the_cluster_is_the_local_one(cluster: str) -> None:
-    """Uhlig's lost wake-up: the same failure, schedule and counts as `--jobs 1`."""
-    local, remote = explore_both(cluster, "uhlig-naive", 2)
+    """Uhlig's lost wake-up, children forked in the workers: the same failure and counts."""
+    local, remote = explore_both(cluster, "uhlig-naive", 2, fork_all=True)
     assert local.failure is not None and local.failure.kind == "deadlock"
     assert remote.data() == local.data()
     assert remote.failure is not None and remote.failure.log == local.failure.log
