@@ -55,6 +55,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import socket
 import uuid
 from collections import deque
@@ -86,33 +87,49 @@ class ClusterError(ConfigError):
     """The cluster cannot run the exploration; the CLI prints one line and exits 2."""
 
 
+HOST = re.compile(r"[A-Za-z0-9_.-]+")  # a name or an IPv4 address
+HOST6 = re.compile(r"[0-9A-Fa-f:.]+(%[A-Za-z0-9_.-]+)?")  # an IPv6 address, with a zone
+
+
 def parse_address(address: str) -> tuple[str, str, int]:
     """`tcp://HOST:PORT`, `HOST:PORT` or `HOST` (port 8786) -> (the scheduler's URL, host, port)."""
+    quoted = _quoted(address)
     text = address.strip()
-    if not text or any(c.isspace() for c in text):
-        raise ClusterError(f"--cluster {address!r}: expected tcp://HOST:PORT")
     scheme, sep, rest = text.partition("://")
     if not sep:
         scheme, rest = "tcp", text
-    if scheme != "tcp":
-        raise ClusterError(f"--cluster {address}: only tcp:// scheduler addresses are supported")
+    if sep and scheme != "tcp":
+        raise ClusterError(f"--cluster {quoted}: only tcp:// scheduler addresses are supported")
     if rest.startswith("["):  # [IPv6]:PORT
-        host, _, tail = rest[1:].partition("]")
-        port_text = tail[1:] if tail.startswith(":") else ""
-        if tail and not tail.startswith(":"):
-            raise ClusterError(f"--cluster {address}: expected tcp://[HOST]:PORT")
+        host, close, tail = rest[1:].partition("]")
+        port_text = tail[1:]
+        good = bool(close) and HOST6.fullmatch(host) is not None and tail[:1] in ("", ":")
     else:
         host, _, port_text = rest.rpartition(":") if ":" in rest else (rest, "", "")
-    if not host or "/" in host or "/" in port_text:
-        raise ClusterError(f"--cluster {address}: expected tcp://HOST:PORT")
+        good = HOST.fullmatch(host) is not None
+    if not good or len(host) > 253 or (":" in rest and not port_text and not rest.startswith("[")):
+        raise ClusterError(f"--cluster {quoted}: expected tcp://HOST:PORT")
     if not port_text:
         port = DEFAULT_PORT
-    elif port_text.isdigit() and 0 < int(port_text) < 65536:
+    elif (
+        port_text.isascii()
+        and port_text.isdigit()
+        and len(port_text) <= 5
+        and 0 < int(port_text) < 65536
+    ):
         port = int(port_text)
     else:
-        raise ClusterError(f"--cluster {address}: the port must be a number from 1 to 65535")
+        raise ClusterError(f"--cluster {quoted}: the port must be a number from 1 to 65535")
     shown = f"[{host}]" if ":" in host else host
     return f"tcp://{shown}:{port}", host, port
+
+
+def _quoted(text: str, most: int = 60) -> str:
+    """An address as an error line shows it: printable, on one line, at most `most` characters."""
+    if text.isprintable() and len(text) <= most and text.strip() == text and text:
+        return text
+    shown = repr(text[:most])
+    return shown if len(shown) <= most else shown[: most - 3] + "..."
 
 
 def _reach(address: str, host: str, port: int, timeout: float) -> None:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from l4tui.cluster import ClusterError, DaskPool, parse_address
 from machine.errors import MachineError
@@ -141,7 +143,11 @@ def test_an_address_is_tcp_host_and_port(text: str, url: str) -> None:
         ("127.0.0.1:port", "the port must be a number"),
         ("127.0.0.1:0", "the port must be a number"),
         ("127.0.0.1:70000", "the port must be a number"),
-        ("tcp://127.0.0.1:8786/path", "expected tcp://HOST:PORT"),
+        ("tcp://127.0.0.1:8786/path", "the port must be a number"),
+        ("127.0.0.1:" + "9" * 5000, "the port must be a number"),
+        ("h" * 300 + ":1", "expected tcp://HOST:PORT"),
+        ("\x1b[2J:1", "'\\x1b[2J:1': expected"),
+        ("[::1", "expected tcp://HOST:PORT"),
     ],
 )
 def test_a_bad_address_is_one_line(text: str, says: str) -> None:
@@ -149,6 +155,19 @@ def test_a_bad_address_is_one_line(text: str, says: str) -> None:
         DaskPool(text)
     line = e.value.format()
     assert line.startswith("error: --cluster ") and says in line and "\n" not in line
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=80) | st.from_regex(r"(tcp://)?\[?[0-9a-z:.%\]]{0,20}(:[0-9]{0,8})?"))
+def test_any_address_parses_or_is_one_short_line(text: str) -> None:
+    try:
+        url, host, port = parse_address(text)
+    except ClusterError as e:
+        line = e.format()
+        assert line.startswith("error: --cluster ") and "\n" not in line and len(line) < 160
+    else:
+        assert url.startswith("tcp://") and host and 0 < port < 65536
+        assert parse_address(url) == (url, host, port)
 
 
 def test_without_the_extra_the_cli_says_how_to_install_it(monkeypatch, capsys) -> None:  # noqa: ANN001
