@@ -24,9 +24,11 @@ explorer needs none of Ray's actors, object store or autoscaler: only
 "run this function on that data somewhere, and tell me when it died".
 
 **Workers** must run the same l4tui as the client (`pip install
-'l4tui[cluster]'` on each host): a task carries the digest of the simulator's
-code (`code_digest`) and a worker whose code differs refuses it, since the
-same schedule would give another outcome there. A worker process that dies
+'l4tui[cluster]'` on each host), since the same schedule could end otherwise
+on other code: each worker is asked for its digest of the simulator's code
+(`code_digest`) when the pool connects, and a task carries the client's, so a
+worker that joins later with other code (or a restarted one, on a tree edited
+since) refuses it. Either is one line naming the worker or the unit. A worker process that dies
 (killed, out of memory) loses its tasks, which the scheduler runs again
 elsewhere (Dask's `distributed.scheduler.allowed-failures`, 3 by default,
 then `KilledWorker`); a task that raises ends the exploration with one line
@@ -413,8 +415,8 @@ class DaskPool:
                 raise  # the simulation's own errors, as `--jobs` raises them
             except distributed.KilledWorker:
                 raise ClusterError(
-                    f"--cluster {self.address}: {_name(index, unit)} was running on every "
-                    "worker that died (Dask gave it up after its allowed failures)"
+                    f"--cluster {self.address}: the workers running {_name(index, unit)} "
+                    "died, again and again (Dask gave it up after its allowed failures)"
                 ) from None
             except CancelledError:  # distributed's FutureCancelledError too
                 if self._client.status != "running":

@@ -101,15 +101,20 @@ def wrong_count(job: Job, unit: Unit, fork: bool) -> list[tuple]:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[str]:
+def local_cluster() -> Iterator[distributed.LocalCluster]:
     """A two-process LocalCluster for the module; closed (no process left) at its end."""
     local = distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
     )
     try:
-        yield local.scheduler_address
+        yield local
     finally:
         local.close()
+
+
+@pytest.fixture
+def cluster(local_cluster: distributed.LocalCluster) -> str:
+    return local_cluster.scheduler_address
 
 
 def units(n: int) -> list[Unit]:
@@ -215,8 +220,8 @@ def test_a_listener_that_is_not_dask_is_refused_within_the_timeout(reply: bytes 
     thread.start()
     try:
         with pytest.raises(ClusterError) as e:
-            DaskPool(f"127.0.0.1:{server.getsockname()[1]}", timeout=1)
-        assert "answered within 1 s" in str(e.value) or "Dask's protocol" in str(e.value)
+            DaskPool(f"127.0.0.1:{server.getsockname()[1]}", timeout=0.5)
+        assert "answered within 0.5 s" in str(e.value) or "Dask's protocol" in str(e.value)
     finally:
         server.shutdown(socket.SHUT_RDWR)  # wakes the accept (close alone does not)
         server.close()
@@ -233,10 +238,12 @@ def test_a_worker_address_is_not_the_scheduler(cluster: str) -> None:
 
 
 def test_a_scheduler_without_workers_is_refused() -> None:
-    empty = distributed.LocalCluster(n_workers=0, processes=True, dashboard_address=":0")
+    empty = distributed.LocalCluster(
+        n_workers=0, processes=False, protocol="tcp://", dashboard_address=":0"
+    )
     try:
         with pytest.raises(ClusterError, match="the scheduler has no worker"):
-            DaskPool(empty.scheduler_address, timeout=1)
+            DaskPool(empty.scheduler_address, timeout=0.5)
     finally:
         empty.close()
 
@@ -343,14 +350,18 @@ def test_a_worker_that_dies_has_its_unit_run_again(cluster: str, tmp_path: Path)
 
 
 def sleepy(job: Job, unit: Unit, fork: bool) -> list[tuple]:
-    time.sleep(0.5)
+    time.sleep(0.2)
     return echo(job, unit, fork)
 
 
 def test_a_cluster_that_goes_away_is_one_line_not_a_hang() -> None:
     """The scheduler and its worker stop while units run: an error line, and Dask says nothing."""
-    doomed = distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+    doomed = distributed.LocalCluster(  # a worker thread: quick to start
+        n_workers=1,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tcp://",
+        dashboard_address=":0",
     )
     try:
         pool = DaskPool(doomed.scheduler_address, task=sleepy, timeout=5)
@@ -377,6 +388,28 @@ def test_dask_is_silent_while_a_pool_is_open(cluster: str) -> None:
         assert not client_log.isEnabledFor(logging.CRITICAL)
         assert not logging.getLogger("distributed.comm.tcp").isEnabledFor(logging.CRITICAL)
     assert client_log.level == before
+
+
+def always_dies(job: Job, unit: Unit, fork: bool) -> list[tuple]:
+    os._exit(1)
+
+
+def test_a_unit_that_kills_every_worker_is_given_up_in_one_line(
+    local_cluster: distributed.LocalCluster,
+) -> None:
+    scheduler = local_cluster.scheduler
+    allowed, scheduler.allowed_failures = scheduler.allowed_failures, 0  # give up at once
+    try:
+        pool = DaskPool(local_cluster.scheduler_address, task=always_dies)
+        with pool, pytest.raises(ClusterError) as e:
+            list(pool.map(Job("j"), units(1)))
+    finally:
+        scheduler.allowed_failures = allowed
+        with distributed.Client(local_cluster, set_as_default=False) as client:
+            client.wait_for_workers(2, timeout=30)  # restarted, for the next tests
+    line = e.value.format()
+    assert "the workers running unit 0 (parent 0, 1 schedules) died" in line
+    assert "\n" not in line
 
 
 def test_close_cancels_what_runs_and_leaves_the_cluster_up(cluster: str) -> None:
