@@ -1,7 +1,8 @@
 """`explore --cluster`: the explorer's pool on a Dask cluster (issue 15, point 7).
 
 One `LocalCluster` (two worker processes, one thread each) serves the module
-and is closed at its end. Tasks other than the real `run_unit` are module
+and is closed at its end; the two tests that need a cluster of their own (one
+with no worker, one that goes away) close theirs too. Tasks other than the real `run_unit` are module
 functions here, which the workers import by name (their sys.path is the
 test process's).
 """
