@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kernel.scenario import Scenario
@@ -116,17 +116,23 @@ class Explorer:
         for pos, cpu, where, mask, state in run.candidates:
             if where >= 0 and (sharers.get(where, 0) & (sharers.get(where, 0) - 1)) == 0:
                 continue  # a word only one CPU ever touched: no other order can matter
-            self.states.add(state)
+            if state is not None:
+                self.states.add(state)
             for other in range(1, mask.bit_length() + 1):
                 if not mask >> (other - 1) & 1:
                     continue
-                key = (state, other)
-                if seen.get(key, -1) >= left:
-                    pruned += 1
-                    continue
-                seen[key] = left
+                if state is not None:  # (unnamed: a word first seen shared in this level)
+                    key = (state, other)
+                    if seen.get(key, -1) >= left:
+                        pruned += 1
+                        continue
+                    seen[key] = left
                 out.append((*run.choices, Choice(pos, other, cpu)))
         return out, pruned
+
+    def sharers_known(self) -> list[int]:
+        """The kernel words two CPUs were seen to touch."""
+        return [a for a, mask in self.sharers.items() if mask & (mask - 1)]
 
     # --- the search --------------------------------------------------------------------
 
@@ -173,6 +179,8 @@ class Explorer:
             following: list[tuple[Choice, ...]] = []
             report.preemptions_now, report.level_size = len(level[0]), len(level)
             report.level_done = 0
+            if report.schedules:  # after the root: the words known shared so far
+                job = replace(job, shared=frozenset(self.sharers_known()))
             todo = split_level(level, pool.jobs, chains)
             chains = {}  # the next level's: each parent's timed-order states and its ancestors'
             for unit, runs in zip(todo, pool.map(job, todo), strict=False):

@@ -50,6 +50,9 @@ class Job:
     seed: int | None
     run_limit: int = RUN_LIMIT
     preemptions: int = 2
+    # kernel words two CPUs were seen to touch before this level (None: none known yet, the
+    # root): a branch point at another kernel word gets no state key (search.py)
+    shared: frozenset[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -112,23 +115,29 @@ def run_unit(job: Job, unit: Unit, fork: bool = True) -> list[Run]:
         child = children[i]
         if len(child) != len(parent) + 1 or child[: len(parent)] != parent:
             if child == parent:  # the root: the parent itself
-                out[i] = _strip(job, run_schedule(scenario, job.seed, child, job.run_limit))
+                out[i] = _strip(job, _from_start(job, scenario, child, ()))
                 continue
             raise WorkerError(f"schedule {child} is not a child of {parent}")
         choice = child[-1]
         if parent and choice.at <= parent[-1].at:
             raise WorkerError(f"schedule {child} branches before its parent's last choice")
         if not (fork and HAVE_FORK) or choice.at < FORK_AFTER:
-            out[i] = _strip(job, run_schedule(scenario, job.seed, child, job.run_limit, known))
+            out[i] = _strip(job, _from_start(job, scenario, child, known))
             continue
         if walk is None:
-            walk = Walk(scenario, job.seed, parent, job.run_limit, known)
+            walk = Walk(scenario, job.seed, parent, job.run_limit, known, job.shared)
         if walk.go(choice.at, record=False):
             # The path ended before the branch point (not one of its own): from the start.
-            out[i] = _strip(job, run_schedule(scenario, job.seed, child, job.run_limit, known))
+            out[i] = _strip(job, _from_start(job, scenario, child, known))
             continue
         out[i] = _fork(job, walk, choice)
     return out  # type: ignore[return-value]  # every slot is filled
+
+
+def _from_start(
+    job: Job, scenario: Scenario, choices: tuple[Choice, ...], known: tuple[frozenset[int], ...]
+) -> Run:
+    return run_schedule(scenario, job.seed, choices, job.run_limit, known, job.shared)
 
 
 def _strip(job: Job, run: Run) -> Run:

@@ -90,8 +90,8 @@ class Run:
     ended: str | None = None
     steps: int = 0
     # (position, CPU about to step, its address or -1 if always shared,
-    #  mask of the other CPUs that could run, state key)
-    candidates: list[tuple[int, int, int, int, int]] = field(default_factory=list)
+    #  mask of the other CPUs that could run, state key or None at a word not known shared)
+    candidates: list[tuple[int, int, int, int, int | None]] = field(default_factory=list)
     # kernel word -> mask of the CPUs that touched it, from the last choice on (before it,
     # the path is the parent schedule's, which reported it)
     sharers: dict[int, int] = field(default_factory=dict)
@@ -110,6 +110,7 @@ class Walk:
         choices: tuple[Choice, ...],
         run_limit: int,
         known: tuple[frozenset[int], ...] = (),
+        shared: frozenset[int] | None = None,
     ) -> None:
         self.system = system = System(scenario, seed=seed)
         system.machine.memory.track()
@@ -128,6 +129,7 @@ class Walk:
         self.mail_end = MAILBOX_BASE + MAILBOXES * k.mailboxes.line
         self.keys = Keys(system)
         self.known = known  # the timed-order states of the ancestors' runs
+        self.shared = shared  # kernel words known shared (None: all may be)
 
     def branch(self, choice: Choice) -> None:
         """Take one more choice here (in a forked child at its position): the rest is new."""
@@ -262,6 +264,13 @@ class Walk:
                 mask |= 1 << o.index
         if not mask:
             return False
+        shared = self.shared
+        if where >= 0 and shared is not None and where not in shared:
+            # Not known shared yet: most such words never are (a CPU's own data), and
+            # naming the state costs more than the step. Named by position, it is
+            # branched from (if it turns out shared) without pruning.
+            self.out.candidates.append((pos, c.number, where, mask, None))
+            return False
         key = self.keys.key(before, c.number, op)
         if timed:
             for keys in self.known:
@@ -302,9 +311,10 @@ def run_schedule(
     choices: tuple[Choice, ...],
     run_limit: int = RUN_LIMIT,
     known: tuple[frozenset[int], ...] = (),
+    shared: frozenset[int] | None = None,
 ) -> Run:
     """Run the scenario from the start under `choices`: its outcome and its branch points."""
-    walk = Walk(scenario, seed, choices, run_limit, known)
+    walk = Walk(scenario, seed, choices, run_limit, known, shared)
     walk.go()
     return walk.out
 
