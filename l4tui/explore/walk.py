@@ -111,6 +111,7 @@ class Walk:
         run_limit: int,
         known: tuple[frozenset[int], ...] = (),
         shared: frozenset[int] | None = None,
+        checked: int = 0,
     ) -> None:
         self.system = system = System(scenario, seed=seed)
         system.machine.memory.track()
@@ -130,6 +131,7 @@ class Walk:
         self.keys = Keys(system)
         self.known = known  # the timed-order states of the ancestors' runs
         self.shared = shared  # kernel words known shared (None: all may be)
+        self.checked = checked  # the path before this position was checked when it first ran
 
     def branch(self, choice: Choice) -> None:
         """Take one more choice here (in a forked child at its position): the rest is new."""
@@ -141,14 +143,16 @@ class Walk:
         """Run to position `stop` (before its step) or to the end; True when the run is over.
 
         With `record`, the branch points after the last choice and the kernel
-        words touched from it on are noted (a parent's path replayed to fork
-        its children notes nothing: its own run did).
+        words touched from it on are noted, and the kernel invariants checked
+        at each kernel exit from position `checked` on. A parent's path
+        replayed to fork its children does neither: its own run did.
         """
         system, out, pending = self.system, self.out, self.pending
         m = system.machine
         memory, cpus, log, sharers = m.memory, m.cpus, out.log, out.sharers
         advance, run_limit = system.advance, self.run_limit
         last = self.last if record else NEVER
+        check_from = self.checked if record else NEVER
         joined = False
         pos, ahead, ahead_left, spin, shown = (
             self.pos,
@@ -173,7 +177,7 @@ class Walk:
                     ahead, ahead_left = ch.cpu, SEGMENT
                 before = memory.digest
                 try:
-                    op = advance(record, ahead)  # a replayed path was checked when it ran
+                    op = advance(pos >= check_from, ahead)  # a replayed path was checked
                 except MachineError as e:
                     # The kernel made the machine do the impossible (a trap from kernel
                     # mode, a fault in the kernel): a broken invariant of the hardware's.
@@ -312,9 +316,14 @@ def run_schedule(
     run_limit: int = RUN_LIMIT,
     known: tuple[frozenset[int], ...] = (),
     shared: frozenset[int] | None = None,
+    checked: int = 0,
 ) -> Run:
-    """Run the scenario from the start under `choices`: its outcome and its branch points."""
-    walk = Walk(scenario, seed, choices, run_limit, known, shared)
+    """Run the scenario from the start under `choices`: its outcome and its branch points.
+
+    The invariants are checked from position `checked` on (before it, the path
+    is a parent's, checked when it ran).
+    """
+    walk = Walk(scenario, seed, choices, run_limit, known, shared, checked)
     walk.go()
     return walk.out
 
