@@ -33,13 +33,15 @@ import pickle
 import select
 import signal
 import sys
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from l4tui.checkpoints import Checkpoints, Restored
+from l4tui.checkpoints import KEEP, SPACING, Checkpoints, Restored
 from l4tui.session import Session
 
+GRACE = 5.0  # seconds a request may go unanswered with no engine alive (a handover is ms)
 MIRRORED = (
     "position", "stop_reason", "focus_cpu", "focus_thread", "focus_pinned", "focus_via",
     "generation",
@@ -51,10 +53,11 @@ def available() -> bool:
     return hasattr(os, "fork") and os.environ.get("L4TUI_ENGINE", "") != "inprocess"
 
 
-def start(session: Session) -> Session | RemoteSession:
+def start(session: Session, spacing: int = SPACING, keep: int = KEEP) -> Session | RemoteSession:
     """`session` in an engine process, with checkpoints, or itself where there is no fork.
 
     Call before the front end starts threads (Textual): a fork copies only the caller's.
+    `spacing` and `keep`: see checkpoints.py (tests take them small).
     """
     if not available():
         return session
@@ -71,7 +74,7 @@ def start(session: Session) -> Session | RemoteSession:
                 os.close(fd)
             os.setpgid(0, 0)  # the terminal's Ctrl-C is the front end's to pass on
             if os.fork() == 0:
-                _serve(session, req_r, resp_w, life_r)
+                _serve(session, req_r, resp_w, life_r, Checkpoints(life_r, spacing, keep))
             code = 0
         finally:
             os._exit(code)
@@ -100,14 +103,13 @@ def _become_engine(session: Session) -> None:
             signal.signal(getattr(signal, name), signal.SIG_DFL)
 
 
-def _serve(session: Session, req_fd: int, resp_fd: int, life_fd: int) -> None:
+def _serve(session: Session, req_fd: int, resp_fd: int, life_fd: int, ck: Checkpoints) -> None:
     """The engine's loop: a request, its answer, and a checkpoint where the command stopped."""
     code = 0
     try:
         _become_engine(session)
         req = Connection(req_fd, writable=False)
         resp = Connection(resp_fd, readable=False)
-        ck = Checkpoints(life_fd)
         ck.attach(session)
         ck.generation = session.generation
         resp.send(("ok", None, _status(session, True)))
@@ -131,6 +133,7 @@ def _serve(session: Session, req_fd: int, resp_fd: int, life_fd: int) -> None:
             except Restored as r:  # this process is a checkpoint's fork taking over
                 _become_engine(session)
                 session.take_over(r.state)
+                resp.send(("handover", None, {"pid": os.getpid()}))  # signal me from now on
                 pending = r.request
                 continue
             reply = (kind, result, _status(session, sent != session.generation))
@@ -192,14 +195,39 @@ class RemoteSession:
         self._receive()
 
     def _receive(self) -> Any:
+        """The answer; meanwhile, a handover names the engine that will give it. The
+        checkpoints hold the pipes too, so a killed engine shows as no answer while its
+        pid is gone: after `GRACE` seconds of that, `EngineGone`."""
+        since: float | None = None
+        while True:
+            try:
+                if not self._resp.poll(0.1):
+                    if self._engine_alive():
+                        since = None
+                    elif since is None:
+                        since = time.monotonic()
+                    elif time.monotonic() - since > GRACE:
+                        raise EngineGone("the engine process has ended")
+                    continue
+                kind, result, status = self._resp.recv()
+            except (EOFError, OSError) as e:
+                raise EngineGone(f"the engine process has ended ({e or 'EOF'})") from None
+            self._status.update(status)
+            if kind == "handover":
+                since = None
+                continue
+            if kind == "err":
+                raise result
+            return result
+
+    def _engine_alive(self) -> bool:
         try:
-            kind, result, status = self._resp.recv()
-        except (EOFError, OSError) as e:
-            raise EngineGone(f"the engine process has ended ({e or 'EOF'})") from None
-        self._status.update(status)
-        if kind == "err":
-            raise result
-        return result
+            os.kill(self._status["pid"], 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # pragma: no cover - a reused pid: not ours
+            return False
+        return True
 
     def _ask(self, kind: str, what: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         if self._closed:
