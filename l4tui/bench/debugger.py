@@ -1,20 +1,26 @@
-"""`l4tui bench debugger`: what going backwards costs with a long history (issue 5's goal).
+"""`l4tui bench debugger`: what going backwards costs with a long history (issue 15's goal).
 
-A session runs a cross-processor ping-pong that never ends for `history`
-micro-ops, then steps back one micro-op and one phase. Reverse execution is
-exact replay of the input log from the start (l4tui/session.py says why), so
-its latency grows with the history; the report gives the latency, the
-forward stepping rate it is bound by, and the memory the history takes.
+A session runs a cross-processor ping-pong that never ends. With fork checkpoints (an
+engine process, l4tui/engine.py and checkpoints.py), `reverse-stepi` and `reverse-step`
+restore the nearest checkpoint and replay the rest, so their latency no longer grows
+with the history: the report gives it after 10^4, 10^5 and `history` micro-ops (goal:
+<= 0.2 s at 10^6), the forward rate of `continue` with and without checkpoints (the
+TUI's live continue must not get slower), and the session's resident memory: the PSS
+summed over the engine and its checkpoints (/proc/PID/smaps_rollup: a page shared by
+several is counted once in all), the engine's RSS, and the input log's own size. Where
+there is no fork, the rows are the in-process session's: replay from the start.
 Host time is measured here, so these figures vary from run to run.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
 
 from kernel.scenario import parse_scenario
+from l4tui import engine
 from l4tui.session import Session
 
 SCENARIO = """
@@ -41,33 +47,88 @@ tasks:
               - call: {to: srv, words: [1, 2, 3]}
               - compute: 500
 """
+FORWARD = 200_000  # micro-ops of `continue` timed with and without checkpoints
 
 
-def _history_bytes(s: Session) -> int:
+def _session() -> Session:
+    return Session(parse_scenario(SCENARIO, "<bench-reverse>"))
+
+
+def history_bytes(s: Session) -> int:
     """The input log and the phase marks, as Python holds them."""
     total = sys.getsizeof(s.log) + sys.getsizeof(s.marks)
-    total += sum(sys.getsizeof(m) for m in s.marks)
-    return total
+    return total + len(s.marks) * 18  # Marks: 18 bytes a mark (session.py)
+
+
+def _kb(pid: int, field: str) -> int:
+    """A /proc/PID/smaps_rollup field in kB (0 if unreadable)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _timed(f: Any, *args: Any) -> float:
+    t0 = time.perf_counter()
+    f(*args)
+    return time.perf_counter() - t0
+
+
+def _forward_rate(s: Any) -> float:
+    """Micro-ops a second of `continue`, in slices as the TUI runs it (session.LIMIT)."""
+    start = s.position
+    t0 = time.perf_counter()
+    while s.position - start < FORWARD:
+        s.cont(limit=min(20_000, FORWARD - (s.position - start)))
+    return (s.position - start) / (time.perf_counter() - t0)
 
 
 def run_debugger(history: int = 1_000_000) -> dict[str, Any]:
     """The rows of `bench debugger`."""
-    s = Session(parse_scenario(SCENARIO, "<bench-reverse>"))
-    t0 = time.perf_counter()
-    s.stepi(history)
-    forward = time.perf_counter() - t0
-    assert s.position == history, s.stop_reason
-    t0 = time.perf_counter()
-    s.reverse_stepi(1)
-    back_i = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    s.reverse_step(1)
-    back_step = time.perf_counter() - t0
-    rows = [
-        ("forward stepping through the session", "micro-ops/s", history / forward),
-        (f"reverse-stepi with {history:,} micro-ops of history", "s", back_i),
-        (f"reverse-step with {history:,} micro-ops of history", "s", back_step),
-        ("history memory (input log + phase marks)", "MB", _history_bytes(s) / 1e6),
-        ("goal for reverse-stepi (issue 5)", "s", 0.2),
-    ]
-    return {"rows": [{"name": n, "unit": u, "value": round(v, 3)} for n, u, v in rows]}
+    rows: list[tuple[str, str, float]] = []
+    forked = engine.available()
+    s: Any = engine.start(_session()) if forked else _session()
+    how = "fork checkpoints" if forked else "replay from the start (no fork)"
+    try:
+        sizes = sorted({n for n in (10_000, 100_000, history) if n <= history})
+        for n in sizes:
+            s.stepi(n - s.position)
+            assert s.position == n, s.stop_reason
+            back_i = _timed(s.reverse_stepi, 1)
+            back_step = _timed(s.reverse_step, 1)
+            rows.append((f"reverse-stepi after {n:,} micro-ops ({how})", "s", back_i))
+            rows.append((f"reverse-step after {n:,} micro-ops ({how})", "s", back_step))
+        if forked:
+            back_far = _timed(s.goto, s.position // 2)
+            rows.append((f"goto half-way back after {history:,} micro-ops", "s", back_far))
+            s.stepi(history - s.position)  # the memory at `history` micro-ops of history
+            pids = [s.engine_pid, *(pid for _, pid in s.checkpoint_list())]
+            pss = sum(_kb(p, "Pss") for p in pids) / 1024
+            rows.append(
+                (f"session PSS: engine + {len(pids) - 1} checkpoints, {history:,} micro-ops",
+                 "MB", pss)
+            )  # fmt: skip
+            rows.append(("engine process RSS", "MB", _kb(s.engine_pid, "Rss") / 1024))
+        rows.append(("input log + phase marks", "MB", s.call(history_bytes) / 1e6))
+    finally:
+        if forked:
+            s.close()
+    rate_plain = _forward_rate(_session())
+    rows.append(("continue without checkpoints (in-process)", "micro-ops/s", rate_plain))
+    if forked:
+        r: Any = engine.start(_session())
+        try:
+            rate = _forward_rate(r)
+        finally:
+            r.close()
+        rows.append(("continue with checkpoints (engine process)", "micro-ops/s", rate))
+    rows.append(("goal for reverse-stepi and reverse-step at 10^6 (issue 15)", "s", 0.2))
+    rows.append(("goal for the session's memory at 10^6 (issue 15)", "MB", 200))
+    out = {"rows": [{"name": n, "unit": u, "value": round(v, 3)} for n, u, v in rows]}
+    out["engine"] = "fork" if forked else "inprocess"
+    out["pid"] = os.getpid()
+    return out
