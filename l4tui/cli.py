@@ -487,14 +487,7 @@ def _console(args: argparse.Namespace) -> int:
     else:
         scenario = load_scenario(args.file) if args.file else demo_scenario()
         session = Session(scenario, seed=args.seed)
-    from l4tui import engine
-
-    session = engine.start(session)  # its own process, with checkpoints, where fork exists
-    try:
-        return console.main(session, args.script, echo=not args.quiet)
-    finally:
-        if isinstance(session, engine.RemoteSession):
-            session.close()
+    return _with_engine(session, lambda s: console.main(s, args.script, echo=not args.quiet))
 
 
 def _open(args: argparse.Namespace) -> int:
@@ -519,7 +512,20 @@ def _open(args: argparse.Namespace) -> int:
     from l4tui.tui.app import run_app
 
     fresh = args.load is None and not args.schedule  # a saved session or schedule sets its stage
-    return run_app(session, mouse=not args.no_mouse, run_script=fresh)
+    return _with_engine(session, lambda s: run_app(s, mouse=not args.no_mouse, run_script=fresh))
+
+
+def _with_engine(session: Any, run: Any) -> int:
+    """`run(session)` with the session in an engine process (checkpoints) where fork exists,
+    forked before the front end starts any thread (Textual's); the engine ends with it."""
+    from l4tui import engine
+
+    session = engine.start(session)
+    try:
+        return run(session)
+    finally:
+        if isinstance(session, engine.RemoteSession):
+            session.close()
 
 
 def lab_session(
@@ -572,7 +578,11 @@ def _lab(args: argparse.Namespace) -> int:
         autosave.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot make its directory: {e.strerror}", state) from None
-    return run_app(session, lab=lab, autosave=autosave, mouse=not args.no_mouse)
+    if args.confine is not None:  # a served student's: in-process (a server runs many)
+        return run_app(session, lab=lab, autosave=autosave, mouse=not args.no_mouse)
+    return _with_engine(
+        session, lambda s: run_app(s, lab=lab, autosave=autosave, mouse=not args.no_mouse)
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -267,3 +267,8 @@ def confine(session: Any, root: FileRoot) -> None:
 def root_of(session: Any) -> FileRoot:
     """Where `session`'s file commands may go (anywhere unless confined)."""
     return _ROOTS.get(session, ANYWHERE)
+
+
+def root_path(session: Any, name: str) -> str:
+    """`name` in `session`'s file root (for `Session.call`: where the session lives)."""
+    return root_of(session).path(name)

@@ -190,6 +190,11 @@ def progress(lab: Lab, s: Session) -> list[bool]:
     return [holds(s, ex.check) for ex in lab.exercises]
 
 
+def lab_progress(s: Session, lab: Lab) -> list[bool]:
+    """`progress` with the session first, for `Session.call` (where the session lives)."""
+    return progress(lab, s)
+
+
 def sheet(lab: Lab, s: Session) -> str:
     """The lab sheet as markdown, each exercise ticked when its check holds."""
     done = progress(lab, s)

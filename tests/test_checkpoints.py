@@ -224,3 +224,39 @@ def test_in_process_where_the_engine_is_opted_out(monkeypatch: pytest.MonkeyPatc
     s = Session(demo_scenario())
     assert engine.start(s) is s
     assert "L4TUI_ENGINE=inprocess" in execute(s, "info checkpoints")
+
+
+# --- the monitor on an engine session --------------------------------------------------------
+
+
+async def test_the_monitor_on_an_engine_session_shows_what_it_shows_in_process(
+    remote: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every pane paints from data read where the session lives (Session.call): the same
+    keys on the same scenario give the same screen, in-process and through the engine."""
+    from l4tui.tui.app import MonitorApp
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from screen import enter_line, screen_rows
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    screens = []
+    for session in (Session(demo_scenario()), remote(Session(demo_scenario()), spacing=200)):
+        app = MonitorApp(session)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await enter_line(pilot, "stepi 900")
+            await pilot.press("escape")
+            for key in ("s", "s", "i", "r", "r", "p", "c"):
+                await pilot.press(key)
+                await pilot.pause()
+            while app.running:
+                await pilot.pause(0.05)
+            await pilot.press("r")
+            await pilot.pause()
+            app.for_each_pane()
+            await pilot.pause()
+            screens.append(screen_rows(app))
+            if isinstance(session, engine.RemoteSession):
+                assert len(session.checkpoint_list()) >= 2
+    assert screens[0] == screens[1]

@@ -131,7 +131,7 @@ class MonitorApp(App[int]):
             )
             for line in self.session.scenario.script:
                 self.report(f"(l4tui) {line}")  # continue too runs here, before the first frame
-                out = execute(self.session, line, show_where=False)
+                out = self.session.call(execute, line, show_where=False)
                 if out:
                     self.report(out)
             self.for_each_pane()
@@ -150,10 +150,10 @@ class MonitorApp(App[int]):
 
     def lab_greeting(self) -> str:
         """What the console says when a lab opens: fresh, or resumed and how far along."""
-        from l4tui.lab import progress
+        from l4tui.lab import lab_progress
 
         assert self.lab is not None
-        done = progress(self.lab, self.session)
+        done = self.session.call(lab_progress, self.lab)
         where = "the lab sheet is tab 8" if self.narrow else "the lab sheet is pane 8"
         saved = f"; saved as you go to {self.autosave}" if self.autosave is not None else ""
         if self.session.stop_reason.startswith("loaded "):
@@ -301,7 +301,7 @@ class MonitorApp(App[int]):
         if self.running:
             self.report("error: the machine is running; pause it first (c, F5 or Ctrl-C)")
             return
-        out = execute(self.session, line, show_where=False)
+        out = self.session.call(execute, line, show_where=False)
         if out:
             self.report(out)
         self.save_now()
@@ -393,7 +393,7 @@ class MonitorApp(App[int]):
         if self.running:
             self.notify("running: pause first (c or F5)", severity="warning")
             return
-        out = execute(self.session, line, show_where=False)
+        out = self.session.call(execute, line, show_where=False)
         self.report(f"(l4tui) {line}\n{out}")
         self.save_now()
         self.for_each_pane()
@@ -560,9 +560,9 @@ class MonitorApp(App[int]):
         path = f"{s.scenario.name}-{s.position}.trace.json"
         self._move(f"export perfetto {path}")
         if self.transcript and self.transcript[-1].startswith("wrote "):
-            from l4tui.files import root_of
+            from l4tui.files import root_path
 
-            where = Path(root_of(s).path(path)).resolve()  # in a confined session's directory
+            where = Path(s.call(root_path, path)).resolve()  # a confined session's directory
             self.notify(f"trace written to {where}", timeout=8)
         else:
             self.notify("the trace could not be written (see the console)", severity="error")

@@ -101,7 +101,7 @@ class CpusPane(ScrollableContainer):
 
     def show(self, s: Session) -> None:
         self.session = s
-        data = panes.cpu_panes(s)
+        data = s.call(panes.cpu_panes)
         k = self.fit(len(data))
         focus = s.focus_cpu - 1
         if focus < self.start:
@@ -170,7 +170,7 @@ class CpuStrip(VerticalScroll):
         yield Static(id="strip-text")
 
     def show(self, s: Session) -> None:
-        data = panes.cpu_panes(s)
+        data = s.call(panes.cpu_panes)
         width = max(20, self.size.width or 80)
         key = (data, s.focus_cpu, width)
         if key == self.shown:

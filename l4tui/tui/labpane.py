@@ -44,12 +44,12 @@ class LabPane(VerticalScroll):
         yield Static(id="lab-intro", classes="lab-block")
 
     def show(self, s: Session) -> None:
-        from l4tui.lab import progress
+        from l4tui.lab import lab_progress
 
         lab: Lab | None = getattr(self.app, "lab", None)
         if lab is None:
             return
-        done = tuple(progress(lab, s))
+        done = tuple(s.call(lab_progress, lab))
         if done == self.shown:
             return
         self.shown = done

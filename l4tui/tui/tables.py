@@ -183,7 +183,7 @@ class EventLog(Log):
     def set_filter(self, s: Session, text: str) -> None:
         self.filter = text.strip()
         self.clear()
-        self.shown = max(0, len(s.marks) - 400)
+        self.shown = max(0, s.call(marks_after, 0)[0] - 400)
         self.show(s)
 
     def _keep(self, m: Mark) -> bool:
@@ -198,22 +198,29 @@ class EventLog(Log):
         return True
 
     def show(self, s: Session) -> None:
-        marks = s.marks
-        if self.shown > len(marks):  # went backwards: rewrite the tail
+        count, new = s.call(marks_after, self.shown)
+        if self.shown > count:  # went backwards: rewrite the tail
             self.clear()
-            self.shown = max(0, len(marks) - 400)
-        start = max(self.shown, len(marks) - 400)
-        lines = [log_line(m) for m in marks[start:] if self._keep(m)]
+            self.shown = max(0, count - 400)
+            count, new = s.call(marks_after, self.shown)
+        lines = [log_line(m) for m in new if self._keep(m)]
         if lines:
             # One write (each one scrolls and refreshes); the first fill shows the newest.
             first = self.line_count == 0
             self.write_lines(lines, scroll_end=True if first else None)
             if first:
                 self.call_after_refresh(self.scroll_end, animate=False)
-        self.shown = len(marks)
+        self.shown = count
 
     def note(self, text: str) -> None:
         self.write_line(f"── {text}")
+
+
+def marks_after(s: Session, shown: int, most: int = 400) -> tuple[int, list[Mark]]:
+    """How many marks there are, and the newest of those after the first `shown` (at most
+    `most`): what the event log adds, read where the session lives (Session.call)."""
+    n = len(s.marks)
+    return n, s.marks[max(shown, n - most) :] if shown <= n else []
 
 
 class EventLogPane(Vertical):

@@ -102,15 +102,23 @@ class TcbPane(TextPane):
     thread = ""  # whose TCB it shows
 
     def view(self, s: Session) -> tuple[Any, Any]:
-        name = self.thread = s.focused_thread()
-        k = s.system.kernel
-        if name not in k.by_name:
+        name, data = s.call(tcb_view)  # where the session lives (engine.py)
+        self.thread = name
+        if data is None:
             return name, lambda w: Text("no thread in focus")
-        lines = panes.tcb_lines(s, name)
-        via, partner = s.focus_via, s.partner_of_focus()
+        lines, via, partner, layout = data
         set_title(self, f"2 TCB · {name}")
-        key = (name, lines, via, partner, k.layout.name)
-        return key, lambda w: tcb_text(name, k.layout.name, lines, via, partner, w)
+        key = (name, lines, via, partner, layout)
+        return key, lambda w: tcb_text(name, layout, lines, via, partner, w)
+
+
+def tcb_view(s: Session) -> tuple[str, Any]:
+    """The TCB pane's data: the focused thread, and its lines, proxy, partner and layout."""
+    name = s.focused_thread()
+    k = s.system.kernel
+    if name not in k.by_name:
+        return name, None
+    return name, (panes.tcb_lines(s, name), s.focus_via, s.partner_of_focus(), k.layout.name)
 
 
 def tcb_text(
@@ -177,18 +185,15 @@ class PhasePane(TextPane):
     def view(self, s: Session) -> tuple[Any, Any]:
         from l4tui.pseudocode import locate, path_for
 
-        name = s.focus_via or s.focused_thread()
-        label = s.last_phase.get(name)
+        name, label, latest, partner, focused, via = s.call(phase_view)
         title, lines, mark = path_for(label)
-        latest = latest_label(s, name)
         if latest and latest != label:
             # A label the path pane does not switch paths for (the mailbox plumbing, §8.3.4):
             # still its line if the path shown has one, so ▶ is where the thread is.
             found = locate(latest)
             if found is not None and found[0] == title:
                 mark, label = found[1], latest
-        partner = s.partner_of_focus() or "-"
-        who = f"{name} for {s.focused_thread()}" if s.focus_via else name
+        who = f"{name} for {focused}" if via else name
         set_title(self, f"3 IPC phase · {who}")
         key = (who, label, partner)
 
@@ -233,6 +238,16 @@ class PhasePane(TextPane):
             self.call_after_refresh(self.scroll_to, y=max(0, self.mark_row - 3), animate=False)
 
 
+def phase_view(s: Session) -> tuple[Any, ...]:
+    """The phase pane's data: whose path, its last label and latest mark, the partner."""
+    name = s.focus_via or s.focused_thread()
+    partner = s.partner_of_focus() or "-"
+    return (
+        name, s.last_phase.get(name), latest_label(s, name), partner, s.focused_thread(),
+        s.focus_via,
+    )  # fmt: skip
+
+
 def latest_label(s: Session, name: str, look: int = 2000) -> str | None:
     """The last phase label `name` passed, of any kind, among the last `look` marks."""
     marks = s.marks
@@ -246,7 +261,7 @@ class MailboxPaneView(TextPane):
     """The flag words, each mailbox's owner and operation, the busy proxies' lists (§8.4)."""
 
     def view(self, s: Session) -> tuple[Any, Any]:
-        p = panes.mailbox_pane(s)
+        p = s.call(panes.mailbox_pane)
         return p, lambda w: mailbox_text(p, w)
 
 
@@ -275,7 +290,7 @@ class ApicPaneView(TextPane):
     """Per CPU the two IPI slots, IRR/ISR, TPR and timer; IPIs in flight with arrival (§3.4)."""
 
     def view(self, s: Session) -> tuple[Any, Any]:
-        p = panes.apic_pane(s)
+        p = s.call(panes.apic_pane)
         return p, lambda w: apic_text(p, w)
 
 
