@@ -179,3 +179,25 @@ def test_a_job_reads_back_as_its_scenario(tmp_path: Path) -> None:
         t.program for t in made.threads()
     ]
     assert [e.check for e in again.expect] == [e.check for e in made.expect]
+
+
+def test_a_broken_invariant_is_found_though_states_are_checked_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import kernel.invariants
+
+    real = kernel.invariants.check
+    calls: list[int] = []
+
+    def check(k: object) -> list[str]:
+        calls.append(1)
+        # Broken once the receiver has its message: a state only some schedules reach late.
+        rcv = k.by_name["rcv"]  # type: ignore[attr-defined]
+        return ["rcv got it"] if rcv.results else real(k)
+
+    monkeypatch.setattr(kernel.invariants, "check", check)
+    report = Explorer(load_scenario(PROXY), jobs=1).explore()
+    assert report.failure is not None and report.failure.kind == "invariant"
+    assert report.failure.message.startswith("rcv got it (at the kernel exit, cycle ")
+    assert report.schedules == 1  # the timed order itself
+    assert calls

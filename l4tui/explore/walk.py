@@ -31,17 +31,21 @@ from collections import Counter
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
+from kernel import invariants
 from kernel.kernel import MAX_THREADS, TCB_AREA
 from kernel.scenario import Scenario
 from kernel.system import System
 from kernel.xcpu import FLAGS_BASE, MAILBOX_BASE, MAILBOXES
 from machine.errors import MachineError
-from machine.ops import KERNEL_BASE, Atomic, Hlt, Read, SendIPI, Write
+from machine.ops import KERNEL_BASE, Atomic, Hlt, InterruptExit, Iret, Read, SendIPI, Write
 
 SEGMENT = 5_000  # micro-ops a CPU that goes ahead may run before the timed order resumes
 SPIN = 3  # the same word read this often with the same value, nothing written: a spin
 RUN_LIMIT = 200_000  # micro-ops per schedule: a scenario that never ends is cut here
 NEVER = 1 << 62  # a position no schedule reaches
+CHECKED_LIMIT = 1_000_000  # states whose invariants held, remembered per scenario
+_CHECKED: dict[tuple[int, int | None], set[Any]] = {}
+_SCENARIOS_CHECKED: dict[int, Scenario] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +136,8 @@ class Walk:
         self.known = known  # the timed-order states of the ancestors' runs
         self.shared = shared  # kernel words known shared (None: all may be)
         self.checked = checked  # the path before this position was checked when it first ran
+        self.scenario_key = (id(scenario), seed)
+        _SCENARIOS_CHECKED[id(scenario)] = scenario  # held: its id names it while checked
 
     def branch(self, choice: Choice) -> None:
         """Take one more choice here (in a forked child at its position): the rest is new."""
@@ -177,7 +183,7 @@ class Walk:
                     ahead, ahead_left = ch.cpu, SEGMENT
                 before = memory.digest
                 try:
-                    op = advance(pos >= check_from, ahead)  # a replayed path was checked
+                    op = advance(False, ahead)
                 except MachineError as e:
                     # The kernel made the machine do the impossible (a trap from kernel
                     # mode, a fault in the kernel): a broken invariant of the hardware's.
@@ -194,6 +200,9 @@ class Walk:
                 log.append(ahead)
                 c = m.last_cpu
                 t = type(op)
+                if (t is Iret or t is InterruptExit) and pos >= check_from and self._violated():
+                    pos += 1
+                    break
                 if t is Read or t is Write or t is Atomic:
                     addr = op.addr
                     if addr >= KERNEL_BASE and pos >= last:
@@ -290,6 +299,42 @@ class Walk:
         out.steps, out.ended, out.kind, out.message = self.pos, "joined", None, ""
         if shown is not None and not shown.phase:
             shown.phase = self.system.machine.cpus[shown.choice.cpu - 1].phase
+
+    def _violated(self) -> bool:
+        """The kernel invariants at a kernel exit, as `System.advance(True)` checks them.
+
+        A state checked once is not checked again: most of a search's kernel
+        exits are in states other schedules reached before (98% in the races
+        of scripts/races/), and the check reads every list of every CPU. The
+        state is named by the memory digest and what the check reads beside
+        memory: each thread's CPU, timeout, migration flag and message, and
+        each CPU's current thread.
+        """
+        system = self.system
+        if not system.settled():
+            return False
+        m, k = system.machine, system.kernel
+        threads = k.threads
+        seen = (
+            m.memory.digest,
+            len(threads),
+            hash(tuple([(t.cpu, t.deadline, t.migrating, t.inbox is None) for t in threads])),
+            tuple([cd.current.word for cd in k.cpus]),
+            tuple([len(a.slots) for a in m.apics.apics]),
+        )
+        checked = _CHECKED.setdefault(self.scenario_key, set())
+        if seen in checked:
+            return False
+        bad = invariants.check(k)
+        if not bad:
+            if len(checked) > CHECKED_LIMIT:
+                checked.clear()
+            checked.add(seen)
+            return False
+        where = f"cycle {m.last_start // m.tpc} on cpu{m.last_cpu.number}"  # as System says it
+        system.violations = [f"{v} (at the kernel exit, {where})" for v in bad]
+        system.ended = "invariant"
+        return True
 
     def _fail(self, pos: int, ended: str, message: str) -> bool:
         out = self.out
