@@ -100,7 +100,8 @@ def test_units_cut_a_level_for_more_workers_without_changing_it() -> None:
         cut = split_level(level, jobs)
         assert [c for u in cut for c in u.children] == level
         assert all(c[:-1] == u.parent for u in cut for c in u.children)
-    assert len(split_level(level, 1)) == 1 and len(split_level(level, 2)) > 1
+    assert len(split_level(level, 1)) > 1 and len(split_level(level, 2)) > 1
+    assert all(len(u.children) <= 16 for u in split_level(level, 1))
     assert split_level([()], 2) == [Unit((), ((),))]
 
 

@@ -24,6 +24,7 @@ from l4tui.explore.units import Job, Unit, make_job
 from l4tui.explore.walk import RUN_LIMIT, Choice, Run, Shown, run_schedule
 
 UNITS_PER_JOB = 4  # a level is cut into at least this many units per worker, where it can be
+UNIT_MAX = 16  # children per unit at most: progress (and Ctrl-C's result) stays fresh
 
 
 @dataclass(slots=True)
@@ -214,9 +215,10 @@ def split_level(
 ) -> list[Unit]:
     """A level's schedules as units: consecutive children of one parent, cut for `jobs` workers.
 
-    One worker takes each parent whole (one replay of its path); more cut a
-    parent's children in pieces so every worker has work (each piece replays
-    the path again, up to its last child). The cut changes no result.
+    A parent's children are cut in pieces of at most `UNIT_MAX`, fewer where
+    the level is small, so every worker has work and the progress line moves
+    (each piece replays the path again, up to its last child; most children
+    run from the start anyway, units.py). The cut changes no result.
     """
     if level == [()]:
         return [Unit((), ((),))]
@@ -224,7 +226,7 @@ def split_level(
     def known(parent: tuple[Choice, ...] | None) -> tuple[frozenset[int], ...]:
         return chains.get(parent, ()) if chains and parent is not None else ()
 
-    size = len(level) if jobs <= 1 else max(1, -(-len(level) // (UNITS_PER_JOB * jobs)))
+    size = min(UNIT_MAX, max(1, -(-len(level) // (UNITS_PER_JOB * max(jobs, 1)))))
     out: list[Unit] = []
     group: list[tuple[Choice, ...]] = []
     parent: tuple[Choice, ...] | None = None
