@@ -6,7 +6,9 @@ revive them. A fork copies the whole process — generators included — in a fe
 milliseconds, sharing every page until one side writes it (gdb's `checkpoint`, rr).
 
 So the engine process (engine.py) forks a checkpoint every `SPACING` micro-ops while it
-runs and where a command stops; each checkpoint sleeps on its control pipe. To go back to
+runs, and where a command stopped once it has been idle for `IDLE` seconds (a person
+reading the stop; not between the back-to-back slices of the TUI's live continue); each
+checkpoint sleeps on its control pipe. To go back to
 position P, `Session.goto` asks `restore`: the engine E sends its debugger state (all of
 the Session but the machine: `Session.debugger_state`) and the request it is serving to
 the checkpoint C nearest at or before P, kills the checkpoints after C, and exits. C
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 
 SPACING = 20_000  # micro-ops between checkpoints: replay runs 130,000-260,000 a second here
 AT_REST = 2_500  # a command's stop gets a checkpoint if the last is at least this far back
+IDLE = 0.05  # seconds without a request before the engine takes that checkpoint
 KEEP = 32  # checkpoints kept (each costs the pages the engine wrote since: ~4-5 MB)
 NEAR = 8 * SPACING  # thinning keeps them denser within about this distance of the newest
 
@@ -110,14 +113,20 @@ class Checkpoints:
         self.taken += 1
         self._thin()
 
-    def at_rest(self, session: Session) -> None:
-        """Where a command stopped: a checkpoint, unless one is close behind already."""
+    def wants_rest(self, session: Session) -> bool:
+        """Whether the engine, idle where a command stopped, should take a checkpoint there:
+        none is close behind, or the history is another (a load)."""
         if session.checkpoints is not self:
             self.attach(session)  # a loaded session (`load` keeps the Session object)
+        if session.behind is not None:
+            return False
         last = self.list[-1].position if self.list else -self.spacing
-        if session.behind is None and (
-            not self._same_history(session) or session.position - last >= AT_REST
-        ):
+        return session.generation != self.generation or session.position - last >= AT_REST
+
+    def at_rest(self, session: Session) -> None:
+        """Where a command stopped, once no request came for `IDLE` seconds (so the slices
+        of the TUI's live continue, back to back, take none): a checkpoint."""
+        if self.wants_rest(session):
             self.take(session)
 
     def _thin(self) -> None:

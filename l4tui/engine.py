@@ -38,7 +38,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from l4tui.checkpoints import KEEP, SPACING, Checkpoints, Restored
+from l4tui.checkpoints import IDLE, KEEP, SPACING, Checkpoints, Restored
 from l4tui.session import Session
 
 GRACE = 5.0  # seconds a request may go unanswered with no engine alive (a handover is ms)
@@ -118,8 +118,11 @@ def _serve(session: Session, req_fd: int, resp_fd: int, life_fd: int, ck: Checkp
         while True:
             try:
                 if pending is None:
-                    ck.at_rest(session)
-                    ready, _, _ = select.select([req_fd, life_fd], [], [])
+                    wait = IDLE if ck.wants_rest(session) else None
+                    ready, _, _ = select.select([req_fd, life_fd], [], [], wait)
+                    if not ready:  # idle where a command stopped: a checkpoint here
+                        ck.at_rest(session)
+                        continue
                     if life_fd in ready:
                         break
                     try:

@@ -744,12 +744,20 @@ class Session:
         the write that changed the field ("who last wrote this?").
         """
         here = self.position
-        hits = self._stop_positions()
+        # A checkpoint's fork runs this command again (goto): the stops found here go with
+        # the debugger state, so the replay from the start that finds them is not repeated.
+        hits = self.__dict__.pop("stops_found", None)
+        if hits is None:
+            hits = self._stop_positions()
         earlier = [p for p in hits if p < here]
-        if not earlier:
-            return f"{self.goto(0)} (no earlier stop: the start)"
-        reason = hits[earlier[-1]]
-        self.goto(earlier[-1])
+        self.stops_found = hits
+        try:
+            if not earlier:
+                return f"{self.goto(0)} (no earlier stop: the start)"
+            reason = hits[earlier[-1]]
+            self.goto(earlier[-1])
+        finally:
+            self.__dict__.pop("stops_found", None)
         self.stop_reason = f"back at micro-op {self.position}, just before {reason}"
         return self.stop_reason
 
