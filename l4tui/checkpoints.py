@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 SPACING = 20_000  # micro-ops between checkpoints: replay runs 130,000-260,000 a second here
 AT_REST = 2_500  # a command's stop gets a checkpoint if the last is at least this far back
 IDLE = 0.05  # seconds without a request before the engine takes that checkpoint
+SCOUT_WAIT = 600.0  # seconds a scout may take to replay its segment
+NEVER = 1 << 62
 KEEP = 32  # checkpoints kept (each costs the pages the engine wrote since: ~4-5 MB)
 NEAR = 8 * SPACING  # thinning keeps them denser within about this distance of the newest
 
@@ -80,6 +82,11 @@ class Checkpoints:
         self.generation = 0  # the session history they belong to (Session.generation)
         self.request: Any = None  # the request being served: sent along with a restore
         self.taken = 0  # how many ever taken (the bench counts them)
+        # Scouts (reverse-continue) answer here: made before any checkpoint, so every
+        # checkpoint, and every engine after a handover, holds both ends.
+        scout_r, scout_w = os.pipe()
+        self.scouts = Connection(scout_r, writable=False)
+        self.scout_w = scout_w
 
     def attach(self, session: Session) -> None:
         session.checkpoints = self
@@ -185,6 +192,61 @@ class Checkpoints:
                 self._kill(c)
         os._exit(0)  # the checkpoint's fork answers the request
 
+    # --- finding stops behind (reverse-continue) ------------------------------------------
+
+    def scan_stops(self, session: Session, breakpoints: list[Any], watches: list[Any]) -> Any:
+        """Where a breakpoint or watchpoint would have stopped, found segment by segment
+        backwards: a scout forked from each checkpoint replays to the next (or to here) and
+        reports; the first segment with a stop ends the search. The stops of that segment
+        (keys: the position just before the step that hit), {} if none, None if it cannot
+        (the caller replays from the start)."""
+        if session.behind is not None or not self._same_history(session):
+            return None
+        cps = [c for c in self.list if c.position < session.position]
+        if not cps or cps[0].position != 0:
+            return None
+        for i in range(len(cps) - 1, -1, -1):
+            cp = cps[i]
+            end, stop = (
+                (cps[i + 1].position, cps[i + 1].applied)
+                if i + 1 < len(cps)
+                else (session.position, len(session.log))
+            )
+            try:
+                cp.ctl.send(("scout", breakpoints, watches, session.log[cp.applied : stop], end))
+            except OSError:  # pragma: no cover - a checkpoint killed from outside
+                return None
+            if not self.scouts.poll(SCOUT_WAIT):
+                return None  # pragma: no cover - a scout that died
+            hits = self.scouts.recv()
+            if hits:
+                return hits
+        return {}
+
+    def _scout(self, session: Session, breakpoints: Any, watches: Any, log: Any, end: int) -> None:
+        """In a fork of a checkpoint: replay `log` to position `end` with the breakpoints
+        and watchpoints, and send where they stop."""
+        session.checkpoints, session.checkpoint_at = None, NEVER
+        session.schedule, session.observer = None, None
+        session.breakpoints, session.watches = breakpoints, watches
+        for w in watches:
+            w.value = session._probe(w)
+        out: dict[int, str] = {}
+        for entry in log:
+            if session.position >= end:
+                break
+            if entry is None or isinstance(entry, int):
+                op = session._step(entry)
+                if op is None:
+                    break
+                why = session._stopped(op)
+                if why is not None:
+                    out[session.position - 1] = why
+            else:
+                session._replay(entry)
+        Connection(self.scout_w, readable=False).send(out)
+        os._exit(0)
+
     def _sleep(self, session: Session, r: int, w: int) -> None:
         """A checkpoint's life: wait for a restore (fork the new engine) or the lifeline's end."""
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -200,6 +262,11 @@ class Checkpoints:
                 msg = conn.recv()
             except (EOFError, OSError):
                 os._exit(0)
+            if msg[0] == "scout":
+                if os.fork() == 0:
+                    conn.close()
+                    self._scout(session, *msg[1:])
+                continue
             if msg[0] != "restore":
                 os._exit(0)
             _, state, request, keep = msg

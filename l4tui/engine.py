@@ -41,6 +41,7 @@ from typing import Any
 from l4tui.checkpoints import IDLE, KEEP, SPACING, Checkpoints, Restored
 from l4tui.session import Session
 
+MAXFD = 1 << 16  # fds above are closed in the engine too (os.closerange: one syscall)
 GRACE = 5.0  # seconds a request may go unanswered with no engine alive (a handover is ms)
 MIRRORED = (
     "position", "stop_reason", "focus_cpu", "focus_thread", "focus_pinned", "focus_via",
@@ -70,8 +71,13 @@ def start(session: Session, spacing: int = SPACING, keep: int = KEEP) -> Session
     if pid == 0:
         code = 1
         try:
-            for fd in (req_w, resp_r, life_w):
-                os.close(fd)
+            # Only our three ends stay open: another session's lifeline inherited here
+            # would keep that session's engine alive after its client closed.
+            low = 3
+            for fd in sorted((req_r, resp_w, life_r)):
+                os.closerange(low, fd)
+                low = fd + 1
+            os.closerange(low, MAXFD)
             os.setpgid(0, 0)  # the terminal's Ctrl-C is the front end's to pass on
             if os.fork() == 0:
                 _serve(session, req_r, resp_w, life_r, Checkpoints(life_r, spacing, keep))

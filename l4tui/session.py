@@ -766,11 +766,18 @@ class Session:
 
         Keys are the positions just before the step that hit.
         """
-        fresh = Session(self.scenario, self.seed)
-        fresh.breakpoints = [
+        bps = [
             dataclasses.replace(b, hits=0, temporary=False) for b in self.breakpoints if b.enabled
         ]
-        fresh.watches = [Watch(w.expr, w.paddr, 0, w.cpu) for w in self.watches]
+        watches = [Watch(w.expr, w.paddr, 0, w.cpu) for w in self.watches]
+        if self.checkpoints is not None and not any(b.after for b in bps):
+            # Backwards from the checkpoints, segment by segment (a count `after N` needs
+            # the hits from the start: that one replays all).
+            found = self.checkpoints.scan_stops(self, bps, watches)
+            if found is not None:
+                return found
+        fresh = Session(self.scenario, self.seed)
+        fresh.breakpoints, fresh.watches = bps, watches
         for w in fresh.watches:
             w.value = fresh._probe(w)
         out: dict[int, str] = {}
