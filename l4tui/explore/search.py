@@ -23,7 +23,6 @@ from l4tui.explore.pool import Pool, make_pool
 from l4tui.explore.units import Job, Unit, make_job
 from l4tui.explore.walk import RUN_LIMIT, Choice, Run, Shown, run_schedule
 
-UNITS_PER_JOB = 4  # a level is cut into at least this many units per worker, where it can be
 UNIT_MAX = 16  # children per unit at most: progress (and Ctrl-C's result) stays fresh
 
 
@@ -215,10 +214,12 @@ def split_level(
 ) -> list[Unit]:
     """A level's schedules as units: consecutive children of one parent, cut for `jobs` workers.
 
-    A parent's children are cut in pieces of at most `UNIT_MAX`, fewer where
-    the level is small, so every worker has work and the progress line moves
-    (each piece replays the path again, up to its last child; most children
-    run from the start anyway, units.py). The cut changes no result.
+    A parent's children are cut in pieces of at most `UNIT_MAX`, so every
+    worker has work and the progress line moves (each piece replays the path
+    again, up to its last child; most children run from the start anyway,
+    units.py). The cut does not depend on `jobs`: a child may end where an
+    earlier sibling of its unit went on (units.py), so the pieces are part of
+    the result.
     """
     if level == [()]:
         return [Unit((), ((),))]
@@ -226,7 +227,7 @@ def split_level(
     def known(parent: tuple[Choice, ...] | None) -> tuple[frozenset[int], ...]:
         return chains.get(parent, ()) if chains and parent is not None else ()
 
-    size = min(UNIT_MAX, max(1, -(-len(level) // (UNITS_PER_JOB * max(jobs, 1)))))
+    size = UNIT_MAX  # whatever the pool: siblings join each other's states within a unit
     out: list[Unit] = []
     group: list[tuple[Choice, ...]] = []
     parent: tuple[Choice, ...] | None = None

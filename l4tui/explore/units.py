@@ -111,33 +111,46 @@ def job_scenario(job: Job) -> Scenario:
 
 
 def run_unit(job: Job, unit: Unit, fork: bool = True) -> list[Run]:
-    """One `Run` per child of `unit`, in its order (see the module docstring)."""
+    """One `Run` per child of `unit`, in its order (see the module docstring).
+
+    The children run in the order of their branch points (the unit's order);
+    each may join the timed-order states of the earlier ones that did not fail
+    as well as the ancestors' (`Unit.known`): a sibling's continuation from a
+    state, with as many preemptions left, covers this one's. The units of a
+    level do not depend on the pool (search.py), so neither does this.
+    """
     scenario = job_scenario(job)
     parent, children, known = unit.parent, unit.children, unit.known
-    out: list[Run | None] = [None] * len(children)
+    out: list[Run] = [Run(c) for c in children]
     walk: Walk | None = None
+    siblings: set[int] = set()
     order = sorted(range(len(children)), key=lambda i: children[i][-1].at if children[i] else -1)
     for i in order:
         child = children[i]
+        knows = (*known, frozenset(siblings)) if siblings else known
         if len(child) != len(parent) + 1 or child[: len(parent)] != parent:
             if child == parent:  # the root: the parent itself
-                out[i] = _strip(job, _from_start(job, scenario, child, ()))
+                out[i] = _from_start(job, scenario, child, ())
                 continue
             raise WorkerError(f"schedule {child} is not a child of {parent}")
         choice = child[-1]
         if parent and choice.at <= parent[-1].at:
             raise WorkerError(f"schedule {child} branches before its parent's last choice")
         if not (fork and HAVE_FORK) or choice.at < FORK_AFTER:
-            out[i] = _strip(job, _from_start(job, scenario, child, known))
-            continue
-        if walk is None:
-            walk = Walk(scenario, job.seed, parent, job.run_limit, known, job.shared)
-        if walk.go(choice.at, record=False):
-            # The path ended before the branch point (not one of its own): from the start.
-            out[i] = _strip(job, _from_start(job, scenario, child, known))
-            continue
-        out[i] = _fork(job, walk, choice)
-    return out  # type: ignore[return-value]  # every slot is filled
+            run = _from_start(job, scenario, child, knows)
+        else:
+            if walk is None:
+                walk = Walk(scenario, job.seed, parent, job.run_limit, known, job.shared)
+            if walk.go(choice.at, record=False):
+                # The path ended before the branch point (not one of its own): from the start.
+                run = _from_start(job, scenario, child, knows)
+            else:
+                walk.known = knows
+                run = _fork(walk, choice)
+        if run.kind is None:
+            siblings.update(run.timed)
+        out[i] = run
+    return [_strip(job, run) for run in out]
 
 
 def _from_start(
@@ -156,7 +169,13 @@ def _strip(job: Job, run: Run) -> Run:
     return run
 
 
-def _fork(job: Job, walk: Walk, choice: Choice) -> Run:
+def _unlogged(run: Run) -> Run:
+    if run.kind is None:
+        run.log = []  # only a failure's input log is ever used
+    return run
+
+
+def _fork(walk: Walk, choice: Choice) -> Run:
     """Run `walk` on from here with one more choice, in a child process; its `Run`."""
     read, write = os.pipe()
     pid = os.fork()
@@ -167,7 +186,7 @@ def _fork(job: Job, walk: Walk, choice: Choice) -> Run:
             gc.disable()  # a short life: a collection would only copy pages of the parent's
             walk.branch(choice)
             walk.go()
-            data = pickle.dumps(("ok", _strip(job, walk.out)), pickle.HIGHEST_PROTOCOL)
+            data = pickle.dumps(("ok", _unlogged(walk.out)), pickle.HIGHEST_PROTOCOL)
         except BaseException as e:  # noqa: BLE001 - reported to the parent, whatever it is
             data = pickle.dumps(("error", f"{type(e).__name__}: {e}"))
         try:
