@@ -295,3 +295,22 @@ def test_reverse_continue_scans_back_from_the_checkpoints_exactly(
     pids = [there.engine_pid, *(p for _, p in there.checkpoint_list())]
     there.close()
     assert _gone(pids)
+
+
+def test_a_schedule_followed_through_the_engine_goes_back_exactly(
+    remote: Any, tmp_path: Path
+) -> None:
+    """`--schedule`: the explorer's race, followed with its stops, reversed through the
+    checkpoints and continued again, as in-process."""
+    from l4tui.cli import main
+    from l4tui.executor import load_schedule
+
+    naive = str(Path(__file__).parent.parent / "scripts" / "races" / "uhlig-naive.yaml")
+    saved = tmp_path / "race.json"
+    assert main(["explore", naive, "--save", str(saved)]) == 1
+    here, there = load_schedule(str(saved)), remote(load_schedule(str(saved)), spacing=150)
+    lines = ["continue", "continue", "stepi 40", "reverse-step 5", "continue", "reverse-stepi 90",
+             "continue", "continue", "reverse-continue", "continue"]  # fmt: skip
+    for line in lines:
+        assert outcome(here, line)[0] == there.call(outcome, line)[0], line
+    assert there.call(state) == state(here)
