@@ -33,6 +33,10 @@ from kernel.thread import (
     LOCKED_RUNNING,
     LOCKED_WAITING,
     RUNNING,
+    WAKE_NONE,
+    WAKE_PARTNER,
+    WAKE_REDO_FAULT,
+    WAKE_TIMEOUT,
     Space,
     Task,
     Thread,
@@ -206,7 +210,9 @@ def page_fault_ipc(
     k.counters.page_faults += 1
     state = yield Read(t.f["thread_state"])
     partner = yield Read(t.f["partner"])
-    saved = (t.window, t.buffers, t.inbox, t.wake)
+    nested = state in (LOCKED_RUNNING, LOCKED_WAITING)  # a fault inside a long IPC
+    wake = (yield Read(t.f["wake"])) if nested else WAKE_NONE
+    saved = (t.window, t.buffers, t.inbox)
     page = addr - addr % PAGE_SIZE
     t.window = (page, PAGE_SIZE)
     t.buffers = ()
@@ -226,12 +232,12 @@ def page_fault_ipc(
     except IpcError as e:
         ok = False
         t.fault_error = e.error  # aborted (ex_regs) or timeout: the outer IPC says which
-    finally:
-        t.window, t.buffers, t.inbox, t.wake = saved
-        t.fault = None
-    if state in (LOCKED_RUNNING, LOCKED_WAITING):  # a fault inside a long IPC: back to it
+    t.window, t.buffers, t.inbox = saved
+    t.fault = None
+    if nested:  # back to the long IPC, as it was
         yield Write(t.f["thread_state"], state)
         yield Write(t.f["partner"], partner)
+        yield Write(t.f["wake"], wake)
     return ok
 
 
@@ -453,7 +459,9 @@ def copy_strings(k: Kernel, a: Thread, b: Thread, op: Ipc, copier: Thread) -> Pa
             yield Write(comm & ~3, mem.read(dp_.frame + dst % PAGE_SIZE & ~3))
             if n > 4:
                 yield Compute((n - 1) // 4)
-            if a.abort or b.abort:
+            from kernel import transfer  # transfer imports this module
+
+            if (yield from transfer.aborted(k, copier, a, b)):
                 raise IpcError("aborted")
             pos += n
 
@@ -487,27 +495,29 @@ def receiver_fault(k: Kernel, a: Thread, b: Thread, vaddr: int, timeout: int | N
     """
     yield Phase("ipc.transfer.receiver_fault")
     cd = k.cpus[a.cpu - 1]
-    b.fault = (vaddr, True)
-    b.redo_sender = a
-    b.wake = "redo_fault"
-    a.wake = None
-    yield from sched.make_ready(k, cd, b, LOCKED_RUNNING)
+    # The request lives in b's TCB: in the naive design b is on another CPU (§8.3.3).
+    yield Write(b.f["redo_fault"], vaddr)
+    yield Write(b.f["redo_sender"], a.tcb)
+    yield Write(a.f["wake"], WAKE_NONE)  # before b can answer
+    yield Write(b.f["wake"], WAKE_REDO_FAULT)
+    yield from sched.make_ready(k, k.cpus[b.cpu - 1], b, LOCKED_RUNNING)
     yield Write(a.f["thread_state"], LOCKED_WAITING)
-    yield from k.switch_to(cd, b)
-    if a.wake != "partner":
-        raise IpcError("timeout" if a.wake == "timeout" else "aborted")
+    yield from k.switch_to(cd, b if b.cpu == a.cpu else None)
+    why = yield Read(a.f["wake"])
+    if why != WAKE_PARTNER:
+        raise IpcError("timeout" if why == WAKE_TIMEOUT else "aborted")
     yield Write(a.f["thread_state"], LOCKED_RUNNING)
 
 
 def redo_fault(k: Kernel, b: Thread, timeout: int | None) -> Path:
     """The receiver's side of `receiver_fault`: fault, then hand the CPU back."""
-    a = b.redo_sender
-    addr, write = b.fault
-    ok = yield from page_fault_ipc(k, b, addr, write, timeout)
-    b.fault = None
+    a = k.by_tcb[(yield Read(b.f["redo_sender"]))]
+    addr = yield Read(b.f["redo_fault"])
+    ok = yield from page_fault_ipc(k, b, addr, True, timeout)
     cd = k.cpus[b.cpu - 1]
-    a.wake = "partner" if ok else "timeout"
-    b.wake = None
+    yield Write(b.f["wake"], WAKE_NONE)  # before a can ask again
+    yield Write(a.f["wake"], WAKE_PARTNER if ok else WAKE_TIMEOUT)
     yield Write(b.f["thread_state"], LOCKED_WAITING)
-    yield from sched.make_ready(k, cd, a, LOCKED_RUNNING)
-    yield from k.switch_to(cd, a)
+    # a's CPU: another one in the naive design, whose lists are its own (design decision 1).
+    yield from sched.make_ready(k, k.cpus[a.cpu - 1], a, LOCKED_RUNNING)
+    yield from k.switch_to(cd, a if a.cpu == b.cpu else None)
