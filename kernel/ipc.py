@@ -254,8 +254,8 @@ def receive(k: Kernel, b: Thread, source: Thread | None, timeout: int | None) ->
         if (yield from _redo_faults(k, b, (yield Read(b.f["wake"])))) != WAKE_PARTNER:
             raise IpcError("aborted")
     cd = k.cpus[b.cpu - 1]  # where b is now (see above)
-    yield Phase("ipc.recv.done")
     yield from transfer.collect(k, b)
+    yield Phase("ipc.recv.done")
     yield Write(b.f["thread_state"], RUNNING)
     yield from sched.enqueue_ready(k, cd, b)
     if b.failed is not None:

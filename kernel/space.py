@@ -107,9 +107,6 @@ class Spaces:
         t.pc = ProgramCounter.start((ServeFaults(),))
         return t
 
-    def write_utcb_cpu(self, t: Thread) -> None:
-        self.k.machine.memory.write(utcb_paddr(self.k, t) + UTCB_CPU, t.cpu)
-
 
 def utcb_paddr(k: Kernel, t: Thread) -> int:
     """Physical address of `t`'s UTCB."""
@@ -380,7 +377,7 @@ def task_new(k: Kernel, t: Thread, op: TaskNew) -> Path:
     yield Compute(500)  # building the page directory and the UTCB area
     first = task.threads[0]
     first.cpu = t.cpu  # "created locally on the current processor of the creator"
-    k.machine.memory.write(first.f["cpu"] - kaddr(0), t.cpu)
+    yield Write(first.f["cpu"], t.cpu)
     yield from start_thread(k, first)
     task.started = True
     return result("task_new", value=first.word)
@@ -390,7 +387,7 @@ def start_thread(k: Kernel, t: Thread) -> Path:
     """Make `t` present and ready on its CPU."""
     yield Write(t.f["myself"], t.word)
     yield Write(t.f["space"], t.task.space.pdbr)
-    k.spaces.write_utcb_cpu(t)
+    yield Write(kaddr(utcb_paddr(k, t) + UTCB_CPU), t.cpu)  # §7.2
     yield from sched.make_ready(k, k.cpus[t.cpu - 1], t, RUNNING)
 
 
