@@ -58,6 +58,10 @@ UTCB_VADDR = 0xBFF0_0000
 UTCB_SIZE = 512
 UTCB_CPU = 12  # Version 4 X2: the thread's current processor (§7.2)
 MR_OFFSET = 16  # message registers after the UTCB header
+# Buffer registers (§8.9's UTCB): the receive window (address, size), the number of
+# string buffers, then each buffer's (address, size). Written only in the naive design.
+BR_OFFSET = 256
+MAX_BUFFERS = (UTCB_SIZE - BR_OFFSET - 12) // 8
 UTCB_PAGES = 16  # 128 threads a task at most
 COMM_BASE = 0xC000_0000  # per CPU two 4 MB slots, between user space and the kernel window
 COMM_SIZE = 8 << 20
@@ -119,6 +123,46 @@ def utcb_paddr(k: Kernel, t: Thread) -> int:
 def message_registers(k: Kernel, t: Thread) -> int:
     """Kernel address of `t`'s message registers (beyond the three in registers)."""
     return kaddr(utcb_paddr(k, t) + MR_OFFSET)
+
+
+def publish_buffers(k: Kernel, t: Thread) -> Path:
+    """Put `t`'s receive window and string buffers where another CPU can read them.
+
+    Only the naive design transmits from the sender's CPU (§8.3.3); there the
+    sender reads the receive descriptor from the receiver's buffer registers
+    in its UTCB — simulated memory — not from the receiver's kernel data.
+    Elsewhere every transfer to `t` runs on `t`'s CPU (§8.3.5), and reads them there.
+    """
+    if k.xp_ipc != "naive" or t.task is None or t.task.space is None:
+        return
+    br = kaddr(utcb_paddr(k, t) + BR_OFFSET)
+    addr, size = t.window if t.window is not None else (0, 0)
+    yield Write(br, addr)
+    yield Write(br + 4, size)
+    yield Write(br + 8, len(t.buffers))
+    for i, d in enumerate(t.buffers[:MAX_BUFFERS]):
+        yield Write(br + 12 + 8 * i, d.addr)
+        yield Write(br + 16 + 8 * i, d.size)
+
+
+def receive_window(k: Kernel, copier: Thread, b: Thread) -> Path:
+    """`b`'s receive window (vaddr, size) or None, as the transfer on `copier`'s CPU sees it."""
+    if b.cpu == copier.cpu:
+        return b.window
+    br = kaddr(utcb_paddr(k, b) + BR_OFFSET)
+    size = yield Read(br + 4)
+    return ((yield Read(br)), size) if size else None
+
+
+def receive_buffers(k: Kernel, copier: Thread, b: Thread) -> Path:
+    """`b`'s string buffers, as the transfer on `copier`'s CPU sees them."""
+    if b.cpu == copier.cpu:
+        return b.buffers
+    br = kaddr(utcb_paddr(k, b) + BR_OFFSET)
+    out = []
+    for i in range(min((yield Read(br + 8)), MAX_BUFFERS)):
+        out.append(Fpage((yield Read(br + 12 + 8 * i)), (yield Read(br + 16 + 8 * i))))
+    return tuple(out)
 
 
 # --- page tables through micro-ops ----------------------------------------------
@@ -214,6 +258,7 @@ def page_fault_ipc(
     t.window = (page, PAGE_SIZE)
     t.buffers = ()
     t.fault = (addr, write)
+    yield from publish_buffers(k, t)
     op = Ipc(
         "call",
         to=pager.name,
@@ -231,6 +276,7 @@ def page_fault_ipc(
         t.fault_error = e.error  # aborted (ex_regs) or timeout: the outer IPC says which
     t.window, t.buffers, t.inbox = saved
     t.fault = None
+    yield from publish_buffers(k, t)  # the outer IPC's again
     if nested:  # back to the long IPC, as it was
         yield Write(t.f["thread_state"], state)
         yield Write(t.f["partner"], partner)
@@ -248,6 +294,7 @@ def pager_loop_step(k: Kernel, t: Thread, serve: Any) -> Path:
     if "fault" not in st:
         yield Trap()
         yield Phase("pager.wait")
+        yield from publish_buffers(k, t)  # no window, no buffers (see do_ipc)
         try:
             sender = yield from ipc.receive(k, t, None, None)
         except IpcError:
@@ -309,13 +356,14 @@ def serve_faults_step(k: Kernel, t: Thread, op: ServeFaults) -> Path:
 # --- map, grant, unmap ------------------------------------------------------------
 
 
-def map_items(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
+def map_items(k: Kernel, a: Thread, b: Thread, op: Ipc, copier: Thread | None = None) -> Path:
     """Map or grant `op`'s flexpage into `b`'s receive window (§2.2.1, §8.3.2)."""
     grant = op.grant is not None
     fp = op.grant if grant else op.map
-    if b.window is None:
+    window = yield from receive_window(k, copier or a, b)
+    if window is None:
         raise IpcError("cut")  # the receiver accepts no mappings
-    waddr, wsize = b.window
+    waddr, wsize = window
     size = min(fp.size, wsize)
     dst_base = waddr + (fp.addr % wsize // size * size if fp.size < wsize else 0)
     asp, bsp = a.task.space, b.task.space
@@ -407,10 +455,11 @@ def copy_strings(k: Kernel, a: Thread, b: Thread, op: Ipc, copier: Thread) -> Pa
     line = k.machine.profile.cache.line_size
     mem = k.machine.memory
     asp, bsp = a.task.space, b.task.space
+    buffers = yield from receive_buffers(k, copier, b)
     for i, s in enumerate(op.strings):
-        if i >= len(b.buffers) or s.size > b.buffers[i].size:
+        if i >= len(buffers) or s.size > buffers[i].size:
             raise IpcError("cut")  # "the message exceeds the receive window"
-        d = b.buffers[i]
+        d = buffers[i]
         slot = d.addr >> 22
         window = COMM_BASE + (copier.cpu - 1) * COMM_SIZE
         yield from _map_comm(k, a, bsp, slot, copier.cpu)

@@ -151,6 +151,8 @@ def do_ipc(k: Kernel, t: Thread, op: Ipc) -> Path:
         yield Write(t.f["abort"], 0)
     t.window = (op.window.addr, op.window.size) if op.window else None
     t.buffers = op.buffers
+    if op.receives:
+        yield from space.publish_buffers(k, t)
     try:
         if op.sends:
             dest = resolve(k, op.to) if op.to is not None else t.last_sender

@@ -128,7 +128,7 @@ def transmit(k: Kernel, a: Thread, b: Thread, op: Ipc, copier: Thread | None = N
         yield from space.copy_strings(k, a, b, op, copier or a)
     if op.map is not None or op.grant is not None:
         yield Phase("ipc.transfer.map")
-        msg.mapped = yield from space.map_items(k, a, b, op)
+        msg.mapped = yield from space.map_items(k, a, b, op, copier)
     if (yield from aborted(k, copier or a, a, b)):
         raise IpcError("aborted")
     yield from deliver(k, copier or a, b, msg)

@@ -15,7 +15,8 @@ CPU) and the idle handler (which starts a CPU's next path), on this one
 machine only while the guard is installed. `Thread.__setattr__` and
 `CpuData.__setattr__` are replaced for the guard's lifetime, and the
 threads' mutable containers (`results`, `sent_to`, `injected`, `op_state`)
-are swapped for checking copies, so a write from another CPU is recorded
+are swapped for checking copies and their program counters' moves
+(`advance`, `halt`) are checked too, so a write from another CPU is recorded
 with the field, the writing CPU, the owner and the kernel line that wrote it.
 
 Set-up time (building the kernel, between steps) is nobody's kernel path
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kernel.program import ProgramCounter
 from kernel.sched import CpuData
 from kernel.system import System
 from kernel.thread import Thread
@@ -149,7 +151,25 @@ def _guarded(obj: Any, field: str, value: Any) -> Any:
 
 def _thread_setattr(self: Thread, field: str, value: Any) -> None:
     _check(self, field)
+    if field == "pc" and _active is not None:
+        _active.pcs[id(value)] = self
     object.__setattr__(self, field, _guarded(self, field, value))
+
+
+def _pc_mover(name: str) -> Any:
+    inner = getattr(ProgramCounter, name)
+
+    def method(self: ProgramCounter, *args: Any) -> Any:
+        g = _active
+        t = g.pcs.get(id(self)) if g is not None else None
+        if t is not None:
+            _check(t, f"pc.{name}()")
+        return inner(self, *args)
+
+    return method
+
+
+PC_MOVES = ("advance", "halt")
 
 
 def _cpu_setattr(self: CpuData, field: str, value: Any) -> None:
@@ -167,6 +187,7 @@ class SharedStateGuard:
         self.checked = 0  # writes made by kernel paths and checked
         k = s.kernel
         self._mine = {id(t) for t in k.threads} | {id(cd) for cd in k.cpus}
+        self.pcs: dict[int, Thread] = {id(t.pc): t for t in k.threads}  # program counter -> thread
 
     def owns(self, obj: Any) -> bool:
         """Is `obj` a thread or CPU of the guarded kernel?"""
@@ -211,13 +232,18 @@ class SharedStateGuard:
                 object.__setattr__(t, field, _guarded(t, field, getattr(t, field)))
         old_t = Thread.__dict__.get("__setattr__")
         old_c = CpuData.__dict__.get("__setattr__")
+        old_pc = {name: ProgramCounter.__dict__[name] for name in PC_MOVES}
         Thread.__setattr__ = _thread_setattr  # type: ignore[method-assign, assignment]
         CpuData.__setattr__ = _cpu_setattr  # type: ignore[method-assign, assignment]
+        for name in PC_MOVES:
+            setattr(ProgramCounter, name, _pc_mover(name))
         _active = self
         try:
             yield self
         finally:
             _active = None
+            for name, method in old_pc.items():
+                setattr(ProgramCounter, name, method)
             for cls, old in ((Thread, old_t), (CpuData, old_c)):
                 if old is None:
                     del cls.__setattr__

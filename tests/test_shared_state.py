@@ -24,9 +24,11 @@ from pathlib import Path
 import pytest
 
 from kernel import proxy
+from kernel.program import Ipc
 from kernel.scenario import load_scenario, parse_scenario
 from kernel.system import System
 from tests.kernel_fuzz import generate
+from tests.kernel_helpers import read_virtual, step_until, write_virtual
 from tests.shared_guard import SharedStateGuard, Violation
 
 LONG = os.environ.get("L4TUI_FUZZ") == "long"
@@ -132,10 +134,69 @@ def test_a_planted_write_into_a_container_is_caught(monkeypatch: pytest.MonkeyPa
 
 
 def test_the_guard_leaves_the_classes_as_it_found_them() -> None:
+    from kernel.program import ProgramCounter
     from kernel.sched import CpuData
     from kernel.thread import Thread
 
+    advance = ProgramCounter.advance
     s = System(parse_scenario(textwrap.dedent(SEND), "<test>"))
     guarded_run(s)
     assert "__setattr__" not in Thread.__dict__ and "__setattr__" not in CpuData.__dict__
+    assert ProgramCounter.advance is advance
     assert isinstance(Violation("f", "t", 1, 2, "here"), Violation)
+
+
+LONG_XP = """
+    machine: {{profile: p3-dual-450, cpus: 2}}
+    kernel: {{xp_ipc: {design}}}
+    tasks:
+      - name: t1
+        threads:
+          - name: snd
+            cpu: 1
+            program:
+              - touch: {{addr: 0x100000, write: true}}
+              - touch: {{addr: 0x101000, write: true}}
+              - touch: {{addr: 0x300000, write: true}}
+              - send:
+                  to: rcv
+                  words: [1, 2, 3, 4, 5]
+                  strings: [{{addr: 0x100010, size: 6000}}]
+                  map: {{addr: 0x300000, size: 4096}}
+      - name: t2
+        threads:
+          - name: rcv
+            cpu: 2
+            program:
+              - recv:
+                  from: snd
+                  strings: [{{addr: 0x200000, size: 8192}}]
+                  window: {{addr: 0x500000, size: 4096}}
+              - touch: {{addr: 0x500000}}
+"""
+
+
+def test_a_long_message_from_another_cpu_arrives_through_memory_in_both_designs() -> None:
+    """Words beyond the registers, a string into pages the receiver has yet to fault in
+    (the fault redone in its context, §8.3.2) and a map item, sent across CPUs: the
+    proxy transmits on the receiver's CPU (§8.3.5); the naive sender on its own (§8.3.3),
+    reading the receive descriptor from the receiver's UTCB and leaving the message's
+    tag in its TCB. Both deliver the same message, and neither writes the other CPU's
+    kernel data."""
+    got = {}
+    for design in ("proxy", "naive"):
+        s = System(parse_scenario(textwrap.dedent(LONG_XP.format(design=design)), "<test>"))
+        pattern = [(0x9E3779B1 * (i + 1)) & 0xFFFF_FFFF for i in range(1504)]
+        g = SharedStateGuard(s)
+        with g.installed():
+            snd = s.kernel.by_name["snd"]
+            step_until(s, lambda snd=snd: isinstance(snd.pc.op, Ipc))  # its pages are in
+            write_virtual(s, "snd", 0x100010, pattern)
+            s.run(max_steps=STEPS)
+        assert s.ended == "end" and g.violations == [], _report(g)
+        result = s.summary()["threads"]["rcv"]["results"][0]
+        assert result["ok"] is True and result["words"] == [1, 2, 3, 4, 5], design
+        assert result["mapped"] == [[0x500000, 4096]] and result["from"] == "snd"
+        assert read_virtual(s, "rcv", 0x200000, 6000) == pattern[:1500]
+        got[design] = result
+    assert got["proxy"] == got["naive"]
