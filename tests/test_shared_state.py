@@ -200,3 +200,42 @@ def test_a_long_message_from_another_cpu_arrives_through_memory_in_both_designs(
         assert read_virtual(s, "rcv", 0x200000, 6000) == pattern[:1500]
         got[design] = result
     assert got["proxy"] == got["naive"]
+
+
+IRQ_OWNER_MOVES = """
+    machine: {profile: p3-dual-450, cpus: 2}
+    tasks:
+      - name: t
+        threads:
+          - name: h
+            cpu: 1
+            program:
+              - recv: {from: irq3}
+              - recv: {from: irq3}
+          - name: m
+            cpu: 2
+            mcp: 255
+            priority: 50
+            program:
+              - compute: 20000
+              - schedule: {thread: h, cpu: 2}
+    interrupts:
+      - {irq: 3, at: 10000}
+      - {irq: 3, at: 200000}
+"""
+
+
+def test_an_interrupt_for_a_migrated_owner_is_taken_on_the_owners_new_cpu() -> None:
+    """h receives irq3 on CPU 1, which routes the line there (§2.4); m moves h to CPU 2
+    (§8.7). The next interrupt arrives on CPU 1, which must not make h ready in CPU 2's
+    lists nor write its kernel data: the line is routed to CPU 2 and asserted again."""
+    s = System(parse_scenario(textwrap.dedent(IRQ_OWNER_MOVES), "<test>"))
+    raised = []
+    raise_irq = s.machine.raise_irq
+    s.machine.raise_irq = lambda irq, cycle=None: (raised.append(irq), raise_irq(irq, cycle))
+    g = guarded_run(s)
+    assert g.violations == [], _report(g)
+    h = s.summary()["threads"]["h"]
+    assert s.ended == "end" and h["cpu"] == 2
+    assert [(r["ok"], r["from"], r["words"]) for r in h["results"]] == [(True, "irq3", [3])] * 2
+    assert raised == [3]  # the second interrupt, again on h's new CPU
