@@ -239,3 +239,24 @@ def test_an_interrupt_for_a_migrated_owner_is_taken_on_the_owners_new_cpu() -> N
     assert s.ended == "end" and h["cpu"] == 2
     assert [(r["ok"], r["from"], r["words"]) for r in h["results"]] == [(True, "irq3", [3])] * 2
     assert raised == [3]  # the second interrupt, again on h's new CPU
+
+
+def test_the_moved_fields_are_in_the_global_modified_lines_of_every_layout() -> None:
+    """Table 3's grouping (§8.6): what other CPUs write shares no line with local fields;
+    the naive layout packs them in declaration order; a custom layout written before
+    they existed still loads, with them placed after its lines."""
+    from kernel.layout import FIELDS, IMPLICIT, NAIVE_ORDER, THESIS_LINES, make_layout
+
+    for line_size in (32, 64):
+        thesis = make_layout("thesis", line_size)
+        modified = {thesis.line(f) for f in ("partner", *IMPLICIT)}
+        local = {thesis.line(f) for f in FIELDS if thesis.group(f) == "local"}
+        assert modified.isdisjoint(local) and len(modified) == (2 if line_size == 32 else 1)
+        assert set(make_layout("naive", line_size).offsets) == set(FIELDS)
+    assert set(NAIVE_ORDER) == set(FIELDS)
+    old = [list(line) for line in THESIS_LINES[:4]] + [
+        ["partner", "proxy", "xp_cc", "first_mailbox", "last_mailbox"]
+    ]
+    custom = make_layout(old, 32)
+    assert set(custom.offsets) == set(FIELDS)
+    assert custom.lines()[5:] == [list(IMPLICIT[:8])]
