@@ -135,6 +135,9 @@ def publish_buffers(k: Kernel, t: Thread) -> Path:
     """
     if k.xp_ipc != "naive" or t.task is None or t.task.space is None:
         return
+    if t.registers == (t.window, t.buffers):
+        return  # as the last IPC left them: buffer registers are kept between IPCs
+    t.registers = (t.window, t.buffers)
     br = kaddr(utcb_paddr(k, t) + BR_OFFSET)
     addr, size = t.window if t.window is not None else (0, 0)
     yield Write(br, addr)

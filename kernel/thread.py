@@ -115,6 +115,9 @@ class Thread:
     pager: Thread | None = None
     window: tuple[int, int] | None = None  # receive window of the current IPC (vaddr, size)
     buffers: tuple[Any, ...] = ()  # receive string buffers of the current IPC
+    # What the UTCB's buffer registers hold (window, buffers): the naive design's
+    # senders read them there (space.publish_buffers); rewritten only when they change.
+    registers: tuple[Any, ...] = (None, ())
     # Our own copy of the TCB's `abort`, written with it on our CPU: our paths
     # read this, a transfer on another CPU reads the TCB.
     abort: bool = False
