@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import textwrap
 from pathlib import Path
 
@@ -260,3 +261,19 @@ def test_the_moved_fields_are_in_the_global_modified_lines_of_every_layout() -> 
     custom = make_layout(old, 32)
     assert set(custom.offsets) == set(FIELDS)
     assert custom.lines()[5:] == [list(IMPLICIT[:8])]
+
+
+def test_a_sender_fault_during_a_copy_on_another_cpu_is_redone_in_the_senders_context() -> None:
+    """The sender's string is not in memory yet: the proxy copying on the receiver's CPU
+    asks the sender to fault it in (§8.4.2) — the sender answers in the proxy's TCB from
+    its own CPU; the naive sender faults it in itself. The same message arrives."""
+    got = {}
+    for design in ("proxy", "naive"):
+        text = textwrap.dedent(LONG_XP.format(design=design))
+        text = re.sub(r" *- touch: \{addr: 0x10[01]000, write: true\}\n", "", text)
+        s = System(parse_scenario(text, "<test>"))
+        g = guarded_run(s)
+        assert s.ended == "end" and g.violations == [], _report(g)
+        assert s.summary()["counters"]["page_faults"] == 5  # 2 + 2 string pages, 1 map source
+        got[design] = s.summary()["threads"]["rcv"]["results"]
+    assert got["proxy"] == got["naive"] and got["proxy"][0]["words"] == [1, 2, 3, 4, 5]
