@@ -19,6 +19,16 @@ are swapped for checking copies and their program counters' moves
 (`advance`, `halt`) are checked too, so a write from another CPU is recorded
 with the field, the writing CPU, the owner and the kernel line that wrote it.
 
+Mailboxes (§8.3.4): their words are simulated memory; `xcpu.Mail` is the
+rest of a mailbox's parameter block, which only the CPU holding the mailbox
+may write — the one that locked it (`xcpu.alloc`), until a `xcpu.trigger`
+hands it to the target CPU, whose `check_n_ack` links it to a thread there
+(`xcpu.link`): from then on that thread's CPU, where the thread takes its
+list along when it migrates (§8.5: B acknowledges pending mailboxes before
+the thread leaves). The guard follows the hand-overs and records a write of
+a parameter block (or of the kernel's table of them) by any other CPU, as
+`Mail.<field>` or `mailbox[]` of `mailbox N`.
+
 Set-up time (building the kernel, between steps) is nobody's kernel path
 and is not checked.
 """
@@ -32,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kernel import xcpu
 from kernel.program import ProgramCounter
 from kernel.sched import CpuData
 from kernel.system import System
@@ -177,6 +188,39 @@ def _cpu_setattr(self: CpuData, field: str, value: Any) -> None:
     object.__setattr__(self, field, value)
 
 
+def _check_mailbox(i: int, field: str) -> None:
+    g = _active
+    if g is None or g.running is None:
+        return
+    g.checked += 1
+    holder = g.holders.get(i)
+    if isinstance(holder, Thread):
+        holder = holder.cpu
+    if holder is not None and holder != g.running:
+        g.violations.append(Violation(field, f"mailbox {i}", g.running, holder, _where()))
+
+
+def _mail_setattr(self: xcpu.Mail, field: str, value: Any) -> None:
+    g = _active
+    if g is not None:
+        i = next((j for j, m in g.s.kernel.mailboxes.mail.items() if m is self), None)
+        if i is not None:  # (a new one is being set up)
+            _check_mailbox(i, f"Mail.{field}")
+    object.__setattr__(self, field, value)
+
+
+class _MailTable(dict):
+    """The kernel's table of parameter blocks, by mailbox: a write checks the holder."""
+
+    def __setitem__(self, i: int, mail: Any) -> None:
+        _check_mailbox(i, "mailbox[]")
+        super().__setitem__(i, mail)
+
+    def pop(self, i: int, *default: Any) -> Any:
+        _check_mailbox(i, "mailbox[]")
+        return super().pop(i, *default)
+
+
 class SharedStateGuard:
     """Records every Python-side write of a thread's or CPU's state by another CPU."""
 
@@ -188,6 +232,8 @@ class SharedStateGuard:
         k = s.kernel
         self._mine = {id(t) for t in k.threads} | {id(cd) for cd in k.cpus}
         self.pcs: dict[int, Thread] = {id(t.pc): t for t in k.threads}  # program counter -> thread
+        # mailbox -> the CPU that may write its Mail, or the thread whose list has it
+        self.holders: dict[int, int | Thread] = {}
 
     def owns(self, obj: Any) -> bool:
         """Is `obj` a thread or CPU of the guarded kernel?"""
@@ -227,6 +273,26 @@ class SharedStateGuard:
 
         m.idle_handler = idle_handler
         m.step = guarded_step  # type: ignore[method-assign]
+        alloc, trigger, link = xcpu.alloc, xcpu.trigger, xcpu.link
+
+        def guarded_alloc(k: Any, from_cpu: int) -> Any:
+            i = yield from alloc(k, from_cpu)
+            self.holders[i] = self.running  # locked here: this CPU sets it up
+            return i
+
+        def guarded_trigger(k: Any, here: Any, i: int, cpu: int) -> Any:
+            self.holders[i] = cpu  # handed over: the target CPU's from the flag on
+            return (yield from trigger(k, here, i, cpu))
+
+        def guarded_link(k: Any, t: Thread, i: int) -> Any:
+            self.holders[i] = t  # on t's list: t's CPU's, wherever t goes
+            return (yield from link(k, t, i))
+
+        xcpu.alloc, xcpu.trigger, xcpu.link = guarded_alloc, guarded_trigger, guarded_link
+        table = k.mailboxes.mail
+        k.mailboxes.mail = _MailTable(table)
+        old_mail = xcpu.Mail.__dict__.get("__setattr__")
+        xcpu.Mail.__setattr__ = _mail_setattr  # type: ignore[method-assign, assignment]
         for t in k.threads:
             for field in CONTAINERS:
                 object.__setattr__(t, field, _guarded(t, field, getattr(t, field)))
@@ -242,6 +308,12 @@ class SharedStateGuard:
             yield self
         finally:
             _active = None
+            xcpu.alloc, xcpu.trigger, xcpu.link = alloc, trigger, link
+            k.mailboxes.mail = dict(k.mailboxes.mail)
+            if old_mail is None:
+                del xcpu.Mail.__setattr__
+            else:
+                xcpu.Mail.__setattr__ = old_mail  # type: ignore[method-assign]
             for name, method in old_pc.items():
                 setattr(ProgramCounter, name, method)
             for cls, old in ((Thread, old_t), (CpuData, old_c)):

@@ -8,7 +8,9 @@ tests run random multi-CPU scenarios from the kernel fuzzer's generator
 the `naive` design of §8.3.3, where the sender does the receiver's part from
 its own CPU — and the shipped scenarios, with `SharedStateGuard` watching
 every Python-side write: any write of another CPU's thread or CPU state
-fails, naming the field, the writing CPU and the owner.
+fails, naming the field, the writing CPU and the owner — and so does a write
+of a mailbox's parameter block (`xcpu.Mail`) by a CPU that does not hold the
+mailbox (§8.3.4).
 
 CI runs `COUNT` random scenarios of each design; `L4TUI_FUZZ=long` runs
 `LONG_COUNT`.
@@ -277,3 +279,24 @@ def test_a_sender_fault_during_a_copy_on_another_cpu_is_redone_in_the_senders_co
         assert s.summary()["counters"]["page_faults"] == 5  # 2 + 2 string pages, 1 map source
         got[design] = s.summary()["threads"]["rcv"]["results"]
     assert got["proxy"] == got["naive"] and got["proxy"][0]["words"] == [1, 2, 3, 4, 5]
+
+
+def test_a_planted_write_of_a_mailbox_after_its_hand_over_is_caught(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A mailbox's parameter block is its holder's (§8.3.4): written by the sender after
+    the trigger that handed it to the receiver's CPU, the guard names it."""
+    from kernel import xcpu
+
+    original = xcpu.trigger
+
+    def planted(k, here, i, cpu):  # type: ignore[no-untyped-def]
+        yield from original(k, here, i, cpu)
+        k.mailboxes.mail[i].reply = k.mailboxes.mail[i].reply  # after the hand-over
+
+    monkeypatch.setattr(xcpu, "trigger", planted)
+    s = System(parse_scenario(textwrap.dedent(SEND), "<test>"))
+    g = guarded_run(s)
+    v = g.violations[0]
+    assert (v.field, v.writer, v.owner) == ("Mail.reply", 1, 2) and v.obj.startswith("mailbox ")
+    assert "proxy.py" in v.where  # the kernel line that triggered: send_request
