@@ -46,11 +46,21 @@ SCRIPTS = sorted(
 )
 
 
-def guarded_run(s: System, steps: int = STEPS) -> SharedStateGuard:
-    """Run `s` with every Python-side write of thread and CPU state checked."""
+def guarded_run(s: System, steps: int = STEPS, corrupts: bool = False) -> SharedStateGuard:
+    """Run `s` with every Python-side write of thread and CPU state checked.
+
+    `corrupts`: the naive design, whose unlocked list updates from two CPUs may
+    break a ring it then follows (§8.3.3: "up to n threads may concurrently send
+    to the receiver"; a KeyError in `sched.ring_append`, before issue 15 too):
+    such a run ends there, and the writes made until then are judged.
+    """
     g = SharedStateGuard(s)
     with g.installed():
-        s.run(max_steps=steps)
+        try:
+            s.run(max_steps=steps)
+        except KeyError:
+            if not corrupts:
+                raise
     return g
 
 
@@ -70,7 +80,7 @@ def _random(seed: int, design: str) -> str:
 def test_random_scenarios_write_only_their_own_cpus_state(seed: int, design: str) -> None:
     text = _random(seed, design)
     s = System(parse_scenario(text, "<fuzz>"))
-    g = guarded_run(s)
+    g = guarded_run(s, corrupts=design == "naive")
     assert g.checked > 0, "the guard saw no kernel write: it is not installed"
     assert g.violations == [], _report(g, textwrap.indent(text, "  "))
 
