@@ -7,6 +7,13 @@ becomes an interrupt's handler by receiving from its hardware thread
 (``recv: {from: irq3}``); the IO-APIC then routes the line to that thread's
 CPU. An interrupt that finds its handler not waiting is kept pending and
 delivered at the handler's next receive.
+
+The handler runs on the CPU the line is routed to, the owner's when it last
+received; an owner migrated since (§8.7) is on another CPU, whose lists and
+threads only that CPU touches (design decision 1, implementation decision
+3): the line is routed to the owner's new CPU and asserted again there.
+Whether the owner is between a migration's delete and insert is its TCB's
+`migrating` word.
 """
 
 from __future__ import annotations
@@ -17,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from kernel import sched
 from kernel.ids import NIL
-from kernel.thread import LOCKED_RUNNING, WAITING, Message, Thread
+from kernel.thread import LOCKED_RUNNING, WAITING, WAKE_PARTNER, Message, Thread
 from machine.cpu import Cpu
-from machine.ops import EOI, Op, Phase, Read
+from machine.ops import EOI, Op, Phase, Read, Write
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
@@ -73,15 +80,20 @@ def _interrupt(k: Kernel, c: Cpu, irq: int) -> Path:
     if owner is None:
         k.irq_pending[irq] = k.irq_pending.get(irq, 0) + 1
         return
+    if owner.cpu != c.number:
+        yield Phase("irq.reroute")  # the owner was migrated: its CPU takes the interrupt
+        associate(k, hw, owner)
+        k.machine.raise_irq(irq)
+        return
     state = yield Read(owner.f["thread_state"])
     partner = yield Read(owner.f["partner"])
     # A migrating owner (between B's delete and C's insert, §8.7.2) is in no CPU's
     # lists: the interrupt waits, as for an owner not receiving.
-    if state != WAITING or partner not in (hw.word, NIL) or owner.migrating:
+    if state != WAITING or partner not in (hw.word, NIL) or (yield Read(owner.f["migrating"])):
         k.irq_pending[irq] = k.irq_pending.get(irq, 0) + 1
         return
     owner.inbox = Message(hw, (irq,))
-    owner.wake = "partner"
+    yield Write(owner.f["wake"], WAKE_PARTNER)
     k.counters.ipc += 1
     cd = k.cpus[owner.cpu - 1]
     yield from sched.make_ready(k, cd, owner, LOCKED_RUNNING)

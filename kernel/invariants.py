@@ -147,7 +147,7 @@ def check(k: Kernel) -> list[str]:
             state in (RUNNING, LOCKED_RUNNING)
             and cd.current is not t
             and t.name not in where_ready
-            and not t.migrating  # between B's delete and C's insert (§8.7.2)
+            and not k.field(t, "migrating")  # between B's delete and C's insert (§8.7.2)
         ):
             out.append(f"{t.name} is ready but in no ready list")
         # A thread locked_running towards a locked receiver is an IPC set up to it —
@@ -156,7 +156,8 @@ def check(k: Kernel) -> list[str]:
         # as partner. A pager answering faults from several CPUs leaves several
         # such receivers naming it while it is locked in its next reply; counting
         # them reported "more than one IPC set up to sigma0" (the random fuzzer).
-        if state == LOCKED_RUNNING and t.inbox is None:
+        # (A message from another CPU waits in the TCB's tag, the naive design.)
+        if state == LOCKED_RUNNING and t.inbox is None and not k.field(t, "msg_tag"):
             partner = k.field(t, "partner")
             if partner != NIL:
                 locked_to.setdefault(partner, []).append(t.name)

@@ -13,6 +13,13 @@ open: the head of our send queue); if it is not polling towards us, go
 `waiting` with the receive timeout; else wake it, lock ourselves and switch
 to it so it transmits. Timeouts are `None` (infinite), 0 (do not wait) or
 cycles.
+
+Why a blocked path was resumed is the TCB's `wake` field (`thread.WAKE_*`),
+written by whoever makes the thread ready — with a micro-op, for in the
+`naive` design that is the partner on another CPU, and Uhlig's lost wake-up
+(§8.3.3) is a race on exactly these words. A thread clears it before it
+makes itself visible as waiting or polling, so no wake-up written after that
+is lost.
 """
 
 from __future__ import annotations
@@ -32,6 +39,12 @@ from kernel.thread import (
     RUNNABLE,
     RUNNING,
     WAITING,
+    WAKE_ABORT,
+    WAKE_NONE,
+    WAKE_PARTNER,
+    WAKE_REDO_FAULT,
+    WAKE_RESTART,
+    WAKE_TIMEOUT,
     Thread,
 )
 from machine.ops import EOI, Op, Phase, Read, SendIPI, Write
@@ -45,14 +58,16 @@ Path = Generator[Op, Any, Any]
 
 
 def wait_for_partner(k: Kernel, t: Thread, partner: Thread | None, timeout: int | None) -> Path:
-    """Enqueue for `timeout`, block, and report why we were resumed (§8.3.2 switchTo)."""
+    """Enqueue for `timeout`, block, and report why we were resumed (§8.3.2 switchTo).
+
+    The caller cleared `wake` before it wrote the state that lets others wake us.
+    """
     cd = k.cpus[t.cpu - 1]
     if timeout is not None:
         c = k.machine.cpu(t.cpu)
         yield from sched.enqueue_wakeup(k, cd, t, c.clock + timeout * k.machine.tpc)
-    t.wake = None
     yield from block(k, cd, partner)
-    return t.wake
+    return (yield Read(t.f["wake"]))
 
 
 def block(k: Kernel, cd: CpuData, prefer: Thread | None) -> Path:
@@ -108,17 +123,18 @@ def _send(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
             raise IpcError("timeout")
         cd = k.cpus[a.cpu - 1]
         yield Phase("ipc.send.enqueue_sendq")
+        yield Write(a.f["wake"], WAKE_NONE)  # before the receiver can find us polling
         yield from enqueue_sendq(k, b, a)
         yield Phase("ipc.send.polling")
         yield Write(a.f["thread_state"], POLLING)
         why = yield from wait_for_partner(k, a, b, op.timeout)
-        if why == "restart":
+        if why == WAKE_RESTART:
             yield from dequeue_sendq(k, b, a)
             yield Write(a.f["thread_state"], RUNNING)
             raise Restart
-        if why != "partner":
+        if why != WAKE_PARTNER:
             yield from dequeue_sendq(k, b, a)
-            raise IpcError("timeout" if why == "timeout" else "aborted")
+            raise IpcError("timeout" if why == WAKE_TIMEOUT else "aborted")
         yield Phase("ipc.send.dequeue_wakeup")
         yield from sched.dequeue_wakeup(k, cd, a)
     # At this point, B is ready to receive from A.
@@ -130,14 +146,14 @@ def _send(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
         yield from transfer.transmit(k, a, b, op)
     except IpcError as e:
         # abortIPC in the transmit phase: the receiver gets the same error.
-        b.failed = e.error
+        yield from transfer.deliver(k, a, b, error=e.error)
         failure: IpcError | None = e
     else:
         failure = None
     yield Write(b.f["partner"], a.word)
     # Wake the receiver: it finishes its receive path when it next runs.
     yield Phase("ipc.send.wake_receiver")
-    b.wake = "partner"
+    yield Write(b.f["wake"], WAKE_PARTNER)
     yield from sched.make_ready(k, k.cpus[b.cpu - 1], b, LOCKED_RUNNING)
     yield Write(a.f["thread_state"], RUNNING)
     if failure is not None:
@@ -156,11 +172,12 @@ def receive(k: Kernel, b: Thread, source: Thread | None, timeout: int | None) ->
     if b.recv_started:  # our XP call's proxy made us receive already: the reply is in
         b.recv_started = False
         yield Phase("ipc.recv.xp_call")
+        yield Write(b.f["recv_started"], 0)
         yield from sched.dequeue_wakeup(k, cd, b)
-        why = yield from _redo_faults(k, b, b.wake)
-        if why != "partner":
+        why = yield from _redo_faults(k, b, (yield Read(b.f["wake"])))
+        if why != WAKE_PARTNER:
             yield Write(b.f["thread_state"], RUNNING)
-            raise IpcError("timeout" if why == "timeout" else "aborted")
+            raise IpcError("timeout" if why == WAKE_TIMEOUT else "aborted")
         yield Write(b.f["thread_state"], RUNNING)
         if b.failed is not None:
             error, b.failed = b.failed, None
@@ -199,6 +216,7 @@ def receive(k: Kernel, b: Thread, source: Thread | None, timeout: int | None) ->
         if timeout == 0:
             raise IpcError("timeout")
         yield Phase("ipc.recv.wait")
+        yield Write(b.f["wake"], WAKE_NONE)  # before a sender can find us waiting
         yield Write(b.f["thread_state"], WAITING)
         yield Write(b.f["partner"], source.word if source is not None else NIL)
         why = yield from wait_for_partner(k, b, source, timeout)
@@ -211,26 +229,32 @@ def receive(k: Kernel, b: Thread, source: Thread | None, timeout: int | None) ->
         # cpu1's ready list"). Design decision 1: a CPU's queues are its own.
         cd = k.cpus[b.cpu - 1]
         why = yield from _redo_faults(k, b, why)
-        if why != "partner":
-            raise IpcError("timeout" if why == "timeout" else "aborted")
+        if why != WAKE_PARTNER:
+            raise IpcError("timeout" if why == WAKE_TIMEOUT else "aborted")
         yield Phase("ipc.recv.dequeue_wakeup")
         yield from sched.dequeue_wakeup(k, cd, b)
     else:
         yield Phase("ipc.recv.wake_sender")
         # A local sender is woken itself; a remote one through its proxy (§8.3.5).
         waker = send_proxy if send_proxy is not None else a
+        yield Write(b.f["wake"], WAKE_NONE)  # before the sender can wake us
+        # Its wake reason before its state: once ready, it may run at once (on its
+        # CPU, in the naive design) and must find why.
+        yield Write(waker.f["wake"], WAKE_PARTNER)
         yield Write(waker.f["thread_state"], LOCKED_RUNNING)
         acd = k.cpus[waker.cpu - 1]
         yield from sched.enqueue_ready(k, acd, waker)
-        yield from sched.dequeue_wakeup(k, acd, waker)
+        if waker.cpu == b.cpu:
+            yield from sched.dequeue_wakeup(k, acd, waker)
+        # else (the naive design): a CPU's wakeup queue is its own (design decision 1,
+        # §8.3.3); the sender leaves it itself when it runs (ipc.send.dequeue_wakeup).
         yield from dequeue_sendq(k, b, a)
         yield Write(b.f["thread_state"], LOCKED_WAITING)
-        waker.wake = "partner"
-        b.wake = None
         yield from block(k, cd, waker)
-        if (yield from _redo_faults(k, b, b.wake)) != "partner":
+        if (yield from _redo_faults(k, b, (yield Read(b.f["wake"])))) != WAKE_PARTNER:
             raise IpcError("aborted")
     cd = k.cpus[b.cpu - 1]  # where b is now (see above)
+    yield from transfer.collect(k, b)
     yield Phase("ipc.recv.done")
     yield Write(b.f["thread_state"], RUNNING)
     yield from sched.enqueue_ready(k, cd, b)
@@ -259,13 +283,13 @@ def _naive_ipi(c: Any, vector: int) -> Path:
     yield Phase("naive.irqs_disabled")  # too late to protect the check on the other CPU
 
 
-def _redo_faults(k: Kernel, b: Thread, why: str | None) -> Path:
+def _redo_faults(k: Kernel, b: Thread, why: int) -> Path:
     """While the sender asks us to redo faults in our space, do so (§8.3.2)."""
     from kernel import space
 
-    while why == "redo_fault":
+    while why == WAKE_REDO_FAULT:
         yield from space.redo_fault(k, b, None)
-        why = b.wake
+        why = yield Read(b.f["wake"])
     return why
 
 
@@ -290,7 +314,7 @@ def timeout(k: Kernel, cd: CpuData, t: Thread) -> Path:
         return  # locked meanwhile: the IPC goes on
     yield Phase("ipc.timeout")
     k.counters.timeouts += 1
-    t.wake = "timeout"
+    yield Write(t.f["wake"], WAKE_TIMEOUT)
     if state == POLLING:  # leave the receiver's send queue now, not when we next run
         partner = k.by_word((yield Read(t.f["partner"])))
         if partner is not None:
@@ -303,7 +327,7 @@ def abort(k: Kernel, t: Thread) -> Path:
     state = yield Read(t.f["thread_state"])
     if state in (WAITING, POLLING):
         yield Phase("ipc.abort")
-        t.wake = "abort"
+        yield Write(t.f["wake"], WAKE_ABORT)
         cd = k.cpus[t.cpu - 1]
         yield from sched.dequeue_wakeup(k, cd, t)
         if state == POLLING:
@@ -312,4 +336,7 @@ def abort(k: Kernel, t: Thread) -> Path:
                 yield from dequeue_sendq(k, partner, t)
         yield from sched.make_ready(k, cd, t, RUNNING)
     elif state in (LOCKED_RUNNING, LOCKED_WAITING):
-        t.abort = True  # the transfer checks between items and stops
+        # The transfer checks between items and stops — on another CPU, if it is our
+        # proxy's (§8.3.5): it reads the TCB; our own paths read our copy.
+        t.abort = True
+        yield Write(t.f["abort"], 1)

@@ -9,6 +9,34 @@ kernel-internal fields `space` and `mcp` sit in the third local line's spare
 room); `naive` packs the same fields in plain declaration order, mixing the
 groups in shared lines. A scenario may give its own layout as a list of
 cache lines, each a list of field names.
+
+Shared kernel state is simulated state (issue 15): every datum one CPU's
+kernel path writes and another CPU's path reads is a TCB field here, so that
+it costs cycles, moves cache lines and is a choice point of the race
+explorer. Table 3 has no room for the ones its C++ kernel kept elsewhere
+(on kernel stacks, in the proxies' request blocks); they join the "global
+modified" group — the thesis's heading says "global modified cachelines" —
+filling the line's 12 DUMMY bytes and spilling into a second line:
+
+- `wake`: why a blocked path was resumed (`thread.WAKE_*`). The partner that
+  wakes a receiver writes it — on another CPU in the `naive` design, Uhlig's
+  lost wake-up of §8.3.3 is a race on it and `thread_state` — and so do a
+  migration's B (§8.5: restart, forward), an interrupt (§2.4) and a sender
+  resuming its proxy after a redone fault (§8.4.2).
+- `abort`: lthread_ex_regs's abort of an ongoing IPC (§8.4.3), written on the
+  thread's CPU and read by its proxy's transfer on the receiver's (§8.3.5).
+- `migrating`: between B's delete and C's insert (§8.7.2), written by A and C.
+- `recv_started`: a call's receive phase begun by the proxy on the
+  receiver's CPU (§8.3.1's atomic call, §8.3.5).
+- `msg_tag`, `msg_map`: the message tag of a transfer done by another CPU —
+  word count, map item, error — for the receiver to pick up (the `naive`
+  design of §8.3.3, where the sender transmits; the words themselves are in
+  `ipc_buffer` and the UTCB).
+- `redo_fault`, `redo_sender`: a fault in the receiver's space to redo in its
+  context, and the sender to resume then (§8.3.2).
+
+Custom layouts written before these fields existed still work: fields of
+`IMPLICIT` a custom layout leaves out are placed after its lines.
 """
 
 from __future__ import annotations
@@ -50,7 +78,28 @@ FIELDS: dict[str, int] = {
     "xp_cc": 4,
     "first_mailbox": 4,
     "last_mailbox": 4,
+    # global, modified cross-processor: kernel state Table 3 kept off the TCB (issue 15)
+    "wake": 4,
+    "abort": 4,
+    "migrating": 4,
+    "recv_started": 4,
+    "msg_tag": 4,
+    "msg_map": 4,
+    "redo_fault": 4,
+    "redo_sender": 4,
 }
+
+# The fields issue 15 moved into the TCB; a custom layout may leave them out.
+IMPLICIT: tuple[str, ...] = (
+    "wake",
+    "abort",
+    "migrating",
+    "recv_started",
+    "msg_tag",
+    "msg_map",
+    "redo_fault",
+    "redo_sender",
+)
 
 GROUPS: dict[str, str] = {
     **dict.fromkeys(
@@ -80,7 +129,8 @@ GROUPS: dict[str, str] = {
     ),
     **dict.fromkeys(["myself", "cpu", "present_prev", "present_next"], "global shared"),
     **dict.fromkeys(
-        ["partner", "proxy", "xp_cc", "first_mailbox", "last_mailbox"], "global modified"
+        ["partner", "proxy", "xp_cc", "first_mailbox", "last_mailbox", *IMPLICIT],
+        "global modified",
     ),
 }
 
@@ -99,7 +149,22 @@ THESIS_LINES: tuple[tuple[str, ...], ...] = (
     ),
     ("priority", "timeslice", "remaining_timeslice", "pager", "space", "mcp"),
     ("myself", "cpu", "present_prev", "present_next"),
-    ("partner", "proxy", "xp_cc", "first_mailbox", "last_mailbox"),
+    # The 12 DUMMY bytes of Table 3's global modified line hold those of ours touched
+    # with `partner`: the wake reason; a call's begun receive, which the proxy writes
+    # with the caller's partner and xp_cc (§8.3.5); the abort flag, which the proxy's
+    # transfer reads as it writes partner. (Measured: `l4tui bench kernel` and
+    # scripts/xp-pingpong.yaml cost least with these three here.)
+    (
+        "partner",
+        "proxy",
+        "xp_cc",
+        "first_mailbox",
+        "last_mailbox",
+        "wake",
+        "recv_started",
+        "abort",
+    ),
+    ("msg_tag", "migrating", "msg_map", "redo_fault", "redo_sender"),
 )
 
 # Declaration order: the fields as one would first write the struct down.
@@ -133,6 +198,7 @@ NAIVE_ORDER: tuple[str, ...] = (
     "present_next",
     "space",
     "mcp",
+    *IMPLICIT,
 )
 
 
@@ -211,4 +277,9 @@ def make_layout(spec: str | Sequence[Sequence[str]], line_size: int) -> Layout:
         return _pack_lines("naive", [NAIVE_ORDER], line_size)
     if isinstance(spec, str):
         raise LayoutError(f"tcb_layout must be thesis, naive or a list of lines, not {spec!r}")
-    return _pack_lines("custom", spec, line_size)
+    given = {
+        f for line in spec if isinstance(line, list | tuple) for f in line if isinstance(f, str)
+    }
+    extra = [f for f in IMPLICIT if f not in given]
+    lines = [*spec, extra] if extra else spec
+    return _pack_lines("custom", lines, line_size)

@@ -22,7 +22,12 @@ receiver leaving a CPU takes along the requests of senders whose proxies
 poll on it there (§8.5, the second race).
 
 One migration at a time: A takes the migration lock, reads B under it, and
-C releases it when it is through (3̄) (A, when A is C). A waiting for the
+C releases it when it is through (3̄) (A, when A is C).
+
+What the parts tell each other is simulated memory: the barriers, the
+cancel word, the waiting thread's wakeup time (B to C), and the thread's
+`migrating` flag in its TCB (A sets it, C clears it) — read by an interrupt
+for it, which must wait while it is in no CPU's lists. A waiting for the
 lock keeps serving its CPU's mailboxes, for the holder may be waiting for
 that CPU's control proxy (issue 14, found by the random kernel fuzzer).
 """
@@ -34,7 +39,16 @@ from typing import TYPE_CHECKING, Any
 
 from kernel import sched, xcpu
 from kernel.program import Schedule
-from kernel.thread import LOCKED_RUNNING, LOCKED_WAITING, POLLING, RUNNABLE, WAITING, Thread
+from kernel.thread import (
+    LOCKED_RUNNING,
+    LOCKED_WAITING,
+    POLLING,
+    RUNNABLE,
+    WAITING,
+    WAKE_FORWARD,
+    WAKE_RESTART,
+    Thread,
+)
 from kernel.xcpu import Mail
 from machine.ops import Atomic, Cli, Compute, Op, Phase, Read, Sti, Write, kaddr
 from machine.spinlock import spin_trylock, spin_unlock
@@ -47,6 +61,8 @@ Path = Generator[Op, Any, Any]
 
 AREA = 0x000A_8000  # the migration lock and barriers, each in a line of its own
 LOCK, BARRIER1, BARRIER2, NUMBER_SET, CANCEL = 0, 64, 128, 192, 256
+# B hands C the waiting thread's wakeup time (ticks + 1, 0: none) in two words (§8.7.3).
+DEADLINE_LO, DEADLINE_HI = 320, 324
 SPIN_CYCLES = 5
 OP_MIGRATE = 2
 FPU_SAVE_CYCLES = 100
@@ -130,7 +146,7 @@ def migrate(k: Kernel, caller: Thread, t: Thread, op: Schedule) -> Path:
         return None  # nothing to move: thread_schedule sets the rest on t's CPU
     for off in (BARRIER1, BARRIER2, NUMBER_SET, CANCEL):
         yield Write(base + off, 0)
-    t.migrating = True
+    yield Write(t.f["migrating"], 1)
     parties2 = len({a_cpu, b_cpu, c_cpu})
     here = k.cpus[a_cpu - 1]
     job = {"thread": t, "from": b_cpu, "to": c_cpu, "parties": parties2, "op": op}
@@ -202,7 +218,11 @@ def part_b(k: Kernel, cd: CpuData, job: dict[str, Any], first: bool = False) -> 
     # Also in an IPC: waiting for its pager's reply to a page fault (perhaps one
     # nested in a long IPC, §8.4.2), whose outer IPC resumes where it began.
     busy = state in (POLLING, LOCKED_RUNNING, LOCKED_WAITING) or bool(
-        (yield Read(t.f["proxy"])) or t.recv_started or t.fault is not None
+        (yield Read(t.f["proxy"]))
+        or t.fault is not None
+        # A call's receive phase its proxy began (§8.3.1): the proxy wrote it on
+        # another CPU, before the reply mailbox that tells us is acknowledged.
+        or (yield Read(t.f["recv_started"]))
     )
     if busy:
         yield Write(base + CANCEL, 1)
@@ -216,7 +236,10 @@ def part_b(k: Kernel, cd: CpuData, job: dict[str, Any], first: bool = False) -> 
     if not busy:
         yield Phase("migrate.B.delete")
         yield from sched.dequeue_ready(k, cd, t, old_prio)
-        job["deadline"] = t.deadline
+        # It keeps its timeout: C queues it with the same wakeup time (§8.7.3).
+        stored = 0 if t.deadline is None else t.deadline + 1
+        yield Write(base + DEADLINE_LO, stored & 0xFFFF_FFFF)
+        yield Write(base + DEADLINE_HI, stored >> 32)
         yield from sched.dequeue_wakeup(k, cd, t)
         if cd.fpu_owner is t:
             yield Phase("migrate.B.save_fpu")  # the FPU is per CPU: save before leaving (§8.7.1)
@@ -271,16 +294,17 @@ def part_c(k: Kernel, cd: CpuData, job: dict[str, Any], after_barrier: bool = Fa
     if not after_barrier:
         yield from spin_unlock(base + LOCK)  # the last to use the area (see `migrate`)
     if cancelled:
-        t.migrating = False
+        yield Write(t.f["migrating"], 0)
         return False  # B found t in an IPC path: it stays where it is
     yield Phase("migrate.C.insert")
     state = yield Read(t.f["thread_state"])
     if state in RUNNABLE:
         yield from sched.enqueue_ready(k, cd, t)
-    deadline = job.get("deadline")
-    if state == WAITING and deadline is not None:
-        yield from sched.enqueue_wakeup(k, cd, t, deadline)
-    t.migrating = False
+    if state == WAITING:
+        stored = (yield Read(base + DEADLINE_LO)) | (yield Read(base + DEADLINE_HI)) << 32
+        if stored:
+            yield from sched.enqueue_wakeup(k, cd, t, stored - 1)
+    yield Write(t.f["migrating"], 0)
     cur = cd.current
     switch = state in RUNNABLE and (
         cur is cd.idle or (yield Read(t.f["priority"])) > (yield Read(cur.f["priority"]))
@@ -310,12 +334,12 @@ def _release_polling_proxies(k: Kernel, cd: CpuData, t: Thread, to: int) -> Path
         p = k.by_tcb.get(proxy_tcb) if proxy_tcb else None
         if p is not None and p.cpu == cd.number and (yield Read(p.f["thread_state"])) == POLLING:
             yield Phase("migrate.B.forward_request")
-            p.wake = "forward"
+            yield Write(p.f["wake"], WAKE_FORWARD)
             yield from sched.dequeue_wakeup(k, cd, p)
             yield from sched.make_ready(k, cd, p, LOCKED_RUNNING)
         elif sender.cpu == cd.number and (yield Read(sender.f["thread_state"])) == POLLING:
             yield Phase("migrate.B.restart_sender")
-            sender.wake = "restart"
+            yield Write(sender.f["wake"], WAKE_RESTART)
             # Out of t's send queue here and now, with the queue's owner: woken
             # locked_running, the sender would otherwise sit in the queue of a
             # thread it no longer polls on until it next runs.

@@ -28,7 +28,19 @@ from kernel import ipc, sched, transfer, xcpu
 from kernel.errors import IpcError
 from kernel.ids import NIL
 from kernel.program import Ipc
-from kernel.thread import LOCKED_RUNNING, LOCKED_WAITING, POLLING, RUNNING, WAITING, Thread
+from kernel.thread import (
+    LOCKED_RUNNING,
+    LOCKED_WAITING,
+    POLLING,
+    RUNNING,
+    WAITING,
+    WAKE_FORWARD,
+    WAKE_NONE,
+    WAKE_PARTNER,
+    WAKE_RESOLVED,
+    WAKE_TIMEOUT,
+    Thread,
+)
 from kernel.xcpu import Mail
 from machine.ops import LoadCR3, Op, Phase, Read, Write
 
@@ -71,7 +83,8 @@ def send_request(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
     # scripts/xp-pingpong.yaml: a lost wake-up and a four-way deadlock).
     yield Write(a.f["ipc_timeout"], NEVER)  # the proxy waits for us, with our timeout
     yield Write(a.f["thread_state"], LOCKED_WAITING)
-    a.wake = None
+    # A call's receive phase, begun by the proxy, ends with our wake-up by its sender.
+    yield Write(a.f["wake"], WAKE_NONE)
     # The proxy's CPU, not b's of the moment: b may have been migrated since we
     # chose its proxy (§8.5, the second race). The flag went to b's new CPU, whose
     # check_n_ack made another CPU's proxy ready in its own ready list (found by the
@@ -87,7 +100,8 @@ def send_request(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
 def _xp_return(k: Kernel, cd: CpuData, a: Thread, request: Mail) -> Path:
     # XP_RETURN: woken by check_n_ack on our CPU once the proxy is done.
     yield Phase("xp.return")
-    a.recv_started = request.recv_started
+    # A call: the proxy may have begun our receive (§8.3.1), and said so in our TCB.
+    a.recv_started = request.payload.receives and bool((yield Read(a.f["recv_started"])))
     code = yield Read(a.f["xp_cc"])
     while code == REDO_FAULT:  # not done: the proxy needs a page of ours (§8.4.2)
         yield from redo_fault(k, a)  # locks us before it reactivates the proxy
@@ -162,18 +176,20 @@ def xp_send_path(k: Kernel, cd: CpuData, p: Thread, i: int, mail: Mail) -> Path:
             yield from wakeup_sender(k, cd, p, a, i, "timeout")
             return
         yield Phase("xp.proxy.enqueue_sendq")
+        yield Write(p.f["wake"], WAKE_NONE)  # before the receiver can find its sender polling
         yield from ipc.enqueue_sendq(k, b, a)  # the sender goes into the send queue
         yield Write(p.f["thread_state"], POLLING)
         # Not switchTo(B): a proxy runs above everyone; the dispatcher decides.
         why = yield from ipc.wait_for_partner(k, p, None, op.timeout)
-        if why == "forward":  # the receiver migrated away: the request follows it (§8.5)
+        if why == WAKE_FORWARD:  # the receiver migrated away: the request follows it (§8.5)
             yield from ipc.dequeue_sendq(k, b, a)
             yield Write(p.f["thread_state"], RUNNING)
             yield from forward(k, cd, p, i, b)
             return
-        if why != "partner":
+        if why != WAKE_PARTNER:
             yield from ipc.dequeue_sendq(k, b, a)
-            yield from wakeup_sender(k, cd, p, a, i, "timeout" if why == "timeout" else "aborted")
+            error = "timeout" if why == WAKE_TIMEOUT else "aborted"
+            yield from wakeup_sender(k, cd, p, a, i, error)
             return
         yield from sched.dequeue_wakeup(k, cd, p)
     # At this point, B is ready to receive from A.
@@ -187,7 +203,7 @@ def xp_send_path(k: Kernel, cd: CpuData, p: Thread, i: int, mail: Mail) -> Path:
             yield LoadCR3(a.task.space.pdbr)  # the copy runs in the sender's space
         yield from transfer.transmit(k, a, b, op, copier=p)
     except IpcError as e:
-        b.failed = error = e.error
+        b.failed = error = e.error  # b is on our CPU (checked above)
     yield Write(b.f["partner"], a.word)
     if error is None and op.receives and not (yield from xcpu.sender_ready(k, a, op)):
         # A call is atomic (§8.3.1): the sender must be receiving before the
@@ -199,9 +215,11 @@ def xp_send_path(k: Kernel, cd: CpuData, p: Thread, i: int, mail: Mail) -> Path:
         source = k.by_name.get(op.source) if op.source else None
         yield Write(a.f["partner"], source.word if source is not None else NIL)
         yield Write(a.f["thread_state"], WAITING)
-        mail.recv_started = True
+        # In the sender's TCB, as partner and state: its CPU reads it (xcpu.check_n_ack,
+        # XP_RETURN, and a migration's B, which must not move it now).
+        yield Write(a.f["recv_started"], 1)
     yield Phase("xp.proxy.wake_receiver")
-    b.wake = "partner"
+    yield Write(b.f["wake"], WAKE_PARTNER)
     yield from sched.make_ready(k, cd, b, LOCKED_RUNNING)
     if error is None:
         k.counters.ipc += 1
@@ -272,14 +290,16 @@ def sender_fault(k: Kernel, p: Thread, a: Thread, addr: int, timeout: int | None
     i = yield from xcpu.alloc(k, p.cpu)
     yield from xcpu.setup(k, i, Mail("redo_fault", a, None, (addr, timeout, p)), 0, a)
     yield Write(a.f["xp_cc"], REDO_FAULT)
+    # Our wake reason is cleared before the sender can learn of the fault: it writes
+    # the answer there from its CPU (a lost answer if we cleared it after the trigger).
+    yield Write(p.f["wake"], WAKE_NONE)
     yield from xcpu.trigger(k, cd, i, a.cpu)
     yield Write(p.f["thread_state"], WAITING)
-    p.wake = None
     yield from k.switch_to(cd, None)
     # Reactivated by the sender's mailbox: take it off our list.
     yield from xcpu.remove(k, p, lambda m: m.op == "resumed")
     yield Write(p.f["thread_state"], LOCKED_RUNNING)
-    return p.wake == "resolved"
+    return (yield Read(p.f["wake"])) == WAKE_RESOLVED
 
 
 def redo_fault(k: Kernel, a: Thread) -> Path:
@@ -298,7 +318,7 @@ def redo_fault(k: Kernel, a: Thread) -> Path:
 
     yield Phase("xp.redo_fault")
     ok = yield from space.page_fault_ipc(k, a, addr, False, timeout)
-    p.wake = "resolved" if ok else "timeout"
+    yield Write(p.f["wake"], WAKE_RESOLVED if ok else WAKE_TIMEOUT)  # p is on another CPU
     mail.op = "resumed"
     yield Write(k.mailboxes.addr(i, xcpu.TARGET), p.tcb)
     yield Write(a.f["xp_cc"], 0)

@@ -33,6 +33,10 @@ from kernel.thread import (
     LOCKED_RUNNING,
     LOCKED_WAITING,
     RUNNING,
+    WAKE_NONE,
+    WAKE_PARTNER,
+    WAKE_REDO_FAULT,
+    WAKE_TIMEOUT,
     Space,
     Task,
     Thread,
@@ -54,6 +58,10 @@ UTCB_VADDR = 0xBFF0_0000
 UTCB_SIZE = 512
 UTCB_CPU = 12  # Version 4 X2: the thread's current processor (§7.2)
 MR_OFFSET = 16  # message registers after the UTCB header
+# Buffer registers (§8.9's UTCB): the receive window (address, size), the number of
+# string buffers, then each buffer's (address, size). Written only in the naive design.
+BR_OFFSET = 256
+MAX_BUFFERS = (UTCB_SIZE - BR_OFFSET - 12) // 8
 UTCB_PAGES = 16  # 128 threads a task at most
 COMM_BASE = 0xC000_0000  # per CPU two 4 MB slots, between user space and the kernel window
 COMM_SIZE = 8 << 20
@@ -103,9 +111,6 @@ class Spaces:
         t.pc = ProgramCounter.start((ServeFaults(),))
         return t
 
-    def write_utcb_cpu(self, t: Thread) -> None:
-        self.k.machine.memory.write(utcb_paddr(self.k, t) + UTCB_CPU, t.cpu)
-
 
 def utcb_paddr(k: Kernel, t: Thread) -> int:
     """Physical address of `t`'s UTCB."""
@@ -118,6 +123,49 @@ def utcb_paddr(k: Kernel, t: Thread) -> int:
 def message_registers(k: Kernel, t: Thread) -> int:
     """Kernel address of `t`'s message registers (beyond the three in registers)."""
     return kaddr(utcb_paddr(k, t) + MR_OFFSET)
+
+
+def publish_buffers(k: Kernel, t: Thread) -> Path:
+    """Put `t`'s receive window and string buffers where another CPU can read them.
+
+    Only the naive design transmits from the sender's CPU (§8.3.3); there the
+    sender reads the receive descriptor from the receiver's buffer registers
+    in its UTCB — simulated memory — not from the receiver's kernel data.
+    Elsewhere every transfer to `t` runs on `t`'s CPU (§8.3.5), and reads them there.
+    """
+    if k.xp_ipc != "naive" or t.task is None or t.task.space is None:
+        return
+    if t.registers == (t.window, t.buffers):
+        return  # as the last IPC left them: buffer registers are kept between IPCs
+    t.registers = (t.window, t.buffers)
+    br = kaddr(utcb_paddr(k, t) + BR_OFFSET)
+    addr, size = t.window if t.window is not None else (0, 0)
+    yield Write(br, addr)
+    yield Write(br + 4, size)
+    yield Write(br + 8, len(t.buffers))
+    for i, d in enumerate(t.buffers[:MAX_BUFFERS]):
+        yield Write(br + 12 + 8 * i, d.addr)
+        yield Write(br + 16 + 8 * i, d.size)
+
+
+def receive_window(k: Kernel, copier: Thread, b: Thread) -> Path:
+    """`b`'s receive window (vaddr, size) or None, as the transfer on `copier`'s CPU sees it."""
+    if b.cpu == copier.cpu:
+        return b.window
+    br = kaddr(utcb_paddr(k, b) + BR_OFFSET)
+    size = yield Read(br + 4)
+    return ((yield Read(br)), size) if size else None
+
+
+def receive_buffers(k: Kernel, copier: Thread, b: Thread) -> Path:
+    """`b`'s string buffers, as the transfer on `copier`'s CPU sees them."""
+    if b.cpu == copier.cpu:
+        return b.buffers
+    br = kaddr(utcb_paddr(k, b) + BR_OFFSET)
+    out = []
+    for i in range(min((yield Read(br + 8)), MAX_BUFFERS)):
+        out.append(Fpage((yield Read(br + 12 + 8 * i)), (yield Read(br + 16 + 8 * i))))
+    return tuple(out)
 
 
 # --- page tables through micro-ops ----------------------------------------------
@@ -206,11 +254,14 @@ def page_fault_ipc(
     k.counters.page_faults += 1
     state = yield Read(t.f["thread_state"])
     partner = yield Read(t.f["partner"])
-    saved = (t.window, t.buffers, t.inbox, t.wake)
+    nested = state in (LOCKED_RUNNING, LOCKED_WAITING)  # a fault inside a long IPC
+    wake = (yield Read(t.f["wake"])) if nested else WAKE_NONE
+    saved = (t.window, t.buffers, t.inbox)
     page = addr - addr % PAGE_SIZE
     t.window = (page, PAGE_SIZE)
     t.buffers = ()
     t.fault = (addr, write)
+    yield from publish_buffers(k, t)
     op = Ipc(
         "call",
         to=pager.name,
@@ -226,12 +277,13 @@ def page_fault_ipc(
     except IpcError as e:
         ok = False
         t.fault_error = e.error  # aborted (ex_regs) or timeout: the outer IPC says which
-    finally:
-        t.window, t.buffers, t.inbox, t.wake = saved
-        t.fault = None
-    if state in (LOCKED_RUNNING, LOCKED_WAITING):  # a fault inside a long IPC: back to it
+    t.window, t.buffers, t.inbox = saved
+    t.fault = None
+    yield from publish_buffers(k, t)  # the outer IPC's again
+    if nested:  # back to the long IPC, as it was
         yield Write(t.f["thread_state"], state)
         yield Write(t.f["partner"], partner)
+        yield Write(t.f["wake"], wake)
     return ok
 
 
@@ -245,6 +297,7 @@ def pager_loop_step(k: Kernel, t: Thread, serve: Any) -> Path:
     if "fault" not in st:
         yield Trap()
         yield Phase("pager.wait")
+        yield from publish_buffers(k, t)  # no window, no buffers (see do_ipc)
         try:
             sender = yield from ipc.receive(k, t, None, None)
         except IpcError:
@@ -306,13 +359,14 @@ def serve_faults_step(k: Kernel, t: Thread, op: ServeFaults) -> Path:
 # --- map, grant, unmap ------------------------------------------------------------
 
 
-def map_items(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
+def map_items(k: Kernel, a: Thread, b: Thread, op: Ipc, copier: Thread | None = None) -> Path:
     """Map or grant `op`'s flexpage into `b`'s receive window (§2.2.1, §8.3.2)."""
     grant = op.grant is not None
     fp = op.grant if grant else op.map
-    if b.window is None:
+    window = yield from receive_window(k, copier or a, b)
+    if window is None:
         raise IpcError("cut")  # the receiver accepts no mappings
-    waddr, wsize = b.window
+    waddr, wsize = window
     size = min(fp.size, wsize)
     dst_base = waddr + (fp.addr % wsize // size * size if fp.size < wsize else 0)
     asp, bsp = a.task.space, b.task.space
@@ -374,7 +428,7 @@ def task_new(k: Kernel, t: Thread, op: TaskNew) -> Path:
     yield Compute(500)  # building the page directory and the UTCB area
     first = task.threads[0]
     first.cpu = t.cpu  # "created locally on the current processor of the creator"
-    k.machine.memory.write(first.f["cpu"] - kaddr(0), t.cpu)
+    yield Write(first.f["cpu"], t.cpu)
     yield from start_thread(k, first)
     task.started = True
     return result("task_new", value=first.word)
@@ -384,7 +438,7 @@ def start_thread(k: Kernel, t: Thread) -> Path:
     """Make `t` present and ready on its CPU."""
     yield Write(t.f["myself"], t.word)
     yield Write(t.f["space"], t.task.space.pdbr)
-    k.spaces.write_utcb_cpu(t)
+    yield Write(kaddr(utcb_paddr(k, t) + UTCB_CPU), t.cpu)  # §7.2
     yield from sched.make_ready(k, k.cpus[t.cpu - 1], t, RUNNING)
 
 
@@ -404,10 +458,11 @@ def copy_strings(k: Kernel, a: Thread, b: Thread, op: Ipc, copier: Thread) -> Pa
     line = k.machine.profile.cache.line_size
     mem = k.machine.memory
     asp, bsp = a.task.space, b.task.space
+    buffers = yield from receive_buffers(k, copier, b)
     for i, s in enumerate(op.strings):
-        if i >= len(b.buffers) or s.size > b.buffers[i].size:
+        if i >= len(buffers) or s.size > buffers[i].size:
             raise IpcError("cut")  # "the message exceeds the receive window"
-        d = b.buffers[i]
+        d = buffers[i]
         slot = d.addr >> 22
         window = COMM_BASE + (copier.cpu - 1) * COMM_SIZE
         yield from _map_comm(k, a, bsp, slot, copier.cpu)
@@ -453,7 +508,9 @@ def copy_strings(k: Kernel, a: Thread, b: Thread, op: Ipc, copier: Thread) -> Pa
             yield Write(comm & ~3, mem.read(dp_.frame + dst % PAGE_SIZE & ~3))
             if n > 4:
                 yield Compute((n - 1) // 4)
-            if a.abort or b.abort:
+            from kernel import transfer  # transfer imports this module
+
+            if (yield from transfer.aborted(k, copier, a, b)):
                 raise IpcError("aborted")
             pos += n
 
@@ -487,27 +544,29 @@ def receiver_fault(k: Kernel, a: Thread, b: Thread, vaddr: int, timeout: int | N
     """
     yield Phase("ipc.transfer.receiver_fault")
     cd = k.cpus[a.cpu - 1]
-    b.fault = (vaddr, True)
-    b.redo_sender = a
-    b.wake = "redo_fault"
-    a.wake = None
-    yield from sched.make_ready(k, cd, b, LOCKED_RUNNING)
+    # The request lives in b's TCB: in the naive design b is on another CPU (§8.3.3).
+    yield Write(b.f["redo_fault"], vaddr)
+    yield Write(b.f["redo_sender"], a.tcb)
+    yield Write(a.f["wake"], WAKE_NONE)  # before b can answer
+    yield Write(b.f["wake"], WAKE_REDO_FAULT)
+    yield from sched.make_ready(k, k.cpus[b.cpu - 1], b, LOCKED_RUNNING)
     yield Write(a.f["thread_state"], LOCKED_WAITING)
-    yield from k.switch_to(cd, b)
-    if a.wake != "partner":
-        raise IpcError("timeout" if a.wake == "timeout" else "aborted")
+    yield from k.switch_to(cd, b if b.cpu == a.cpu else None)
+    why = yield Read(a.f["wake"])
+    if why != WAKE_PARTNER:
+        raise IpcError("timeout" if why == WAKE_TIMEOUT else "aborted")
     yield Write(a.f["thread_state"], LOCKED_RUNNING)
 
 
 def redo_fault(k: Kernel, b: Thread, timeout: int | None) -> Path:
     """The receiver's side of `receiver_fault`: fault, then hand the CPU back."""
-    a = b.redo_sender
-    addr, write = b.fault
-    ok = yield from page_fault_ipc(k, b, addr, write, timeout)
-    b.fault = None
+    a = k.by_tcb[(yield Read(b.f["redo_sender"]))]
+    addr = yield Read(b.f["redo_fault"])
+    ok = yield from page_fault_ipc(k, b, addr, True, timeout)
     cd = k.cpus[b.cpu - 1]
-    a.wake = "partner" if ok else "timeout"
-    b.wake = None
+    yield Write(b.f["wake"], WAKE_NONE)  # before a can ask again
+    yield Write(a.f["wake"], WAKE_PARTNER if ok else WAKE_TIMEOUT)
     yield Write(b.f["thread_state"], LOCKED_WAITING)
-    yield from sched.make_ready(k, cd, a, LOCKED_RUNNING)
-    yield from k.switch_to(cd, a)
+    # a's CPU: another one in the naive design, whose lists are its own (design decision 1).
+    yield from sched.make_ready(k, k.cpus[a.cpu - 1], a, LOCKED_RUNNING)
+    yield from k.switch_to(cd, a if a.cpu == b.cpu else None)

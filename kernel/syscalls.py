@@ -146,9 +146,13 @@ def do_ipc(k: Kernel, t: Thread, op: Ipc) -> Path:
     """One IPC system call: the send phase, then the receive phase (§8.3.1)."""
     yield Phase(f"ipc.{op.kind}")
     res = result(op.kind)
-    t.abort = False
+    if t.abort:  # left by an abort of a page-fault IPC outside any IPC call
+        t.abort = False
+        yield Write(t.f["abort"], 0)
     t.window = (op.window.addr, op.window.size) if op.window else None
     t.buffers = op.buffers
+    if op.receives:
+        yield from space.publish_buffers(k, t)
     try:
         if op.sends:
             dest = resolve(k, op.to) if op.to is not None else t.last_sender
@@ -173,8 +177,10 @@ def do_ipc(k: Kernel, t: Thread, op: Ipc) -> Path:
         res.update(ok=False, error=e.error, cpu=e.cpu)
         if e.error == "xp_abort":
             res["xp"] = True
-    finally:
-        t.window, t.buffers, t.abort = None, (), False
+    t.window, t.buffers = None, ()
+    if t.abort:  # an ex_regs abort is for the IPC it cut short only (ipc.abort)
+        t.abort = False
+        yield Write(t.f["abort"], 0)
     return res
 
 

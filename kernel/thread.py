@@ -3,7 +3,16 @@
 A thread's TCB lives in simulated memory (see layout.py); this is the
 Python-side rest of it: its program counter (data, so it can be saved), its
 kernel stack (a machine `Context`), the results of its system calls, and
-the in-flight IPC that the transfer hands from sender to receiver.
+the message the transfer delivered.
+
+Shared kernel state is simulated state (issue 15): what another CPU's kernel
+path writes or reads — the wake reason, the abort and migration flags, a
+call's begun receive phase, a message transmitted from another CPU — is a
+TCB field (layout.py), touched with `Read`/`Write` micro-ops. What stays here
+is touched only by kernel paths running on the thread's own CPU (`cpu`):
+its own system calls, and the proxies and control proxies that act for
+other CPUs there (implementation decision 3, §8.4). `tests/test_shared_state.py`
+checks it on random multi-CPU runs.
 """
 
 from __future__ import annotations
@@ -27,6 +36,28 @@ STATE_NAMES = {
 }
 RUNNABLE = (RUNNING, LOCKED_RUNNING)
 IN_IPC = (WAITING, POLLING, LOCKED_RUNNING, LOCKED_WAITING)
+
+# The TCB's `wake` field: why a blocked kernel path was resumed. Whoever makes
+# the thread ready writes it first — the partner (on another CPU in the naive
+# design: the wake-up Uhlig's race of §8.3.3 loses), the timer, an abort.
+WAKE_NONE = 0
+WAKE_PARTNER = 1  # the IPC partner is through: go on
+WAKE_TIMEOUT = 2  # the IPC timeout expired
+WAKE_ABORT = 3  # lthread_ex_regs aborted the IPC (§8.4.3)
+WAKE_RESTART = 4  # the receiver left for another CPU: send again (§8.5)
+WAKE_FORWARD = 5  # a proxy's receiver left: forward the request (§8.5)
+WAKE_REDO_FAULT = 6  # redo a fault in our space for the sender (§8.3.2)
+WAKE_RESOLVED = 7  # a proxy's sender resolved the fault it asked for (§8.4.2)
+WAKE_NAMES = {
+    WAKE_NONE: "none",
+    WAKE_PARTNER: "partner",
+    WAKE_TIMEOUT: "timeout",
+    WAKE_ABORT: "abort",
+    WAKE_RESTART: "restart",
+    WAKE_FORWARD: "forward",
+    WAKE_REDO_FAULT: "redo_fault",
+    WAKE_RESOLVED: "resolved",
+}
 
 
 @dataclass(eq=False, slots=True)
@@ -76,19 +107,23 @@ class Thread:
     spec: Any = None  # the scenario's ThreadSpec
     results: list[dict[str, Any]] = field(default_factory=list)
     sent_to: list[str] = field(default_factory=list)  # whom each completed send phase reached
-    wake: str | None = None  # why a blocked path was resumed: partner, timeout, abort
-    deadline: int | None = None  # wakeup time in ticks, while in a wakeup queue
-    inbox: Message | None = None
+    # Wakeup time in ticks while in its CPU's wakeup queue: the queue's key, kept by
+    # that CPU (the TCB's `ipc_timeout` holds it in cycles, for the views).
+    deadline: int | None = None
+    inbox: Message | None = None  # delivered by a transfer on this CPU
     last_sender: Thread | None = None
     pager: Thread | None = None
     window: tuple[int, int] | None = None  # receive window of the current IPC (vaddr, size)
     buffers: tuple[Any, ...] = ()  # receive string buffers of the current IPC
-    abort: bool = False  # lthread_ex_regs asked to abort the ongoing IPC
-    fault: tuple[int, bool] | None = None  # (addr, write) while in a page fault IPC
-    failed: str | None = None  # the sender's transfer failed with this error
-    recv_started: bool = False  # an XP call whose receive phase the proxy began
-    migrating: bool = False  # between B deleting it and C inserting it (§8.7.2)
-    redo_sender: Thread | None = None  # a sender waiting for us to redo a fault (§8.3.2)
+    # What the UTCB's buffer registers hold (window, buffers): the naive design's
+    # senders read them there (space.publish_buffers); rewritten only when they change.
+    registers: tuple[Any, ...] = (None, ())
+    # Our own copy of the TCB's `abort`, written with it on our CPU: our paths
+    # read this, a transfer on another CPU reads the TCB.
+    abort: bool = False
+    fault: tuple[int, bool] | None = None  # (addr, write) while in our page fault IPC
+    failed: str | None = None  # the sender's transfer on our CPU failed with this error
+    recv_started: bool = False  # our XP call's proxy began its receive (read from the TCB)
     fault_error: str | None = None  # why the last page-fault IPC failed
     injected: list[Any] = field(default_factory=list)  # ops a debugger put before the program
     ip: int = 0

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kernel import ipc, sched, xcpu
-from kernel.thread import LOCKED_WAITING, POLLING, RUNNING, Thread
+from kernel.thread import LOCKED_WAITING, POLLING, RUNNING, WAKE_ABORT, Thread
 from kernel.xcpu import Mail
 from machine.ops import Op, Phase, Read, Write
 
@@ -32,6 +32,9 @@ Work = Callable[["CpuData"], Path]  # a path to run on another CPU
 
 def run_on(k: Kernel, caller: Thread, cpu: int, work: Work, label: str) -> Path:
     """Run `work` on CPU `cpu` in its control proxy; wait for it; return its result.
+
+    Run remotely, the result is None: no work returns anything else there
+    (nothing but its mailbox passes between the CPUs).
 
     `work` may return a `Forward`: it goes on on another CPU (the thread it
     works on left, or an abort reaches a send proxy), in the same mailbox.
@@ -53,7 +56,7 @@ def run_on(k: Kernel, caller: Thread, cpu: int, work: Work, label: str) -> Path:
     yield Phase(f"{label}.return")
     yield from xcpu.remove(k, caller, lambda m: m is mail)
     yield Write(caller.f["thread_state"], RUNNING)
-    return mail.payload_result
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +87,6 @@ def serve(k: Kernel, cd: CpuData, p: Thread, i: int, mail: Mail) -> Path:
         yield Write(k.mailboxes.addr(i, xcpu.TARGET), k.ctl[out.cpu].tcb)
         yield from xcpu.trigger(k, cd, i, out.cpu)
         return
-    mail.payload_result = out
     yield Phase("unwind.wake_caller")
     yield Write(k.mailboxes.addr(i, xcpu.TARGET), mail.sender.tcb)
     yield from xcpu.trigger(k, cd, i, mail.sender.cpu)
@@ -112,6 +114,6 @@ def _abort_proxy(k: Kernel, p: Thread, cd: CpuData) -> Path:
     """On the proxy's CPU: stop its wait; it wakes its sender with `aborted`."""
     yield Phase("unwind.proxy_abort")
     if (yield Read(p.f["thread_state"])) == POLLING:
-        p.wake = "abort"
+        yield Write(p.f["wake"], WAKE_ABORT)
         yield from sched.dequeue_wakeup(k, cd, p)
         yield from sched.make_ready(k, cd, p, RUNNING)

@@ -19,6 +19,13 @@ acknowledged (the pseudo-code's ``if not_yet_acknowledged``), so a kernel
 trigger never takes more than one of the target's two APIC slots (§8.3.3).
 The IPI handler EOIs first, to keep the two APIC slots free, then runs
 `check_n_ack`.
+
+A mailbox's words (lock, op, sender, destination, target, next) are simulated
+memory; `Mail` is the rest of its parameter block — a send descriptor, a
+migration's job — written only by the CPU that holds the mailbox: the one
+that locked it in `alloc`, until its `trigger` hands it to the target CPU,
+which may re-target and trigger it in turn. Whether a mailbox is free is its
+op word, read like any other (`alloc`).
 """
 
 from __future__ import annotations
@@ -61,8 +68,6 @@ class Mail:
     dest: Thread | None = None
     payload: Any = None
     reply: bool = False  # re-targeted to wake the sender (wakeup_sender)
-    recv_started: bool = False  # the proxy set the sender receiving (a call's atomicity)
-    payload_result: Any = None  # what a remote request's work returned
 
 
 class Mailboxes:
@@ -92,7 +97,7 @@ def alloc(k: Kernel, from_cpu: int) -> Path:
     while True:
         for j in range(MAILBOXES):
             i = (start + j) % MAILBOXES
-            if i in mb.mail:  # in use: a quick look at its op word would say so too
+            if (yield Read(mb.addr(i, OP))) != FREE:  # in use: a quick look before the lock
                 continue
             if not (yield from spin_trylock(mb.addr(i, LOCK))):
                 continue
@@ -170,11 +175,16 @@ def check_n_ack(k: Kernel, cd: CpuData) -> Path:
             target = k.by_tcb[(yield Read(mb.addr(i, TARGET)))]
             state = yield Read(target.f["thread_state"])
             mail = mb.mail.get(i)
-            if mail is not None and mail.recv_started and state == WAITING:
+            if (
+                mail is not None
+                and mail.reply
+                and state == WAITING
+                and (yield Read(target.f["recv_started"]))  # written by the proxy (§8.3.1)
+            ):
                 if (yield from sender_ready(k, target, mail.payload)):
                     # A sender already queued for the caller: the caller does its
                     # receive itself, as §8.3.2's receive path would, and finds it.
-                    mail.recv_started = False
+                    yield Write(target.f["recv_started"], 0)
                     yield from link(k, target, i)
                     yield from sched.make_ready(k, cd, target, RUNNING)
                     woken.append(target)
