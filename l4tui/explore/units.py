@@ -145,7 +145,7 @@ def run_unit(job: Job, unit: Unit, fork: bool = True) -> list[Run]:
                 # The path ended before the branch point (not one of its own): from the start.
                 run = _from_start(job, scenario, child, knows)
             else:
-                walk.known = knows
+                walk.known, walk.leaf = knows, len(child) >= job.preemptions
                 run = _fork(walk, choice)
         if run.kind is None:
             siblings.update(run.timed)
@@ -157,7 +157,10 @@ def _from_start(
     job: Job, scenario: Scenario, choices: tuple[Choice, ...], known: tuple[frozenset[int], ...]
 ) -> Run:
     checked = choices[-1].at if choices else 0  # the parent's path was checked when it ran
-    return run_schedule(scenario, job.seed, choices, job.run_limit, known, job.shared, checked)
+    leaf = len(choices) >= job.preemptions
+    return run_schedule(
+        scenario, job.seed, choices, job.run_limit, known, job.shared, checked, leaf
+    )
 
 
 def _strip(job: Job, run: Run) -> Run:

@@ -116,6 +116,7 @@ class Walk:
         known: tuple[frozenset[int], ...] = (),
         shared: frozenset[int] | None = None,
         checked: int = 0,
+        leaf: bool = False,
     ) -> None:
         self.system = system = System(scenario, seed=seed)
         system.machine.memory.track()
@@ -136,6 +137,9 @@ class Walk:
         self.known = known  # the timed-order states of the ancestors' runs
         self.shared = shared  # kernel words known shared (None: all may be)
         self.checked = checked  # the path before this position was checked when it first ran
+        # At the bound: no children, so only the states where it goes on in the timed order
+        # (to end where an earlier run went on) are named, and no words or branch points noted.
+        self.leaf = leaf
         self.scenario_key = (id(scenario), seed)
         _SCENARIOS_CHECKED[id(scenario)] = scenario  # held: its id names it while checked
 
@@ -159,6 +163,7 @@ class Walk:
         advance, run_limit = system.advance, self.run_limit
         last = self.last if record else NEVER
         check_from = self.checked if record else NEVER
+        leaf = self.leaf
         joined = False
         pos, ahead, ahead_left, spin, shown = (
             self.pos,
@@ -208,7 +213,7 @@ class Walk:
                     if addr >= KERNEL_BASE and pos >= last:
                         paddr = (addr - KERNEL_BASE) & ~3
                         seen = sharers.get(paddr, 0)
-                        if not seen >> c.index & 1:
+                        if not seen >> c.index & 1 and not leaf:
                             sharers[paddr] = seen | 1 << c.index
                         if pos > last and self._candidate(
                             pos, c, op, t, paddr, before, ahead is None and not pending
@@ -275,14 +280,15 @@ class Walk:
         for o in self.system.machine.cpus:
             if o.waiting is None and o is not c:
                 mask |= 1 << o.index
-        if not mask:
+        if not mask or (self.leaf and not timed):
             return False
         shared = self.shared
         if where >= 0 and shared is not None and where not in shared:
             # Not known shared yet: most such words never are (a CPU's own data), and
             # naming the state costs more than the step. Named by position, it is
             # branched from (if it turns out shared) without pruning.
-            self.out.candidates.append((pos, c.number, where, mask, None))
+            if not self.leaf:
+                self.out.candidates.append((pos, c.number, where, mask, None))
             return False
         key = self.keys.key(before, c.number, op)
         if timed:
@@ -290,6 +296,8 @@ class Walk:
                 if key in keys:
                     return True
             self.out.timed.append(key)
+            if self.leaf:
+                return False
         self.out.candidates.append((pos, c.number, where, mask, key))
         return False
 
@@ -307,8 +315,8 @@ class Walk:
         exits are in states other schedules reached before (98% in the races
         of scripts/races/), and the check reads every list of every CPU. The
         state is named by the memory digest and what the check reads beside
-        memory: each thread's CPU, timeout, migration flag and message, and
-        each CPU's current thread.
+        memory (kernel/invariants.py): each thread's CPU, timeout and message,
+        each CPU's current thread and the APICs' IPI slots.
         """
         system = self.system
         if not system.settled():
@@ -318,7 +326,7 @@ class Walk:
         seen = (
             m.memory.digest,
             len(threads),
-            hash(tuple([(t.cpu, t.deadline, t.migrating, t.inbox is None) for t in threads])),
+            hash(tuple([(t.cpu, t.deadline, t.inbox is None) for t in threads])),
             tuple([cd.current.word for cd in k.cpus]),
             tuple([len(a.slots) for a in m.apics.apics]),
         )
@@ -362,13 +370,14 @@ def run_schedule(
     known: tuple[frozenset[int], ...] = (),
     shared: frozenset[int] | None = None,
     checked: int = 0,
+    leaf: bool = False,
 ) -> Run:
     """Run the scenario from the start under `choices`: its outcome and its branch points.
 
     The invariants are checked from position `checked` on (before it, the path
     is a parent's, checked when it ran).
     """
-    walk = Walk(scenario, seed, choices, run_limit, known, shared, checked)
+    walk = Walk(scenario, seed, choices, run_limit, known, shared, checked, leaf)
     walk.go()
     return walk.out
 
