@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from l4tui.session import Session
 
-SPACING = 20_000  # micro-ops between checkpoints: replay runs 130,000-260,000 a second here
+SPACING = 15_000  # micro-ops between checkpoints: replay runs 130,000-260,000 a second here
 AT_REST = 2_500  # a command's stop gets a checkpoint if the last is at least this far back
 IDLE = 0.05  # seconds without a request before the engine takes that checkpoint
 SCOUT_WAIT = 600.0  # seconds a scout may take to replay its segment
@@ -180,6 +180,7 @@ class Checkpoints:
             cp = at[-1]
             state = session.debugger_state()
             state["log"] = session.log[cp.applied :]  # it has the rest already
+            state["marks"] = session.marks.since(cp.position)
             keep = [c.pid for c in at]
             try:
                 cp.ctl.send(("restore", state, self.request, keep))
@@ -283,5 +284,14 @@ class Checkpoints:
             self.list = [c for c in self.list if c.pid in keep]
             self.list.append(mine)
             session.checkpoint_at = session.position + self.spacing
-            state["log"] = session.log[: mine.applied] + state["log"]
+            # The engine sent what came after this checkpoint: added to its own (in place);
+            # the machine stays behind, where this checkpoint is.
+            session.behind = (mine.applied, mine.position)
+            del session.log[mine.applied :]
+            session.log.extend(state["log"])
+            state["log"] = session.log
+            session.marks.truncate(mine.position)
+            for m in state["marks"]:
+                session.marks.add(*m)
+            state["marks"] = session.marks
             raise Restored(state, request)

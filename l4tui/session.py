@@ -177,6 +177,15 @@ class Marks:
         """The position of mark `i`, without building the mark."""
         return self._pos[i]
 
+    def since(self, position: int) -> list[tuple[int, str, int, str]]:
+        """The marks taken after `position`, as (position, label, cpu, thread) tuples (they
+        pickle ten times faster than `Mark`s: a checkpoint's fork is sent them)."""
+        names = self._names
+        return [
+            (self._pos[i], names[self._label[i]], self._cpu[i], names[self._thread[i]])
+            for i in range(bisect.bisect_right(self._pos, position), len(self._pos))
+        ]
+
     def truncate(self, position: int) -> None:
         """Drop the marks taken after `position` (a replay from there takes them again)."""
         n = bisect.bisect_right(self._pos, position)
@@ -649,10 +658,13 @@ class Session:
             self.system = System(self.scenario, seed=self.seed)
             self.last_phase = {}
             applied = at = 0
-        log = self.log
-        self.log, self.position, self.behind = log[:applied], at, None
+        # The entries to replay; the log itself is cut in place (at 10^6 micro-ops a copy
+        # of it is a tenth of a reverse command's time).
+        log = self.log[applied:]
+        del self.log[applied:]
+        self.position, self.behind = at, None
         self.marks.truncate(at)
-        i = applied
+        i = 0
         while i < len(log) and self.position < position:
             if self.position >= self.checkpoint_at:
                 self.checkpoints.take(self)
