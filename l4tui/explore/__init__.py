@@ -24,20 +24,32 @@ state — memory (by a digest each write keeps up to date), each CPU's mode,
 phase and pending op, the APIC slots, the mailboxes' contents, the programs'
 counters; not clocks or caches — and a preemption (that state, that CPU to
 go ahead) already scheduled with at least as many preemptions left is not
-run again, nor anything that would follow it (walk.py).
+run again, nor anything that would follow it (walk.py). A run that, going
+on in the timed order, reaches a state where an ancestor's run or an earlier
+sibling's went on in the timed order too ends there (`joined`): what
+follows was run already, with at least as many preemptions left. A branch
+point at a kernel word not yet known to be shared gets no name (it is rare
+that one becomes shared, and naming costs more than stepping), and the
+kernel invariants are checked once per state.
 
 **Suffixes only, on all cores** (issue 15). Python generators cannot be
-copied, so a worker replays a parent schedule's path once and forks a
-process at each child's branch point: each schedule costs its new suffix
-(units.py). Levels go to a pool of worker processes (`--jobs`, pool.py) or a
-Dask cluster (`--cluster`, l4tui/cluster.py); the search takes their runs in
-the level's order, so results do not depend on either (search.py).
+copied, so a worker replays a parent schedule's path once, unchecked, and
+forks a process at each child's branch point: the fork is the checkpoint
+(units.py). On the 2-core host of issue 15 a fork and its copy-on-write
+faults cost as much as replaying 1,500 micro-ops, so nearer branch points
+replay the path instead (the same runs). Levels go to a pool of worker
+processes (`--jobs`, pool.py) or a Dask cluster (`--cluster`,
+l4tui/cluster.py); the search takes their runs in the level's order, so
+results do not depend on either (search.py). `--progress` shows it working
+and Ctrl-C stops it with the result so far (progress.py).
 
 **Failures** (DESIGN.md §2 `explore --json`): `deadlock` (a cycle in the
 wait-for graph), `invariant` (a kernel invariant broken at a kernel exit, or
 a thread left locked, or the machine stopped by an impossible operation),
 `lost_message` (a send reported delivered that its receiver never
-received), `expect` (a scenario expectation that fails at the end).
+received), `expect` (a scenario expectation that fails at the end). A
+Python exception raised by the kernel is an `invariant` failure too ("the
+kernel raised ..."), with its schedule.
 
 The failing run's inputs are exactly a debugger session's input log
 (`None` a timed step, `N` a step of CPU N, `["idle", N]`), so the schedule
