@@ -44,7 +44,7 @@ SPIN = 3  # the same word read this often with the same value, nothing written: 
 RUN_LIMIT = 200_000  # micro-ops per schedule: a scenario that never ends is cut here
 NEVER = 1 << 62  # a position no schedule reaches
 CHECKED_LIMIT = 1_000_000  # states whose invariants held, remembered per scenario
-_CHECKED: dict[tuple[int, int | None], set[Any]] = {}
+_CHECKED: dict[tuple[int, int | None], set[int]] = {}
 _SCENARIOS_CHECKED: dict[int, Scenario] = {}
 
 
@@ -141,6 +141,9 @@ class Walk:
         # (to end where an earlier run went on) are named, and no words or branch points noted.
         self.leaf = leaf
         self.scenario_key = (id(scenario), seed)
+        if id(scenario) not in _SCENARIOS_CHECKED and len(_SCENARIOS_CHECKED) >= 16:
+            _SCENARIOS_CHECKED.clear()  # a process exploring many scenarios: start afresh
+            _CHECKED.clear()
         _SCENARIOS_CHECKED[id(scenario)] = scenario  # held: its id names it while checked
 
     def branch(self, choice: Choice) -> None:
@@ -323,13 +326,15 @@ class Walk:
             return False
         m, k = system.machine, system.kernel
         threads = k.threads
-        seen = (
-            m.memory.digest,
-            len(threads),
-            hash(tuple([(t.cpu, t.deadline, t.inbox is None) for t in threads])),
-            tuple([cd.current.word for cd in k.cpus]),
-            tuple([len(a.slots) for a in m.apics.apics]),
-        )
+        seen = hash(
+            (
+                m.memory.digest,
+                len(threads),
+                hash(tuple([(t.cpu, t.deadline, t.inbox is None) for t in threads])),
+                tuple([cd.current.word for cd in k.cpus]),
+                tuple([len(a.slots) for a in m.apics.apics]),
+            )
+        )  # 64 bits: two states alike in them are as good as never
         checked = _CHECKED.setdefault(self.scenario_key, set())
         if seen in checked:
             return False
