@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a scenario under every interleaving of the CPUs' accesses to shared "
         "state within a preemption bound (breadth first, so the first failure found has the "
         "fewest preemptions). Checks the kernel invariants at every kernel exit, deadlock, "
-        "lost messages and the scenario's expectations. Exit 0: none found; 1: found (the "
+        "lost messages and the scenario's expectations. Exit 0: none found (also when "
+        "--max-schedules or Ctrl-C stops it first: it prints the result so far); 1: found (the "
         "schedule is saved, for `l4tui open FILE --schedule S`); 2: bad input.",
     )
     explore.add_argument("file", metavar="FILE", help="scenario file (YAML)")
