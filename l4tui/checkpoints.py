@@ -41,6 +41,11 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - no fcntl: no fork either
+    fcntl = None  # type: ignore[assignment]
+
 if TYPE_CHECKING:
     from l4tui.session import Session
 
@@ -49,8 +54,20 @@ AT_REST = 2_500  # a command's stop gets a checkpoint if the last is at least th
 IDLE = 0.05  # seconds without a request before the engine takes that checkpoint
 SCOUT_WAIT = 600.0  # seconds a scout may take to replay its segment
 NEVER = 1 << 62
-KEEP = 32  # checkpoints kept (each costs the pages the engine wrote since: ~4-5 MB)
-NEAR = 8 * SPACING  # thinning keeps them denser within about this distance of the newest
+KEEP = 40  # checkpoints kept (each costs the pages the engine wrote since: ~3-4 MB)
+NEAR = 64 * SPACING  # thinning spreads them out a little more far back than near the newest
+
+
+def wide_pipe() -> tuple[int, int]:
+    """A pipe holding up to 1 MB (Linux; elsewhere the default): a restore sends the log
+    and marks after the checkpoint, and on a busy host each refill of a 64 kB pipe waits
+    for the reader to be scheduled."""
+    r, w = os.pipe()
+    size = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl is not None else None
+    if size is not None:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(w, size, 1 << 20)
+    return r, w
 
 
 @dataclass(slots=True)
@@ -109,7 +126,7 @@ class Checkpoints:
         if session.behind is not None or (self.list and self.list[-1].position >= session.position):
             return
         gc.freeze()  # see the module docstring
-        r, w = os.pipe()
+        r, w = wide_pipe()
         pid = os.fork()
         if pid == 0:
             self._sleep(session, r, w)  # never returns: exits, or raises Restored in a fork
@@ -138,14 +155,15 @@ class Checkpoints:
 
     def _thin(self) -> None:
         """Past `keep`, drop the checkpoint whose removal leaves the smallest gap — measured
-        against its distance from the newest plus `NEAR`, so they stay even near the end of
-        the history (where reverse-stepi goes) and spread out far back."""
+        against its distance from the newest plus `NEAR`, so far back they spread out a
+        little more — never the first nor the two newest (reverse-stepi from a stop that
+        just got a checkpoint goes to the one before)."""
         while len(self.list) > self.keep:
             cps = self.list
             head = cps[-1].position
             score = [
                 (cps[i + 1].position - cps[i - 1].position) / (head - cps[i].position + NEAR)
-                for i in range(1, len(cps) - 1)
+                for i in range(1, len(cps) - 2)  # the two newest stay: reverse from the head
             ]
             i = 1 + score.index(min(score))
             self._kill(cps.pop(i))
@@ -291,7 +309,6 @@ class Checkpoints:
             session.log.extend(state["log"])
             state["log"] = session.log
             session.marks.truncate(mine.position)
-            for m in state["marks"]:
-                session.marks.add(*m)
+            session.marks.extend(state["marks"])
             state["marks"] = session.marks
             raise Restored(state, request)

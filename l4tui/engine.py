@@ -38,7 +38,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from l4tui.checkpoints import IDLE, KEEP, SPACING, Checkpoints, Restored
+from l4tui.checkpoints import IDLE, KEEP, SPACING, Checkpoints, Restored, wide_pipe
 from l4tui.session import Session
 
 MAXFD = 1 << 16  # fds above are closed in the engine too (os.closerange: one syscall)
@@ -62,8 +62,8 @@ def start(session: Session, spacing: int = SPACING, keep: int = KEEP) -> Session
     """
     if not available():
         return session
-    req_r, req_w = os.pipe()
-    resp_r, resp_w = os.pipe()
+    req_r, req_w = wide_pipe()
+    resp_r, resp_w = wide_pipe()
     life_r, life_w = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()

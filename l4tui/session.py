@@ -8,12 +8,14 @@ agree on when a run is over.
 
 Going backwards is deterministic replay: the input log (each step taken, by
 the timed policy or on a named CPU; policy changes; injected system calls)
-replayed on a fresh system reproduces the state bit for bit. Phase starts are
-recorded as the machine runs, so `reverse-step` knows where to go without a
-search. Python generators — the kernel paths in flight — cannot be copied, and
-kernel paths read Python state between their micro-ops, so a checkpoint of
-the data alone could not revive them exactly; replay from the start is the
-one exact way back (see the issue note for the measured cost).
+replayed reproduces the state bit for bit. Phase starts are recorded as the
+machine runs, so `reverse-step` knows where to go without a search. Python
+generators — the kernel paths in flight — cannot be copied, and kernel paths
+read Python state between their micro-ops, so a checkpoint of the data alone
+could not revive them exactly. A fork of the whole process can: in an engine
+process (engine.py) `goto` restores the nearest fork checkpoint before the
+target (checkpoints.py) and replays only the rest; without one (no fork, or a
+session in the front end's own process) it replays from the start.
 """
 
 from __future__ import annotations
@@ -177,19 +179,28 @@ class Marks:
         """The position of mark `i`, without building the mark."""
         return self._pos[i]
 
-    def since(self, position: int) -> list[tuple[int, str, int, str]]:
-        """The marks taken after `position`, as (position, label, cpu, thread) tuples (they
-        pickle ten times faster than `Mark`s: a checkpoint's fork is sent them)."""
-        names = self._names
-        return [
-            (self._pos[i], names[self._label[i]], self._cpu[i], names[self._thread[i]])
-            for i in range(bisect.bisect_right(self._pos, position), len(self._pos))
-        ]
+    def since(self, position: int) -> tuple[list[str], list[array]]:
+        """The marks taken after `position`, as the names and the columns' tails: what a
+        checkpoint's fork is sent (`extend`; arrays pickle as bytes)."""
+        n = bisect.bisect_right(self._pos, position)
+        return list(self._names), [c[n:] for c in self._columns()]
+
+    def extend(self, tail: tuple[list[str], list[array]]) -> None:
+        """Add `since`'s marks, taken from marks that began as these did (the same history:
+        names are numbered in the order of first use, so these names are a prefix)."""
+        names, columns = tail
+        for name in names[len(self._names) :]:
+            self._id(name)
+        for mine, more in zip(self._columns(), columns, strict=True):
+            mine.extend(more)
+
+    def _columns(self) -> tuple[array, array, array, array]:
+        return self._pos, self._label, self._cpu, self._thread
 
     def truncate(self, position: int) -> None:
         """Drop the marks taken after `position` (a replay from there takes them again)."""
         n = bisect.bisect_right(self._pos, position)
-        for column in (self._pos, self._label, self._cpu, self._thread):
+        for column in self._columns():
             del column[n:]
 
 
