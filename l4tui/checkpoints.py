@@ -238,33 +238,38 @@ class Checkpoints:
             if not self.scouts.poll(SCOUT_WAIT):
                 return None  # pragma: no cover - a scout that died
             hits = self.scouts.recv()
-            if hits:
-                return hits
+            if hits is None or hits:
+                return hits  # None: the scout failed
         return {}
 
     def _scout(self, session: Session, breakpoints: Any, watches: Any, log: Any, end: int) -> None:
         """In a fork of a checkpoint: replay `log` to position `end` with the breakpoints
         and watchpoints, and send where they stop."""
-        session.checkpoints, session.checkpoint_at = None, NEVER
-        session.schedule, session.observer = None, None
-        session.breakpoints, session.watches = breakpoints, watches
-        for w in watches:
-            w.value = session._probe(w)
-        out: dict[int, str] = {}
-        for entry in log:
-            if session.position >= end:
-                break
-            if entry is None or isinstance(entry, int):
-                op = session._step(entry)
-                if op is None:
+        out: dict[int, str] | None = {}
+        try:
+            session.checkpoints, session.checkpoint_at = None, NEVER
+            session.schedule, session.observer = None, None
+            session.breakpoints, session.watches = breakpoints, watches
+            for w in watches:
+                w.value = session._probe(w)
+            for entry in log:
+                if session.position >= end:
                     break
-                why = session._stopped(op)
-                if why is not None:
-                    out[session.position - 1] = why
-            else:
-                session._replay(entry)
-        Connection(self.scout_w, readable=False).send(out)
-        os._exit(0)
+                if entry is None or isinstance(entry, int):
+                    op = session._step(entry)
+                    if op is None:
+                        break
+                    why = session._stopped(op)
+                    if why is not None:
+                        out[session.position - 1] = why
+                else:
+                    session._replay(entry)
+        except Exception:  # noqa: BLE001 - the engine then replays from the start itself
+            out = None
+        try:
+            Connection(self.scout_w, readable=False).send(out)
+        finally:
+            os._exit(0)
 
     def _sleep(self, session: Session, r: int, w: int) -> None:
         """A checkpoint's life: wait for a restore (fork the new engine) or the lifeline's end."""
