@@ -117,7 +117,9 @@ def run_unit(job: Job, unit: Unit, fork: bool = True) -> list[Run]:
     each may join the timed-order states of the earlier ones that did not fail
     as well as the ancestors' (`Unit.known`): a sibling's continuation from a
     state, with as many preemptions left, covers this one's. The units of a
-    level do not depend on the pool (search.py), so neither does this.
+    level do not depend on the pool (search.py), so neither does this. After
+    a failure the rest are not run (`ended` "skipped"): the search stops at
+    the first failure in the level's order.
     """
     scenario = job_scenario(job)
     parent, children, known = unit.parent, unit.children, unit.known
@@ -125,6 +127,7 @@ def run_unit(job: Job, unit: Unit, fork: bool = True) -> list[Run]:
     walk: Walk | None = None
     siblings: set[int] = set()
     order = sorted(range(len(children)), key=lambda i: children[i][-1].at if children[i] else -1)
+    in_order = order == list(range(len(children)))  # as the search makes units
     for i in order:
         child = children[i]
         knows = (*known, frozenset(siblings)) if siblings else known
@@ -147,9 +150,15 @@ def run_unit(job: Job, unit: Unit, fork: bool = True) -> list[Run]:
             else:
                 walk.known, walk.leaf = knows, len(child) >= job.preemptions
                 run = _fork(walk, choice)
+        out[i] = run
         if run.kind is None:
             siblings.update(run.timed)
-        out[i] = run
+        elif in_order:
+            # The search stops at the first failure in the level's order: the rest of the
+            # unit would never be looked at (one may be a livelock run to the limit).
+            for j in order[order.index(i) + 1 :]:
+                out[j].ended = "skipped"
+            break
     return [_strip(job, run) for run in out]
 
 

@@ -283,14 +283,14 @@ class Walk:
         for o in self.system.machine.cpus:
             if o.waiting is None and o is not c:
                 mask |= 1 << o.index
-        if not mask or (self.leaf and not timed):
+        if not timed and (not mask or self.leaf):
             return False
         shared = self.shared
         if where >= 0 and shared is not None and where not in shared:
             # Not known shared yet: most such words never are (a CPU's own data), and
             # naming the state costs more than the step. Named by position, it is
             # branched from (if it turns out shared) without pruning.
-            if not self.leaf:
+            if mask and not self.leaf:
                 self.out.candidates.append((pos, c.number, where, mask, None))
             return False
         key = self.keys.key(before, c.number, op)
@@ -299,8 +299,8 @@ class Walk:
                 if key in keys:
                     return True
             self.out.timed.append(key)
-            if self.leaf:
-                return False
+            if self.leaf or not mask:
+                return False  # (no other CPU could go: a state to join, not to branch from)
         self.out.candidates.append((pos, c.number, where, mask, key))
         return False
 
