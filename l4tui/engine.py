@@ -78,6 +78,11 @@ def start(session: Session, spacing: int = SPACING, keep: int = KEEP) -> Session
                 os.closerange(low, fd)
                 low = fd + 1
             os.closerange(low, MAXFD)
+            # Nor the front end's input and output: a reader of its stdout waits for EOF.
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, 0)
+            os.dup2(null, 1)
+            os.close(null)
             os.setpgid(0, 0)  # the terminal's Ctrl-C is the front end's to pass on
             if os.fork() == 0:
                 _serve(session, req_r, resp_w, life_r, Checkpoints(life_r, spacing, keep))
