@@ -323,8 +323,8 @@ def checkpoints(s: Session, arg: str | None = None) -> str:
         )
     rows = [(f"{c.position:,}", str(c.pid)) for c in ck.list]
     head = (
-        f"{len(ck.list)} checkpoint(s), one every {ck.spacing:,} micro-ops and where a command "
-        f"stops, at most {ck.keep}: going back restores the nearest and replays the rest"
+        f"{len(ck.list)} checkpoint(s), one every {ck.spacing:,} micro-ops and where you "
+        f"stopped, at most {ck.keep}: going back restores the nearest and replays the rest"
     )
     return head + "\n" + format_table(("micro-op", "pid"), rows, right=(True, True))
 

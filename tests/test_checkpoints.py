@@ -140,7 +140,7 @@ def test_console_commands_in_the_engine_match_in_process(remote: Any) -> None:
         a, b = outcome(here, line), there.call(outcome, line)
         if line != "info checkpoints":
             assert a == b, line
-    assert "checkpoint(s), one every 300 micro-ops" in b[0]
+    assert "checkpoint(s), one every 300 micro-ops and where you stopped" in b[0]
     assert "no checkpoints" in execute(here, "info checkpoints")
     assert there.call(state) == state(here)
 
