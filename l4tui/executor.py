@@ -137,6 +137,8 @@ def _run(s: Session, cmd: Command) -> str:
         return Stopped(s.reverse_step(_count(args[0], low=1) if args else 1))
     if name == "reverse-continue":
         return Stopped(s.reverse_continue())
+    if name == "goto":
+        return Stopped(_goto(s, _count(args[0])))
     if name == "where":
         return where(s)
     if name in ("break", "tbreak"):
@@ -200,6 +202,16 @@ def _run(s: Session, cmd: Command) -> str:
     if name == "info":
         return views.render(s, args[0], args[1] if len(args) > 1 else None)
     raise CommandError(f"{name} is not implemented")  # pragma: no cover - the table says
+
+
+def _goto(s: Session, target: int) -> str:
+    """Micro-op `target` of this history: back (Session.goto restores the nearest checkpoint
+    and replays the rest), or forward by running, so breakpoints stop it on the way."""
+    if target < s.position:
+        return s.goto(target)
+    if target == s.position:
+        return f"already at micro-op {target}"
+    return s.stepi(target - s.position)
 
 
 def _file_command(s: Session, name: str, args: tuple[str, ...]) -> str:

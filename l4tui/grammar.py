@@ -76,6 +76,13 @@ SPECS: dict[str, Spec] = {
             "reverse-continue",
             "go back to the previous breakpoint or watchpoint hit",
         ),
+        Spec(
+            "goto",
+            "goto N",
+            "go to micro-op N: back through the nearest checkpoint, or forward as stepi would",
+            1,
+            1,
+        ),
         Spec("break", f"break {BREAK_USAGE}", "stop when it happens (log: record, go on)", 1, -1),
         Spec("tbreak", "tbreak WHAT ...", "a breakpoint deleted when it first stops", 1, -1),
         Spec(
