@@ -9,6 +9,7 @@ stderr like the bar (stdout keeps the result), for a program to follow.
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -47,16 +48,32 @@ class ProgressBar:
         if now - self.shown < EVERY:
             return
         self.shown = now
-        f = figures(report)
-        done = report.level_done / report.level_size if report.level_size else 0.0
-        fill = int(done * self.width)
-        bar = "#" * fill + "." * (self.width - fill)
-        self.out.write(
-            f"\r[{bar}] {f['preemptions']} preemption(s): {f['schedules']} schedules, "
-            f"{f['states']} states, {f['queue']} queued, {f['rate']:.0f}/s, "
-            f"{f['elapsed']:.0f} s \x1b[K"
-        )
+        self.out.write("\r" + self.line(report, self._columns()) + "\x1b[K")
         self.out.flush()
+
+    def line(self, report: Report, columns: int) -> str:
+        """The line for a terminal `columns` wide: never wider, or it would wrap and every
+        redraw would leave a line behind (the bar shrinks first, then goes, then the text
+        is cut)."""
+        f = figures(report)
+        text = (
+            f"{f['preemptions']} preemption(s): {f['schedules']:,} schedules, "
+            f"{f['states']:,} states, {f['queue']:,} queued, {f['rate']:,.0f}/s, "
+            f"{f['elapsed']:,.0f} s"
+        )
+        room = columns - 1 - len(text) - 3  # "[" bar "] ", and the last column left free
+        width = min(self.width, room)
+        if width < 6:
+            return text[: max(0, columns - 1)]
+        done = report.level_done / report.level_size if report.level_size else 0.0
+        fill = int(done * width)
+        return f"[{'#' * fill}{'.' * (width - fill)}] {text}"
+
+    def _columns(self) -> int:
+        try:
+            return os.get_terminal_size(self.out.fileno()).columns
+        except (AttributeError, OSError, ValueError):
+            return 80
 
     def clear(self) -> None:
         self.out.write("\r\x1b[K")
