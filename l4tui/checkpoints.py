@@ -56,6 +56,10 @@ SCOUT_WAIT = 600.0  # seconds a scout may take to replay its segment
 NEVER = 1 << 62
 KEEP = 40  # checkpoints kept (each costs the pages the engine wrote since: ~3-4 MB)
 NEAR = 64 * SPACING  # thinning spreads them out a little more far back than near the newest
+# A served student's session (`l4tui serve`, `lab --confine`): a server runs many, so each
+# keeps fewer (PSS bound at 10^6 micro-ops: `l4tui bench debugger`, the module docstring).
+SERVED_SPACING = SPACING
+SERVED_KEEP = 12
 
 
 def wide_pipe() -> tuple[int, int]:

@@ -516,12 +516,24 @@ def _open(args: argparse.Namespace) -> int:
     return _with_engine(session, lambda s: run_app(s, mouse=not args.no_mouse, run_script=fresh))
 
 
-def _with_engine(session: Any, run: Any) -> int:
+def _with_engine(session: Any, run: Any, served: bool = False) -> int:
     """`run(session)` with the session in an engine process (checkpoints) where fork exists,
-    forked before the front end starts any thread (Textual's); the engine ends with it."""
-    from l4tui import engine
+    forked before the front end starts any thread (Textual's); the engine ends with it.
 
-    session = engine.start(session)
+    `served`: a student's session on a server that runs many (`lab --confine`): fewer
+    checkpoints (checkpoints.SERVED_KEEP). A confined session stays confined on both
+    sides: the engine's copy runs the file commands; the front end's names the root to
+    the completer."""
+    from l4tui import checkpoints, engine, files
+
+    root = files.root_of(session)
+    if served:
+        spacing, keep = checkpoints.SERVED_SPACING, checkpoints.SERVED_KEEP
+        session = engine.start(session, spacing, keep)
+    else:
+        session = engine.start(session)
+    if root.confined:
+        files.confine(session, root)
     try:
         return run(session)
     finally:
@@ -563,6 +575,7 @@ def lab_session(
 
 
 def _lab(args: argparse.Namespace) -> int:
+    import os
     from pathlib import Path
 
     from l4tui.paths import lab_state_path
@@ -579,10 +592,14 @@ def _lab(args: argparse.Namespace) -> int:
         autosave.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot make its directory: {e.strerror}", state) from None
-    if args.confine is not None:  # a served student's: in-process (a server runs many)
+    if args.confine is not None and os.environ.get("L4TUI_POOL_FD"):
+        # A warm slot of `l4tui serve`: its student's session is swapped in later
+        # (tui/warm.py), in this process.
         return run_app(session, lab=lab, autosave=autosave, mouse=not args.no_mouse)
     return _with_engine(
-        session, lambda s: run_app(s, lab=lab, autosave=autosave, mouse=not args.no_mouse)
+        session,
+        lambda s: run_app(s, lab=lab, autosave=autosave, mouse=not args.no_mouse),
+        served=args.confine is not None,
     )
 
 
