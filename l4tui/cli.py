@@ -575,7 +575,6 @@ def lab_session(
 
 
 def _lab(args: argparse.Namespace) -> int:
-    import os
     from pathlib import Path
 
     from l4tui.paths import lab_state_path
@@ -592,10 +591,8 @@ def _lab(args: argparse.Namespace) -> int:
         autosave.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot make its directory: {e.strerror}", state) from None
-    if args.confine is not None and os.environ.get("L4TUI_POOL_FD"):
-        # A warm slot of `l4tui serve`: its student's session is swapped in later
-        # (tui/warm.py), in this process.
-        return run_app(session, lab=lab, autosave=autosave, mouse=not args.no_mouse)
+    # A served student's too (`--confine`), and a warm slot's: its student's session is
+    # loaded into the engine's later (tui/warm.py).
     return _with_engine(
         session,
         lambda s: run_app(s, lab=lab, autosave=autosave, mouse=not args.no_mouse),

@@ -15,7 +15,7 @@ import contextlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from machine.errors import ConfigError
 
@@ -34,10 +34,38 @@ def _painted(fd: int) -> None:
         os.write(fd, b"painted")
 
 
+def take_student(session: Any, req: dict[str, Any]) -> tuple[str | None, bool, str | None]:
+    """Where the session lives (`Session.call`: the engine process, engine.py): narrow the
+    slot's session to the student's directory, then make it their saved session (in place,
+    as `load` does, so an engine's session stays the one its checkpoints serve).
+
+    Returns (the student's directory, whether their saved session was loaded, the error
+    that stopped it). The slot's own session is narrowed first: whatever fails after, the
+    student works inside their own directory, never the slot's (all the students')."""
+    from l4tui import files
+    from l4tui.cli import lab_session
+
+    where: str | None = None
+    try:
+        root = files.root_of(session)
+        if req.get("confine"):
+            root = files.FileRoot.confined_to(req["confine"])
+            files.confine(session, root)
+            where = str(root.root)
+        if req.get("fresh") or not Path(req["state"]).exists():
+            return where, False, None  # a new student: this slot's untouched session is theirs
+        _, loaded = lab_session(req["lab"], req["state"], False)
+        files.confine(loaded, root)  # FileError (a ConfigError) if it would widen the slot's
+        session.__dict__.update(loaded.__dict__)
+        return where, True, None
+    except (OSError, ValueError, KeyError, TypeError, ConfigError) as e:
+        return where, False, str(e)
+
+
 def assign(app: MonitorApp, fd: int) -> None:
     """The server gave this warm slot a student: their saved session (or a fresh one)."""
     from l4tui import files
-    from l4tui.cli import lab_session
+    from l4tui.lab import load_lab
     from l4tui.tui.console import ConsolePane
 
     asyncio.get_running_loop().remove_reader(fd)
@@ -50,34 +78,26 @@ def assign(app: MonitorApp, fd: int) -> None:
             os.close(fd)
         app.exit(0)
         return
-    req: dict = {}
-    root = None
+    os.close(fd)
+    req: Any = None
     try:
         req = json.loads(data)
-        # The student's own directory for file commands (`confine`, files.FileRoot); without
-        # one the slot's own confinement carries over to the student's session.
-        root = files.root_of(app.session)
-        if req.get("confine"):
-            root = files.FileRoot.confined_to(req["confine"])
-            # The slot's own session is narrowed first: whatever fails below, the student
-            # works inside their own directory, never the slot's (all the students').
-            files.confine(app.session, root)
-        if req.get("fresh") or not Path(req["state"]).exists():
-            # A new student: this slot's own untouched session is theirs as it is.
-            lab, session = app.lab, app.session
-        else:
-            lab, session = lab_session(req["lab"], req["state"], False)
-        files.confine(session, root)  # FileError (a ConfigError) if it would widen the slot's
-    except (OSError, ValueError, KeyError, ConfigError) as e:
-        if isinstance(req, dict) and req.get("confine") and files.root_of(app.session) != root:
-            app.exit(1)  # not confined to the student's own directory: nobody works here
-            return
-        app.notify(f"cannot load your session: {e}", severity="error", timeout=30)
+        if not isinstance(req, dict):
+            raise ValueError("not a request")
+        where, loaded, error = app.session.call(take_student, req)
+        if where is not None:  # the front end's copy (a RemoteSession): for the completer
+            files.confine(app.session, files.FileRoot(Path(where)))
+        lab = load_lab(req["lab"]) if loaded else app.lab
+    except (OSError, ValueError, KeyError, TypeError, ConfigError) as e:
+        where, loaded, error = None, False, str(e)
+    if isinstance(req, dict) and req.get("confine") and where is None:
+        app.exit(1)  # not confined to the student's own directory: nobody works here
         return
-    finally:
-        os.close(fd)
-    if session is not app.session:
-        app.session, app.lab = session, lab
+    if error is not None:
+        app.notify(f"cannot load your session: {error}", severity="error", timeout=30)
+        return
+    if loaded:
+        app.lab = lab
         app.transcript.clear()
         app.query_one(ConsolePane).clear()
         for pane in app.query("LabPane"):
