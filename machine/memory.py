@@ -11,6 +11,12 @@ write, so naming a state costs nothing however much memory the run touched.
 It is plain integer arithmetic (no `hash()` of strings, which differs between
 processes), so worker processes and cluster workers agree on it. Untracked,
 a write pays one attribute test.
+
+Where the CPUs fall into independent groups (no kernel word touched by two
+groups: l4tui/explore/groups.py), `track(buckets)` also keeps one such sum
+per group (`parts`, indexed by the bucket a word is assigned to; 0 for every
+word not assigned, which belongs to all groups), so the explorer can name
+one group's share of the state.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ class Memory:
     free_frames: list[int] = field(default_factory=list)
     tracking: bool = False  # keep `digest` up to date (the race explorer's state key)
     digest: int = 0  # sum of mix(address, value) over the words, modulo 2**64, when tracking
+    buckets: dict[int, int] | None = None  # word address -> its group's bucket (absent: 0)
+    parts: list[int] = field(default_factory=list)  # the digest's share of each bucket
 
     @property
     def frames(self) -> int:
@@ -62,13 +70,30 @@ class Memory:
     def write(self, paddr: int, value: int) -> None:
         a, v = paddr & ~3, value & WORD_MASK
         if self.tracking:
-            self.digest = (self.digest + mix(a, v) - mix(a, self.words.get(a, 0))) & MASK64
+            d = mix(a, v) - mix(a, self.words.get(a, 0))
+            self.digest = (self.digest + d) & MASK64
+            if self.buckets is not None:
+                b = self.buckets.get(a, 0)
+                self.parts[b] = (self.parts[b] + d) & MASK64
         self.words[a] = v
 
-    def track(self) -> int:
-        """Keep the digest of memory from now on (computed once here, then by each write)."""
-        self.digest = sum(mix(a, v) for a, v in self.words.items()) & MASK64
+    def track(self, buckets: dict[int, int] | None = None, n: int = 0) -> int:
+        """Keep the digest of memory from now on (computed once here, then by each write).
+
+        With `buckets` (word address -> 1..`n`), also the share of each bucket
+        in `parts` (bucket 0: the words not assigned).
+        """
         self.tracking = True
+        self.buckets = buckets
+        if buckets is None:
+            self.digest = sum(mix(a, v) for a, v in self.words.items()) & MASK64
+            return self.digest
+        parts = [0] * (n + 1)
+        for a, v in self.words.items():
+            b = buckets.get(a, 0)
+            parts[b] += mix(a, v)
+        self.parts = [x & MASK64 for x in parts]
+        self.digest = sum(parts) & MASK64
         return self.digest
 
     def alloc_frame(self) -> int:
@@ -81,6 +106,9 @@ class Memory:
                 v = words.pop(a, 0)
                 if v and self.tracking:
                     self.digest = (self.digest - mix(a, v)) & MASK64
+                    if self.buckets is not None:
+                        b = self.buckets.get(a, 0)
+                        self.parts[b] = (self.parts[b] - mix(a, v)) & MASK64
             return base
         if self.next_frame >= self.frames:
             raise MachineError("out of physical frames")

@@ -19,8 +19,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from kernel.scenario import Scenario
+from l4tui.explore.groups import cpu_groups, group_of, word_buckets
 from l4tui.explore.pool import Pool, make_pool
-from l4tui.explore.units import Job, Unit, make_job
+from l4tui.explore.units import Job, Unit, make_job, run_unit
 from l4tui.explore.walk import RUN_LIMIT, Choice, Run, Shown, run_schedule
 
 UNIT_MAX = 16  # children per unit at most: progress (and Ctrl-C's result) stays fresh
@@ -87,6 +88,8 @@ class Explorer:
         self.fork = fork
         self.sharers: dict[int, int] = {}  # kernel physical address -> mask of CPUs seen there
         self.seen: dict[tuple[int, int], int] = {}  # (state, CPU to go) -> preemptions left
+        self.links: set[int] = set()  # masks of a CPU and the CPUs it sent an IPI to
+        self.groups: tuple[int, ...] = ()  # the level's independent groups (groups.py), if several
         self.states: set[int] = set()
         self.report = Report(scenario.name, preemptions)
 
@@ -109,13 +112,22 @@ class Explorer:
         sharers, seen = self.sharers, self.seen
         for addr, mask in run.sharers.items():
             sharers[addr] = sharers.get(addr, 0) | mask
+        self.links |= run.links
         left = self.preemptions - len(run.choices) - 1
         if left < 0:
             return [], 0
         out, pruned = [], 0
+        groups = self.groups if not run.crossed else ()
         for pos, cpu, where, mask, state in run.candidates:
             if where >= 0 and (sharers.get(where, 0) & (sharers.get(where, 0) - 1)) == 0:
                 continue  # a word only one CPU ever touched: no other order can matter
+            if run.crossed:
+                state = None  # (named by a grouping that did not hold: no pruning by it)
+            elif groups:
+                # Another group's CPU going ahead reorders nothing this CPU depends on.
+                own = groups[group_of(groups, cpu - 1) - 1]
+                pruned += (mask & ~own).bit_count()
+                mask &= own
             if state is not None:
                 self.states.add(state)
             for other in range(1, mask.bit_length() + 1):
@@ -129,6 +141,32 @@ class Explorer:
                     seen[key] = left
                 out.append((*run.choices, Choice(pos, other, cpu)))
         return out, pruned
+
+    def _regrouped_root(self, job: Job, root: Run) -> Run:
+        """The root run again, its states named by group, if its words show several groups.
+
+        The root runs before any word is known; its children join the states
+        where it went on in the timed order, so those must be named as theirs
+        are. Run here, whatever the pool (one run, the same everywhere).
+        """
+        for addr, mask in root.sharers.items():
+            self.sharers[addr] = self.sharers.get(addr, 0) | mask
+        self.links |= root.links
+        grouped = self._grouped(job)
+        if not grouped.groups:
+            return root
+        (again,) = run_unit(grouped, Unit((), ((),)), self.fork)
+        return again
+
+    def _grouped(self, job: Job) -> Job:
+        """`job` with the CPUs' independent groups as the runs so far show them (groups.py)."""
+        ncpus = self.scenario.profile.cpus
+        groups = cpu_groups(ncpus, [*self.sharers.values(), *self.links])
+        if len(groups) < 2:
+            self.groups = ()
+            return replace(job, groups=(), buckets=None)
+        self.groups = groups
+        return replace(job, groups=groups, buckets=word_buckets(self.sharers, groups))
 
     def sharers_known(self) -> list[int]:
         """The kernel words two CPUs were seen to touch."""
@@ -181,6 +219,7 @@ class Explorer:
             report.level_done = 0
             if report.schedules:  # after the root: the words known shared so far
                 job = replace(job, shared=frozenset(self.sharers_known()))
+                job = self._grouped(job)
             todo = split_level(level, pool.jobs, chains)
             chains = {}  # the next level's: each parent's timed-order states and its ancestors'
             for unit, runs in zip(todo, pool.map(job, todo), strict=False):
@@ -191,10 +230,13 @@ class Explorer:
                         report.failure = run
                         report.queue = 0
                         return
+                    if not run.choices:
+                        run = self._regrouped_root(job, run)
                     more, pruned = self.children(run)
                     if more:
                         following.extend(more)
-                        chains[run.choices] = (*unit.known, frozenset(run.timed))
+                        timed = frozenset(run.timed) if not run.crossed else frozenset()
+                        chains[run.choices] = (*unit.known, timed)
                     report.pruned += pruned
                     report.states = len(self.states)
                 report.queue = report.level_size - report.level_done + len(following)

@@ -33,7 +33,7 @@ import os
 import pickle
 import signal
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kernel.scenario import Scenario, parse_scenario
@@ -43,6 +43,9 @@ from l4tui.explore.walk import RUN_LIMIT, Choice, Run, Walk, run_schedule
 # 2-core host of issue 15 a fork, and the copy-on-write faults of the child's run (CPython
 # writes reference counts all over the heap), cost as much as replaying about 1,500 micro-ops
 # of path without checks or branch points (measured for issue 15: see its report).
+# With more CPUs a fresh machine costs more to build (its idle threads, 15 ms at 8 CPUs
+# against 4 at 2) and each step more (28 us against 13), so the threshold falls with the
+# CPUs: FORK_AFTER * 2 / CPUs (issue 15, point 5).
 FORK_AFTER = 1_500
 HAVE_FORK = hasattr(os, "fork")
 
@@ -59,6 +62,10 @@ class Job:
     # kernel words two CPUs were seen to touch before this level (None: none known yet, the
     # root): a branch point at another kernel word gets no state key (search.py)
     shared: frozenset[int] | None = None
+    # independent groups of CPUs (masks, groups.py) and each kernel word seen -> its group's
+    # bucket (1-based): states are named by group; () and None with one group
+    groups: tuple[int, ...] = ()
+    buckets: dict[int, int] | None = field(default=None, hash=False)
 
 
 @dataclass(frozen=True)
@@ -128,6 +135,7 @@ def run_unit(job: Job, unit: Unit, fork: bool = True) -> list[Run]:
     siblings: set[int] = set()
     order = sorted(range(len(children)), key=lambda i: children[i][-1].at if children[i] else -1)
     in_order = order == list(range(len(children)))  # as the search makes units
+    fork_after = FORK_AFTER * 2 // max(2, scenario.profile.cpus)
     for i in order:
         child = children[i]
         knows = (*known, frozenset(siblings)) if siblings else known
@@ -139,11 +147,20 @@ def run_unit(job: Job, unit: Unit, fork: bool = True) -> list[Run]:
         choice = child[-1]
         if parent and choice.at <= parent[-1].at:
             raise WorkerError(f"schedule {child} branches before its parent's last choice")
-        if not (fork and HAVE_FORK) or choice.at < FORK_AFTER:
+        if not (fork and HAVE_FORK) or choice.at < fork_after:
             run = _from_start(job, scenario, child, knows)
         else:
             if walk is None:
-                walk = Walk(scenario, job.seed, parent, job.run_limit, known, job.shared)
+                walk = Walk(
+                    scenario,
+                    job.seed,
+                    parent,
+                    job.run_limit,
+                    known,
+                    job.shared,
+                    groups=job.groups,
+                    buckets=job.buckets,
+                )
             if walk.go(choice.at, record=False):
                 # The path ended before the branch point (not one of its own): from the start.
                 run = _from_start(job, scenario, child, knows)
@@ -151,7 +168,7 @@ def run_unit(job: Job, unit: Unit, fork: bool = True) -> list[Run]:
                 walk.known, walk.leaf = knows, len(child) >= job.preemptions
                 run = _fork(walk, choice)
         out[i] = run
-        if run.kind is None:
+        if run.kind is None and not run.crossed:
             siblings.update(run.timed)
         elif in_order:
             # The search stops at the first failure in the level's order: the rest of the
@@ -168,7 +185,16 @@ def _from_start(
     checked = choices[-1].at if choices else 0  # the parent's path was checked when it ran
     leaf = len(choices) >= job.preemptions
     return run_schedule(
-        scenario, job.seed, choices, job.run_limit, known, job.shared, checked, leaf
+        scenario,
+        job.seed,
+        choices,
+        job.run_limit,
+        known,
+        job.shared,
+        checked,
+        leaf,
+        job.groups,
+        job.buckets,
     )
 
 

@@ -21,6 +21,18 @@ orders that leave the kernel in the same state are one state to the
 explorer. It is built from ints only (strings through a fixed digest, no
 `None`, whose hash is an address before Python 3.12), so any process
 computes the same key: workers return keys to the coordinator.
+
+**Independent groups** (groups.py). Where the search knows the CPUs fall
+into groups that share no kernel word and send each other no IPI, a state
+at a branch point of CPU c is named by the share of c's group only (its
+memory words by their own digest, its CPUs, APICs, IPIs in flight,
+mailboxes and programs, and the words no group owns yet), and a run whose
+last choice is in group G names only G's branch points: the other groups
+run as in its parent's run (they share nothing with G, so G's timing is no
+input of theirs), and their states were named there. A run that sees a CPU
+touch a word of another group, or a word not yet owned that another group
+touched, or send an IPI there, is `crossed`: from then on it names states
+whole, as without groups.
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ from kernel.kernel import MAX_THREADS, TCB_AREA
 from kernel.scenario import Scenario
 from kernel.system import System
 from kernel.xcpu import FLAGS_BASE, MAILBOX_BASE, MAILBOXES
+from l4tui.explore.groups import group_of
 from machine.errors import MachineError
 from machine.ops import KERNEL_BASE, Atomic, Hlt, InterruptExit, Iret, Read, SendIPI, Write
 
@@ -102,6 +115,11 @@ class Run:
     # the keys of its branch points where it went on in the timed order (no choice to come,
     # no CPU running ahead): a descendant that gets to one of them has nothing new to run
     timed: list[int] = field(default_factory=list)
+    # masks of a CPU that sent an IPI and its destinations, from the last choice on
+    links: set[int] = field(default_factory=set)
+    # a CPU touched another group's word or sent it an IPI (groups.py): its states from
+    # then on are named whole and none is offered for joins or pruning
+    crossed: bool = False
 
 
 class Walk:
@@ -117,9 +135,25 @@ class Walk:
         shared: frozenset[int] | None = None,
         checked: int = 0,
         leaf: bool = False,
+        groups: tuple[int, ...] = (),
+        buckets: dict[int, int] | None = None,
     ) -> None:
         self.system = system = System(scenario, seed=seed)
-        system.machine.memory.track()
+        # Several groups: each CPU's bucket, and the run's (its last choice's: None at the root).
+        self.proj = len(groups) > 1 and buckets is not None
+        self.groups = groups
+        self.buckets: dict[int, int] = buckets if buckets is not None and self.proj else {}
+        ncpus = len(system.machine.cpus)
+        self.cpu_bucket = [group_of(groups, i) for i in range(ncpus)] if self.proj else []
+        self.group: int | None = None
+        if self.proj and choices:
+            self.group = self.cpu_bucket[choices[-1].over - 1]
+        self.fresh: dict[int, int] = {}  # a word no group owns -> the CPUs that touched it
+        self.bparts: list[int] = []  # the groups' memory digests before the step
+        if self.proj:
+            system.machine.memory.track(self.buckets, len(groups))
+        else:
+            system.machine.memory.track()
         k = system.kernel
         self.run_limit = run_limit
         self.out = Run(choices)
@@ -151,6 +185,8 @@ class Walk:
         self.out.choices = (*self.out.choices, choice)
         self.pending.append(choice)
         self.last = choice.at
+        if self.proj:
+            self.group = self.cpu_bucket[choice.over - 1]
 
     def go(self, stop: int = NEVER, record: bool = True) -> bool:
         """Run to position `stop` (before its step) or to the end; True when the run is over.
@@ -168,6 +204,7 @@ class Walk:
         check_from = self.checked if record else NEVER
         leaf = self.leaf
         joined = False
+        parts = memory.parts if self.proj else None
         pos, ahead, ahead_left, spin, shown = (
             self.pos,
             self.ahead,
@@ -190,6 +227,8 @@ class Walk:
                     out.shown.append(shown)
                     ahead, ahead_left = ch.cpu, SEGMENT
                 before = memory.digest
+                if parts is not None:
+                    self.bparts = parts[:]
                 try:
                     op = advance(False, ahead)
                 except MachineError as e:
@@ -218,18 +257,20 @@ class Walk:
                         seen = sharers.get(paddr, 0)
                         if not seen >> c.index & 1 and not leaf:
                             sharers[paddr] = seen | 1 << c.index
+                        if parts is not None and self.proj:
+                            self._access(c.index, paddr)
                         if pos > last and self._candidate(
                             pos, c, op, t, paddr, before, ahead is None and not pending
                         ):
                             pos, joined = pos + 1, True
                             break
-                elif (
-                    t is SendIPI
-                    and pos > last
-                    and self._candidate(pos, c, op, t, -1, before, ahead is None and not pending)
-                ):
-                    pos, joined = pos + 1, True
-                    break
+                elif t is SendIPI and pos >= last:
+                    self._link(c.index, op.dest)
+                    if pos > last and self._candidate(
+                        pos, c, op, t, -1, before, ahead is None and not pending
+                    ):
+                        pos, joined = pos + 1, True
+                        break
                 pos += 1
                 if ahead is not None:
                     ahead_left -= 1
@@ -262,6 +303,28 @@ class Walk:
             self._finish()
         return True
 
+    def _access(self, i: int, paddr: int) -> None:
+        """CPU `i` touched kernel word `paddr`: crossed, if another group owns or touched it."""
+        own = self.cpu_bucket[i]
+        b = self.buckets.get(paddr)
+        if b is None:
+            mask = self.fresh.get(paddr, 0) | 1 << i
+            self.fresh[paddr] = mask
+            if mask & ~self.groups[own - 1]:
+                self._cross()
+        elif b != own:
+            self._cross()
+
+    def _link(self, i: int, dest: int) -> None:
+        """An IPI from CPU `i` to the CPUs of mask `dest`: they depend on each other."""
+        self.out.links.add(dest | 1 << i)
+        if self.proj and dest & ~self.groups[self.cpu_bucket[i] - 1]:
+            self._cross()
+
+    def _cross(self) -> None:
+        """The groups were not independent: name states whole from here on."""
+        self.proj, self.group, self.out.crossed = False, None, True
+
     def _candidate(
         self, pos: int, c: Any, op: Any, t: type, paddr: int, before: int, timed: bool
     ) -> bool:
@@ -293,7 +356,13 @@ class Walk:
             if mask and not self.leaf:
                 self.out.candidates.append((pos, c.number, where, mask, None))
             return False
-        key = self.keys.key(before, c.number, op)
+        if self.proj:
+            b = self.cpu_bucket[c.index]
+            if self.group is not None and b != self.group:
+                return False  # another group's: as in the parent's run, named there
+            key = self.keys.key_group(self.bparts, b, self.groups[b - 1], self.buckets, c, op)
+        else:
+            key = self.keys.key(before, c.number, op)
         if timed:
             for keys in self.known:
                 if key in keys:
@@ -376,13 +445,16 @@ def run_schedule(
     shared: frozenset[int] | None = None,
     checked: int = 0,
     leaf: bool = False,
+    groups: tuple[int, ...] = (),
+    buckets: dict[int, int] | None = None,
 ) -> Run:
     """Run the scenario from the start under `choices`: its outcome and its branch points.
 
     The invariants are checked from position `checked` on (before it, the path
-    is a parent's, checked when it ran).
+    is a parent's, checked when it ran). With `groups` and `buckets`, states
+    are named by group (see the module docstring).
     """
-    walk = Walk(scenario, seed, choices, run_limit, known, shared, checked, leaf)
+    walk = Walk(scenario, seed, choices, run_limit, known, shared, checked, leaf, groups, buckets)
     walk.go()
     return walk.out
 
@@ -507,6 +579,63 @@ class Keys:
                 for lv in levels:
                     parts += (lv.index, -1 if lv.left is None else lv.left)
         return hash(tuple(parts))
+
+    def key_group(
+        self,
+        parts: list[int],
+        b: int,
+        gmask: int,
+        buckets: dict[int, int],
+        cpu: Any,
+        op: Any,
+    ) -> int:
+        """The share of group `b` (CPUs `gmask`) of the state at a branch point of `cpu`.
+
+        As `key`, but only the group's own: its memory words' digest (and the
+        words no group owns yet, bucket 0), its CPUs, APICs and IPIs in flight,
+        the mailboxes whose words it owns (or nobody yet), the programs of its
+        threads. Tagged with the group, so no key of another grouping equals it.
+        """
+        m, k = self.system.machine, self.system.kernel
+        addr, value = getattr(op, "addr", None), getattr(op, "value", None)
+        out = [-7, gmask, parts[b], parts[0], cpu.number]
+        out += (_name(type(op).__name__), _stable(addr), _stable(value))
+        sigs, cpu_parts = self.sigs, self.cpu_parts
+        apics = m.apics.apics
+        for c in m.cpus:
+            i = c.index
+            if not gmask >> i & 1:
+                continue
+            sig = (c.steps, c.ticket, c.waiting)
+            if sigs[i] != sig:
+                sigs[i], cpu_parts[i] = sig, _cpu_part(c)
+            out.append(cpu_parts[i])
+            a = apics[i]
+            if a.slots:
+                out += [hash((s.vector, s.sender, s.in_service)) for s in a.slots]
+            out += (a.irr_other, a.isr, a.tpr)
+        for msg in m.apics.in_flight:
+            if any(gmask >> d & 1 for d in msg.dests) or (
+                msg.sender is not None and gmask >> msg.sender & 1
+            ):
+                out.append(hash((-4, msg.vector, *msg.dests)))
+        mail = k.mailboxes.mail
+        if mail:
+            line = k.mailboxes.line
+            for i in sorted(mail):
+                if buckets.get(MAILBOX_BASE + i * line, 0) in (0, b):
+                    out.append(self._mail(i, mail[i]))
+        threads = k.threads
+        if len(threads) != self.nthreads:
+            self.nthreads = len(threads)
+            self.programs = [(i, t) for i, t in enumerate(threads) if t.pc.levels]
+        for i, t in self.programs:
+            levels = t.pc.levels
+            if levels and gmask >> (t.cpu - 1) & 1:
+                out.append(-6 - i)
+                for lv in levels:
+                    out += (lv.index, -1 if lv.left is None else lv.left)
+        return hash(tuple(out))
 
     def _mail(self, i: int, mail: Any) -> int:
         """A mailbox's Python side: recomputed only when one of its fields is another object."""
