@@ -8,7 +8,9 @@
 - **Scaling with CPUs**: one finite cross-processor conversation per pair of
   CPUs (a client calls a server on the next CPU once), 1, 2 and 4 pairs on 2,
   4 and 8 CPUs, `CAP` schedules each, one worker. Goal: at 8 CPUs at least
-  half the 2-CPU rate (before: 70, 12.8 and 3.9 schedules/s).
+  half the 2-CPU rate (before: 70, 12.8 and 3.9 schedules/s). The pairs are
+  independent groups of CPUs (l4tui/explore/groups.py): no preemption across
+  pairs, and a run joins once its own pair's state does.
 - **All cores**: the proxy design of Uhlig's send/receive exhausted with
   `--jobs 1` and with every core, the same counts either way.
 - **The 4-CPU proxy benchmark**: scripts/races/proxy-two-conversations.yaml
