@@ -227,7 +227,7 @@ class Walk:
                     out.shown.append(shown)
                     ahead, ahead_left = ch.cpu, SEGMENT
                 before = memory.digest
-                if parts is not None:
+                if parts is not None and pos > last:  # (only branch points name states)
                     self.bparts = parts[:]
                 try:
                     op = advance(False, ahead)
