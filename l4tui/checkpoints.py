@@ -18,6 +18,12 @@ where C was taken — to the engine loop, which takes the debugger state over
 fewer than `SPACING` micro-ops. G inherited the control pipes of the checkpoints before C
 and keeps those E still had.
 
+reverse-continue first finds the last stop behind: a scout forked from each checkpoint,
+newest first, replays its segment with the breakpoints and watchpoints. So that going
+there does not replay the segment a second time, the scout forks every `KEEPER_EVERY`
+micro-ops and leaves the newest fork at or before its last stop asleep: the keeper, to
+which the `goto` hands the session as to a checkpoint (`scan_stops`, `_to_keeper`).
+
 Every process ends with the front end: each selects on the lifeline pipe, whose write end
 only the front end holds, and leaves at its EOF. SIGCHLD is ignored in the engine and the
 checkpoints, so none is left a zombie; checkpoints ignore SIGINT (the front end signals
@@ -53,6 +59,7 @@ SPACING = 15_000  # micro-ops between checkpoints: replay runs 130,000-260,000 a
 AT_REST = 2_500  # a command's stop gets a checkpoint if the last is at least this far back
 IDLE = 0.05  # seconds without a request before the engine takes that checkpoint
 SCOUT_WAIT = 600.0  # seconds a scout may take to replay its segment
+KEEPER_EVERY = 2_500  # micro-ops between a scout's forks (a keeper: see `scan_stops`)
 NEVER = 1 << 62
 KEEP = 40  # checkpoints kept (each costs the pages the engine wrote since: ~3-4 MB)
 NEAR = 64 * SPACING  # thinning spreads them out a little more far back than near the newest
@@ -72,6 +79,11 @@ def wide_pipe() -> tuple[int, int]:
         with contextlib.suppress(OSError):
             fcntl.fcntl(w, size, 1 << 20)
     return r, w
+
+
+def _end(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # gone already
+        os.kill(pid, signal.SIGKILL)
 
 
 @dataclass(slots=True)
@@ -108,6 +120,15 @@ class Checkpoints:
         scout_r, scout_w = os.pipe()
         self.scouts = Connection(scout_r, writable=False)
         self.scout_w = scout_w
+        # The keeper a scout left (`scan_stops`) listens on a pipe of its own, made here
+        # for the same reason; only the engine writes it, only the one keeper reads it.
+        keeper_r, keeper_w = wide_pipe()
+        self.keeper_r = keeper_r
+        self.keeper_ctl = Connection(keeper_w, readable=False)
+        self.keeper: Checkpoint | None = None
+        # What this process took the session over from, and where ("checkpoint"/"keeper",
+        # position): None in the first engine (tests and `info` read it).
+        self.took_over: tuple[str, int] | None = None
 
     def attach(self, session: Session) -> None:
         session.checkpoints = self
@@ -178,8 +199,16 @@ class Checkpoints:
         cp.ctl.close()
 
     def reset(self) -> None:
+        self.drop_keeper()
         while self.list:
             self._kill(self.list.pop())
+
+    def drop_keeper(self) -> None:
+        """The keeper of the last scan, unused (the engine calls this after each request)."""
+        if self.keeper is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.keeper.pid, signal.SIGKILL)
+            self.keeper = None
 
     def truncate(self, session: Session) -> None:
         """History now ends at the session's position: the checkpoints after it go."""
@@ -195,6 +224,7 @@ class Checkpoints:
         then exits); returns only if there is none (the caller replays from the start)."""
         if not self._same_history(session):
             return
+        self._to_keeper(session, position)  # returns if it is not the nearest
         while True:
             at = [c for c in self.list if c.position <= position]
             if not at:
@@ -215,6 +245,29 @@ class Checkpoints:
                 self._kill(c)
         os._exit(0)  # the checkpoint's fork answers the request
 
+    def _to_keeper(self, session: Session, position: int) -> None:
+        """Hand the session to the last scan's keeper (this process then exits) if it is at
+        or before `position` and nearer than every checkpoint; else it goes."""
+        kp, self.keeper = self.keeper, None
+        if kp is None:
+            return
+        at = [c for c in self.list if c.position <= position]
+        if kp.position <= position and (not at or at[-1].position < kp.position):
+            state = session.debugger_state()
+            state["log"] = session.log[kp.applied :]
+            state["marks"] = session.marks.since(kp.position)
+            try:
+                self.keeper_ctl.send(("take", kp.pid, state, self.request, [c.pid for c in at]))
+            except OSError:  # pragma: no cover - the pipe is ours; a dead keeper reads nothing
+                pass
+            else:
+                for c in self.list:
+                    if c.position > kp.position:
+                        self._kill(c)
+                os._exit(0)  # the keeper answers the request
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(kp.pid, signal.SIGKILL)
+
     # --- finding stops behind (reverse-continue) ------------------------------------------
 
     def scan_stops(self, session: Session, breakpoints: list[Any], watches: list[Any]) -> Any:
@@ -222,7 +275,14 @@ class Checkpoints:
         backwards: a scout forked from each checkpoint replays to the next (or to here) and
         reports; the first segment with a stop ends the search. The stops of that segment
         (keys: the position just before the step that hit), {} if none, None if it cannot
-        (the caller replays from the start)."""
+        (the caller replays from the start).
+
+        So that the `goto` to the last stop found does not replay the segment again, the
+        scout forks every `KEEPER_EVERY` micro-ops, and keeps the newest fork at or before
+        its last stop (the others it kills): that keeper sleeps, and `restore` hands the
+        session to it as to a checkpoint when it is the nearest (`_to_keeper`); the goto
+        then replays fewer than `KEEPER_EVERY` micro-ops."""
+        self.drop_keeper()
         if session.behind is not None or not self._same_history(session):
             return None
         cps = [c for c in self.list if c.position < session.position]
@@ -241,39 +301,116 @@ class Checkpoints:
                 return None
             if not self.scouts.poll(SCOUT_WAIT):
                 return None  # pragma: no cover - a scout that died
-            hits = self.scouts.recv()
-            if hits is None or hits:
-                return hits  # None: the scout failed
+            found = self.scouts.recv()
+            if found is None:
+                return None  # the scout failed
+            hits, keeper = found
+            if keeper is not None:
+                self.keeper = Checkpoint(*keeper, self.keeper_ctl)
+            if hits:
+                return hits
         return {}
 
-    def _scout(self, session: Session, breakpoints: Any, watches: Any, log: Any, end: int) -> None:
+    def _scout(
+        self, session: Session, breakpoints: Any, watches: Any, log: Any, end: int, w: int
+    ) -> None:
         """In a fork of a checkpoint: replay `log` to position `end` with the breakpoints
-        and watchpoints, and send where they stop."""
+        and watchpoints, and send where they stop, with the keeper it leaves (`scan_stops`:
+        position, log entries applied, pid) or None. `w`: the checkpoint's control pipe's
+        write end (a keeper that takes over lists the checkpoint with it)."""
         out: dict[int, str] | None = {}
+        base = (session.position, len(session.log), os.getppid(), w)  # the checkpoint's
+        machine_side = (session.checkpoints, session.observer)
+        newest: tuple[int, int, int] | None = None  # the scout's newest fork
+        keeper: tuple[int, int, int] | None = None  # the newest at or before the last stop
+
+        def fork_here() -> None:
+            nonlocal newest
+            if newest is not None and newest != keeper:
+                _end(newest[2])
+            gc.freeze()
+            pid = os.fork()
+            if pid == 0:
+                self._keep(session, machine_side, base)  # never returns but by Restored
+            newest = (session.position, len(session.log), pid)
+
         try:
             session.checkpoints, session.checkpoint_at = None, NEVER
             session.schedule, session.observer = None, None
             session.breakpoints, session.watches = breakpoints, watches
-            for w in watches:
-                w.value = session._probe(w)
+            for w_ in watches:
+                w_.value = session._probe(w_)
+            last_fork = session.position
             for entry in log:
                 if session.position >= end:
                     break
                 if entry is None or isinstance(entry, int):
+                    if session.position - last_fork >= KEEPER_EVERY:
+                        fork_here()
+                        last_fork = session.position
                     op = session._step(entry)
                     if op is None:
                         break
                     why = session._stopped(op)
                     if why is not None:
                         out[session.position - 1] = why
+                        if newest is not None and keeper != newest:
+                            if keeper is not None:
+                                _end(keeper[2])
+                            keeper = newest
                 else:
                     session._replay(entry)
         except Exception:  # noqa: BLE001 - the engine then replays from the start itself
             out = None
+        for fork in {newest, keeper} - {keeper if out else None, None}:
+            _end(fork[2])  # no stop after it, or the scan goes on: it is of no use
         try:
-            Connection(self.scout_w, readable=False).send(out)
+            reply = None if out is None else (out, keeper if out else None)
+            Connection(self.scout_w, readable=False).send(reply)
         finally:
             os._exit(0)
+
+    def _keep(self, session: Session, machine_side: tuple[Any, Any], base: Any) -> None:
+        """A scout's fork, the keeper: sleep until the engine hands it the session (then raise
+        `Restored` as a checkpoint's fork does) or the lifeline ends; killed if unused."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        conn = Connection(self.keeper_r, writable=False)
+        while True:
+            ready, _, _ = select.select([self.keeper_r, self.lifeline], [], [])
+            if self.lifeline in ready:
+                os._exit(0)
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                os._exit(0)
+            if msg[0] != "take" or msg[1] != os.getpid():
+                os._exit(0)  # pragma: no cover - one keeper lives at a time
+            _, _, state, request, keep = msg
+            session.checkpoints, session.observer = machine_side
+            position, applied, pid, w = base
+            mine = Checkpoint(position, applied, pid, Connection(w, readable=False))
+            self._adopt(session, state, keep, mine)
+            self.took_over = ("keeper", session.position)
+            raise Restored(state, request)
+
+    def _adopt(
+        self, session: Session, state: dict[str, Any], keep: list[int], mine: Checkpoint
+    ) -> None:
+        """In the process taking the session over (a checkpoint's fork, or a keeper): the
+        checkpoints the engine kept, up to `mine`; the log and marks after this machine's
+        position, added to its own in place; the machine stays behind, where it is."""
+        for c in self.list:
+            if c.pid not in keep:  # thinned by the engine since this one was taken
+                c.ctl.close()
+        self.list = [c for c in self.list if c.pid in keep]
+        self.list.append(mine)
+        session.checkpoint_at = session.position + self.spacing
+        session.behind = (len(session.log), session.position)
+        session.log.extend(state["log"])
+        state["log"] = session.log
+        session.marks.truncate(session.position)
+        session.marks.extend(state["marks"])
+        state["marks"] = session.marks
 
     def _sleep(self, session: Session, r: int, w: int) -> None:
         """A checkpoint's life: wait for a restore (fork the new engine) or the lifeline's end."""
@@ -293,7 +430,7 @@ class Checkpoints:
             if msg[0] == "scout":
                 if os.fork() == 0:
                     conn.close()
-                    self._scout(session, *msg[1:])
+                    self._scout(session, *msg[1:], w)
                 continue
             if msg[0] != "restore":
                 os._exit(0)
@@ -305,19 +442,6 @@ class Checkpoints:
             mine = Checkpoint(
                 session.position, len(session.log), os.getppid(), Connection(w, readable=False)
             )
-            for c in self.list:
-                if c.pid not in keep:  # thinned by the engine since this one was taken
-                    c.ctl.close()
-            self.list = [c for c in self.list if c.pid in keep]
-            self.list.append(mine)
-            session.checkpoint_at = session.position + self.spacing
-            # The engine sent what came after this checkpoint: added to its own (in place);
-            # the machine stays behind, where this checkpoint is.
-            session.behind = (mine.applied, mine.position)
-            del session.log[mine.applied :]
-            session.log.extend(state["log"])
-            state["log"] = session.log
-            session.marks.truncate(mine.position)
-            session.marks.extend(state["marks"])
-            state["marks"] = session.marks
+            self._adopt(session, state, keep, mine)
+            self.took_over = ("checkpoint", session.position)
             raise Restored(state, request)

@@ -144,6 +144,7 @@ def _serve(session: Session, req_fd: int, resp_fd: int, life_fd: int, ck: Checkp
                     request, pending = pending, None
                 ck.request = request
                 kind, result = _handle(session, request, ck)
+                ck.drop_keeper()  # a reverse-continue's that its goto did not take
             except Restored as r:  # this process is a checkpoint's fork taking over
                 _become_engine(session)
                 session.take_over(r.state)
