@@ -5,6 +5,7 @@ engine process, l4tui/engine.py and checkpoints.py), `reverse-stepi` and `revers
 restore the nearest checkpoint and replay the rest, so their latency no longer grows
 with the history: the report gives it after 10^4, 10^5 and `history` micro-ops (goal:
 <= 0.2 s at 10^6), and `reverse-continue` (scouts replay back from the checkpoints),
+a served student's session with the server's smaller budget (checkpoints.SERVED_KEEP),
 the forward rate of `continue` with and without checkpoints (the
 TUI's live continue must not get slower), and the session's resident memory: the PSS
 summed over the engine and its checkpoints (/proc/PID/smaps_rollup: a page shared by
@@ -21,7 +22,7 @@ import time
 from typing import Any
 
 from kernel.scenario import parse_scenario
-from l4tui import engine
+from l4tui import checkpoints, engine
 from l4tui.executor import execute
 from l4tui.session import Session
 
@@ -91,6 +92,27 @@ def _forward_rate(s: Any) -> float:
     return (s.position - start) / (time.perf_counter() - t0)
 
 
+def _served_rows(history: int) -> list[tuple[str, str, float]]:
+    """A served student's session (`lab --confine`: checkpoints.SERVED_KEEP kept): going
+    back after `history` micro-ops, and its PSS there — a server's bound per session."""
+    budget = f"served budget: at most {checkpoints.SERVED_KEEP} checkpoints"
+    s: Any = engine.start(_session(), checkpoints.SERVED_SPACING, checkpoints.SERVED_KEEP)
+    try:
+        s.stepi(history)
+        rows = [(f"reverse-stepi after {history:,} micro-ops ({budget})", "ms",
+                 _timed(s.reverse_stepi, 1))]  # fmt: skip
+        s.stepi(1)
+        time.sleep(2 * checkpoints.IDLE)  # a person reading the stop: a checkpoint there
+        rows.append((f"goto half-way back ({budget})", "ms", _timed(s.goto, s.position // 2)))
+        s.stepi(history - s.position)
+        pids = [s.engine_pid, *(pid for _, pid in s.checkpoint_list())]
+        pss = sum(_kb(p, "Pss") for p in pids) / 1024
+        rows.append((f"session PSS at {history:,} micro-ops ({budget})", "MB", pss))
+    finally:
+        s.close()
+    return rows
+
+
 def run_debugger(history: int = 1_000_000) -> dict[str, Any]:
     """The rows of `bench debugger`."""
     rows: list[tuple[str, str, float]] = []
@@ -125,6 +147,8 @@ def run_debugger(history: int = 1_000_000) -> dict[str, Any]:
     finally:
         if forked:
             s.close()
+    if forked:
+        rows += _served_rows(history)
     rate_plain = _forward_rate(_session())
     rows.append(("continue without checkpoints (in-process)", "micro-ops/s", rate_plain))
     if forked:
