@@ -43,6 +43,7 @@ import gc
 import os
 import select
 import signal
+import sys
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,11 @@ try:
     import fcntl
 except ImportError:  # pragma: no cover - no fcntl: no fork either
     fcntl = None  # type: ignore[assignment]
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - no resource module: no fork either
+    resource = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from l4tui.session import Session
@@ -129,6 +135,32 @@ class Checkpoints:
         # What this process took the session over from, and where ("checkpoint"/"keeper",
         # position): None in the first engine (tests and `info` read it).
         self.took_over: tuple[str, int] | None = None
+        # CPU seconds the engines before this one spent, and the limit the first had (see
+        # `carry`): every later engine is a fork of a fork of it and inherits this number.
+        self.cpu_before = 0.0
+        self.cpu_budget = -1 if resource is None else resource.getrlimit(resource.RLIMIT_CPU)[1]
+
+    def cpu_spent(self) -> float:
+        """CPU seconds the session's engines have used: the ones before this one, and this
+        one (what a handover sends along: `restore`, `_to_keeper`)."""
+        if resource is None:  # pragma: no cover
+            return self.cpu_before
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        return self.cpu_before + own.ru_utime + own.ru_stime
+
+    def carry(self, spent: float) -> None:
+        """Take over the CPU the engines before this one used: a served session's CPU limit
+        (RLIMIT_CPU, issue 14) counts per process, and a fork starts at zero, so without
+        this each handover would give a student the whole budget again. The limit is
+        lowered to what is left (at least a second: the kernel's SIGXCPU then ends it)."""
+        self.cpu_before = spent
+        if resource is None or sys.platform == "win32":  # pragma: no cover
+            return
+        if self.cpu_budget in (-1, resource.RLIM_INFINITY):
+            return
+        left = max(1, int(self.cpu_budget - spent))
+        soft = resource.getrlimit(resource.RLIMIT_CPU)[0]
+        resource.setrlimit(resource.RLIMIT_CPU, (min(soft, left), left))
 
     def attach(self, session: Session) -> None:
         session.checkpoints = self
@@ -231,6 +263,7 @@ class Checkpoints:
                 return
             cp = at[-1]
             state = session.debugger_state()
+            state["cpu_spent"] = self.cpu_spent()
             state["log"] = session.log[cp.applied :]  # it has the rest already
             state["marks"] = session.marks.since(cp.position)
             keep = [c.pid for c in at]
@@ -254,6 +287,7 @@ class Checkpoints:
         at = [c for c in self.list if c.position <= position]
         if kp.position <= position and (not at or at[-1].position < kp.position):
             state = session.debugger_state()
+            state["cpu_spent"] = self.cpu_spent()
             state["log"] = session.log[kp.applied :]
             state["marks"] = session.marks.since(kp.position)
             try:

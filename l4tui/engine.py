@@ -147,6 +147,7 @@ def _serve(session: Session, req_fd: int, resp_fd: int, life_fd: int, ck: Checkp
                 ck.drop_keeper()  # a reverse-continue's that its goto did not take
             except Restored as r:  # this process is a checkpoint's fork taking over
                 _become_engine(session)
+                ck.carry(r.state.pop("cpu_spent", 0.0))
                 session.take_over(r.state)
                 resp.send(("handover", None, {"pid": os.getpid()}))  # signal me from now on
                 pending = r.request
