@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from kernel import interrupts, mapdb, space
+from kernel import interrupts, invariants, mapdb, space
 from kernel.mapdb import MappingDb
 from kernel.scenario import load_scenario, parse_scenario
 from kernel.system import System
@@ -146,3 +146,15 @@ def test_set_up_writes_are_not_judged() -> None:
     with g.installed():
         s.kernel.spaces.mapdb.add_root(99, 0x7000_0000, 0x7000_0000)  # between steps
     assert g.violations == []
+
+
+def test_the_kernel_invariants_check_the_database_in_memory() -> None:
+    s = _shootdown()
+    s.run(max_steps=3000)
+    k = s.kernel
+    assert invariants.check(k) == []
+    count = mapdb.AREA + mapdb.COUNT
+    s.machine.memory.write(count, s.machine.memory.read(count) + 1)  # a node that is nowhere
+    assert any(v.startswith("mapping database: ") for v in invariants.check(k))
+    s.machine.memory.write(mapdb.AREA + mapdb.LOCK, 2)
+    assert "the mapping-database lock is held with no kernel path under way" in invariants.check(k)
