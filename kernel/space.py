@@ -16,7 +16,7 @@ The database is kernel data in simulated memory (mapdb.py); each of these
 holds its lock while it changes the database and the page-table entries
 that follow from it (§6: mapping data "has to be protected against
 cross-processor access"), and drops it before anything that waits for
-another CPU (the receiver's buffers, the shootdown).
+another CPU (the receiver's buffers, the shootdown of §3.1.1).
 A long IPC copies strings through the comm space: the receiver's page
 directory entries are copied into the sender's, so the copy runs in the
 sender's address space (§8.3.2, §8.8.2); a fault there is redone in the
