@@ -17,16 +17,16 @@ Whether the owner is between a migration's delete and insert is its TCB's
 
 The line table is kernel data in simulated memory (issue 15): per line, in a
 cache line of its own, the owner's TCB address (0: none), the CPU the line is
-routed to and the count of pending interrupts; one more line holds a mask of
-the lines with interrupts pending, so that a receive — which must look for
-them — costs one read that hits a shared line while none is pending. The
-owner's CPU touches its line's words, except when a thread on another CPU
-takes the line over (`associate`) or an interrupt comes in for a line without
-an owner: then two CPUs touch them, with micro-ops that move the cache lines
-and are choice points of the race explorer. Counts change by `xadd`; the mask
-is a hint kept by `bts`/`btr`, rechecked after a clear so a concurrent
-increment is never hidden (§6, Pentium: "only read and write operations are
-guaranteed to be atomic", read-modify-writes by bus-locked instructions).
+routed to and the count of pending interrupts. The owner's CPU touches its
+line's words, except when a thread on another CPU takes the line over
+(`associate`) or an interrupt comes in for a line without an owner: then two
+CPUs touch them, with micro-ops that move the cache lines and are choice
+points of the race explorer. Counts change by `xadd` (§6, Pentium: only
+reads and writes are atomic, read-modify-writes need the bus lock). A
+receive reads the entries of the lines its thread took over only (the
+thread's `irq_lines`, a hint its own paths keep): a thread that handles no
+interrupt pays nothing, and CPUs that share no line share no word of the
+table (the race explorer's independent groups).
 """
 
 from __future__ import annotations
@@ -48,10 +48,10 @@ Path = Generator[Op, Any, Any]
 
 IRQS = 16
 VECTOR_BASE = 0x30
-AREA = 0x000A_E000  # the line table: a line of its own per interrupt line, then the mask
+AREA = 0x000A_E000  # the line table: a line of its own per interrupt line
 STRIDE = 64
 OWNER, CPU, PENDING = 0, 4, 8  # per line: owner's TCB (0: none), routed CPU, pending count
-MASK = IRQS * STRIDE  # bit i: line i may have interrupts pending
+END = IRQS * STRIDE
 
 
 def line_addr(irq: int, field: int = 0) -> int:
@@ -59,16 +59,16 @@ def line_addr(irq: int, field: int = 0) -> int:
     return kaddr(AREA + irq * STRIDE + field)
 
 
-def mask_addr() -> int:
-    return kaddr(AREA + MASK)
-
-
 def vector(irq: int) -> int:
     return VECTOR_BASE + irq
 
 
 def associate(k: Kernel, hw: Thread, owner: Thread) -> Path:
-    """`owner` receives from `hw`: route the line to the owner's CPU."""
+    """`owner` receives from `hw`: route the line to the owner's CPU.
+
+    Runs in the owner's receive path, or on the CPU an interrupt came to
+    after the owner was migrated (a reroute: the owner stays the same).
+    """
     irq = hw.tid.lthread - 1
     if (yield Read(line_addr(irq, OWNER))) != owner.tcb or (
         yield Read(line_addr(irq, CPU))
@@ -79,36 +79,34 @@ def associate(k: Kernel, hw: Thread, owner: Thread) -> Path:
 
 
 def take_pending(k: Kernel, b: Thread, source: Thread | None) -> Path:
-    """A pending interrupt `b` may receive now (from `source`, or any it handles), or None."""
-    mask = yield Read(mask_addr())
-    if source is not None:
-        mask &= 1 << (source.tid.lthread - 1) if source.hardware else 0
-    irq = 0
-    while mask:
-        mine = mask & 1 and (yield Read(line_addr(irq, OWNER))) == b.tcb
-        if mine and (yield Read(line_addr(irq, PENDING))) > 0:
-            left = (yield Atomic("xadd", line_addr(irq, PENDING), -1)) - 1
-            if not left:
-                yield from _clear_mask(irq)
+    """A pending interrupt `b` may receive now (from `source`, or any it handles), or None.
+
+    Runs in `b`'s receive path, on `b`'s CPU.
+    """
+    if source is not None and source.hardware:
+        irq = source.tid.lthread - 1
+        if irq not in b.irq_lines:
+            b.irq_lines = (*b.irq_lines, irq)  # `associate` just made it ours
+        lines: tuple[int, ...] = (irq,)
+    elif source is not None:
+        return None
+    else:
+        lines = b.irq_lines
+    for irq in lines:
+        if (yield Read(line_addr(irq, OWNER))) != b.tcb:
+            b.irq_lines = tuple(i for i in b.irq_lines if i != irq)  # taken over since
+            continue
+        if (yield Read(line_addr(irq, PENDING))) > 0:
+            yield Atomic("xadd", line_addr(irq, PENDING), -1)
             hw = k.hardware[irq]
             b.inbox = Message(hw, (irq,))
             return hw
-        mask >>= 1
-        irq += 1
     return None
 
 
 def _add_pending(irq: int) -> Path:
     """One more interrupt pending on line `irq`."""
     yield Atomic("xadd", line_addr(irq, PENDING), 1)
-    yield Atomic("bts", mask_addr(), irq)
-
-
-def _clear_mask(irq: int) -> Path:
-    """Line `irq`'s count reached 0: clear its bit, unless an increment came in meanwhile."""
-    yield Atomic("btr", mask_addr(), irq)
-    if (yield Read(line_addr(irq, PENDING))) > 0:
-        yield Atomic("bts", mask_addr(), irq)
 
 
 def owner_of(k: Kernel, irq: int) -> Thread | None:

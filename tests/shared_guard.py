@@ -64,7 +64,7 @@ _KERNEL_DIR = str(Path(__file__).resolve().parent.parent / "kernel")
 MEMORY_ONLY = (
     (mapdb.AREA, mapdb.AREA + mapdb.BUCKETS_AT + 4 * mapdb.BUCKETS, "mapping database"),
     (mapdb.POOL, mapdb.POOL_END, "mapping database"),
-    (interrupts.AREA, interrupts.AREA + interrupts.MASK + 4, "interrupt lines"),
+    (interrupts.AREA, interrupts.AREA + interrupts.END, "interrupt lines"),
 )
 
 
