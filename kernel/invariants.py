@@ -13,7 +13,9 @@ What must hold whenever no kernel path is half-way through on a CPU:
   still be in one: Liedtke's lazy dequeueing, §8.7.3; a migrating thread is
   in none between B's delete and C's insert, §8.7.2);
 - at most one IPC is set up to any receiver (§8.3.3's first guideline);
-- no APIC holds more than its two IPI slots (§8.3.4).
+- no APIC holds more than its two IPI slots (§8.3.4);
+- the mapping database's trees, lists and hash table agree
+  (`mapdb.MappingDb.check`, §2.2.1) and its lock is free (§6, appendix A).
 
 `check` reads memory directly (no micro-ops) and returns the violations as
 readable lines; an empty list means all is well.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from kernel import mapdb
 from kernel.ids import NIL
 from kernel.sched import BITMAP, HEADS, WAKEUP_HEAD
 from kernel.thread import (
@@ -172,4 +175,10 @@ def check(k: Kernel) -> list[str]:
     for a in k.machine.apics.apics:
         if len(a.slots) > k.machine.apics.nslots:
             out.append(f"cpu{a.cpu + 1}: {len(a.slots)} IPIs in {k.machine.apics.nslots} slots")
+    if mem.read(mapdb.AREA + mapdb.LOCK):
+        out.append("the mapping-database lock is held with no kernel path under way")
+    try:
+        k.spaces.mapdb.check()
+    except mapdb.MapDbError as e:
+        out.append(f"mapping database: {e}")
     return out

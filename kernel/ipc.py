@@ -185,8 +185,8 @@ def receive(k: Kernel, b: Thread, source: Thread | None, timeout: int | None) ->
         return b.inbox.sender if b.inbox is not None else source
     yield Phase("ipc.recv.find_sender")
     if source is not None and source.hardware:
-        interrupts.associate(k, source, b)
-    hw = interrupts.take_pending(k, b, source)
+        yield from interrupts.associate(k, source, b)
+    hw = yield from interrupts.take_pending(k, b, source)
     if hw is not None:  # an interrupt was waiting for us: it is the message
         yield Phase("ipc.recv.interrupt")
         return hw

@@ -115,9 +115,6 @@ class Kernel:
             c.frames = idle.context.frames
         mem.write(KIP_FRAME + KIP_CPUS, len(machine.cpus))
         self.hardware: list[Thread] = []
-        self.irq_owner: dict[int, Thread] = {}
-        self.irq_cpu: dict[int, int] = {}
-        self.irq_pending: dict[int, int] = {}
         for irq in range(interrupts.IRQS):
             hw = self._new_thread(f"irq{irq}", irq_thread(irq), None, 1)
             hw.hardware = True

@@ -14,27 +14,89 @@ to the receiver and keeps its place in the tree (its parent and children), so
 the original mapper can still revoke it. Mapping or granting onto a page that
 the receiver already has first unmaps the old page there, with its subtree.
 
-This module is pure data: a `Node` per mapping and a `MappingDb` holding the
-trees and an index ``(space, page) -> Node`` for O(1) lookup. It never touches
-page tables; the kernel applies the nodes it returns (removed, changed) to
-them and shoots down the TLBs.
+The database is kernel data in simulated memory (issue 15): a map on one CPU
+and an unmap on another touch the same nodes, so every access is a `Read`,
+`Write` or `Atomic` micro-op of the kernel path doing it — it costs cycles,
+moves cache lines and is a choice point of the race explorer. It is "mapping
+data", one of the few global kernel structures that "have to be protected
+against cross-processor access" (§6): every operation runs under the
+mapping-database lock, appendix A's spinlock, like the kernel's other locks
+(the shootdown's, the migration's, the mailboxes').
+
+Layout (physical addresses; the kernel reaches them through its window):
+
+- The header at `AREA`, below the kernel's first free frame like the other
+  fixed kernel areas: the lock in a cache line of its own, then the first
+  root, the free-node list, the bump pointer and end of the node pool, and
+  the number of nodes; then `BUCKETS` words of hash buckets.
+- Nodes of 8 words (32 bytes): space, vaddr, frame (bit 0: writable),
+  parent (0: a root), first child, next sibling, previous sibling, next in
+  the hash chain. Children form a list in the order they were mapped; the
+  first child's previous-sibling word points to the last child, so appending
+  is O(1). The roots form such a list too, headed by the header's root word
+  (the per-frame roots: a frame's root is the root whose frame it is).
+- The lookup ``(space, page) -> node`` is a hash table with chaining through
+  the nodes' hash words. A per-space shadow of the page table — a node
+  pointer beside each entry, as L4/x86 kernels keep it — would cost a frame
+  per page table and a second layout of machine/paging.py's tables; the
+  hash table is one fixed area, and a lookup costs a bucket read and about
+  two reads per chain entry.
+- The node pool lies between the kernel info page and the TCBs (`POOL`,
+  `POOL_END`); when it is used up, frames from the kernel's pool extend it.
+  Freed nodes go to a free list (linked through their hash words) and are
+  used again first.
+
+Operations are generators (kernel paths): ``node = yield from add_root(...)``.
+Each raises `MapDbError` before writing anything, or completes; they return
+`Entry` values read as they went, which the kernel applies to the page tables.
+The caller holds the lock (`lock`, `unlock`). `MappingDb` is the same
+database seen from outside simulated time: it runs the operations directly
+on memory (set-up, tests) and decodes memory without micro-ops for the
+views and the consistency check (`MappingDb.check`), as `Kernel.field` does
+for TCB fields.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from machine.ops import KERNEL_BASE, Compute, Op, Read, Write, kaddr
+from machine.spinlock import spin_lock, spin_unlock
 
 PAGE = 4096  # bytes in a page (and a frame)
 FLUSH = "flush"  # unmap mode: remove the mappings
 RO = "ro"  # unmap mode: make the mappings read-only
 MODES = (FLUSH, RO)
 
+AREA = 0x000A_4000  # the header (physical)
+LOCK, ROOTS, FREE, BUMP, END, COUNT = 0, 64, 68, 72, 76, 80  # the lock in a line of its own
+BUCKETS_AT = 128
+BUCKETS = 1024
+POOL = 0x0002_1000  # after the kernel info page
+POOL_END = 0x0004_0000  # the TCBs
+POOL_GROW_CYCLES = 200  # taking a zeroed frame from the kernel pool (as for a page table)
+
+# Node words (byte offsets).
+SPACE, VADDR, FRAME, PARENT, FIRST, NEXT, PREV, HNEXT = range(0, 32, 4)
+NODE_SIZE = 32
+WRITABLE = 1  # bit 0 of the frame word
+
 Key = tuple[int, int]  # (space, page-aligned vaddr)
+Path = Generator[Op, Any, Any]
 
 
 class MapDbError(Exception):
     """Misuse of the mapping database, or an inconsistency found by `MappingDb.check`."""
+
+
+class NotMappedError(MapDbError):
+    """The source page of a map or grant is not in the mapping database."""
+
+
+class FrameSource(Protocol):
+    def alloc_frame(self) -> int: ...
 
 
 def page_of(addr: int) -> int:
@@ -44,22 +106,67 @@ def page_of(addr: int) -> int:
     return addr - addr % PAGE
 
 
-@dataclass(slots=True, eq=False)
-class Node:
-    """One mapping of one page: space `space` sees `frame` at `vaddr` (§2.2.1).
+def _h(offset: int) -> int:
+    """Kernel address of header word `offset`."""
+    return kaddr(AREA + offset)
 
-    `vaddr` and `frame` are page-aligned. `parent` is the mapping this one was
-    made from (``None`` for a root, sigma0's own page); `children` are the
-    mappings made from this one, in the order they were made. Nodes compare
-    by identity.
+
+def _bucket(space: int, page: int) -> int:
+    return _h(BUCKETS_AT + 4 * ((page // PAGE + space * 613) % BUCKETS))
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One mapping of one page as a kernel path read it: `space` sees `frame` at `vaddr`.
+
+    A value: `addr` is the node's kernel address, `parent` the parent's
+    (0 for a root, sigma0's own page).
     """
 
+    addr: int
     space: int
     vaddr: int
     frame: int
-    writable: bool = True
-    parent: Node | None = field(default=None, repr=False)
-    children: list[Node] = field(default_factory=list, repr=False)
+    writable: bool
+    parent: int = 0
+
+    @property
+    def key(self) -> Key:
+        return (self.space, self.vaddr)
+
+
+class Node:
+    """A node of a `MappingDb`, decoded from memory whenever a field is read.
+
+    `MappingDb` hands out one `Node` per node address, so nodes compare by
+    identity. A node removed from the database reads as detached (no
+    parent, no children) until the pool gives its memory out again.
+    """
+
+    __slots__ = ("addr", "db")
+
+    def __init__(self, db: MappingDb, addr: int) -> None:
+        self.db = db
+        self.addr = addr
+
+    def _word(self, offset: int) -> int:
+        return self.db._word(self.addr + offset)
+
+    @property
+    def space(self) -> int:
+        return self._word(SPACE)
+
+    @property
+    def vaddr(self) -> int:
+        return self._word(VADDR)
+
+    @property
+    def frame(self) -> int:
+        return self._word(FRAME) & ~WRITABLE
+
+    @property
+    def writable(self) -> bool:
+        return bool(self._word(FRAME) & WRITABLE)
 
     @property
     def key(self) -> Key:
@@ -69,88 +176,484 @@ class Node:
     @property
     def is_root(self) -> bool:
         """Whether this is the root of its frame's tree (sigma0's own page)."""
-        return self.parent is None
+        return not self._word(PARENT)
 
+    @property
+    def parent(self) -> Node | None:
+        """The mapping this one was made from (``None`` for a root)."""
+        p = self._word(PARENT)
+        return self.db.node(p) if p else None
 
-def _preorder(node: Node) -> list[Node]:
-    """`node` and its descendants, each before its children."""
-    out: list[Node] = []
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        out.append(n)
-        stack.extend(reversed(n.children))
-    return out
+    @property
+    def children(self) -> list[Node]:
+        """The mappings made from this one, in the order they were made."""
+        return self.db.children(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"Node(space={self.space}, vaddr={self.vaddr}, frame={self.frame},"
+            f" writable={self.writable})"
+        )
 
 
 def _fmt_key(key: Key) -> str:
     return f"space {key[0]} page {key[1]:#010x}"
 
 
-class MappingDb:
-    """The mapping database of §2.2.1–§2.2.2: one tree of mappings per frame.
+# --- the lock (§6, appendix A) --------------------------------------------------
 
-    Addresses may point anywhere into a page; nodes store the page base.
-    Every mutating call either raises `MapDbError` before changing anything
-    or completes, and returns the nodes it removed or changed so the kernel
-    can update page tables. Removed nodes come back detached (no parent, no
-    children), each after all of its descendants.
+
+def lock() -> Path:
+    """Take the mapping-database lock."""
+    yield from spin_lock(_h(LOCK))
+
+
+def unlock() -> Path:
+    yield from spin_unlock(_h(LOCK))
+
+
+# --- reading nodes --------------------------------------------------------------
+
+
+def read_node(n: int) -> Path:
+    """The `Entry` of node `n`, read with micro-ops."""
+    space = yield Read(n + SPACE)
+    vaddr = yield Read(n + VADDR)
+    frame = yield Read(n + FRAME)
+    parent = yield Read(n + PARENT)
+    return Entry(n, space, vaddr, frame & ~WRITABLE, bool(frame & WRITABLE), parent)
+
+
+def find(space: int, vaddr: int) -> Path:
+    """The address of the node mapping the page that holds `vaddr` in `space`, or 0."""
+    page = page_of(vaddr)
+    n = yield Read(_bucket(space, page))
+    while n:
+        if (yield Read(n + SPACE)) == space and (yield Read(n + VADDR)) == page:
+            return n
+        n = yield Read(n + HNEXT)
+    return 0
+
+
+def lookup(space: int, vaddr: int) -> Path:
+    """The `Entry` of the node mapping the page that holds `vaddr` in `space`, or None."""
+    n = yield from find(space, vaddr)
+    return (yield from read_node(n)) if n else None
+
+
+def _children(n: int) -> Path:
+    out = []
+    c = yield Read(n + FIRST)
+    while c:
+        out.append(c)
+        c = yield Read(c + NEXT)
+    return out
+
+
+def _preorder(n: int) -> Path:
+    """`n` and its descendants, each before its children (no recursion: chains are deep)."""
+    out: list[int] = []
+    stack = [n]
+    while stack:
+        m = stack.pop()
+        out.append(m)
+        kids = yield from _children(m)
+        stack.extend(reversed(kids))
+    return out
+
+
+# --- lists, hash chains, the pool ---------------------------------------------------
+
+
+def _append(head: int, n: int) -> Path:
+    """Append node `n` to the list whose first-element word is at `head`."""
+    first = yield Read(head)
+    yield Write(n + NEXT, 0)
+    if not first:
+        yield Write(n + PREV, n)
+        yield Write(head, n)
+        return
+    last = yield Read(first + PREV)
+    yield Write(last + NEXT, n)
+    yield Write(n + PREV, last)
+    yield Write(first + PREV, n)
+
+
+def _unlink(head: int, n: int) -> Path:
+    first = yield Read(head)
+    nxt = yield Read(n + NEXT)
+    prev = yield Read(n + PREV)
+    if n == first:
+        yield Write(head, nxt)
+        if nxt:
+            yield Write(nxt + PREV, prev)  # the last one
+        return
+    yield Write(prev + NEXT, nxt)
+    yield Write((nxt or first) + PREV, prev)  # a new last one: the first's prev word
+
+
+def _head(parent: int) -> int:
+    return parent + FIRST if parent else _h(ROOTS)
+
+
+def _hash_in(n: int, space: int, page: int) -> Path:
+    bucket = _bucket(space, page)
+    yield Write(n + HNEXT, (yield Read(bucket)))
+    yield Write(bucket, n)
+
+
+def _hash_out(n: int, space: int, page: int) -> Path:
+    at = _bucket(space, page)
+    m = yield Read(at)
+    while m != n:
+        if not m:
+            raise MapDbError(f"node {n:#x} missing from its hash chain")
+        at = m + HNEXT
+        m = yield Read(at)
+    yield Write(at, (yield Read(n + HNEXT)))
+
+
+def _new_node(frames: FrameSource) -> Path:
+    """A node's memory: the pool first, then freed nodes, then a fresh frame.
+
+    Carving the whole pool before using a freed node again keeps a removed
+    node's memory as it was left (zeroed) for as long as the pool lasts: a
+    view holding it sees it detached, not as some later mapping.
+    """
+    n = yield Read(_h(BUMP))
+    end = yield Read(_h(END))
+    if not n:  # the first node: the fixed pool
+        n, end = kaddr(POOL), kaddr(POOL_END)
+        yield Write(_h(END), end)
+    if n >= end:
+        free = yield Read(_h(FREE))
+        if free:
+            yield Write(_h(FREE), (yield Read(free + HNEXT)))
+            yield Write(free + HNEXT, 0)
+            return free
+        n = kaddr(frames.alloc_frame())  # used up: another frame from the kernel's pool
+        yield Compute(POOL_GROW_CYCLES)
+        yield Write(_h(END), n + PAGE)
+    yield Write(_h(BUMP), n + NODE_SIZE)
+    return n
+
+
+def _create(
+    frames: FrameSource, space: int, page: int, frame: int, writable: bool, parent: int
+) -> Path:
+    n = yield from _new_node(frames)
+    yield Write(n + SPACE, space)
+    yield Write(n + VADDR, page)
+    yield Write(n + FRAME, frame | (WRITABLE if writable else 0))
+    yield Write(n + PARENT, parent)
+    yield Write(n + FIRST, 0)
+    yield from _append(_head(parent), n)
+    yield from _hash_in(n, space, page)
+    yield Write(_h(COUNT), (yield Read(_h(COUNT))) + 1)
+    return Entry(n, space, page, frame, writable, parent)
+
+
+def _cut(n: int) -> Path:
+    """Remove `n` and its subtree; return them, each after its descendants."""
+    parent = yield Read(n + PARENT)
+    yield from _unlink(_head(parent), n)
+    order = yield from _preorder(n)
+    order.reverse()
+    removed = []
+    for m in order:
+        node = yield from read_node(m)
+        removed.append(node)
+        yield from _hash_out(m, node.space, node.vaddr)
+        # Detached; its key, frame and rights stay readable until the node is used again.
+        yield Write(m + PARENT, 0)
+        yield Write(m + FIRST, 0)
+        yield Write(m + NEXT, 0)
+        yield Write(m + PREV, 0)
+        yield Write(m + HNEXT, (yield Read(_h(FREE))))
+        yield Write(_h(FREE), m)
+    yield Write(_h(COUNT), (yield Read(_h(COUNT))) - len(removed))
+    return removed
+
+
+# --- operations (kernel paths; the caller holds the lock) ---------------------------
+
+
+def add_root(
+    frames: FrameSource,
+    space: int,
+    vaddr: int,
+    frame: int,
+    writable: bool = True,
+    check_frame: bool = True,
+) -> Path:
+    """Make `space` (sigma0) the initial owner of `frame`, seen at `vaddr` (§2.2).
+
+    Raises `MapDbError` if the page is taken in `space`, if `frame` already
+    has a root (looked for only if `check_frame`: sigma0's fresh frames from
+    the kernel's pool cannot have one, and the search reads every root), or
+    if `frame` is not a page-aligned address.
+    """
+    page = page_of(vaddr)
+    if frame < 0 or frame % PAGE:
+        raise MapDbError(f"frame {frame:#x} is not a page-aligned address")
+    if (yield from find(space, page)):
+        raise MapDbError(f"{_fmt_key((space, page))} is already mapped")
+    if check_frame:
+        r = yield Read(_h(ROOTS))
+        while r:
+            if (yield Read(r + FRAME)) & ~WRITABLE == frame:
+                owner = yield from read_node(r)
+                raise MapDbError(f"frame {frame:#010x} already has a root at {_fmt_key(owner.key)}")
+            r = yield Read(r + NEXT)
+    return (yield from _create(frames, space, page, frame, writable, 0))
+
+
+def map_page(
+    frames: FrameSource,
+    src_space: int,
+    src_vaddr: int,
+    dst_space: int,
+    dst_vaddr: int,
+    writable: bool = True,
+) -> Path:
+    """Map (share) a page from `src_space` to `dst_space` (§2.2.1).
+
+    The new node is a child of the source's node, seeing the same frame;
+    it is writable only if the source is and `writable` is true. A page
+    already at the destination is unmapped first, with its subtree.
+    Returns ``(new node, nodes removed at the destination)``.
+
+    Raises `MapDbError` if the source page is not mapped, if the
+    destination is the source page itself or one of its ancestors, or
+    if the destination holds a root (unmap it with ``own=True`` first).
+    """
+    src = yield from _source(src_space, src_vaddr)
+    dst = (dst_space, page_of(dst_vaddr))
+    old = yield from _check_destination(src, dst, "map")
+    removed = (yield from _cut(old)) if old else []
+    node = yield from _create(
+        frames, dst[0], dst[1], src.frame, src.writable and writable, src.addr
+    )
+    return node, removed
+
+
+def grant(src_space: int, src_vaddr: int, dst_space: int, dst_vaddr: int) -> Path:
+    """Grant (donate) a page from `src_space` to `dst_space` (§2.2.1).
+
+    The source's node moves to the destination, keeping its rights, its
+    parent and its children (and its place among its siblings); the
+    granter no longer has the page. A page already at the destination
+    is unmapped first, with its subtree. Returns ``(moved node, nodes
+    removed at the destination)``. Errors as for `map_page`.
+    """
+    src = yield from _source(src_space, src_vaddr)
+    dst = (dst_space, page_of(dst_vaddr))
+    old = yield from _check_destination(src, dst, "grant")
+    removed = (yield from _cut(old)) if old else []
+    yield from _hash_out(src.addr, src.space, src.vaddr)
+    yield Write(src.addr + SPACE, dst[0])
+    yield Write(src.addr + VADDR, dst[1])
+    yield from _hash_in(src.addr, *dst)
+    return Entry(src.addr, dst[0], dst[1], src.frame, src.writable, src.parent), removed
+
+
+def unmap(space: int, vaddr: int, mode: str = FLUSH, own: bool = False) -> Path:
+    """Revoke (``"flush"``) or weaken (``"ro"``) the mappings derived from a page (§2.2.2).
+
+    Acts on every descendant of the page's node, recursively, and on the
+    node itself if `own` (only so can a root, sigma0's own page, be
+    removed). ``"flush"`` returns the removed nodes, each after its
+    descendants; ``"ro"`` returns the nodes that were writable, parents
+    first. Unmapping a page that is not mapped returns ``[]``.
+    """
+    if mode not in MODES:
+        raise MapDbError(f"unmap mode must be one of {MODES}, not {mode!r}")
+    n = yield from find(space, vaddr)
+    if not n:
+        return []
+    if mode == FLUSH:
+        if own:
+            return (yield from _cut(n))
+        removed: list[Entry] = []
+        for child in (yield from _children(n)):
+            removed.extend((yield from _cut(child)))
+        return removed
+    affected = yield from _preorder(n)
+    if not own:
+        affected = affected[1:]
+    changed = []
+    for m in affected:
+        word = yield Read(m + FRAME)
+        if word & WRITABLE:
+            yield Write(m + FRAME, word & ~WRITABLE)
+            changed.append((yield from read_node(m)))
+    return changed
+
+
+def remove_space(space: int, pages: list[int]) -> Path:
+    """Remove the pages `pages` of `space` and everything mapped from them (§2.2.3).
+
+    Returns the removed nodes, each after its descendants.
+    """
+    removed: list[Entry] = []
+    for vaddr in sorted(pages):
+        n = yield from find(space, vaddr)
+        if n:  # not already gone as a descendant of an earlier page
+            removed.extend((yield from _cut(n)))
+    return removed
+
+
+def _source(space: int, vaddr: int) -> Path:
+    node = yield from lookup(space, vaddr)
+    if node is None:
+        raise NotMappedError(f"{_fmt_key((space, page_of(vaddr)))} is not mapped")
+    return node
+
+
+def _check_destination(src: Entry, dst: Key, op: str) -> Path:
+    """The node at `dst` (0: none); refuse one whose unmapping would remove the source or a root."""
+    if dst == src.key:
+        raise MapDbError(f"cannot {op} {_fmt_key(dst)} onto itself")
+    old = yield from find(*dst)
+    if not old:
+        return 0
+    ancestor = src.parent
+    while ancestor:
+        if ancestor == old:
+            raise MapDbError(
+                f"cannot {op} {_fmt_key(src.key)} onto {_fmt_key(dst)}, which it derives from"
+            )
+        ancestor = yield Read(ancestor + PARENT)
+    if not (yield Read(old + PARENT)):
+        frame = (yield Read(old + FRAME)) & ~WRITABLE
+        raise MapDbError(
+            f"cannot {op} onto {_fmt_key(dst)}: it holds the root of frame"
+            f" {frame:#010x}; unmap it with own=True first"
+        )
+    return old
+
+
+# --- the database seen from outside simulated time -----------------------------------
+
+
+class Memory(FrameSource, Protocol):
+    def read(self, paddr: int) -> int: ...
+    def write(self, paddr: int, value: int) -> None: ...
+
+
+class MappingDb:
+    """The mapping database in `memory`, read and run outside simulated time.
+
+    Queries decode memory without micro-ops (for views, tests and the
+    consistency check); the operations run the kernel paths above directly
+    on memory, at no cost — for set-up and tests, never from a kernel path
+    (the shared-state guard catches that). Addresses may point anywhere into
+    a page; nodes store the page base.
     """
 
-    __slots__ = ("_index", "_roots", "_spaces")
+    __slots__ = ("memory", "_nodes")
 
-    def __init__(self) -> None:
-        self._index: dict[Key, Node] = {}
-        self._spaces: dict[int, dict[int, Node]] = {}  # space -> vaddr -> node
-        self._roots: dict[int, Node] = {}  # frame -> root
+    def __init__(self, memory: Memory) -> None:
+        self.memory = memory
+        self._nodes: dict[int, Node] = {}  # the view's handles, one per node address
+
+    def _word(self, addr: int) -> int:
+        return self.memory.read(addr - KERNEL_BASE)
+
+    def _run(self, gen: Path) -> Any:
+        mem = self.memory
+        result = None
+        try:
+            while True:
+                op = gen.send(result)
+                result = None
+                if isinstance(op, Read):
+                    result = mem.read(op.addr - KERNEL_BASE)
+                elif isinstance(op, Write):
+                    mem.write(op.addr - KERNEL_BASE, op.value)
+        except StopIteration as stop:
+            return stop.value
+
+    def _find(self, space: int, page: int) -> int:
+        n = self._word(_bucket(space, page))
+        seen = 0
+        while n and seen <= len(self):
+            if self._word(n + SPACE) == space and self._word(n + VADDR) == page:
+                return n
+            n = self._word(n + HNEXT)
+            seen += 1
+        return 0
 
     # -- queries ----------------------------------------------------------
 
+    def node(self, n: int) -> Node:
+        """The node at kernel address `n`."""
+        node = self._nodes.get(n)
+        if node is None:
+            node = self._nodes[n] = Node(self, n)
+        return node
+
+    def nodes(self, entries: list[Entry]) -> list[Node]:
+        return [self.node(e.addr) for e in entries]
+
     def lookup(self, space: int, vaddr: int) -> Node | None:
         """The node mapping the page that holds `vaddr` in `space`, or ``None``."""
-        return self._index.get((space, page_of(vaddr)))
+        n = self._find(space, page_of(vaddr))
+        return self.node(n) if n else None
+
+    def children(self, node: Node) -> list[Node]:
+        out = []
+        c = self._word(node.addr + FIRST)
+        while c and len(out) <= len(self):
+            out.append(self.node(c))
+            c = self._word(c + NEXT)
+        return out
+
+    def _root_addrs(self) -> list[int]:
+        out = []
+        r = self._word(_h(ROOTS))
+        while r and len(out) <= len(self):
+            out.append(r)
+            r = self._word(r + NEXT)
+        return out
+
+    def all_nodes(self) -> list[Node]:
+        """Every node reachable from a root, each tree in preorder."""
+        out: list[Node] = []
+        for r in self._root_addrs():
+            stack = [self.node(r)]
+            while stack and len(out) <= len(self):
+                n = stack.pop()
+                out.append(n)
+                stack.extend(reversed(self.children(n)))
+        return out
 
     def pages(self, space: int) -> list[Node]:
         """The nodes of `space`, sorted by vaddr."""
-        by_vaddr = self._spaces.get(space, {})
-        return [by_vaddr[v] for v in sorted(by_vaddr)]
+        mine = [(n.vaddr, n) for n in self.all_nodes() if n.space == space]
+        return [n for _, n in sorted(mine, key=lambda vn: vn[0])]
 
     def roots(self) -> list[Node]:
         """The root of every frame's tree, sorted by frame."""
-        return [self._roots[f] for f in sorted(self._roots)]
+        return sorted((self.node(r) for r in self._root_addrs()), key=lambda n: n.frame)
 
     def depth(self, node: Node) -> int:
         """How many mappings separate `node` from its root (a root has depth 0)."""
-        self._require(node)
-        depth = 0
-        while node.parent is not None:
-            node = node.parent
+        if self._find(node.space, node.vaddr) != node.addr:
+            raise MapDbError(f"{node!r} is not in the mapping database")
+        depth, n = 0, self._word(node.addr + PARENT)
+        while n:
+            n = self._word(n + PARENT)
             depth += 1
         return depth
 
     def __len__(self) -> int:
-        return len(self._index)
+        return self._word(_h(COUNT))
 
-    # -- operations -------------------------------------------------------
+    # -- operations, run directly --------------------------------------------
 
     def add_root(self, space: int, vaddr: int, frame: int, writable: bool = True) -> Node:
-        """Make `space` (sigma0) the initial owner of `frame`, seen at `vaddr` (§2.2).
-
-        Raises `MapDbError` if the page is taken in `space`, if `frame` already
-        has a root, or if `frame` is not a page-aligned address.
-        """
-        key = (space, page_of(vaddr))
-        if frame < 0 or frame % PAGE:
-            raise MapDbError(f"frame {frame:#x} is not a page-aligned address")
-        if key in self._index:
-            raise MapDbError(f"{_fmt_key(key)} is already mapped")
-        if frame in self._roots:
-            owner = self._roots[frame]
-            raise MapDbError(f"frame {frame:#010x} already has a root at {_fmt_key(owner.key)}")
-        node = Node(space, key[1], frame, writable)
-        self._roots[frame] = node
-        self._insert(node)
-        return node
+        return self.node(self._run(add_root(self.memory, space, vaddr, frame, writable)).addr)
 
     def map(
         self,
@@ -160,134 +663,103 @@ class MappingDb:
         dst_vaddr: int,
         writable: bool = True,
     ) -> tuple[Node, list[Node]]:
-        """Map (share) a page from `src_space` to `dst_space` (§2.2.1).
-
-        The new node is a child of the source's node, seeing the same frame;
-        it is writable only if the source is and `writable` is true. A page
-        already at the destination is unmapped first, with its subtree.
-        Returns ``(new node, nodes removed at the destination)``.
-
-        Raises `MapDbError` if the source page is not mapped, if the
-        destination is the source page itself or one of its ancestors, or
-        if the destination holds a root (unmap it with ``own=True`` first).
-        """
-        src = self._source(src_space, src_vaddr)
-        dst = (dst_space, page_of(dst_vaddr))
-        self._check_destination(src, dst, "map")
-        removed = self._clear(dst)
-        node = Node(dst[0], dst[1], src.frame, src.writable and writable, src)
-        src.children.append(node)
-        self._insert(node)
-        return node, removed
+        gen = map_page(self.memory, src_space, src_vaddr, dst_space, dst_vaddr, writable)
+        node, removed = self._run(gen)
+        return self.node(node.addr), self.nodes(removed)
 
     def grant(
         self, src_space: int, src_vaddr: int, dst_space: int, dst_vaddr: int
     ) -> tuple[Node, list[Node]]:
-        """Grant (donate) a page from `src_space` to `dst_space` (§2.2.1).
-
-        The source's node moves to the destination, keeping its rights, its
-        parent and its children (and its place among its siblings); the
-        granter no longer has the page. A page already at the destination
-        is unmapped first, with its subtree. Returns ``(moved node, nodes
-        removed at the destination)``. Errors as for `map`.
-        """
-        src = self._source(src_space, src_vaddr)
-        dst = (dst_space, page_of(dst_vaddr))
-        self._check_destination(src, dst, "grant")
-        removed = self._clear(dst)
-        self._unindex(src)
-        src.space, src.vaddr = dst
-        self._insert(src)
-        return src, removed
+        node, removed = self._run(grant(src_space, src_vaddr, dst_space, dst_vaddr))
+        return self.node(node.addr), self.nodes(removed)
 
     def unmap(self, space: int, vaddr: int, mode: str = FLUSH, own: bool = False) -> list[Node]:
-        """Revoke (``"flush"``) or weaken (``"ro"``) the mappings derived from a page (§2.2.2).
-
-        Acts on every descendant of the page's node, recursively, and on the
-        node itself if `own` (only so can a root, sigma0's own page, be
-        removed). ``"flush"`` returns the removed nodes, each after its
-        descendants; ``"ro"`` returns the nodes that were writable, parents
-        first. Unmapping a page that is not mapped returns ``[]``.
-        """
-        if mode not in MODES:
-            raise MapDbError(f"unmap mode must be one of {MODES}, not {mode!r}")
-        node = self.lookup(space, vaddr)
-        if node is None:
-            return []
-        if mode == FLUSH:
-            if own:
-                return self._cut(node)
-            removed: list[Node] = []
-            for child in list(node.children):
-                removed.extend(self._cut(child))
-            return removed
-        affected = _preorder(node)
-        if not own:
-            affected = affected[1:]
-        changed = [n for n in affected if n.writable]
-        for n in changed:
-            n.writable = False
-        return changed
+        return self.nodes(self._run(unmap(space, vaddr, mode, own)))
 
     def remove_space(self, space: int) -> list[Node]:
-        """Remove every page of `space` and everything mapped from them (§2.2.3, task deletion).
-
-        Returns the removed nodes, each after its descendants.
-        """
-        removed: list[Node] = []
-        for vaddr in sorted(self._spaces.get(space, {})):
-            node = self._index.get((space, vaddr))
-            if node is not None:  # not already gone as a descendant of an earlier page
-                removed.extend(self._cut(node))
-        return removed
+        pages = [n.vaddr for n in self.pages(space)]
+        return self.nodes(self._run(remove_space(space, pages)))
 
     # -- consistency and display -------------------------------------------
 
     def check(self) -> None:
-        """Raise `MapDbError` unless the trees and the indexes agree.
+        """Raise `MapDbError` unless the trees, the lists and the hash table agree.
 
-        Checks: every node is indexed under its own page-aligned key, in the
-        index and the per-space table alike; every root is registered under
-        its frame; parent and children links are symmetric and acyclic; each
-        child sees its parent's frame; no read-only node has a writable child;
-        every indexed node is reachable from a root.
+        Checks: the node count matches the nodes in the trees and in the hash
+        table; every node is in the hash chain of its own page-aligned key,
+        and only there; roots have no parent; child lists are well linked
+        (each child's parent is the list's owner, the first child's previous
+        word names the last); each child sees its parent's frame; no
+        read-only node has a writable child; no node is reached twice.
         """
-        by_space = sum(len(t) for t in self._spaces.values())
-        if by_space != len(self._index):
-            raise MapDbError(f"per-space table holds {by_space} nodes, index {len(self._index)}")
-        for key, node in self._index.items():
-            if key != node.key:
-                raise MapDbError(f"{node!r} indexed under {_fmt_key(key)}")
+        count = len(self)
+        seen: set[int] = set()
+        roots = self._root_addrs()
+        if len(roots) > count:
+            raise MapDbError(f"more roots than the {count} nodes counted")
+        todo: list[int] = []
+        frames: dict[int, Node] = {}
+        for r in roots:
+            node = self.node(r)
+            if not node.is_root:
+                raise MapDbError(f"{node!r} is in the root list but has a parent")
+            if node.frame in frames:
+                raise MapDbError(f"{node!r} and {frames[node.frame]!r} are roots of one frame")
+            frames[node.frame] = node
+            todo.append(r)
+        self._check_list(0, roots)
+        while todo:
+            n = todo.pop()
+            if n in seen:
+                raise MapDbError(f"{self.node(n)!r} reached twice (a cycle or shared child)")
+            seen.add(n)
+            if len(seen) > count:
+                raise MapDbError(f"more nodes in the trees than the {count} counted")
+            node = self.node(n)
             if node.vaddr % PAGE or node.frame % PAGE:
                 raise MapDbError(f"{node!r} is not page-aligned")
-            if self._spaces.get(node.space, {}).get(node.vaddr) is not node:
-                raise MapDbError(f"{node!r} missing from its space's table")
-            if node.parent is None and self._roots.get(node.frame) is not node:
-                raise MapDbError(f"{node!r} has no parent but is not its frame's root")
-        seen: set[int] = set()
-        for frame, root in self._roots.items():
-            if root.parent is not None or root.frame != frame:
-                raise MapDbError(f"root of frame {frame:#010x} is {root!r}, not a parentless root")
-            stack = [root]
-            while stack:
-                node = stack.pop()
-                if id(node) in seen:
-                    raise MapDbError(f"{node!r} reached twice (a cycle or shared child)")
-                seen.add(id(node))
-                if self._index.get(node.key) is not node:
-                    raise MapDbError(f"{node!r} is in a tree but not in the index")
-                for child in node.children:
-                    if child.parent is not node:
-                        raise MapDbError(f"{child!r} is a child of {node!r} but not vice versa")
-                    if child.frame != node.frame:
-                        raise MapDbError(f"{child!r} sees another frame than its parent {node!r}")
-                    if child.writable and not node.writable:
-                        raise MapDbError(f"{child!r} is writable under read-only {node!r}")
-                    stack.append(child)
-        if len(seen) != len(self._index):
+            if self._find(node.space, node.vaddr) != n:
+                raise MapDbError(f"{node!r} is in a tree but not indexed under its key")
+            kids = [c.addr for c in self.children(node)]
+            for c in kids:
+                child = self.node(c)
+                if child.is_root:
+                    raise MapDbError(f"{child!r} has no parent but is not its frame's root")
+                if self._word(c + PARENT) != n:
+                    raise MapDbError(f"{child!r} is a child of {node!r} but not vice versa")
+                if child.frame != node.frame:
+                    raise MapDbError(f"{child!r} sees another frame than its parent {node!r}")
+                if child.writable and not node.writable:
+                    raise MapDbError(f"{child!r} is writable under read-only {node!r}")
+                todo.append(c)
+            self._check_list(n, kids)
+        indexed = 0
+        for b in range(BUCKETS):
+            n = self._word(_h(BUCKETS_AT + 4 * b))
+            while n:
+                indexed += 1
+                if indexed > count:
+                    raise MapDbError(f"more nodes in the hash table than the {count} counted")
+                node = self.node(n)
+                if _bucket(node.space, node.vaddr) != _h(BUCKETS_AT + 4 * b):
+                    raise MapDbError(f"{node!r} indexed under another key")
+                if n not in seen:
+                    raise MapDbError(f"{node!r} is indexed but not reachable from a root")
+                n = self._word(n + HNEXT)
+        if len(seen) != count or indexed != count:
             raise MapDbError(
-                f"{len(self._index) - len(seen)} indexed nodes are not reachable from a root"
+                f"{count} nodes counted, {len(seen)} in the trees, {indexed} in the hash table"
             )
+
+    def _check_list(self, owner: int, members: list[int]) -> None:
+        if not members:
+            return
+        last = self._word(members[0] + PREV)
+        if last != members[-1]:
+            raise MapDbError(f"the list of node {owner:#x}'s children does not end where it says")
+        for prev, n in zip(members, members[1:], strict=False):
+            if self._word(n + PREV) != prev:
+                raise MapDbError(f"node {n:#x}'s previous sibling is not {prev:#x}")
 
     def render(self, space_names: dict[int, str] | None = None) -> list[str]:
         """The trees as indented text, one line per mapping, for the debugger.
@@ -308,69 +780,5 @@ class MappingDb:
                 lines.append(
                     f"{'  ' * level}{name} 0x{node.vaddr:08x} -> frame 0x{node.frame:08x} {rights}"
                 )
-                stack.extend((child, level + 1) for child in reversed(node.children))
+                stack.extend((child, level + 1) for child in reversed(self.children(node)))
         return lines
-
-    # -- internals ----------------------------------------------------------
-
-    def _require(self, node: Node) -> None:
-        if self._index.get(node.key) is not node:
-            raise MapDbError(f"{node!r} is not in the mapping database")
-
-    def _source(self, space: int, vaddr: int) -> Node:
-        node = self.lookup(space, vaddr)
-        if node is None:
-            raise MapDbError(f"{_fmt_key((space, page_of(vaddr)))} is not mapped")
-        return node
-
-    def _check_destination(self, src: Node, dst: Key, op: str) -> None:
-        """Refuse a destination whose unmapping would remove the source or a root."""
-        if dst == src.key:
-            raise MapDbError(f"cannot {op} {_fmt_key(dst)} onto itself")
-        old = self._index.get(dst)
-        if old is None:
-            return
-        ancestor = src.parent
-        while ancestor is not None:
-            if ancestor is old:
-                raise MapDbError(
-                    f"cannot {op} {_fmt_key(src.key)} onto {_fmt_key(dst)}, which it derives from"
-                )
-            ancestor = ancestor.parent
-        if old.parent is None:
-            raise MapDbError(
-                f"cannot {op} onto {_fmt_key(dst)}: it holds the root of frame"
-                f" {old.frame:#010x}; unmap it with own=True first"
-            )
-
-    def _clear(self, key: Key) -> list[Node]:
-        node = self._index.get(key)
-        return [] if node is None else self._cut(node)
-
-    def _cut(self, node: Node) -> list[Node]:
-        """Remove `node` and its subtree; return them, each after its descendants."""
-        if node.parent is None:
-            del self._roots[node.frame]
-        else:
-            node.parent.children.remove(node)
-        removed = _preorder(node)
-        removed.reverse()
-        self._detach(removed)
-        return removed
-
-    def _detach(self, nodes: Iterable[Node]) -> None:
-        for n in nodes:
-            self._unindex(n)
-            n.parent = None
-            n.children = []
-
-    def _insert(self, node: Node) -> None:
-        self._index[node.key] = node
-        self._spaces.setdefault(node.space, {})[node.vaddr] = node
-
-    def _unindex(self, node: Node) -> None:
-        del self._index[node.key]
-        table = self._spaces[node.space]
-        del table[node.vaddr]
-        if not table:
-            del self._spaces[node.space]

@@ -12,6 +12,11 @@ from the faulting thread to its pager (§2.2.2); a user-level pager
 Map and grant copy page-table entries into the receiver's window and record
 the mapping; unmap walks the mapping database and edits every derived entry,
 invalidating the local TLB (other CPUs' TLBs are the shootdown's business).
+The database is kernel data in simulated memory (mapdb.py); each of these
+holds its lock while it changes the database and the page-table entries
+that follow from it (§6: mapping data "has to be protected against
+cross-processor access"), and drops it before anything that waits for
+another CPU (the receiver's buffers, the shootdown of §3.1.1).
 A long IPC copies strings through the comm space: the receiver's page
 directory entries are copied into the sender's, so the copy runs in the
 sender's address space (§8.3.2, §8.8.2); a fault there is redone in the
@@ -25,7 +30,7 @@ import functools
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from kernel import ipc, sched, shootdown
+from kernel import ipc, mapdb, sched, shootdown
 from kernel.errors import IpcError
 from kernel.mapdb import MapDbError, MappingDb
 from kernel.program import Fpage, Ipc, ProgramCounter, ServeFaults, TaskNew, Unmap
@@ -75,7 +80,7 @@ class Spaces:
 
     def __init__(self, k: Kernel) -> None:
         self.k = k
-        self.mapdb = MappingDb()
+        self.mapdb = MappingDb(k.machine.memory)  # the database in memory, for views
         self.spaces: list[Space] = []
 
     def new_space(self, name: str) -> Space:
@@ -327,8 +332,7 @@ def sigma0_step(k: Kernel, t: Thread) -> Path:
         frame = mem.alloc_frame()  # after the first op: priming a path changes nothing (peek)
         sp = t.task.space
         paging.map_page(mem, sp.pdbr, frame, frame)  # sigma0 owns it "by hand" (§2.2)
-        k.spaces.mapdb.add_root(sp.number, frame, frame)
-        yield Compute(50)
+        yield Compute(50)  # its root in the mapping database: when the kernel maps it on
         return frame
 
     yield from pager_loop_step(k, t, serve)
@@ -370,17 +374,27 @@ def map_items(k: Kernel, a: Thread, b: Thread, op: Ipc, copier: Thread | None = 
     size = min(fp.size, wsize)
     dst_base = waddr + (fp.addr % wsize // size * size if fp.size < wsize else 0)
     asp, bsp = a.task.space, b.task.space
-    db = k.spaces.mapdb
+    mem = k.machine.memory
     for off in range(0, size, PAGE_SIZE):
         src, dst = fp.addr + off, dst_base + off
-        if not (yield from probe(k, asp, src, False)) or db.lookup(asp.number, src) is None:
+        if not (yield from probe(k, asp, src, False)):
             raise IpcError("not_mapped")  # "only present pages can be mapped"
+        yield from mapdb.lock()
+        if a.sigma0 and not (yield from mapdb.find(asp.number, src)):
+            # sigma0 has every free frame "by hand" (§2.2), at the same address: the
+            # frame's root is made when sigma0 first gives it out. A fresh frame from
+            # the kernel's pool has no root yet, so the roots need no search.
+            page = src - src % PAGE_SIZE
+            yield from mapdb.add_root(mem, asp.number, page, page, check_frame=False)
         try:
             if grant:
-                node, removed = db.grant(asp.number, src, bsp.number, dst)
+                node, removed = yield from mapdb.grant(asp.number, src, bsp.number, dst)
             else:
-                node, removed = db.map(asp.number, src, bsp.number, dst)
-        except MapDbError:
+                node, removed = yield from mapdb.map_page(mem, asp.number, src, bsp.number, dst)
+        except MapDbError as e:
+            yield from mapdb.unlock()
+            if isinstance(e, mapdb.NotMappedError):
+                raise IpcError("not_mapped") from None  # present, but not the sender's to give
             # onto the page itself, an ancestor of it, or a page sigma0 owns
             raise IpcError("map_failed") from None
         for r in removed:
@@ -391,6 +405,7 @@ def map_items(k: Kernel, a: Thread, b: Thread, op: Ipc, copier: Thread | None = 
         if grant:
             yield from edit_pte(k, asp, src, remove=True)
             yield from invalidate_local(k, a, asp, src)
+        yield from mapdb.unlock()
     return [(dst_base, size)]
 
 
@@ -400,15 +415,16 @@ def unmap(k: Kernel, t: Thread, op: Unmap) -> Path:
     from kernel.syscalls import result
 
     sp = t.task.space
-    db = k.spaces.mapdb
     changed: list[tuple[Space, int]] = []
     for off in range(0, op.fpage.size, PAGE_SIZE):
         vaddr = op.fpage.addr + off
-        for node in db.unmap(sp.number, vaddr, op.mode, op.own):
+        yield from mapdb.lock()
+        for node in (yield from mapdb.unmap(sp.number, vaddr, op.mode, op.own)):
             nsp = k.spaces.spaces[node.space - 1]
             yield from edit_pte(k, nsp, node.vaddr, remove=op.mode == "flush")
             yield from invalidate_local(k, t, nsp, node.vaddr)
             changed.append((nsp, node.vaddr))
+        yield from mapdb.unlock()
     yield from shootdown.shoot(k, t, changed)  # ID 5: every other CPU's TLB too
     return result("unmap", value=len(changed))
 

@@ -133,6 +133,10 @@ class Thread:
     proxy_kind: str | None = None  # a proxy thread (§8.4): what it serves
     busy: bool = False  # a proxy in the middle of a request
     sigma0: bool = False
+    # Interrupt lines we took over by receiving from their hardware thread (§2.4): a hint
+    # our receive paths keep, so a receive reads the line table only for these; the
+    # table in memory says whether we still own one (interrupts.take_pending).
+    irq_lines: tuple[int, ...] = ()
     op_state: dict[str, Any] = field(default_factory=dict)  # a multi-IPC op in progress
 
     @property

@@ -29,6 +29,14 @@ the thread leaves). The guard follows the hand-overs and records a write of
 a parameter block (or of the kernel's table of them) by any other CPU, as
 `Mail.<field>` or `mailbox[]` of `mailbox N`.
 
+The mapping database (§2.2.1) and the interrupt-line table (§2.4) have no
+Python side at all: they are kernel data in simulated memory, which kernel
+paths touch only with micro-ops. The guard records any write into their
+areas (kernel/mapdb.py's header and node pool, kernel/interrupts.py's table)
+that a kernel path makes other than by executing a micro-op — a direct
+`Memory.write`, or `MappingDb`'s operations run from a kernel path — as
+``memory[ADDR]`` of the area.
+
 Set-up time (building the kernel, between steps) is nobody's kernel path
 and is not checked.
 """
@@ -42,15 +50,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kernel import xcpu
+from kernel import interrupts, mapdb, xcpu
 from kernel.program import ProgramCounter
 from kernel.sched import CpuData
 from kernel.system import System
 from kernel.thread import Thread
 from machine import execute
+from machine.memory import Memory
 
 CONTAINERS = ("results", "sent_to", "injected", "op_state")
 _KERNEL_DIR = str(Path(__file__).resolve().parent.parent / "kernel")
+# Kernel data with no Python side: written only by micro-ops (physical ranges).
+MEMORY_ONLY = (
+    (mapdb.AREA, mapdb.AREA + mapdb.BUCKETS_AT + 4 * mapdb.BUCKETS, "mapping database"),
+    (mapdb.POOL, mapdb.POOL_END, "mapping database"),
+    (interrupts.AREA, interrupts.AREA + interrupts.END, "interrupt lines"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +79,9 @@ class Violation:
     where: str  # the kernel line that wrote it
 
     def __str__(self) -> str:
+        owner = f"owner cpu{self.owner}" if self.owner else "kernel data in memory"
         return (
-            f"{self.field} of {self.obj} (owner cpu{self.owner}) written by "
+            f"{self.field} of {self.obj} ({owner}) written by "
             f"cpu{self.writer}'s kernel path at {self.where}"
         )
 
@@ -221,12 +237,28 @@ class _MailTable(dict):
         return super().pop(i, *default)
 
 
+def _memory_write(memory: Memory, paddr: int, value: int) -> None:
+    g = _active
+    if g is not None and g.running is not None and not g.in_op and memory is g.memory:
+        g.checked += 1
+        for lo, hi, what in MEMORY_ONLY:
+            if lo <= paddr < hi:
+                where = _where()
+                g.violations.append(Violation(f"memory[{paddr:#x}]", what, g.running, 0, where))
+    _ORIGINAL_WRITE(memory, paddr, value)
+
+
+_ORIGINAL_WRITE = Memory.write
+
+
 class SharedStateGuard:
     """Records every Python-side write of a thread's or CPU's state by another CPU."""
 
     def __init__(self, s: System) -> None:
         self.s = s
         self.running: int | None = None  # the CPU whose kernel path runs now
+        self.in_op = False  # a micro-op is being executed (its memory access is the op's)
+        self.memory = s.machine.memory
         self.violations: list[Violation] = []
         self.checked = 0  # writes made by kernel paths and checked
         k = s.kernel
@@ -245,9 +277,14 @@ class SharedStateGuard:
         for kind, handler in saved.items():
 
             def wrapped(machine: Any, c: Any, op: Any, _h: Any = handler) -> Any:
-                if machine is m:
-                    self.running = c.number
-                return _h(machine, c, op)
+                if machine is not m:
+                    return _h(machine, c, op)
+                self.running = c.number
+                self.in_op = True
+                try:
+                    return _h(machine, c, op)
+                finally:
+                    self.in_op = False
 
             execute.HANDLERS[kind] = wrapped
         return saved
@@ -303,11 +340,13 @@ class SharedStateGuard:
         CpuData.__setattr__ = _cpu_setattr  # type: ignore[method-assign, assignment]
         for name in PC_MOVES:
             setattr(ProgramCounter, name, _pc_mover(name))
+        Memory.write = _memory_write  # type: ignore[method-assign]
         _active = self
         try:
             yield self
         finally:
             _active = None
+            Memory.write = _ORIGINAL_WRITE  # type: ignore[method-assign]
             xcpu.alloc, xcpu.trigger, xcpu.link = alloc, trigger, link
             k.mailboxes.mail = dict(k.mailboxes.mail)
             if old_mail is None:

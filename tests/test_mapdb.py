@@ -4,6 +4,10 @@ sigma0 owns every frame; pages are mapped (shared) or granted (donated) down
 a hierarchy of pagers, and `unmap` revokes or weakens, recursively, all that
 was derived from a page. The last test drives random operations against a
 plain-dict model and calls `check()` after every step.
+
+The database lives in simulated memory (issue 15); `MappingDb` runs its
+operations — the kernel's paths — directly on a bare `Memory` here, and
+decodes the nodes from it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 import kernel.mapdb
-from kernel.mapdb import PAGE, MapDbError, MappingDb, Node
+from kernel.mapdb import FIRST, FRAME, NEXT, PAGE, PARENT, VADDR, MapDbError, MappingDb, Node
+from machine.memory import Memory
+from machine.ops import KERNEL_BASE
 
 SIGMA0, PAGER, CLIENT, OTHER = 0, 1, 2, 3
 NAMES = {SIGMA0: "sigma0", PAGER: "pager", CLIENT: "client"}
@@ -28,9 +34,21 @@ V = 0x0040_0000  # where the pager keeps its pages
 C = 0x0800_0000  # where the client gets them
 
 
+def fresh() -> MappingDb:
+    """An empty database in a bare memory, frames given out above the kernel's areas."""
+    memory = Memory(64 << 20)
+    memory.next_frame = 0x100  # as the kernel does (kernel.FIRST_FREE)
+    return MappingDb(memory)
+
+
+def poke(db: MappingDb, node: Node, offset: int, value: int) -> None:
+    """Corrupt a word of `node` behind the database's back."""
+    db.memory.write(node.addr + offset - KERNEL_BASE, value)
+
+
 def chain() -> tuple[MappingDb, Node, Node, Node]:
     """sigma0 -> pager -> client for frame F1; F2 only in sigma0."""
-    db = MappingDb()
+    db = fresh()
     root = db.add_root(SIGMA0, F1, F1)
     db.add_root(SIGMA0, F2, F2)
     pager, removed = db.map(SIGMA0, F1, PAGER, V)
@@ -48,7 +66,7 @@ def keys(nodes: list[Node]) -> list[tuple[int, int]]:
 
 
 def test_add_root_and_lookup_anywhere_in_the_page() -> None:
-    db = MappingDb()
+    db = fresh()
     root = db.add_root(SIGMA0, F1 + 0x10, F1)
     assert (root.space, root.vaddr, root.frame, root.writable) == (SIGMA0, F1, F1, True)
     assert root.parent is None and root.children == [] and root.is_root
@@ -61,7 +79,7 @@ def test_add_root_and_lookup_anywhere_in_the_page() -> None:
 
 
 def test_add_root_errors() -> None:
-    db = MappingDb()
+    db = fresh()
     db.add_root(SIGMA0, F1, F1)
     with pytest.raises(MapDbError, match="already mapped"):
         db.add_root(SIGMA0, F1 + 8, F2)
@@ -307,17 +325,23 @@ def test_depth_of_a_removed_node_is_an_error() -> None:
         db.depth(client)
 
 
+def _unindex(db: MappingDb, node: Node) -> None:
+    bucket = kernel.mapdb._bucket(node.space, node.vaddr)
+    db.memory.write(bucket - KERNEL_BASE, 0)  # the only node in its bucket here
+
+
 @pytest.mark.parametrize(
     "corrupt, message",
     [
-        (lambda db, r, p, c: setattr(c, "frame", F2), "another frame"),
-        (lambda db, r, p, c: setattr(p, "writable", False), "writable under read-only"),
-        (lambda db, r, p, c: setattr(c, "parent", r), "not vice versa"),
-        (lambda db, r, p, c: p.children.clear(), "not reachable"),
-        (lambda db, r, p, c: setattr(c, "vaddr", C + PAGE), "indexed under"),
-        (lambda db, r, p, c: r.children.append(c), "not vice versa"),
-        (lambda db, r, p, c: setattr(c, "parent", None), "not its frame's root"),
-        (lambda db, r, p, c: db._index.pop(c.key), "per-space table"),
+        (lambda db, r, p, c: poke(db, c, FRAME, F2 | 1), "another frame"),
+        (lambda db, r, p, c: poke(db, p, FRAME, F1), "writable under read-only"),
+        (lambda db, r, p, c: poke(db, c, PARENT, r.addr), "not vice versa"),
+        (lambda db, r, p, c: poke(db, p, FIRST, 0), "not reachable"),
+        (lambda db, r, p, c: poke(db, c, VADDR, C + PAGE), "indexed under"),
+        (lambda db, r, p, c: poke(db, p, NEXT, c.addr), "not vice versa"),
+        (lambda db, r, p, c: poke(db, c, PARENT, 0), "not its frame's root"),
+        (lambda db, r, p, c: _unindex(db, c), "not indexed"),
+        (lambda db, r, p, c: db.memory.write(kernel.mapdb.AREA + kernel.mapdb.COUNT, 5), "counted"),
     ],
 )
 def test_check_finds_corruption(corrupt, message: str) -> None:
@@ -339,7 +363,7 @@ def test_render() -> None:
         "sigma0 0x00124000 -> frame 0x00124000 rw",
     ]
     assert db.render()[0] == "space 0 0x00123000 -> frame 0x00123000 rw"
-    assert MappingDb().render() == []
+    assert fresh().render() == []
 
 
 def test_node_repr_does_not_follow_links() -> None:
@@ -348,7 +372,7 @@ def test_node_repr_does_not_follow_links() -> None:
     assert "children" not in repr(root)
 
 
-def test_module_imports_only_the_standard_library() -> None:
+def test_module_imports_only_the_standard_library_and_the_micro_ops() -> None:
     tree = ast.parse(Path(kernel.mapdb.__file__).read_text())
     imported = {
         (node.module if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0]
@@ -356,11 +380,12 @@ def test_module_imports_only_the_standard_library() -> None:
         if isinstance(node, ast.Import | ast.ImportFrom)
         for alias in node.names
     }
-    assert imported <= {"__future__", "collections", "dataclasses"}
+    # the standard library and the machine's micro-ops (the database is in simulated memory)
+    assert imported <= {"__future__", "collections", "dataclasses", "typing", "machine"}
 
 
 def test_a_deep_chain_needs_no_recursion() -> None:
-    db = MappingDb()
+    db = fresh()
     db.add_root(SIGMA0, 0, 0)
     for i in range(3000):
         db.map(i, 0, i + 1, 0)
@@ -390,7 +415,7 @@ class MapDbMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.db = MappingDb()
+        self.db = fresh()
         self.model: dict[Key, list] = {}
 
     # model helpers

@@ -46,21 +46,41 @@ SCRIPTS = sorted(
 )
 
 
+class _Corrupted(Exception):
+    """The naive design's race left a thread on a CPU that is not its own."""
+
+
 def guarded_run(s: System, steps: int = STEPS, corrupts: bool = False) -> SharedStateGuard:
     """Run `s` with every Python-side write of thread and CPU state checked.
 
     `corrupts`: the naive design, whose unlocked list updates from two CPUs may
     break a ring it then follows (§8.3.3: "up to n threads may concurrently send
     to the receiver"; a KeyError in `sched.ring_append`, before issue 15 too):
-    such a run ends there, and the writes made until then are judged.
+    such a run ends there, and the writes made until then are judged. It ends
+    too where the same race left a thread running on a CPU other than its own:
+    a naive sender wakes the receiver into the ready list of the CPU it read
+    from the receiver's TCB, unlocked, while a migration's B moves the
+    receiver away (seed 200001 once the mapping database's accesses cost
+    cycles: f, migrated from CPU 3 to 4, made ready and run on CPU 3); what it
+    writes from there on is the race's consequence, not a write to judge.
     """
     g = SharedStateGuard(s)
+    k = s.kernel
+
+    def misplaced(op: object) -> None:
+        for cd in k.cpus:
+            t = cd.current
+            if t is not cd.idle and t.cpu != cd.number and not k.field(t, "migrating"):
+                raise _Corrupted
+
     with g.installed():
         try:
-            s.run(max_steps=steps)
+            s.run(max_steps=steps, observer=misplaced if corrupts else None)
         except KeyError:
             if not corrupts:
                 raise
+        except _Corrupted:
+            pass
     return g
 
 
