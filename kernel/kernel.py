@@ -17,7 +17,7 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kernel import boot, interrupts, ipc, proxy, sched, shootdown, space, syscalls, xcpu
+from kernel import boot, interrupts, ipc, mapdb, proxy, sched, shootdown, space, syscalls, xcpu
 from kernel.ids import ThreadId, irq_thread
 from kernel.layout import Layout, make_layout
 from kernel.program import ProgramCounter
@@ -248,18 +248,7 @@ class Kernel:
 
     def _run_direct(self, gen: Path) -> None:
         """Apply a kernel path's effects at set-up time, outside simulated time."""
-        mem = self.machine.memory
-        result = None
-        try:
-            while True:
-                op = gen.send(result)
-                result = None
-                if isinstance(op, Read):
-                    result = mem.read(op.addr - kaddr(0))
-                elif isinstance(op, Write):
-                    mem.write(op.addr - kaddr(0), op.value)
-        except StopIteration as stop:
-            return stop.value
+        return mapdb.run_direct(self.machine.memory, gen)
 
     def start(self) -> None:
         """Program every CPU's timer and let the CPUs look for work."""

@@ -111,6 +111,22 @@ def _h(offset: int) -> int:
     return kaddr(AREA + offset)
 
 
+def run_direct(memory: Any, gen: Path) -> Any:
+    """Run a kernel path's reads and writes straight on `memory`, outside simulated time
+    (set-up, and tests); its other ops take no effect. Returns the path's result."""
+    result = None
+    try:
+        while True:
+            op = gen.send(result)
+            result = None
+            if isinstance(op, Read):
+                result = memory.read(op.addr - KERNEL_BASE)
+            elif isinstance(op, Write):
+                memory.write(op.addr - KERNEL_BASE, op.value)
+    except StopIteration as stop:
+        return stop.value
+
+
 def _bucket(space: int, page: int) -> int:
     return _h(BUCKETS_AT + 4 * ((page // PAGE + space * 613) % BUCKETS))
 
@@ -561,18 +577,7 @@ class MappingDb:
         return self.memory.read(addr - KERNEL_BASE)
 
     def _run(self, gen: Path) -> Any:
-        mem = self.memory
-        result = None
-        try:
-            while True:
-                op = gen.send(result)
-                result = None
-                if isinstance(op, Read):
-                    result = mem.read(op.addr - KERNEL_BASE)
-                elif isinstance(op, Write):
-                    mem.write(op.addr - KERNEL_BASE, op.value)
-        except StopIteration as stop:
-            return stop.value
+        return run_direct(self.memory, gen)
 
     def _find(self, space: int, page: int) -> int:
         n = self._word(_bucket(space, page))
