@@ -2,9 +2,9 @@
 
 One `LocalCluster` (two worker processes, one thread each) serves the module
 and is closed at its end; the two tests that need a cluster of their own (one
-with no worker, one that goes away) close theirs too. Tasks other than the real `run_unit` are module
-functions here, which the workers import by name (their sys.path is the
-test process's).
+with no worker, one that goes away) close theirs too. Tasks other than the
+real `run_unit` are module functions here, which the workers import by name
+(their sys.path is the test process's).
 """
 
 from __future__ import annotations
