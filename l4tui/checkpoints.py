@@ -404,19 +404,24 @@ class Checkpoints:
         finally:
             os._exit(0)
 
+    def _next_message(self, fd: int, conn: Connection) -> Any:
+        """A sleeping process's next message on `fd`; it exits once the front end is gone
+        (the lifeline's EOF) or its pipe closes."""
+        ready, _, _ = select.select([fd, self.lifeline], [], [])
+        if self.lifeline in ready:
+            os._exit(0)
+        try:
+            return conn.recv()
+        except (EOFError, OSError):
+            os._exit(0)
+
     def _keep(self, session: Session, machine_side: tuple[Any, Any], base: Any) -> None:
         """A scout's fork, the keeper: sleep until the engine hands it the session (then raise
         `Restored` as a checkpoint's fork does) or the lifeline ends; killed if unused."""
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         conn = Connection(self.keeper_r, writable=False)
         while True:
-            ready, _, _ = select.select([self.keeper_r, self.lifeline], [], [])
-            if self.lifeline in ready:
-                os._exit(0)
-            try:
-                msg = conn.recv()
-            except (EOFError, OSError):
-                os._exit(0)
+            msg = self._next_message(self.keeper_r, conn)
             if msg[0] != "take" or msg[1] != os.getpid():
                 os._exit(0)  # pragma: no cover - one keeper lives at a time
             _, _, state, request, keep = msg
@@ -451,16 +456,7 @@ class Checkpoints:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         conn = Connection(r, writable=False)
         while True:
-            try:
-                ready, _, _ = select.select([r, self.lifeline], [], [])
-            except InterruptedError:  # pragma: no cover - select is retried by Python
-                continue
-            if self.lifeline in ready:
-                os._exit(0)
-            try:
-                msg = conn.recv()
-            except (EOFError, OSError):
-                os._exit(0)
+            msg = self._next_message(r, conn)
             if msg[0] == "scout":
                 if os.fork() == 0:
                     conn.close()

@@ -18,6 +18,19 @@ from l4tui.explore.search import Report
 EVERY = 0.1  # seconds between lines: ten a second is plenty
 
 
+class _Throttled:
+    """A progress display that draws at most every `EVERY` seconds."""
+
+    shown = 0.0
+
+    def _due(self) -> bool:
+        now = time.monotonic()
+        if now - self.shown < EVERY:
+            return False
+        self.shown = now
+        return True
+
+
 def figures(report: Report) -> dict[str, Any]:
     """The progress figures, as the JSON lines carry them."""
     rate = report.schedules / report.seconds if report.seconds > 0 else 0.0
@@ -35,19 +48,16 @@ def figures(report: Report) -> dict[str, Any]:
     }
 
 
-class ProgressBar:
+class ProgressBar(_Throttled):
     """One line on a terminal: the level's bar, schedules, states, queue, rate, elapsed."""
 
     def __init__(self, out: Any, width: int = 24) -> None:
         self.out = out
         self.width = width
-        self.shown = 0.0
 
     def show(self, report: Report) -> None:
-        now = time.monotonic()
-        if now - self.shown < EVERY:
+        if not self._due():
             return
-        self.shown = now
         self.out.write("\r" + self.line(report, self._columns()) + "\x1b[K")
         self.out.flush()
 
@@ -80,18 +90,15 @@ class ProgressBar:
         self.out.flush()
 
 
-class JsonProgress:
+class JsonProgress(_Throttled):
     """The same figures as JSON lines (at most ten a second, and one at the end)."""
 
     def __init__(self, out: Any) -> None:
         self.out = out
-        self.shown = 0.0
 
     def show(self, report: Report) -> None:
-        now = time.monotonic()
-        if now - self.shown < EVERY:
+        if not self._due():
             return
-        self.shown = now
         self._line(report, False)
 
     def end(self, report: Report) -> None:
