@@ -33,6 +33,7 @@ import pickle
 import select
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -208,6 +209,10 @@ class RemoteSession:
         d["_life"] = life_fd
         d["_status"] = {}
         d["_closed"] = False
+        # One request and its answer at a time: the TUI waits for a live continue's slice in
+        # a thread (so it paints while the engine runs), and a key handler that asks the
+        # session meanwhile waits here for that slice's answer.
+        d["_lock"] = threading.RLock()
         self._receive()
 
     def _receive(self) -> Any:
@@ -246,13 +251,14 @@ class RemoteSession:
         return True
 
     def _ask(self, kind: str, what: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
-        if self._closed:
-            raise EngineGone("the session is closed")
-        try:
-            self._req.send((kind, what, args, kwargs or {}))
-        except OSError as e:
-            raise EngineGone(f"the engine process has ended ({e})") from None
-        return self._receive()
+        with self._lock:
+            if self._closed:
+                raise EngineGone("the session is closed")
+            try:
+                self._req.send((kind, what, args, kwargs or {}))
+            except OSError as e:
+                raise EngineGone(f"the engine process has ended ({e})") from None
+            return self._receive()
 
     # --- what front ends call ---
 

@@ -24,6 +24,7 @@ import bisect
 import dataclasses
 import itertools
 import json
+import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -50,6 +51,11 @@ MACHINE_SIDE = (
     "interrupted", "scenario", "seed", "tcb_layout",
 )  # fmt: skip
 LIMIT = 5_000_000  # micro-ops a single continue may take before it pauses
+# The TUI's live continue (`cont_for`): host seconds of running between two looks at the
+# keyboard, checked every `LIVE_SLICE` micro-ops. In an engine process (engine.py) one
+# request a look, not one a slice: each round trip through the pipes costs about 1 ms.
+LIVE_SECONDS = 0.05
+LIVE_SLICE = 2_000
 RECORDS = 10_000  # what log-only breakpoints saw, kept (the newest; `info log` shows 200)
 
 # A timed step | a step on CPU n | a policy | ["inject", ...] | ["idle", cpu]: a step that
@@ -579,6 +585,26 @@ class Session:
 
     def cont(self, limit: int | None = None) -> str:
         return self._run(lambda op: None, limit)
+
+    def cont_for(self, seconds: float = LIVE_SECONDS, limit: int = LIMIT) -> str:
+        """`continue` for about `seconds` of host time, at most `limit` micro-ops: a slice
+        of the TUI's live continue. Where it stops is host-timed, but only positions are
+        logged, so replay stays exact; a stop other than the slice's end is `cont`'s."""
+        deadline = time.monotonic() + seconds
+        start = self.position
+        while True:
+            ran = self.position - start
+            reason = self.cont(limit=min(LIVE_SLICE, limit - ran))
+            ran = self.position - start
+            if not reason.startswith("paused after"):
+                return reason
+            if ran >= limit or time.monotonic() >= deadline:
+                break
+        self.stop_reason = (
+            f"paused after {ran:,} micro-ops, at micro-op {self.position}: "
+            "the most one command runs (run it again to go on)"
+        )
+        return self.stop_reason
 
     def run_cycles(self, cycles: int) -> str:
         m = self.system.machine

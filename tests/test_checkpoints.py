@@ -314,3 +314,31 @@ def test_a_schedule_followed_through_the_engine_goes_back_exactly(
     for line in lines:
         assert outcome(here, line)[0] == there.call(outcome, line)[0], line
     assert there.call(state) == state(here)
+
+
+async def test_the_live_continue_through_an_engine_paints_and_reads_keys_while_it_runs(
+    remote: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The TUI waits for an engine's slices in a thread: keys that ask the session while it
+    runs wait their turn (RemoteSession locks), the pause key stops it, and the run is the
+    same run as in-process (its log replays to the same state)."""
+    from l4tui.tui.app import MonitorApp
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    s = remote(_endless(), spacing=5_000)
+    app = MonitorApp(s)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("escape", "c")
+        for _ in range(6):  # focus keys read the session from the event loop as it runs
+            await pilot.pause(0.05)
+            await pilot.press("right_square_bracket")
+        assert app.running
+        await pilot.press("c")
+        await app.workers.wait_for_complete()
+        assert not app.running
+        assert s.stop_reason.startswith("paused by you at micro-op")
+        assert s.position > 2_000
+        here = _endless()
+        here.stepi(s.position)
+        assert s.call(state)[:5] == state(here)[:5]  # (the focus keys moved the focus)

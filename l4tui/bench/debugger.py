@@ -24,7 +24,7 @@ from typing import Any
 from kernel.scenario import parse_scenario
 from l4tui import checkpoints, engine
 from l4tui.executor import execute
-from l4tui.session import Session
+from l4tui.session import LIVE_SECONDS, Session
 
 SCENARIO = """
 name: bench-reverse
@@ -51,7 +51,6 @@ tasks:
               - compute: 500
 """
 FORWARD = 200_000  # micro-ops of `continue` timed with and without checkpoints
-SLICE = 2_000  # as the TUI's live continue runs them (l4tui/tui/app.py)
 
 
 def _session() -> Session:
@@ -84,11 +83,12 @@ def _timed(f: Any, *args: Any) -> float:
 
 
 def _forward_rate(s: Any) -> float:
-    """Micro-ops a second of `continue`, in slices as the TUI runs it (session.LIMIT)."""
+    """Micro-ops a second of `continue`, in slices as the TUI's live continue runs it
+    (`Session.cont_for`: one request to an engine per look at the keyboard)."""
     start = s.position
     t0 = time.perf_counter()
     while s.position - start < FORWARD:
-        s.cont(limit=min(SLICE, FORWARD - (s.position - start)))
+        s.cont_for(LIVE_SECONDS, FORWARD - (s.position - start))
     return (s.position - start) / (time.perf_counter() - t0)
 
 

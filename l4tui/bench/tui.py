@@ -101,10 +101,14 @@ async def _repaint_latencies(steps: int) -> list[float]:
     return out
 
 
-async def _live_rate(seconds: float) -> float:
+async def _live_rate(seconds: float, forked: bool = False) -> float:
+    """Micro-ops a second of the TUI's live continue: in-process, or (`forked`) through an
+    engine process with its checkpoints (l4tui/engine.py), as `l4tui open` runs it."""
+    from l4tui import engine
     from l4tui.tui.app import MonitorApp
 
-    app = MonitorApp(Session(endless()))
+    s: Any = engine.start(Session(endless())) if forked else Session(endless())
+    app = MonitorApp(s)
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.press("escape", "c")
         start, at = time.perf_counter(), app.session.position
@@ -112,6 +116,8 @@ async def _live_rate(seconds: float) -> float:
         done, end = app.session.position, time.perf_counter()
         await pilot.press("c")
         await app.workers.wait_for_complete()
+    if forked:
+        s.close()
     return (done - at) / (end - start)
 
 
@@ -119,7 +125,7 @@ def headless_rate(seconds: float) -> float:
     s = Session(endless())
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
-        s.cont(limit=2000)
+        s.cont_for()
     return s.position / (time.perf_counter() - start)
 
 
@@ -128,6 +134,9 @@ def run_tui(seconds: float = 3.0) -> dict[str, Any]:
     frames = first_frame_seconds()
     latencies = asyncio.run(_repaint_latencies(30))
     live = asyncio.run(_live_rate(seconds))
+    from l4tui import engine
+
+    forked = asyncio.run(_live_rate(seconds, True)) if engine.available() else None
     headless = headless_rate(seconds)
     rows = [
         ("time to first frame (median of 3)", "s", statistics.median(frames)),
@@ -143,4 +152,9 @@ def run_tui(seconds: float = 3.0) -> dict[str, Any]:
         ("continue headless", "micro-ops/s", headless),
         ("live / headless (goal >= 50%)", "%", 100 * live / headless),
     ]
+    if forked is not None:
+        rows += [
+            ("continue with the UI live, engine process + checkpoints", "micro-ops/s", forked),
+            ("  engine / in-process (goal: not slower, issue 15)", "%", 100 * forked / live),
+        ]
     return {"rows": [{"name": n, "unit": u, "value": round(v, 3)} for n, u, v in rows]}

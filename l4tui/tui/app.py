@@ -42,7 +42,6 @@ from l4tui.tui.layout import MODES, PANES, PaneArea, choose_mode, fitting_modes,
 from l4tui.tui.tables import EventLog, EventLogPane, ThreadsPane
 from l4tui.tui.views import ApicPaneView, MailboxPaneView, PhasePane, TcbPane, set_title
 
-SLICE = 2000  # micro-ops a running continue takes between looks at the keyboard
 REPAINTED = (CpusPane, CpuStrip, TcbPane, PhasePane, ThreadsPane, MailboxPaneView, ApicPaneView)
 PANE_TYPES = (*REPAINTED, EventLogPane, LabPane, ConsolePane)
 
@@ -418,7 +417,7 @@ class MonitorApp(App[int]):
 
     def action_toggle_run(self) -> None:
         if self.running:
-            self.pause_requested = True
+            self.action_pause()
         else:
             self.report("(l4tui) continue")
             self.run_continue()
@@ -426,6 +425,8 @@ class MonitorApp(App[int]):
     def action_pause(self) -> None:
         if self.running:
             self.pause_requested = True
+            if not isinstance(self.session, Session):
+                self.session.interrupt()  # the engine stops at its next micro-op
 
     @work(exclusive=True, group="run")
     async def run_continue(self) -> None:
@@ -436,11 +437,22 @@ class MonitorApp(App[int]):
         start = s.position
         try:
             while True:
-                reason = s.cont(limit=SLICE)
-                if not reason.startswith("paused after"):
-                    break
-                if self.pause_requested:
+                left = sessions.LIMIT - (s.position - start)
+                if self.pause_requested:  # (also a key read between two slices)
+                    reason = ""
+                elif isinstance(s, Session):
+                    reason = s.cont_for(sessions.LIVE_SECONDS, left)
+                else:
+                    # An engine process runs it: wait in a thread, so that the screen paints
+                    # and keys are read while the engine steps (engine.RemoteSession locks).
+                    # A slice lasts until the next repaint; the pause key interrupts it.
+                    reason = await asyncio.to_thread(s.cont_for, interval, left)
+                if self.pause_requested and (
+                    not reason or reason.startswith(("paused after", "interrupted"))
+                ):  # (a breakpoint's stop in the same slice keeps its reason)
                     s.stop_reason = reason = f"paused by you at micro-op {s.position}"
+                    break
+                if not reason.startswith("paused after"):
                     break
                 if s.position - start >= sessions.LIMIT:  # as the console's continue
                     s.stop_reason = reason = (
