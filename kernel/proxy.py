@@ -181,6 +181,10 @@ def xp_send_path(k: Kernel, cd: CpuData, p: Thread, i: int, mail: Mail) -> Path:
         yield Write(p.f["thread_state"], POLLING)
         # Not switchTo(B): a proxy runs above everyone; the dispatcher decides.
         why = yield from ipc.wait_for_partner(k, p, None, op.timeout)
+        # Read, the reason is spent: clear it (a local L1 write when the receiver woke us,
+        # from this CPU), or the proxy sleeps on with a stale reason that the order
+        # without this wait never leaves, and the two states differ for `explore`.
+        yield Write(p.f["wake"], WAKE_NONE)
         if why == WAKE_FORWARD:  # the receiver migrated away: the request follows it (§8.5)
             yield from ipc.dequeue_sendq(k, b, a)
             yield Write(p.f["thread_state"], RUNNING)
