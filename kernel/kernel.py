@@ -64,6 +64,9 @@ UTCB_CPU = 12  # Version 4 X2: the thread's processor number (§7.2)
 SIGMA0_TASK = 2
 FIRST_TASK = 4
 DEFAULT_TIMESLICE = 100_000  # cycles
+# Each TCB's field addresses, per layout: the same for every kernel of this process with
+# that layout (the race explorer builds one per schedule), and only ever read.
+_FIELDS: dict[tuple[tuple[str, int], ...], dict[int, dict[str, int]]] = {}
 
 
 @dataclass(slots=True)
@@ -94,6 +97,9 @@ class Kernel:
     ) -> None:
         self.machine = machine
         self.layout: Layout = make_layout(tcb_layout, machine.profile.cache.line_size)
+        if len(_FIELDS) > 16:
+            _FIELDS.clear()
+        self._fields = _FIELDS.setdefault(tuple(self.layout.offsets.items()), {})
         self.tick = tick
         self.xp_ipc = xp_ipc
         self.ipi_policy = ipi_policy
@@ -168,7 +174,11 @@ class Kernel:
             raise ValueError(f"at most {MAX_THREADS} threads")
         base = TCB_AREA + index * self.layout.size
         tcb = kaddr(base)
-        f = {name_: tcb + off for name_, off in self.layout.offsets.items()}
+        f = self._fields.get(index)
+        if f is None:
+            f = self._fields[index] = {
+                name_: tcb + off for name_, off in self.layout.offsets.items()
+            }
         t = Thread(name, tid, task, index, tcb, f, Context(name), ProgramCounter([]), cpu)
         t.context.owner = t
         self.threads.append(t)

@@ -200,37 +200,51 @@ class System:
         last = m.last_cpu
         return all(c is last or c.waiting in ("hlt", "idle") or c.mode == "user" for c in m.cpus)
 
-    def quiescent(self) -> bool:
+    def quiescent(self, cpus: int = -1) -> bool:
         """No thread can ever run again and nothing is in flight (DESIGN.md §2).
 
         Judged only when every CPU has halted (or has nothing to run), so no
-        kernel path is half-way through.
+        kernel path is half-way through. With `cpus` (a mask), of those CPUs
+        only: their threads, mailboxes and APICs, and the messages to or from
+        them (the race explorer's independent groups: l4tui/explore/groups.py).
         """
-        if any(c.waiting is None for c in self.machine.cpus):
+        m = self.machine
+        if any(c.waiting is None for c in m.cpus if cpus >> c.index & 1):
             return False
         k = self.kernel
         for t in k.threads:
             if t.task is None and not t.proxy_kind:
+                continue
+            if not cpus >> (t.cpu - 1) & 1:
                 continue
             state = k.field(t, "thread_state")
             if t.deadline is not None or state in RUNNABLE:
                 return False  # a timeout will fire, or someone can run
             # Waiting forever (or, a kernel bug, locked with no one to unlock it):
             # nothing will change this thread any more.
-        mem = self.machine.memory
+        mem = m.memory
         mb = k.mailboxes
         if any(
             mem.read(mb.flags(cd.number, w) - kaddr(0))
             for cd in k.cpus
+            if cpus >> (cd.number - 1) & 1
             for w in range(xcpu.FLAG_WORDS)
         ):
             return False  # a mailbox waits for its CPU's next check
-        m = self.machine
-        if m.apics.in_flight or any(
-            a.slots or a.irr_other & ~(1 << 0xEF) or a.outgoing for a in m.apics.apics
+        if any(
+            msg.sender is None or cpus >> msg.sender & 1 or any(cpus >> d & 1 for d in msg.dests)
+            for msg in m.apics.in_flight
+        ) or any(
+            a.slots or a.irr_other & ~(1 << 0xEF) or a.outgoing
+            for i, a in enumerate(m.apics.apics)
+            if cpus >> i & 1
         ):
             return False
-        return all(e[2] == "apic.timer" for e in m.events)
+        return all(
+            e[2] == "apic.timer"
+            or (e[2] == "apic.arrive" and not any(cpus >> d & 1 for d in e[3].dests))
+            for e in m.events
+        )  # (a message to no CPU of `cpus`: only with a mask; the in-flight check saw all)
 
     def stuck(self) -> list[str]:
         """Threads left locked in an IPC with nothing left to unlock them (a kernel fault).

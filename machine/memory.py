@@ -77,14 +77,24 @@ class Memory:
                 self.parts[b] = (self.parts[b] + d) & MASK64
         self.words[a] = v
 
-    def track(self, buckets: dict[int, int] | None = None, n: int = 0) -> int:
+    def track(
+        self,
+        buckets: dict[int, int] | None = None,
+        n: int = 0,
+        start: tuple[int, list[int]] | None = None,
+    ) -> int:
         """Keep the digest of memory from now on (computed once here, then by each write).
 
         With `buckets` (word address -> 1..`n`), also the share of each bucket
-        in `parts` (bucket 0: the words not assigned).
+        in `parts` (bucket 0: the words not assigned). `start`: the digest and
+        parts a memory with the same words had, if known (not computed again).
         """
         self.tracking = True
         self.buckets = buckets
+        if start is not None:
+            self.digest, parts = start
+            self.parts = list(parts)
+            return self.digest
         if buckets is None:
             self.digest = sum(mix(a, v) for a, v in self.words.items()) & MASK64
             return self.digest

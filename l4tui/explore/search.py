@@ -139,24 +139,34 @@ class Explorer:
                         pruned += 1
                         continue
                     seen[key] = left
-                out.append((*run.choices, Choice(pos, other, cpu)))
+                out.append((*run.choices, Choice(pos, other, cpu, run.focus)))
         return out, pruned
 
-    def _regrouped_root(self, job: Job, root: Run) -> Run:
-        """The root run again, its states named by group, if its words show several groups.
+    def _group_roots(self, job: Job, root: Run) -> list[Run]:
+        """The roots to branch from: the timed order's, or one per group if its words show
+        several independent groups.
 
-        The root runs before any word is known; its children join the states
-        where it went on in the timed order, so those must be named as theirs
-        are. Run here, whatever the pool (one run, the same everywhere).
+        A group's root runs the scenario with that group's CPUs first (walk.Walk's
+        `focus`), naming the group's states only: its children, and all their
+        descendants, step the group first too, so a schedule's steps are mostly its
+        own group's (the others share nothing with it) and it joins a known state
+        before the other groups have run. Run here, whatever the pool (the same
+        runs everywhere); not counted as schedules (the root was).
         """
         for addr, mask in root.sharers.items():
             self.sharers[addr] = self.sharers.get(addr, 0) | mask
         self.links |= root.links
         grouped = self._grouped(job)
         if not grouped.groups:
-            return root
-        (again,) = run_unit(grouped, Unit((), ((),)), self.fork)
-        return again
+            return [root]
+        grouped = replace(grouped, shared=frozenset(self.sharers_known()))  # as its children's
+        roots = []
+        for focus in grouped.groups:
+            (again,) = run_unit(grouped, Unit((), ((),), focus=focus), self.fork)
+            if again.kind is not None:  # (a failure the timed order did not show: reported)
+                return [again]
+            roots.append(again)
+        return roots
 
     def _grouped(self, job: Job) -> Job:
         """`job` with the CPUs' independent groups as the runs so far show them (groups.py)."""
@@ -205,7 +215,7 @@ class Explorer:
     ) -> None:
         job = self.job()
         level: list[tuple[Choice, ...]] = [()]
-        chains: dict[tuple[Choice, ...], tuple[frozenset[int], ...]] = {}
+        chains: dict[tuple[int, tuple[Choice, ...]], tuple[frozenset[int], ...]] = {}
         while level:
             cut = False
             if self.max_schedules is not None:
@@ -230,14 +240,17 @@ class Explorer:
                         report.failure = run
                         report.queue = 0
                         return
-                    if not run.choices:
-                        run = self._regrouped_root(job, run)
-                    more, pruned = self.children(run)
-                    if more:
-                        following.extend(more)
-                        timed = frozenset(run.timed) if not run.crossed else frozenset()
-                        chains[run.choices] = (*unit.known, timed)
-                    report.pruned += pruned
+                    for parent in self._group_roots(job, run) if not run.choices else [run]:
+                        if parent.kind is not None:
+                            report.failure = parent
+                            report.queue = 0
+                            return
+                        more, pruned = self.children(parent)
+                        if more:
+                            following.extend(more)
+                            timed = frozenset(parent.timed) if not parent.crossed else frozenset()
+                            chains[parent.focus, parent.choices] = (*unit.known, timed)
+                        report.pruned += pruned
                     report.states = len(self.states)
                 report.queue = report.level_size - report.level_done + len(following)
                 if progress is not None:
@@ -252,7 +265,7 @@ class Explorer:
 def split_level(
     level: list[tuple[Choice, ...]],
     jobs: int,
-    chains: dict[tuple[Choice, ...], tuple[frozenset[int], ...]] | None = None,
+    chains: dict[tuple[int, tuple[Choice, ...]], tuple[frozenset[int], ...]] | None = None,
 ) -> list[Unit]:
     """A level's schedules as units: consecutive children of one parent, cut for `jobs` workers.
 
@@ -266,21 +279,24 @@ def split_level(
     if level == [()]:
         return [Unit((), ((),))]
 
-    def known(parent: tuple[Choice, ...] | None) -> tuple[frozenset[int], ...]:
-        return chains.get(parent, ()) if chains and parent is not None else ()
+    def unit(parent: tuple[Choice, ...], focus: int, group: list[tuple[Choice, ...]]) -> Unit:
+        known = chains.get((focus, parent), ()) if chains else ()
+        return Unit(parent, tuple(group), known, focus)
 
     size = UNIT_MAX  # whatever the pool: siblings join each other's states within a unit
     out: list[Unit] = []
     group: list[tuple[Choice, ...]] = []
-    parent: tuple[Choice, ...] | None = None
+    parent: tuple[Choice, ...] = ()
+    focus = 0
     for child in level:
-        if child[:-1] != parent or len(group) >= size:
+        # (the children of the groups' roots share the parent () but not its path)
+        if not group or child[:-1] != parent or child[-1].focus != focus or len(group) >= size:
             if group:
-                out.append(Unit(parent, tuple(group), known(parent)))  # type: ignore[arg-type]
-            parent, group = child[:-1], []
+                out.append(unit(parent, focus, group))
+            parent, focus, group = child[:-1], child[-1].focus, []
         group.append(child)
     if group:
-        out.append(Unit(parent, tuple(group), known(parent)))  # type: ignore[arg-type]
+        out.append(unit(parent, focus, group))
     return out
 
 

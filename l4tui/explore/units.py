@@ -77,6 +77,9 @@ class Unit:
     # the timed-order states of the parent's run and its ancestors' (Run.timed): a child
     # that gets to one of them ends there, "joined" (search.py)
     known: tuple[frozenset[int], ...] = ()
+    # the independent group whose CPUs step first (walk.Choice.focus): the parent's, which
+    # its choices carry; a root run (no choices) takes it from here
+    focus: int = 0
 
 
 class WorkerError(RuntimeError):
@@ -141,7 +144,7 @@ def run_unit(job: Job, unit: Unit, fork: bool = True) -> list[Run]:
         knows = (*known, frozenset(siblings)) if siblings else known
         if len(child) != len(parent) + 1 or child[: len(parent)] != parent:
             if child == parent:  # the root: the parent itself
-                out[i] = _from_start(job, scenario, child, ())
+                out[i] = _from_start(job, scenario, child, (), unit.focus)
                 continue
             raise WorkerError(f"schedule {child} is not a child of {parent}")
         choice = child[-1]
@@ -160,6 +163,7 @@ def run_unit(job: Job, unit: Unit, fork: bool = True) -> list[Run]:
                     job.shared,
                     groups=job.groups,
                     buckets=job.buckets,
+                    focus=choice.focus,
                 )
             if walk.go(choice.at, record=False):
                 # The path ended before the branch point (not one of its own): from the start.
@@ -180,7 +184,11 @@ def run_unit(job: Job, unit: Unit, fork: bool = True) -> list[Run]:
 
 
 def _from_start(
-    job: Job, scenario: Scenario, choices: tuple[Choice, ...], known: tuple[frozenset[int], ...]
+    job: Job,
+    scenario: Scenario,
+    choices: tuple[Choice, ...],
+    known: tuple[frozenset[int], ...],
+    focus: int = 0,
 ) -> Run:
     checked = choices[-1].at if choices else 0  # the parent's path was checked when it ran
     leaf = len(choices) >= job.preemptions
@@ -195,6 +203,7 @@ def _from_start(
         leaf,
         job.groups,
         job.buckets,
+        focus,
     )
 
 

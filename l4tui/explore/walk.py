@@ -53,21 +53,33 @@ from machine.errors import MachineError
 from machine.ops import KERNEL_BASE, Atomic, Hlt, InterruptExit, Iret, Read, SendIPI, Write
 
 SEGMENT = 5_000  # micro-ops a CPU that goes ahead may run before the timed order resumes
+# How far (cycles) the CPUs of a focused group may run ahead of the lowest clock of the
+# others before those step (Walk): far enough for a conversation's round trips, short
+# against a scenario (a CPU that runs ahead takes the others' due events early).
+FOCUS_WINDOW = 100_000
 SPIN = 3  # the same word read this often with the same value, nothing written: a spin
 RUN_LIMIT = 200_000  # micro-ops per schedule: a scenario that never ends is cut here
 NEVER = 1 << 62  # a position no schedule reaches
 CHECKED_LIMIT = 1_000_000  # states whose invariants held, remembered per scenario
 _CHECKED: dict[tuple[int, int | None], set[int]] = {}
+_TRACKED: dict[tuple[int, int | None, int], tuple[Any, Any, tuple[int, list[int]]]] = {}
 _SCENARIOS_CHECKED: dict[int, Scenario] = {}
 
 
 @dataclass(frozen=True, slots=True)
 class Choice:
-    """One preemption: after `at` micro-ops, CPU `cpu` goes ahead of CPU `over`."""
+    """One preemption: after `at` micro-ops, CPU `cpu` goes ahead of CPU `over`.
+
+    `focus`: the CPUs (a mask) of the independent group the schedule explores, whose
+    steps go first from the start (`Walk`); 0 when the CPUs form one group. Every choice
+    of a schedule carries its group's, fixed when the schedule was made, so a child
+    replays its parent's path even if the groups are learned anew later.
+    """
 
     at: int
     cpu: int
     over: int
+    focus: int = 0
 
 
 @dataclass(slots=True)
@@ -120,6 +132,7 @@ class Run:
     # a CPU touched another group's word or sent it an IPI (groups.py): its states from
     # then on are named whole and none is offered for joins or pruning
     crossed: bool = False
+    focus: int = 0  # the group whose CPUs stepped first (Choice.focus), 0 if none
 
 
 class Walk:
@@ -137,6 +150,7 @@ class Walk:
         leaf: bool = False,
         groups: tuple[int, ...] = (),
         buckets: dict[int, int] | None = None,
+        focus: int = 0,
     ) -> None:
         self.system = system = System(scenario, seed=seed)
         # Several groups: each CPU's bucket, and the run's (its last choice's: None at the root).
@@ -148,15 +162,34 @@ class Walk:
         self.group: int | None = None
         if self.proj and choices:
             self.group = self.cpu_bucket[choices[-1].over - 1]
+        # A focused group's CPUs step first, in the order of their clocks, from the start:
+        # the other groups share nothing with it, so how its steps interleave with theirs
+        # changes nothing it does, and its runs end (join) before the others have run much.
+        self.focus = focus = choices[0].focus if choices else focus
+        self.window = FOCUS_WINDOW * system.machine.tpc
+        if self.proj and focus:
+            self.group = self.cpu_bucket[(focus & -focus).bit_length() - 1]
         self.fresh: dict[int, int] = {}  # a word no group owns -> the CPUs that touched it
         self.bparts: list[int] = []  # the groups' memory digests before the step
+        # Every machine of the scenario and seed starts with the same memory: its digest
+        # is computed once per grouping (a worker builds one machine per schedule).
+        memory = system.machine.memory
+        tracked_as = (id(scenario), seed, id(buckets) if self.proj else 0)
+        held = (scenario, buckets if self.proj else None)
+        got = _TRACKED.get(tracked_as)
+        start = got[2] if got is not None and got[0] is held[0] and got[1] is held[1] else None
         if self.proj:
-            system.machine.memory.track(self.buckets, len(groups))
+            memory.track(self.buckets, len(groups), start)
         else:
-            system.machine.memory.track()
+            memory.track(None, 0, start)
+        if start is None:
+            if len(_TRACKED) > 64:
+                _TRACKED.clear()
+            # (the scenario and the buckets held, so their ids name them while cached)
+            _TRACKED[tracked_as] = (*held, (memory.digest, list(memory.parts)))
         k = system.kernel
         self.run_limit = run_limit
-        self.out = Run(choices)
+        self.out = Run(choices, focus=focus)
         self.pending = list(choices)
         self.last = choices[-1].at if choices else -1  # branch points only after it
         self.pos = 0
@@ -200,6 +233,11 @@ class Walk:
         m = system.machine
         memory, cpus, log, sharers = m.memory, m.cpus, out.log, out.sharers
         advance, run_limit = system.advance, self.run_limit
+        focus = self.focus
+        # A group's root (no choices) names only its group's states: once the group has
+        # nothing left to do, the rest of the run is the other groups' and tells it nothing.
+        group_root = bool(focus) and not out.choices and record
+        quiet_at = 0  # where to look next whether the group is through
         last = self.last if record else NEVER
         check_from = self.checked if record else NEVER
         leaf = self.leaf
@@ -229,8 +267,16 @@ class Walk:
                 before = memory.digest
                 if parts is not None and pos > last:  # (only branch points name states)
                     self.bparts = parts[:]
+                cpu = ahead
+                if ahead is None and focus:
+                    cpu = self._focused(cpus)
+                    if group_root and cpu is None and pos >= quiet_at:
+                        if system.quiescent(focus):
+                            system.ended = "group done"  # (no verdict: the root run gave it)
+                            break
+                        quiet_at = pos + 16  # (it reads every thread: not at every step)
                 try:
-                    op = advance(False, ahead)
+                    op = advance(False, cpu)
                 except MachineError as e:
                     # The kernel made the machine do the impossible (a trap from kernel
                     # mode, a fault in the kernel): a broken invariant of the hardware's.
@@ -239,12 +285,12 @@ class Walk:
                     why = f"the kernel raised {type(e).__name__}: {e}"
                     return self._fail(pos, "kernel", why)
                 if op is None:
-                    if ahead is not None and system.ended is None:
-                        log.append(["idle", ahead])  # it had nothing to run: timed order resumes
+                    if cpu is not None and system.ended is None:
+                        log.append(["idle", cpu])  # it had nothing to run: timed order resumes
                         ahead = None
                         continue
                     break
-                log.append(ahead)
+                log.append(cpu)
                 c = m.last_cpu
                 t = type(op)
                 if (t is Iret or t is InterruptExit) and pos >= check_from and self._violated():
@@ -303,6 +349,22 @@ class Walk:
             self._finish()
         return True
 
+    def _focused(self, cpus: list[Any]) -> int | None:
+        """The focused group's CPU to step next (lowest clock), or None for the timed order:
+        none of its CPUs can run, or it is `FOCUS_WINDOW` ahead of the lowest other clock."""
+        focus = self.focus
+        best = low = None
+        for c in cpus:
+            if c.waiting is None:
+                clock = c.clock
+                if low is None or clock < low:
+                    low = clock
+                if focus >> c.index & 1 and (best is None or clock < best.clock):
+                    best = c
+        if best is None or best.clock > low + self.window:  # type: ignore[operator]
+            return None
+        return best.number
+
     def _access(self, i: int, paddr: int) -> None:
         """CPU `i` touched kernel word `paddr`: crossed, if another group owns or touched it."""
         own = self.cpu_bucket[i]
@@ -333,6 +395,8 @@ class Walk:
         True if the run, going on in the timed order from here, joins a state an
         ancestor's run went on from in the timed order too (`known`).
         """
+        if self.group is not None and self.cpu_bucket[c.index] != self.group:
+            return False  # another group's: as in the parent's run, named there
         where = paddr
         if t is Atomic or FLAGS_BASE <= paddr < self.mail_end:
             where = -1  # a lock, a flag word, a mailbox
@@ -358,8 +422,6 @@ class Walk:
             return False
         if self.proj:
             b = self.cpu_bucket[c.index]
-            if self.group is not None and b != self.group:
-                return False  # another group's: as in the parent's run, named there
             key = self.keys.key_group(self.bparts, b, self.groups[b - 1], self.buckets, c, op)
         else:
             key = self.keys.key(before, c.number, op)
@@ -447,6 +509,7 @@ def run_schedule(
     leaf: bool = False,
     groups: tuple[int, ...] = (),
     buckets: dict[int, int] | None = None,
+    focus: int = 0,
 ) -> Run:
     """Run the scenario from the start under `choices`: its outcome and its branch points.
 
@@ -454,7 +517,9 @@ def run_schedule(
     is a parent's, checked when it ran). With `groups` and `buckets`, states
     are named by group (see the module docstring).
     """
-    walk = Walk(scenario, seed, choices, run_limit, known, shared, checked, leaf, groups, buckets)
+    walk = Walk(
+        scenario, seed, choices, run_limit, known, shared, checked, leaf, groups, buckets, focus
+    )
     walk.go()
     return walk.out
 
