@@ -39,13 +39,19 @@ group's CPU by another group's reorders nothing either depends on and is not
 run (counted as pruned), a state is named by its group's share (memory
 keeps a digest per group), and a run preempted in group G names only G's
 branch points and joins an earlier run as soon as G's share is one that run
-went on from in the timed order. So independent conversations on more CPUs
-cost about the sum of their own searches, not their product (a 4-CPU proxy
-scenario with two conversations, bound 2: 17,457 schedules before, 791
-now). With one group (a global lock, a shared mapping database, ...) nothing
-changes. Schedules with preemptions in two groups are not run: a failure
-that needs two groups' timings at once would need a word or an IPI between
-them, which would make them one group.
+went on from in the timed order. Each group has its own root: the scenario
+run with that group's CPUs stepping first (in the order of their clocks, at
+most `FOCUS_WINDOW` cycles ahead of the others), stopped once the group is
+quiescent; its schedules step their group first too (`Choice.focus`), so a
+schedule runs its own group's micro-ops and joins before the other groups
+have run at all. So independent conversations on more CPUs cost about the
+sum of their own searches, not their product (a 4-CPU proxy scenario with
+two conversations, bound 2: 17,457 schedules before, 791 now), and a
+schedule on 8 CPUs about what it costs on 2. With one group (a global
+lock, a shared mapping database, ...) nothing changes. Schedules with
+preemptions in two groups are not run: a failure that needs two groups'
+timings at once would need a word or an IPI between them, which would make
+them one group.
 
 **Suffixes only, on all cores** (issue 15). Python generators cannot be
 copied, so a worker replays a parent schedule's path once, unchecked, and

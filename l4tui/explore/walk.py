@@ -33,6 +33,12 @@ input of theirs), and their states were named there. A run that sees a CPU
 touch a word of another group, or a word not yet owned that another group
 touched, or send an IPI there, is `crossed`: from then on it names states
 whole, as without groups.
+
+**Focus.** A schedule of group G (`Choice.focus`, and a group's root run)
+steps G's CPUs first: at each step not taken by a CPU running ahead, G's
+runnable CPU with the lowest clock, unless none can run or it is
+`FOCUS_WINDOW` cycles ahead of the lowest other clock; then the timed
+order. The log names each such step's CPU, so the debugger replays it.
 """
 
 from __future__ import annotations
