@@ -415,11 +415,13 @@ def _mutate(data: Any, draw: Any) -> Any:
         if kind == "delete":
             del parent[path[-1]]
         elif kind == "override" and isinstance(data.get("machine", {}), dict):
-            data.setdefault("machine", {}).update(draw(st.sampled_from(OVERRIDES)))
+            data.setdefault("machine", {}).update(copy.deepcopy(draw(st.sampled_from(OVERRIDES))))
         elif kind == "number" and isinstance(parent[path[-1]], int):
             parent[path[-1]] = draw(st.sampled_from([0, 1, 16, 255, 2**32 - 1, 2**63 - 1]))
         else:
-            parent[path[-1]] = draw(st.sampled_from(VALUES))
+            # A copy: a later mutation of this example must not change VALUES for the next
+            # (hypothesis then sees its strategy draw differently: FlakyStrategyDefinition).
+            parent[path[-1]] = copy.deepcopy(draw(st.sampled_from(VALUES)))
     return data
 
 
