@@ -158,7 +158,10 @@ class Explorer:
         self.links |= root.links
         grouped = self._grouped(job)
         if not grouped.groups:
-            return [root]
+            if root.named:
+                return [root]
+            (again,) = run_unit(grouped, Unit((), ((),)), self.fork)  # one group: named now
+            return [again]
         grouped = replace(grouped, shared=frozenset(self.sharers_known()))  # as its children's
         roots = []
         for focus in grouped.groups:
@@ -231,6 +234,10 @@ class Explorer:
                 job = replace(job, shared=frozenset(self.sharers_known()))
                 job = self._grouped(job)
             todo = split_level(level, pool.jobs, chains)
+            if level == [()] and self.scenario.profile.cpus > 2:
+                # More than two CPUs may fall into groups, whose own roots name their
+                # states: the root names none (its words and verdict), unless one group.
+                todo = [Unit((), ((),), named=False)]
             chains = {}  # the next level's: each parent's timed-order states and its ancestors'
             for unit, runs in zip(todo, pool.map(job, todo), strict=False):
                 for run in runs:

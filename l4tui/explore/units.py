@@ -80,6 +80,7 @@ class Unit:
     # the independent group whose CPUs step first (walk.Choice.focus): the parent's, which
     # its choices carry; a root run (no choices) takes it from here
     focus: int = 0
+    named: bool = True  # the root unnamed: its words and verdict only (walk.Walk)
 
 
 class WorkerError(RuntimeError):
@@ -144,7 +145,7 @@ def run_unit(job: Job, unit: Unit, fork: bool = True) -> list[Run]:
         knows = (*known, frozenset(siblings)) if siblings else known
         if len(child) != len(parent) + 1 or child[: len(parent)] != parent:
             if child == parent:  # the root: the parent itself
-                out[i] = _from_start(job, scenario, child, (), unit.focus)
+                out[i] = _from_start(job, scenario, child, (), unit.focus, unit.named)
                 continue
             raise WorkerError(f"schedule {child} is not a child of {parent}")
         choice = child[-1]
@@ -189,6 +190,7 @@ def _from_start(
     choices: tuple[Choice, ...],
     known: tuple[frozenset[int], ...],
     focus: int = 0,
+    named: bool = True,
 ) -> Run:
     checked = choices[-1].at if choices else 0  # the parent's path was checked when it ran
     leaf = len(choices) >= job.preemptions
@@ -204,6 +206,7 @@ def _from_start(
         job.groups,
         job.buckets,
         focus,
+        named,
     )
 
 

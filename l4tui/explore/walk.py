@@ -139,6 +139,7 @@ class Run:
     # then on are named whole and none is offered for joins or pruning
     crossed: bool = False
     focus: int = 0  # the group whose CPUs stepped first (Choice.focus), 0 if none
+    named: bool = True  # its branch points and states were named (walk.Walk)
 
 
 class Walk:
@@ -157,6 +158,7 @@ class Walk:
         groups: tuple[int, ...] = (),
         buckets: dict[int, int] | None = None,
         focus: int = 0,
+        named: bool = True,
     ) -> None:
         self.system = system = System(scenario, seed=seed)
         # Several groups: each CPU's bucket, and the run's (its last choice's: None at the root).
@@ -195,7 +197,7 @@ class Walk:
             _TRACKED[tracked_as] = (*held, (memory.digest, list(memory.parts)))
         k = system.kernel
         self.run_limit = run_limit
-        self.out = Run(choices, focus=focus)
+        self.out = Run(choices, focus=focus, named=named)
         self.pending = list(choices)
         self.last = choices[-1].at if choices else -1  # branch points only after it
         self.pos = 0
@@ -213,6 +215,9 @@ class Walk:
         # At the bound: no children, so only the states where it goes on in the timed order
         # (to end where an earlier run went on) are named, and no words or branch points noted.
         self.leaf = leaf
+        # Unnamed (a root run on more than two CPUs, search.py): no branch points and no
+        # states, only the words the CPUs touch and the verdict; the groups' roots name them.
+        self.named = named
         self.scenario_key = (id(scenario), seed)
         if id(scenario) not in _SCENARIOS_CHECKED and len(_SCENARIOS_CHECKED) >= 16:
             _SCENARIOS_CHECKED.clear()  # a process exploring many scenarios: start afresh
@@ -245,6 +250,7 @@ class Walk:
         group_root = bool(focus) and not out.choices and record
         quiet_at = 0  # where to look next whether the group is through
         last = self.last if record else NEVER
+        name_from = last if self.named else NEVER
         check_from = self.checked if record else NEVER
         leaf = self.leaf
         joined = False
@@ -311,14 +317,14 @@ class Walk:
                             sharers[paddr] = seen | 1 << c.index
                         if parts is not None and self.proj:
                             self._access(c.index, paddr)
-                        if pos > last and self._candidate(
+                        if pos > name_from and self._candidate(
                             pos, c, op, t, paddr, before, ahead is None and not pending
                         ):
                             pos, joined = pos + 1, True
                             break
                 elif t is SendIPI and pos >= last:
                     self._link(c.index, op.dest)
-                    if pos > last and self._candidate(
+                    if pos > name_from and self._candidate(
                         pos, c, op, t, -1, before, ahead is None and not pending
                     ):
                         pos, joined = pos + 1, True
@@ -516,6 +522,7 @@ def run_schedule(
     groups: tuple[int, ...] = (),
     buckets: dict[int, int] | None = None,
     focus: int = 0,
+    named: bool = True,
 ) -> Run:
     """Run the scenario from the start under `choices`: its outcome and its branch points.
 
@@ -524,7 +531,18 @@ def run_schedule(
     are named by group (see the module docstring).
     """
     walk = Walk(
-        scenario, seed, choices, run_limit, known, shared, checked, leaf, groups, buckets, focus
+        scenario,
+        seed,
+        choices,
+        run_limit,
+        known,
+        shared,
+        checked,
+        leaf,
+        groups,
+        buckets,
+        focus,
+        named,
     )
     walk.go()
     return walk.out
