@@ -6,8 +6,10 @@ restore the nearest checkpoint and replay the rest, so their latency no longer g
 with the history: the report gives it after 10^4, 10^5 and `history` micro-ops (goal:
 <= 0.2 s at 10^6), and `reverse-continue` (scouts replay back from the checkpoints),
 a served student's session with the server's smaller budget (checkpoints.SERVED_KEEP),
-the forward rate of `continue` with and without checkpoints (the
-TUI's live continue must not get slower), and the session's resident memory: the PSS
+the forward rate of the console's `continue` with and without checkpoints (each
+checkpoint a fork, some 3-5 ms on the 2-core host of issue 15; the TUI's live continue,
+which paints while the engine steps, is in `l4tui bench tui`), and the session's
+resident memory: the PSS
 summed over the engine and its checkpoints (/proc/PID/smaps_rollup: a page shared by
 several is counted once in all), the engine's RSS, and the input log's own size. Where
 there is no fork, the rows are the in-process session's: replay from the start.
@@ -24,7 +26,7 @@ from typing import Any
 from kernel.scenario import parse_scenario
 from l4tui import checkpoints, engine
 from l4tui.executor import execute
-from l4tui.session import LIVE_SECONDS, Session
+from l4tui.session import Session
 
 SCENARIO = """
 name: bench-reverse
@@ -83,12 +85,11 @@ def _timed(f: Any, *args: Any) -> float:
 
 
 def _forward_rate(s: Any) -> float:
-    """Micro-ops a second of `continue`, in slices as the TUI's live continue runs it
-    (`Session.cont_for`: one request to an engine per look at the keyboard)."""
+    """Micro-ops a second of the console's `continue` (one request to an engine). The
+    TUI's live continue, which paints while an engine steps, is `l4tui bench tui`'s."""
     start = s.position
     t0 = time.perf_counter()
-    while s.position - start < FORWARD:
-        s.cont_for(LIVE_SECONDS, FORWARD - (s.position - start))
+    s.cont(limit=FORWARD)
     return (s.position - start) / (time.perf_counter() - t0)
 
 
@@ -150,14 +151,16 @@ def run_debugger(history: int = 1_000_000) -> dict[str, Any]:
     if forked:
         rows += _served_rows(history)
     rate_plain = _forward_rate(_session())
-    rows.append(("continue without checkpoints (in-process)", "micro-ops/s", rate_plain))
+    rows.append(("console continue, in-process (no checkpoints)", "micro-ops/s", rate_plain))
     if forked:
         r: Any = engine.start(_session())
         try:
             rate = _forward_rate(r)
         finally:
             r.close()
-        rows.append(("continue with checkpoints (engine process)", "micro-ops/s", rate))
+        rows.append(("console continue, engine process + checkpoints", "micro-ops/s", rate))
+        share = 100 * rate / rate_plain
+        rows.append(("  engine / in-process (the TUI's: l4tui bench tui)", "%", share))
     rows.append(("goal for reverse-stepi and reverse-step at 10^6 (issue 15)", "ms", 200))
     rows.append(("goal for the session's memory at 10^6 (issue 15)", "MB", 200))
     out = {"rows": [{"name": n, "unit": u, "value": round(v, 3)} for n, u, v in rows]}
