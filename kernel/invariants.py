@@ -15,7 +15,13 @@ What must hold whenever no kernel path is half-way through on a CPU:
 - at most one IPC is set up to any receiver (§8.3.3's first guideline);
 - no APIC holds more than its two IPI slots (§8.3.4);
 - the mapping database's trees, lists and hash table agree
-  (`mapdb.MappingDb.check`, §2.2.1) and its lock is free (§6, appendix A).
+  (`mapdb.MappingDb.check`, §2.2.1) and its lock is free (§6, appendix A);
+- no TLB holds a translation its CPU's page tables do not (§3.1.1: a removed
+  entry is invalidated in "all TLBs. Even those of the other processors"):
+  each entry names the frame of a present PTE, and is writable only if the
+  PTE is (TLBs are untagged, and loading CR3 flushes them) — unless a
+  shootdown is under way (its lock held): the shooter waits, with interrupts
+  enabled, for the others to flush, and an interrupt's exit there is checked.
 
 `check` reads memory directly (no micro-ops) and returns the violations as
 readable lines; an empty list means all is well.
@@ -25,7 +31,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kernel import mapdb
+from kernel import mapdb, shootdown
 from kernel.ids import NIL
 from kernel.sched import BITMAP, HEADS, WAKEUP_HEAD
 from kernel.thread import (
@@ -37,6 +43,8 @@ from kernel.thread import (
     WAITING,
     Thread,
 )
+from machine import paging
+from machine.memory import PAGE_SHIFT
 from machine.ops import kaddr
 
 if TYPE_CHECKING:
@@ -175,6 +183,17 @@ def check(k: Kernel) -> list[str]:
     for a in k.machine.apics.apics:
         if len(a.slots) > k.machine.apics.nslots:
             out.append(f"cpu{a.cpu + 1}: {len(a.slots)} IPIs in {k.machine.apics.nslots} slots")
+    shooting = mem.read(shootdown.AREA + shootdown.LOCK)
+    for c in k.machine.cpus if not shooting else ():
+        for vpn, entry in c.tlb.entries.items():
+            vaddr = vpn << PAGE_SHIFT
+            now = paging.lookup(mem, c.cr3, vaddr)
+            if now is None or now.frame != entry.frame or (entry.writable and not now.writable):
+                what = "no PTE" if now is None else f"the PTE says {now.frame:#x}"
+                out.append(
+                    f"cpu{c.number}: TLB entry {vaddr:#x} -> {entry.frame:#x}"
+                    f"{' (writable)' if entry.writable else ''}, but {what}"
+                )
     if mem.read(mapdb.AREA + mapdb.LOCK):
         out.append("the mapping-database lock is held with no kernel path under way")
     try:

@@ -364,8 +364,16 @@ def serve_faults_step(k: Kernel, t: Thread, op: ServeFaults) -> Path:
 
 
 def map_items(k: Kernel, a: Thread, b: Thread, op: Ipc, copier: Thread | None = None) -> Path:
-    """Map or grant `op`'s flexpage into `b`'s receive window (§2.2.1, §8.3.2)."""
+    """Map or grant `op`'s flexpage into `b`'s receive window (§2.2.1, §8.3.2).
+
+    Every translation it removes or replaces — the mappings a map or grant
+    cuts at the destination, and a grant's source — leaves every TLB (§3.1.1:
+    "Even those of the other processors"): this CPU's by `invlpg`, the others'
+    by the shootdown of ID 5, once the mapping database is unlocked. This CPU
+    is the proxy's, on the receiver's CPU, when the sender is on another.
+    """
     grant = op.grant is not None
+    here = copier or a  # the thread whose CPU runs this
     fp = op.grant if grant else op.map
     window = yield from receive_window(k, copier or a, b)
     if window is None:
@@ -375,6 +383,7 @@ def map_items(k: Kernel, a: Thread, b: Thread, op: Ipc, copier: Thread | None = 
     dst_base = waddr + (fp.addr % wsize // size * size if fp.size < wsize else 0)
     asp, bsp = a.task.space, b.task.space
     mem = k.machine.memory
+    changed: list[tuple[Space, int]] = []
     for off in range(0, size, PAGE_SIZE):
         src, dst = fp.addr + off, dst_base + off
         if not (yield from probe(k, asp, src, False)):
@@ -398,14 +407,18 @@ def map_items(k: Kernel, a: Thread, b: Thread, op: Ipc, copier: Thread | None = 
             # onto the page itself, an ancestor of it, or a page sigma0 owns
             raise IpcError("map_failed") from None
         for r in removed:
-            yield from edit_pte(k, k.spaces.spaces[r.space - 1], r.vaddr, remove=True)
-            yield from invalidate_local(k, a, k.spaces.spaces[r.space - 1], r.vaddr)
+            rsp = k.spaces.spaces[r.space - 1]
+            yield from edit_pte(k, rsp, r.vaddr, remove=True)
+            yield from invalidate_local(k, here, rsp, r.vaddr)
+            changed.append((rsp, r.vaddr))
         yield from set_pte(k, bsp, dst, node.frame, node.writable)
-        yield from invalidate_local(k, a, bsp, dst)
+        yield from invalidate_local(k, here, bsp, dst)
         if grant:
             yield from edit_pte(k, asp, src, remove=True)
-            yield from invalidate_local(k, a, asp, src)
+            yield from invalidate_local(k, here, asp, src)
+            changed.append((asp, src))
         yield from mapdb.unlock()
+    yield from shootdown.shoot(k, here, changed)
     return [(dst_base, size)]
 
 
