@@ -75,6 +75,26 @@ def _ring(k: Kernel, head: int, nxt: str, prv: str, what: str, out: list[str]) -
     return members
 
 
+def stale_tlb_entries(k: Kernel) -> list[str]:
+    """The TLB entries no present PTE of their CPU's space stands behind (none while a
+    shootdown is under way: see the module docstring)."""
+    mem = k.machine.memory
+    if mem.read(shootdown.AREA + shootdown.LOCK):
+        return []
+    out = []
+    for c in k.machine.cpus:
+        for vpn, entry in c.tlb.entries.items():
+            vaddr = vpn << PAGE_SHIFT
+            now = paging.lookup(mem, c.cr3, vaddr)
+            if now is None or now.frame != entry.frame or (entry.writable and not now.writable):
+                what = "no PTE" if now is None else f"the PTE says {now.frame:#x}"
+                out.append(
+                    f"cpu{c.number}: TLB entry {vaddr:#x} -> {entry.frame:#x}"
+                    f"{' (writable)' if entry.writable else ''}, but {what}"
+                )
+    return out
+
+
 def check(k: Kernel) -> list[str]:
     """Every violation of the kernel invariants, as text."""
     out: list[str] = []
@@ -183,17 +203,7 @@ def check(k: Kernel) -> list[str]:
     for a in k.machine.apics.apics:
         if len(a.slots) > k.machine.apics.nslots:
             out.append(f"cpu{a.cpu + 1}: {len(a.slots)} IPIs in {k.machine.apics.nslots} slots")
-    shooting = mem.read(shootdown.AREA + shootdown.LOCK)
-    for c in k.machine.cpus if not shooting else ():
-        for vpn, entry in c.tlb.entries.items():
-            vaddr = vpn << PAGE_SHIFT
-            now = paging.lookup(mem, c.cr3, vaddr)
-            if now is None or now.frame != entry.frame or (entry.writable and not now.writable):
-                what = "no PTE" if now is None else f"the PTE says {now.frame:#x}"
-                out.append(
-                    f"cpu{c.number}: TLB entry {vaddr:#x} -> {entry.frame:#x}"
-                    f"{' (writable)' if entry.writable else ''}, but {what}"
-                )
+    out += stale_tlb_entries(k)
     if mem.read(mapdb.AREA + mapdb.LOCK):
         out.append("the mapping-database lock is held with no kernel path under way")
     try:
