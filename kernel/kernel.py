@@ -76,8 +76,10 @@ class Counters:
     ipc: int = 0
     xp_ipc: int = 0
     migrations: int = 0
-    tlb_shootdowns: int = 0
-    page_faults: int = 0
+    tlb_shootdowns: int = 0  # shootdown rounds: one IPI to the other CPUs each (ID 5)
+    tlb_remote_flushes: int = 0  # CPUs that flushed entries for another CPU's shootdown
+    page_faults: int = 0  # fault IPCs to pagers (README "Counters": also `fault_ipcs`)
+    hardware_page_faults: int = 0  # page faults the CPUs raised (#PF on a user access)
     switches: int = 0
     timeouts: int = 0
     ipis: int = 0  # IPIs the kernel sent for cross-processor operations

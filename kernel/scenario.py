@@ -78,7 +78,10 @@ THREAD_STATES = (
     "locked_waiting",
     "inactive",
 )
-COUNTERS = ("ipc", "xp_ipc", "ipis_sent", "migrations", "tlb_shootdowns", "page_faults")
+COUNTERS = (
+    "ipc", "xp_ipc", "ipis_sent", "migrations", "tlb_shootdowns", "page_faults",
+    "icr_writes", "ipis_delivered", "tlb_remote_flushes", "fault_ipcs", "hardware_page_faults",
+)  # fmt: skip
 MESI_COUNTER_RE = re.compile(r"mesi\.([MESI])->([MESI])")
 SYSCALL_NAMES = (
     "send",

@@ -104,6 +104,7 @@ def _flush(k: Kernel, c: Cpu, vector: int) -> Path:
     """The shootdown IPI: drop the listed pages of the space this CPU has loaded."""
     yield EOI()
     yield Phase("tlb.shootdown.flush")
+    k.counters.tlb_remote_flushes += 1
     base = kaddr(AREA)
     count = yield Read(base + COUNT)
     if not count:

@@ -227,6 +227,7 @@ def page_fault(k: Kernel, c: Cpu, addr: int, write: bool, reason: str) -> Path:
     cd = k.cpus[c.index]
     t = cd.current
     yield Phase("pf.raise")
+    k.counters.hardware_page_faults += 1
     resolved = t.task is not None and reason != "supervisor"
     if resolved:
         resolved = yield from page_fault_ipc(k, t, addr, write)

@@ -39,7 +39,10 @@ from machine.errors import ConfigError, MachineError
 from machine.ops import Hlt, InterruptExit, Iret, Op, kaddr
 
 QUIESCENCE_CHECK = 4096  # steps between checks when no CPU halts
-COUNTER_NAMES = ("ipc", "xp_ipc", "ipis_sent", "migrations", "tlb_shootdowns", "page_faults")
+COUNTER_NAMES = (
+    "ipc", "xp_ipc", "ipis_sent", "migrations", "tlb_shootdowns", "page_faults",
+    "icr_writes", "ipis_delivered", "tlb_remote_flushes", "fault_ipcs", "hardware_page_faults",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,11 +336,16 @@ class System:
             "ipc": c.ipc,
             "xp_ipc": c.xp_ipc,
             "ipis_sent": sum(a.ipis_sent for a in m.apics.apics),
+            "icr_writes": sum(a.icr_writes for a in m.apics.apics),
+            "ipis_delivered": sum(a.ipis_received for a in m.apics.apics),
             "ipis_blocked": sum(a.ipi_rejected for a in m.apics.apics),
             "proxy_activations": c.proxy_activations,
             "migrations": c.migrations,
             "tlb_shootdowns": c.tlb_shootdowns,
+            "tlb_remote_flushes": c.tlb_remote_flushes,
             "page_faults": c.page_faults,
+            "fault_ipcs": c.page_faults,
+            "hardware_page_faults": c.hardware_page_faults,
             "mesi": {name: n for name, n in m.coherence.transitions.items() if n},
         }
 

@@ -74,8 +74,9 @@ class LocalApic:
     timer_start: int = 0
     timer_deadline: int = 0
     timer_gen: int = 0
-    ipis_sent: int = 0
-    ipis_received: int = 0
+    ipis_sent: int = 0  # destinations addressed (a broadcast to three counts three)
+    icr_writes: int = 0  # IPIs sent: writes of this APIC's ICR (a broadcast counts one)
+    ipis_received: int = 0  # IPIs accepted into this APIC's slots (delivered)
     ipi_rejected: int = 0
     interrupts: int = 0
 
@@ -170,6 +171,7 @@ class ApicSystem:
         msg = self._message(cpu, dests, vector, mode, now)
         apic.outgoing = msg
         apic.ipis_sent += 1 if mode == "lowest" else len(dests)
+        apic.icr_writes += 1
         self._transmit(msg, now + self.t_icr + self.t_state)
         return self.t_icr
 

@@ -16,7 +16,10 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
-BUS_KINDS = ("read", "rfo", "invalidate", "writeback", "locked")
+# "writeback": a line evicted for space written back (its own transaction). A snoop's
+# write-back (another CPU reads or takes an M line: M->S, M->I) is part of the read or
+# read-for-ownership that caused it, and counted in "snoop_writeback" too.
+BUS_KINDS = ("read", "rfo", "invalidate", "writeback", "snoop_writeback", "locked")
 _KEEP = 64  # bookings kept before old ones are forgotten
 
 

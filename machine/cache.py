@@ -13,7 +13,8 @@ invalidates every other copy (S->I, E->I, M->I after its write-back).
 
 Costs are in engine ticks, derived from the profile's hardware parameters;
 running the thesis's loops on this model reproduces Tables 1 and 2.
-Transitions are counted in total (``E->S`` …) and per line.
+Transitions are counted in total (``E->S`` …) and per line, an eviction for
+space (M->I, E->I, S->I of the victim) as well as a snoop's.
 """
 
 from __future__ import annotations
@@ -185,11 +186,13 @@ class Coherence:
         s2 = caches.l2[line & self.l2_mask]
         if len(s2) >= self.l2_ways:
             victim = s2[0]
-            if caches.state[victim] == M:
+            old = caches.state[victim]
+            if old == M:
                 caches.stats.writebacks += 1
                 # Written back through the write buffer: the bus is busy, the CPU is not.
                 self.bus.acquire(now, self.b_writeback, "writeback")
             caches.stats.evictions += 1
+            self._count(victim, old, I)
             del caches.state[victim]
             mask = self.holders[victim] & ~(1 << cpu)
             if mask:
@@ -260,6 +263,7 @@ class Coherence:
                 if ostate == M:
                     duration += self.b_writeback
                     self.cpus[o].stats.writebacks += 1
+                    self.bus.transactions["snoop_writeback"] += 1
                     self._set(o, line, S)
                 elif ostate == E:
                     duration += self.b_snoop_shared
@@ -314,6 +318,7 @@ class Coherence:
                 # HITM#: the owner writes the line back before we may read it.
                 duration += self.b_writeback
                 self.cpus[o].stats.writebacks += 1
+                self.bus.transactions["snoop_writeback"] += 1
             self._set(o, line, I)
         if others and duration == self.b_read:
             duration += self.b_snoop_inval  # clean copies dropped: the snoop response
