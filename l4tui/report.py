@@ -83,7 +83,7 @@ def format_table(
 
 def format_thesis(result: dict[str, Any]) -> str:
     """The `bench thesis` table: simulated figures next to the thesis's (§3.2, §3.3)."""
-    header = ("experiment", "unit", "thesis", "simulated", "ratio", "")
+    header = ("experiment", "unit", "thesis", "simulated", "ratio", "", "basis")
     rows = [
         (
             str(row["name"]),
@@ -92,13 +92,27 @@ def format_thesis(result: dict[str, Any]) -> str:
             format_number(row.get("simulated")),
             format_number(row.get("ratio"), digits=3),
             mark(row),
+            str(row.get("basis", "")),
         )
         for row in result.get("rows", [])
     ]
-    table = format_table(header, rows, right=(False, False, True, True, True, False))
+    table = format_table(header, rows, right=(False, False, True, True, True, False, False))
     profile = result.get("profile", "?")
     note = "" if profile == "p3-dual-450" else " (the thesis measured p3-dual-450)"
-    return f"profile: {profile}{note}\n{table}"
+    # Each experiment's constants once, and the notes: what makes a row calibrated, or miss.
+    chosen: dict[str, list[str]] = {}
+    notes: dict[str, str] = {}
+    for row in result.get("rows", []):
+        if row.get("constants"):
+            chosen.setdefault(str(row["name"]), row["constants"])
+        if row.get("note"):
+            notes[str(row["name"])] = str(row["note"])
+    lines = [f"profile: {profile}{note}", table]
+    if chosen:
+        lines.append("calibrated: a constant was chosen to match the row; predicted: none was")
+        lines += [f"  {name}: {', '.join(c)}" for name, c in chosen.items()]
+    lines += [f"note: {name}: {text}" for name, text in notes.items()]
+    return "\n".join(lines)
 
 
 def format_simpy(simpy: dict[str, Any] | None) -> str:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from l4tui.bench.thesis import DERIVED, TABLE, UNITS, run_thesis
+from l4tui.bench import thesis as thesis_module
+from l4tui.bench.thesis import BASIS, DERIVED, TABLE, UNITS, run_thesis
 from machine import load_profile
 
 
@@ -22,7 +23,11 @@ def test_rows_are_exactly_the_contracts(p3: dict) -> None:
     assert names == expected
     assert p3["profile"] == "p3-dual-450"
     for row in p3["rows"]:
-        assert set(row) == {"name", "unit", "thesis", "simulated", "ratio"}
+        assert {"name", "unit", "thesis", "simulated", "ratio", "basis", "constants"} <= set(row)
+        assert set(row) <= {"name", "unit", "thesis", "simulated", "ratio", "basis", "constants",
+                            "note"}  # fmt: skip
+        assert row["basis"] in ("calibrated", "predicted")
+        assert bool(row["constants"]) == (row["basis"] == "calibrated")
 
 
 def test_calibrated_rows_within_three_percent(p3: dict) -> None:
@@ -39,6 +44,8 @@ def test_calibrated_rows_within_three_percent(p3: dict) -> None:
 def test_derived_rows_inside_the_thesis_ranges(p3: dict) -> None:
     rows = {r["name"]: r for r in p3["rows"] if r["unit"] == "cycles"}
     for name, thesis in DERIVED.items():
+        if "note" in rows[name]:
+            continue  # a miss reported with its reason (test_predictions_...)
         simulated = rows[name]["simulated"]
         if isinstance(thesis, tuple):
             low, high = thesis
@@ -71,3 +78,58 @@ def test_other_profiles_run_the_same_experiments() -> None:
     assert [r["simulated"] for r in four["rows"]] == [
         r["simulated"] for r in run_thesis(load_profile("p3-dual-450"))["rows"]
     ]
+
+
+def test_predictions_hit_or_say_why_they_miss(p3: dict) -> None:
+    """Issue 16: at least 4 predicted rows, each within the thesis's range or 5% of its
+    figure — or reported as a miss with the reason."""
+    predicted = [r for r in p3["rows"] if r["basis"] == "predicted" and r["thesis"] is not None]
+    assert len(predicted) >= 4
+    for r in predicted:
+        if isinstance(r["thesis"], list):
+            low, high = r["thesis"]
+            hit = low <= r["simulated"] <= high
+        else:
+            hit = abs(r["simulated"] / r["thesis"] - 1) <= 0.05
+        assert hit or r.get("note"), r
+    names = {r["name"] for r in predicted}
+    assert {"M to M", "migration, dirty lines only", "migration, all lines"} <= names
+    assert "poll 256 mailboxes, check_n_ack" in names
+
+
+# The profile's constants as load_profile overrides: "bus.write_line" -> {"bus": {...}}.
+def _raised(constant: str, profile: dict) -> dict:
+    *path, leaf = constant.split(".")
+    node = profile
+    for key in path:
+        node = node[key]
+    over: dict = {}
+    inner = over
+    for key in path[:-1]:
+        inner = inner.setdefault(key, {})
+    inner[path[-1]] = {leaf: node[leaf] * 1.2}
+    return over
+
+
+def test_each_calibrated_row_moves_with_the_constants_it_names(
+    p3: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `basis` claims, checked as issue 16 found it: raise a named constant by 20%
+    and its row moves."""
+    import yaml
+
+    from machine.profile import PROFILE_DIR
+
+    data = yaml.safe_load((PROFILE_DIR / "p3-dual-450.yaml").read_text())
+    before = {(r["name"], r["unit"]): r["simulated"] for r in p3["rows"]}
+    for name, (_basis, constants) in BASIS.items():
+        for constant in constants:
+            if constant == "bench LOOP_CYCLES":
+                monkeypatch.setattr(thesis_module, "LOOP_CYCLES", thesis_module.LOOP_CYCLES * 1.2)
+                after = run_thesis(load_profile("p3-dual-450"))
+                monkeypatch.undo()
+            else:
+                after = run_thesis(load_profile("p3-dual-450", _raised(constant, data)))
+            moved = {(r["name"], r["unit"]) for r in after["rows"]
+                     if r["simulated"] != before[(r["name"], r["unit"])]}  # fmt: skip
+            assert any(n == name for n, _ in moved), (name, constant)
