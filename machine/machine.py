@@ -390,8 +390,20 @@ class Machine:
             self.last_cpu, self.last_op, self.last_start, self.last_result = c, op, start, None
             return op
         c.compute_frame = None
-        c.sti_shadow = False
+        shadowed, c.sti_shadow = c.sti_shadow, False
         result, cost = HANDLERS[kind](self, c, op)
+        cut = None
+        # The sti shadow covers one instruction: an interrupt pending at the sti is taken
+        # after the Compute's first cycle, not after all of it (issue 16).
+        if (
+            shadowed
+            and kind is Compute
+            and c.if_flag
+            and op.cycles > 1
+            and self.apics.pending_vector(c.index) is not None
+        ):
+            cut, cost = Compute(op.cycles - 1), round(self.tpc)
+            c.compute_frame = None
         c.clock = start + cost
         c.steps += 1
         self.steps += 1
@@ -402,6 +414,8 @@ class Machine:
                 frame.op = None  # retired by _next_op
         else:
             self._advance(c, op, result)
+        if cut is not None:
+            c.frames[-1].resume = cut  # the rest, after the interrupt (as _notify cuts one)
         self.last_cpu, self.last_op, self.last_start, self.last_result = c, op, start, result
         if kind is SendIPI and op.wait and self._apics[c.index].outgoing is not None:
             c.waiting = "icr"  # polling the delivery status until the IPI is accepted
