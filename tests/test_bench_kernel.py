@@ -18,11 +18,11 @@ import pytest
 from l4tui.bench.kernel import run_kernel
 
 LOCAL = "short IPC, same CPU"
-XP_IPI = "short XP-IPC, proxy with IPI"
-XP_POLL = "short XP-IPC, proxy polling only"
+XP_IPI = "short XP-IPC, proxy with IPI (ipi_policy always)"
+XP_POLL = "short XP-IPC, proxy polling only (ipi_policy poll_only, tick 50,000 cycles)"
 XP_NAIVE = "short XP-IPC, naive path"
-MESI_THESIS = "coherence transitions per XP-IPC, thesis TCB layout"
-MESI_NAIVE = "coherence transitions per XP-IPC, naive TCB layout"
+MESI_THESIS = "coherence transitions per XP-IPC, thesis TCB layout (ipi_policy always)"
+MESI_NAIVE = "coherence transitions per XP-IPC, naive TCB layout (ipi_policy always)"
 MESI_LOCAL = "coherence transitions per local IPC"
 
 
