@@ -13,8 +13,7 @@ from test_cache_lru import BASE, PROFILE, l2_stride, reads, run
 from machine import Machine
 from machine.ops import Write, kaddr
 from tests.kernel_helpers import system
-
-PAGE, WINDOW = 0x300000, 0x600000
+from tests.test_tlb_remote import grant
 
 
 def machine() -> Machine:
@@ -49,24 +48,7 @@ def test_ipis_shootdowns_and_faults_each_counted_as_named() -> None:
     """A grant across CPUs on 4 CPUs: one shootdown round, three CPUs flush, three
     deliveries of one ICR write; a's two touches fault once each (hardware), and each
     fault is one fault IPC to sigma0."""
-    s = system(f"""
-        machine: {{cpus: 4}}
-        tasks:
-          - name: t1
-            threads:
-              - name: a
-                cpu: 1
-                program:
-                  - touch: {{addr: {PAGE:#x}, write: true}}
-                  - send: {{to: b, words: [1], grant: {{addr: {PAGE:#x}, size: 4096}}}}
-                  - touch: {{addr: {PAGE:#x}, write: true}}
-          - name: t2
-            threads:
-              - name: b
-                cpu: 2
-                program:
-                  - recv: {{from: a, window: {{addr: {WINDOW:#x}, size: 4096}}}}
-        """)
+    s = system(grant(2, cpus=4))  # a touches PAGE, grants it to b, touches it again
     assert s.run(max_steps=400_000, check_invariants=True) == "end"
     c = s.counters()
     assert c["tlb_shootdowns"] == 1 and c["tlb_remote_flushes"] == 3

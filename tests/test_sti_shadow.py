@@ -11,9 +11,21 @@ from machine.ops import EOI, Cli, Compute, Hlt, Rdtsc, SendIPI, Sti
 VECTOR = 0xF0
 
 
+def _run(target: object, handler: object) -> None:
+    """CPU 2 runs `target` and takes CPU 1's IPI with `handler`."""
+    m = Machine(load_profile("p3-dual-450"), seed=1)
+
+    def sender():  # noqa: ANN202
+        yield SendIPI(0b10, VECTOR)
+
+    m.vector_handlers[VECTOR] = handler
+    m.start(2, target)
+    m.start(1, sender())
+    m.run()
+
+
 def _taken(computes: list[float]) -> tuple[int, int]:
     """(cycles from sti to the handler, from sti to after the computes)."""
-    m = Machine(load_profile("p3-dual-450"), seed=1)
     out: dict[str, int] = {}
 
     def handler(c, vector):  # noqa: ANN001, ANN202
@@ -29,13 +41,7 @@ def _taken(computes: list[float]) -> tuple[int, int]:
             yield Compute(n)
         out["end"] = yield Rdtsc()
 
-    def sender():  # noqa: ANN202
-        yield SendIPI(0b10, VECTOR)
-
-    m.vector_handlers[VECTOR] = handler
-    m.start(2, target())
-    m.start(1, sender())
-    m.run()
+    _run(target(), handler)
     return out["at"] - out["sti"], out["end"] - out["sti"]
 
 
@@ -54,7 +60,6 @@ def test_a_one_cycle_compute_is_the_shadowed_instruction(computes: list[float]) 
 
 def test_sti_then_hlt_loses_no_wake_up() -> None:
     """The shadow's purpose (sti; hlt): the interrupt wakes the halt, it is not lost."""
-    m = Machine(load_profile("p3-dual-450"), seed=1)
     seen: list[int] = []
 
     def handler(c, vector):  # noqa: ANN001, ANN202
@@ -67,11 +72,5 @@ def test_sti_then_hlt_loses_no_wake_up() -> None:
         yield Sti()
         yield Hlt()
 
-    def sender():  # noqa: ANN202
-        yield SendIPI(0b10, VECTOR)
-
-    m.vector_handlers[VECTOR] = handler
-    m.start(2, target())
-    m.start(1, sender())
-    m.run()
+    _run(target(), handler)
     assert seen == [VECTOR]
