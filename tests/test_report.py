@@ -56,13 +56,24 @@ def test_format_table_aligns_columns() -> None:
 THESIS = {
     "profile": "p3-dual-450",
     "rows": [
-        {"name": "L1 hit", "unit": "cycles/line", "thesis": 2, "simulated": 2.0, "ratio": 1.0},
+        {
+            "name": "L1 hit",
+            "unit": "cycles/line",
+            "thesis": 2,
+            "simulated": 2.0,
+            "ratio": 1.0,
+            "basis": "calibrated",
+            "constants": ["cache.l1.latency"],
+        },
         {
             "name": "IPI delivery",
             "unit": "cycles",
             "thesis": [1230, 1250],
             "simulated": 1300.0,
             "ratio": None,
+            "basis": "predicted",
+            "constants": [],
+            "note": "a reason",
         },
         {"name": "extra", "unit": "cycles", "thesis": None, "simulated": 7.5, "ratio": None},
     ],
@@ -72,14 +83,21 @@ THESIS = {
 def test_format_thesis() -> None:
     lines = report.format_thesis(THESIS).splitlines()
     assert lines[0] == "profile: p3-dual-450"
-    assert lines[1].split() == ["experiment", "unit", "thesis", "simulated", "ratio"]
-    assert lines[3].split() == ["L1", "hit", "cycles/line", "2", "2.00", "1.000", "ok"]
-    assert lines[4].split() == ["IPI", "delivery", "cycles", "1,230-1,250", "1,300", "-", "OFF"]
+    assert lines[1].split() == ["experiment", "unit", "thesis", "simulated", "ratio", "basis"]
+    assert lines[3].split() == [
+        "L1", "hit", "cycles/line", "2", "2.00", "1.000", "ok", "calibrated"
+    ]  # fmt: skip
+    assert lines[4].split() == [
+        "IPI", "delivery", "cycles", "1,230-1,250", "1,300", "-", "OFF", "predicted"
+    ]  # fmt: skip
     assert lines[5].split() == ["extra", "cycles", "-", "7.50", "-", "-"]
+    # The constants of calibrated rows, and the notes, under the table.
+    assert "  L1 hit: cache.l1.latency" in lines
+    assert "note: IPI delivery: a reason" in lines
     # Every row's cells start in the same columns as the header's.
     unit_col = lines[1].index("unit")
-    assert all(line[unit_col - 2 : unit_col] == "  " for line in lines[3:])
-    assert all(line[unit_col] != " " for line in lines[3:])
+    assert all(line[unit_col - 2 : unit_col] == "  " for line in lines[3:6])
+    assert all(line[unit_col] != " " for line in lines[3:6])
 
 
 def test_format_engine_with_and_without_simpy() -> None:
