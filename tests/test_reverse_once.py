@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from test_checkpoints import _alive, _endless, _gone, remote, state  # noqa: F401 - remote: fixture
 
 from l4tui import checkpoints
+from l4tui import session as session_module
 from l4tui.executor import outcome
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork checkpoints need fork")
@@ -51,6 +52,9 @@ def _processes(r: Any) -> list[int]:
 @pytest.fixture(autouse=True)
 def _keepers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(checkpoints, "KEEPER_EVERY", EVERY)  # the engine is forked after
+    # A continue that finds no stop pauses at the limit: `break cpu 1` never fires on the
+    # endless ping-pong, and the default limit (5,000,000) ran for minutes, twice.
+    monkeypatch.setattr(session_module, "LIMIT", 20_000)
 
 
 @settings(
