@@ -53,7 +53,9 @@ async def test_a_served_session_has_checkpoints_and_kill_9_leaves_nothing(
     screen.proc.stdin.write(b"reverse-stepi 10\r")  # type: ignore[attr-defined]
     await screen.wait_for("back at micro-op")  # type: ignore[attr-defined]
     screen.proc.stdin.write(b"info checkpoints\r")  # type: ignore[attr-defined]
-    text = await screen.wait_for(re.compile(r"checkpoint\(s\), one every"))  # type: ignore[attr-defined]
+    # Up to the first row (position, pid): the screen paints the answer a line at a time.
+    rows = re.compile(r"checkpoint\(s\), one every[\s\S]*?^\s*[\d,]+\s+\d+\s*$", re.M)
+    text = await screen.wait_for(rows)  # type: ignore[attr-defined]
     assert "at most 12" in text, text  # the served budget
     pids = [int(m) for m in re.findall(r"^\s*[\d,]+\s+(\d+)\s*$", text, re.M)]
     assert pids, text
