@@ -54,7 +54,6 @@ MAILBOX_BASE = 0x000C_0000  # the mailboxes, one cache line each
 # Mailbox fields (byte offsets).
 LOCK, OP, SENDER, DEST, PARAM, TARGET, NEXT, ERROR = range(0, 32, 4)
 FREE = 0
-IPI_LATENCY = 1300  # cycles an IPI takes to reach and interrupt the target (§3.3.1)
 XCPU_VECTOR = 0xF0
 ALLOC_RETRY_CYCLES = 50
 
@@ -139,7 +138,7 @@ def trigger(k: Kernel, here: CpuData, i: int, cpu: int) -> Path:
     if policy == "when_needed":
         next_check = yield Read(k.cpus[cpu - 1].page + sched.NEXT_TICK)
         now = yield Rdtsc()
-        if 0 <= next_check - (now & 0xFFFF_FFFF) < IPI_LATENCY:
+        if 0 <= next_check - (now & 0xFFFF_FFFF) < k.ipi_latency:
             return  # its timer tick will find the flag sooner than an IPI would
     if (yield Read(k.cpus[cpu - 1].page + sched.IPI_PENDING)):
         # Not yet acknowledged: that IPI's check_n_ack will see this flag too. Under
