@@ -376,7 +376,7 @@ def map_items(k: Kernel, a: Thread, b: Thread, op: Ipc, copier: Thread | None = 
     grant = op.grant is not None
     here = copier or a  # the thread whose CPU runs this
     fp = op.grant if grant else op.map
-    window = yield from receive_window(k, copier or a, b)
+    window = yield from receive_window(k, here, b)
     if window is None:
         raise IpcError("cut")  # the receiver accepts no mappings
     waddr, wsize = window

@@ -39,10 +39,6 @@ from machine.errors import ConfigError, MachineError
 from machine.ops import Hlt, InterruptExit, Iret, Op, kaddr
 
 QUIESCENCE_CHECK = 4096  # steps between checks when no CPU halts
-COUNTER_NAMES = (
-    "ipc", "xp_ipc", "ipis_sent", "migrations", "tlb_shootdowns", "page_faults",
-    "icr_writes", "ipis_delivered", "tlb_remote_flushes", "fault_ipcs", "hardware_page_faults",
-)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -411,11 +411,14 @@ class Session:
                 return why
         # Where and why: one command runs at most `limit` micro-ops (LIMIT), so a scenario
         # that never ends, or `stepi 10**12`, comes back; running the command again goes on.
-        self.stop_reason = (
-            f"paused after {limit:,} micro-ops, at micro-op {self.position}: "
+        self.stop_reason = self._paused(limit)
+        return self.stop_reason
+
+    def _paused(self, ran: int) -> str:
+        return (
+            f"paused after {ran:,} micro-ops, at micro-op {self.position}: "
             "the most one command runs (run it again to go on)"
         )
-        return self.stop_reason
 
     # --- forwards -----------------------------------------------------------------------
 
@@ -592,19 +595,14 @@ class Session:
         logged, so replay stays exact; a stop other than the slice's end is `cont`'s."""
         deadline = time.monotonic() + seconds
         start = self.position
-        while True:
+
+        def done(op: Any) -> str | None:
             ran = self.position - start
-            reason = self.cont(limit=min(LIVE_SLICE, limit - ran))
-            ran = self.position - start
-            if not reason.startswith("paused after"):
-                return reason
-            if ran >= limit or time.monotonic() >= deadline:
-                break
-        self.stop_reason = (
-            f"paused after {ran:,} micro-ops, at micro-op {self.position}: "
-            "the most one command runs (run it again to go on)"
-        )
-        return self.stop_reason
+            if ran % LIVE_SLICE or time.monotonic() < deadline:
+                return None
+            return self._paused(ran)
+
+        return self._run(done, limit)
 
     def run_cycles(self, cycles: int) -> str:
         m = self.system.machine

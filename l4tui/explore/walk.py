@@ -655,7 +655,12 @@ class Keys:
         mail = k.mailboxes.mail
         if mail:
             parts += [self._mail(i, mail[i]) for i in sorted(mail)]
-        threads = k.threads
+        self._programs(parts, -1)
+        return hash(tuple(parts))
+
+    def _programs(self, out: list[int], gmask: int) -> None:
+        """The program counters of the threads on the CPUs of `gmask`, onto `out`."""
+        threads = self.system.kernel.threads
         if len(threads) != self.nthreads:
             # Only threads running a program have a counter; one whose program ended
             # (no levels) never gets one again. Kernel threads have none.
@@ -663,11 +668,10 @@ class Keys:
             self.programs = [(i, t) for i, t in enumerate(threads) if t.pc.levels]
         for i, t in self.programs:
             levels = t.pc.levels
-            if levels:
-                parts.append(-6 - i)
+            if levels and gmask >> (t.cpu - 1) & 1:
+                out.append(-6 - i)
                 for lv in levels:
-                    parts += (lv.index, -1 if lv.left is None else lv.left)
-        return hash(tuple(parts))
+                    out += (lv.index, -1 if lv.left is None else lv.left)
 
     def key_group(
         self,
@@ -714,16 +718,7 @@ class Keys:
             for i in sorted(mail):
                 if buckets.get(MAILBOX_BASE + i * line, 0) in (0, b):
                     out.append(self._mail(i, mail[i]))
-        threads = k.threads
-        if len(threads) != self.nthreads:
-            self.nthreads = len(threads)
-            self.programs = [(i, t) for i, t in enumerate(threads) if t.pc.levels]
-        for i, t in self.programs:
-            levels = t.pc.levels
-            if levels and gmask >> (t.cpu - 1) & 1:
-                out.append(-6 - i)
-                for lv in levels:
-                    out += (lv.index, -1 if lv.left is None else lv.left)
+        self._programs(out, gmask)
         return hash(tuple(out))
 
     def _mail(self, i: int, mail: Any) -> int:
