@@ -39,6 +39,7 @@ from machine.ops import (
     Read,
     Sti,
     SwitchContext,
+    Trap,
     Write,
     kaddr,
 )
@@ -280,7 +281,6 @@ class Kernel:
             apic.write(c.index, "timer_vector", TIMER_VECTOR, c.clock)
             apic.write(c.index, "timer_periodic", 1, c.clock)
             apic.write(c.index, "timer", bus_cycles, c.clock)
-            self.machine.memory.write(cd.page - kaddr(0) + sched.NEXT_TICK, self.tick)
             self.machine.wake(cd.number)
 
     # --- queries -----------------------------------------------------------------
@@ -339,9 +339,15 @@ class Kernel:
         if cur is cd.idle or (yield Read(best.f["priority"])) > (yield Read(cur.f["priority"])):
             yield from self.switch_to(cd, best)
 
+    def trap(self, t: Thread) -> Path:
+        """A system call enters the kernel on `t`'s CPU, whose exit will check the mailboxes."""
+        yield Trap()
+        yield from xcpu.announce(self, self.cpus[t.cpu - 1], True)
+
     def exit_to_user(self, c: Cpu) -> Path:
         """Every kernel exit checks the mailboxes first (§8.3.4), then irets."""
         cd = self.cpus[c.index]
+        yield from xcpu.announce(self, cd, False)  # before the check: see `xcpu.announce`
         woken = yield from xcpu.check_n_ack(self, cd)
         yield from self.preempt_for(cd, woken)
         yield Iret()
@@ -351,6 +357,10 @@ class Kernel:
         if c.mode != "kernel":  # pragma: no cover - idle runs in the kernel
             yield Iret()
         yield Cli()
+        if self.ipi_policy == "when_needed" and (yield Read(cd.page + sched.IN_KERNEL)):
+            # A system call that blocked ends here, not at a kernel exit: its check.
+            yield from xcpu.announce(self, cd, False)
+            yield from xcpu.check_n_ack(self, cd)
         t = yield from sched.dispatch(self, cd)
         if t is not None:
             yield from self.switch_to(cd, t)
@@ -388,8 +398,6 @@ class Kernel:
         cd = self.cpus[c.index]
         interrupted = cd.current
         cd.ticks += 1
-        next_tick = (c.clock // self.machine.tpc + self.tick) & 0xFFFF_FFFF
-        yield Write(cd.page + sched.NEXT_TICK, next_tick)
         for t in (yield from sched.expired(self, cd, c.clock)):
             yield from ipc.timeout(self, cd, t)
         woken = yield from xcpu.check_n_ack(self, cd)

@@ -82,6 +82,8 @@ def _wait_for(k: Kernel, cd: CpuData, addr: int, count: int) -> Path:
     """
     enable = not k.machine.cpu(cd.number).if_flag
     cd.preempt_off += 1
+    if enable:
+        yield from xcpu.announce(k, cd, False)  # an IPI is taken while we wait
     while (yield Read(addr)) < count:
         if enable:
             yield Sti()
@@ -110,6 +112,7 @@ def _lock(k: Kernel, caller: Thread) -> Path:
     """
     base = kaddr(AREA)
     while not (yield from spin_trylock(base + LOCK)):
+        yield from xcpu.announce(k, k.cpus[caller.cpu - 1], False)  # IPIs are taken here
         while (yield Read(base + LOCK)) != 0:
             cd = k.cpus[caller.cpu - 1]
             woken = yield from xcpu.check_n_ack(k, cd)

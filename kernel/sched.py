@@ -35,7 +35,7 @@ BITMAP = 1024  # 8 words, bit p%32 of word p//32: priority p non-empty
 GROUPS = 1056  # bit g: bitmap word g non-empty
 WAKEUP_HEAD = 1060
 CURRENT = 1064
-NEXT_TICK = 1068  # cycle of this CPU's next timer tick: its next mailbox check (§8.3.4)
+IN_KERNEL = 1068  # in a system call whose kernel exit checks the mailboxes (when_needed, §8.3.4)
 IPI_PENDING = 1072  # an IPI was sent here and no check_n_ack has run since
 
 

@@ -16,6 +16,7 @@ import functools
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
+from kernel import xcpu
 from kernel.thread import Space, Thread
 from machine.cpu import Cpu
 from machine.ops import (
@@ -65,6 +66,7 @@ def shoot(k: Kernel, t: Thread, pages: list[tuple[Space, int]]) -> Path:
     base = kaddr(AREA)
     started = t.cpu
     while not (yield from spin_trylock(base + LOCK)):
+        yield from xcpu.announce(k, k.cpus[t.cpu - 1], False)  # an IPI is taken while we wait
         yield Sti()  # take the holder's shootdown while we wait
         while (yield Read(base + LOCK)) != 0:
             yield Compute(SPIN_CYCLES)
@@ -88,6 +90,7 @@ def shoot(k: Kernel, t: Thread, pages: list[tuple[Space, int]]) -> Path:
     else:
         mask, expected = (1 << n) - 1, n  # above 8 CPUs: all of them, ourselves too (§3.3)
     yield SendIPI(mask, VECTOR)
+    yield from xcpu.announce(k, cd, False)  # an IPI is taken while we wait
     yield Sti()  # take our own IPI above 8 CPUs, and other interrupts, while we wait
     while (yield Read(base + ACKS)) < expected:
         yield Compute(SPIN_CYCLES)

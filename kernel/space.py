@@ -49,7 +49,7 @@ from kernel.thread import (
 from machine import paging
 from machine.cpu import Cpu
 from machine.memory import PAGE_SIZE
-from machine.ops import Compute, Invlpg, LoadCR3, Op, Phase, Read, Trap, Write, kaddr
+from machine.ops import Compute, Invlpg, LoadCR3, Op, Phase, Read, Write, kaddr
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
@@ -301,7 +301,7 @@ def pager_loop_step(k: Kernel, t: Thread, serve: Any) -> Path:
     """
     st = t.op_state
     if "fault" not in st:
-        yield Trap()
+        yield from k.trap(t)
         yield Phase("pager.wait")
         yield from publish_buffers(k, t)  # no window, no buffers (see do_ipc)
         try:
@@ -314,7 +314,7 @@ def pager_loop_step(k: Kernel, t: Thread, serve: Any) -> Path:
         return
     faulter_name, addr, write = st["fault"]
     src = yield from serve(addr, write)
-    yield Trap()
+    yield from k.trap(t)
     yield Phase("pager.reply")
     faulter = k.by_name[faulter_name]
     reply = Ipc("send", to=faulter_name, timeout=0, map=Fpage(src, PAGE_SIZE))

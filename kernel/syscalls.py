@@ -107,7 +107,7 @@ def thread_step(k: Kernel, c: Cpu, cd: CpuData, t: Thread) -> Path:
     elif isinstance(op, ServeFaults):
         yield from space.serve_faults_step(k, t, op)
     else:
-        yield Trap()
+        yield from k.trap(t)
         pc = t.pc
         res = yield from syscall(k, t, op)
         if res is not None:
@@ -302,7 +302,7 @@ def fpu(k: Kernel, c: Cpu, t: Thread, cycles: int) -> Path:
     cd = k.cpus[c.index]
     while cd.fpu_owner is not t:
         # The FPU is someone else's: the device-not-available fault enters the kernel.
-        yield Trap()
+        yield from k.trap(t)
         yield Phase("fpu.switch")
         if cd.fpu_owner is not None:
             yield Write(cd.fpu_owner.f["resources"], 0)  # fsave into the old owner's TCB

@@ -13,10 +13,18 @@ An IPI is sent only when the target would not check in time: the thesis's
 pseudo-code reads ``if next_check(destination) < max_latency then send_IPI``,
 but its text says the IPI is sent "when the next check of the destination
 processor is later than it would take to deliver the IPI" — we follow the
-text. `ipi_policy` ``always`` and ``poll_only`` are the two extremes for
-teaching; ``always`` too sends no second IPI while one is not yet
-acknowledged (the pseudo-code's ``if not_yet_acknowledged``), so a kernel
-trigger never takes more than one of the target's two APIC slots (§8.3.3).
+text. The text goes on: knowing when the next check occurs "needs to have a
+synchronous clock of all processors", which Pentiums lack; so ``when_needed``
+never compares two CPUs' clocks (issue 16). It skips the IPI only when the
+next check is known to come first without one: every timer tick does, if
+the tick period is shorter than an IPI's latency (a duration, from the
+profile); and a CPU inside a system call checks at its kernel exit — it says
+so in its per-CPU `IN_KERNEL` word (`announce`). A halted idle CPU, a CPU
+in user mode or in an interrupt handler gets the IPI. `ipi_policy`
+``always`` and ``poll_only`` are the two extremes for teaching; ``always``
+too sends no second IPI while one is not yet acknowledged (the pseudo-code's
+``if not_yet_acknowledged``), so a kernel trigger never takes more than one
+of the target's two APIC slots (§8.3.3).
 The IPI handler EOIs first, to keep the two APIC slots free, then runs
 `check_n_ack`.
 
@@ -38,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from kernel import sched
 from kernel.thread import LOCKED_WAITING, POLLING, RUNNING, WAITING, Thread
 from machine.cpu import Cpu
-from machine.ops import EOI, Atomic, Compute, Op, Phase, Rdtsc, Read, SendIPI, Write, kaddr
+from machine.ops import EOI, Atomic, Compute, Op, Phase, Read, SendIPI, Write, kaddr
 from machine.spinlock import spin_trylock, spin_unlock
 
 if TYPE_CHECKING:
@@ -136,10 +144,10 @@ def trigger(k: Kernel, here: CpuData, i: int, cpu: int) -> Path:
     if policy == "poll_only" or cpu == here.number:
         return
     if policy == "when_needed":
-        next_check = yield Read(k.cpus[cpu - 1].page + sched.NEXT_TICK)
-        now = yield Rdtsc()
-        if 0 <= next_check - (now & 0xFFFF_FFFF) < k.ipi_latency:
-            return  # its timer tick will find the flag sooner than an IPI would
+        if k.tick <= k.ipi_latency:
+            return  # its timer tick, whenever it comes, finds the flag sooner than an IPI
+        if (yield Read(k.cpus[cpu - 1].page + sched.IN_KERNEL)):
+            return  # in a system call: its kernel exit checks the flags (see `announce`)
     if (yield Read(k.cpus[cpu - 1].page + sched.IPI_PENDING)):
         # Not yet acknowledged: that IPI's check_n_ack will see this flag too. Under
         # `always` as well: a third IPI to a CPU whose two APIC slots are taken
@@ -151,6 +159,19 @@ def trigger(k: Kernel, here: CpuData, i: int, cpu: int) -> Path:
     yield Write(k.cpus[cpu - 1].page + sched.IPI_PENDING, 1)
     k.counters.ipis += 1
     yield SendIPI(1 << (cpu - 1), XCPU_VECTOR)
+
+
+def announce(k: Kernel, cd: CpuData, in_kernel: bool) -> Path:
+    """Publish whether this CPU's next mailbox check is its kernel exit (`when_needed`).
+
+    Set at a system call's entry; cleared at its exit *before* the exit's
+    `check_n_ack`, and by a wait with interrupts enabled. A sender sets its
+    flag bit and then reads this word: if it reads 1, the clear — and so the
+    check after it — comes later, and sees the bit. Only `when_needed` reads
+    it, so only `when_needed` pays for it.
+    """
+    if k.ipi_policy == "when_needed":
+        yield Write(cd.page + sched.IN_KERNEL, int(in_kernel))
 
 
 def check_n_ack(k: Kernel, cd: CpuData) -> Path:

@@ -245,11 +245,12 @@ def do_switch(m: Machine, c: Cpu, op: SwitchContext) -> tuple[Any, int]:
 
 
 def do_entry(m: Machine, c: Cpu, op: InterruptEntry) -> tuple[Any, int]:
-    return None, m.t_entry  # the frame itself is pushed by the engine
+    # The frame itself is pushed by the engine; an interrupt in the kernel changes no ring.
+    return None, m.t_entry if c.mode == "user" else m.t_entry_k
 
 
 def do_exit(m: Machine, c: Cpu, op: InterruptExit) -> tuple[Any, int]:
-    return None, m.t_exit
+    return None, m.t_exit if c.exit_pending.saved_mode == "user" else m.t_exit_k
 
 
 HANDLERS: dict[type, Handler] = {

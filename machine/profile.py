@@ -84,10 +84,20 @@ class TlbParams:
 
 @dataclass(frozen=True, slots=True)
 class KernelParams:
-    """Privilege-change costs in CPU cycles (§3.3.1)."""
+    """Privilege-change costs in CPU cycles (§3.3.1).
+
+    `entry` and `exit` cross between user mode and the kernel: a system call,
+    an interrupt or fault taken in user mode, and the iret back. An interrupt
+    taken in the kernel — a halted idle loop, a kernel path with interrupts
+    enabled — changes no privilege level (no stack switch, no SS:ESP pushed or
+    popped), and costs `entry_from_kernel` and `exit_to_kernel`; a profile
+    that leaves them out pays the user-mode figures.
+    """
 
     entry: float
     exit: float
+    entry_from_kernel: float | None = None
+    exit_to_kernel: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +241,9 @@ def _build(cls: type, src: Source, path: tuple) -> Any:
     values = {}
     for f in fields(cls):
         where = ".".join(map(str, path + (f.name,)))
+        if f.name not in data and f.default is None:
+            values[f.name] = None  # optional: its meaning says what stands in
+            continue
         if f.name not in data:
             at = src.key_error(path[:-1], path[-1], "") if path else src.error(path, "")
             raise type(at)(f"missing field {where!r}", at.file, at.line, at.col)

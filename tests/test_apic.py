@@ -21,6 +21,7 @@ from machine.ops import (
     Cli,
     Compute,
     Hlt,
+    Iret,
     Rdtsc,
     SendIPI,
     Sti,
@@ -75,7 +76,7 @@ def test_ipi_to_a_fixed_cpu_runs_its_handler() -> None:
     m.start(1, program(SendIPI(0b10, 0x40)))
     m.run()
     # The handler's first op starts after the kernel entry that follows arrival.
-    assert rec.log == [(2, 0x40, delivery_ticks(m) + m.t_entry)]
+    assert rec.log == [(2, 0x40, delivery_ticks(m) + m.t_entry_k)]
     a = m.apics.apics[1]
     assert a.ipis_received == 1 and a.ipi_rejected == 0
     assert a.slots == [] and a.isr == 0 and a.irr == 0
@@ -90,9 +91,10 @@ def test_ipi_delivery_time_is_about_the_thesis_figure() -> None:
     rec = Recorder(m, 0x40)
     m.start(1, program(SendIPI(0b10, 0x40)))
     m.run()
-    arrival = m.cycles(rec.log[0][2] - m.t_entry)
+    arrival = m.cycles(rec.log[0][2] - m.t_entry_k)
     assert 900 <= arrival <= 1250
     assert m.cycles(m.t_entry) == pytest.approx(130)
+    assert m.cycles(m.t_entry_k) == pytest.approx(80)  # from the kernel: no ring change
 
 
 def test_message_is_in_flight_until_it_arrives() -> None:
@@ -331,7 +333,7 @@ def test_lowest_priority_message_is_slower_than_fixed() -> None:
     rec = Recorder(m, 0x40)
     m.start(1, program(SendIPI(0b1110, 0x40, "lowest")))
     m.run()
-    assert rec.log[0][2] == delivery_ticks(m, "lowest") + m.t_entry
+    assert rec.log[0][2] == delivery_ticks(m, "lowest") + m.t_entry_k
     assert delivery_ticks(m, "lowest") > delivery_ticks(m, "fixed")
 
 
@@ -453,8 +455,8 @@ def test_ipi_cuts_a_long_compute_and_total_work_is_preserved() -> None:
     [(cpu, _, handler_start)] = rec.log
     arrival = delivery_ticks(m)
     assert cpu == 2
-    assert handler_start == arrival + m.t_entry, "the handler runs at arrival, not after the work"
-    handler_ticks = m.t_entry + m.ticks(handler_work) + m.apics.t_eoi + m.t_exit
+    assert handler_start == arrival + m.t_entry_k, "the handler runs at arrival, not after the work"
+    handler_ticks = m.t_entry_k + m.ticks(handler_work) + m.apics.t_eoi + m.t_exit_k
     assert ends == [(m.ticks(work) + handler_ticks) // m.tpc]
 
 
@@ -468,11 +470,24 @@ def test_ipi_cuts_the_last_compute_of_a_program() -> None:
     m.run()
     [(cpu, _, handler_start)] = rec.log
     assert cpu == 2
-    assert handler_start == delivery_ticks(m) + m.t_entry, (
+    assert handler_start == delivery_ticks(m) + m.t_entry_k, (
         "the handler runs at arrival, not after the work"
     )
-    per_handler = m.t_entry + m.apics.t_eoi + m.t_exit
+    per_handler = m.t_entry_k + m.apics.t_eoi + m.t_exit_k
     assert m.cpu(2).clock == m.ticks(work) + per_handler
+
+
+def test_an_interrupt_in_user_mode_pays_the_ring_change_both_ways() -> None:
+    """Programs here run in the kernel; after an iret the same interrupt costs more."""
+    m = machine()
+    Recorder(m, 0x40)
+    work = 100_000
+    m.start(2, program(Iret(), Compute(work)))
+    m.start(1, program(SendIPI(0b10, 0x40)))
+    m.run()
+    per_handler = m.t_entry + m.apics.t_eoi + m.t_exit
+    assert m.t_entry > m.t_entry_k and m.t_exit > m.t_exit_k
+    assert m.cpu(2).clock == m.t_exit + m.ticks(work) + per_handler
 
 
 def test_several_interrupts_cut_one_compute() -> None:
@@ -488,7 +503,7 @@ def test_several_interrupts_cut_one_compute() -> None:
     m.start(1, program(SendIPI(0b10, 0x40), Compute(20_000), SendIPI(0b10, 0x41)))
     m.run()
     assert len(rec.log) == 2
-    per_handler = m.t_entry + m.apics.t_eoi + m.t_exit
+    per_handler = m.t_entry_k + m.apics.t_eoi + m.t_exit_k
     assert ends == [(m.ticks(50_000) + 2 * per_handler) // m.tpc]
     assert all(t < m.ticks(50_000) for _, _, t in rec.log)
 
@@ -525,7 +540,7 @@ def test_halted_cpu_wakes_on_ipi() -> None:
     assert c2.waiting != "hlt"
     [(cpu, _, start)] = rec.log
     assert cpu == 2
-    assert start == sent_from + delivery_ticks(m) + m.t_entry
+    assert start == sent_from + delivery_ticks(m) + m.t_entry_k
     assert len(woke) == 1
     assert woke[0] * m.tpc >= start
 

@@ -207,7 +207,7 @@ def test_same_run_same_bytes() -> None:
     assert trace_of(PINGPONG)[1] == trace_of(PINGPONG)[1]
 
 
-@pytest.mark.parametrize("steps", [150, 250])
+@pytest.mark.parametrize("steps", [170, 250])
 def test_unfinished_run_still_closes_valid(steps: int) -> None:
     """Stopped half-way through an XP-IPC: its flow and the open slices end at close()."""
     system = System(load_scenario(XP_IPC))

@@ -117,7 +117,7 @@ def test_a_student_plays_the_uhlig_lab_at_80x24_from_the_screen(tmp_path: Path) 
             "Step CPU 2 (step cpu 2) until the receiver has read the sender's state",
             "The run must end in a deadlock.",
         )
-        for _ in range(9):
+        for _ in range(10):
             t.type("step cpu 2")
         t.wait_for("cpu2 ◀")  # the focus followed the steps to CPU 2
         t.escape()

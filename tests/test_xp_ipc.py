@@ -1392,7 +1392,11 @@ def test_cross_cpu_sender_blocked_for_good_is_not_stuck(cpus: int) -> None:
 
 @pytest.mark.parametrize("cpus", CPUS)
 def test_ipi_policy_counts(cpus: int) -> None:
-    """poll_only sends no IPI; always sends more than when_needed, on the same scenario."""
+    """poll_only sends no IPI; always sends no fewer than when_needed, on the same scenario.
+
+    Here the target is halted whenever a request comes: when_needed interrupts it
+    too (tests/test_ipi_policy.py has a target busy in system calls).
+    """
     got = {}
     runs = []
     for policy in POLICIES:
@@ -1404,7 +1408,7 @@ def test_ipi_policy_counts(cpus: int) -> None:
         assert got[policy] == sum(c["ipis_received"] for c in s.summary()["cpus"])
         runs.append(s)
     assert got["poll_only"] == 0
-    assert got["always"] > got["when_needed"] > 0, got
+    assert got["always"] >= got["when_needed"] > 0, got
     for s in runs:
         assert_mailboxes_clean(s)
 
