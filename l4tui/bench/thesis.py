@@ -368,14 +368,20 @@ def _migration(profile: Profile) -> tuple[float, float]:
     return dirty_only, result[1] - overhead - LOOP_CYCLES * (len(dirty) + len(clean))
 
 
-def _kernel_migration(profile: Profile) -> tuple[float, float]:
-    """§6.1.1 by the kernel (§8.7): cycles of the thread's accesses to its 50 dirty lines,
-    and to all 100 of its lines, on CPU 2 after `thread_schedule` moved it there."""
+def _kernel_system(profile: Profile, text: str, file: str, cpus: int) -> Any:
+    """A kernel `System` for scenario `text` on `profile` itself (with its overrides)."""
     import dataclasses
 
     from kernel.scenario import parse_scenario
     from kernel.system import System
 
+    scenario = parse_scenario(text, file)
+    return System(dataclasses.replace(scenario, profile=dataclasses.replace(profile, cpus=cpus)))
+
+
+def _kernel_migration(profile: Profile) -> tuple[float, float]:
+    """§6.1.1 by the kernel (§8.7): cycles of the thread's accesses to its 50 dirty lines,
+    and to all 100 of its lines, on CPU 2 after `thread_schedule` moved it there."""
     line, base, n = profile.cache.line_size, 0x300000, 50
     dirty = [base + i * line for i in range(n)]
     clean = [base + (n + i) * line for i in range(n)]
@@ -399,10 +405,7 @@ def _kernel_migration(profile: Profile) -> tuple[float, float]:
             "[{schedule: {thread: w, cpu: 2}}, {send: {to: w}}]}",
         ]
     )
-    scenario = parse_scenario(text + "\n", "<bench-migration>")
-    cpus = max(profile.cpus, 2)
-    scenario = dataclasses.replace(scenario, profile=dataclasses.replace(profile, cpus=cpus))
-    system = System(scenario)
+    system = _kernel_system(profile, text + "\n", "<bench-migration>", max(profile.cpus, 2))
     m = system.machine
     costs: dict[int, int] = {}  # line address -> ticks of its access on CPU 2
 
@@ -448,15 +451,10 @@ def _mailbox_poll(profile: Profile) -> float:
     IPI-pending word; the last trigger was cleared on this CPU, so the line
     is in its cache. The kernel's own path runs between two `rdtsc`s.
     """
-    from kernel.scenario import parse_scenario
-    from kernel.system import System
     from kernel.xcpu import check_n_ack
 
-    text = (
-        f"name: poll\nmachine: {{profile: {profile.name}, cpus: 2}}\n"
-        "tasks: [{name: t, threads: [{name: idle, cpu: 1, program: []}]}]\n"
-    )
-    system = System(parse_scenario(text, "<bench-poll>"))
+    text = "name: poll\ntasks: [{name: t, threads: [{name: idle, cpu: 1, program: []}]}]\n"
+    system = _kernel_system(profile, text, "<bench-poll>", 2)
     k, m = system.kernel, system.machine
     cd = k.cpus[1]
     result: list[int] = []
@@ -479,15 +477,11 @@ def _mailbox_poll(profile: Profile) -> float:
 def _system_call(profile: Profile) -> float:
     """§3.3.1's entry and exit around the kernel's own work: a `thread_switch` to nil by
     the only thread of its CPU, from the trap's first cycle to the iret's last."""
-    from kernel.scenario import parse_scenario
-    from kernel.system import System
-
     text = (
-        f"name: syscall\nmachine: {{profile: {profile.name}, cpus: 1}}\n"
-        "tasks: [{name: t, threads: [{name: a, program: "
+        "name: syscall\ntasks: [{name: t, threads: [{name: a, program: "
         "[thread_switch: nil, compute: 100, thread_switch: nil]}]}]\n"
     )
-    system = System(parse_scenario(text, "<bench-syscall>"))
+    system = _kernel_system(profile, text, "<bench-syscall>", 1)
     m = system.machine
     spans: list[int] = []
     start = [0]
