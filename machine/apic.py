@@ -138,12 +138,16 @@ class ApicSystem:
         self.bus_free_at = 0
         self.in_flight: list[Message] = []
         self.redirections: dict[int, Redirection] = {}
+        self._dests: dict[int, list[int]] = {}  # checked masks: the same few, every IPI
         self.seq = 0
 
     # --- addressing ---------------------------------------------------------
 
     def check_dest(self, dest: int) -> list[int]:
         """The 0-based CPUs a destination mask names, or MachineError."""
+        dests = self._dests.get(dest)
+        if dests is not None:
+            return dests
         full = (1 << self.ncpus) - 1
         if dest <= 0 or dest & ~full:
             raise MachineError(
@@ -153,7 +157,8 @@ class ApicSystem:
             raise MachineError(
                 f"with {self.ncpus} CPUs an IPI goes to one CPU or all of them, not mask {dest:#x}"
             )
-        return [i for i in range(self.ncpus) if dest >> i & 1]
+        dests = self._dests[dest] = [i for i in range(self.ncpus) if dest >> i & 1]
+        return dests
 
     # --- sending ------------------------------------------------------------
 
@@ -224,11 +229,15 @@ class ApicSystem:
     def pending_vector(self, cpu: int) -> int | None:
         """The vector CPU `cpu` would take now if interrupts were enabled."""
         apic = self.apics[cpu]
-        irr = apic.irr
+        irr = apic.irr_other  # `LocalApic.irr` and `processor_priority`, inlined: a hot path
+        for slot in apic.slots:
+            if not slot.in_service:
+                irr |= 1 << slot.vector
         if not irr:
             return None
         vector = irr.bit_length() - 1
-        if vector >> 4 <= apic.processor_priority():
+        isr = apic.isr
+        if vector >> 4 <= max(apic.tpr >> 4, (isr.bit_length() - 1) >> 4 if isr else 0):
             return None
         return vector
 

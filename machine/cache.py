@@ -124,7 +124,7 @@ class Coherence:
         self.holders: dict[int, int] = {}  # line -> bit mask of CPUs holding it
         self.transitions: dict[str, int] = dict.fromkeys(TRANSITIONS, 0)
         self.line_transitions: dict[int, dict[str, int]] = {}
-        self._last: dict[int, tuple[int, str, int]] = {}  # line -> (cpu, kind, tick)
+        self.last: dict[int, tuple[int, str, int]] = {}  # line -> (cpu, kind, tick)
 
     # --- queries ------------------------------------------------------------
 
@@ -137,7 +137,7 @@ class Coherence:
 
     def last_access(self, paddr: int) -> LineAccess | None:
         """The last access any CPU made to the line holding `paddr`."""
-        last = self._last.get(paddr >> self.shift)
+        last = self.last.get(paddr >> self.shift)
         return LineAccess(*last) if last is not None else None
 
     def level(self, cpu: int, paddr: int) -> str | None:
@@ -235,7 +235,7 @@ class Coherence:
         """Cost in ticks of CPU `cpu` (0-based) loading the word at `paddr`."""
         line = paddr >> self.shift
         caches = self.cpus[cpu]
-        self._last[line] = (cpu, READ, now)
+        self.last[line] = (cpu, READ, now)
         s1 = caches.l1[line & self.l1_mask]
         if line in s1:
             if s1[-1] != line:
@@ -276,7 +276,7 @@ class Coherence:
         """Cost in ticks of CPU `cpu` storing to `paddr` (the line ends up M here)."""
         line = paddr >> self.shift
         caches = self.cpus[cpu]
-        self._last[line] = (cpu, kind, now)
+        self.last[line] = (cpu, kind, now)
         state = caches.state.get(line, I)
         if state >= E:  # E or M: no bus transaction
             in_l1 = line in caches.l1[line & self.l1_mask]

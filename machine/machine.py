@@ -24,17 +24,19 @@ from typing import Any
 
 from machine.apic import ApicSystem, Message
 from machine.bus import Bus
-from machine.cache import Coherence
+from machine.cache import READ, Coherence
 from machine.cpu import Code, Context, Cpu, Frame
 from machine.errors import MachineError
 from machine.execute import FAULTED, HANDLERS
 from machine.memory import Memory
 from machine.ops import (
+    KERNEL_BASE,
     PAGE_FAULT_VECTOR,
     Compute,
     InterruptEntry,
     InterruptExit,
     Op,
+    Read,
     SendIPI,
     SwitchContext,
 )
@@ -60,6 +62,9 @@ def _default_vector_handler(cpu: Cpu, vector: int) -> Generator[Op, Any, None]:
     from machine.ops import EOI
 
     yield EOI()
+
+
+_VECTOR_NAMES = [f"vector {v}" for v in range(256)]  # an interrupt frame's name, made once
 
 
 class Machine:
@@ -193,20 +198,25 @@ class Machine:
     def _notify(self, index: int, tick: int) -> None:
         """CPU `index` may have an interrupt to take or its ICR may have freed."""
         c = self.cpus[index]
-        vector = self.apics.pending_vector(index)
-        takes = vector is not None and (c.if_flag or c.waiting == "idle")
-        if c.waiting is not None:
-            if takes or (c.waiting == "icr" and not self.apics.icr_busy(index)):
+        waiting = c.waiting
+        if waiting is not None:
+            icr_free = waiting == "icr" and self._apics[index].outgoing is None
+            if icr_free or (
+                (c.if_flag or waiting == "idle") and self.apics.pending_vector(index) is not None
+            ):
                 self._wake(c, tick)
             return
         frame = c.compute_frame
+        # Only an interrupt inside the Compute this CPU last ran matters: ask for the
+        # pending vector after the cheap tests (most notifications find none of this).
         if (
-            takes
-            and frame is not None
+            frame is not None
             and c.compute_from < tick < c.clock
+            and c.if_flag
             and c.frames
             and c.frames[-1] is frame
             and c.exit_pending is None
+            and self.apics.pending_vector(index) is not None
         ):
             # The interrupt arrived inside the Compute this CPU last ran: cut it there.
             frame.resume = Compute((c.clock - tick) / self.tpc)
@@ -395,7 +405,25 @@ class Machine:
             return op
         c.compute_frame = None
         shadowed, c.sti_shadow = c.sti_shadow, False
-        result, cost = HANDLERS[kind](self, c, op)
+        if kind is Read and plain and c.mode == "kernel":
+            # The commonest step, a kernel load that hits the L1, without the calls of
+            # do_read and Coherence.read: the same effects in the same order (issue 16).
+            paddr = op.addr - KERNEL_BASE
+            coh = self.coherence
+            line = paddr >> coh.shift
+            caches = coh.cpus[c.index]
+            s1 = caches.l1[line & coh.l1_mask]
+            if paddr >= 0 and not paddr & 3 and line in s1 and paddr < self.memory.size:
+                coh.last[line] = (c.index, READ, start)
+                if s1[-1] != line:
+                    s1.remove(line)
+                    s1.append(line)
+                caches.stats.l1_hits += 1
+                result, cost = self.memory.words.get(paddr, 0), coh.t_l1
+            else:
+                result, cost = HANDLERS[kind](self, c, op)
+        else:
+            result, cost = HANDLERS[kind](self, c, op)
         cut = None
         # The sti shadow covers one instruction: an interrupt pending at the sti is taken
         # after the Compute's first cycle, not after all of it (issue 16).
@@ -483,7 +511,8 @@ class Machine:
             self.apics.acknowledge(c.index, op.vector)
             handler = self.vector_handlers.get(op.vector, self.default_vector_handler)
             code = handler(c, op.vector)
-        frame = Frame(code, None, op.kind, op.vector, c.mode, c.if_flag, name=f"vector {op.vector}")
+        name = _VECTOR_NAMES[op.vector]
+        frame = Frame(code, None, op.kind, op.vector, c.mode, c.if_flag, name=name)
         c.mode, c.if_flag = "kernel", False
         self._prime(c, frame)
         c.frames.append(frame)  # a handler with no ops is retired (iret) at once
