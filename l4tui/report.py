@@ -124,10 +124,21 @@ def format_simpy(simpy: dict[str, Any] | None) -> str:
     """One line comparing our engine's speed with SimPy's, or how to get SimPy."""
     if simpy is None:
         return SIMPY_MISSING
-    return (
+    line = (
         f"SimPy: ours {format_number(simpy.get('ours'), 0)}, "
         f"simpy {format_number(simpy.get('simpy'), 0)}, "
         f"ratio {format_number(simpy.get('ratio'), 2)}"
+    )
+    if "message_ratio" not in simpy:
+        return line
+    return (
+        f"{line} (events that execute something per second, on the 8-CPU IPI ring)\n"
+        f"  per message: ours {format_number(simpy.get('ours_messages'), 0)}, "
+        f"simpy {format_number(simpy.get('simpy_messages'), 0)}, "
+        f"ratio {format_number(simpy.get('message_ratio'), 2)} "
+        f"({format_number(simpy.get('steps_per_message'), 1)} steps a message here, "
+        f"{format_number(simpy.get('events_per_message'), 1)} events there; "
+        f"{format_number(simpy.get('retries'), 0)} ICR-busy retries not counted)"
     )
 
 

@@ -243,6 +243,10 @@ class Coherence:
                 s1.append(line)
             caches.stats.l1_hits += 1
             return self.t_l1
+        return self.l1_miss(cpu, caches, line, now)
+
+    def l1_miss(self, cpu: int, caches: CpuCaches, line: int, now: int) -> int:
+        """`read`'s cost after its L1 lookup missed (the engine's fast path calls it too)."""
         caches.stats.l1_misses += 1
         if line in caches.state:
             caches.stats.l2_hits += 1

@@ -39,6 +39,7 @@ from machine.ops import (
     Read,
     SendIPI,
     SwitchContext,
+    Write,
 )
 from machine.profile import Profile
 from machine.tlb import Tlb
@@ -64,7 +65,12 @@ def _default_vector_handler(cpu: Cpu, vector: int) -> Generator[Op, Any, None]:
     yield EOI()
 
 
-_VECTOR_NAMES = [f"vector {v}" for v in range(256)]  # an interrupt frame's name, made once
+# Made once, not per interrupt: a frame's name, and the engine's entry and exit ops
+# (nothing changes an op once made; they compare by value).
+_VECTOR_NAMES = [f"vector {v}" for v in range(256)]
+_ENTRIES = [InterruptEntry(v) for v in range(256)]
+_EXITS = [InterruptExit(v) for v in range(256)]
+_FAULT_ENTRY = InterruptEntry(PAGE_FAULT_VECTOR, "fault")
 
 
 class Machine:
@@ -229,9 +235,9 @@ class Machine:
     def _next_op(self, c: Cpu) -> Op | None:
         """What CPU `c` executes next, deciding interrupt delivery; None if it has nothing."""
         if c.exit_pending is not None:
-            return InterruptExit(c.exit_pending.vector)
+            return _EXITS[c.exit_pending.vector]
         if c.fault is not None:
-            return InterruptEntry(PAGE_FAULT_VECTOR, "fault")
+            return _FAULT_ENTRY
         frames = c.frames
         # A frame whose code has ended leaves once its last op is complete (a cut
         # Compute may still have to finish); a handler's end is an iret.
@@ -239,12 +245,12 @@ class Machine:
             frame = frames.pop()
             if frame.kind != "code":
                 c.exit_pending = frame
-                return InterruptExit(frame.vector)
+                return _EXITS[frame.vector]
         apic = self._apics[c.index]
         if (apic.slots or apic.irr_other) and ((c.if_flag and not c.sti_shadow) or not frames):
             vector = self.apics.pending_vector(c.index)
             if vector is not None:
-                return InterruptEntry(vector)
+                return _ENTRIES[vector]
         if not c.frames:
             if self.idle_handler is not None:
                 code = self.idle_handler(c)
@@ -398,28 +404,44 @@ class Machine:
                 c.waiting = "idle"  # nothing to run: off the run queue until woken
         kind = type(op)
         start = c.clock
-        if kind is SendIPI and self._apics[c.index].outgoing is not None:
+        index = c.index
+        if kind is SendIPI and self._apics[index].outgoing is not None:
             # The previous IPI is still unaccepted: wait (retrying) until it is.
             c.waiting = "icr"
             self.last_cpu, self.last_op, self.last_start, self.last_result = c, op, start, None
             return op
         c.compute_frame = None
-        shadowed, c.sti_shadow = c.sti_shadow, False
+        shadowed = c.sti_shadow
+        if shadowed:
+            c.sti_shadow = False
         if kind is Read and plain and c.mode == "kernel":
-            # The commonest step, a kernel load that hits the L1, without the calls of
-            # do_read and Coherence.read: the same effects in the same order (issue 16).
+            # The commonest step, a kernel load, without the calls of do_read and
+            # Coherence.read (an L1 hit makes no call): the same effects (issue 16).
             paddr = op.addr - KERNEL_BASE
-            coh = self.coherence
-            line = paddr >> coh.shift
-            caches = coh.cpus[c.index]
-            s1 = caches.l1[line & coh.l1_mask]
-            if paddr >= 0 and not paddr & 3 and line in s1 and paddr < self.memory.size:
-                coh.last[line] = (c.index, READ, start)
-                if s1[-1] != line:
-                    s1.remove(line)
-                    s1.append(line)
-                caches.stats.l1_hits += 1
-                result, cost = self.memory.words.get(paddr, 0), coh.t_l1
+            if paddr >= 0 and not paddr & 3 and paddr < self.memory.size:
+                coh = self.coherence
+                line = paddr >> coh.shift
+                coh.last[line] = (index, READ, start)
+                caches = coh.cpus[index]
+                s1 = caches.l1[line & coh.l1_mask]
+                if line in s1:
+                    if s1[-1] != line:
+                        s1.remove(line)
+                        s1.append(line)
+                    caches.stats.l1_hits += 1
+                    cost = coh.t_l1
+                else:
+                    cost = coh.l1_miss(index, caches, line, start)
+                result = self.memory.words.get(paddr, 0)
+            else:
+                result, cost = HANDLERS[kind](self, c, op)
+        elif kind is Write and plain and c.mode == "kernel":
+            # A kernel store: no translation (do_write's _physical and translate).
+            paddr = op.addr - KERNEL_BASE
+            if paddr >= 0 and not paddr & 3 and paddr < self.memory.size:
+                cost = self.coherence.write(index, paddr, start)
+                self.memory.write(paddr, op.value)
+                result = None
             else:
                 result, cost = HANDLERS[kind](self, c, op)
         else:
@@ -432,7 +454,7 @@ class Machine:
             and kind is Compute
             and c.if_flag
             and op.cycles > 1
-            and self.apics.pending_vector(c.index) is not None
+            and self.apics.pending_vector(index) is not None
         ):
             cut, cost = Compute(op.cycles - 1), round(self.tpc)
             c.compute_frame = None
@@ -449,14 +471,17 @@ class Machine:
         if cut is not None:
             c.frames[-1].resume = cut  # the rest, after the interrupt (as _notify cuts one)
         self.last_cpu, self.last_op, self.last_start, self.last_result = c, op, start, result
-        if kind is SendIPI and op.wait and self._apics[c.index].outgoing is not None:
-            c.waiting = "icr"  # polling the delivery status until the IPI is accepted
         if c.waiting is None:
+            if kind is SendIPI and op.wait and self._apics[index].outgoing is not None:
+                c.waiting = "icr"  # polling the delivery status until the IPI is accepted
+                return op
             runq = self._runq
-            if runq and runq[0][1] == c.index and runq[0][2] == c.ticket:
-                heapq.heapreplace(runq, (c.clock, c.index, c.ticket))
-            else:
-                self._enqueue(c)
+            if runq:
+                _, first, ticket = runq[0]
+                if first == index and ticket == c.ticket:
+                    heapq.heapreplace(runq, (c.clock, index, ticket))
+                    return op
+            self._enqueue(c)
         return op
 
     def _advance(self, c: Cpu, op: Op, result: Any) -> None:

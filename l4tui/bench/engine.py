@@ -23,15 +23,18 @@ put/get. On ours a process is a CPU: `Compute(delay)` then `SendIPI` to the
 next CPU; receiving is the IPI handler, which EOIs and does the next round's
 `Compute` and `SendIPI`, while the CPU's base code halts between messages.
 
-What is counted is each engine's unit of scheduling: on SimPy one
-`env.step()` (one event processed — timeouts, puts, gets, process
-initialisations and resumptions); on ours one `m.step()` that returned an op
-(Compute, SendIPI, Hlt, the engine-inserted interrupt entry and exit, EOI;
-an ICR-busy retry counts too). ``ours`` and ``simpy`` are those events per
-second, each the median of `repeats` runs taken in turns; ``ratio`` = ours /
-simpy. A message costs SimPy about 3 events and ours about 6-7 (ours models
-the hardware steps of an IPI), so per message ours is slower than the ratio
-says. ``simpy`` is None when SimPy is not installed (``pip install l4tui[bench]``).
+What is counted is what executes something: on SimPy one `env.step()` (one
+event processed — timeouts, puts, gets, process initialisations and
+resumptions); on ours one `m.step()` that executed an op (Compute, SendIPI,
+Hlt, the engine-inserted interrupt entry and exit, EOI). A SendIPI that finds
+the ICR still busy executes nothing — the CPU goes on polling — and is not
+counted (`retries` says how many there were; `ours_all_steps` counts them
+too). ``ours`` and ``simpy`` are those events per second, each the median of
+`repeats` runs taken in turns; ``ratio`` = ours / simpy. A message costs SimPy
+about 3 events and ours 6 (ours models the hardware steps of an IPI), so the
+per-message rates are given too (``ours_messages``, ``simpy_messages``,
+``message_ratio``, ``steps_per_message``, ``events_per_message``). ``simpy``
+is None when SimPy is not installed (``pip install l4tui[bench]``).
 """
 
 from __future__ import annotations
@@ -120,15 +123,21 @@ def coherence_ping_pong(seconds: float = SECONDS, chunk: int = CHUNK) -> float:
 
 @dataclass(slots=True)
 class RingRun:
-    """One run of the ring: events processed, messages received, host seconds."""
+    """One run of the ring: events that executed something, messages received, host
+    seconds, and steps that executed nothing (our ICR-busy retries; SimPy has none)."""
 
     events: int
     messages: int
     seconds: float
+    retries: int = 0
 
     @property
     def rate(self) -> float:
         return self.events / self.seconds
+
+    @property
+    def message_rate(self) -> float:
+        return self.messages / self.seconds
 
 
 def ring_delays(rounds: int, seed: int = SEED, processes: int = RING) -> list[list[int]]:
@@ -189,12 +198,13 @@ def machine_ring(delays: list[list[int]]) -> RingRun:
     m.vector_handlers[VECTOR] = on_message
     for i in range(n):
         m.start(i + 1, process(i))
-    events = 0
+    calls = 0
     step = m.step
     start = perf_counter()
     while step() is not None:
-        events += 1
-    return RingRun(events, sum(received), perf_counter() - start)
+        calls += 1
+    seconds = perf_counter() - start
+    return RingRun(m.steps, sum(received), seconds, calls - m.steps)
 
 
 def compare_simpy(
@@ -215,10 +225,22 @@ def compare_simpy(
         a, b = machine_ring(delays), simpy_ring(delays)
         if a.messages != b.messages:  # pragma: no cover - the workloads must match
             raise RuntimeError(f"ring messages differ: ours {a.messages}, simpy {b.messages}")
-        ours.append(a.rate)
-        theirs.append(b.rate)
-    o, t = statistics.median(ours), statistics.median(theirs)
-    return {"ours": o, "simpy": t, "ratio": o / t}
+        ours.append(a)
+        theirs.append(b)
+    a = sorted(ours, key=lambda r: r.rate)[(repeats - 1) // 2]  # the median run
+    b = sorted(theirs, key=lambda r: r.rate)[(repeats - 1) // 2]
+    return {
+        "ours": a.rate,
+        "simpy": b.rate,
+        "ratio": a.rate / b.rate,
+        "ours_all_steps": (a.events + a.retries) / a.seconds,
+        "retries": float(a.retries),
+        "ours_messages": a.message_rate,
+        "simpy_messages": b.message_rate,
+        "message_ratio": a.message_rate / b.message_rate,
+        "steps_per_message": a.events / a.messages,
+        "events_per_message": b.events / b.messages,
+    }
 
 
 def run_engine(
