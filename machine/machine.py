@@ -110,6 +110,9 @@ class Machine:
         self.vector_handlers: dict[int, VectorHandler] = {}
         self.default_vector_handler: VectorHandler = _default_vector_handler
         self.fault_handler: FaultHandler | None = None
+        # Kernel loads and stores done inside `step`, not through execute.HANDLERS (the same
+        # effects, fewer calls); off, every op goes through HANDLERS (a guard wrapping them).
+        self.inline_kernel_access = True
         # What the last step did, for tracing and breakpoints (no allocation per step).
         self.last_cpu: Cpu | None = None
         self.last_op: Op | None = None
@@ -414,7 +417,7 @@ class Machine:
         shadowed = c.sti_shadow
         if shadowed:
             c.sti_shadow = False
-        if kind is Read and plain and c.mode == "kernel":
+        if kind is Read and plain and c.mode == "kernel" and self.inline_kernel_access:
             # The commonest step, a kernel load, without the calls of do_read and
             # Coherence.read (an L1 hit makes no call): the same effects (issue 16).
             paddr = op.addr - KERNEL_BASE
@@ -435,7 +438,7 @@ class Machine:
                 result = self.memory.words.get(paddr, 0)
             else:
                 result, cost = HANDLERS[kind](self, c, op)
-        elif kind is Write and plain and c.mode == "kernel":
+        elif kind is Write and plain and c.mode == "kernel" and self.inline_kernel_access:
             # A kernel store: no translation (do_write's _physical and translate).
             paddr = op.addr - KERNEL_BASE
             if paddr >= 0 and not paddr & 3 and paddr < self.memory.size:

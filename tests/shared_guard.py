@@ -310,6 +310,7 @@ class SharedStateGuard:
 
         m.idle_handler = idle_handler
         m.step = guarded_step  # type: ignore[method-assign]
+        m.inline_kernel_access = False  # every op through the wrapped HANDLERS
         alloc, trigger, link = xcpu.alloc, xcpu.trigger, xcpu.link
 
         def guarded_alloc(k: Any, from_cpu: int) -> Any:
@@ -364,3 +365,4 @@ class SharedStateGuard:
             execute.HANDLERS.update(saved)
             m.idle_handler = idle
             m.step = step  # type: ignore[method-assign]
+            m.inline_kernel_access = True
