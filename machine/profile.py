@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from machine.errors import ConfigError
-from machine.yamlsrc import Source, load_yaml_file
+from machine.yamlsrc import Source, file_exists, load_yaml_file
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 MAX_CPUS = 16
@@ -331,7 +331,7 @@ def load_profile(
     path = Path(name_or_path)
     if name_or_path in profile_names():
         path = PROFILE_DIR / f"{name_or_path}.yaml"
-    elif not path.suffix or not path.exists():
+    elif not path.suffix or not file_exists(path):
         hint = _suggest(name_or_path, profile_names())
         known = ", ".join(profile_names())
         raise ConfigError(f"no profile {name_or_path!r}{hint}; shipped profiles: {known}")

@@ -8,6 +8,7 @@ the file, line and column of the offending value (STYLE.md point 10).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,6 +114,15 @@ class _Loader(yaml.SafeLoader):
             return super().compose_node(parent, index)  # type: ignore[no-any-return]
         finally:
             self._depth -= 1
+
+
+def file_exists(path: str | os.PathLike[str]) -> bool:
+    """Does `path` name an existing file? A name the file system refuses (too long,
+    a NUL byte) names none — `Path.exists` raises there (a fuzzed scenario found it)."""
+    try:
+        return os.path.exists(path)
+    except (OSError, ValueError):
+        return False
 
 
 def _size_text(n: int) -> str:

@@ -531,6 +531,9 @@ def test_task_new_of_an_unknown_task(tmp_path: Path) -> None:
         ("tcb_layout: thesis", "tik: 5", "tik", "did you mean 'tick'"),
         ("profile: p3-dual-450", "profile: p3-dual-45", "p3-dual-45",
          "no profile 'p3-dual-45' (did you mean 'p3-dual-450'?)"),
+        # A name too long for the file system: `Path.exists` raised (found by test_bounds).
+        ("profile: p3-dual-450", "profile: " + "a" * 300, "a" * 300, "no profile 'aaa"),
+        ("profile: p3-dual-450", "profile: /" + "b" * 300 + ".yaml", "/bbb", "no profile '/bbb"),
         ("cpus: 2}", "cpus: 0}", "0}", "cpus must be at least 1"),
         ("cpus: 2}", "cpuss: 2}", "cpuss", "did you mean 'cpus'"),
         ("cpus: 2}", "cpus: 2, clock: {cpu_mhz: x}}", "x}", "cpu_mhz must be a number"),
