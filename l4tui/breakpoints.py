@@ -253,7 +253,7 @@ def parse_watch(s: Session, args: tuple[str, ...]) -> tuple[str, int, int | None
         # watch line THREAD.N cpu C: the MESI state of the TCB's N-th line in CPU C's cache
         if len(args) != 4 or args[2] != "cpu" or "." not in args[1]:
             raise CommandError("usage: watch line THREAD.N cpu C (e.g. watch line srv.1 cpu 2)")
-        name, line = args[1].split(".", 1)
+        name, line = args[1].rsplit(".", 1)  # proxy names have a dot: proxy2.1
         t = views.thread(s, name)
         layout = s.system.kernel.layout
         lines = len(layout.lines())
@@ -265,7 +265,7 @@ def parse_watch(s: Session, args: tuple[str, ...]) -> tuple[str, int, int | None
         return f"line {name}.{n} cpu {cpu}", paddr, cpu
     if len(args) != 1 or "." not in args[0]:
         raise CommandError(WATCH_USAGE)
-    name, field = args[0].split(".", 1)
+    name, field = args[0].rsplit(".", 1)  # proxy names have a dot: proxy2.1.state
     t = views.thread(s, name)
     if field not in t.f:
         raise CommandError(f"no TCB field {field!r}{suggest(field, list(t.f))}")

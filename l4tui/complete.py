@@ -280,7 +280,7 @@ class CommandCompleter(Completer):
     def _field_expr(self, partial: str, cpus: bool) -> Iterator[Completion]:
         """`THREAD.FIELD` (and for `print`, `THREAD.state` and `cpuN.FIELD`)."""
         if "." in partial:
-            owner, field = partial.split(".", 1)
+            owner, _, field = partial.rpartition(".")  # a proxy's name has a dot
             if owner in self._threads():
                 fields = self._fields(owner) + (["state"] if cpus else [])
                 yield from _matching(field, fields, f"{owner}'s TCB")

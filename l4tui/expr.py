@@ -63,11 +63,11 @@ def value(s: Session, term: str) -> Any:
     if m:
         return _cpu_field(s, int(m.group(1)), m.group(2))
     names = [t.name for t in s.scenario.threads()]
+    if term in k.by_name:  # a thread's name (a proxy's has a dot: proxy2.1)
+        return k.by_name[term].word
     if "." not in term:
-        if term in k.by_name:
-            return k.by_name[term].word
         raise CommandError(f"no thread or value {shown(term)}{suggest(term, names + list(STATES))}")
-    name, field = term.split(".", 1)
+    name, field = term.rsplit(".", 1)  # fields have no dot; proxy names do
     from l4tui.views import thread
 
     t = thread(s, name)

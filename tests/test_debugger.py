@@ -253,6 +253,16 @@ def test_print_expressions(demo: Session) -> None:
     assert execute(demo, "print cpu1.bogus").startswith("error: no CPU field")
 
 
+def test_a_proxy_whose_name_has_a_dot_is_printed_and_watched(demo: Session) -> None:
+    """`proxy2.1.state`: the field is after the last dot (it read a thread 'proxy2')."""
+    assert execute(demo, "print proxy2.1.state") == "proxy2.1.state = waiting"
+    assert execute(demo, "print proxy2.1").startswith("proxy2.1 = ")
+    assert execute(demo, "print proxy2.1.priority").startswith("proxy2.1.priority = ")
+    assert "error" not in execute(demo, "watch proxy2.1.thread_state")
+    assert "error" not in execute(demo, "watch line proxy2.1.0 cpu 2")
+    assert execute(demo, "print proxy2.1.bogus").startswith("error: no TCB field")
+
+
 # --- views --------------------------------------------------------------------------------
 
 
