@@ -235,7 +235,7 @@ def test_in_process_where_the_engine_is_opted_out(monkeypatch: pytest.MonkeyPatc
 
 
 async def test_the_monitor_on_an_engine_session_shows_what_it_shows_in_process(
-    remote: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    remote: Any,
 ) -> None:
     """Every pane paints from data read where the session lives (Session.call): the same
     keys on the same scenario give the same screen, in-process and through the engine."""
@@ -244,8 +244,6 @@ async def test_the_monitor_on_an_engine_session_shows_what_it_shows_in_process(
     sys.path.insert(0, str(Path(__file__).parent))
     from screen import enter_line, screen_rows
 
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     screens = []
     for session in (Session(demo_scenario()), remote(Session(demo_scenario()), spacing=200)):
         app = MonitorApp(session)
@@ -317,15 +315,13 @@ def test_a_schedule_followed_through_the_engine_goes_back_exactly(
 
 
 async def test_the_live_continue_through_an_engine_paints_and_reads_keys_while_it_runs(
-    remote: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    remote: Any,
 ) -> None:
     """The TUI waits for an engine's slices in a thread: keys that ask the session while it
     runs wait their turn (RemoteSession locks), the pause key stops it, and the run is the
     same run as in-process (its log replays to the same state)."""
     from l4tui.tui.app import MonitorApp
 
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     s = remote(_endless(), spacing=5_000)
     app = MonitorApp(s)
     async with app.run_test(size=(120, 36)) as pilot:

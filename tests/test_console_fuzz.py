@@ -387,14 +387,10 @@ def test_reverse_commands_are_bounded_by_the_way_back(monkeypatch: pytest.Monkey
     assert s.position == 0
 
 
-async def test_the_monitors_continue_pauses_at_limit_too(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_the_monitors_continue_pauses_at_limit_too(monkeypatch: pytest.MonkeyPatch) -> None:
     from kernel.scenario import parse_scenario
     from l4tui.tui.app import MonitorApp
 
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setattr(session_module, "LIMIT", 5000)
     app = MonitorApp(Session(parse_scenario(FOREVER)))
     async with app.run_test(size=(160, 48)) as pilot:

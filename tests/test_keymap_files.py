@@ -19,10 +19,8 @@ WIDE = (160, 48)
 
 
 @pytest.fixture(autouse=True)
-def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The keymap's directory, in the test's own config home."""
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+def config(tmp_path: Path) -> Path:
+    """The keymap's directory, in the test's own config home (tests/conftest.py)."""
     where = tmp_path / "config" / "l4tui"
     where.mkdir(parents=True)
     return where

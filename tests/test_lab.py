@@ -181,13 +181,12 @@ def test_bad_lab_files_are_refused_with_a_position(text: str, where: str, messag
 
 
 async def test_the_monitor_shows_the_sheet_ticks_it_and_saves_after_every_command(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     from l4tui.cli import lab_session
     from l4tui.tui.app import MonitorApp
     from l4tui.tui.labpane import LabPane
 
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     state = tmp_path / "alice.json"
     lab, s = lab_session(str(LABS / "xp-ipc.yaml"), str(state), fresh=False)
     app = MonitorApp(s, lab=lab, autosave=state)

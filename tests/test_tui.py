@@ -29,14 +29,6 @@ from screen import enter_line, region_rows, screen_rows  # noqa: E402
 WIDE, SPLIT, NARROW = (160, 48), (120, 36), (80, 24)
 
 
-@pytest.fixture(autouse=True)
-def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """History and keymap live in the test's own directories."""
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    return tmp_path
-
-
 def app_on_demo() -> MonitorApp:
     return MonitorApp(Session(demo_scenario()))
 

@@ -21,12 +21,6 @@ LABS = Path(__file__).parent.parent / "scripts" / "labs"
 SIZES = [(80, 24), (120, 36), (160, 48)]
 
 
-@pytest.fixture(autouse=True)
-def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-
-
 async def run(pilot, line: str) -> None:  # noqa: ANN001 - a Pilot
     await enter_line(pilot, line)
     await pilot.pause()

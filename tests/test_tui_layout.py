@@ -36,12 +36,6 @@ STATES = {"running", "ready", "waiting", "polling", "locked_running", "locked_wa
 BORDER = "│╭╮╰╯─▕▊ "
 
 
-@pytest.fixture(autouse=True)
-def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-
-
 def machine(cpus: int) -> Scenario:
     """On each CPU a server (priority 200+), a client calling the next CPU's server (150) and
     a worker (90): cross-processor calls keep mailboxes, proxies and APIC slots busy."""
