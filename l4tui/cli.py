@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 an expectation failed, 2 bad input with a one-line
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -600,6 +601,18 @@ def _lab(args: argparse.Namespace) -> int:
     )
 
 
+def _need_asyncssh(what: str) -> None:
+    """ConfigError saying what to install, if the `serve` extra is not installed."""
+    try:
+        importlib.import_module("l4tui.serve")  # first: it quiets what asyncssh's import says
+        importlib.import_module("asyncssh")
+    except ImportError:
+        raise ConfigError(
+            f"{what} needs asyncssh, which the plain install leaves out: "
+            "pip install 'l4tui[serve]' (in a checkout: pip install -e '.[serve]')"
+        ) from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
     import logging
@@ -630,6 +643,7 @@ def _serve(args: argparse.Namespace) -> int:
     users = load_users(args.users) if args.users else None
     state = Path(args.state_dir)
     # Only now the SSH library (asyncssh, cryptography): every bad argument is said before.
+    _need_asyncssh("l4tui serve")
     from l4tui.serve.server import LabServer, Limits, serve
 
     limits = Limits(
@@ -735,6 +749,8 @@ def _bench(args: argparse.Namespace) -> int:
     from l4tui import report
 
     result: dict[str, Any] = {}
+    if args.which in ("serve", "all"):
+        _need_asyncssh(f"l4tui bench {args.which}")  # said before anything runs
     if args.which in ("thesis", "all"):
         from machine.profile import load_profile
 

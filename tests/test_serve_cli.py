@@ -226,3 +226,27 @@ def test_passwd_at_a_terminal_asks_without_echo_and_ctrl_d_is_one_line(tmp_path:
     assert again.proc.wait(timeout=30) == 2
     assert "Traceback" not in again.seen
     assert check_password("wonderland", load_users(str(users))["alice"])
+
+
+def test_without_the_serve_extra_serve_says_what_to_install(tmp_path: Path) -> None:
+    """asyncssh is in the `serve` extra only (issue 17): without it, one line, exit 2."""
+    blocker = tmp_path / "no_asyncssh"
+    blocker.mkdir()
+    (blocker / "asyncssh.py").write_text("raise ImportError('no module named asyncssh')\n")
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    for argv in (
+        ["serve", "--lab", LAB, "--authorized-keys", str(keys), "--state-dir", str(tmp_path / "s")],
+        ["bench", "serve"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "l4tui", *argv],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": f"{blocker}{os.pathsep}{os.getcwd()}"},
+        )
+        err = _one_error_line(done)
+        assert "needs asyncssh" in err and "pip install 'l4tui[serve]'" in err, err
+    assert not (tmp_path / "s").exists()
