@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     explore.add_argument(
         "--save",
         metavar="S",
-        help="where to save a failing schedule (default: NAME.schedule.json here)",
+        help="where to save a failing schedule "
+        "(default: $XDG_STATE_HOME/l4tui/schedules/NAME.schedule.json)",
     )
     explore.add_argument(
         "--jobs",
@@ -456,9 +457,18 @@ def _explore(args: argparse.Namespace) -> int:
         print("interrupted: the result so far", file=sys.stderr)
     saved = None
     if report.failure is not None:
-        saved = args.save if args.save is not None else f"{scenario.name}.schedule.json"
+        saved = args.save
         try:
+            if saved is None:
+                from l4tui.paths import schedule_path
+
+                where = schedule_path(scenario.name)
+                saved = str(where)
+                where.parent.mkdir(parents=True, exist_ok=True)
             explore.write_schedule(saved, explore.schedule_data(scenario, args.seed, report))
+        except OSError as e:  # the state directory cannot be made
+            print(f"warning: cannot save the schedule to {saved!r}: {e.strerror}", file=sys.stderr)
+            saved = None
         except ConfigError as e:  # files.FileError: the name and why, on one line
             print(f"warning: cannot save the schedule to {saved!r}: {e.message}", file=sys.stderr)
             saved = None

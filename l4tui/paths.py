@@ -27,3 +27,9 @@ def lab_state_path(lab_file: str) -> Path:
     """Where `l4tui lab LAB` keeps a student's session when no --state is given: one file
     per lab, named after it, so progress survives quitting."""
     return state_dir() / "labs" / f"{Path(lab_file).stem}.json"
+
+
+def schedule_path(scenario_name: str) -> Path:
+    """Where `l4tui explore` saves a failing schedule when no --save is given: beside the
+    labs' sessions, never in the working directory (a checkout, say)."""
+    return state_dir() / "schedules" / f"{scenario_name}.schedule.json"

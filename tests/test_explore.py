@@ -183,3 +183,17 @@ def test_a_migration_deletes_the_thread_from_its_old_priority_list() -> None:
     demo = load_scenario(str(RACES.parent / "demos" / "migration.yaml"))
     run = Explorer(demo).run((Choice(17, 1, 3),))
     assert (run.kind, run.ended) == (None, "end")
+
+
+def test_a_failing_schedule_is_saved_in_the_state_directory_not_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No --save: the schedule goes beside the labs' sessions (issue 17), not into the cwd."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["explore", NAIVE]) == 1
+    assert list(work.iterdir()) == []
+    saved = tmp_path / "state" / "l4tui" / "schedules" / "uhlig-naive.schedule.json"
+    assert saved.is_file()
+    assert f"schedule saved to {saved}" in capsys.readouterr().out
