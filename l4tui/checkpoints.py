@@ -394,7 +394,7 @@ class Checkpoints:
                             keeper = newest
                 else:
                     session._replay(entry)
-        except Exception:  # noqa: BLE001 - the engine then replays from the start itself
+        except Exception:  # the engine then replays from the start itself
             out = None
         for fork in {newest, keeper} - {keeper if out else None, None}:
             _end(fork[2])  # no stop after it, or the scan goes on: it is of no use

@@ -157,10 +157,10 @@ def _serve(session: Session, req_fd: int, resp_fd: int, life_fd: int, ck: Checkp
             sent = session.generation
             try:
                 data = pickle.dumps(reply)
-            except Exception as e:  # noqa: BLE001 - a result that is not plain data is a bug
+            except Exception as e:  # a result that is not plain data is a bug
                 data = pickle.dumps(("err", RuntimeError(f"not plain data: {e}"), reply[2]))
             resp.send_bytes(data)
-    except BaseException:  # noqa: BLE001 - the engine never returns into its caller's code
+    except BaseException:  # the engine never returns into its caller's code
         code = 1
         import traceback
 
@@ -184,10 +184,10 @@ def _handle(session: Session, request: Any, ck: Checkpoints) -> tuple[str, Any]:
         if kind == "checkpoints":
             return "ok", [(c.position, c.pid) for c in ck.list]
         raise ValueError(f"unknown request {kind!r}")
-    except Exception as e:  # noqa: BLE001 - sent back and raised in the front end
+    except Exception as e:  # sent back and raised in the front end
         try:
             pickle.dumps(e)
-        except Exception:  # noqa: BLE001
+        except Exception:
             e = RuntimeError(f"{type(e).__name__}: {e}")
         return "err", e
 

@@ -266,7 +266,7 @@ def run_case(text: str, budget: int = STEP_BUDGET) -> Outcome:
     q = Checker(s)
     try:
         s.run(max_steps=budget, check_invariants=True)
-    except Exception as e:  # noqa: BLE001 - any exception in the kernel is the finding
+    except Exception as e:  # any exception in the kernel is the finding
         tb = traceback.extract_tb(e.__traceback__)
         where = next((f for f in reversed(tb) if "/kernel/" in f.filename), tb[-1])
         place = f"{Path(where.filename).name}:{where.name}"

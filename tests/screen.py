@@ -37,14 +37,14 @@ def screen_rows(app: App) -> list[str]:
     return ["".join(r) for r in grid]
 
 
-def region_rows(app: App, widget) -> list[str]:  # noqa: ANN001 - a Widget
+def region_rows(app: App, widget) -> list[str]:  # a Widget
     """The rows of the screen inside `widget`'s region (border included)."""
     r = widget.region
     rows = screen_rows(app)
     return [row[r.x : r.x + r.width] for row in rows[r.y : r.y + r.height]]
 
 
-async def enter_line(pilot, text: str) -> None:  # noqa: ANN001 - a Pilot
+async def enter_line(pilot, text: str) -> None:  # a Pilot
     """A command line into the monitor's console, then Enter as a key, and wait for the
     machine (typing key by key is slow and tested on its own)."""
     app = pilot.app

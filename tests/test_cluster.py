@@ -176,7 +176,7 @@ def test_any_address_parses_or_is_one_short_line(text: str) -> None:
         assert parse_address(url) == (url, host, port)
 
 
-def test_without_the_extra_the_cli_says_how_to_install_it(monkeypatch, capsys) -> None:  # noqa: ANN001
+def test_without_the_extra_the_cli_says_how_to_install_it(monkeypatch, capsys) -> None:
     import sys
 
     from l4tui.cli import main
@@ -328,7 +328,7 @@ def test_a_worker_with_other_code_refuses_the_unit(cluster: str) -> None:
             list(pool.map(Job("j"), units(1)))
 
 
-def test_a_worker_with_other_code_is_refused_when_connecting(cluster: str, monkeypatch) -> None:  # noqa: ANN001
+def test_a_worker_with_other_code_is_refused_when_connecting(cluster: str, monkeypatch) -> None:
     import l4tui.cluster
 
     monkeypatch.setattr(l4tui.cluster, "code_digest", lambda: "0" * 16)  # here, not on the workers
@@ -496,7 +496,7 @@ def test_the_first_failure_on_the_cluster_is_the_local_one(cluster: str) -> None
     assert remote.failure is not None and remote.failure.log == local.failure.log
 
 
-def test_explore_cluster_prints_what_explore_jobs_1_prints(cluster: str, capsys, tmp_path) -> None:  # noqa: ANN001
+def test_explore_cluster_prints_what_explore_jobs_1_prints(cluster: str, capsys, tmp_path) -> None:
     from l4tui.cli import main
 
     race = str(RACES / "uhlig-naive.yaml")
@@ -514,7 +514,7 @@ def test_explore_cluster_prints_what_explore_jobs_1_prints(cluster: str, capsys,
         ("127.0.0.1:FREE", "cannot reach the scheduler"),  # a port where nothing listens
     ],
 )
-def test_explore_with_a_bad_cluster_is_one_line_and_exit_2(address: str, says: str, capsys) -> None:  # noqa: ANN001
+def test_explore_with_a_bad_cluster_is_one_line_and_exit_2(address: str, says: str, capsys) -> None:
     from l4tui.cli import main
 
     address = address.replace("FREE", str(free_port()))

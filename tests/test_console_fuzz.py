@@ -42,8 +42,8 @@ from l4tui.lexer import CommandLexer
 from l4tui.session import Session
 
 sys.path.insert(0, str(Path(__file__).parent))
-import fuzzing  # noqa: E402
-from fuzzing import WATCHED, Guard, examples, make_decoy  # noqa: E402
+import fuzzing
+from fuzzing import WATCHED, Guard, examples, make_decoy
 
 SCENARIO = demo_scenario()
 # Three CPUs, a migration, TLBs that fill (`info tlb` on a full one raised once).

@@ -323,7 +323,7 @@ tasks:
 SCENARIOS = ["<demo>", "scripts/xp-pingpong.yaml", "scripts/migrate-workers.yaml"]
 
 
-def scenario(name: str):  # noqa: ANN201 - a Scenario
+def scenario(name: str):  # a Scenario
     return demo_scenario() if name == "<demo>" else load_scenario(name)
 
 

@@ -28,7 +28,7 @@ def explore_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, d
     return code, json.loads(capsys.readouterr().out)
 
 
-def test_the_naive_kernel_loses_the_wakeup(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+def test_the_naive_kernel_loses_the_wakeup(tmp_path: Path, capsys) -> None:
     saved = tmp_path / "race.json"
     code, data = explore_json(capsys, NAIVE, "--save", str(saved))
     assert code == 1
@@ -42,7 +42,7 @@ def test_the_naive_kernel_loses_the_wakeup(tmp_path: Path, capsys) -> None:  # n
     assert data["saved"] == str(saved) and saved.exists()
 
 
-def test_the_proxy_design_exhausts_the_bound(capsys) -> None:  # noqa: ANN001
+def test_the_proxy_design_exhausts_the_bound(capsys) -> None:
     code, data = explore_json(capsys, PROXY)
     assert code == 0
     assert data["found"] is False and data["schedule"] == [] and data["kind"] is None
@@ -58,7 +58,7 @@ def test_the_other_races_of_the_thesis_hold_within_one_preemption(name: str) -> 
     assert report.schedules > 10
 
 
-def test_human_report_and_bad_input(capsys, tmp_path: Path) -> None:  # noqa: ANN001
+def test_human_report_and_bad_input(capsys, tmp_path: Path) -> None:
     assert main(["explore", NAIVE, "--save", str(tmp_path / "s.json")]) == 1
     out = capsys.readouterr().out
     assert "found: deadlock: snd polling on rcv" in out
@@ -122,7 +122,7 @@ def test_stepping_by_hand_leaves_the_schedule(tmp_path: Path) -> None:
     assert s.schedule is None
 
 
-def test_console_and_schedule_errors(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+def test_console_and_schedule_errors(tmp_path: Path, capsys) -> None:
     saved = tmp_path / "race.json"
     assert main(["explore", NAIVE, "--save", str(saved)]) == 1
     capsys.readouterr()

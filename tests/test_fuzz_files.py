@@ -30,7 +30,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fuzzing import (  # noqa: E402
+from fuzzing import (
     HOME,
     SCRIPTS,
     WATCHED,

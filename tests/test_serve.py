@@ -43,7 +43,7 @@ async def lab(tmp_path: Path) -> AsyncIterator[tuple[LabServer, int, asyncssh.SS
     await server.stop()
 
 
-def connect(port: int, user: str = "alice", **kw: object):  # noqa: ANN201 - a connection
+def connect(port: int, user: str = "alice", **kw: object):  # a connection
     options = {"password": "wonderland", "client_keys": None} if "client_keys" not in kw else {}
     return asyncssh.connect("127.0.0.1", port, username=user, known_hosts=None, **{**options, **kw})
 
@@ -99,7 +99,7 @@ class Screen:
         self.proc.change_terminal_size(cols, rows)
 
 
-async def open_monitor(conn: asyncssh.SSHClientConnection, size=(160, 48)) -> Screen:  # noqa: ANN001
+async def open_monitor(conn: asyncssh.SSHClientConnection, size=(160, 48)) -> Screen:
     proc = await conn.create_process(term_type="xterm-256color", term_size=size, encoding=None)
     return Screen(proc, size)
 
@@ -123,7 +123,7 @@ def test_the_state_dir_is_absolute_for_sessions_in_their_homes() -> None:
     assert server.state_dir == Path.cwd() / "relative-state"
 
 
-async def test_password_login_shows_the_monitor_and_follows_a_resize(lab) -> None:  # noqa: ANN001
+async def test_password_login_shows_the_monitor_and_follows_a_resize(lab) -> None:
     server, port, _ = lab
     async with connect(port) as conn:
         screen = await open_monitor(conn)
@@ -140,7 +140,7 @@ async def test_password_login_shows_the_monitor_and_follows_a_resize(lab) -> Non
     assert "break xp.proxy.send" in saved["commands"]
 
 
-async def test_key_login_and_refusals(lab) -> None:  # noqa: ANN001
+async def test_key_login_and_refusals(lab) -> None:
     server, port, bob = lab
     async with connect(port, "bob", client_keys=[bob]) as conn:
         screen = await open_monitor(conn, (120, 40))
@@ -158,7 +158,7 @@ async def test_key_login_and_refusals(lab) -> None:  # noqa: ANN001
             pass
 
 
-async def test_exec_and_forwarding_are_refused(lab) -> None:  # noqa: ANN001
+async def test_exec_and_forwarding_are_refused(lab) -> None:
     _, port, _ = lab
     async with connect(port) as conn:
         with pytest.raises(asyncssh.ChannelOpenError):
@@ -169,7 +169,7 @@ async def test_exec_and_forwarding_are_refused(lab) -> None:  # noqa: ANN001
             await conn.start_sftp_client()
 
 
-async def test_session_limits_refuse_with_a_message(lab) -> None:  # noqa: ANN001
+async def test_session_limits_refuse_with_a_message(lab) -> None:
     _, port, bob = lab
     async with connect(port) as conn:
         first = await open_monitor(conn)
@@ -184,7 +184,7 @@ async def test_session_limits_refuse_with_a_message(lab) -> None:  # noqa: ANN00
             assert "the lab is full (2 sessions)" in told
 
 
-async def test_an_idle_session_is_closed_and_its_work_saved(lab) -> None:  # noqa: ANN001
+async def test_an_idle_session_is_closed_and_its_work_saved(lab) -> None:
     server, port, _ = lab
     async with connect(port) as conn:
         screen = await open_monitor(conn)
@@ -196,7 +196,7 @@ async def test_an_idle_session_is_closed_and_its_work_saved(lab) -> None:  # noq
     assert "step 7" in saved["commands"]
 
 
-async def test_a_dropped_connection_resumes_exactly_and_fresh_starts_over(lab) -> None:  # noqa: ANN001
+async def test_a_dropped_connection_resumes_exactly_and_fresh_starts_over(lab) -> None:
     server, port, _ = lab
     state = server.state_dir / "alice.json"
     conn = await connect(port)
@@ -228,7 +228,7 @@ async def test_a_dropped_connection_resumes_exactly_and_fresh_starts_over(lab) -
         screen.proc.close()
 
 
-async def test_a_warm_slot_takes_the_students_session_and_size(lab) -> None:  # noqa: ANN001
+async def test_a_warm_slot_takes_the_students_session_and_size(lab) -> None:
     server, port, _ = lab
     (server.state_dir / "alice.json").unlink(missing_ok=True)
     async with connect(port) as conn:  # a first session, to have something saved
@@ -310,7 +310,7 @@ async def test_a_runaway_continue_is_its_own_niced_limited_process(tmp_path: Pat
         await server.stop()
 
 
-def _lines(stream) -> queue.Queue[str]:  # noqa: ANN001 - a text pipe
+def _lines(stream) -> queue.Queue[str]:  # a text pipe
     """The lines of a pipe as they come ("" at its end), read by a thread that never blocks us."""
     lines: queue.Queue[str] = queue.Queue()
 

@@ -21,7 +21,7 @@ async def _pool_ready(server: LabServer) -> None:
 
 
 @pytest.mark.parametrize("warm", [0, 1], ids=["forked-at-login", "warm-slot"])
-async def test_file_commands_stay_in_the_students_directory(lab, warm: int) -> None:  # noqa: ANN001, F811
+async def test_file_commands_stay_in_the_students_directory(lab, warm: int) -> None:  # noqa: F811
     server, port, _ = lab
     if warm:
         server.warm = 1

@@ -123,7 +123,7 @@ def test_each_lockout_is_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
         max_size=120,
     )
 )
-def test_guessing_never_gets_more_than_the_budget_per_lockout_span(tries) -> None:  # noqa: ANN001
+def test_guessing_never_gets_more_than_the_budget_per_lockout_span(tries) -> None:
     """However guesses are spread over names, addresses and time, no name and no address
     gets more bad passwords checked in any span as long as a lockout than its budget."""
     clock = Clock()
@@ -211,7 +211,7 @@ async def guesses(port: int, user: str, passwords: list[str]) -> bool:
 
 
 async def test_over_ssh_a_known_and_an_unknown_name_cost_the_same(
-    lab,  # noqa: ANN001, F811 - the server fixture of test_serve
+    lab,  # noqa: F811 - the server fixture of test_serve
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server, port, _ = lab
@@ -233,7 +233,7 @@ async def test_over_ssh_a_known_and_an_unknown_name_cost_the_same(
 
 
 async def test_over_ssh_reconnecting_does_not_reset_the_budget(
-    lab,  # noqa: ANN001, F811
+    lab,  # noqa: F811
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     server, port, _ = lab

@@ -21,7 +21,7 @@ from test_serve import connect, lab, open_monitor  # noqa: F401 - lab: the fixtu
 from test_serve_orphans import await_until, gone
 
 
-async def test_a_session_ends_when_its_zygote_dies(lab) -> None:  # noqa: ANN001, F811
+async def test_a_session_ends_when_its_zygote_dies(lab) -> None:  # noqa: F811
     server, port, _ = lab
     async with connect(port) as conn:
         screen = await open_monitor(conn)
@@ -36,7 +36,7 @@ async def test_a_session_ends_when_its_zygote_dies(lab) -> None:  # noqa: ANN001
         screen.proc.close()
 
 
-async def test_a_session_ends_when_its_terminal_goes(lab) -> None:  # noqa: ANN001, F811
+async def test_a_session_ends_when_its_terminal_goes(lab) -> None:  # noqa: F811
     server, port, _ = lab
     async with connect(port) as conn:
         screen = await open_monitor(conn)
@@ -50,7 +50,7 @@ async def test_a_session_ends_when_its_terminal_goes(lab) -> None:  # noqa: ANN0
         server.sessions.discard(session)
 
 
-async def test_a_warm_slot_ends_when_its_pool_socket_closes(lab) -> None:  # noqa: ANN001, F811
+async def test_a_warm_slot_ends_when_its_pool_socket_closes(lab) -> None:  # noqa: F811
     server, _, _ = lab
     server.warm = 1
     server.fill_pool()
@@ -99,7 +99,7 @@ async def _settled(pids: list[int], timeout: float = 30.0) -> None:
         assert asyncio.get_running_loop().time() < deadline, "never settled"
 
 
-async def test_an_idle_session_and_a_warm_slot_sleep(lab) -> None:  # noqa: ANN001, F811
+async def test_an_idle_session_and_a_warm_slot_sleep(lab) -> None:  # noqa: F811
     server, port, _ = lab
     server.limits = dataclasses.replace(server.limits, idle_timeout=600.0)
     server.warm = 2

@@ -14,7 +14,7 @@ import pytest
 from test_serve import connect, disconnect_reason, lab, open_monitor  # noqa: F401 - lab: fixture
 
 
-async def until(condition, timeout: float = 30.0) -> None:  # noqa: ANN001 - a callable
+async def until(condition, timeout: float = 30.0) -> None:  # a callable
     """Wait for `condition()` to hold, up to a deadline (no fixed sleeps)."""
     deadline = time.monotonic() + timeout
     while not condition():
@@ -22,7 +22,7 @@ async def until(condition, timeout: float = 30.0) -> None:  # noqa: ANN001 - a c
         await asyncio.sleep(0.05)
 
 
-async def test_a_connection_without_a_channel_holds_a_place(lab) -> None:  # noqa: ANN001, F811
+async def test_a_connection_without_a_channel_holds_a_place(lab) -> None:  # noqa: F811
     server, port, bob = lab  # max_sessions 2, per_user 1
     async with connect(port) as first:
         await until(lambda: len(server.connections) == 1)
@@ -43,7 +43,7 @@ async def test_a_connection_without_a_channel_holds_a_place(lab) -> None:  # noq
 
 
 async def test_a_connection_that_opens_no_session_is_closed_at_the_login_timeout(
-    lab,  # noqa: ANN001, F811
+    lab,  # noqa: F811
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     server, port, _ = lab
@@ -59,7 +59,7 @@ async def test_a_connection_that_opens_no_session_is_closed_at_the_login_timeout
 
 
 async def test_a_connection_whose_session_ended_gets_the_login_timeout_again(
-    lab,  # noqa: ANN001, F811
+    lab,  # noqa: F811
 ) -> None:
     server, port, _ = lab
     async with connect(port) as conn:
@@ -74,7 +74,7 @@ async def test_a_connection_whose_session_ended_gets_the_login_timeout_again(
     assert not server.connections and not server.sessions
 
 
-async def test_a_refused_second_channel_holds_no_place(lab) -> None:  # noqa: ANN001, F811
+async def test_a_refused_second_channel_holds_no_place(lab) -> None:  # noqa: F811
     server, port, bob = lab
     async with connect(port) as conn:
         first = await open_monitor(conn)
@@ -92,7 +92,7 @@ async def test_a_refused_second_channel_holds_no_place(lab) -> None:  # noqa: AN
     await until(lambda: not server.sessions)
 
 
-async def test_exec_on_an_authenticated_connection_still_refused(lab) -> None:  # noqa: ANN001, F811
+async def test_exec_on_an_authenticated_connection_still_refused(lab) -> None:  # noqa: F811
     _, port, _ = lab
     async with connect(port) as conn:
         with pytest.raises(asyncssh.ChannelOpenError):
@@ -100,7 +100,7 @@ async def test_exec_on_an_authenticated_connection_still_refused(lab) -> None:  
 
 
 async def test_a_broken_authorized_keys_file_refuses_and_says_why(
-    lab,  # noqa: ANN001, F811
+    lab,  # noqa: F811
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     server, port, bob = lab

@@ -15,7 +15,7 @@ def _run(target: object, handler: object) -> None:
     """CPU 2 runs `target` and takes CPU 1's IPI with `handler`."""
     m = Machine(load_profile("p3-dual-450"), seed=1)
 
-    def sender():  # noqa: ANN202
+    def sender():
         yield SendIPI(0b10, VECTOR)
 
     m.vector_handlers[VECTOR] = handler
@@ -28,11 +28,11 @@ def _taken(computes: list[float]) -> tuple[int, int]:
     """(cycles from sti to the handler, from sti to after the computes)."""
     out: dict[str, int] = {}
 
-    def handler(c, vector):  # noqa: ANN001, ANN202
+    def handler(c, vector):
         out["at"] = yield Rdtsc()
         yield EOI()
 
-    def target():  # noqa: ANN202
+    def target():
         yield Cli()
         yield Compute(3000)  # the IPI arrives meanwhile: pending at the sti
         out["sti"] = yield Rdtsc()
@@ -62,11 +62,11 @@ def test_sti_then_hlt_loses_no_wake_up() -> None:
     """The shadow's purpose (sti; hlt): the interrupt wakes the halt, it is not lost."""
     seen: list[int] = []
 
-    def handler(c, vector):  # noqa: ANN001, ANN202
+    def handler(c, vector):
         seen.append(vector)
         yield EOI()
 
-    def target():  # noqa: ANN202
+    def target():
         yield Cli()
         yield Compute(3000)
         yield Sti()

@@ -24,7 +24,7 @@ from l4tui.tui.tables import EventLog, ThreadsPane
 from l4tui.tui.views import ApicPaneView, MailboxPaneView, PhasePane, TcbPane
 
 sys.path.insert(0, str(Path(__file__).parent))
-from screen import enter_line, region_rows, screen_rows  # noqa: E402
+from screen import enter_line, region_rows, screen_rows
 
 WIDE, SPLIT, NARROW = (160, 48), (120, 36), (80, 24)
 

@@ -15,13 +15,13 @@ from l4tui.tui.app import MonitorApp
 from l4tui.tui.labpane import LabPane
 
 sys.path.insert(0, str(Path(__file__).parent))
-from screen import enter_line, region_rows  # noqa: E402
+from screen import enter_line, region_rows
 
 LABS = Path(__file__).parent.parent / "scripts" / "labs"
 SIZES = [(80, 24), (120, 36), (160, 48)]
 
 
-async def run(pilot, line: str) -> None:  # noqa: ANN001 - a Pilot
+async def run(pilot, line: str) -> None:  # a Pilot
     await enter_line(pilot, line)
     await pilot.pause()
 

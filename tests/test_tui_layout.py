@@ -28,7 +28,7 @@ from l4tui.tui.cpus import CpuColumn
 from l4tui.tui.layout import PANES
 
 sys.path.insert(0, str(Path(__file__).parent))
-from screen import screen_rows  # noqa: E402
+from screen import screen_rows
 
 SIZES = [(80, 24), (120, 36), (160, 48), (200, 60)]
 CPUS = [2, 4, 16]
@@ -64,7 +64,7 @@ def machine(cpus: int) -> Scenario:
 _SHOT: dict[int, list[str]] = {}  # the screen, read once per pane checked
 
 
-def text_of(app: MonitorApp, widget) -> list[str]:  # noqa: ANN001 - a Widget
+def text_of(app: MonitorApp, widget) -> list[str]:  # a Widget
     """The rows inside a widget's frame, borders and scrollbars stripped."""
     rows = _SHOT.get(id(app))
     if rows is None:

@@ -45,10 +45,10 @@ def app_in_a_lab() -> MonitorApp:
 
 
 @pytest.mark.parametrize("size", SIZES, ids=["160x48", "80x24"])
-def test_a_stop(snap_compare, size: tuple[int, int]) -> None:  # noqa: ANN001 - fixture
+def test_a_stop(snap_compare, size: tuple[int, int]) -> None:  # fixture
     assert snap_compare(app_at_a_breakpoint(), terminal_size=size, press=["escape", "s"])
 
 
 @pytest.mark.parametrize("size", SIZES, ids=["160x48", "80x24"])
-def test_a_lab(snap_compare, size: tuple[int, int]) -> None:  # noqa: ANN001 - fixture
+def test_a_lab(snap_compare, size: tuple[int, int]) -> None:  # fixture
     assert snap_compare(app_in_a_lab(), terminal_size=size)

@@ -88,7 +88,7 @@ def _worker(conn: Any, fork: bool) -> None:
             reply = (tag, "ok", run_unit(job, unit, fork))
         except (ConfigError, MachineError) as e:
             reply = (tag, "raise", e)  # the simulation's own errors, raised as one process would
-        except Exception as e:  # noqa: BLE001 - the coordinator says what failed, in one line
+        except Exception as e:  # the coordinator says what failed, in one line
             reply = (tag, "error", f"{type(e).__name__}: {e}")
         conn.send(reply)
 

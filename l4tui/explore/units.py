@@ -101,7 +101,7 @@ def make_job(
             candidate = path.read_text(encoding="utf-8")
             if parse_scenario(candidate, scenario.file) == scenario:
                 text = candidate  # the same positions in messages as the original
-        except Exception:  # noqa: BLE001 - changed or unreadable since: use the data
+        except Exception:  # changed or unreadable since: use the data
             text = None
     if text is None:
         text = json.dumps(scenario.source.data)  # JSON is YAML
@@ -237,7 +237,7 @@ def _fork(walk: Walk, choice: Choice) -> Run:
             walk.branch(choice)
             walk.go()
             data = pickle.dumps(("ok", _unlogged(walk.out)), pickle.HIGHEST_PROTOCOL)
-        except BaseException as e:  # noqa: BLE001 - reported to the parent, whatever it is
+        except BaseException as e:  # reported to the parent, whatever it is
             data = pickle.dumps(("error", f"{type(e).__name__}: {e}"))
         try:
             view = memoryview(data)
@@ -263,7 +263,7 @@ def _fork(walk: Walk, choice: Choice) -> Run:
         os.waitpid(pid, 0)
     try:
         status, value = pickle.loads(b"".join(chunks))
-    except Exception:  # noqa: BLE001 - it died before it could say anything
+    except Exception:  # it died before it could say anything
         raise WorkerError(f"the process running schedule at {choice} died") from None
     if status != "ok":
         raise WorkerError(f"the process running the schedule at {choice} failed: {value}")

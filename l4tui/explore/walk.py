@@ -293,7 +293,7 @@ class Walk:
                     # The kernel made the machine do the impossible (a trap from kernel
                     # mode, a fault in the kernel): a broken invariant of the hardware's.
                     return self._fail(pos, "machine", f"the simulated machine stopped: {e}")
-                except Exception as e:  # noqa: BLE001 - any bug of the kernel's is a finding
+                except Exception as e:  # any bug of the kernel's is a finding
                     why = f"the kernel raised {type(e).__name__}: {e}"
                     return self._fail(pos, "kernel", why)
                 if op is None:
@@ -506,7 +506,7 @@ class Walk:
         out.ended = system.ended
         try:
             out.kind, out.message = judge(system)
-        except Exception as e:  # noqa: BLE001 - the kernel's state could not even be judged
+        except Exception as e:  # the kernel's state could not even be judged
             out.kind, out.message = "invariant", f"the kernel raised {type(e).__name__}: {e}"
 
 

@@ -95,7 +95,7 @@ def _child(req: dict, slave: int, control: int | None, zygote: int) -> None:
 
 def serve(sock: socket.socket, lab: str) -> None:
     # Warm up: every module a session needs, and the lab itself (parsed, checked).
-    import l4tui.serve.driver  # noqa: F401  # TEXTUAL_DRIVER (the server sets it)
+    import l4tui.serve.driver  # # TEXTUAL_DRIVER (the server sets it)
     import l4tui.tui.app  # noqa: F401
     from l4tui.cli import lab_session
 

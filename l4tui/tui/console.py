@@ -192,7 +192,7 @@ class ConsolePane(Vertical):
         self.raw: list[str] = []  # the output as written, re-wrapped on resize
         self.wrapped_at = 0
 
-    def compose(self):  # noqa: ANN201 - ComposeResult
+    def compose(self):  # ComposeResult
         yield ConsoleLog(id="console-out", max_lines=4 * KEEP)
         yield OptionList(id="console-completions")
         yield CommandInput(

@@ -91,7 +91,7 @@ class CpusPane(ScrollableContainer):
     MIN_COLUMN = 30
     start = 0  # the first CPU (0-based) in the window
 
-    def compose(self):  # noqa: ANN201 - ComposeResult
+    def compose(self):  # ComposeResult
         yield Static(id="cpus-window")
 
     def fit(self, n: int) -> int:
@@ -166,7 +166,7 @@ class CpuStrip(VerticalScroll):
     can_focus = False
     shown: object = None
 
-    def compose(self):  # noqa: ANN201 - ComposeResult
+    def compose(self):  # ComposeResult
         yield Static(id="strip-text")
 
     def show(self, s: Session) -> None:

@@ -39,7 +39,7 @@ class LabPane(VerticalScroll):
     shown: tuple[bool, ...] | None = None
     current: Static | None = None  # the block of the exercise to do next
 
-    def compose(self):  # noqa: ANN201 - ComposeResult
+    def compose(self):  # ComposeResult
         yield Static(id="lab-status")  # docked: it stays while the sheet scrolls
         yield Static(id="lab-intro", classes="lab-block")
 

@@ -57,7 +57,7 @@ class TextPane(VerticalScroll):
     ]
     shown: object = None
 
-    def compose(self):  # noqa: ANN201 - ComposeResult
+    def compose(self):  # ComposeResult
         yield Static(classes="head")  # docked: column headers stay over their columns
         yield Static(classes="body")
 
