@@ -250,7 +250,8 @@ def do_entry(m: Machine, c: Cpu, op: InterruptEntry) -> tuple[Any, int]:
 
 
 def do_exit(m: Machine, c: Cpu, op: InterruptExit) -> tuple[Any, int]:
-    return None, m.t_exit if c.exit_pending.saved_mode == "user" else m.t_exit_k
+    frame = c.exit_pending  # set while an exit is pending (Machine._next_op)
+    return None, m.t_exit if frame is None or frame.saved_mode == "user" else m.t_exit_k
 
 
 HANDLERS: dict[type, Handler] = {

@@ -20,7 +20,7 @@ import hashlib
 import heapq
 import random
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, Literal
 
 from machine.apic import ApicSystem, Message
 from machine.bus import Bus
@@ -325,7 +325,7 @@ class Machine:
         finally:
             undo.restore()
 
-    def _peek_plain(self, number: int | None) -> tuple[Cpu, Op] | None | bool:
+    def _peek_plain(self, number: int | None) -> tuple[Cpu, Op] | None | Literal[False]:
         """`peek`'s common case without copying: the answer, or False (look the long way)."""
         events = self.events
         if number is None:
@@ -396,13 +396,13 @@ class Machine:
                     and not ((apic.slots or apic.irr_other) and c.if_flag and not c.sti_shadow)
                 ):
                     frame = frames[-1]
-                    op = frame.op
-                    if op is not None and frame.resume is None:
-                        plain = True
+                    top = frame.op
+                    if top is not None and frame.resume is None:
+                        op, plain = top, True
                         break
-                op = self._next_op(c)
-                if op is not None:
-                    plain = False
+                top = self._next_op(c)
+                if top is not None:
+                    op, plain = top, False
                     break
                 c.waiting = "idle"  # nothing to run: off the run queue until woken
         kind = type(op)
@@ -420,7 +420,7 @@ class Machine:
         if kind is Read and plain and c.mode == "kernel" and self.inline_kernel_access:
             # The commonest step, a kernel load, without the calls of do_read and
             # Coherence.read (an L1 hit makes no call): the same effects (issue 16).
-            paddr = op.addr - KERNEL_BASE
+            paddr = op.addr - KERNEL_BASE  # type: ignore[union-attr]  # (kind is Read)
             if paddr >= 0 and not paddr & 3 and paddr < self.memory.size:
                 coh = self.coherence
                 line = paddr >> coh.shift
@@ -440,10 +440,10 @@ class Machine:
                 result, cost = HANDLERS[kind](self, c, op)
         elif kind is Write and plain and c.mode == "kernel" and self.inline_kernel_access:
             # A kernel store: no translation (do_write's _physical and translate).
-            paddr = op.addr - KERNEL_BASE
+            paddr = op.addr - KERNEL_BASE  # type: ignore[union-attr]  # (kind is Write)
             if paddr >= 0 and not paddr & 3 and paddr < self.memory.size:
                 cost = self.coherence.write(index, paddr, start)
-                self.memory.write(paddr, op.value)
+                self.memory.write(paddr, op.value)  # type: ignore[union-attr]
                 result = None
             else:
                 result, cost = HANDLERS[kind](self, c, op)
@@ -456,10 +456,10 @@ class Machine:
             shadowed
             and kind is Compute
             and c.if_flag
-            and op.cycles > 1
+            and op.cycles > 1  # type: ignore[union-attr]  # (kind is Compute)
             and self.apics.pending_vector(index) is not None
         ):
-            cut, cost = Compute(op.cycles - 1), round(self.tpc)
+            cut, cost = Compute(op.cycles - 1), round(self.tpc)  # type: ignore[union-attr]
             c.compute_frame = None
         c.clock = start + cost
         c.steps += 1
@@ -475,7 +475,7 @@ class Machine:
             c.frames[-1].resume = cut  # the rest, after the interrupt (as _notify cuts one)
         self.last_cpu, self.last_op, self.last_start, self.last_result = c, op, start, result
         if c.waiting is None:
-            if kind is SendIPI and op.wait and self._apics[index].outgoing is not None:
+            if kind is SendIPI and op.wait and self._apics[index].outgoing is not None:  # type: ignore[union-attr]
                 c.waiting = "icr"  # polling the delivery status until the IPI is accepted
                 return op
             runq = self._runq
@@ -489,25 +489,26 @@ class Machine:
 
     def _advance(self, c: Cpu, op: Op, result: Any) -> None:
         """Feed `result` to the code that yielded `op` and fetch its next op."""
-        kind = type(op)
-        if kind is InterruptEntry:
+        if isinstance(op, InterruptEntry):
             self._enter(c, op)
             return
-        if kind is InterruptExit:
-            frame = c.exit_pending
+        if isinstance(op, InterruptExit):
+            exiting = c.exit_pending
+            assert exiting is not None  # _next_op set it when it made the exit
             c.exit_pending = None
-            c.mode, c.if_flag = frame.saved_mode, frame.saved_if
+            c.mode, c.if_flag = exiting.saved_mode, exiting.saved_if
             return
         frame = c.frames[-1]
         if frame.resume is op:
             frame.resume = None
             return
-        if kind is SwitchContext:
+        if isinstance(op, SwitchContext):
             self._switch(c, frame, op.context)
             return
         if result is FAULTED:
             if self.fault_handler is None:
                 fault = c.fault
+                assert fault is not None  # FAULTED: the access left its fault on the CPU
                 c.fault = None
                 self._send(c, frame, PageFault(fault.addr, fault.write, fault.reason), throw=True)
             return  # the access is retried after the fault handler returns
@@ -532,9 +533,10 @@ class Machine:
 
     def _enter(self, c: Cpu, op: InterruptEntry) -> None:
         if op.kind == "fault":
-            fault = c.fault
+            fault, handle = c.fault, self.fault_handler
+            assert fault is not None and handle is not None  # (see _next_op and _advance)
             c.fault = None
-            code = self.fault_handler(c, fault.addr, fault.write, fault.reason)
+            code = handle(c, fault.addr, fault.write, fault.reason)
         else:
             self.apics.acknowledge(c.index, op.vector)
             handler = self.vector_handlers.get(op.vector, self.default_vector_handler)

@@ -217,6 +217,7 @@ Op = (
     | Trap
     | Iret
     | Phase
+    | SwitchContext
     | InterruptEntry
     | InterruptExit
 )

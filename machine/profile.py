@@ -208,7 +208,7 @@ def _suggest(word: str, choices: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _number(src: Source, path: tuple, value: Any, name: str) -> float | int:
+def _number(src: Source, path: tuple[Any, ...], value: Any, name: str) -> float | int:
     """A field's value, in its range (`RANGES`; costs 0..`MAX_CYCLES`) or a ConfigError."""
     field_name, name = name, ".".join(map(str, path))  # messages name cache.l2.latency
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -230,7 +230,7 @@ def _number(src: Source, path: tuple, value: Any, name: str) -> float | int:
     return value
 
 
-def _build(cls: type, src: Source, path: tuple) -> Any:
+def _build(cls: type, src: Source, path: tuple[Any, ...]) -> Any:
     data = _get(src.data, path)
     if not isinstance(data, dict):
         raise src.error(path, f"{'.'.join(map(str, path)) or 'profile'} must be a mapping")
@@ -238,7 +238,7 @@ def _build(cls: type, src: Source, path: tuple) -> Any:
     for key in data:
         if key not in names:
             raise src.key_error(path, key, f"unknown field {key!r}{_suggest(str(key), names)}")
-    values = {}
+    values: dict[str, Any] = {}
     for f in fields(cls):
         where = ".".join(map(str, path + (f.name,)))
         if f.name not in data and f.default is None:
@@ -261,7 +261,7 @@ def _build(cls: type, src: Source, path: tuple) -> Any:
     return cls(**values)
 
 
-def _get(data: Any, path: tuple) -> Any:
+def _get(data: Any, path: tuple[Any, ...]) -> Any:
     for part in path:
         data = data[part]
     return data
@@ -297,7 +297,7 @@ def _check(profile: Profile, src: Source) -> None:
         )
 
 
-def _merge(base: Source, over: Source, at: tuple = ()) -> None:
+def _merge(base: Source, over: Source, at: tuple[Any, ...] = ()) -> None:
     """Merge `over` into `base` in place, keeping the override's positions."""
     target = _get(base.data, at) if at else base.data
     for key, value in over.data.items():
@@ -347,6 +347,6 @@ def load_profile(
         if not isinstance(over.data, dict):
             raise over.error((), "machine overrides must be a mapping")
         _merge(src, over)
-    profile = _build(Profile, src, ())
+    profile: Profile = _build(Profile, src, ())
     _check(profile, src)
     return profile

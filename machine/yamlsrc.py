@@ -81,7 +81,7 @@ MAX_DEPTH = 100  # deepest nesting of mappings and sequences accepted
 class _Refused(Exception):
     """Valid YAML that `load_yaml` will not accept (an alias, too deep a nesting)."""
 
-    def __init__(self, message: str, mark: yaml.Mark) -> None:
+    def __init__(self, message: str, mark: Any) -> None:  # a yaml Mark (two classes), or None
         super().__init__(message)
         self.message = message
         self.mark = mark
@@ -104,14 +104,16 @@ class _Loader(yaml.SafeLoader):
         self._depth = 0
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
-        event = self.peek_event()
+        event = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in the stubs
         if isinstance(event, yaml.AliasEvent):
             raise _Refused("YAML aliases are not supported", event.start_mark)
         if self._depth >= MAX_DEPTH:
             raise _Refused(f"nesting deeper than {MAX_DEPTH} levels", event.start_mark)
         self._depth += 1
         try:
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            node = super().compose_node(parent, index)
+            assert node is not None  # the event peeked above starts a node
+            return node
         finally:
             self._depth -= 1
 
@@ -162,6 +164,8 @@ def load_yaml(
     try:
         node = yaml.compose(text, Loader=_Loader)
     except _Refused as e:
+        if e.mark is None:  # pragma: no cover - PyYAML's events carry their marks
+            raise ConfigError(e.message, file) from None
         raise ConfigError(e.message, file, e.mark.line + 1, e.mark.column + 1) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
