@@ -18,6 +18,7 @@ import functools
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
+from kernel import memmap
 from machine.cpu import Cpu
 from machine.ops import EOI, Atomic, Compute, Op, Phase, Rdtsc, Read, SendIPI, Write, kaddr
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 Path = Generator[Op, Any, Any]
 
 VECTOR = 0xF9  # the startup IPI (a real one is an INIT/SIPI pair; one message here)
-AREA = 0x000A_C000
+AREA = memmap.BOOT_AREA
 NEXT_NUMBER, ARRIVED = 0, 64  # processor-number counter and barrier, lines of their own
 BSP_INIT_CYCLES = 20_000  # protected mode, paging, the IDT, the memory pool
 AP_INIT_CYCLES = 8_000  # an AP: real to protected mode with the BSP's tables

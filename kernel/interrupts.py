@@ -35,7 +35,7 @@ import functools
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from kernel import sched
+from kernel import memmap, sched
 from kernel.ids import NIL
 from kernel.thread import LOCKED_RUNNING, WAITING, WAKE_PARTNER, Message, Thread
 from machine.cpu import Cpu
@@ -48,7 +48,7 @@ Path = Generator[Op, Any, Any]
 
 IRQS = 16
 VECTOR_BASE = 0x30
-AREA = 0x000A_E000  # the line table: a line of its own per interrupt line
+AREA = memmap.INTERRUPT_AREA  # the line table: a line of its own per interrupt line
 STRIDE = 64
 OWNER, CPU, PENDING = 0, 4, 8  # per line: owner's TCB (0: none), routed CPU, pending count
 END = IRQS * STRIDE

@@ -20,6 +20,7 @@ from typing import Any
 from kernel import boot, interrupts, ipc, mapdb, proxy, sched, shootdown, space, syscalls, xcpu
 from kernel.ids import ThreadId, irq_thread
 from kernel.layout import Layout, make_layout
+from kernel.memmap import FIRST_FREE, KIP_CPUS, KIP_FRAME, PERCPU_BASE, TCB_AREA
 from kernel.program import ProgramCounter
 from kernel.sched import CURRENT, CpuData
 from kernel.thread import INACTIVE, RUNNING, STATE_NAMES, WAITING, Task, Thread
@@ -47,21 +48,10 @@ from machine.ops import (
 Path = Generator[Op, Any, Any]
 
 TIMER_VECTOR = 0xEF
-XCPU_VECTOR = 0xF0
-# Physical memory map of the kernel.
-PERCPU_BASE = 0x0001_0000
-KIP_FRAME = 0x0002_0000
-TCB_AREA = 0x0004_0000
-FIRST_FREE = 0x0010_0000
 MAX_THREADS = 1024
 SWITCH_CYCLES = 20  # register save/restore of a thread switch
 PROXY_PRIORITY = 255
 PROXY_POOL = 4
-KIP_VADDR = 0xBFFF_F000
-UTCB_VADDR = 0xBFF0_0000
-UTCB_SIZE = 64
-KIP_CPUS = 0x20  # Version 4 X2: highest processor number (§7.2)
-UTCB_CPU = 12  # Version 4 X2: the thread's processor number (§7.2)
 SIGMA0_TASK = 2
 FIRST_TASK = 4
 DEFAULT_TIMESLICE = 100_000  # cycles

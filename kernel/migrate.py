@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from kernel import sched, xcpu
+from kernel import memmap, sched, xcpu
 from kernel.program import Schedule
 from kernel.thread import (
     LOCKED_RUNNING,
@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 
 Path = Generator[Op, Any, Any]
 
-AREA = 0x000A_8000  # the migration lock and barriers, each in a line of its own
+AREA = memmap.MIGRATION_AREA  # the lock and barriers, each in a line of its own
 LOCK, BARRIER1, BARRIER2, NUMBER_SET, CANCEL = 0, 64, 128, 192, 256
 # B hands C the waiting thread's wakeup time (ticks + 1, 0: none) in two words (§8.7.3).
 DEADLINE_LO, DEADLINE_HI = 320, 324

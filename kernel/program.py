@@ -17,8 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from kernel import memmap
+
 INF = None  # an infinite timeout
-USER_LIMIT = 0xC000_0000  # user address spaces are the lower 3 GB (§2.1.2)
+USER_LIMIT = memmap.USER_LIMIT  # user address spaces are the lower 3 GB (§2.1.2)
 
 Timeout = int | None  # cycles; 0 = don't wait; None = infinite
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from kernel.memmap import UTCB_PAGES, UTCB_SIZE
 from kernel.program import (
     INF,
     USER_LIMIT,
@@ -50,7 +51,6 @@ from kernel.program import (
     Unmap,
     takes_time,
 )
-from kernel.space import UTCB_PAGES, UTCB_SIZE
 from machine.errors import ConfigError
 from machine.memory import PAGE_SIZE
 from machine.profile import Profile, load_profile, profile_names
@@ -64,7 +64,6 @@ RESERVED_NAMES = frozenset({SIGMA0, "nil", "any"})
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 MAX_WORDS = 64  # message registers per IPC
 MAX_STRING = 4 * 1024 * 1024  # the largest string / receive buffer (4 MiB)
-PAGE = 4096
 MAX_INT = 2**63 - 1  # cycles, counts and seeds must stay below this
 
 Where = tuple[str, int | None, int | None]
@@ -949,7 +948,7 @@ class _Parser:
             self.mapping(path, ("addr", "size"), "an fpage", ("addr", "size"))
         addr = self.get_int(path + ("addr",), 0, USER_LIMIT - 1)
         if flexpage:
-            size = self.get_int(path + ("size",), PAGE, USER_LIMIT)
+            size = self.get_int(path + ("size",), PAGE_SIZE, USER_LIMIT)
             if not _power_of_two(size):
                 raise self.fail(
                     path + ("size",), f"a flexpage size is a power of two >= 4096, not {size}"

@@ -16,7 +16,7 @@ import functools
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from kernel import xcpu
+from kernel import memmap, xcpu
 from kernel.thread import Space, Thread
 from machine.cpu import Cpu
 from machine.ops import (
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 Path = Generator[Op, Any, Any]
 
 VECTOR = 0xF8
-AREA = 0x000A_0000
+AREA = memmap.SHOOTDOWN_AREA
 LOCK, ACKS, COUNT, ENTRIES = 0, 32, 36, 64  # lock and ack in lines of their own
 MAX_ENTRIES = 256
 SPIN_CYCLES = 10

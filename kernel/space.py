@@ -33,6 +33,14 @@ from typing import TYPE_CHECKING, Any
 from kernel import ipc, mapdb, sched, shootdown
 from kernel.errors import IpcError
 from kernel.mapdb import MapDbError, MappingDb
+from kernel.memmap import (
+    KIP_FRAME,
+    KIP_VADDR,
+    UTCB_CPU,
+    UTCB_PAGES,
+    UTCB_SIZE,
+    UTCB_VADDR,
+)
 from kernel.program import Fpage, Ipc, ProgramCounter, ServeFaults, TaskNew, Unmap
 from kernel.thread import (
     LOCKED_RUNNING,
@@ -56,18 +64,11 @@ if TYPE_CHECKING:
 
 Path = Generator[Op, Any, Any]
 
-KIP_FRAME = 0x0002_0000
-KIP_VADDR = 0xBFFF_F000
-KIP_CPUS = 0x20  # Version 4 X2: the highest processor number (§7.2)
-UTCB_VADDR = 0xBFF0_0000
-UTCB_SIZE = 512
-UTCB_CPU = 12  # Version 4 X2: the thread's current processor (§7.2)
 MR_OFFSET = 16  # message registers after the UTCB header
 # Buffer registers (§8.9's UTCB): the receive window (address, size), the number of
 # string buffers, then each buffer's (address, size). Written only in the naive design.
 BR_OFFSET = 256
 MAX_BUFFERS = (UTCB_SIZE - BR_OFFSET - 12) // 8
-UTCB_PAGES = 16  # 128 threads a task at most
 COMM_BASE = 0xC000_0000  # per CPU two 4 MB slots, between user space and the kernel window
 COMM_SIZE = 8 << 20
 COMM_PDE = COMM_BASE >> 22

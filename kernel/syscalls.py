@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from kernel import ipc, sched, space
 from kernel.errors import IpcError
+from kernel.memmap import KIP_CPUS, KIP_VADDR, UTCB_CPU, UTCB_SIZE, UTCB_VADDR
 from kernel.program import (
     Compute,
     ExRegs,
@@ -97,11 +98,11 @@ def thread_step(k: Kernel, c: Cpu, cd: CpuData, t: Thread) -> Path:
         yield from fpu(k, c, t, op.cycles)
         done()
     elif isinstance(op, ReadUtcbCpu):
-        value = yield Read(space.UTCB_VADDR + (t.tid.lthread - 1) * space.UTCB_SIZE + 12)
+        value = yield Read(UTCB_VADDR + (t.tid.lthread - 1) * UTCB_SIZE + UTCB_CPU)
         t.results.append(result("read_utcb_cpu", value=value))
         done()
     elif isinstance(op, ReadKip):
-        value = yield Read(space.KIP_VADDR + space.KIP_CPUS)
+        value = yield Read(KIP_VADDR + KIP_CPUS)
         t.results.append(result("read_kip", value=value & 0xFF))
         done()
     elif isinstance(op, ServeFaults):

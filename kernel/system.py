@@ -36,7 +36,7 @@ from kernel.thread import (
 )
 from machine import Machine
 from machine.errors import ConfigError, MachineError
-from machine.ops import Hlt, InterruptExit, Iret, Op, kaddr
+from machine.ops import KERNEL_BASE, Hlt, InterruptExit, Iret, Op, kaddr
 
 QUIESCENCE_CHECK = 4096  # steps between checks when no CPU halts
 
@@ -107,7 +107,7 @@ class System:
         for th in scenario.threads():
             t = k.by_name[th.name]
             t.pager = k.by_name[th.pager]
-            self.machine.memory.write(t.f["pager"] - 0xE000_0000, t.pager.word)
+            self.machine.memory.write(t.f["pager"] - KERNEL_BASE, t.pager.word)
         with _fits((scenario.file, None, None), "the scenario"):
             if scenario.boot:
                 k.boot()

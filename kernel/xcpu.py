@@ -43,7 +43,7 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kernel import sched
+from kernel import memmap, sched
 from kernel.thread import LOCKED_WAITING, POLLING, RUNNING, WAITING, Thread
 from machine.cpu import Cpu
 from machine.ops import EOI, Atomic, Compute, Op, Phase, Read, SendIPI, Write, kaddr
@@ -57,8 +57,7 @@ Path = Generator[Op, Any, Any]
 
 MAILBOXES = 256  # one flag line's worth (§8.3.4: 32 * 8)
 FLAG_WORDS = 8
-FLAGS_BASE = 0x000B_0000  # one flag line per CPU
-MAILBOX_BASE = 0x000C_0000  # the mailboxes, one cache line each
+FLAGS_BASE, MAILBOX_BASE = memmap.FLAGS_BASE, memmap.MAILBOX_BASE
 # Mailbox fields (byte offsets).
 LOCK, OP, SENDER, DEST, PARAM, TARGET, NEXT, ERROR = range(0, 32, 4)
 FREE = 0

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kernel import xcpu
-from kernel.kernel import KIP_FRAME, PERCPU_BASE, TCB_AREA
 from kernel.layout import FIELDS
-from kernel.space import UTCB_SIZE, UTCB_VADDR
+from kernel.memmap import KIP_FRAME, PERCPU_BASE, TCB_AREA, UTCB_SIZE, UTCB_VADDR
 from l4tui.grammar import MAX_NUMBER, CommandError, shown, suggest
 from machine import paging
 from machine.memory import PAGE_SIZE

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING
 
 from kernel import lists, xcpu
 from kernel.lists import Walk
+from machine.ops import KERNEL_BASE
 
 if TYPE_CHECKING:
     from l4tui.session import Session
 
-KBASE = 0xE000_0000
+KBASE = KERNEL_BASE
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,12 +13,13 @@ from kernel.lists import Walk
 from l4tui import panes
 from l4tui.grammar import INFO_TOPICS, MAX_NUMBER, CommandError, shown, suggest
 from l4tui.report import format_table
+from machine.ops import KERNEL_BASE
 
 if TYPE_CHECKING:
     from kernel.thread import Thread
     from l4tui.session import Session
 
-KBASE = 0xE000_0000
+KBASE = KERNEL_BASE
 TOPICS = INFO_TOPICS
 NEEDS_ARG = {"sendq": "THREAD", "tcb": "THREAD", "tlb": "CPU", "space": "TASK"}
 

@@ -84,7 +84,7 @@ def test_mailbox_words_are_named(stopped: Session) -> None:
 
 
 def test_a_user_address_goes_through_the_threads_page_tables(stopped: Session) -> None:
-    from kernel.kernel import KIP_FRAME, KIP_VADDR
+    from kernel.memmap import KIP_FRAME, KIP_VADDR
 
     out = execute(stopped, f"x cli:{KIP_VADDR:#x} 2")
     assert out.splitlines() == [

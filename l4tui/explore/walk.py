@@ -50,7 +50,8 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from kernel import invariants
-from kernel.kernel import MAX_THREADS, TCB_AREA
+from kernel.kernel import MAX_THREADS
+from kernel.memmap import TCB_AREA
 from kernel.scenario import Scenario
 from kernel.system import System
 from kernel.xcpu import FLAGS_BASE, MAILBOX_BASE, MAILBOXES
