@@ -18,7 +18,6 @@ or at the key, for an unknown key — whose one-line form is
 from __future__ import annotations
 
 import difflib
-import importlib
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from kernel.layout import LayoutError, make_layout
 from kernel.memmap import UTCB_PAGES, UTCB_SIZE
 from kernel.program import (
     INF,
@@ -639,24 +639,9 @@ class _Parser:
             lines.append(tuple(line))
         spec = tuple(lines)
         try:
-            layout_mod = importlib.import_module("kernel.layout")
-        except ModuleNotFoundError as e:
-            if e.name != "kernel.layout":
-                raise
-            return spec
-        error_type = getattr(layout_mod, "LayoutError", None)
-        make_layout = getattr(layout_mod, "make_layout", None)
-        if error_type is None or make_layout is None:
-            return spec
-        try:
             make_layout(spec, line_size)
-        except error_type as e:
-            message = getattr(e, "message", None) or (e.args[0] if e.args else str(e))
-            index = getattr(e, "index_path", None) or getattr(e, "path", None)
-            if index is None and len(e.args) > 1:
-                index = e.args[1]
-            at = path + tuple(index or ())
-            raise self.fail(at, str(message)) from None
+        except LayoutError as e:
+            raise self.fail(path + e.path, str(e)) from None
         return spec
 
     # --- tasks and threads ---

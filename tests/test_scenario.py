@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import re
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kernel.layout import THESIS_LINES
 from kernel.program import (
     INF,
     Compute,
@@ -595,44 +594,8 @@ def test_empty_mapping_ops() -> None:
     assert s.thread("srv").program[:2] == (Ipc("recv"), Halt())
 
 
-def test_custom_tcb_layout_without_a_layout_module(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "kernel.layout", None)  # import fails: no module yet
-    # `import_module` raises ModuleNotFoundError(name="kernel.layout") for a None entry.
-    text = replaced("tcb_layout: thesis", "tcb_layout: [[state, prio], [partner]]")
-    assert parse_scenario(text).kernel.tcb_layout == (("state", "prio"), ("partner",))
-
-
-def test_custom_tcb_layout_errors_from_the_layout_module(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    class LayoutError(Exception):
-        def __init__(self, message: str, index_path: tuple[int, ...]) -> None:
-            super().__init__(message, index_path)
-            self.message = message
-            self.index_path = index_path
-
-    seen: list[Any] = []
-
-    def make_layout(spec: Any, line_size: int) -> None:
-        seen.append((spec, line_size))
-        if "bogus" in spec[1]:
-            raise LayoutError("unknown TCB field 'bogus'", (1, spec[1].index("bogus")))
-
-    fake = types.ModuleType("kernel.layout")
-    fake.LayoutError = LayoutError  # type: ignore[attr-defined]
-    fake.make_layout = make_layout  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "kernel.layout", fake)
-    good = replaced("tcb_layout: thesis", "tcb_layout: [[state], [partner]]")
-    assert parse_scenario(good).kernel.tcb_layout == (("state",), ("partner",))
-    assert seen == [((("state",), ("partner",)), 32)]
-    text = replaced("tcb_layout: thesis", "tcb_layout: [[state], [partner, bogus]]")
-    err = bad(tmp_path, text, "bogus")
-    assert err.message == "kernel.tcb_layout[1][1]: unknown TCB field 'bogus'"
-
-
-def test_custom_tcb_layout_with_the_real_layout_module(tmp_path: Path) -> None:
-    layout = pytest.importorskip("kernel.layout")
-    lines = [list(line) for line in layout.THESIS_LINES]
+def test_custom_tcb_layout_errors_point_into_the_layout(tmp_path: Path) -> None:
+    lines = [list(line) for line in THESIS_LINES]
     flow = "[" + ", ".join("[" + ", ".join(line) + "]" for line in lines) + "]"
     good = replaced("tcb_layout: thesis", f"tcb_layout: {flow}")
     assert parse_scenario(good).kernel.tcb_layout == tuple(map(tuple, lines))
