@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from kernel import boot, ipc, shootdown, xcpu
+from kernel.phases import DYNAMIC
 from kernel.program import ExRegs, Ipc, Schedule, Sleep, TaskNew, ThreadSwitch, Unmap
 from l4tui import expr, views
 from l4tui.grammar import BREAK_USAGE, CommandError, number, shown, suggest
 from l4tui.phases import phase_labels, phase_prefixes
-from l4tui.pseudocode import DYNAMIC
 from machine.ops import InterruptEntry, Op, Phase, SendIPI, Trap
 
 if TYPE_CHECKING:

@@ -601,19 +601,6 @@ PATHS: dict[str, tuple[Line, ...]] = {
 
 DEFAULT = "send (§8.3.2)"
 
-# Labels the kernel builds at run time (`Phase(f"ipc.{op.kind}")`,
-# `Phase(f"{label}.remote")`): placed above, but no literal scan finds them.
-DYNAMIC: tuple[str, ...] = (
-    "ipc.send",
-    "ipc.recv",
-    "ipc.call",
-    "ipc.reply_wait",
-    "thread.ex_regs.remote",
-    "thread.ex_regs.return",
-    "unwind.proxy.remote",
-    "unwind.proxy.return",
-)
-
 # Labels the kernel emits on no IPC path: `path_for` shows the default path, unmarked.
 UNPLACED: tuple[str, ...] = (
     "boot.ap_idle",

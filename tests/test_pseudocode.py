@@ -11,7 +11,8 @@ from collections import Counter
 from pathlib import Path
 
 import kernel
-from l4tui.pseudocode import DEFAULT, DYNAMIC, PATHS, UNPLACED, Line, locate, path_for
+from kernel.phases import DYNAMIC
+from l4tui.pseudocode import DEFAULT, PATHS, UNPLACED, Line, locate, path_for
 
 KERNEL = Path(kernel.__file__).parent
 LITERAL = re.compile(r'\bPhase\(\s*"([^"{}\\\n]+)"\s*\)')

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from kernel.phases import DYNAMIC
 from kernel.scenario import Scenario, parse_scenario
 from l4tui import panes
 from l4tui.executor import execute
 from l4tui.phases import phase_labels
-from l4tui.pseudocode import DYNAMIC
 from l4tui.session import Session
 from l4tui.tui.app import MonitorApp
 from l4tui.tui.cpus import CpuColumn
