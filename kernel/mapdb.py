@@ -62,7 +62,7 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from kernel import memmap
+from kernel.memmap import MAPDB_AREA, MAPDB_POOL, MAPDB_POOL_END
 from machine.memory import PAGE_SIZE as PAGE
 from machine.ops import KERNEL_BASE, Compute, Op, Read, Write, kaddr
 from machine.spinlock import spin_lock, spin_unlock
@@ -71,11 +71,11 @@ FLUSH = "flush"  # unmap mode: remove the mappings
 RO = "ro"  # unmap mode: make the mappings read-only
 MODES = (FLUSH, RO)
 
-AREA = memmap.MAPDB_AREA  # the header (physical)
+AREA = MAPDB_AREA  # the header (physical)
 LOCK, ROOTS, FREE, BUMP, END, COUNT = 0, 64, 68, 72, 76, 80  # the lock in a line of its own
 BUCKETS_AT = 128
 BUCKETS = 1024
-POOL, POOL_END = memmap.MAPDB_POOL, memmap.MAPDB_POOL_END
+POOL, POOL_END = MAPDB_POOL, MAPDB_POOL_END
 POOL_GROW_CYCLES = 200  # taking a zeroed frame from the kernel pool (as for a page table)
 
 # Node words (byte offsets).
