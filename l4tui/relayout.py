@@ -39,6 +39,7 @@ from typing import Any
 from l4tui.breakpoints import Breakpoint, Watch
 from l4tui.grammar import CommandError
 from l4tui.session import LIMIT, RECORDS, LogEntry, Session
+from l4tui.views import KBASE
 from machine.ops import Phase
 
 LAYOUTS = ("thesis", "naive")
@@ -455,8 +456,6 @@ def _carry(s: Session, run: _Run, layout: str) -> list[str]:
 
 def _address(s: Session, w: Watch) -> tuple[int | None, str]:
     """The physical address of a watch's field or line in `s`'s layout, or None and why."""
-    from l4tui.views import KBASE
-
     k = s.system.kernel
     if w.cpu is None:
         name, _, field = w.expr.partition(".")
