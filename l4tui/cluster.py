@@ -243,9 +243,10 @@ def _import_distributed() -> Any:
 
 
 def _client_class() -> type[Client]:
-    distributed = _import_distributed()
+    _import_distributed()  # the extra's one-line error if it is missing
+    from distributed import Client  # noqa: PLC0415 - the optional cluster extra
 
-    class _Client(distributed.Client):  # type: ignore[misc, name-defined]
+    class _Client(Client):
         """A Client that, when it cannot connect, is left closed instead of closing at exit.
 
         A Client whose constructor failed closes itself when collected, and that

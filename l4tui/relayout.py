@@ -34,7 +34,7 @@ import dataclasses
 import weakref
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from l4tui.breakpoints import Breakpoint, Watch
 from l4tui.grammar import CommandError
@@ -111,7 +111,8 @@ def cycle(s: Session) -> int:
     return m.last_cpu.clock // m.tpc if m.last_cpu is not None and s.position else 0
 
 
-def _is_step(entry: LogEntry) -> bool:
+def _is_step(entry: LogEntry) -> TypeGuard[int | None]:
+    """A step in the log: timed (None) or on the CPU it names (an int)."""
     return entry is None or (isinstance(entry, int) and not isinstance(entry, bool))
 
 
@@ -159,10 +160,10 @@ class _Run:
         self.pending = list(injects or [])
         self.inject_due()
 
-    def step(self, entry: LogEntry = None) -> Any:
-        """One logged step (timed, or on the CPU `entry` names); None if nothing ran."""
+    def step(self, cpu: int | None = None) -> Any:
+        """One logged step (timed, or on `cpu`); None if nothing ran."""
         f = self.s
-        op = f._step(entry)  # type: ignore[arg-type]
+        op = f._step(cpu)
         if op is None:
             return None
         name = ran_last(f) or "?"
