@@ -86,7 +86,9 @@ def _children(pid: int) -> list[int]:
     return [int(x) for x in out.stdout.split()]
 
 
-async def _openssh_student(port: int, user: str, key: Path, start: float) -> tuple[float, Any]:
+async def _openssh_student(
+    port: int, user: str, key: Path, start: float
+) -> tuple[float, asyncio.subprocess.Process]:
     """A student with the OpenSSH client (what students use; lighter than a Python client)."""
     proc = await asyncio.create_subprocess_exec(
         "ssh",

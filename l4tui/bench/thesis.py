@@ -49,6 +49,7 @@ from kernel.scenario import parse_scenario
 from kernel.system import System
 from kernel.xcpu import check_n_ack
 from machine import Machine, Profile
+from machine.cpu import Cpu
 from machine.ops import (
     EOI,
     ApicRead,
@@ -320,7 +321,7 @@ def _interruption(profile: Profile) -> tuple[float, float, float]:
             yield Compute(1)  # the loop-condition test on the carry flag
         samples["user_after"] = yield Rdtsc()
 
-    def handler(cpu: Any, vector: int) -> Code:
+    def handler(cpu: Cpu, vector: int) -> Code:
         samples["h0"] = yield Rdtsc()
         samples["user_before"] = last_user[0]  # "stores the value read by the user thread"
         yield EOI()
