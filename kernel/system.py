@@ -24,7 +24,8 @@ from typing import Any
 from kernel import invariants, lists, xcpu
 from kernel.ids import NIL
 from kernel.kernel import MAX_THREADS, Kernel
-from kernel.scenario import Expect, Scenario
+from kernel.expectations import Expect
+from kernel.scenario import Scenario
 from kernel.sched import CpuData
 from kernel.thread import (
     LOCKED_RUNNING,

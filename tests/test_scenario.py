@@ -38,8 +38,8 @@ from kernel.program import (
     Touch,
     Unmap,
 )
+from kernel.expectations import Expect
 from kernel.scenario import (
-    Expect,
     KernelSpec,
     Scenario,
     TaskSpec,
