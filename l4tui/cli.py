@@ -355,7 +355,7 @@ def _jobs(text: str) -> int:
 def _run(args: argparse.Namespace) -> int:
     from kernel.scenario import load_scenario
     from kernel.system import System
-    from l4tui import report
+    from l4tui.runner import summary as runs
     from machine.errors import MachineError
 
     scenario = load_scenario(args.file)
@@ -383,18 +383,12 @@ def _run(args: argparse.Namespace) -> int:
     except FileError as e:
         print(f"error: cannot write the trace {args.trace!r}: {e.message}", file=sys.stderr)
         return 2
-    summary = system.summary()
+    summary = runs.summary(system)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(report.format_run(summary))
-    failed = (
-        summary["deadlock"]
-        or bool(summary.get("violations"))
-        or bool(summary.get("stuck"))
-        or not all(e["ok"] for e in summary["expect"])
-    )
-    return 1 if failed else 0
+        print(runs.format_run(summary))
+    return 1 if runs.failed(summary) else 0
 
 
 def _explore(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kernel.expectations import Expect
 from kernel.layout import THESIS_LINES
 from kernel.program import (
     INF,
@@ -38,7 +39,6 @@ from kernel.program import (
     Touch,
     Unmap,
 )
-from kernel.expectations import Expect
 from kernel.scenario import (
     KernelSpec,
     Scenario,
