@@ -88,18 +88,19 @@ def load_lab(path: str | os.PathLike[str]) -> Lab:
         raise src.error(("exercises",), "a lab needs a list of exercises")
     exercises = []
     for i, ex in enumerate(raw):
-        path = ("exercises", i)
+        at = ("exercises", i)
         if not isinstance(ex, dict):
-            raise src.error(path, "an exercise is a mapping with title, text and check")
+            raise src.error(at, "an exercise is a mapping with title, text and check")
         for key in ex:
             if key not in ("title", "text", "check"):
-                raise src.key_error(path, key, f"unknown exercise key {key!r}")
+                raise src.key_error(at, key, f"unknown exercise key {key!r}")
         check = ex.get("check")
-        _validate(src, path + ("check",), check)
+        _validate(src, at + ("check",), check)
+        assert isinstance(check, dict)  # _validate refused anything else
         exercises.append(
             Exercise(
-                _text(src, ex, path + ("title",), required=True),
-                _text(src, ex, path + ("text",)),
+                _text(src, ex, at + ("title",), required=True),
+                _text(src, ex, at + ("text",)),
                 check,
             )
         )

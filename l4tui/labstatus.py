@@ -22,7 +22,7 @@ def grade(root: Path) -> list[dict[str, Any]]:
     from l4tui.executor import load_session
     from l4tui.lab import load_lab, progress
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for path in sorted(root.glob("*.json")):
         user = path.stem
         try:
