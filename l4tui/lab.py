@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from kernel.scenario import Scenario, load_scenario
+from l4tui import expr
 from l4tui.grammar import CommandError
 from l4tui.session import Session
 from machine.yamlsrc import Source, load_yaml_file
@@ -157,8 +158,6 @@ def holds(s: Session, check: dict[str, Any]) -> bool:
         return all(_ran(s, " ".join(want.split())) for want in value)
     if kind == "ended":
         return s.system.ended == value
-    from l4tui import expr
-
     try:
         return expr.holds(s, value)
     except CommandError:
