@@ -35,5 +35,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         # The reader went away (`l4tui bench | head`): not an error of ours.
-        sys.stdout = None  # type: ignore[assignment]  # no flush at exit
+        sys.stdout = None  # no flush at exit
         return 0

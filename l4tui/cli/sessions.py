@@ -11,6 +11,7 @@ the SSH server's zygote and warm slots (`l4tui/serve/zygote.py`,
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from l4tui import checkpoints, engine, files
@@ -21,7 +22,7 @@ from l4tui.session import Session
 from machine.errors import ConfigError
 
 
-def with_engine(session: Any, run: Any, served: bool = False) -> int:
+def with_engine(session: Any, run: Callable[[Any], int], served: bool = False) -> int:
     """`run(session)` with the session in an engine process (checkpoints) where fork exists,
     forked before the front end starts any thread (Textual's); the engine ends with it.
 

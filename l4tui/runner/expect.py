@@ -19,7 +19,7 @@ def check(system: System, e: Expect) -> bool:
     """Whether expectation `e` holds now."""
     f = e.fields
     if "deadlock" in f:
-        return bool(system.wait_cycle()) == f["deadlock"]
+        return bool(system.wait_cycle()) is f["deadlock"]
     if "counter" in f:
         name = f["counter"]
         got = counters(system)
