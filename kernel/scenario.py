@@ -418,15 +418,6 @@ class _Parser(OpReader):
         )
         return TaskSpec(data["name"], threads, self.tasks[data["name"]][1], self.where(path))
 
-    def cpu(self, path: DataPath, lo: int = 1) -> int:
-        value = self.get_int(path, lo)
-        if value > self.cpus:
-            plural = "CPU" if self.cpus == 1 else "CPUs"
-            raise self.fail(
-                path, f"CPU {value} does not exist: the machine has {self.cpus} {plural}"
-            )
-        return value
-
     def thread(self, path: DataPath, task: str) -> ThreadSpec:
         data = self.get(path)
         name = data["name"]
