@@ -36,6 +36,7 @@ from l4tui import expr
 from l4tui.breakpoints import Breakpoint, Event, Watch, events
 from l4tui.files import atomic_text
 from l4tui.grammar import CommandError
+from l4tui.runner.summary import deadlock_message
 from machine.ops import Phase
 
 if TYPE_CHECKING:
@@ -309,7 +310,7 @@ class Session:
     def _end_reason(self) -> str:
         why = self.system.ended
         if why == "deadlock":
-            return f"run ended: deadlock: {self.system.deadlock_message()}"
+            return f"run ended: deadlock: {deadlock_message(self.system)}"
         return f"run ended: {why}"
 
     def _stopped(self, op: Any) -> str | None:

@@ -56,6 +56,8 @@ from kernel.scenario import Scenario
 from kernel.system import System
 from kernel.xcpu import FLAGS_BASE, MAILBOX_BASE, MAILBOXES
 from l4tui.explore.groups import group_of
+from l4tui.runner.expect import failures
+from l4tui.runner.summary import deadlock_message
 from machine.errors import MachineError
 from machine.ops import KERNEL_BASE, Atomic, Hlt, InterruptExit, Iret, Read, SendIPI, Write
 
@@ -750,7 +752,7 @@ def judge(system: System) -> tuple[str | None, str]:
     if why == "invariant":
         return "invariant", "; ".join(system.violations)
     if why == "deadlock":
-        return "deadlock", system.deadlock_message()
+        return "deadlock", deadlock_message(system)
     if why == "stuck":
         return "invariant", f"left locked with nothing to unlock them: {', '.join(system.stuck())}"
     if why != "end":
@@ -758,7 +760,7 @@ def judge(system: System) -> tuple[str | None, str]:
     lost = lost_messages(system)
     if lost:
         return "lost_message", "; ".join(lost)
-    failed = [e.check for e in system.scenario.expect if not system.check(e)]
+    failed = failures(system)
     if failed:
         return "expect", "expectation failed: " + "; ".join(failed)
     return None, ""
