@@ -200,9 +200,11 @@ def check(k: Kernel) -> list[str]:
             and len(senders) > 1
         ):
             out.append(f"more than one IPC set up to {receiver.name}: {', '.join(senders)}")
-    for a in k.machine.apics.apics:
-        if len(a.slots) > k.machine.apics.nslots:
-            out.append(f"cpu{a.cpu + 1}: {len(a.slots)} IPIs in {k.machine.apics.nslots} slots")
+    for apic in k.machine.apics.apics:
+        if len(apic.slots) > k.machine.apics.nslots:
+            out.append(
+                f"cpu{apic.cpu + 1}: {len(apic.slots)} IPIs in {k.machine.apics.nslots} slots"
+            )
     out += stale_tlb_entries(k)
     if mem.read(mapdb.AREA + mapdb.LOCK):
         out.append("the mapping-database lock is held with no kernel path under way")

@@ -212,7 +212,7 @@ def receive(k: Kernel, b: Thread, source: Thread | None, timeout: int | None) ->
         a_partner = yield Read(a.f["partner"])
         ready = a_state == POLLING and a_partner == b.word
     cd = k.cpus[b.cpu - 1]
-    if not ready:
+    if not ready or a is None:  # (a sender that is ready is not None)
         if timeout == 0:
             raise IpcError("timeout")
         yield Phase("ipc.recv.wait")

@@ -21,6 +21,7 @@ from kernel import boot, interrupts, ipc, mapdb, proxy, sched, shootdown, space,
 from kernel.ids import ThreadId, irq_thread
 from kernel.layout import Layout, make_layout
 from kernel.memmap import FIRST_FREE, KIP_CPUS, KIP_FRAME, PERCPU_BASE, TCB_AREA
+from kernel.program import Op as ProgramOp
 from kernel.program import ProgramCounter
 from kernel.sched import CURRENT, CpuData
 from kernel.thread import INACTIVE, RUNNING, STATE_NAMES, WAITING, Task, Thread
@@ -207,7 +208,7 @@ class Kernel:
         self,
         task: Task,
         name: str,
-        program: tuple = (),
+        program: tuple[ProgramOp, ...] = (),
         cpu: int = 1,
         priority: int = 100,
         timeslice: int | None = None,
@@ -238,7 +239,8 @@ class Kernel:
             self._boot_ready.append(t)  # after the boot sequence (§8.2)
             return
         self._run_direct(space.start_thread(self, t))
-        t.task.started = True
+        if t.task is not None:  # (a user thread: the kernel's own have no task)
+            t.task.started = True
 
     def boot(self) -> None:
         """Run the boot sequence of §8.2 first; threads start when it is done."""
@@ -260,7 +262,7 @@ class Kernel:
 
     def _run_direct(self, gen: Path) -> None:
         """Apply a kernel path's effects at set-up time, outside simulated time."""
-        return mapdb.run_direct(self.machine.memory, gen)
+        mapdb.run_direct(self.machine.memory, gen)
 
     def start(self) -> None:
         """Program every CPU's timer and let the CPUs look for work."""

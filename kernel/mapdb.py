@@ -607,7 +607,7 @@ class MappingDb:
         return self.node(n) if n else None
 
     def children(self, node: Node) -> list[Node]:
-        out = []
+        out: list[Node] = []
         c = self._word(node.addr + FIRST)
         while c and len(out) <= len(self):
             out.append(self.node(c))
@@ -615,7 +615,7 @@ class MappingDb:
         return out
 
     def _root_addrs(self) -> list[int]:
-        out = []
+        out: list[int] = []
         r = self._word(_h(ROOTS))
         while r and len(out) <= len(self):
             out.append(r)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from kernel import ipc, sched, transfer, xcpu
 from kernel.errors import IpcError
 from kernel.ids import NIL
+from kernel.mail import MailOp, MigrateMail, RedoFaultMail, RemoteMail, SendMail
 from kernel.program import Ipc
 from kernel.thread import (
     LOCKED_RUNNING,
@@ -40,8 +41,8 @@ from kernel.thread import (
     WAKE_RESOLVED,
     WAKE_TIMEOUT,
     Thread,
+    space_of,
 )
-from kernel.xcpu import Mail
 from machine.ops import LoadCR3, Op, Phase, Read, Write
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ def send_request(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
     cd = k.cpus[a.cpu - 1]
     p = yield from k.claim_proxy(b.cpu, a.cpu)
     i = yield from xcpu.alloc(k, a.cpu)
-    request = Mail("ipc_send", a, b, op)
+    request = SendMail(a, b, op)
     yield from xcpu.setup(k, i, request, OP_IPC_SEND, p)
     yield Write(a.f["proxy"], p.tcb)
     # Lock ourselves *before* the trigger, where §8.3.5's pseudo-code triggers first:
@@ -97,11 +98,11 @@ def send_request(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
     return (yield from _xp_return(k, k.cpus[a.cpu - 1], a, request))
 
 
-def _xp_return(k: Kernel, cd: CpuData, a: Thread, request: Mail) -> Path:
+def _xp_return(k: Kernel, cd: CpuData, a: Thread, request: SendMail) -> Path:
     # XP_RETURN: woken by check_n_ack on our CPU once the proxy is done.
     yield Phase("xp.return")
     # A call: the proxy may have begun our receive (§8.3.1), and said so in our TCB.
-    a.recv_started = request.payload.receives and bool((yield Read(a.f["recv_started"])))
+    a.recv_started = request.ipc.receives and bool((yield Read(a.f["recv_started"])))
     code = yield Read(a.f["xp_cc"])
     while code == REDO_FAULT:  # not done: the proxy needs a page of ours (§8.4.2)
         yield from redo_fault(k, a)  # locks us before it reactivates the proxy
@@ -138,26 +139,26 @@ def step(k: Kernel, cd: CpuData, p: Thread) -> Path:
     i = k.mailboxes.index(first)
     mail = k.mailboxes.mail[i]
     p.busy = True  # in a request: only its own wake-ups wake it (not new mail)
-    if mail.op == "ipc_send":
+    if isinstance(mail, SendMail):
         yield from xp_send_path(k, cd, p, i, mail)
-    elif mail.op == "remote":
+    elif isinstance(mail, RemoteMail):
         from kernel import unwind
 
         yield from unwind.serve(k, cd, p, i, mail)
-    elif mail.op in ("migrate_B", "migrate_C"):
+    elif isinstance(mail, MigrateMail):
         from kernel import migrate
 
         yield from xcpu.unhook_first(k, p)
         yield from xcpu.release(k, i)
-        if mail.op == "migrate_B":
-            yield from migrate.part_b(k, cd, mail.payload)
+        if mail.op is MailOp.MIGRATE_B:
+            yield from migrate.part_b(k, cd, mail.job)
         else:
-            yield from migrate.part_c(k, cd, mail.payload)
+            yield from migrate.part_c(k, cd, mail.job)
 
 
-def xp_send_path(k: Kernel, cd: CpuData, p: Thread, i: int, mail: Mail) -> Path:
+def xp_send_path(k: Kernel, cd: CpuData, p: Thread, i: int, mail: SendMail) -> Path:
     """The proxy's send path, on the receiver's CPU, in the sender's stead (§8.3.5)."""
-    a, b, op = mail.sender, mail.dest, mail.payload
+    a, b, op = mail.sender, mail.dest, mail.ipc
     yield Phase("xp.proxy.send")
     myself = yield Read(b.f["myself"])
     if myself == NIL or myself != b.word:
@@ -192,8 +193,9 @@ def xp_send_path(k: Kernel, cd: CpuData, p: Thread, i: int, mail: Mail) -> Path:
             return
         if why != WAKE_PARTNER:
             yield from ipc.dequeue_sendq(k, b, a)
-            error = "timeout" if why == WAKE_TIMEOUT else "aborted"
-            yield from wakeup_sender(k, cd, p, a, i, error)
+            yield from wakeup_sender(
+                k, cd, p, a, i, "timeout" if why == WAKE_TIMEOUT else "aborted"
+            )
             return
         yield from sched.dequeue_wakeup(k, cd, p)
     # At this point, B is ready to receive from A.
@@ -201,15 +203,15 @@ def xp_send_path(k: Kernel, cd: CpuData, p: Thread, i: int, mail: Mail) -> Path:
     yield Write(p.f["thread_state"], LOCKED_RUNNING)
     yield Write(b.f["thread_state"], LOCKED_WAITING)
     yield from sched.enqueue_ready(k, cd, p)
-    error = None
+    failure: str | None = None
     try:
         if op.strings:
-            yield LoadCR3(a.task.space.pdbr)  # the copy runs in the sender's space
+            yield LoadCR3(space_of(a).pdbr)  # the copy runs in the sender's space
         yield from transfer.transmit(k, a, b, op, copier=p)
     except IpcError as e:
-        b.failed = error = e.error  # b is on our CPU (checked above)
+        b.failed = failure = e.error  # b is on our CPU (checked above)
     yield Write(b.f["partner"], a.word)
-    if error is None and op.receives and not (yield from xcpu.sender_ready(k, a, op)):
+    if failure is None and op.receives and not (yield from xcpu.sender_ready(k, a, op)):
         # A call is atomic (§8.3.1): the sender must be receiving before the
         # receiver can answer — even with timeout 0. The sender is locked and
         # off every queue, so setting its receive state here touches nothing of
@@ -225,11 +227,11 @@ def xp_send_path(k: Kernel, cd: CpuData, p: Thread, i: int, mail: Mail) -> Path:
     yield Phase("xp.proxy.wake_receiver")
     yield Write(b.f["wake"], WAKE_PARTNER)
     yield from sched.make_ready(k, cd, b, LOCKED_RUNNING)
-    if error is None:
+    if failure is None:
         k.counters.ipc += 1
         k.counters.xp_ipc += 1
     yield Write(p.f["thread_state"], RUNNING)
-    yield from wakeup_sender(k, cd, p, a, i, error)
+    yield from wakeup_sender(k, cd, p, a, i, failure)
 
 
 def wakeup_sender(k: Kernel, cd: CpuData, p: Thread, a: Thread, i: int, error: str | None) -> Path:
@@ -292,7 +294,7 @@ def sender_fault(k: Kernel, p: Thread, a: Thread, addr: int, timeout: int | None
     yield Phase("xp.proxy.sender_fault")
     cd = k.cpus[p.cpu - 1]
     i = yield from xcpu.alloc(k, p.cpu)
-    yield from xcpu.setup(k, i, Mail("redo_fault", a, None, (addr, timeout, p)), 0, a)
+    yield from xcpu.setup(k, i, RedoFaultMail(a, None, addr, timeout, p), 0, a)
     yield Write(a.f["xp_cc"], REDO_FAULT)
     # Our wake reason is cleared before the sender can learn of the fault: it writes
     # the answer there from its CPU (a lost answer if we cleared it after the trigger).
@@ -301,7 +303,7 @@ def sender_fault(k: Kernel, p: Thread, a: Thread, addr: int, timeout: int | None
     yield Write(p.f["thread_state"], WAITING)
     yield from k.switch_to(cd, None)
     # Reactivated by the sender's mailbox: take it off our list.
-    yield from xcpu.remove(k, p, lambda m: m.op == "resumed")
+    yield from xcpu.remove(k, p, lambda m: m.op is MailOp.RESUMED)
     yield Write(p.f["thread_state"], LOCKED_RUNNING)
     return (yield Read(p.f["wake"])) == WAKE_RESOLVED
 
@@ -315,15 +317,15 @@ def redo_fault(k: Kernel, a: Thread) -> Path:
             yield Write(a.f["thread_state"], LOCKED_WAITING)
             return
         mail = k.mailboxes.mail[i]
-        if mail.op == "redo_fault":
+        if isinstance(mail, RedoFaultMail) and mail.op is MailOp.REDO_FAULT:
             break
-    addr, timeout, p = mail.payload
+    addr, timeout, p = mail.addr, mail.timeout, mail.proxy
     from kernel import space
 
     yield Phase("xp.redo_fault")
     ok = yield from space.page_fault_ipc(k, a, addr, False, timeout)
     yield Write(p.f["wake"], WAKE_RESOLVED if ok else WAKE_TIMEOUT)  # p is on another CPU
-    mail.op = "resumed"
+    mail.op = MailOp.RESUMED
     yield Write(k.mailboxes.addr(i, xcpu.TARGET), p.tcb)
     yield Write(a.f["xp_cc"], 0)
     yield Write(a.f["thread_state"], LOCKED_WAITING)  # before the proxy can go on

@@ -208,7 +208,7 @@ def dequeue_wakeup(k: Kernel, cd: CpuData, t: Thread) -> Path:
 
 def expired(k: Kernel, cd: CpuData, now: int) -> Path:
     """Threads at the head of the wakeup queue whose time has come (taken off the queue)."""
-    out = []
+    out: list[Thread] = []
     while True:
         head = yield Read(cd.page + WAKEUP_HEAD)
         if not head:

@@ -53,10 +53,11 @@ from kernel.thread import (
     Space,
     Task,
     Thread,
+    space_of,
 )
 from machine import paging
 from machine.cpu import Cpu
-from machine.memory import PAGE_SIZE
+from machine.memory import PAGE_SIZE, Memory
 from machine.ops import Compute, Invlpg, LoadCR3, Op, Phase, Read, Write, kaddr
 
 if TYPE_CHECKING:
@@ -122,7 +123,14 @@ def utcb_paddr(k: Kernel, t: Thread) -> int:
     """Physical address of `t`'s UTCB."""
     i = t.tid.lthread - 1
     vaddr = UTCB_VADDR + i * UTCB_SIZE
-    tr = paging.lookup(k.machine.memory, t.task.space.pdbr, vaddr)
+    return physical(k.machine.memory, space_of(t), vaddr)
+
+
+def physical(mem: Memory, sp: Space, vaddr: int) -> int:
+    """Physical address of `vaddr` in `sp`, which the caller knows is mapped."""
+    tr = paging.lookup(mem, sp.pdbr, vaddr)
+    if tr is None:
+        raise AssertionError(f"{vaddr:#x} is not mapped in {sp.name}")
     return tr.frame + vaddr % PAGE_SIZE
 
 
@@ -332,8 +340,7 @@ def sigma0_step(k: Kernel, t: Thread) -> Path:
         mem = k.machine.memory
         yield Phase("sigma0.grant_frame")
         frame = mem.alloc_frame()  # after the first op: priming a path changes nothing (peek)
-        sp = t.task.space
-        paging.map_page(mem, sp.pdbr, frame, frame)  # sigma0 owns it "by hand" (§2.2)
+        paging.map_page(mem, space_of(t).pdbr, frame, frame)  # sigma0 owns it "by hand" (§2.2)
         yield Compute(50)  # its root in the mapping database: when the kernel maps it on
         return frame
 
@@ -365,8 +372,10 @@ def serve_faults_step(k: Kernel, t: Thread, op: ServeFaults) -> Path:
 # --- map, grant, unmap ------------------------------------------------------------
 
 
-def map_items(k: Kernel, a: Thread, b: Thread, op: Ipc, copier: Thread | None = None) -> Path:
-    """Map or grant `op`'s flexpage into `b`'s receive window (§2.2.1, §8.3.2).
+def map_items(
+    k: Kernel, a: Thread, b: Thread, fp: Fpage, grant: bool, copier: Thread | None = None
+) -> Path:
+    """Map or grant (`grant`) flexpage `fp` into `b`'s receive window (§2.2.1, §8.3.2).
 
     Every translation it removes or replaces — the mappings a map or grant
     cuts at the destination, and a grant's source — leaves every TLB (§3.1.1:
@@ -374,16 +383,14 @@ def map_items(k: Kernel, a: Thread, b: Thread, op: Ipc, copier: Thread | None = 
     by the shootdown of ID 5, once the mapping database is unlocked. This CPU
     is the proxy's, on the receiver's CPU, when the sender is on another.
     """
-    grant = op.grant is not None
     here = copier or a  # the thread whose CPU runs this
-    fp = op.grant if grant else op.map
     window = yield from receive_window(k, here, b)
     if window is None:
         raise IpcError("cut")  # the receiver accepts no mappings
     waddr, wsize = window
     size = min(fp.size, wsize)
     dst_base = waddr + (fp.addr % wsize // size * size if fp.size < wsize else 0)
-    asp, bsp = a.task.space, b.task.space
+    asp, bsp = space_of(a), space_of(b)
     mem = k.machine.memory
     changed: list[tuple[Space, int]] = []
     for off in range(0, size, PAGE_SIZE):
@@ -429,7 +436,7 @@ def unmap(k: Kernel, t: Thread, op: Unmap) -> Path:
     yield Phase("space.unmap")
     from kernel.syscalls import result
 
-    sp = t.task.space
+    sp = space_of(t)
     changed: list[tuple[Space, int]] = []
     for off in range(0, op.fpage.size, PAGE_SIZE):
         vaddr = op.fpage.addr + off
@@ -468,7 +475,7 @@ def task_new(k: Kernel, t: Thread, op: TaskNew) -> Path:
 def start_thread(k: Kernel, t: Thread) -> Path:
     """Make `t` present and ready on its CPU."""
     yield Write(t.f["myself"], t.word)
-    yield Write(t.f["space"], t.task.space.pdbr)
+    yield Write(t.f["space"], space_of(t).pdbr)
     yield Write(kaddr(utcb_paddr(k, t) + UTCB_CPU), t.cpu)  # §7.2
     yield from sched.make_ready(k, k.cpus[t.cpu - 1], t, RUNNING)
 
@@ -488,7 +495,7 @@ def copy_strings(k: Kernel, a: Thread, b: Thread, op: Ipc, copier: Thread) -> Pa
     """
     line = k.machine.profile.cache.line_size
     mem = k.machine.memory
-    asp, bsp = a.task.space, b.task.space
+    asp, bsp = space_of(a), space_of(b)
     buffers = yield from receive_buffers(k, copier, b)
     for i, s in enumerate(op.strings):
         if i >= len(buffers) or s.size > buffers[i].size:
@@ -533,10 +540,9 @@ def copy_strings(k: Kernel, a: Thread, b: Thread, op: Ipc, copier: Thread) -> Pa
                 yield Invlpg(comm)  # the comm window may have pointed elsewhere
                 fresh.add(comm >> 12)
             yield Read(src & ~3)
-            sp_ = paging.lookup(mem, asp.pdbr, src)
-            dp_ = paging.lookup(mem, bsp.pdbr, dst)
-            _copy_bytes(mem, sp_.frame + src % PAGE_SIZE, dp_.frame + dst % PAGE_SIZE, n)
-            yield Write(comm & ~3, mem.read(dp_.frame + dst % PAGE_SIZE & ~3))
+            dst_paddr = physical(mem, bsp, dst)
+            _copy_bytes(mem, physical(mem, asp, src), dst_paddr, n)
+            yield Write(comm & ~3, mem.read(dst_paddr & ~3))
             if n > 4:
                 yield Compute((n - 1) // 4)
             from kernel import transfer  # transfer imports this module
@@ -546,7 +552,7 @@ def copy_strings(k: Kernel, a: Thread, b: Thread, op: Ipc, copier: Thread) -> Pa
             pos += n
 
 
-def _copy_bytes(mem: Any, src: int, dst: int, n: int) -> None:
+def _copy_bytes(mem: Memory, src: int, dst: int, n: int) -> None:
     """Byte-exact copy between physical addresses of word-granular memory."""
     for i in range(n):
         sa, da = src + i, dst + i
@@ -559,7 +565,7 @@ def _copy_bytes(mem: Any, src: int, dst: int, n: int) -> None:
 def _map_comm(k: Kernel, a: Thread, bsp: Space, slot: int, cpu: int) -> Path:
     """Point CPU `cpu`'s comm window in the sender's space at the receiver's 8 MB."""
     yield Phase("ipc.transfer.comm_map")
-    asp = a.task.space
+    asp = space_of(a)
     first = COMM_PDE + 2 * (cpu - 1)
     for j in range(2):
         pde = yield Read(kaddr(bsp.pdbr + 4 * (slot + j)))

@@ -97,7 +97,7 @@ class Thread:
 
     name: str
     tid: ThreadId
-    task: Task
+    task: Task | None  # None for the kernel's own threads: idle, interrupt, proxies
     index: int  # TCB number
     tcb: int  # kernel address of the TCB
     f: dict[str, int]  # field name -> kernel address
@@ -145,3 +145,16 @@ class Thread:
 
     def __repr__(self) -> str:
         return f"<Thread {self.name} {self.tid}>"
+
+
+def space_of(t: Thread) -> Space:
+    """`t`'s address space: only a user thread of a created task (§2.2.3) has one.
+
+    The kernel paths that ask run for user threads only — their system calls,
+    faults and transfers — so a missing space is a kernel bug, not an error a
+    scenario can cause.
+    """
+    task = t.task
+    if task is None or task.space is None:
+        raise AssertionError(f"{t.name} has no address space")
+    return task.space

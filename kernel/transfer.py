@@ -126,9 +126,10 @@ def transmit(k: Kernel, a: Thread, b: Thread, op: Ipc, copier: Thread | None = N
     if op.strings:
         yield Phase("ipc.transfer.string")
         yield from space.copy_strings(k, a, b, op, copier or a)
-    if op.map is not None or op.grant is not None:
+    fp = op.grant if op.grant is not None else op.map
+    if fp is not None:
         yield Phase("ipc.transfer.map")
-        msg.mapped = yield from space.map_items(k, a, b, op, copier)
+        msg.mapped = yield from space.map_items(k, a, b, fp, op.grant is not None, copier)
     if (yield from aborted(k, copier or a, a, b)):
         raise IpcError("aborted")
     yield from deliver(k, copier or a, b, msg)

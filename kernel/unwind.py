@@ -13,13 +13,13 @@ result code in the caller's `xp_cc`, as for an IPC (§8.4.1).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kernel import ipc, sched, xcpu
+from kernel.mail import RemoteMail, Work
 from kernel.thread import LOCKED_WAITING, POLLING, RUNNING, WAKE_ABORT, Thread
-from kernel.xcpu import Mail
 from machine.ops import Op, Phase, Read, Write
 
 if TYPE_CHECKING:
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from kernel.sched import CpuData
 
 Path = Generator[Op, Any, Any]
-Work = Callable[["CpuData"], Path]  # a path to run on another CPU
 
 
 def run_on(k: Kernel, caller: Thread, cpu: int, work: Work, label: str) -> Path:
@@ -46,7 +45,7 @@ def run_on(k: Kernel, caller: Thread, cpu: int, work: Work, label: str) -> Path:
             return out
         cpu, work = out.cpu, out.work  # it goes on elsewhere: we wait for it there
     yield Phase(f"{label}.remote")
-    mail = Mail("remote", caller, None, work)
+    mail = RemoteMail(caller, None, work)
     i = yield from xcpu.alloc(k, caller.cpu)
     yield from xcpu.setup(k, i, mail, 3, k.ctl[cpu])
     yield from xcpu.trigger(k, cd, i, cpu)
@@ -67,7 +66,7 @@ class Forward:
     work: Work
 
 
-def serve(k: Kernel, cd: CpuData, p: Thread, i: int, mail: Mail) -> Path:
+def serve(k: Kernel, cd: CpuData, p: Thread, i: int, mail: RemoteMail) -> Path:
     """A control proxy runs a remote request, then wakes the requester.
 
     If the work must go on elsewhere (an abort reaching a send proxy on a third
@@ -80,10 +79,10 @@ def serve(k: Kernel, cd: CpuData, p: Thread, i: int, mail: Mail) -> Path:
     fuzzer).
     """
     yield from xcpu.unhook_first(k, p)
-    out = yield from mail.payload(cd)
+    out = yield from mail.work(cd)
     if isinstance(out, Forward):
         yield Phase("unwind.proxy.remote")
-        mail.payload = out.work
+        mail.work = out.work
         yield Write(k.mailboxes.addr(i, xcpu.TARGET), k.ctl[out.cpu].tcb)
         yield from xcpu.trigger(k, cd, i, out.cpu)
         return
