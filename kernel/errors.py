@@ -10,3 +10,22 @@ class IpcError(Exception):
         super().__init__(error)
         self.error = error
         self.cpu = cpu
+
+
+class Restart(Exception):
+    """The receiver moved to another CPU while we waited for it: send again (§8.5)."""
+
+
+# xp_cc completion codes: 0 is success; error 7 is the cross-processor abort (§7.2).
+XP_CODES = {
+    "not_exist": 1,
+    "timeout": 2,
+    "cut": 3,
+    "aborted": 4,
+    "not_mapped": 5,
+    "map_failed": 6,
+    "xp_abort": 7,
+}
+
+
+XP_ERRORS = {v: k for k, v in XP_CODES.items()}

@@ -95,3 +95,11 @@ class RedoFaultMail(Mail):
     timeout: int | None
     proxy: Thread
     op: MailOp = field(default=MailOp.REDO_FAULT, init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """A remote request goes on on another CPU, in the same mailbox (§8.4.3)."""
+
+    cpu: int
+    work: Work

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from kernel import memmap, sched, xcpu
 from kernel.mail import MigrateMail, MigrationJob
-from kernel.program import Schedule
+from kernel.program import Schedule, result
 from kernel.thread import (
     LOCKED_RUNNING,
     LOCKED_WAITING,
@@ -136,8 +136,6 @@ def migrate(k: Kernel, caller: Thread, t: Thread, op: Schedule) -> Path:
     Whether `t` may be migrated at all (§8.5: not in an IPC path) is decided by
     B, where its state cannot change under us.
     """
-    from kernel.syscalls import result
-
     c_cpu = op.cpu
     base = kaddr(AREA)
     yield Phase("migrate.A.lock")
@@ -323,8 +321,6 @@ def _release_polling_proxies(k: Kernel, cd: CpuData, t: Thread, to: int) -> Path
     A proxy polling for a remote sender forwards the request; a local sender
     polling itself starts its send over, which now crosses processors.
     """
-    from kernel import ipc
-
     senders = []  # the queue first: a restarted sender leaves it below
     head = cur = yield Read(t.f["send_queue"])
     while cur:
@@ -346,6 +342,6 @@ def _release_polling_proxies(k: Kernel, cd: CpuData, t: Thread, to: int) -> Path
             # Out of t's send queue here and now, with the queue's owner: woken
             # locked_running, the sender would otherwise sit in the queue of a
             # thread it no longer polls on until it next runs.
-            yield from ipc.dequeue_sendq(k, t, sender)
+            yield from sched.dequeue_sendq(k, t, sender)
             yield from sched.dequeue_wakeup(k, cd, sender)
             yield from sched.make_ready(k, cd, sender, LOCKED_RUNNING)

@@ -24,10 +24,10 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from kernel import ipc, sched, transfer, xcpu
-from kernel.errors import IpcError
+from kernel import sched, transfer, xcpu
+from kernel.errors import XP_CODES, XP_ERRORS, IpcError, Restart
 from kernel.ids import NIL
-from kernel.mail import MailOp, MigrateMail, RedoFaultMail, RemoteMail, SendMail
+from kernel.mail import Forward, MailOp, MigrateMail, RedoFaultMail, RemoteMail, SendMail
 from kernel.program import Ipc
 from kernel.thread import (
     LOCKED_RUNNING,
@@ -53,17 +53,6 @@ Path = Generator[Op, Any, Any]
 
 OP_IPC_SEND = 1
 NEVER = 0xFFFF_FFFF  # an infinite timeout in the ipc_timeout field
-# xp_cc completion codes: 0 is success; error 7 is the cross-processor abort (§7.2).
-XP_CODES = {
-    "not_exist": 1,
-    "timeout": 2,
-    "cut": 3,
-    "aborted": 4,
-    "not_mapped": 5,
-    "map_failed": 6,
-    "xp_abort": 7,
-}
-XP_ERRORS = {v: k for k, v in XP_CODES.items()}
 REDO_FAULT = 0x100  # not a completion: the proxy asks the sender to redo a page fault
 RESTART = 0x101  # the receiver moved to the sender's CPU: do the IPC again, locally
 
@@ -119,7 +108,7 @@ def _xp_return(k: Kernel, cd: CpuData, a: Thread, request: SendMail) -> Path:
     if not a.recv_started:
         yield Write(a.f["thread_state"], RUNNING)
     if code == RESTART:
-        raise ipc.Restart  # the receiver came to our CPU: a local IPC now (§8.5)
+        raise Restart  # the receiver came to our CPU: a local IPC now (§8.5)
     if code:
         raise IpcError(XP_ERRORS.get(code, "aborted"))
 
@@ -142,9 +131,7 @@ def step(k: Kernel, cd: CpuData, p: Thread) -> Path:
     if isinstance(mail, SendMail):
         yield from xp_send_path(k, cd, p, i, mail)
     elif isinstance(mail, RemoteMail):
-        from kernel import unwind
-
-        yield from unwind.serve(k, cd, p, i, mail)
+        yield from serve(k, cd, p, i, mail)
     elif isinstance(mail, MigrateMail):
         from kernel import migrate
 
@@ -178,21 +165,21 @@ def xp_send_path(k: Kernel, cd: CpuData, p: Thread, i: int, mail: SendMail) -> P
             return
         yield Phase("xp.proxy.enqueue_sendq")
         yield Write(p.f["wake"], WAKE_NONE)  # before the receiver can find its sender polling
-        yield from ipc.enqueue_sendq(k, b, a)  # the sender goes into the send queue
+        yield from sched.enqueue_sendq(k, b, a)  # the sender goes into the send queue
         yield Write(p.f["thread_state"], POLLING)
         # Not switchTo(B): a proxy runs above everyone; the dispatcher decides.
-        why = yield from ipc.wait_for_partner(k, p, None, op.timeout)
+        why = yield from sched.wait_for_partner(k, p, None, op.timeout)
         # Read, the reason is spent: clear it (a local L1 write when the receiver woke us,
         # from this CPU), or the proxy sleeps on with a stale reason that the order
         # without this wait never leaves, and the two states differ for `explore`.
         yield Write(p.f["wake"], WAKE_NONE)
         if why == WAKE_FORWARD:  # the receiver migrated away: the request follows it (§8.5)
-            yield from ipc.dequeue_sendq(k, b, a)
+            yield from sched.dequeue_sendq(k, b, a)
             yield Write(p.f["thread_state"], RUNNING)
             yield from forward(k, cd, p, i, b)
             return
         if why != WAKE_PARTNER:
-            yield from ipc.dequeue_sendq(k, b, a)
+            yield from sched.dequeue_sendq(k, b, a)
             yield from wakeup_sender(
                 k, cd, p, a, i, "timeout" if why == WAKE_TIMEOUT else "aborted"
             )
@@ -266,23 +253,6 @@ def forward(k: Kernel, cd: CpuData, p: Thread, i: int, b: Thread) -> Path:
     yield from xcpu.trigger(k, cd, i, q.cpu)  # q's CPU, as in send_request
 
 
-def sender_proxy(k: Kernel, a: Thread, b: Thread) -> Path:
-    """The receive path's check of a remote sender (§8.3.5): its proxy, if it polls on us."""
-    proxy_tcb = yield Read(a.f["proxy"])
-    if not proxy_tcb:
-        return None
-    p = k.by_tcb[proxy_tcb]
-    if (yield Read(p.f["thread_state"])) != POLLING:
-        return None
-    if (yield Read(p.f["partner"])) != b.word:
-        return None
-    current = yield Read(p.f["first_mailbox"])  # is it a's request it is polling for?
-    mail = k.mailboxes.mail.get(k.mailboxes.index(current)) if current else None
-    if mail is None or mail.sender is not a:
-        return None
-    return p
-
-
 def sender_fault(k: Kernel, p: Thread, a: Thread, addr: int, timeout: int | None) -> Path:
     """A fault in the sender's space during the proxy's copy (§8.4.2).
 
@@ -330,3 +300,28 @@ def redo_fault(k: Kernel, a: Thread) -> Path:
     yield Write(a.f["xp_cc"], 0)
     yield Write(a.f["thread_state"], LOCKED_WAITING)  # before the proxy can go on
     yield from xcpu.trigger(k, k.cpus[a.cpu - 1], i, p.cpu)
+
+
+def serve(k: Kernel, cd: CpuData, p: Thread, i: int, mail: RemoteMail) -> Path:
+    """A control proxy runs a remote request, then wakes the requester.
+
+    If the work must go on elsewhere (an abort reaching a send proxy on a third
+    CPU), the *same* mailbox is handed on to that CPU's control proxy, which
+    wakes the requester when it is done: "we take the same mailbox for all
+    those (up to three) proxies" (§8.4.3). A control proxy never blocks: it
+    also runs the B and C parts of migrations (§8.7.2), whose A waits for them
+    spinning with interrupts disabled — a control proxy waiting for that CPU
+    (the earlier `run_on` here) deadlocked the two (found by the random kernel
+    fuzzer).
+    """
+    yield from xcpu.unhook_first(k, p)
+    out = yield from mail.work(cd)
+    if isinstance(out, Forward):
+        yield Phase("unwind.proxy.remote")
+        mail.work = out.work
+        yield Write(k.mailboxes.addr(i, xcpu.TARGET), k.ctl[out.cpu].tcb)
+        yield from xcpu.trigger(k, cd, i, out.cpu)
+        return
+    yield Phase("unwind.wake_caller")
+    yield Write(k.mailboxes.addr(i, xcpu.TARGET), mail.sender.tcb)
+    yield from xcpu.trigger(k, cd, i, mail.sender.cpu)

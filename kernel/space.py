@@ -41,7 +41,7 @@ from kernel.memmap import (
     UTCB_SIZE,
     UTCB_VADDR,
 )
-from kernel.program import Fpage, Ipc, ProgramCounter, ServeFaults, TaskNew, Unmap
+from kernel.program import Fpage, Ipc, ProgramCounter, ServeFaults, TaskNew, Unmap, result
 from kernel.thread import (
     LOCKED_RUNNING,
     LOCKED_WAITING,
@@ -253,9 +253,7 @@ def page_fault(k: Kernel, c: Cpu, addr: int, write: bool, reason: str) -> Path:
                 "words": [addr, int(write)],
             }
         )
-        from kernel.syscalls import exit_thread
-
-        yield from exit_thread(k, cd, t)
+        yield from sched.exit_thread(k, cd, t)
 
 
 def page_fault_ipc(
@@ -434,8 +432,6 @@ def map_items(
 def unmap(k: Kernel, t: Thread, op: Unmap) -> Path:
     """fpage_unmap: flush or write-protect every mapping derived from the pages (§2.2.2)."""
     yield Phase("space.unmap")
-    from kernel.syscalls import result
-
     sp = space_of(t)
     changed: list[tuple[Space, int]] = []
     for off in range(0, op.fpage.size, PAGE_SIZE):
@@ -456,8 +452,6 @@ def unmap(k: Kernel, t: Thread, op: Unmap) -> Path:
 
 def task_new(k: Kernel, t: Thread, op: TaskNew) -> Path:
     """task_new (§2.2.3): an empty space and its first thread, on the creator's CPU (§7.1)."""
-    from kernel.syscalls import result
-
     yield Phase("task.new")
     task = next(x for x in k.tasks if x.name == op.task)
     if task.started:

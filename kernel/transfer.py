@@ -23,7 +23,7 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from kernel import space
-from kernel.errors import IpcError
+from kernel.errors import XP_CODES, XP_ERRORS, IpcError
 from kernel.program import Ipc
 from kernel.thread import Message, Thread
 from machine.ops import Op, Phase, Read, Write
@@ -66,8 +66,6 @@ def deliver(
         if error is not None:
             b.failed = error
         return
-    from kernel.proxy import XP_CODES
-
     tag = TAG_PENDING | (XP_CODES[error] << TAG_ERROR_SHIFT if error else 0)
     if msg is not None:
         tag |= len(msg.words) & TAG_WORDS
@@ -87,8 +85,6 @@ def collect(k: Kernel, b: Thread) -> Path:
         return
     yield Phase("ipc.transfer.collect")
     yield Write(b.f["msg_tag"], 0)
-    from kernel.proxy import XP_ERRORS
-
     error = tag >> TAG_ERROR_SHIFT & 0xFF
     if error:
         b.failed = XP_ERRORS.get(error, "aborted")

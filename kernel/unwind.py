@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Generator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from kernel import ipc, sched, xcpu
-from kernel.mail import RemoteMail, Work
+from kernel.mail import Forward, RemoteMail, Work
 from kernel.thread import LOCKED_WAITING, POLLING, RUNNING, WAKE_ABORT, Thread
 from machine.ops import Op, Phase, Read, Write
 
@@ -56,39 +55,6 @@ def run_on(k: Kernel, caller: Thread, cpu: int, work: Work, label: str) -> Path:
     yield from xcpu.remove(k, caller, lambda m: m is mail)
     yield Write(caller.f["thread_state"], RUNNING)
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class Forward:
-    """A remote request goes on on another CPU, in the same mailbox (§8.4.3)."""
-
-    cpu: int
-    work: Work
-
-
-def serve(k: Kernel, cd: CpuData, p: Thread, i: int, mail: RemoteMail) -> Path:
-    """A control proxy runs a remote request, then wakes the requester.
-
-    If the work must go on elsewhere (an abort reaching a send proxy on a third
-    CPU), the *same* mailbox is handed on to that CPU's control proxy, which
-    wakes the requester when it is done: "we take the same mailbox for all
-    those (up to three) proxies" (§8.4.3). A control proxy never blocks: it
-    also runs the B and C parts of migrations (§8.7.2), whose A waits for them
-    spinning with interrupts disabled — a control proxy waiting for that CPU
-    (the earlier `run_on` here) deadlocked the two (found by the random kernel
-    fuzzer).
-    """
-    yield from xcpu.unhook_first(k, p)
-    out = yield from mail.work(cd)
-    if isinstance(out, Forward):
-        yield Phase("unwind.proxy.remote")
-        mail.work = out.work
-        yield Write(k.mailboxes.addr(i, xcpu.TARGET), k.ctl[out.cpu].tcb)
-        yield from xcpu.trigger(k, cd, i, out.cpu)
-        return
-    yield Phase("unwind.wake_caller")
-    yield Write(k.mailboxes.addr(i, xcpu.TARGET), mail.sender.tcb)
-    yield from xcpu.trigger(k, cd, i, mail.sender.cpu)
 
 
 def abort_on_cpu(k: Kernel, cd: CpuData, target: Thread) -> Path:

@@ -227,8 +227,6 @@ def check_n_ack(k: Kernel, cd: CpuData) -> Path:
 
 def sender_ready(k: Kernel, b: Thread, op: Any) -> Path:
     """Is a sender already waiting to send to `b` (closed from op.source, or open)?"""
-    from kernel import proxy
-
     if op.source is not None:
         a = k.by_name.get(op.source)
     else:
@@ -237,7 +235,7 @@ def sender_ready(k: Kernel, b: Thread, op: Any) -> Path:
     if a is None:
         return False
     if a.cpu != b.cpu:
-        return (yield from proxy.sender_proxy(k, a, b)) is not None
+        return (yield from sender_proxy(k, a, b)) is not None
     state = yield Read(a.f["thread_state"])
     return state == POLLING and (yield Read(a.f["partner"])) == b.word
 
@@ -296,3 +294,20 @@ def _ipi(k: Kernel, c: Cpu, vector: int) -> Path:
     cd = k.cpus[c.index]
     woken = yield from check_n_ack(k, cd)
     yield from k.preempt_for(cd, woken)
+
+
+def sender_proxy(k: Kernel, a: Thread, b: Thread) -> Path:
+    """The receive path's check of a remote sender (§8.3.5): its proxy, if it polls on us."""
+    proxy_tcb = yield Read(a.f["proxy"])
+    if not proxy_tcb:
+        return None
+    p = k.by_tcb[proxy_tcb]
+    if (yield Read(p.f["thread_state"])) != POLLING:
+        return None
+    if (yield Read(p.f["partner"])) != b.word:
+        return None
+    current = yield Read(p.f["first_mailbox"])  # is it a's request it is polling for?
+    mail = k.mailboxes.mail.get(k.mailboxes.index(current)) if current else None
+    if mail is None or mail.sender is not a:
+        return None
+    return p
