@@ -255,10 +255,8 @@ def _naive_ipi(c: Any, vector: int) -> Path:
 
 def _redo_faults(k: Kernel, b: Thread, why: int) -> Path:
     """While the sender asks us to redo faults in our space, do so (§8.3.2)."""
-    from kernel import space
-
     while why == WAKE_REDO_FAULT:
-        yield from space.redo_fault(k, b, None)
+        yield from k.redo_fault(b, None)
         why = yield Read(b.f["wake"])
     return why
 

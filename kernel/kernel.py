@@ -17,7 +17,19 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kernel import boot, interrupts, ipc, mapdb, proxy, sched, shootdown, space, syscalls, xcpu
+from kernel import (
+    boot,
+    interrupts,
+    ipc,
+    mapdb,
+    pager,
+    proxy,
+    sched,
+    shootdown,
+    space,
+    syscalls,
+    xcpu,
+)
 from kernel.ids import ThreadId, irq_thread
 from kernel.layout import Layout, make_layout
 from kernel.memmap import FIRST_FREE, KIP_CPUS, KIP_FRAME, PERCPU_BASE, TCB_AREA
@@ -131,7 +143,7 @@ class Kernel:
             self.hardware.append(hw)
             machine.vector_handlers[interrupts.vector(irq)] = interrupts.handler(self)
         machine.idle_handler = self._next_work
-        machine.fault_handler = space.fault_handler(self)
+        machine.fault_handler = pager.fault_handler(self)
         machine.vector_handlers[TIMER_VECTOR] = self._timer
         machine.vector_handlers[xcpu.XCPU_VECTOR] = xcpu.ipi_handler(self)
         machine.vector_handlers[shootdown.VECTOR] = shootdown.handler(self)
@@ -330,6 +342,21 @@ class Kernel:
             return
         if cur is cd.idle or (yield Read(best.f["priority"])) > (yield Read(cur.f["priority"])):
             yield from self.switch_to(cd, best)
+
+    # Faults are IPCs (§2.2.2): the pager's paths sit above the IPC, proxy and transfer
+    # paths that meet a fault, which reach them through the kernel.
+
+    def fault_ipc(self, t: Thread, addr: int, write: bool, timeout: int | None) -> Path:
+        """`t` faults on `addr` to its pager; whether the page was mapped (pager.py)."""
+        return pager.page_fault_ipc(self, t, addr, write, timeout)
+
+    def redo_fault(self, b: Thread, timeout: int | None) -> Path:
+        """Receiver `b` redoes, in its context, a fault a transfer met in its space (§8.3.2)."""
+        return pager.redo_fault(self, b, timeout)
+
+    def copy_fault(self, copier: Thread, a: Thread, addr: int, timeout: int | None) -> Path:
+        """A copy for sender `a` faulted in its space; whether it was resolved (§8.4.2)."""
+        return pager.copy_fault(self, copier, a, addr, timeout)
 
     def trap(self, t: Thread) -> Path:
         """A system call enters the kernel on `t`'s CPU, whose exit will check the mailboxes."""

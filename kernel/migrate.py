@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from kernel import memmap, sched, xcpu
+from kernel import memmap, sched, space, xcpu
 from kernel.mail import MigrateMail, MigrationJob
 from kernel.program import Schedule, result
 from kernel.thread import (
@@ -272,8 +272,6 @@ def set_cpu(k: Kernel, t: Thread, cpu: int) -> Path:
     yield Phase("migrate.B.set_cpu")
     yield Write(t.f["cpu"], cpu)
     t.cpu = cpu
-    from kernel import space
-
     if t.task is not None and t.task.space is not None:
         yield Write(kaddr(space.utcb_paddr(k, t) + memmap.UTCB_CPU), cpu)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from kernel import sched, transfer, xcpu
+from kernel import migrate, sched, transfer, xcpu
 from kernel.errors import XP_CODES, XP_ERRORS, IpcError, Restart
 from kernel.ids import NIL
 from kernel.mail import Forward, MailOp, MigrateMail, RedoFaultMail, RemoteMail, SendMail
@@ -133,8 +133,6 @@ def step(k: Kernel, cd: CpuData, p: Thread) -> Path:
     elif isinstance(mail, RemoteMail):
         yield from serve(k, cd, p, i, mail)
     elif isinstance(mail, MigrateMail):
-        from kernel import migrate
-
         yield from xcpu.unhook_first(k, p)
         yield from xcpu.release(k, i)
         if mail.op is MailOp.MIGRATE_B:
@@ -290,10 +288,8 @@ def redo_fault(k: Kernel, a: Thread) -> Path:
         if isinstance(mail, RedoFaultMail) and mail.op is MailOp.REDO_FAULT:
             break
     addr, timeout, p = mail.addr, mail.timeout, mail.proxy
-    from kernel import space
-
     yield Phase("xp.redo_fault")
-    ok = yield from space.page_fault_ipc(k, a, addr, False, timeout)
+    ok = yield from k.fault_ipc(a, addr, False, timeout)
     yield Write(p.f["wake"], WAKE_RESOLVED if ok else WAKE_TIMEOUT)  # p is on another CPU
     mail.op = MailOp.RESUMED
     yield Write(k.mailboxes.addr(i, xcpu.TARGET), p.tcb)

@@ -13,7 +13,7 @@ import functools
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from kernel import ipc, sched, space
+from kernel import ipc, migrate, pager, sched, space, unwind
 from kernel.errors import IpcError
 from kernel.mail import Forward
 from kernel.memmap import KIP_CPUS, KIP_VADDR, UTCB_CPU, UTCB_SIZE, UTCB_VADDR
@@ -71,7 +71,7 @@ def thread_step(k: Kernel, c: Cpu, cd: CpuData, t: Thread) -> Path:
         # thread meanwhile: it resumes on its new CPU, whose FPU and mailboxes are its own.
         c = k.machine.cpu(t.cpu)
     if t.sigma0:
-        yield from space.sigma0_step(k, t)
+        yield from pager.sigma0_step(k, t)
         return
     if isinstance(op, Compute):
         yield ComputeOp(op.cycles)
@@ -94,7 +94,7 @@ def thread_step(k: Kernel, c: Cpu, cd: CpuData, t: Thread) -> Path:
         t.results.append(result("read_kip", value=value & 0xFF))
         done()
     elif isinstance(op, ServeFaults):
-        yield from space.serve_faults_step(k, t, op)
+        yield from pager.serve_faults_step(k, t, op)
     else:
         yield from k.trap(t)
         pc = t.pc
@@ -225,15 +225,11 @@ def schedule(k: Kernel, t: Thread, op: Schedule) -> Path:
     if prio >= mcp or new_prio >= mcp:
         return result("schedule", ok=False, error="denied")
     if op.cpu and target is not t:  # ID 4: never oneself
-        from kernel import migrate
-
         done = yield from migrate.migrate(k, t, target, op)
         if done is not None:
             return done
     if op.priority is None and op.timeslice is None:
         return result("schedule", value=prio)
-    from kernel import unwind
-
     cpu = yield Read(target.f["cpu"])
     work = functools.partial(_set_params_on, k, target, op.priority, op.timeslice)
     yield from unwind.run_on(k, t, cpu, work, "sched.thread_schedule")
@@ -273,8 +269,6 @@ def ex_regs(k: Kernel, t: Thread, op: ExRegs) -> Path:
     The whole operation runs on the target's CPU (ID 3, §8.4.3): locally, or
     through that CPU's control proxy.
     """
-    from kernel import unwind
-
     yield Phase("thread.ex_regs")
     target = k.by_name[op.thread]
     if target.task is not t.task:
@@ -308,8 +302,6 @@ def fpu(k: Kernel, c: Cpu, t: Thread, cycles: int) -> Path:
 
 def _ex_regs_on(k: Kernel, target: Thread, op: ExRegs, cd: CpuData) -> Path:
     """ex_regs on the target's CPU: abort its IPC, then set what was asked."""
-    from kernel import unwind  # unwind imports this module
-
     cpu = yield Read(target.f["cpu"])
     if cpu != cd.number:  # it was migrated meanwhile: on to its CPU (see _set_params_on)
         return Forward(cpu, functools.partial(_ex_regs_on, k, target, op))
