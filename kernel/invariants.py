@@ -15,7 +15,7 @@ What must hold whenever no kernel path is half-way through on a CPU:
 - at most one IPC is set up to any receiver (§8.3.3's first guideline);
 - no APIC holds more than its two IPI slots (§8.3.4);
 - the mapping database's trees, lists and hash table agree
-  (`mapdb.MappingDb.check`, §2.2.1) and its lock is free (§6, appendix A);
+  (`mapdb_direct.MappingDb.check`, §2.2.1) and its lock is free (§6, appendix A);
 - no TLB holds a translation its CPU's page tables do not (§3.1.1: a removed
   entry is invalidated in "all TLBs. Even those of the other processors"):
   each entry names the frame of a present PTE, and is writable only if the

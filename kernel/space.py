@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from kernel import mapdb, sched, shootdown
 from kernel.errors import IpcError
-from kernel.mapdb import MapDbError, MappingDb
+from kernel.mapdb import MapDbError
+from kernel.mapdb_direct import MappingDb
 from kernel.memmap import (
     KIP_FRAME,
     KIP_VADDR,

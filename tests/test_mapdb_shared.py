@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from kernel import interrupts, invariants, mapdb, space
-from kernel.mapdb import MappingDb
+from kernel.mapdb_direct import MappingDb
 from kernel.scenario import load_scenario, parse_scenario
 from kernel.system import System
 from machine.memory import Memory
