@@ -36,7 +36,7 @@ from kernel.memmap import FIRST_FREE, KIP_CPUS, KIP_FRAME, PERCPU_BASE, TCB_AREA
 from kernel.program import Op as ProgramOp
 from kernel.program import ProgramCounter
 from kernel.sched import CURRENT, CpuData
-from kernel.thread import INACTIVE, RUNNING, STATE_NAMES, WAITING, Task, Thread
+from kernel.thread import INACTIVE, RUNNING, STATE_NAMES, WAITING, ProxyKind, Task, Thread
 from machine import Machine
 from machine.cpu import Context, Cpu
 from machine.memory import PAGE_SIZE
@@ -160,7 +160,7 @@ class Kernel:
         for cd in self.cpus:
             for src in range(1, self.pool + 1):
                 p = self._new_thread(f"proxy{cd.number}.{src}", ThreadId(1, 0, 0), None, cd.number)
-                p.proxy_kind = "ipc"
+                p.proxy_kind = ProxyKind.IPC
                 off = self.layout.offsets
                 base = p.tcb - kaddr(0)
                 mem.write(base + off["priority"], PROXY_PRIORITY)
@@ -171,7 +171,7 @@ class Kernel:
         self.ctl: dict[int, Thread] = {}
         for cd in self.cpus:
             p = self._new_thread(f"ctl{cd.number}", ThreadId(1, 0, 0), None, cd.number)
-            p.proxy_kind = "ctl"
+            p.proxy_kind = ProxyKind.CTL
             base = p.tcb - kaddr(0)
             mem.write(base + self.layout.offsets["priority"], PROXY_PRIORITY)
             mem.write(base + self.layout.offsets["myself"], p.word)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from kernel.program import Ipc, Schedule
 from kernel.thread import Thread
@@ -81,7 +81,7 @@ class MigrateMail(Mail):
 
     dest: Thread
     job: MigrationJob
-    part: str  # "B" | "C"
+    part: Literal["B", "C"]
 
     def __post_init__(self) -> None:
         self.op = MailOp.MIGRATE_B if self.part == "B" else MailOp.MIGRATE_C

@@ -35,7 +35,7 @@ that CPU's control proxy (issue 14, found by the random kernel fuzzer).
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from kernel import memmap, sched, space, xcpu
 from kernel.mail import MigrateMail, MigrationJob
@@ -152,7 +152,8 @@ def migrate(k: Kernel, caller: Thread, t: Thread, op: Schedule) -> Path:
     here = k.cpus[a_cpu - 1]
     job = MigrationJob(t, b_cpu, c_cpu, parties2, op)
     yield Phase("migrate.A.trigger")
-    for part, cpu in (("B", b_cpu), ("C", c_cpu)):
+    parts: tuple[tuple[Literal["B", "C"], int], ...] = (("B", b_cpu), ("C", c_cpu))
+    for part, cpu in parts:
         if cpu != a_cpu:
             ctl = k.ctl[cpu]
             i = yield from xcpu.alloc(k, a_cpu)

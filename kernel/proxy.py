@@ -25,7 +25,7 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from kernel import migrate, sched, transfer, xcpu
-from kernel.errors import XP_CODES, XP_ERRORS, IpcError, Restart
+from kernel.errors import XP_CODES, XP_ERRORS, ErrorCode, IpcError, Restart
 from kernel.ids import NIL
 from kernel.mail import Forward, MailOp, MigrateMail, RedoFaultMail, RemoteMail, SendMail
 from kernel.program import Ipc
@@ -40,6 +40,7 @@ from kernel.thread import (
     WAKE_PARTNER,
     WAKE_RESOLVED,
     WAKE_TIMEOUT,
+    ProxyKind,
     Thread,
     space_of,
 )
@@ -118,7 +119,7 @@ def step(k: Kernel, cd: CpuData, p: Thread) -> Path:
     first = yield Read(p.f["first_mailbox"])
     if not first:
         p.busy = False
-        if p.proxy_kind == "ipc":
+        if p.proxy_kind is ProxyKind.IPC:
             yield Write(p.f["resources"], 0)  # free to be claimed again
         yield Phase("xp.proxy.sleep")
         yield Write(p.f["thread_state"], WAITING)
@@ -188,7 +189,7 @@ def xp_send_path(k: Kernel, cd: CpuData, p: Thread, i: int, mail: SendMail) -> P
     yield Write(p.f["thread_state"], LOCKED_RUNNING)
     yield Write(b.f["thread_state"], LOCKED_WAITING)
     yield from sched.enqueue_ready(k, cd, p)
-    failure: str | None = None
+    failure: ErrorCode | None = None
     try:
         if op.strings:
             yield LoadCR3(space_of(a).pdbr)  # the copy runs in the sender's space
@@ -219,7 +220,9 @@ def xp_send_path(k: Kernel, cd: CpuData, p: Thread, i: int, mail: SendMail) -> P
     yield from wakeup_sender(k, cd, p, a, i, failure)
 
 
-def wakeup_sender(k: Kernel, cd: CpuData, p: Thread, a: Thread, i: int, error: str | None) -> Path:
+def wakeup_sender(
+    k: Kernel, cd: CpuData, p: Thread, a: Thread, i: int, error: ErrorCode | None
+) -> Path:
     """wakeup_sender (§8.4.1): the completion code, and the mailbox re-targeted at the sender."""
     yield Phase("xp.wakeup_sender")
     yield Write(a.f["xp_cc"], XP_CODES[error] if error else 0)

@@ -26,7 +26,7 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from kernel import sched, space
-from kernel.errors import XP_CODES, XP_ERRORS, IpcError
+from kernel.errors import XP_CODES, XP_ERRORS, ErrorCode, IpcError
 from kernel.program import Ipc
 from kernel.space import physical, receive_buffers
 from kernel.thread import (
@@ -72,7 +72,7 @@ def aborted(k: Kernel, copier: Thread, *parties: Thread) -> Path:
 
 
 def deliver(
-    k: Kernel, copier: Thread, b: Thread, msg: Message | None = None, error: str | None = None
+    k: Kernel, copier: Thread, b: Thread, msg: Message | None = None, error: ErrorCode | None = None
 ) -> Path:
     """Hand `b` the message (or the transfer's error): directly on its own CPU,
     else through its TCB's message tag (see the module docstring)."""

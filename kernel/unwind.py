@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from kernel import ipc, sched, xcpu
 from kernel.mail import Forward, RemoteMail, Work
-from kernel.thread import LOCKED_WAITING, POLLING, RUNNING, WAKE_ABORT, Thread
+from kernel.thread import LOCKED_WAITING, POLLING, RUNNING, WAKE_ABORT, ProxyKind, Thread
 from machine.ops import Op, Phase, Read, Write
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def abort_on_cpu(k: Kernel, cd: CpuData, target: Thread) -> Path:
         # unwind goes on there with the same kind of request.
         p = k.by_tcb[proxy_tcb]
         work = functools.partial(_abort_proxy, k, p)
-        if cd.current.proxy_kind == "ctl" and p.cpu != cd.number:
+        if cd.current.proxy_kind is ProxyKind.CTL and p.cpu != cd.number:
             return Forward(p.cpu, work)  # `serve` hands the mailbox on
         yield from run_on(k, cd.current, p.cpu, work, "unwind.proxy")
     else:
