@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from kernel import memmap
 
@@ -114,7 +114,7 @@ class ExRegs:
 @dataclass(frozen=True, slots=True)
 class Unmap:
     fpage: Fpage
-    mode: str = "flush"  # "flush" | "ro"
+    mode: Literal["flush", "ro"] = "flush"  # remove the mappings, or make them read-only
     own: bool = False
 
 

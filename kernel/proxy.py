@@ -17,6 +17,10 @@ frees its mailboxes (`XP_RETURN`) and goes on.
 Each CPU has one IPC proxy per source CPU, so requests from different CPUs
 never wait behind each other's blocked send; requests from one CPU are
 served in order (the proxy's first/last mailbox list, §8.4).
+
+Each CPU's *control proxy* serves the other requests (§8.4.3): work another
+CPU wants run here — lthread_ex_regs and thread_schedule (unwind.py) and a
+migration's parts B and C (migrate.py) — one mailbox at a time (`step`).
 """
 
 from __future__ import annotations
