@@ -39,6 +39,7 @@ from typing import Any, TextIO
 
 from kernel import boot, interrupts, ipc, shootdown, xcpu
 from kernel.kernel import TIMER_VECTOR
+from kernel.mail import Mail
 from kernel.system import System
 from kernel.thread import Thread
 from l4tui.files import atomic_text
@@ -406,7 +407,7 @@ class TraceWriter:
     def _end_flow(self, fid: int, tr: _Track, tick: int) -> None:
         self._flow("f", fid, self._open_flows[fid][0], tr, tick)
 
-    def _request(self, p: Thread) -> xcpu.Mail | None:
+    def _request(self, p: Thread) -> Mail | None:
         """The request proxy `p` serves: the first mailbox on its list (§8.4)."""
         first = self._kernel.field(p, "first_mailbox")
         mb = self._kernel.mailboxes

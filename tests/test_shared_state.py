@@ -9,7 +9,7 @@ the `naive` design of §8.3.3, where the sender does the receiver's part from
 its own CPU — and the shipped scenarios, with `SharedStateGuard` watching
 every Python-side write: any write of another CPU's thread or CPU state
 fails, naming the field, the writing CPU and the owner — and so does a write
-of a mailbox's parameter block (`xcpu.Mail`) by a CPU that does not hold the
+of a mailbox's parameter block (`mail.Mail`) by a CPU that does not hold the
 mailbox (§8.3.4).
 
 CI runs `COUNT` random scenarios of each design; `L4TUI_FUZZ=long` runs
