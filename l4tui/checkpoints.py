@@ -48,6 +48,9 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
+from l4tui import history, stops
+from l4tui.inputs import is_step, step_cpu
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - no fcntl: no fork either
@@ -373,19 +376,19 @@ class Checkpoints:
             session.schedule, session.observer = None, None
             session.breakpoints, session.watches = breakpoints, watches
             for w_ in watches:
-                w_.value = session._probe(w_)
+                w_.value = stops.probe(session, w_)
             last_fork = session.position
             for entry in log:
                 if session.position >= end:
                     break
-                if entry is None or isinstance(entry, int):
+                if is_step(entry):
                     if session.position - last_fork >= KEEPER_EVERY:
                         fork_here()
                         last_fork = session.position
-                    op = session._step(entry)
+                    op = session._step(step_cpu(entry))
                     if op is None:
                         break
-                    why = session._stopped(op)
+                    why = stops.stopped(session, op)
                     if why is not None:
                         out[session.position - 1] = why
                         if newest is not None and keeper != newest:
@@ -393,7 +396,7 @@ class Checkpoints:
                                 _end(keeper[2])
                             keeper = newest
                 else:
-                    session._replay(entry)
+                    history.replay(session, entry)
         except Exception:  # the engine then replays from the start itself
             out = None
         for fork in {newest, keeper} - {keeper if out else None, None}:
