@@ -107,6 +107,7 @@ def replay_timed(s: Session, n: int) -> bool:
             return False
         if type(op) is Phase:
             c = m.last_cpu
+            assert c is not None  # (a step ran)
             name = query.current_name(k, c.number)
             marks.add(base + done + 1, op.label, c.number, name)
             if not op.label.startswith(PLUMBING):

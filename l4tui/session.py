@@ -43,6 +43,8 @@ from machine.ops import Phase
 
 if TYPE_CHECKING:
     from l4tui.checkpoints import Checkpoints
+    from machine.cpu import Cpu
+    from machine.machine import Machine
 
 NEVER = 1 << 62  # a position no run reaches
 _GENERATIONS = itertools.count(1)
@@ -62,6 +64,9 @@ LIVE_SLICE = 2_000
 
 class Session:
     """A scenario being debugged."""
+
+    # The stops `reverse-continue` found, while it goes back (history.reverse_continue).
+    stops_found: dict[int, str]
 
     def __init__(
         self, scenario: Scenario, seed: int | None = None, tcb_layout: str | None = None
@@ -149,7 +154,7 @@ class Session:
         if self.observer is not None:
             self.observer(op)
         if type(op) is Phase:
-            c = m.last_cpu
+            c = _ran_on(m)
             name = query.current_name(self.system.kernel, c.number)
             self.marks.add(self.position, op.label, c.number, name)
             if not op.label.startswith(PLUMBING):
@@ -221,7 +226,7 @@ class Session:
             left[0] -= 1
             if left[0] > 0:
                 return None
-            last = self.system.machine.last_cpu.number
+            last = _ran_on(self.system.machine).number
             return f"stepped; last {self.op_said(op)} on cpu{last}"
 
         return self._run(done) if n > 0 else "stepped"
@@ -236,7 +241,7 @@ class Session:
             if type(op) is Phase:
                 left[0] -= 1
                 if left[0] <= 0:
-                    return f"phase {op.label} on cpu{self.system.machine.last_cpu.number}"
+                    return f"phase {op.label} on cpu{_ran_on(self.system.machine).number}"
             return None
 
         return self._run(done) if n > 0 else "stepped"
@@ -291,7 +296,7 @@ class Session:
 
         def done(op: Any) -> str | None:
             if type(op) is Phase:
-                c = self.system.machine.last_cpu
+                c = _ran_on(self.system.machine)
                 if query.current_name(k, c.number) == name:
                     return f"{name}: phase {op.label} on cpu{c.number}"
             return None
@@ -476,6 +481,13 @@ class Session:
     def ready(self) -> dict[int, list[str]]:
         k = self.system.kernel
         return {c.number: query.ready_names(k, c.number) for c in self.system.machine.cpus}
+
+
+def _ran_on(m: Machine) -> Cpu:
+    """The CPU that ran the last micro-op (after a step there is one)."""
+    c = m.last_cpu
+    assert c is not None
+    return c
 
 
 def op_text(op: Any) -> str:

@@ -38,6 +38,7 @@ def stopped(s: Session, op: Any) -> str | None:
 def break_hit(s: Session, op: Any) -> str | None:
     """The first breakpoint `op` stops at, every matching one counted (and recorded)."""
     c = s.system.machine.last_cpu
+    assert c is not None  # (a step ran)
     t = query.current(s.system.kernel, c.number)
     evs = events(op, c.number, t.name, query.next_op(t))
     if not evs:
@@ -76,7 +77,9 @@ def _holds(s: Session, bp: Breakpoint) -> bool:
 def watch_hit(s: Session) -> str | None:
     """The first watchpoint whose value changed; every one takes its new value."""
     reason = None
-    cpu = s.system.machine.last_cpu.number
+    c = s.system.machine.last_cpu
+    assert c is not None  # (a step ran)
+    cpu = c.number
     for w in s.watches:
         now = probe(s, w)
         if now != w.value:

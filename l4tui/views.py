@@ -6,6 +6,7 @@ anything. The TUI shows the same data from the session's view dataclasses.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from kernel import lists
@@ -308,8 +309,7 @@ def checkpoints(s: Session, arg: str | None = None) -> str:
     """Where going back starts from: the engine's fork checkpoints (checkpoints.py)."""
     ck = s.checkpoints
     if ck is None:
-        import os
-
+        # (engine.py runs sessions in processes and imports session.py, which imports this)
         from l4tui import engine
 
         if not hasattr(os, "fork"):

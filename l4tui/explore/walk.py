@@ -289,6 +289,7 @@ class Walk:
                     break
                 log.append(cpu)
                 c = m.last_cpu
+                assert c is not None  # (a step ran)
                 t = type(op)
                 if (t is Iret or t is InterruptExit) and pos >= check_from and self._violated():
                     pos += 1
@@ -489,7 +490,9 @@ class Walk:
                 checked.clear()
             checked.add(seen)
             return False
-        where = f"cycle {m.last_start // m.tpc} on cpu{m.last_cpu.number}"  # as System says it
+        c = m.last_cpu
+        assert c is not None  # (a step ran)
+        where = f"cycle {m.last_start // m.tpc} on cpu{c.number}"  # as System says it
         system.violations = [f"{v} (at the kernel exit, {where})" for v in bad]
         system.ended = "invariant"
         return True
