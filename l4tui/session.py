@@ -6,16 +6,11 @@ data. It imports no UI library: the line console and the TUI drive the same
 object. Stepping goes through `System.advance`, so a session and `l4tui run`
 agree on when a run is over.
 
-Going backwards is deterministic replay: the input log (each step taken, by
-the timed policy or on a named CPU; policy changes; injected system calls)
-replayed reproduces the state bit for bit. Phase starts are recorded as the
-machine runs, so `reverse-step` knows where to go without a search. Python
-generators — the kernel paths in flight — cannot be copied, and kernel paths
-read Python state between their micro-ops, so a checkpoint of the data alone
-could not revive them exactly. A fork of the whole process can: in an engine
-process (engine.py) `goto` restores the nearest fork checkpoint before the
-target (checkpoints.py) and replays only the rest; without one (no fork, or a
-session in the front end's own process) it replays from the start.
+It keeps the input log (inputs.py) and the phase labels passed (marks.py) as
+it steps; going backwards replays them (history.py, with fork checkpoints in
+an engine process, checkpoints.py); breakpoints and watchpoints are evaluated
+by stops.py, the focus follows stops by focus.py, the views are panes.py's,
+and saving is saved.py's. The kernel is read through kernel/query.py.
 """
 
 from __future__ import annotations
