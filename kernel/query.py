@@ -84,6 +84,14 @@ def ready_names(k: Kernel, cpu: int) -> list[str]:
     return [name for _, w in lists.ready_lists(k, k.cpus[cpu - 1]) for name in w.names]
 
 
+def senders(k: Kernel, receiver: Thread) -> tuple[list[tuple[str, str, int]], Walk]:
+    """The threads polling to send to `receiver` (§8.3.2), in queue order, as (name, state,
+    CPU), and the walk of its send queue (bounded: mid-update the ring need not close)."""
+    queue = lists.send_queue(k, receiver)
+    out = [(a.name, k.state(a), a.cpu) for a in (k.by_tcb[x] for x in queue.tcbs)]
+    return out, queue
+
+
 def busy_proxies(k: Kernel, cpu: int) -> list[tuple[str, str]]:
     """(name, state) of CPU `cpu`'s proxies and control thread that have work (§8.4)."""
     return [
