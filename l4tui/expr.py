@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from kernel.thread import STATE_NAMES
 from l4tui.grammar import MAX_NUMBER, CommandError, shown, suggest
+from l4tui.views import thread
 
 if TYPE_CHECKING:
     from l4tui.session import Session
@@ -68,8 +69,6 @@ def value(s: Session, term: str) -> Any:
     if "." not in term:
         raise CommandError(f"no thread or value {shown(term)}{suggest(term, names + list(STATES))}")
     name, field = term.rsplit(".", 1)  # fields have no dot; proxy names do
-    from l4tui.views import thread
-
     t = thread(s, name)
     if field == "state":
         return k.state(t)

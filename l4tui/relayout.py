@@ -38,9 +38,10 @@ from typing import Any
 
 from l4tui.breakpoints import Breakpoint, Watch
 from l4tui.grammar import CommandError
-from l4tui.inputs import TIMED, Inject, LogEntry, OnCpu, is_step, step_cpu
+from l4tui.inputs import Inject, LogEntry, OnCpu, is_step, step_cpu
 from l4tui.session import LIMIT, Session
 from l4tui.stops import RECORDS
+from l4tui.views import KBASE
 from machine.ops import Phase
 
 LAYOUTS = ("thesis", "naive")
@@ -156,10 +157,10 @@ class _Run:
         self.pending = list(injects or [])
         self.inject_due()
 
-    def step(self, entry: LogEntry = TIMED) -> Any:
-        """One logged step (timed, or on the CPU `entry` names); None if nothing ran."""
+    def step(self, cpu: int | None = None) -> Any:
+        """One logged step (timed, or on `cpu`); None if nothing ran."""
         f = self.s
-        op = f._step(step_cpu(entry))
+        op = f._step(cpu)
         if op is None:
             return None
         name = ran_last(f) or "?"
@@ -187,7 +188,7 @@ class _Run:
     def replay(self, entry: LogEntry) -> None:
         """An input from a log: a step as `step`, anything else as the session replays it."""
         if is_step(entry):
-            self.step(entry)
+            self.step(step_cpu(entry))
         else:
             self.s._replay(entry)
 
@@ -450,8 +451,6 @@ def _carry(s: Session, run: _Run, layout: str) -> list[str]:
 
 def _address(s: Session, w: Watch) -> tuple[int | None, str]:
     """The physical address of a watch's field or line in `s`'s layout, or None and why."""
-    from l4tui.views import KBASE
-
     k = s.system.kernel
     if w.cpu is None:
         name, _, field = w.expr.partition(".")

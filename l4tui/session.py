@@ -34,6 +34,7 @@ from l4tui.inject import build
 from l4tui.inputs import Idle, Inject, LogEntry, SetPolicy, step_cpu, step_on
 from l4tui.marks import PLUMBING, Marks
 from l4tui.panes import CpuView, ThreadView
+from l4tui.runner.summary import deadlock_message
 from machine.ops import Phase
 
 if TYPE_CHECKING:
@@ -159,7 +160,7 @@ class Session:
     def _end_reason(self) -> str:
         why = self.system.ended
         if why == "deadlock":
-            return f"run ended: deadlock: {self.system.deadlock_message()}"
+            return f"run ended: deadlock: {deadlock_message(self.system)}"
         return f"run ended: {why}"
 
     def _stopped(self, op: Any) -> str | None:

@@ -41,6 +41,7 @@ from kernel import boot, interrupts, ipc, shootdown, xcpu
 from kernel.kernel import TIMER_VECTOR
 from kernel.system import System
 from kernel.thread import Thread
+from l4tui.files import atomic_text
 from machine.cpu import Cpu
 from machine.ops import PAGE_FAULT_VECTOR, InterruptEntry, InterruptExit, Phase, SendIPI
 
@@ -185,6 +186,7 @@ class TraceWriter:
             return  # not executed: a SendIPI that found the ICR busy runs again later
         self._steps = m.steps
         c = m.last_cpu
+        assert c is not None  # an op was executed (steps moved), so it has a CPU
         tr = self._tracks[c.index]
         kind = type(op)
         if kind in _MARKED or c.context.owner is not tr.owner or c.mode != tr.mode:
@@ -490,8 +492,6 @@ class TraceWriter:
 
 def export_session(session: Any, path: str) -> str:
     """`export perfetto FILE`: the session's run so far, re-run into a trace file."""
-    from l4tui.files import atomic_text
-
     writers: list[TraceWriter] = []
     with atomic_text(path) as out:
 

@@ -14,6 +14,7 @@ from kernel.lists import Walk
 from l4tui import panes
 from l4tui.grammar import INFO_TOPICS, MAX_NUMBER, CommandError, shown, suggest
 from l4tui.report import format_table
+from l4tui.runner import figures
 from machine.ops import KERNEL_BASE
 
 if TYPE_CHECKING:
@@ -277,7 +278,7 @@ def breakpoints(s: Session, arg: str | None = None) -> str:
 
 
 def counters(s: Session, arg: str | None = None) -> str:
-    c = s.system.counters()
+    c = figures.counters(s.system)
     mesi = c.pop("mesi")
     lines = [f"{k} {v}" for k, v in c.items()]
     lines.append("mesi " + (", ".join(f"{k} {v}" for k, v in mesi.items()) or "-"))

@@ -17,6 +17,7 @@ from l4tui.cli import main
 from l4tui.executor import execute, load_schedule, load_session
 from l4tui.explore import Choice, Explorer, judge, lost_messages, read_schedule
 from l4tui.inputs import from_json
+from l4tui.runner.summary import summary as run_summary
 from l4tui.session import Session
 from machine.errors import ConfigError
 
@@ -161,11 +162,11 @@ def test_a_schedule_runs_the_same_twice_and_replays_in_a_session(picks: list) ->
     s = Session(SCENARIO)
     s.follow([from_json(e) for e in one.log], {})
     s.stepi(sum(1 for entry in one.log if not isinstance(entry, list)))
-    replayed = s.system.summary()
+    replayed = run_summary(s.system)
     system = System(SCENARIO)
     for entry in one.log:
         system.advance(cpu=entry[1] if isinstance(entry, list) else entry)
-    assert replayed["threads"] == system.summary()["threads"]
+    assert replayed["threads"] == run_summary(system)["threads"]
     assert s.system.machine.fingerprint() == system.machine.fingerprint()
 
 

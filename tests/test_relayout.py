@@ -18,6 +18,7 @@ from l4tui.executor import execute, load_session
 from l4tui.inputs import Inject, to_json
 from l4tui.lab import load_lab, progress, sheet
 from l4tui.relayout import Point, locate, switch
+from l4tui.runner.summary import summary as run_summary
 from l4tui.session import Session
 from l4tui.views import KBASE
 
@@ -28,7 +29,7 @@ MIGRATION = str(ROOT / "scripts" / "demos" / "migration.yaml")
 
 def state(s: Session) -> tuple[object, ...]:
     """What must be identical after going there and back: position, hardware, kernel, marks."""
-    summary = json.dumps(s.system.summary(), sort_keys=True, default=str)
+    summary = json.dumps(run_summary(s.system), sort_keys=True, default=str)
     return (
         s.position,
         s.system.machine.fingerprint(),

@@ -36,7 +36,7 @@ def app_at_a_breakpoint() -> MonitorApp:
 
 
 def app_in_a_lab() -> MonitorApp:
-    from l4tui.cli import lab_session
+    from l4tui.cli.sessions import lab_session
 
     lab, s = lab_session(str(LABS / "uhlig.yaml"), None, fresh=True)
     execute(s, "break ipc.send.enqueue_sendq")

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import Counter
 
 from kernel.system import System
+from l4tui.runner.expect import failures
+from l4tui.runner.summary import deadlock_message
 
 
 def judge(system: System) -> tuple[str | None, str]:
@@ -18,7 +20,7 @@ def judge(system: System) -> tuple[str | None, str]:
     if why == "invariant":
         return "invariant", "; ".join(system.violations)
     if why == "deadlock":
-        return "deadlock", system.deadlock_message()
+        return "deadlock", deadlock_message(system)
     if why == "stuck":
         return "invariant", f"left locked with nothing to unlock them: {', '.join(system.stuck())}"
     if why != "end":
@@ -26,7 +28,7 @@ def judge(system: System) -> tuple[str | None, str]:
     lost = lost_messages(system)
     if lost:
         return "lost_message", "; ".join(lost)
-    failed = [e.check for e in system.scenario.expect if not system.check(e)]
+    failed = failures(system)
     if failed:
         return "expect", "expectation failed: " + "; ".join(failed)
     return None, ""

@@ -43,7 +43,7 @@ def take_student(session: Any, req: dict[str, Any]) -> tuple[str | None, bool, s
     that stopped it). The slot's own session is narrowed first: whatever fails after, the
     student works inside their own directory, never the slot's (all the students')."""
     from l4tui import files
-    from l4tui.cli import lab_session
+    from l4tui.cli.sessions import lab_session
 
     where: str | None = None
     try:
