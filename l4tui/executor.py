@@ -8,7 +8,7 @@ ends its output with where each CPU is.
 
 from __future__ import annotations
 
-from l4tui import expr, grammar, views
+from l4tui import expr, grammar, inputs, views
 from l4tui.breakpoints import parse_break, parse_watch
 from l4tui.grammar import Command, CommandError, help_text, parse
 from l4tui.session import Session
@@ -85,7 +85,7 @@ def load_schedule(path: str, scenario_file: str | None = None) -> Session:
     seed = data.get("seed")
     seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
     s = Session(scenario, seed)
-    s.follow(log, stops)
+    s.follow([inputs.from_json(e) for e in log], stops)
     s.stop_reason = (
         f"following {path}: {data.get('kind')} after {data.get('steps')} micro-ops; "
         f"continue stops at each of its {len(stops) - 1} preemption(s) and there"
