@@ -45,6 +45,16 @@ def is_idle(k: Kernel, cpu: int) -> bool:
     return cd.current is cd.idle
 
 
+def idle_threads(k: Kernel) -> set[Thread]:
+    """The CPUs' idle threads."""
+    return {cd.idle for cd in k.cpus}
+
+
+def idle_names(k: Kernel) -> set[str]:
+    """The names of the CPUs' idle threads."""
+    return {t.name for t in idle_threads(k)}
+
+
 def next_op(t: Thread) -> Any:
     """What `t` runs next: an injected op first, else its program's; None for a thread
     that runs no program (an idle thread, a proxy)."""

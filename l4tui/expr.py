@@ -14,6 +14,7 @@ import operator
 import re
 from typing import TYPE_CHECKING, Any
 
+from kernel import query
 from kernel.thread import STATE_NAMES
 from l4tui.grammar import MAX_NUMBER, CommandError, shown, suggest
 from l4tui.views import thread
@@ -82,13 +83,13 @@ def value(s: Session, term: str) -> Any:
 def _cpu_field(s: Session, number: int, field: str) -> Any:
     m = s.system.machine
     c = m.cpu(number)  # MachineError names the CPUs there are
-    cd = s.system.kernel.cpus[c.index]
+    k = s.system.kernel
     values = {
         "clock": c.clock // m.tpc,
         "mode": c.mode,
         "if": int(c.if_flag),
         "phase": c.phase or "-",
-        "thread": "idle" if cd.current is cd.idle else cd.current.name,
+        "thread": "idle" if query.is_idle(k, number) else query.current_name(k, number),
         "cr3": c.cr3,
         "waiting": c.waiting or "-",
         "steps": c.steps,

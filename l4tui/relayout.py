@@ -36,6 +36,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from kernel import query
 from l4tui.breakpoints import Breakpoint, Watch
 from l4tui.grammar import CommandError
 from l4tui.inputs import Inject, LogEntry, OnCpu, is_step, step_cpu
@@ -104,7 +105,7 @@ def ran_last(s: Session) -> str | None:
     c = s.system.machine.last_cpu
     if c is None or s.position == 0:
         return None
-    return s.system.kernel.cpus[c.index].current.name
+    return query.current_name(s.system.kernel, c.number)
 
 
 def cycle(s: Session) -> int:
@@ -305,7 +306,7 @@ def anchor(s: Session) -> tuple[str, str | None]:
     """The thread whose point is the stop's, and the idle thread that ran last (if one did:
     its rounds depend on timing, so the focused thread is the anchor)."""
     name = ran_last(s)
-    idle = {cd.idle.name for cd in s.system.kernel.cpus}
+    idle = query.idle_names(s.system.kernel)
     if name is not None and name not in idle:
         return name, None
     return s.focused_thread(), name

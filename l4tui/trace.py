@@ -37,7 +37,7 @@ import json
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from kernel import boot, interrupts, ipc, shootdown, xcpu
+from kernel import boot, interrupts, ipc, query, shootdown, xcpu
 from kernel.kernel import TIMER_VECTOR
 from kernel.mail import Mail
 from kernel.system import System
@@ -134,7 +134,7 @@ class TraceWriter:
         self._buf: list[str] = []
         self._ticks_per_us = m.tpc * m.profile.clock.cpu_mhz
         self._tracks = [_Track(c.number) for c in m.cpus]
-        self._idle = {cd.idle for cd in k.cpus}
+        self._idle = query.idle_threads(k)
         self._steps = m.steps
         self._closed = False
         # Names quoted once: they repeat all run long.
