@@ -17,6 +17,11 @@ import pytest
 
 from l4tui.bench.kernel import run_kernel
 
+# The bench rows are computed once, on one worker (an xdist_group
+# runs on one worker under `--dist loadgroup`).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("bench-kernel")]
+
+
 LOCAL = "short IPC, same CPU"
 XP_IPI = "short XP-IPC, proxy with IPI (ipi_policy always)"
 XP_POLL = "short XP-IPC, proxy polling only (ipi_policy poll_only, tick 50,000 cycles)"

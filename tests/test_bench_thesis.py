@@ -11,6 +11,10 @@ from l4tui.bench import thesis as thesis_module
 from l4tui.bench.thesis import BASIS, DERIVED, TABLE, UNITS, run_thesis
 from machine import load_profile
 
+# The thesis rows are computed once, on one worker (an xdist_group
+# runs on one worker under `--dist loadgroup`).
+pytestmark = [pytest.mark.xdist_group("bench-thesis")]
+
 
 @pytest.fixture(scope="module")
 def p3() -> dict:

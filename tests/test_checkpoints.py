@@ -28,6 +28,7 @@ from l4tui.bench.debugger import SCENARIO
 from l4tui.demo import demo_scenario
 from l4tui.executor import execute, outcome
 from l4tui.session import Session
+from tests.waiting import await_until
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork checkpoints need fork")
 
@@ -234,6 +235,7 @@ def test_in_process_where_the_engine_is_opted_out(monkeypatch: pytest.MonkeyPatc
 # --- the monitor on an engine session --------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_the_monitor_on_an_engine_session_shows_what_it_shows_in_process(
     remote: Any,
 ) -> None:
@@ -253,8 +255,7 @@ async def test_the_monitor_on_an_engine_session_shows_what_it_shows_in_process(
             for key in ("s", "s", "i", "r", "r", "p", "c"):
                 await pilot.press(key)
                 await pilot.pause()
-            while app.running:
-                await pilot.pause(0.05)
+            await await_until(lambda app=app: not app.running, what="the continue stopped")
             await pilot.press("r")
             await pilot.pause()
             app.for_each_pane()
@@ -314,6 +315,7 @@ def test_a_schedule_followed_through_the_engine_goes_back_exactly(
     assert there.call(state) == state(here)
 
 
+@pytest.mark.slow
 async def test_the_live_continue_through_an_engine_paints_and_reads_keys_while_it_runs(
     remote: Any,
 ) -> None:

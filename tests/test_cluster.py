@@ -30,6 +30,11 @@ distributed = pytest.importorskip(
 )
 
 
+# One LocalCluster for the module, on one worker (an xdist_group
+# runs on one worker under `--dist loadgroup`).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cluster")]
+
+
 @dataclass(frozen=True)
 class Job:
     """A stand-in for `l4tui.explore.Job`: what every unit of a level shares."""

@@ -170,6 +170,7 @@ def test_a_schedule_runs_the_same_twice_and_replays_in_a_session(picks: list) ->
     assert s.system.machine.fingerprint() == system.machine.fingerprint()
 
 
+@pytest.mark.slow
 def test_pingpong_calls_survive_every_interleaving_of_two_preemptions() -> None:
     """Found by the explorer: a caller that locked itself *after* triggering its mailbox
     overwrote the WAITING state its proxy had already given it for the call's receive phase

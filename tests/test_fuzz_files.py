@@ -49,6 +49,11 @@ from fuzzing import (
     transcript,
 )
 
+# The seed files are made once, on one worker (an xdist_group
+# runs on one worker under `--dist loadgroup`).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("fuzz-files")]
+
+
 PINGPONG = SCRIPTS / "xp-pingpong.yaml"
 UHLIG = SCRIPTS / "races" / "uhlig-naive.yaml"
 XP_DEMO = SCRIPTS / "demos" / "xp-ipc.yaml"

@@ -12,11 +12,18 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from kernel import sched
 from kernel.system import System
 from l4tui.runner.summary import summary as run_summary
 from machine.ops import Rdtsc, kaddr
 from tests.kernel_helpers import results, run_checked, system
+
+# The `always` run is made once, on one worker (an xdist_group
+# runs on one worker under `--dist loadgroup`).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ipi-policy")]
+
 
 # CPU 2 is busy with a same-CPU conversation (mostly in the kernel) while the
 # client on CPU 1 calls the server on CPU 2 now and then.
@@ -75,8 +82,13 @@ def _run(policy: str, tick: int = 50_000) -> tuple[System, list[Any]]:
     return s, clock_reads
 
 
-def test_a_target_inside_a_system_call_is_not_interrupted() -> None:
-    always, _ = _run("always")
+@pytest.fixture(scope="module")
+def always() -> System:
+    """The `always` run, shared: two tests read it and neither changes it."""
+    return _run("always")[0]
+
+
+def test_a_target_inside_a_system_call_is_not_interrupted(always: System) -> None:
     needed, clock_reads = _run("when_needed")
     sent = {
         p: run_summary(s)["counters"]["ipis_sent"]
@@ -92,7 +104,6 @@ def test_a_tick_shorter_than_an_ipi_means_no_ipi() -> None:
     assert run_summary(s)["counters"]["ipis_sent"] == 0
 
 
-def test_other_policies_do_not_publish_the_word() -> None:
-    s, _ = _run("always")
-    for cd in s.kernel.cpus:
-        assert s.kernel.machine.memory.read(cd.page + sched.IN_KERNEL - kaddr(0)) == 0
+def test_other_policies_do_not_publish_the_word(always: System) -> None:
+    for cd in always.kernel.cpus:
+        assert always.kernel.machine.memory.read(cd.page + sched.IN_KERNEL - kaddr(0)) == 0

@@ -579,3 +579,4 @@ class MapDbMachine(RuleBasedStateMachine):
 
 MapDbMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 TestMapDbMachine = MapDbMachine.TestCase
+TestMapDbMachine.pytestmark = [pytest.mark.slow]  # type: ignore[attr-defined]

@@ -307,6 +307,7 @@ def test_any_stop_there_and_back_is_the_same_state(steps: int, stepis: int) -> N
     assert state(s) == before
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(steps=st.integers(0, 150))
 def test_a_point_matched_both_ways_is_the_same_state(steps: int) -> None:

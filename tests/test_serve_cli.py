@@ -99,6 +99,7 @@ def test_a_missing_lab_is_one_line_and_no_dependency_warnings(tmp_path: Path) ->
     assert _one_error_line(done).startswith("error: missing.yaml: ")
 
 
+@pytest.mark.slow
 def test_serve_listens_on_an_ipv6_literal(tmp_path: Path) -> None:
     try:
         with socket.socket(socket.AF_INET6) as s:

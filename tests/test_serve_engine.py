@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 from test_serve import lab  # noqa: F401 - lab: fixture
-from test_serve_orphans import Served, _session, await_until, gone, served  # noqa: F401
+from test_serve_orphans import Served, _session, gone, served  # noqa: F401
 
 from l4tui import engine
+from tests.waiting import await_until
 
 pytestmark = pytest.mark.skipif(not engine.available(), reason="no fork here")
 
@@ -41,6 +42,7 @@ def in_session(sid: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("warm", [0, 1], ids=["forked-at-login", "warm-slot"])
 async def test_a_served_session_has_checkpoints_and_kill_9_leaves_nothing(
     served: Callable[..., Served],  # noqa: F811 - the fixture

@@ -3,23 +3,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import stat
-import time
 
 import pytest
 from test_serve import connect, lab, open_monitor  # noqa: F401 - lab: the fixture
 
 from l4tui.serve.server import LabServer
+from tests.waiting import await_until
 
 
 async def _pool_ready(server: LabServer) -> None:
-    deadline = time.monotonic() + 60
-    while not server.pool_ready():
-        assert time.monotonic() < deadline, "the warm pool never got ready"
-        await asyncio.sleep(0.1)
+    await await_until(server.pool_ready, 60, "the warm pool never got ready")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("warm", [0, 1], ids=["forked-at-login", "warm-slot"])
 async def test_file_commands_stay_in_the_students_directory(lab, warm: int) -> None:  # noqa: F811
     server, port, _ = lab
@@ -41,10 +38,7 @@ async def test_file_commands_stay_in_the_students_directory(lab, warm: int) -> N
         screen.proc.stdin.write(b"save mine.json\r")
         await screen.wait_for("mine.json")
         mine = server.state_dir / "files" / "alice" / "mine.json"
-        deadline = time.monotonic() + 30
-        while not mine.exists():
-            assert time.monotonic() < deadline, "save mine.json never wrote"
-            await asyncio.sleep(0.1)
+        await await_until(mine.exists, 30, "save mine.json never wrote")
         screen.proc.close()
     assert not (server.state_dir / "files" / "x.json").exists()
     assert not (server.state_dir / "x.json").exists()

@@ -17,10 +17,14 @@ import re
 import signal
 from pathlib import Path
 
+import pytest
 from test_serve import connect, lab, open_monitor  # noqa: F401 - lab: the fixture
-from test_serve_orphans import await_until, gone
+from test_serve_orphans import gone
+
+from tests.waiting import await_until
 
 
+@pytest.mark.slow
 async def test_a_session_ends_when_its_zygote_dies(lab) -> None:  # noqa: F811
     server, port, _ = lab
     async with connect(port) as conn:
@@ -50,6 +54,7 @@ async def test_a_session_ends_when_its_terminal_goes(lab) -> None:  # noqa: F811
         server.sessions.discard(session)
 
 
+@pytest.mark.slow
 async def test_a_warm_slot_ends_when_its_pool_socket_closes(lab) -> None:  # noqa: F811
     server, _, _ = lab
     server.warm = 1
@@ -99,6 +104,7 @@ async def _settled(pids: list[int], timeout: float = 30.0) -> None:
         assert asyncio.get_running_loop().time() < deadline, "never settled"
 
 
+@pytest.mark.slow
 async def test_an_idle_session_and_a_warm_slot_sleep(lab) -> None:  # noqa: F811
     server, port, _ = lab
     server.limits = dataclasses.replace(server.limits, idle_timeout=600.0)

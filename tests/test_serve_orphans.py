@@ -15,7 +15,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from test_serve import LAB, _lines, connect, lab, open_monitor  # noqa: F401 - l
 
 from l4tui.serve.auth import hash_password
 from l4tui.serve.server import MARKER
+from tests.waiting import await_until
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -43,20 +43,6 @@ def started_by(state_dir: Path) -> list[int]:
         if mark in env.split(b"\0"):
             found.append(int(entry))
     return found
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never held"
-        time.sleep(0.05)
-
-
-async def await_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "the condition never held"
-        await asyncio.sleep(0.05)
 
 
 def gone(pid: int) -> bool:
@@ -132,6 +118,7 @@ async def _session(port: int) -> tuple[asyncssh.SSHClientConnection, object]:
     return conn, screen
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 async def test_nothing_the_server_started_outlives_it(
     served: Callable[..., Served], sig: int

@@ -101,6 +101,7 @@ def test_file_commands_through_the_engine_stay_inside(tmp_path: Path) -> None:
     assert seen["pids"]
 
 
+@pytest.mark.slow
 def test_the_served_budget_keeps_fewer_checkpoints(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(checkpoints, "SERVED_SPACING", 500)
     monkeypatch.setattr(checkpoints, "SERVED_KEEP", 4)

@@ -96,6 +96,7 @@ def _random(seed: int, design: str) -> str:
     return text.replace("xp_ipc: proxy", f"xp_ipc: {design}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("design", ["proxy", "naive"])
 @pytest.mark.parametrize("seed", range(FIRST_SEED, FIRST_SEED + (LONG_COUNT if LONG else COUNT)))
 def test_random_scenarios_write_only_their_own_cpus_state(seed: int, design: str) -> None:

@@ -220,6 +220,7 @@ def test_unfinished_run_still_closes_valid(steps: int) -> None:
     assert f["ts"] == end
 
 
+@pytest.mark.slow
 def test_streams_without_holding_events(tmp_path: Path) -> None:
     """The writer writes as it goes and its own state does not grow with the run."""
     system = pingpong(200)

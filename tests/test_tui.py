@@ -22,6 +22,7 @@ from l4tui.tui.cpus import CpuColumn, CpusPane, CpuStrip
 from l4tui.tui.help import HelpScreen
 from l4tui.tui.tables import EventLog, ThreadsPane
 from l4tui.tui.views import ApicPaneView, MailboxPaneView, PhasePane, TcbPane
+from tests.waiting import await_until
 
 sys.path.insert(0, str(Path(__file__).parent))
 from screen import enter_line, region_rows, screen_rows
@@ -151,6 +152,7 @@ async def test_continue_runs_in_the_worker_and_stops_at_a_breakpoint() -> None:
         assert app.session.stop_reason.startswith("back at micro-op")
 
 
+@pytest.mark.slow
 async def test_continue_pauses_on_a_key() -> None:
     endless = parse_scenario(
         "name: endless\ntasks:\n  - name: t\n    threads:\n"
@@ -160,7 +162,7 @@ async def test_continue_pauses_on_a_key() -> None:
     app = MonitorApp(Session(endless))
     async with app.run_test(size=WIDE) as pilot:
         await pilot.press("escape", "c")
-        await pilot.pause(0.3)
+        await await_until(lambda: app.session.position > 0, what="the machine ran")
         assert app.running
         await pilot.press("c")
         await app.workers.wait_for_complete()
@@ -188,6 +190,7 @@ async def test_a_stop_moves_the_focus_to_the_cpu_and_the_thread_a_proxy_works_fo
         assert s.focused_thread() == "cli"
 
 
+@pytest.mark.slow
 async def test_a_pinned_focus_stays_where_the_user_put_it() -> None:
     app = app_on_demo()
     async with app.run_test(size=WIDE) as pilot:
@@ -203,6 +206,7 @@ async def test_a_pinned_focus_stays_where_the_user_put_it() -> None:
         assert app.session.focus_pinned
 
 
+@pytest.mark.slow
 async def test_bracket_keys_as_a_terminal_sends_them_move_the_cpu_focus() -> None:
     app = app_on_demo()
     async with app.run_test(size=WIDE) as pilot:
@@ -252,6 +256,7 @@ async def test_the_footer_shows_only_keys_that_work_where_the_focus_is() -> None
         assert "s step" in footer and "] cpu" in footer and "? help" in footer
 
 
+@pytest.mark.slow
 async def test_colon_focuses_the_console_from_a_pane_and_is_not_typed() -> None:
     app = app_on_demo()
     async with app.run_test(size=NARROW) as pilot:
@@ -268,6 +273,7 @@ async def test_colon_focuses_the_console_from_a_pane_and_is_not_typed() -> None:
         assert app.focused is app.query_one(ThreadsPane)
 
 
+@pytest.mark.slow
 async def test_t_cycles_the_layouts_that_fit_and_keeps_the_focus_out_of_the_console() -> None:
     app = app_on_demo()
     async with app.run_test(size=WIDE) as pilot:
@@ -298,6 +304,7 @@ async def test_t_at_80x24_says_only_tabs_fit() -> None:
         assert any("fits only the tabs layout" in line for line in console_lines(app))
 
 
+@pytest.mark.slow
 async def test_the_layout_follows_the_terminal_size() -> None:
     app = app_on_demo()
     async with app.run_test(size=NARROW) as pilot:
@@ -311,6 +318,7 @@ async def test_the_layout_follows_the_terminal_size() -> None:
         assert len(app.query("#log-dock EventLog")) == 1  # beside the console
 
 
+@pytest.mark.slow
 async def test_digits_bring_a_pane_forward_and_focus_it() -> None:
     app = app_on_demo()
     async with app.run_test(size=NARROW) as pilot:
@@ -325,6 +333,7 @@ async def test_digits_bring_a_pane_forward_and_focus_it() -> None:
         assert any("no lab sheet" in line for line in console_lines(app))
 
 
+@pytest.mark.slow
 async def test_zoom_fills_the_screen_with_the_focused_pane_and_escape_restores() -> None:
     app = app_on_demo()
     async with app.run_test(size=NARROW) as pilot:
@@ -343,6 +352,7 @@ async def test_zoom_fills_the_screen_with_the_focused_pane_and_escape_restores()
         assert app.screen.maximized is None
 
 
+@pytest.mark.slow
 async def test_help_opens_from_anywhere_scrolls_and_filters() -> None:
     app = app_on_demo()
     async with app.run_test(size=NARROW) as pilot:
@@ -381,6 +391,7 @@ async def test_help_lists_keys_and_commands() -> None:
         assert "x ADDR" in text and "disable" in text and "lab" in text
 
 
+@pytest.mark.slow
 async def test_theme_toggle_and_palette_commands() -> None:
     app = app_on_demo()
     async with app.run_test(size=WIDE) as pilot:
@@ -391,6 +402,7 @@ async def test_theme_toggle_and_palette_commands() -> None:
         assert "Reverse step" in titles and "Continue / pause" in titles and "Zoom" in titles
 
 
+@pytest.mark.slow
 async def test_user_keymap_rebinds_an_action(private_dirs: Path) -> None:
     keymap = private_dirs / "config" / "l4tui" / "keymap.yaml"
     keymap.parent.mkdir(parents=True)
@@ -403,6 +415,7 @@ async def test_user_keymap_rebinds_an_action(private_dirs: Path) -> None:
         assert any(line.strip().startswith("x ") for line in app.screen.text.split("\n"))
 
 
+@pytest.mark.slow
 async def test_a_bad_keymap_is_reported_and_ignored(private_dirs: Path) -> None:
     keymap = private_dirs / "config" / "l4tui" / "keymap.yaml"
     keymap.parent.mkdir(parents=True)
@@ -443,6 +456,7 @@ async def test_completion_list_sits_between_output_and_line_and_arrows_move_in_i
         assert app.focused is not line
 
 
+@pytest.mark.slow
 async def test_tab_on_an_empty_line_lists_every_command() -> None:
     app = app_on_demo()
     async with app.run_test(size=WIDE) as pilot:
@@ -466,6 +480,7 @@ async def test_up_walks_the_history_when_no_list_is_open() -> None:
         assert app.query_one("#console-in", Input).value == "info cpus"
 
 
+@pytest.mark.slow
 async def test_event_log_has_a_header_and_a_filter() -> None:
     app = app_on_demo()
     async with app.run_test(size=WIDE) as pilot:
@@ -480,6 +495,7 @@ async def test_event_log_has_a_header_and_a_filter() -> None:
         assert app.focused is log  # Enter: back to the log, to scroll it
 
 
+@pytest.mark.slow
 async def test_many_cpus_and_threads_render() -> None:
     app = MonitorApp(Session(big_scenario(cpus=8, threads=64)))
     async with app.run_test(size=WIDE) as pilot:
@@ -505,6 +521,7 @@ async def test_thread_table_sorts_by_a_clicked_header() -> None:
         assert prios == sorted(prios, key=int, reverse=True)
 
 
+@pytest.mark.slow
 async def test_marks_go_into_the_event_log() -> None:
     app = app_on_demo()
     async with app.run_test(size=WIDE) as pilot:
@@ -513,6 +530,7 @@ async def test_marks_go_into_the_event_log() -> None:
         assert any("mark at micro-op" in line for line in app.query_one(EventLog).lines)
 
 
+@pytest.mark.slow
 async def test_sixteen_cpus_show_whole_columns_that_follow_the_focus() -> None:
     app = MonitorApp(Session(big_scenario(cpus=16, threads=32)))
     async with app.run_test(size=WIDE) as pilot:
@@ -537,6 +555,7 @@ async def test_clicking_a_cpu_column_focuses_that_cpu() -> None:
         assert app.session.focus_cpu == 2
 
 
+@pytest.mark.slow
 async def test_the_export_key_writes_the_run_as_a_trace(
     private_dirs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -558,9 +577,8 @@ async def test_the_first_frame_exit_of_bench_tui_ends_the_app(
 ) -> None:
     monkeypatch.setenv("L4TUI_FIRST_FRAME_EXIT", "1")
     app = app_on_demo()
-    async with app.run_test(size=NARROW) as pilot:
-        await pilot.pause(0.5)
-        assert app.return_code == 0 or not app.is_running
+    async with app.run_test(size=NARROW):
+        await await_until(lambda: app.return_code == 0 or not app.is_running, what="the exit")
 
 
 async def test_slash_in_the_event_log_goes_to_its_filter_and_letters_run_nothing() -> None:
@@ -575,6 +593,7 @@ async def test_slash_in_the_event_log_goes_to_its_filter_and_letters_run_nothing
         assert app.session.position == 0  # c of cpu1 did not continue
 
 
+@pytest.mark.slow
 async def test_the_console_shows_its_newest_output_after_unzooming() -> None:
     app = app_on_demo()
     async with app.run_test(size=NARROW) as pilot:
@@ -589,6 +608,7 @@ async def test_the_console_shows_its_newest_output_after_unzooming() -> None:
         assert "global modified" in rows  # the end of the answer, in view
 
 
+@pytest.mark.slow
 async def test_a_slash_in_an_empty_help_filter_is_not_a_character() -> None:
     app = app_on_demo()
     async with app.run_test(size=WIDE) as pilot:
@@ -597,6 +617,7 @@ async def test_a_slash_in_an_empty_help_filter_is_not_a_character() -> None:
         assert app.screen.query_one("#help-filter", Input).value == "x ADDR"
 
 
+@pytest.mark.slow
 async def test_the_cpus_tab_says_which_cpus_it_shows() -> None:
     app = MonitorApp(Session(big_scenario(cpus=4, threads=8)))
     async with app.run_test(size=NARROW) as pilot:

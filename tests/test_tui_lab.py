@@ -78,6 +78,7 @@ async def test_the_sheet_scrolls_from_the_keyboard() -> None:
         assert pane.scroll_y > 0
 
 
+@pytest.mark.slow
 async def test_a_resumed_session_says_so_and_lab_prints_the_sheet(tmp_path: Path) -> None:
     state = tmp_path / "alice.json"
     lab, s = lab_session(str(LABS / "uhlig.yaml"), str(state), fresh=False)

@@ -201,6 +201,7 @@ CHECKS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cpus", CPUS)
 async def test_no_pane_cuts_a_value(cpus: int) -> None:
     """Each size in turn (a resize lays the panes out again), every pane brought forward."""

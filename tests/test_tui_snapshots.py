@@ -44,11 +44,13 @@ def app_in_a_lab() -> MonitorApp:
     return MonitorApp(s, lab=lab)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", SIZES, ids=["160x48", "80x24"])
 def test_a_stop(snap_compare, size: tuple[int, int]) -> None:  # fixture
     assert snap_compare(app_at_a_breakpoint(), terminal_size=size, press=["escape", "s"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", SIZES, ids=["160x48", "80x24"])
 def test_a_lab(snap_compare, size: tuple[int, int]) -> None:  # fixture
     assert snap_compare(app_in_a_lab(), terminal_size=size)

@@ -96,6 +96,7 @@ def environment(tmp_path: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_a_student_plays_the_uhlig_lab_at_80x24_from_the_screen(tmp_path: Path) -> None:
     lab = ROOT / "scripts" / "labs" / "uhlig.yaml"
     t = Tmux(f"{l4tui_command()} lab {lab}", environment(tmp_path), (80, 24), tmp_path)
@@ -143,6 +144,7 @@ def test_a_student_plays_the_uhlig_lab_at_80x24_from_the_screen(tmp_path: Path) 
         t.close()
 
 
+@pytest.mark.slow
 def test_a_developer_stops_on_cpu2_at_160x48_and_the_view_is_there(tmp_path: Path) -> None:
     t = Tmux(l4tui_command(), environment(tmp_path), (160, 48), tmp_path)
     try:

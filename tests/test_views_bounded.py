@@ -68,6 +68,7 @@ def every_view(s: Session) -> int:
     return broken + sum(1 for t in k.threads if t.task and lists.send_queue(k, t).broken)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("file", SCENARIOS)
 def test_every_view_returns_at_every_micro_op_of_every_shipped_scenario(file: str) -> None:
     s = Session(load_scenario(str(ROOT / file)))
@@ -105,6 +106,7 @@ def test_stepi_439_on_client_server_answers() -> None:
             assert not execute(s, f"info {topic}").startswith("error")
 
 
+@pytest.mark.slow
 def test_some_shipped_scenario_is_met_mid_update() -> None:
     """The test above is not vacuous: some shipped scenario has a list half-way through a
     change at some micro-op (six did when the hang was found)."""
@@ -132,6 +134,7 @@ def _demo() -> Session:
 DEMO = _demo()
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), ring=st.booleans())
 def test_a_walk_ends_on_any_links_and_says_why_it_stopped(data: st.DataObject, ring: bool) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import textwrap
 
+import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -125,6 +126,7 @@ SETTINGS = settings(
 )
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(random_xp_scenario())
 def test_random_xp_scenarios_with_finite_timeouts_finish(text: str) -> None:
@@ -144,6 +146,7 @@ def test_random_xp_scenarios_with_finite_timeouts_finish(text: str) -> None:
     assert mailbox_problems(s) == [], why
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(random_xp_scenario(infinite=True))
 def test_random_xp_scenarios_block_only_for_good(text: str) -> None:
