@@ -119,6 +119,8 @@ def test_some_shipped_scenario_is_met_mid_update() -> None:
                 if any(w.broken for cd in k.cpus for _, w in lists.ready_lists(k, cd)):
                     broken += 1
                     break
+            if broken:
+                break  # one is the claim: the scenarios after it need not be stepped
     assert broken >= 1
 
 
