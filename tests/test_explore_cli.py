@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from l4tui.cli import main
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).parent.parent
 RACES = ROOT / "scripts" / "races"
@@ -81,7 +82,4 @@ def test_ctrl_c_keeps_the_result_so_far_and_leaves_no_process(jobs: str) -> None
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "interrupted" in err
     assert "no failure found before it was interrupted" in out
-    deadline = time.monotonic() + 10
-    while _alive(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(proc.pid), "a worker or child process was left behind"
+    wait_until(lambda: not _alive(proc.pid), 10, "a worker or child process was left behind")

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +27,7 @@ from l4tui.cli.sessions import lab_session
 from l4tui.executor import execute
 from l4tui.files import FileRoot, confine, root_of
 from l4tui.session import Session
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(not engine.available(), reason="no fork here")
 
@@ -160,7 +160,4 @@ def test_kill_9_of_the_served_session_leaves_nothing(tmp_path: Path) -> None:
     finally:
         p.send_signal(signal.SIGKILL)
         p.wait()
-    deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not [pid for pid in pids if _alive(pid)]
+    wait_until(lambda: not [pid for pid in pids if _alive(pid)], 10, "a process was left behind")

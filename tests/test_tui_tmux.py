@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import wait_until
+
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 ROOT = Path(__file__).parent.parent
 
@@ -171,11 +173,8 @@ def test_a_developer_stops_on_cpu2_at_160x48_and_the_view_is_there(tmp_path: Pat
         t.keys("F1")
         first = t.wait_for("Esc closes")
         t.keys("PageDown")
-        time.sleep(0.5)
         t.keys("PageDown")
-        time.sleep(0.5)
-        after = t.screen()
-        assert after != first  # it scrolled
+        wait_until(lambda: t.screen() != first, what="the help scrolled")  # it scrolled
         t.keys("End")
         t.wait_for("quit")
         t.escape()
