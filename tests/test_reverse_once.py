@@ -57,7 +57,7 @@ def _keepers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(session_module, "LIMIT", 20_000)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(25)
 @settings(
     max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

@@ -714,7 +714,7 @@ def _mutate(data: Any, path: tuple[Any, ...], action: str, new: Any) -> None:
         parent[last] = copy.deepcopy(new)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(15)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_mutations_load_or_raise_config_error(data: st.DataObject) -> None:

@@ -98,7 +98,7 @@ def environment(tmp_path: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.slow
+@pytest.mark.slow(15)
 def test_a_student_plays_the_uhlig_lab_at_80x24_from_the_screen(tmp_path: Path) -> None:
     lab = ROOT / "scripts" / "labs" / "uhlig.yaml"
     t = Tmux(f"{l4tui_command()} lab {lab}", environment(tmp_path), (80, 24), tmp_path)
