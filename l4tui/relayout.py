@@ -298,7 +298,7 @@ def switch(s: Session, layout: str, exact_return: bool = True) -> str:
         f" (was {cycle(s):,} with the {was} layout)"
     )
     new.stop_reason = headline
-    s.__dict__.update(new.__dict__)  # the front end keeps its Session object
+    s.become(new)
     return "\n".join([headline, *notes])
 
 

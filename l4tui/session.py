@@ -433,6 +433,14 @@ class Session:
         self.__dict__.update(state)
         self.behind = here
 
+    def become(self, other: Session) -> None:
+        """Be `other` from now on: a loaded session, a followed schedule, the run under the
+        other TCB layout. The front ends hold this object (panes, keys, the engine's
+        handle), so its contents are replaced, not the object; nothing of the old session
+        stays behind (a cached list of stops would describe the old run)."""
+        self.__dict__.clear()
+        self.__dict__.update(other.__dict__)
+
     # --- save and load ------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
