@@ -14,7 +14,6 @@ from kernel import invariants
 from kernel.scenario import load_scenario
 from l4tui import examine, expr, grammar, views
 from l4tui.breakpoints import parse_break, parse_watch
-from l4tui.explore import read_schedule
 from l4tui.files import FileError, load_json, root_of
 from l4tui.grammar import Command, CommandError, help_text, parse
 from l4tui.lab import load_lab
@@ -73,6 +72,10 @@ def load_schedule(path: str, scenario_file: str | None = None) -> Session:
     The scenario is the schedule's own, or `scenario_file` if given (it must be the same
     scenario: the schedule's inputs mean nothing elsewhere).
     """
+    # The explorer costs a tenth of a second to import, and only `load schedule` needs it:
+    # every console and monitor would pay it at start (PLC0415 is meant here).
+    from l4tui.explore import read_schedule
+
     log, stops, data = read_schedule(path)
     file = scenario_file or data.get("file")
     if not file:

@@ -176,10 +176,16 @@ BREAK_OPTIONS: dict[str, tuple[Kind | None, str]] = {
 kind of the value after it (None: none; EXPR: the rest of the line) and what it does."""
 _OPTIONS = Arg("OPTIONS", Kind.OPTIONS, optional=True)
 _BREAK_FORMS = (
-    Form((Arg("NAME", Kind.SYSCALL, meta="system call", optional=True), _OPTIONS), "syscall",
-         "stop at a system call"),  # fmt: skip
-    Form((_word("sent delivered", "IPI event", optional=True), _OPTIONS), "ipi",
-         "stop when an IPI is sent or delivered"),  # fmt: skip
+    Form(
+        (Arg("NAME", Kind.SYSCALL, meta="system call", optional=True), _OPTIONS),
+        "syscall",
+        "stop at a system call",
+    ),  # fmt: skip
+    Form(
+        (_word("sent delivered", "IPI event", optional=True), _OPTIONS),
+        "ipi",
+        "stop when an IPI is sent or delivered",
+    ),  # fmt: skip
     Form((_OPTIONS,), "migration", "stop when a thread migrates"),
     Form((_OPTIONS,), "pagefault", "stop at a page fault"),
     Form((Arg("PHASE_GLOB", Kind.PHASE), _OPTIONS)),
@@ -254,8 +260,11 @@ SPECS: dict[str, Spec] = {
             (
                 Form((Arg("THREAD.FIELD", Kind.FIELD),)),
                 Form(
-                    (Arg("THREAD.N", Kind.LINE), _word("cpu", "in this CPU's cache"),
-                     Arg("C", Kind.CPU)),  # fmt: skip
+                    (
+                        Arg("THREAD.N", Kind.LINE),
+                        _word("cpu", "in this CPU's cache"),
+                        Arg("C", Kind.CPU),
+                    ),  # fmt: skip
                     "line",
                     "a TCB line's MESI state in one cache",
                     "watch line THREAD.N cpu C (e.g. watch line srv.1 cpu 2)",
@@ -364,8 +373,11 @@ SPECS: dict[str, Spec] = {
             "run an op as the thread's next one, e.g. cli: call srv 1 2 3 timeout=inf",
             (
                 Form(
-                    (Arg("THREAD", Kind.THREAD), Arg("OP", Kind.OP),
-                     Arg("ARGS", Kind.OP_ARGS, optional=True))  # fmt: skip
+                    (
+                        Arg("THREAD", Kind.THREAD),
+                        Arg("OP", Kind.OP),
+                        Arg("ARGS", Kind.OP_ARGS, optional=True),
+                    )  # fmt: skip
                 ),
             ),
         ),
@@ -552,6 +564,16 @@ def parse(line: str) -> Command | None:
     if spec is None:
         raise CommandError(f"unknown command {shown(name)}{suggest(name, list(SPECS))}; try 'help'")
     return check(spec, args)
+
+
+def command_name(line: str) -> str | None:
+    """The command `line` runs (an alias as its command), None if it runs none or is bad:
+    for a front end that treats one command apart (`continue` live, `quit` ends)."""
+    try:
+        cmd = parse(line)
+    except CommandError:
+        return None
+    return None if cmd is None else cmd.name
 
 
 def help_text(name: str | None = None) -> str:

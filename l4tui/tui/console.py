@@ -32,8 +32,8 @@ from textual.suggester import Suggester
 from textual.widgets import Input, Log, OptionList
 
 from l4tui.complete import CommandCompleter
-from l4tui.console import HISTORY_ENTRIES
 from l4tui.lexer import CommandLexer
+from l4tui.prompt import HISTORY_ENTRIES
 from l4tui.tui.wrap import wrap_line
 
 if TYPE_CHECKING:
