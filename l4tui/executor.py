@@ -235,11 +235,11 @@ def _enable(s: Session, cmd: Command) -> str:
             bp.enabled = on
         return f"{verb} {len(s.breakpoints)} breakpoint(s)"
     n = cmd.number("N", 0)
-    bp = next((b for b in s.breakpoints if b.number == n), None)
-    if bp is None:
+    one = next((b for b in s.breakpoints if b.number == n), None)
+    if one is None:
         raise CommandError(f"no breakpoint {n}; see info breakpoints")
-    bp.enabled = on
-    return f"{verb} breakpoint {n}: {bp.spec()}"
+    one.enabled = on
+    return f"{verb} breakpoint {n}: {one.spec()}"
 
 
 def _lab(s: Session, cmd: Command) -> str:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
-from pygments.lexer import RegexLexer, bygroups, default
-from pygments.token import (
+from pygments.lexer import RegexLexer, bygroups, default  # type: ignore[import-untyped]
+from pygments.token import (  # type: ignore[import-untyped]
     Comment,
     Keyword,
     Name,

@@ -20,11 +20,11 @@ import signal
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from textual import work
 from textual.app import ComposeResult, SystemCommand
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widget import Widget
@@ -65,7 +65,7 @@ class MonitorApp(LayoutApp):
     CSS_PATH = Path(__file__).with_name("monitor.tcss")  # absolute: subclasses live elsewhere
     TITLE = "l4tui"
     AUTO_FOCUS = "#console-in"  # the console first; Escape then goes to the first pane
-    BINDINGS = keys.BINDINGS
+    BINDINGS: ClassVar[list[BindingType]] = [*keys.BINDINGS]
 
     def __init__(
         self,

@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING
 
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
-from pygments.token import Comment, Keyword, Name, Number, Operator, String
+from pygments.token import (  # type: ignore[import-untyped]
+    Comment,
+    Keyword,
+    Name,
+    Number,
+    Operator,
+    String,
+)
 from rich.highlighter import Highlighter
 from rich.text import Text
 from textual import events

@@ -58,7 +58,7 @@ class LabPane(VerticalScroll):
         n = sum(done)
         intro = Group(Text(lab.title, style="bold"), Text(""), Markdown(lab.intro.strip()))
         self.query_one("#lab-intro", Static).update(intro)
-        blocks = list(self.query(".lab-exercise"))
+        blocks = list(self.query(".lab-exercise").results(Static))
         if len(blocks) != len(lab.exercises):
             for b in blocks:
                 b.remove()
