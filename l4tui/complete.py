@@ -1,10 +1,12 @@
 """Tab completion for the command language (STYLE.md point 5: one grammar, three uses).
 
-`CommandCompleter` completes the word before the cursor from the grammar table
-(l4tui/grammar.py) and the tables beside it — views, breakpoint kinds and
-syscalls, expression terms, injection ops — the phase labels in the kernel's
-source (l4tui/phases.py) and the live session: its threads (and for `x`, the
-proxies), their TCB fields, its CPUs, tasks and breakpoints.
+`CommandCompleter` finds where the word before the cursor stands in the
+command's declared forms (l4tui/grammar.py: `form_of`, `bind`) and offers what
+that argument's kind names — sub-command and keyword words with their
+meanings, breakpoint filters, syscalls, expression terms, injection ops
+(l4tui/inject.py), the phase labels (l4tui/phases.py) and the live session's
+threads (and for `x`, the proxies), their TCB fields, its CPUs, tasks and
+breakpoints. No command's arguments are written down here again.
 It asks for the session each time through a callable, so the line console and
 the TUI can share one `Session` even when `load` replaces its state.
 """

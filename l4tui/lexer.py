@@ -2,8 +2,10 @@
 
 The prompt-toolkit console wraps it in `PygmentsLexer`; a Textual pane can use it
 as it is, so both front ends colour a line the same way. Command names and
-aliases come from the grammar table (l4tui/grammar.py), so a new command is
-coloured as soon as it is in `SPECS`. Every state ends in a catch-all rule:
+aliases come from the grammar table (l4tui/grammar.py), and so do the words
+after them — sub-commands, keywords, breakpoint filters, the views of `info`,
+which commands take a phase glob, a file or an address — so a new command or
+keyword is coloured as soon as its form declares it. Every state ends in a catch-all rule:
 any text lexes without `Error` tokens, however broken the line.
 """
 
