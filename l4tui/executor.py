@@ -12,19 +12,21 @@ from collections.abc import Callable
 
 from kernel import invariants
 from kernel.scenario import load_scenario
-from l4tui import examine, expr, grammar, views
+from l4tui import expr, grammar, views
 from l4tui.breakpoints import parse_break, parse_watch
 from l4tui.files import FileError, load_json, root_of
 from l4tui.grammar import Command, CommandError, help_text, parse
 from l4tui.lab import load_lab
 from l4tui.lab import text as lab_text
-from l4tui.relayout import switch
-from l4tui.saved import from_state
 from l4tui.session import Session
-from l4tui.trace import export_session
 from machine.errors import ConfigError, MachineError
 
 where = views.where  # the stop display, shared with callers that print it alone
+
+# A few commands' modules are imported when the command first runs, not here: the
+# explorer (a tenth of a second), and examine, relayout, saved and trace (some 70 ms
+# together) would otherwise be paid by every console and monitor at start, before the
+# first frame (`l4tui bench tui`). Those function-level imports are meant (PLC0415).
 
 
 def execute(session: Session, line: str, show_where: bool = True) -> str:
@@ -61,6 +63,8 @@ def load_session(path: str, same_as: Session | None = None) -> Session:
     The file is data (saved.py): nothing in it is run as a command. `same_as`: the saved
     session must be of this session's scenario and lab (a confined student's `load`).
     """
+    from l4tui.saved import from_state  # start-up time: see the top of the module
+
     s = from_state(load_json(path, "the session", "saved sessions"), path, same_as)
     s.stop_reason = f"loaded {path}"
     return s
@@ -72,9 +76,7 @@ def load_schedule(path: str, scenario_file: str | None = None) -> Session:
     The scenario is the schedule's own, or `scenario_file` if given (it must be the same
     scenario: the schedule's inputs mean nothing elsewhere).
     """
-    # The explorer costs a tenth of a second to import, and only `load schedule` needs it:
-    # every console and monitor would pay it at start (PLC0415 is meant here).
-    from l4tui.explore import read_schedule
+    from l4tui.explore import read_schedule  # start-up time: see the top of the module
 
     log, stops, data = read_schedule(path)
     file = scenario_file or data.get("file")
@@ -201,6 +203,8 @@ def _export(s: Session, cmd: Command) -> str:
     given = cmd.text("FILE")
     path = root_of(s).path(given)
     try:
+        from l4tui.trace import export_session  # start-up time: see the top of the module
+
         return export_session(s, path)
     except FileError as e:
         raise CommandError(f"cannot write {given}: {e.message}") from None
@@ -276,7 +280,15 @@ def _relayout(s: Session, cmd: Command) -> str:
     """The same scenario with another TCB layout, back at the same point of the program:
     the same thread at the same phase label, the nth time (relayout.py, §8.6)."""
     assert cmd.key is not None  # the forms are the layouts
+    from l4tui.relayout import switch  # start-up time: see the top of the module
+
     return Stopped(switch(s, cmd.key))
+
+
+def _examine(s: Session, cmd: Command) -> str:
+    from l4tui import examine  # start-up time: see the top of the module
+
+    return examine.show(s, cmd.args)
 
 
 def _moves(move: Callable[[Session], str]) -> Handler:
@@ -309,7 +321,7 @@ HANDLERS: dict[str, Handler] = {
     "delete": _delete,
     "disable": _enable,
     "enable": _enable,
-    "x": lambda s, cmd: examine.show(s, cmd.args),
+    "x": _examine,
     "lab": _lab,
     "inject": _inject,
     "save": _save,
