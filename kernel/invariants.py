@@ -15,7 +15,7 @@ What must hold whenever no kernel path is half-way through on a CPU:
 - at most one IPC is set up to any receiver (§8.3.3's first guideline);
 - no APIC holds more than its two IPI slots (§8.3.4);
 - the mapping database's trees, lists and hash table agree
-  (`mapdb.MappingDb.check`, §2.2.1) and its lock is free (§6, appendix A);
+  (`mapdb_direct.MappingDb.check`, §2.2.1) and its lock is free (§6, appendix A);
 - no TLB holds a translation its CPU's page tables do not (§3.1.1: a removed
   entry is invalidated in "all TLBs. Even those of the other processors"):
   each entry names the frame of a present PTE, and is writable only if the
@@ -49,6 +49,7 @@ from machine.ops import kaddr
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
+    from kernel.sched import CpuData
 
 LIMIT = 4096  # a list longer than this is a loop
 
@@ -98,48 +99,11 @@ def stale_tlb_entries(k: Kernel) -> list[str]:
 def check(k: Kernel) -> list[str]:
     """Every violation of the kernel invariants, as text."""
     out: list[str] = []
-    mem = k.machine.memory
     where_ready: dict[str, int] = {}
     where_wakeup: dict[str, int] = {}
     for cd in k.cpus:
-        base = cd.page - kaddr(0)
-        for prio in range(256):
-            head = mem.read(base + HEADS + 4 * prio)
-            bit = mem.read(base + BITMAP + 4 * (prio >> 5)) >> (prio & 31) & 1
-            if bool(head) != bool(bit):
-                out.append(f"cpu{cd.number}: priority {prio} head and bitmap disagree")
-            for t in _ring(k, head, "ready_next", "ready_prev", f"cpu{cd.number} ready", out):
-                if t.name in where_ready:
-                    out.append(
-                        f"{t.name} is in the ready lists of cpu{where_ready[t.name]} "
-                        f"and cpu{cd.number}"
-                    )
-                where_ready[t.name] = cd.number
-                if t.cpu != cd.number:
-                    out.append(f"{t.name} (on cpu{t.cpu}) is in cpu{cd.number}'s ready list")
-                if k.field(t, "priority") != prio:
-                    out.append(
-                        f"{t.name} is in the list of priority {prio} but has "
-                        f"{k.field(t, 'priority')}"
-                    )
-        cur = mem.read(base + WAKEUP_HEAD)
-        prev_tcb, last = 0, -1
-        n = 0
-        while cur and n <= LIMIT:
-            t = k.by_tcb[cur]
-            n += 1
-            if t.name in where_wakeup:
-                out.append(f"{t.name} is twice in wakeup queues")
-                break
-            where_wakeup[t.name] = cd.number
-            if t.cpu != cd.number:
-                out.append(f"{t.name} (on cpu{t.cpu}) is in cpu{cd.number}'s wakeup queue")
-            if k.field(t, "wakeup_prev") != prev_tcb:
-                out.append(f"cpu{cd.number} wakeup queue: {t.name}.wakeup_prev is wrong")
-            if t.deadline is None or t.deadline < last:
-                out.append(f"cpu{cd.number} wakeup queue is not ordered at {t.name}")
-            last = t.deadline if t.deadline is not None else last
-            prev_tcb, cur = cur, k.field(t, "wakeup_next")
+        _ready_lists(k, cd, where_ready, out)
+        _wakeup_queue(k, cd, where_wakeup, out)
     in_sendq: dict[str, str] = {}
     for b in k.threads:
         if b.task is None:
@@ -152,35 +116,7 @@ def check(k: Kernel) -> list[str]:
     for t in k.threads:
         if t.task is None and not t.proxy_kind:
             continue
-        state = k.field(t, "thread_state")
-        cd = k.cpus[t.cpu - 1]
-        # A receiver locked by its sender stays queued until it runs and dequeues
-        # itself (§8.3.2: "dequeueWakeup (B)" after switchTo).
-        if t.name in where_wakeup and state not in (
-            WAITING,
-            POLLING,
-            LOCKED_RUNNING,
-            LOCKED_WAITING,
-        ):
-            out.append(f"{t.name} is {STATE_NAMES[state]} but in a wakeup queue")
-        if t.deadline is not None and t.name not in where_wakeup:
-            out.append(f"{t.name} has a timeout but is in no wakeup queue")
-        proxy_tcb = k.field(t, "proxy")
-        if state == POLLING and not t.proxy_kind:
-            partner = k.field(t, "partner")
-            owner = in_sendq.get(t.name)
-            if owner is None or k.by_name[owner].word != partner:
-                out.append(f"{t.name} is polling but not in its partner's send queue")
-        elif t.name in in_sendq and not (state == LOCKED_WAITING and proxy_tcb):
-            # A cross-processor sender waits locked while its proxy polls for it (§8.3.5).
-            out.append(f"{t.name} is {STATE_NAMES[state]} but in {in_sendq[t.name]}'s send queue")
-        if (
-            state in (RUNNING, LOCKED_RUNNING)
-            and cd.current is not t
-            and t.name not in where_ready
-            and not k.field(t, "migrating")  # between B's delete and C's insert (§8.7.2)
-        ):
-            out.append(f"{t.name} is ready but in no ready list")
+        _thread(k, t, where_ready, where_wakeup, in_sendq, out)
         # A thread locked_running towards a locked receiver is an IPC set up to it —
         # unless its own message has arrived: a receiver woken locked_running after
         # its transfer (§8.3.2, it unlocks itself when it runs) names its *sender*
@@ -188,6 +124,7 @@ def check(k: Kernel) -> list[str]:
         # such receivers naming it while it is locked in its next reply; counting
         # them reported "more than one IPC set up to sigma0" (the random fuzzer).
         # (A message from another CPU waits in the TCB's tag, the naive design.)
+        state = k.field(t, "thread_state")
         if state == LOCKED_RUNNING and t.inbox is None and not k.field(t, "msg_tag"):
             partner = k.field(t, "partner")
             if partner != NIL:
@@ -200,14 +137,95 @@ def check(k: Kernel) -> list[str]:
             and len(senders) > 1
         ):
             out.append(f"more than one IPC set up to {receiver.name}: {', '.join(senders)}")
-    for a in k.machine.apics.apics:
-        if len(a.slots) > k.machine.apics.nslots:
-            out.append(f"cpu{a.cpu + 1}: {len(a.slots)} IPIs in {k.machine.apics.nslots} slots")
+    nslots = k.machine.apics.nslots
+    for apic in k.machine.apics.apics:
+        if len(apic.slots) > nslots:
+            out.append(f"cpu{apic.cpu + 1}: {len(apic.slots)} IPIs in {nslots} slots")
     out += stale_tlb_entries(k)
-    if mem.read(mapdb.AREA + mapdb.LOCK):
+    if k.machine.memory.read(mapdb.AREA + mapdb.LOCK):
         out.append("the mapping-database lock is held with no kernel path under way")
     try:
         k.spaces.mapdb.check()
     except mapdb.MapDbError as e:
         out.append(f"mapping database: {e}")
     return out
+
+
+def _ready_lists(k: Kernel, cd: CpuData, where: dict[str, int], out: list[str]) -> None:
+    """CPU `cd`'s ready lists: heads agree with the bitmap, each thread once, its own."""
+    mem = k.machine.memory
+    base = cd.page - kaddr(0)
+    for prio in range(256):
+        head = mem.read(base + HEADS + 4 * prio)
+        bit = mem.read(base + BITMAP + 4 * (prio >> 5)) >> (prio & 31) & 1
+        if bool(head) != bool(bit):
+            out.append(f"cpu{cd.number}: priority {prio} head and bitmap disagree")
+        for t in _ring(k, head, "ready_next", "ready_prev", f"cpu{cd.number} ready", out):
+            if t.name in where:
+                out.append(
+                    f"{t.name} is in the ready lists of cpu{where[t.name]} and cpu{cd.number}"
+                )
+            where[t.name] = cd.number
+            if t.cpu != cd.number:
+                out.append(f"{t.name} (on cpu{t.cpu}) is in cpu{cd.number}'s ready list")
+            if k.field(t, "priority") != prio:
+                out.append(
+                    f"{t.name} is in the list of priority {prio} but has {k.field(t, 'priority')}"
+                )
+
+
+def _wakeup_queue(k: Kernel, cd: CpuData, where: dict[str, int], out: list[str]) -> None:
+    """CPU `cd`'s wakeup queue: well linked, ordered by deadline, of its own threads."""
+    cur = k.machine.memory.read(cd.page - kaddr(0) + WAKEUP_HEAD)
+    prev_tcb, last = 0, -1
+    n = 0
+    while cur and n <= LIMIT:
+        t = k.by_tcb[cur]
+        n += 1
+        if t.name in where:
+            out.append(f"{t.name} is twice in wakeup queues")
+            break
+        where[t.name] = cd.number
+        if t.cpu != cd.number:
+            out.append(f"{t.name} (on cpu{t.cpu}) is in cpu{cd.number}'s wakeup queue")
+        if k.field(t, "wakeup_prev") != prev_tcb:
+            out.append(f"cpu{cd.number} wakeup queue: {t.name}.wakeup_prev is wrong")
+        if t.deadline is None or t.deadline < last:
+            out.append(f"cpu{cd.number} wakeup queue is not ordered at {t.name}")
+        last = t.deadline if t.deadline is not None else last
+        prev_tcb, cur = cur, k.field(t, "wakeup_next")
+
+
+def _thread(
+    k: Kernel,
+    t: Thread,
+    where_ready: dict[str, int],
+    where_wakeup: dict[str, int],
+    in_sendq: dict[str, str],
+    out: list[str],
+) -> None:
+    """`t`'s state agrees with the queues it is in: wakeup, send and ready."""
+    state = k.field(t, "thread_state")
+    cd = k.cpus[t.cpu - 1]
+    # A receiver locked by its sender stays queued until it runs and dequeues
+    # itself (§8.3.2: "dequeueWakeup (B)" after switchTo).
+    if t.name in where_wakeup and state not in (WAITING, POLLING, LOCKED_RUNNING, LOCKED_WAITING):
+        out.append(f"{t.name} is {STATE_NAMES[state]} but in a wakeup queue")
+    if t.deadline is not None and t.name not in where_wakeup:
+        out.append(f"{t.name} has a timeout but is in no wakeup queue")
+    proxy_tcb = k.field(t, "proxy")
+    if state == POLLING and not t.proxy_kind:
+        partner = k.field(t, "partner")
+        owner = in_sendq.get(t.name)
+        if owner is None or k.by_name[owner].word != partner:
+            out.append(f"{t.name} is polling but not in its partner's send queue")
+    elif t.name in in_sendq and not (state == LOCKED_WAITING and proxy_tcb):
+        # A cross-processor sender waits locked while its proxy polls for it (§8.3.5).
+        out.append(f"{t.name} is {STATE_NAMES[state]} but in {in_sendq[t.name]}'s send queue")
+    if (
+        state in (RUNNING, LOCKED_RUNNING)
+        and cd.current is not t
+        and t.name not in where_ready
+        and not k.field(t, "migrating")  # between B's delete and C's insert (§8.7.2)
+    ):
+        out.append(f"{t.name} is ready but in no ready list")

@@ -27,8 +27,8 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from kernel import interrupts, proxy, sched, transfer
-from kernel.errors import IpcError
+from kernel import interrupts, proxy, sched, transfer, xcpu
+from kernel.errors import IpcError, Restart
 from kernel.ids import NIL
 from kernel.program import Ipc
 from kernel.sched import CpuData
@@ -36,7 +36,6 @@ from kernel.thread import (
     LOCKED_RUNNING,
     LOCKED_WAITING,
     POLLING,
-    RUNNABLE,
     RUNNING,
     WAITING,
     WAKE_ABORT,
@@ -55,35 +54,6 @@ if TYPE_CHECKING:
     from kernel.kernel import Kernel
 
 Path = Generator[Op, Any, Any]
-
-
-def wait_for_partner(k: Kernel, t: Thread, partner: Thread | None, timeout: int | None) -> Path:
-    """Enqueue for `timeout`, block, and report why we were resumed (§8.3.2 switchTo).
-
-    The caller cleared `wake` before it wrote the state that lets others wake us.
-    """
-    cd = k.cpus[t.cpu - 1]
-    if timeout is not None:
-        c = k.machine.cpu(t.cpu)
-        yield from sched.enqueue_wakeup(k, cd, t, c.clock + timeout * k.machine.tpc)
-    yield from block(k, cd, partner)
-    return (yield Read(t.f["wake"]))
-
-
-def block(k: Kernel, cd: CpuData, prefer: Thread | None) -> Path:
-    """Release the CPU: to `prefer` if it can run here (a direct switch), else dispatch."""
-    if (
-        prefer is not None
-        and prefer.cpu == cd.number
-        and (yield Read(prefer.f["thread_state"])) in RUNNABLE
-    ):
-        yield from k.switch_to(cd, prefer)
-        return
-    yield from k.switch_to(cd, None)
-
-
-class Restart(Exception):
-    """The receiver moved to another CPU while we waited for it: send again (§8.5)."""
 
 
 def send(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
@@ -124,16 +94,16 @@ def _send(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
         cd = k.cpus[a.cpu - 1]
         yield Phase("ipc.send.enqueue_sendq")
         yield Write(a.f["wake"], WAKE_NONE)  # before the receiver can find us polling
-        yield from enqueue_sendq(k, b, a)
+        yield from sched.enqueue_sendq(k, b, a)
         yield Phase("ipc.send.polling")
         yield Write(a.f["thread_state"], POLLING)
-        why = yield from wait_for_partner(k, a, b, op.timeout)
+        why = yield from sched.wait_for_partner(k, a, b, op.timeout)
         if why == WAKE_RESTART:
-            yield from dequeue_sendq(k, b, a)
+            yield from sched.dequeue_sendq(k, b, a)
             yield Write(a.f["thread_state"], RUNNING)
             raise Restart
         if why != WAKE_PARTNER:
-            yield from dequeue_sendq(k, b, a)
+            yield from sched.dequeue_sendq(k, b, a)
             raise IpcError("timeout" if why == WAKE_TIMEOUT else "aborted")
         yield Phase("ipc.send.dequeue_wakeup")
         yield from sched.dequeue_wakeup(k, cd, a)
@@ -205,21 +175,21 @@ def receive(k: Kernel, b: Thread, source: Thread | None, timeout: int | None) ->
         yield from naive_disable(k, a.cpu)
     if a is not None and a.cpu != b.cpu and k.xp_ipc == "proxy":
         # A sender on another CPU is represented here by its proxy (§8.3.5).
-        send_proxy = yield from proxy.sender_proxy(k, a, b)
+        send_proxy = yield from xcpu.sender_proxy(k, a, b)
         ready = send_proxy is not None
     elif a is not None:
         a_state = yield Read(a.f["thread_state"])
         a_partner = yield Read(a.f["partner"])
         ready = a_state == POLLING and a_partner == b.word
     cd = k.cpus[b.cpu - 1]
-    if not ready:
+    if not ready or a is None:  # (a sender that is ready is not None)
         if timeout == 0:
             raise IpcError("timeout")
         yield Phase("ipc.recv.wait")
         yield Write(b.f["wake"], WAKE_NONE)  # before a sender can find us waiting
         yield Write(b.f["thread_state"], WAITING)
         yield Write(b.f["partner"], source.word if source is not None else NIL)
-        why = yield from wait_for_partner(k, b, source, timeout)
+        why = yield from sched.wait_for_partner(k, b, source, timeout)
         # A waiting receiver may have been migrated while it waited (§8.7.3: it
         # left B's wakeup queue and joined C's): from here on its CPU is the new
         # one. Using the CpuData of the CPU it blocked on unlinked it from the
@@ -248,9 +218,9 @@ def receive(k: Kernel, b: Thread, source: Thread | None, timeout: int | None) ->
             yield from sched.dequeue_wakeup(k, acd, waker)
         # else (the naive design): a CPU's wakeup queue is its own (design decision 1,
         # §8.3.3); the sender leaves it itself when it runs (ipc.send.dequeue_wakeup).
-        yield from dequeue_sendq(k, b, a)
+        yield from sched.dequeue_sendq(k, b, a)
         yield Write(b.f["thread_state"], LOCKED_WAITING)
-        yield from block(k, cd, waker)
+        yield from sched.block(k, cd, waker)
         if (yield from _redo_faults(k, b, (yield Read(b.f["wake"])))) != WAKE_PARTNER:
             raise IpcError("aborted")
     cd = k.cpus[b.cpu - 1]  # where b is now (see above)
@@ -285,26 +255,10 @@ def _naive_ipi(c: Any, vector: int) -> Path:
 
 def _redo_faults(k: Kernel, b: Thread, why: int) -> Path:
     """While the sender asks us to redo faults in our space, do so (§8.3.2)."""
-    from kernel import space
-
     while why == WAKE_REDO_FAULT:
-        yield from space.redo_fault(k, b, None)
+        yield from k.redo_fault(b, None)
         why = yield Read(b.f["wake"])
     return why
-
-
-def enqueue_sendq(k: Kernel, b: Thread, a: Thread) -> Path:
-    """Append `a` to `b`'s send queue (a ring through send_next/send_prev)."""
-    if (yield Read(a.f["send_next"])):
-        return
-    yield from sched.ring_append(k, b.f["send_queue"], a, "send_next", "send_prev")
-
-
-def dequeue_sendq(k: Kernel, b: Thread, a: Thread) -> Path:
-    """Remove `a` from `b`'s send queue (a no-op if it is not in it)."""
-    nxt = yield Read(a.f["send_next"])
-    if nxt:
-        yield from sched.ring_remove(k, b.f["send_queue"], a, "send_next", "send_prev", nxt)
 
 
 def timeout(k: Kernel, cd: CpuData, t: Thread) -> Path:
@@ -318,7 +272,7 @@ def timeout(k: Kernel, cd: CpuData, t: Thread) -> Path:
     if state == POLLING:  # leave the receiver's send queue now, not when we next run
         partner = k.by_word((yield Read(t.f["partner"])))
         if partner is not None:
-            yield from dequeue_sendq(k, partner, t)
+            yield from sched.dequeue_sendq(k, partner, t)
     yield from sched.make_ready(k, cd, t, RUNNING)
 
 
@@ -333,7 +287,7 @@ def abort(k: Kernel, t: Thread) -> Path:
         if state == POLLING:
             partner = k.by_word((yield Read(t.f["partner"])))
             if partner is not None:
-                yield from dequeue_sendq(k, partner, t)
+                yield from sched.dequeue_sendq(k, partner, t)
         yield from sched.make_ready(k, cd, t, RUNNING)
     elif state in (LOCKED_RUNNING, LOCKED_WAITING):
         # The transfer checks between items and stops — on another CPU, if it is our

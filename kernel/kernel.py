@@ -17,13 +17,26 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from kernel import boot, interrupts, ipc, mapdb, proxy, sched, shootdown, space, syscalls, xcpu
+from kernel import (
+    boot,
+    interrupts,
+    ipc,
+    mapdb,
+    pager,
+    proxy,
+    sched,
+    shootdown,
+    space,
+    syscalls,
+    xcpu,
+)
 from kernel.ids import ThreadId, irq_thread
 from kernel.layout import Layout, make_layout
 from kernel.memmap import FIRST_FREE, KIP_CPUS, KIP_FRAME, PERCPU_BASE, TCB_AREA
+from kernel.program import Op as ProgramOp
 from kernel.program import ProgramCounter
 from kernel.sched import CURRENT, CpuData
-from kernel.thread import INACTIVE, RUNNING, STATE_NAMES, WAITING, Task, Thread
+from kernel.thread import INACTIVE, RUNNING, STATE_NAMES, WAITING, ProxyKind, Task, Thread
 from machine import Machine
 from machine.cpu import Context, Cpu
 from machine.memory import PAGE_SIZE
@@ -130,7 +143,7 @@ class Kernel:
             self.hardware.append(hw)
             machine.vector_handlers[interrupts.vector(irq)] = interrupts.handler(self)
         machine.idle_handler = self._next_work
-        machine.fault_handler = space.fault_handler(self)
+        machine.fault_handler = pager.fault_handler(self)
         machine.vector_handlers[TIMER_VECTOR] = self._timer
         machine.vector_handlers[xcpu.XCPU_VECTOR] = xcpu.ipi_handler(self)
         machine.vector_handlers[shootdown.VECTOR] = shootdown.handler(self)
@@ -147,7 +160,7 @@ class Kernel:
         for cd in self.cpus:
             for src in range(1, self.pool + 1):
                 p = self._new_thread(f"proxy{cd.number}.{src}", ThreadId(1, 0, 0), None, cd.number)
-                p.proxy_kind = "ipc"
+                p.proxy_kind = ProxyKind.IPC
                 off = self.layout.offsets
                 base = p.tcb - kaddr(0)
                 mem.write(base + off["priority"], PROXY_PRIORITY)
@@ -158,7 +171,7 @@ class Kernel:
         self.ctl: dict[int, Thread] = {}
         for cd in self.cpus:
             p = self._new_thread(f"ctl{cd.number}", ThreadId(1, 0, 0), None, cd.number)
-            p.proxy_kind = "ctl"
+            p.proxy_kind = ProxyKind.CTL
             base = p.tcb - kaddr(0)
             mem.write(base + self.layout.offsets["priority"], PROXY_PRIORITY)
             mem.write(base + self.layout.offsets["myself"], p.word)
@@ -207,7 +220,7 @@ class Kernel:
         self,
         task: Task,
         name: str,
-        program: tuple = (),
+        program: tuple[ProgramOp, ...] = (),
         cpu: int = 1,
         priority: int = 100,
         timeslice: int | None = None,
@@ -238,7 +251,8 @@ class Kernel:
             self._boot_ready.append(t)  # after the boot sequence (§8.2)
             return
         self._run_direct(space.start_thread(self, t))
-        t.task.started = True
+        if t.task is not None:  # (a user thread: the kernel's own have no task)
+            t.task.started = True
 
     def boot(self) -> None:
         """Run the boot sequence of §8.2 first; threads start when it is done."""
@@ -260,7 +274,7 @@ class Kernel:
 
     def _run_direct(self, gen: Path) -> None:
         """Apply a kernel path's effects at set-up time, outside simulated time."""
-        return mapdb.run_direct(self.machine.memory, gen)
+        mapdb.run_direct(self.machine.memory, gen)
 
     def start(self) -> None:
         """Program every CPU's timer and let the CPUs look for work."""
@@ -328,6 +342,21 @@ class Kernel:
             return
         if cur is cd.idle or (yield Read(best.f["priority"])) > (yield Read(cur.f["priority"])):
             yield from self.switch_to(cd, best)
+
+    # Faults are IPCs (§2.2.2): the pager's paths sit above the IPC, proxy and transfer
+    # paths that meet a fault, which reach them through the kernel.
+
+    def fault_ipc(self, t: Thread, addr: int, write: bool, timeout: int | None) -> Path:
+        """`t` faults on `addr` to its pager; whether the page was mapped (pager.py)."""
+        return pager.page_fault_ipc(self, t, addr, write, timeout)
+
+    def redo_fault(self, b: Thread, timeout: int | None) -> Path:
+        """Receiver `b` redoes, in its context, a fault a transfer met in its space (§8.3.2)."""
+        return pager.redo_fault(self, b, timeout)
+
+    def copy_fault(self, copier: Thread, a: Thread, addr: int, timeout: int | None) -> Path:
+        """A copy for sender `a` faulted in its space; whether it was resolved (§8.4.2)."""
+        return pager.copy_fault(self, copier, a, addr, timeout)
 
     def trap(self, t: Thread) -> Path:
         """A system call enters the kernel on `t`'s CPU, whose exit will check the mailboxes."""

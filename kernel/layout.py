@@ -41,6 +41,7 @@ Custom layouts written before these fields existed still work: fields of
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -244,8 +245,6 @@ def _pack_lines(name: str, lines: Sequence[Sequence[str]], line_size: int) -> La
             raise LayoutError("each cache line must be a list of field names", (i,))
         for j, field in enumerate(line):
             if field not in FIELDS:
-                import difflib
-
                 close = difflib.get_close_matches(str(field), list(FIELDS), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise LayoutError(f"no TCB field {field!r}{hint}", (i, j))

@@ -20,6 +20,7 @@ directly: no micro-op, no cache line moves.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from kernel.sched import BITMAP, HEADS, PRIORITIES, WAKEUP_HEAD
@@ -30,10 +31,15 @@ if TYPE_CHECKING:
     from kernel.sched import CpuData
     from kernel.thread import Thread
 
-WHOLE = ""
-CYCLE = "cycle"  # a TCB met again that is not the ring's head: the walk would go round forever
-STRAY = "stray"  # a link to a word that is no TCB
-OPEN = "open"  # a ring that ends in 0 before it is back at its head
+
+class Break(StrEnum):
+    """Where a walk found a list not whole; `WHOLE` (false) if it is."""
+
+    WHOLE = ""
+    # a TCB met again that is not the ring's head: the walk would go round forever
+    CYCLE = "cycle"
+    STRAY = "stray"  # a link to a word that is no TCB
+    OPEN = "open"  # a ring that ends in 0 before it is back at its head
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,18 +48,18 @@ class Walk:
 
     names: tuple[str, ...] = ()
     tcbs: tuple[int, ...] = ()  # their TCB addresses (keys of `Kernel.by_tcb`), in order
-    broken: str = WHOLE  # WHOLE, CYCLE, STRAY or OPEN
+    broken: Break = Break.WHOLE
     at: int = 0  # the link where it broke: the TCB met again (CYCLE) or the stray word (STRAY)
     again: str = ""  # CYCLE: the name of the TCB met again
 
     def tail(self, arrow: str = "->", dots: str = "...") -> str:
         """What follows the names when the list is not whole, e.g.
         `-> srv ... (cycle: the list is mid-update)`; "" for a whole list."""
-        if self.broken == CYCLE:
+        if self.broken == Break.CYCLE:
             return f"{arrow} {self.again} {dots} (cycle: the list is mid-update)"
-        if self.broken == STRAY:
+        if self.broken == Break.STRAY:
             return f"{arrow} ?{self.at:#x} (not a TCB)"
-        if self.broken == OPEN:
+        if self.broken == Break.OPEN:
             return f"{arrow} 0 (the ring does not close: the list is mid-update)"
         return ""
 
@@ -76,15 +82,15 @@ def walk(k: Kernel, head: int, nxt: str, ring: bool) -> Walk:
         if cur in seen:
             if ring and cur == head:
                 return Walk(tuple(names), tuple(tcbs))
-            return Walk(tuple(names), tuple(tcbs), CYCLE, cur, k.by_tcb[cur].name)
+            return Walk(tuple(names), tuple(tcbs), Break.CYCLE, cur, k.by_tcb[cur].name)
         t = k.by_tcb.get(cur)
         if t is None:
-            return Walk(tuple(names), tuple(tcbs), STRAY, cur)
+            return Walk(tuple(names), tuple(tcbs), Break.STRAY, cur)
         seen.add(cur)
         tcbs.append(cur)
         names.append(t.name)
         cur = k.field(t, nxt)
-    return Walk(tuple(names), tuple(tcbs), OPEN if ring and names else WHOLE)
+    return Walk(tuple(names), tuple(tcbs), Break.OPEN if ring and names else Break.WHOLE)
 
 
 def ready_lists(k: Kernel, cd: CpuData) -> list[tuple[int, Walk]]:

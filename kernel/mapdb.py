@@ -53,7 +53,7 @@ The caller holds the lock (`lock`, `unlock`). `MappingDb` is the same
 database seen from outside simulated time: it runs the operations directly
 on memory (set-up, tests) and decodes memory without micro-ops for the
 views and the consistency check (`MappingDb.check`), as `Kernel.field` does
-for TCB fields.
+for TCB fields: it is mapdb_direct.py's.
 """
 
 from __future__ import annotations
@@ -106,7 +106,11 @@ def page_of(addr: int) -> int:
     return addr - addr % PAGE
 
 
-def _h(offset: int) -> int:
+def fmt_key(key: Key) -> str:
+    return f"space {key[0]} page {key[1]:#010x}"
+
+
+def header(offset: int) -> int:
     """Kernel address of header word `offset`."""
     return kaddr(AREA + offset)
 
@@ -127,8 +131,8 @@ def run_direct(memory: Any, gen: Path) -> Any:
         return stop.value
 
 
-def _bucket(space: int, page: int) -> int:
-    return _h(BUCKETS_AT + 4 * ((page // PAGE + space * 613) % BUCKETS))
+def bucket_addr(space: int, page: int) -> int:
+    return header(BUCKETS_AT + 4 * ((page // PAGE + space * 613) % BUCKETS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,81 +155,16 @@ class Entry:
         return (self.space, self.vaddr)
 
 
-class Node:
-    """A node of a `MappingDb`, decoded from memory whenever a field is read.
-
-    `MappingDb` hands out one `Node` per node address, so nodes compare by
-    identity. A node removed from the database reads as detached (no
-    parent, no children) until the pool gives its memory out again.
-    """
-
-    __slots__ = ("addr", "db")
-
-    def __init__(self, db: MappingDb, addr: int) -> None:
-        self.db = db
-        self.addr = addr
-
-    def _word(self, offset: int) -> int:
-        return self.db._word(self.addr + offset)
-
-    @property
-    def space(self) -> int:
-        return self._word(SPACE)
-
-    @property
-    def vaddr(self) -> int:
-        return self._word(VADDR)
-
-    @property
-    def frame(self) -> int:
-        return self._word(FRAME) & ~WRITABLE
-
-    @property
-    def writable(self) -> bool:
-        return bool(self._word(FRAME) & WRITABLE)
-
-    @property
-    def key(self) -> Key:
-        """``(space, vaddr)``, the node's key in the index."""
-        return (self.space, self.vaddr)
-
-    @property
-    def is_root(self) -> bool:
-        """Whether this is the root of its frame's tree (sigma0's own page)."""
-        return not self._word(PARENT)
-
-    @property
-    def parent(self) -> Node | None:
-        """The mapping this one was made from (``None`` for a root)."""
-        p = self._word(PARENT)
-        return self.db.node(p) if p else None
-
-    @property
-    def children(self) -> list[Node]:
-        """The mappings made from this one, in the order they were made."""
-        return self.db.children(self)
-
-    def __repr__(self) -> str:
-        return (
-            f"Node(space={self.space}, vaddr={self.vaddr}, frame={self.frame},"
-            f" writable={self.writable})"
-        )
-
-
-def _fmt_key(key: Key) -> str:
-    return f"space {key[0]} page {key[1]:#010x}"
-
-
 # --- the lock (§6, appendix A) --------------------------------------------------
 
 
 def lock() -> Path:
     """Take the mapping-database lock."""
-    yield from spin_lock(_h(LOCK))
+    yield from spin_lock(header(LOCK))
 
 
 def unlock() -> Path:
-    yield from spin_unlock(_h(LOCK))
+    yield from spin_unlock(header(LOCK))
 
 
 # --- reading nodes --------------------------------------------------------------
@@ -243,7 +182,7 @@ def read_node(n: int) -> Path:
 def find(space: int, vaddr: int) -> Path:
     """The address of the node mapping the page that holds `vaddr` in `space`, or 0."""
     page = page_of(vaddr)
-    n = yield Read(_bucket(space, page))
+    n = yield Read(bucket_addr(space, page))
     while n:
         if (yield Read(n + SPACE)) == space and (yield Read(n + VADDR)) == page:
             return n
@@ -309,17 +248,17 @@ def _unlink(head: int, n: int) -> Path:
 
 
 def _head(parent: int) -> int:
-    return parent + FIRST if parent else _h(ROOTS)
+    return parent + FIRST if parent else header(ROOTS)
 
 
 def _hash_in(n: int, space: int, page: int) -> Path:
-    bucket = _bucket(space, page)
+    bucket = bucket_addr(space, page)
     yield Write(n + HNEXT, (yield Read(bucket)))
     yield Write(bucket, n)
 
 
 def _hash_out(n: int, space: int, page: int) -> Path:
-    at = _bucket(space, page)
+    at = bucket_addr(space, page)
     m = yield Read(at)
     while m != n:
         if not m:
@@ -336,21 +275,21 @@ def _new_node(frames: FrameSource) -> Path:
     node's memory as it was left (zeroed) for as long as the pool lasts: a
     view holding it sees it detached, not as some later mapping.
     """
-    n = yield Read(_h(BUMP))
-    end = yield Read(_h(END))
+    n = yield Read(header(BUMP))
+    end = yield Read(header(END))
     if not n:  # the first node: the fixed pool
         n, end = kaddr(POOL), kaddr(POOL_END)
-        yield Write(_h(END), end)
+        yield Write(header(END), end)
     if n >= end:
-        free = yield Read(_h(FREE))
+        free = yield Read(header(FREE))
         if free:
-            yield Write(_h(FREE), (yield Read(free + HNEXT)))
+            yield Write(header(FREE), (yield Read(free + HNEXT)))
             yield Write(free + HNEXT, 0)
             return free
         n = kaddr(frames.alloc_frame())  # used up: another frame from the kernel's pool
         yield Compute(POOL_GROW_CYCLES)
-        yield Write(_h(END), n + PAGE)
-    yield Write(_h(BUMP), n + NODE_SIZE)
+        yield Write(header(END), n + PAGE)
+    yield Write(header(BUMP), n + NODE_SIZE)
     return n
 
 
@@ -365,7 +304,7 @@ def _create(
     yield Write(n + FIRST, 0)
     yield from _append(_head(parent), n)
     yield from _hash_in(n, space, page)
-    yield Write(_h(COUNT), (yield Read(_h(COUNT))) + 1)
+    yield Write(header(COUNT), (yield Read(header(COUNT))) + 1)
     return Entry(n, space, page, frame, writable, parent)
 
 
@@ -385,9 +324,9 @@ def _cut(n: int) -> Path:
         yield Write(m + FIRST, 0)
         yield Write(m + NEXT, 0)
         yield Write(m + PREV, 0)
-        yield Write(m + HNEXT, (yield Read(_h(FREE))))
-        yield Write(_h(FREE), m)
-    yield Write(_h(COUNT), (yield Read(_h(COUNT))) - len(removed))
+        yield Write(m + HNEXT, (yield Read(header(FREE))))
+        yield Write(header(FREE), m)
+    yield Write(header(COUNT), (yield Read(header(COUNT))) - len(removed))
     return removed
 
 
@@ -413,13 +352,13 @@ def add_root(
     if frame < 0 or frame % PAGE:
         raise MapDbError(f"frame {frame:#x} is not a page-aligned address")
     if (yield from find(space, page)):
-        raise MapDbError(f"{_fmt_key((space, page))} is already mapped")
+        raise MapDbError(f"{fmt_key((space, page))} is already mapped")
     if check_frame:
-        r = yield Read(_h(ROOTS))
+        r = yield Read(header(ROOTS))
         while r:
             if (yield Read(r + FRAME)) & ~WRITABLE == frame:
                 owner = yield from read_node(r)
-                raise MapDbError(f"frame {frame:#010x} already has a root at {_fmt_key(owner.key)}")
+                raise MapDbError(f"frame {frame:#010x} already has a root at {fmt_key(owner.key)}")
             r = yield Read(r + NEXT)
     return (yield from _create(frames, space, page, frame, writable, 0))
 
@@ -522,14 +461,14 @@ def remove_space(space: int, pages: list[int]) -> Path:
 def _source(space: int, vaddr: int) -> Path:
     node = yield from lookup(space, vaddr)
     if node is None:
-        raise NotMappedError(f"{_fmt_key((space, page_of(vaddr)))} is not mapped")
+        raise NotMappedError(f"{fmt_key((space, page_of(vaddr)))} is not mapped")
     return node
 
 
 def _check_destination(src: Entry, dst: Key, op: str) -> Path:
     """The node at `dst` (0: none); refuse one whose unmapping would remove the source or a root."""
     if dst == src.key:
-        raise MapDbError(f"cannot {op} {_fmt_key(dst)} onto itself")
+        raise MapDbError(f"cannot {op} {fmt_key(dst)} onto itself")
     old = yield from find(*dst)
     if not old:
         return 0
@@ -537,253 +476,13 @@ def _check_destination(src: Entry, dst: Key, op: str) -> Path:
     while ancestor:
         if ancestor == old:
             raise MapDbError(
-                f"cannot {op} {_fmt_key(src.key)} onto {_fmt_key(dst)}, which it derives from"
+                f"cannot {op} {fmt_key(src.key)} onto {fmt_key(dst)}, which it derives from"
             )
         ancestor = yield Read(ancestor + PARENT)
     if not (yield Read(old + PARENT)):
         frame = (yield Read(old + FRAME)) & ~WRITABLE
         raise MapDbError(
-            f"cannot {op} onto {_fmt_key(dst)}: it holds the root of frame"
+            f"cannot {op} onto {fmt_key(dst)}: it holds the root of frame"
             f" {frame:#010x}; unmap it with own=True first"
         )
     return old
-
-
-# --- the database seen from outside simulated time -----------------------------------
-
-
-class Memory(FrameSource, Protocol):
-    def read(self, paddr: int) -> int: ...
-    def write(self, paddr: int, value: int) -> None: ...
-
-
-class MappingDb:
-    """The mapping database in `memory`, read and run outside simulated time.
-
-    Queries decode memory without micro-ops (for views, tests and the
-    consistency check); the operations run the kernel paths above directly
-    on memory, at no cost — for set-up and tests, never from a kernel path
-    (the shared-state guard catches that). Addresses may point anywhere into
-    a page; nodes store the page base.
-    """
-
-    __slots__ = ("memory", "_nodes")
-
-    def __init__(self, memory: Memory) -> None:
-        self.memory = memory
-        self._nodes: dict[int, Node] = {}  # the view's handles, one per node address
-
-    def _word(self, addr: int) -> int:
-        return self.memory.read(addr - KERNEL_BASE)
-
-    def _run(self, gen: Path) -> Any:
-        return run_direct(self.memory, gen)
-
-    def _find(self, space: int, page: int) -> int:
-        n = self._word(_bucket(space, page))
-        seen = 0
-        while n and seen <= len(self):
-            if self._word(n + SPACE) == space and self._word(n + VADDR) == page:
-                return n
-            n = self._word(n + HNEXT)
-            seen += 1
-        return 0
-
-    # -- queries ----------------------------------------------------------
-
-    def node(self, n: int) -> Node:
-        """The node at kernel address `n`."""
-        node = self._nodes.get(n)
-        if node is None:
-            node = self._nodes[n] = Node(self, n)
-        return node
-
-    def nodes(self, entries: list[Entry]) -> list[Node]:
-        return [self.node(e.addr) for e in entries]
-
-    def lookup(self, space: int, vaddr: int) -> Node | None:
-        """The node mapping the page that holds `vaddr` in `space`, or ``None``."""
-        n = self._find(space, page_of(vaddr))
-        return self.node(n) if n else None
-
-    def children(self, node: Node) -> list[Node]:
-        out = []
-        c = self._word(node.addr + FIRST)
-        while c and len(out) <= len(self):
-            out.append(self.node(c))
-            c = self._word(c + NEXT)
-        return out
-
-    def _root_addrs(self) -> list[int]:
-        out = []
-        r = self._word(_h(ROOTS))
-        while r and len(out) <= len(self):
-            out.append(r)
-            r = self._word(r + NEXT)
-        return out
-
-    def all_nodes(self) -> list[Node]:
-        """Every node reachable from a root, each tree in preorder."""
-        out: list[Node] = []
-        for r in self._root_addrs():
-            stack = [self.node(r)]
-            while stack and len(out) <= len(self):
-                n = stack.pop()
-                out.append(n)
-                stack.extend(reversed(self.children(n)))
-        return out
-
-    def pages(self, space: int) -> list[Node]:
-        """The nodes of `space`, sorted by vaddr."""
-        mine = [(n.vaddr, n) for n in self.all_nodes() if n.space == space]
-        return [n for _, n in sorted(mine, key=lambda vn: vn[0])]
-
-    def roots(self) -> list[Node]:
-        """The root of every frame's tree, sorted by frame."""
-        return sorted((self.node(r) for r in self._root_addrs()), key=lambda n: n.frame)
-
-    def depth(self, node: Node) -> int:
-        """How many mappings separate `node` from its root (a root has depth 0)."""
-        if self._find(node.space, node.vaddr) != node.addr:
-            raise MapDbError(f"{node!r} is not in the mapping database")
-        depth, n = 0, self._word(node.addr + PARENT)
-        while n:
-            n = self._word(n + PARENT)
-            depth += 1
-        return depth
-
-    def __len__(self) -> int:
-        return self._word(_h(COUNT))
-
-    # -- operations, run directly --------------------------------------------
-
-    def add_root(self, space: int, vaddr: int, frame: int, writable: bool = True) -> Node:
-        return self.node(self._run(add_root(self.memory, space, vaddr, frame, writable)).addr)
-
-    def map(
-        self,
-        src_space: int,
-        src_vaddr: int,
-        dst_space: int,
-        dst_vaddr: int,
-        writable: bool = True,
-    ) -> tuple[Node, list[Node]]:
-        gen = map_page(self.memory, src_space, src_vaddr, dst_space, dst_vaddr, writable)
-        node, removed = self._run(gen)
-        return self.node(node.addr), self.nodes(removed)
-
-    def grant(
-        self, src_space: int, src_vaddr: int, dst_space: int, dst_vaddr: int
-    ) -> tuple[Node, list[Node]]:
-        node, removed = self._run(grant(src_space, src_vaddr, dst_space, dst_vaddr))
-        return self.node(node.addr), self.nodes(removed)
-
-    def unmap(self, space: int, vaddr: int, mode: str = FLUSH, own: bool = False) -> list[Node]:
-        return self.nodes(self._run(unmap(space, vaddr, mode, own)))
-
-    def remove_space(self, space: int) -> list[Node]:
-        pages = [n.vaddr for n in self.pages(space)]
-        return self.nodes(self._run(remove_space(space, pages)))
-
-    # -- consistency and display -------------------------------------------
-
-    def check(self) -> None:
-        """Raise `MapDbError` unless the trees, the lists and the hash table agree.
-
-        Checks: the node count matches the nodes in the trees and in the hash
-        table; every node is in the hash chain of its own page-aligned key,
-        and only there; roots have no parent; child lists are well linked
-        (each child's parent is the list's owner, the first child's previous
-        word names the last); each child sees its parent's frame; no
-        read-only node has a writable child; no node is reached twice.
-        """
-        count = len(self)
-        seen: set[int] = set()
-        roots = self._root_addrs()
-        if len(roots) > count:
-            raise MapDbError(f"more roots than the {count} nodes counted")
-        todo: list[int] = []
-        frames: dict[int, Node] = {}
-        for r in roots:
-            node = self.node(r)
-            if not node.is_root:
-                raise MapDbError(f"{node!r} is in the root list but has a parent")
-            if node.frame in frames:
-                raise MapDbError(f"{node!r} and {frames[node.frame]!r} are roots of one frame")
-            frames[node.frame] = node
-            todo.append(r)
-        self._check_list(0, roots)
-        while todo:
-            n = todo.pop()
-            if n in seen:
-                raise MapDbError(f"{self.node(n)!r} reached twice (a cycle or shared child)")
-            seen.add(n)
-            if len(seen) > count:
-                raise MapDbError(f"more nodes in the trees than the {count} counted")
-            node = self.node(n)
-            if node.vaddr % PAGE or node.frame % PAGE:
-                raise MapDbError(f"{node!r} is not page-aligned")
-            if self._find(node.space, node.vaddr) != n:
-                raise MapDbError(f"{node!r} is in a tree but not indexed under its key")
-            kids = [c.addr for c in self.children(node)]
-            for c in kids:
-                child = self.node(c)
-                if child.is_root:
-                    raise MapDbError(f"{child!r} has no parent but is not its frame's root")
-                if self._word(c + PARENT) != n:
-                    raise MapDbError(f"{child!r} is a child of {node!r} but not vice versa")
-                if child.frame != node.frame:
-                    raise MapDbError(f"{child!r} sees another frame than its parent {node!r}")
-                if child.writable and not node.writable:
-                    raise MapDbError(f"{child!r} is writable under read-only {node!r}")
-                todo.append(c)
-            self._check_list(n, kids)
-        indexed = 0
-        for b in range(BUCKETS):
-            n = self._word(_h(BUCKETS_AT + 4 * b))
-            while n:
-                indexed += 1
-                if indexed > count:
-                    raise MapDbError(f"more nodes in the hash table than the {count} counted")
-                node = self.node(n)
-                if _bucket(node.space, node.vaddr) != _h(BUCKETS_AT + 4 * b):
-                    raise MapDbError(f"{node!r} indexed under another key")
-                if n not in seen:
-                    raise MapDbError(f"{node!r} is indexed but not reachable from a root")
-                n = self._word(n + HNEXT)
-        if len(seen) != count or indexed != count:
-            raise MapDbError(
-                f"{count} nodes counted, {len(seen)} in the trees, {indexed} in the hash table"
-            )
-
-    def _check_list(self, owner: int, members: list[int]) -> None:
-        if not members:
-            return
-        last = self._word(members[0] + PREV)
-        if last != members[-1]:
-            raise MapDbError(f"the list of node {owner:#x}'s children does not end where it says")
-        for prev, n in zip(members, members[1:], strict=False):
-            if self._word(n + PREV) != prev:
-                raise MapDbError(f"node {n:#x}'s previous sibling is not {prev:#x}")
-
-    def render(self, space_names: dict[int, str] | None = None) -> list[str]:
-        """The trees as indented text, one line per mapping, for the debugger.
-
-        Roots in frame order, children in the order they were mapped, two
-        spaces of indent per level, e.g.
-        ``sigma0 0x00123000 -> frame 0x00123000 rw``. A space missing from
-        `space_names` shows as ``space N``.
-        """
-        names = space_names or {}
-        lines: list[str] = []
-        for root in self.roots():
-            stack = [(root, 0)]
-            while stack:
-                node, level = stack.pop()
-                name = names.get(node.space, f"space {node.space}")
-                rights = "rw" if node.writable else "ro"
-                lines.append(
-                    f"{'  ' * level}{name} 0x{node.vaddr:08x} -> frame 0x{node.frame:08x} {rights}"
-                )
-                stack.extend((child, level + 1) for child in reversed(self.children(node)))
-        return lines

@@ -35,10 +35,11 @@ that CPU's control proxy (issue 14, found by the random kernel fuzzer).
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from kernel import memmap, sched, xcpu
-from kernel.program import Schedule
+from kernel import memmap, sched, space, xcpu
+from kernel.mail import MigrateMail, MigrationJob
+from kernel.program import Schedule, result
 from kernel.thread import (
     LOCKED_RUNNING,
     LOCKED_WAITING,
@@ -49,7 +50,6 @@ from kernel.thread import (
     WAKE_RESTART,
     Thread,
 )
-from kernel.xcpu import Mail
 from machine.ops import Atomic, Cli, Compute, Op, Phase, Read, Sti, Write, kaddr
 from machine.spinlock import spin_trylock, spin_unlock
 
@@ -136,8 +136,6 @@ def migrate(k: Kernel, caller: Thread, t: Thread, op: Schedule) -> Path:
     Whether `t` may be migrated at all (§8.5: not in an IPC path) is decided by
     B, where its state cannot change under us.
     """
-    from kernel.syscalls import result
-
     c_cpu = op.cpu
     base = kaddr(AREA)
     yield Phase("migrate.A.lock")
@@ -152,13 +150,14 @@ def migrate(k: Kernel, caller: Thread, t: Thread, op: Schedule) -> Path:
     yield Write(t.f["migrating"], 1)
     parties2 = len({a_cpu, b_cpu, c_cpu})
     here = k.cpus[a_cpu - 1]
-    job = {"thread": t, "from": b_cpu, "to": c_cpu, "parties": parties2, "op": op}
+    job = MigrationJob(t, b_cpu, c_cpu, parties2, op)
     yield Phase("migrate.A.trigger")
-    for part, cpu in (("B", b_cpu), ("C", c_cpu)):
+    parts: tuple[tuple[Literal["B", "C"], int], ...] = (("B", b_cpu), ("C", c_cpu))
+    for part, cpu in parts:
         if cpu != a_cpu:
             ctl = k.ctl[cpu]
             i = yield from xcpu.alloc(k, a_cpu)
-            yield from xcpu.setup(k, i, Mail(f"migrate_{part}", caller, t, job), OP_MIGRATE, ctl)
+            yield from xcpu.setup(k, i, MigrateMail(caller, t, job, part), OP_MIGRATE, ctl)
             yield from xcpu.trigger(k, here, i, cpu)
     if a_cpu == b_cpu:
         yield from part_b(k, here, job, first=True)
@@ -200,7 +199,7 @@ def migrate(k: Kernel, caller: Thread, t: Thread, op: Schedule) -> Path:
     return result("schedule", value=prio)
 
 
-def part_b(k: Kernel, cd: CpuData, job: dict[str, Any], first: bool = False) -> Path:
+def part_b(k: Kernel, cd: CpuData, job: MigrationJob, first: bool = False) -> Path:
     """Part B, on the thread's CPU: take it out of every local structure.
 
     First, in the kernel with interrupts disabled, B acknowledges the
@@ -214,7 +213,7 @@ def part_b(k: Kernel, cd: CpuData, job: dict[str, Any], first: bool = False) -> 
     delete: a thread starting a cross-CPU call in between was moved with its
     proxy's reply on the way to the CPU it had left.
     """
-    t: Thread = job["thread"]
+    t = job.thread
     base = kaddr(AREA)
     yield from xcpu.check_n_ack(k, cd)  # whom it wakes, the dispatcher finds ready
     state = yield Read(t.f["thread_state"])
@@ -249,21 +248,21 @@ def part_b(k: Kernel, cd: CpuData, job: dict[str, Any], first: bool = False) -> 
             yield Write(t.f["resources"], 0)
             yield Compute(FPU_SAVE_CYCLES)
             cd.fpu_owner = None
-        yield from _release_polling_proxies(k, cd, t, job["to"])
+        yield from _release_polling_proxies(k, cd, t, job.to)
     if first:
         return  # A is B: A goes on to its barriers itself
     yield from _finish_b(k, cd, job, busy)
 
 
-def _finish_b(k: Kernel, cd: CpuData, job: dict[str, Any], busy: bool) -> Path:
-    t: Thread = job["thread"]
+def _finish_b(k: Kernel, cd: CpuData, job: MigrationJob, busy: bool) -> Path:
+    t = job.thread
     base = kaddr(AREA)
     yield Phase("migrate.B.barrier2")
-    yield from _barrier(k, cd, base + BARRIER2, job["parties"])  # (=2)
+    yield from _barrier(k, cd, base + BARRIER2, job.parties)  # (=2)
     if busy:
         yield Write(base + NUMBER_SET, 1)  # (3̄): C finds the migration cancelled
         return
-    yield from set_cpu(k, t, job["to"])
+    yield from set_cpu(k, t, job.to)
     yield Write(base + NUMBER_SET, 1)  # (3̄)
     if cd.current is t:
         yield from k.switch_to(cd, None)  # it runs elsewhere now
@@ -274,23 +273,21 @@ def set_cpu(k: Kernel, t: Thread, cpu: int) -> Path:
     yield Phase("migrate.B.set_cpu")
     yield Write(t.f["cpu"], cpu)
     t.cpu = cpu
-    from kernel import space
-
     if t.task is not None and t.task.space is not None:
-        yield Write(kaddr(space.utcb_paddr(k, t) + space.UTCB_CPU), cpu)
+        yield Write(kaddr(space.utcb_paddr(k, t) + memmap.UTCB_CPU), cpu)
 
 
-def part_c(k: Kernel, cd: CpuData, job: dict[str, Any], after_barrier: bool = False) -> Path:
+def part_c(k: Kernel, cd: CpuData, job: MigrationJob, after_barrier: bool = False) -> Path:
     """Part C, on the destination: insert the thread, switch if it outranks us.
 
     When A is C (`after_barrier`), C does not switch itself: it returns whether
     to, and A switches once it has released the migration lock.
     """
-    t: Thread = job["thread"]
+    t = job.thread
     base = kaddr(AREA)
     if not after_barrier:
         yield Phase("migrate.C.barrier2")
-        yield from _barrier(k, cd, base + BARRIER2, job["parties"])  # (=2)
+        yield from _barrier(k, cd, base + BARRIER2, job.parties)  # (=2)
     yield Phase("migrate.C.wait_number")
     yield from _wait_for(k, cd, base + NUMBER_SET, 1)  # (3̄): B has set the number
     cancelled = yield Read(base + CANCEL)
@@ -323,8 +320,6 @@ def _release_polling_proxies(k: Kernel, cd: CpuData, t: Thread, to: int) -> Path
     A proxy polling for a remote sender forwards the request; a local sender
     polling itself starts its send over, which now crosses processors.
     """
-    from kernel import ipc
-
     senders = []  # the queue first: a restarted sender leaves it below
     head = cur = yield Read(t.f["send_queue"])
     while cur:
@@ -346,6 +341,6 @@ def _release_polling_proxies(k: Kernel, cd: CpuData, t: Thread, to: int) -> Path
             # Out of t's send queue here and now, with the queue's owner: woken
             # locked_running, the sender would otherwise sit in the queue of a
             # thread it no longer polls on until it next runs.
-            yield from ipc.dequeue_sendq(k, t, sender)
+            yield from sched.dequeue_sendq(k, t, sender)
             yield from sched.dequeue_wakeup(k, cd, sender)
             yield from sched.make_ready(k, cd, sender, LOCKED_RUNNING)

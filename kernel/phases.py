@@ -69,6 +69,14 @@ LABELS: tuple[str, ...] = (
     "migrate.C.barrier2",
     "migrate.C.insert",
     "migrate.C.wait_number",
+    # kernel/pager.py: page faults as IPC and the pagers that answer them (§2.2.2)
+    "pager.reply",
+    "pager.touch",
+    "pager.wait",
+    "pf.ipc",
+    "pf.kill",
+    "pf.raise",
+    "sigma0.grant_frame",
     # kernel/proxy.py: proxy threads and the XP-IPC paths (§8.4, §8.3.5)
     "xp.proxy.enqueue_sendq",
     "xp.proxy.forward",
@@ -82,42 +90,36 @@ LABELS: tuple[str, ...] = (
     "xp.return",
     "xp.send",
     "xp.wakeup_sender",
-    # kernel/sched.py: ready lists and the dispatcher (§2.1.1, §6.1)
+    # kernel/proxy.py, a control proxy serving remote work (§8.4.3)
+    "unwind.proxy.remote",
+    "unwind.wake_caller",
+    # kernel/sched.py: ready lists, the dispatcher, a thread's end (§2.1.1, §6.1)
     "sched.dispatch",
     "sched.skip_not_ready",
+    "thread.exit",
     # kernel/shootdown.py: the TLB shootdown (§3.1.1, ID 5)
     "tlb.shootdown",
     "tlb.shootdown.flush",
-    # kernel/space.py: address spaces, map/grant/unmap, faults as IPC (§2.2)
-    "ipc.transfer.comm_map",
-    "ipc.transfer.receiver_fault",
-    "pager.reply",
-    "pager.touch",
-    "pager.wait",
-    "pf.ipc",
-    "pf.kill",
-    "pf.raise",
-    "sigma0.grant_frame",
+    # kernel/space.py: address spaces, map/grant/unmap (§2.2)
     "space.unmap",
     "task.new",
-    # kernel/syscalls.py: system calls: FPU, sleep, thread_switch, ex_regs, exit (§2, §7)
+    # kernel/syscalls.py: system calls: FPU, sleep, thread_switch, ex_regs (§2, §7)
     "fpu.switch",
     "ipc.sleep",
     "sched.thread_schedule",
     "sched.thread_switch",
     "thread.ex_regs",
-    "thread.exit",
     # kernel/transfer.py: the transmit path: words, strings, map items (§8.3.2)
     "ipc.transfer.collect",
+    "ipc.transfer.comm_map",
     "ipc.transfer.map",
+    "ipc.transfer.receiver_fault",
     "ipc.transfer.registers",
     "ipc.transfer.short",
     "ipc.transfer.string",
     # kernel/unwind.py: lthread_ex_regs across CPUs through unwind proxies (§8.4.3)
-    "unwind.proxy.remote",
     "unwind.proxy_abort",
     "unwind.target",
-    "unwind.wake_caller",
     # kernel/xcpu.py: mailboxes, IPIs and check_n_ack (§8.3.4)
     "xcpu.check_n_ack",
     "xcpu.ipi",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from kernel import memmap
 
@@ -113,7 +114,7 @@ class ExRegs:
 @dataclass(frozen=True, slots=True)
 class Unmap:
     fpage: Fpage
-    mode: str = "flush"  # "flush" | "ro"
+    mode: Literal["flush", "ro"] = "flush"  # remove the mappings, or make them read-only
     own: bool = False
 
 
@@ -290,3 +291,17 @@ class ProgramCounter:
     def position(self) -> list[int]:
         """The indices of the current op, outermost first (for views and saves)."""
         return [lv.index for lv in self.levels]
+
+
+def result(op: str, **fields: Any) -> dict[str, Any]:
+    """A syscall result with the keys of DESIGN.md §2."""
+    out: dict[str, Any] = {
+        "op": op,
+        "ok": True,
+        "error": None,
+        "xp": False,
+        "cpu": None,
+        "words": [],
+    }
+    out.update(fields)
+    return out

@@ -17,6 +17,10 @@ frees its mailboxes (`XP_RETURN`) and goes on.
 Each CPU has one IPC proxy per source CPU, so requests from different CPUs
 never wait behind each other's blocked send; requests from one CPU are
 served in order (the proxy's first/last mailbox list, §8.4).
+
+Each CPU's *control proxy* serves the other requests (§8.4.3): work another
+CPU wants run here — lthread_ex_regs and thread_schedule (unwind.py) and a
+migration's parts B and C (migrate.py) — one mailbox at a time (`step`).
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from kernel import ipc, sched, transfer, xcpu
-from kernel.errors import IpcError
+from kernel import migrate, sched, transfer, xcpu
+from kernel.errors import XP_CODES, XP_ERRORS, ErrorCode, IpcError, Restart
 from kernel.ids import NIL
+from kernel.mail import Forward, MailOp, MigrateMail, RedoFaultMail, RemoteMail, SendMail
 from kernel.program import Ipc
 from kernel.thread import (
     LOCKED_RUNNING,
@@ -39,9 +44,10 @@ from kernel.thread import (
     WAKE_PARTNER,
     WAKE_RESOLVED,
     WAKE_TIMEOUT,
+    ProxyKind,
     Thread,
+    space_of,
 )
-from kernel.xcpu import Mail
 from machine.ops import LoadCR3, Op, Phase, Read, Write
 
 if TYPE_CHECKING:
@@ -52,17 +58,6 @@ Path = Generator[Op, Any, Any]
 
 OP_IPC_SEND = 1
 NEVER = 0xFFFF_FFFF  # an infinite timeout in the ipc_timeout field
-# xp_cc completion codes: 0 is success; error 7 is the cross-processor abort (§7.2).
-XP_CODES = {
-    "not_exist": 1,
-    "timeout": 2,
-    "cut": 3,
-    "aborted": 4,
-    "not_mapped": 5,
-    "map_failed": 6,
-    "xp_abort": 7,
-}
-XP_ERRORS = {v: k for k, v in XP_CODES.items()}
 REDO_FAULT = 0x100  # not a completion: the proxy asks the sender to redo a page fault
 RESTART = 0x101  # the receiver moved to the sender's CPU: do the IPC again, locally
 
@@ -73,7 +68,7 @@ def send_request(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
     cd = k.cpus[a.cpu - 1]
     p = yield from k.claim_proxy(b.cpu, a.cpu)
     i = yield from xcpu.alloc(k, a.cpu)
-    request = Mail("ipc_send", a, b, op)
+    request = SendMail(a, b, op)
     yield from xcpu.setup(k, i, request, OP_IPC_SEND, p)
     yield Write(a.f["proxy"], p.tcb)
     # Lock ourselves *before* the trigger, where §8.3.5's pseudo-code triggers first:
@@ -97,11 +92,11 @@ def send_request(k: Kernel, a: Thread, b: Thread, op: Ipc) -> Path:
     return (yield from _xp_return(k, k.cpus[a.cpu - 1], a, request))
 
 
-def _xp_return(k: Kernel, cd: CpuData, a: Thread, request: Mail) -> Path:
+def _xp_return(k: Kernel, cd: CpuData, a: Thread, request: SendMail) -> Path:
     # XP_RETURN: woken by check_n_ack on our CPU once the proxy is done.
     yield Phase("xp.return")
     # A call: the proxy may have begun our receive (§8.3.1), and said so in our TCB.
-    a.recv_started = request.payload.receives and bool((yield Read(a.f["recv_started"])))
+    a.recv_started = request.ipc.receives and bool((yield Read(a.f["recv_started"])))
     code = yield Read(a.f["xp_cc"])
     while code == REDO_FAULT:  # not done: the proxy needs a page of ours (§8.4.2)
         yield from redo_fault(k, a)  # locks us before it reactivates the proxy
@@ -118,7 +113,7 @@ def _xp_return(k: Kernel, cd: CpuData, a: Thread, request: Mail) -> Path:
     if not a.recv_started:
         yield Write(a.f["thread_state"], RUNNING)
     if code == RESTART:
-        raise ipc.Restart  # the receiver came to our CPU: a local IPC now (§8.5)
+        raise Restart  # the receiver came to our CPU: a local IPC now (§8.5)
     if code:
         raise IpcError(XP_ERRORS.get(code, "aborted"))
 
@@ -128,7 +123,7 @@ def step(k: Kernel, cd: CpuData, p: Thread) -> Path:
     first = yield Read(p.f["first_mailbox"])
     if not first:
         p.busy = False
-        if p.proxy_kind == "ipc":
+        if p.proxy_kind is ProxyKind.IPC:
             yield Write(p.f["resources"], 0)  # free to be claimed again
         yield Phase("xp.proxy.sleep")
         yield Write(p.f["thread_state"], WAITING)
@@ -138,26 +133,22 @@ def step(k: Kernel, cd: CpuData, p: Thread) -> Path:
     i = k.mailboxes.index(first)
     mail = k.mailboxes.mail[i]
     p.busy = True  # in a request: only its own wake-ups wake it (not new mail)
-    if mail.op == "ipc_send":
+    if isinstance(mail, SendMail):
         yield from xp_send_path(k, cd, p, i, mail)
-    elif mail.op == "remote":
-        from kernel import unwind
-
-        yield from unwind.serve(k, cd, p, i, mail)
-    elif mail.op in ("migrate_B", "migrate_C"):
-        from kernel import migrate
-
+    elif isinstance(mail, RemoteMail):
+        yield from serve(k, cd, p, i, mail)
+    elif isinstance(mail, MigrateMail):
         yield from xcpu.unhook_first(k, p)
         yield from xcpu.release(k, i)
-        if mail.op == "migrate_B":
-            yield from migrate.part_b(k, cd, mail.payload)
+        if mail.op is MailOp.MIGRATE_B:
+            yield from migrate.part_b(k, cd, mail.job)
         else:
-            yield from migrate.part_c(k, cd, mail.payload)
+            yield from migrate.part_c(k, cd, mail.job)
 
 
-def xp_send_path(k: Kernel, cd: CpuData, p: Thread, i: int, mail: Mail) -> Path:
+def xp_send_path(k: Kernel, cd: CpuData, p: Thread, i: int, mail: SendMail) -> Path:
     """The proxy's send path, on the receiver's CPU, in the sender's stead (§8.3.5)."""
-    a, b, op = mail.sender, mail.dest, mail.payload
+    a, b, op = mail.sender, mail.dest, mail.ipc
     yield Phase("xp.proxy.send")
     myself = yield Read(b.f["myself"])
     if myself == NIL or myself != b.word:
@@ -177,23 +168,24 @@ def xp_send_path(k: Kernel, cd: CpuData, p: Thread, i: int, mail: Mail) -> Path:
             return
         yield Phase("xp.proxy.enqueue_sendq")
         yield Write(p.f["wake"], WAKE_NONE)  # before the receiver can find its sender polling
-        yield from ipc.enqueue_sendq(k, b, a)  # the sender goes into the send queue
+        yield from sched.enqueue_sendq(k, b, a)  # the sender goes into the send queue
         yield Write(p.f["thread_state"], POLLING)
         # Not switchTo(B): a proxy runs above everyone; the dispatcher decides.
-        why = yield from ipc.wait_for_partner(k, p, None, op.timeout)
+        why = yield from sched.wait_for_partner(k, p, None, op.timeout)
         # Read, the reason is spent: clear it (a local L1 write when the receiver woke us,
         # from this CPU), or the proxy sleeps on with a stale reason that the order
         # without this wait never leaves, and the two states differ for `explore`.
         yield Write(p.f["wake"], WAKE_NONE)
         if why == WAKE_FORWARD:  # the receiver migrated away: the request follows it (§8.5)
-            yield from ipc.dequeue_sendq(k, b, a)
+            yield from sched.dequeue_sendq(k, b, a)
             yield Write(p.f["thread_state"], RUNNING)
             yield from forward(k, cd, p, i, b)
             return
         if why != WAKE_PARTNER:
-            yield from ipc.dequeue_sendq(k, b, a)
-            error = "timeout" if why == WAKE_TIMEOUT else "aborted"
-            yield from wakeup_sender(k, cd, p, a, i, error)
+            yield from sched.dequeue_sendq(k, b, a)
+            yield from wakeup_sender(
+                k, cd, p, a, i, "timeout" if why == WAKE_TIMEOUT else "aborted"
+            )
             return
         yield from sched.dequeue_wakeup(k, cd, p)
     # At this point, B is ready to receive from A.
@@ -201,15 +193,15 @@ def xp_send_path(k: Kernel, cd: CpuData, p: Thread, i: int, mail: Mail) -> Path:
     yield Write(p.f["thread_state"], LOCKED_RUNNING)
     yield Write(b.f["thread_state"], LOCKED_WAITING)
     yield from sched.enqueue_ready(k, cd, p)
-    error = None
+    failure: ErrorCode | None = None
     try:
         if op.strings:
-            yield LoadCR3(a.task.space.pdbr)  # the copy runs in the sender's space
+            yield LoadCR3(space_of(a).pdbr)  # the copy runs in the sender's space
         yield from transfer.transmit(k, a, b, op, copier=p)
     except IpcError as e:
-        b.failed = error = e.error  # b is on our CPU (checked above)
+        b.failed = failure = e.error  # b is on our CPU (checked above)
     yield Write(b.f["partner"], a.word)
-    if error is None and op.receives and not (yield from xcpu.sender_ready(k, a, op)):
+    if failure is None and op.receives and not (yield from xcpu.sender_ready(k, a, op)):
         # A call is atomic (§8.3.1): the sender must be receiving before the
         # receiver can answer — even with timeout 0. The sender is locked and
         # off every queue, so setting its receive state here touches nothing of
@@ -225,14 +217,16 @@ def xp_send_path(k: Kernel, cd: CpuData, p: Thread, i: int, mail: Mail) -> Path:
     yield Phase("xp.proxy.wake_receiver")
     yield Write(b.f["wake"], WAKE_PARTNER)
     yield from sched.make_ready(k, cd, b, LOCKED_RUNNING)
-    if error is None:
+    if failure is None:
         k.counters.ipc += 1
         k.counters.xp_ipc += 1
     yield Write(p.f["thread_state"], RUNNING)
-    yield from wakeup_sender(k, cd, p, a, i, error)
+    yield from wakeup_sender(k, cd, p, a, i, failure)
 
 
-def wakeup_sender(k: Kernel, cd: CpuData, p: Thread, a: Thread, i: int, error: str | None) -> Path:
+def wakeup_sender(
+    k: Kernel, cd: CpuData, p: Thread, a: Thread, i: int, error: ErrorCode | None
+) -> Path:
     """wakeup_sender (§8.4.1): the completion code, and the mailbox re-targeted at the sender."""
     yield Phase("xp.wakeup_sender")
     yield Write(a.f["xp_cc"], XP_CODES[error] if error else 0)
@@ -264,23 +258,6 @@ def forward(k: Kernel, cd: CpuData, p: Thread, i: int, b: Thread) -> Path:
     yield from xcpu.trigger(k, cd, i, q.cpu)  # q's CPU, as in send_request
 
 
-def sender_proxy(k: Kernel, a: Thread, b: Thread) -> Path:
-    """The receive path's check of a remote sender (§8.3.5): its proxy, if it polls on us."""
-    proxy_tcb = yield Read(a.f["proxy"])
-    if not proxy_tcb:
-        return None
-    p = k.by_tcb[proxy_tcb]
-    if (yield Read(p.f["thread_state"])) != POLLING:
-        return None
-    if (yield Read(p.f["partner"])) != b.word:
-        return None
-    current = yield Read(p.f["first_mailbox"])  # is it a's request it is polling for?
-    mail = k.mailboxes.mail.get(k.mailboxes.index(current)) if current else None
-    if mail is None or mail.sender is not a:
-        return None
-    return p
-
-
 def sender_fault(k: Kernel, p: Thread, a: Thread, addr: int, timeout: int | None) -> Path:
     """A fault in the sender's space during the proxy's copy (§8.4.2).
 
@@ -292,7 +269,7 @@ def sender_fault(k: Kernel, p: Thread, a: Thread, addr: int, timeout: int | None
     yield Phase("xp.proxy.sender_fault")
     cd = k.cpus[p.cpu - 1]
     i = yield from xcpu.alloc(k, p.cpu)
-    yield from xcpu.setup(k, i, Mail("redo_fault", a, None, (addr, timeout, p)), 0, a)
+    yield from xcpu.setup(k, i, RedoFaultMail(a, None, addr, timeout, p), 0, a)
     yield Write(a.f["xp_cc"], REDO_FAULT)
     # Our wake reason is cleared before the sender can learn of the fault: it writes
     # the answer there from its CPU (a lost answer if we cleared it after the trigger).
@@ -301,7 +278,7 @@ def sender_fault(k: Kernel, p: Thread, a: Thread, addr: int, timeout: int | None
     yield Write(p.f["thread_state"], WAITING)
     yield from k.switch_to(cd, None)
     # Reactivated by the sender's mailbox: take it off our list.
-    yield from xcpu.remove(k, p, lambda m: m.op == "resumed")
+    yield from xcpu.remove(k, p, lambda m: m.op is MailOp.RESUMED)
     yield Write(p.f["thread_state"], LOCKED_RUNNING)
     return (yield Read(p.f["wake"])) == WAKE_RESOLVED
 
@@ -315,16 +292,39 @@ def redo_fault(k: Kernel, a: Thread) -> Path:
             yield Write(a.f["thread_state"], LOCKED_WAITING)
             return
         mail = k.mailboxes.mail[i]
-        if mail.op == "redo_fault":
+        if isinstance(mail, RedoFaultMail) and mail.op is MailOp.REDO_FAULT:
             break
-    addr, timeout, p = mail.payload
-    from kernel import space
-
+    addr, timeout, p = mail.addr, mail.timeout, mail.proxy
     yield Phase("xp.redo_fault")
-    ok = yield from space.page_fault_ipc(k, a, addr, False, timeout)
+    ok = yield from k.fault_ipc(a, addr, False, timeout)
     yield Write(p.f["wake"], WAKE_RESOLVED if ok else WAKE_TIMEOUT)  # p is on another CPU
-    mail.op = "resumed"
+    mail.op = MailOp.RESUMED
     yield Write(k.mailboxes.addr(i, xcpu.TARGET), p.tcb)
     yield Write(a.f["xp_cc"], 0)
     yield Write(a.f["thread_state"], LOCKED_WAITING)  # before the proxy can go on
     yield from xcpu.trigger(k, k.cpus[a.cpu - 1], i, p.cpu)
+
+
+def serve(k: Kernel, cd: CpuData, p: Thread, i: int, mail: RemoteMail) -> Path:
+    """A control proxy runs a remote request, then wakes the requester.
+
+    If the work must go on elsewhere (an abort reaching a send proxy on a third
+    CPU), the *same* mailbox is handed on to that CPU's control proxy, which
+    wakes the requester when it is done: "we take the same mailbox for all
+    those (up to three) proxies" (§8.4.3). A control proxy never blocks: it
+    also runs the B and C parts of migrations (§8.7.2), whose A waits for them
+    spinning with interrupts disabled — a control proxy waiting for that CPU
+    (the earlier `run_on` here) deadlocked the two (found by the random kernel
+    fuzzer).
+    """
+    yield from xcpu.unhook_first(k, p)
+    out = yield from mail.work(cd)
+    if isinstance(out, Forward):
+        yield Phase("unwind.proxy.remote")
+        mail.work = out.work
+        yield Write(k.mailboxes.addr(i, xcpu.TARGET), k.ctl[out.cpu].tcb)
+        yield from xcpu.trigger(k, cd, i, out.cpu)
+        return
+    yield Phase("unwind.wake_caller")
+    yield Write(k.mailboxes.addr(i, xcpu.TARGET), mail.sender.tcb)
+    yield from xcpu.trigger(k, cd, i, mail.sender.cpu)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kernel.thread import RUNNABLE, RUNNING, Thread
+from kernel.thread import INACTIVE, RUNNABLE, RUNNING, Thread
 from machine.ops import Op, Phase, Read, Write
 
 if TYPE_CHECKING:
@@ -208,7 +208,7 @@ def dequeue_wakeup(k: Kernel, cd: CpuData, t: Thread) -> Path:
 
 def expired(k: Kernel, cd: CpuData, now: int) -> Path:
     """Threads at the head of the wakeup queue whose time has come (taken off the queue)."""
-    out = []
+    out: list[Thread] = []
     while True:
         head = yield Read(cd.page + WAKEUP_HEAD)
         if not head:
@@ -224,3 +224,52 @@ def expired(k: Kernel, cd: CpuData, now: int) -> Path:
 def make_ready(k: Kernel, cd: CpuData, t: Thread, state: int = RUNNING) -> Path:
     yield Write(t.f["thread_state"], state)
     yield from enqueue_ready(k, cd, t)
+
+
+def wait_for_partner(k: Kernel, t: Thread, partner: Thread | None, timeout: int | None) -> Path:
+    """Enqueue for `timeout`, block, and report why we were resumed (§8.3.2 switchTo).
+
+    The caller cleared `wake` before it wrote the state that lets others wake us.
+    """
+    cd = k.cpus[t.cpu - 1]
+    if timeout is not None:
+        c = k.machine.cpu(t.cpu)
+        yield from enqueue_wakeup(k, cd, t, c.clock + timeout * k.machine.tpc)
+    yield from block(k, cd, partner)
+    return (yield Read(t.f["wake"]))
+
+
+def block(k: Kernel, cd: CpuData, prefer: Thread | None) -> Path:
+    """Release the CPU: to `prefer` if it can run here (a direct switch), else dispatch."""
+    if (
+        prefer is not None
+        and prefer.cpu == cd.number
+        and (yield Read(prefer.f["thread_state"])) in RUNNABLE
+    ):
+        yield from k.switch_to(cd, prefer)
+        return
+    yield from k.switch_to(cd, None)
+
+
+def enqueue_sendq(k: Kernel, b: Thread, a: Thread) -> Path:
+    """Append `a` to `b`'s send queue (a ring through send_next/send_prev)."""
+    if (yield Read(a.f["send_next"])):
+        return
+    yield from ring_append(k, b.f["send_queue"], a, "send_next", "send_prev")
+
+
+def dequeue_sendq(k: Kernel, b: Thread, a: Thread) -> Path:
+    """Remove `a` from `b`'s send queue (a no-op if it is not in it)."""
+    nxt = yield Read(a.f["send_next"])
+    if nxt:
+        yield from ring_remove(k, b.f["send_queue"], a, "send_next", "send_prev", nxt)
+
+
+def exit_thread(k: Kernel, cd: CpuData, t: Thread) -> Path:
+    """The program has ended: the thread becomes inactive and leaves the CPU."""
+    yield Phase("thread.exit")
+    t.pc.halt()
+    yield Write(t.f["thread_state"], INACTIVE)
+    if cd.fpu_owner is t:
+        cd.fpu_owner = None
+    yield from k.switch_to(cd, None)

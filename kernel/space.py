@@ -1,13 +1,11 @@
-"""Address spaces: tasks, sigma0, map/grant/unmap, faults as IPC, long IPC (§2.2, §8.3.2, §8.8).
+"""Address spaces: tasks, sigma0's space, page tables, map/grant/unmap (§2.2, §8.8).
 
 Each task has a two-level page table in simulated memory (machine/paging.py)
 and a number in the mapping database (mapdb.py). sigma0 owns every free frame
 (§2.2: "we construct an initial address space called sigma 0 and establish a
-mapping to all available frames ... by hand"); it is a real thread that
-answers page-fault IPCs by mapping a fresh frame. A page fault becomes an IPC
-from the faulting thread to its pager (§2.2.2); a user-level pager
-(`serve_faults`) receives it, touches the page in its own space — faulting to
-*its* pager in turn — and replies with a map item.
+mapping to all available frames ... by hand"). Page faults, and the pagers
+that answer them by IPC, are pager.py's; the long IPC's copy through the comm
+space (§8.3.2, §8.8.2) is transfer.py's, on the page tables kept here.
 
 Map and grant copy page-table entries into the receiver's window and record
 the mapping; unmap walks the mapping database and edits every derived entry,
@@ -17,22 +15,17 @@ holds its lock while it changes the database and the page-table entries
 that follow from it (§6: mapping data "has to be protected against
 cross-processor access"), and drops it before anything that waits for
 another CPU (the receiver's buffers, the shootdown of §3.1.1).
-A long IPC copies strings through the comm space: the receiver's page
-directory entries are copied into the sender's, so the copy runs in the
-sender's address space (§8.3.2, §8.8.2); a fault there is redone in the
-receiver's context.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from kernel import ipc, mapdb, sched, shootdown
+from kernel import mapdb, sched, shootdown
 from kernel.errors import IpcError
-from kernel.mapdb import MapDbError, MappingDb
+from kernel.mapdb import MapDbError
+from kernel.mapdb_direct import MappingDb
 from kernel.memmap import (
     KIP_FRAME,
     KIP_VADDR,
@@ -41,23 +34,17 @@ from kernel.memmap import (
     UTCB_SIZE,
     UTCB_VADDR,
 )
-from kernel.program import Fpage, Ipc, ProgramCounter, ServeFaults, TaskNew, Unmap
+from kernel.program import Fpage, ProgramCounter, ServeFaults, TaskNew, Unmap, result
 from kernel.thread import (
-    LOCKED_RUNNING,
-    LOCKED_WAITING,
     RUNNING,
-    WAKE_NONE,
-    WAKE_PARTNER,
-    WAKE_REDO_FAULT,
-    WAKE_TIMEOUT,
     Space,
     Task,
     Thread,
+    space_of,
 )
 from machine import paging
-from machine.cpu import Cpu
-from machine.memory import PAGE_SIZE
-from machine.ops import Compute, Invlpg, LoadCR3, Op, Phase, Read, Write, kaddr
+from machine.memory import PAGE_SIZE, Memory
+from machine.ops import Compute, Invlpg, Op, Phase, Read, Write, kaddr
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
@@ -122,7 +109,14 @@ def utcb_paddr(k: Kernel, t: Thread) -> int:
     """Physical address of `t`'s UTCB."""
     i = t.tid.lthread - 1
     vaddr = UTCB_VADDR + i * UTCB_SIZE
-    tr = paging.lookup(k.machine.memory, t.task.space.pdbr, vaddr)
+    return physical(k.machine.memory, space_of(t), vaddr)
+
+
+def physical(mem: Memory, sp: Space, vaddr: int) -> int:
+    """Physical address of `vaddr` in `sp`, which the caller knows is mapped."""
+    tr = paging.lookup(mem, sp.pdbr, vaddr)
+    if tr is None:
+        raise AssertionError(f"{vaddr:#x} is not mapped in {sp.name}")
     return tr.frame + vaddr % PAGE_SIZE
 
 
@@ -216,157 +210,13 @@ def invalidate_local(k: Kernel, t: Thread, sp: Space, vaddr: int) -> Path:
         yield Invlpg(vaddr)
 
 
-# --- page faults ----------------------------------------------------------------
-
-
-def fault_handler(k: Kernel) -> Any:
-    return functools.partial(page_fault, k)  # not a closure: checkpoints copy what it binds
-
-
-def page_fault(k: Kernel, c: Cpu, addr: int, write: bool, reason: str) -> Path:
-    """A user access faulted: send the fault to the thread's pager and wait (§2.2.2)."""
-    cd = k.cpus[c.index]
-    t = cd.current
-    yield Phase("pf.raise")
-    k.counters.hardware_page_faults += 1
-    resolved = t.task is not None and reason != "supervisor"
-    if resolved:
-        resolved = yield from page_fault_ipc(k, t, addr, write)
-    if not resolved:
-        cd = k.cpus[t.cpu - 1]  # it may have been migrated while it waited (§8.7.3)
-        yield Phase("pf.kill")  # no pager could resolve it: the thread cannot go on
-        t.results.append(
-            {
-                "op": "page_fault",
-                "ok": False,
-                "error": "unresolved",
-                "xp": False,
-                "cpu": None,
-                "words": [addr, int(write)],
-            }
-        )
-        from kernel.syscalls import exit_thread
-
-        yield from exit_thread(k, cd, t)
-
-
-def page_fault_ipc(
-    k: Kernel, t: Thread, addr: int, write: bool, timeout: int | None = None
-) -> Path:
-    """The fault IPC: a call to `t`'s pager with (address, write), receiving a mapping."""
-    pager = t.pager
-    if pager is None or pager is t:
-        return False
-    yield Phase("pf.ipc")
-    k.counters.page_faults += 1
-    state = yield Read(t.f["thread_state"])
-    partner = yield Read(t.f["partner"])
-    nested = state in (LOCKED_RUNNING, LOCKED_WAITING)  # a fault inside a long IPC
-    wake = (yield Read(t.f["wake"])) if nested else WAKE_NONE
-    saved = (t.window, t.buffers, t.inbox)
-    page = addr - addr % PAGE_SIZE
-    t.window = (page, PAGE_SIZE)
-    t.buffers = ()
-    t.fault = (addr, write)
-    yield from publish_buffers(k, t)
-    op = Ipc(
-        "call",
-        to=pager.name,
-        source=pager.name,
-        words=(addr, int(write)),
-        timeout=timeout,
-        recv_timeout=timeout,
-    )
-    try:
-        yield from ipc.send(k, t, pager, op)
-        yield from ipc.receive(k, t, pager, timeout)
-        ok = True
-    except IpcError as e:
-        ok = False
-        t.fault_error = e.error  # aborted (ex_regs) or timeout: the outer IPC says which
-    t.window, t.buffers, t.inbox = saved
-    t.fault = None
-    yield from publish_buffers(k, t)  # the outer IPC's again
-    if nested:  # back to the long IPC, as it was
-        yield Write(t.f["thread_state"], state)
-        yield Write(t.f["partner"], partner)
-        yield Write(t.f["wake"], wake)
-    return ok
-
-
-def pager_loop_step(k: Kernel, t: Thread, serve: Any) -> Path:
-    """One step of a pager: receive a fault, resolve it, reply with the page.
-
-    `serve(fault_addr, write)` is a path that makes the page present in the
-    pager's own space and returns the page's address there.
-    """
-    st = t.op_state
-    if "fault" not in st:
-        yield from k.trap(t)
-        yield Phase("pager.wait")
-        yield from publish_buffers(k, t)  # no window, no buffers (see do_ipc)
-        try:
-            sender = yield from ipc.receive(k, t, None, None)
-        except IpcError:
-            return
-        msg, t.inbox = t.inbox, None
-        words = tuple(msg.words) + (0, 0) if msg is not None else (0, 0)
-        st["fault"] = (sender.name, words[0], bool(words[1]))
-        return
-    faulter_name, addr, write = st["fault"]
-    src = yield from serve(addr, write)
-    yield from k.trap(t)
-    yield Phase("pager.reply")
-    faulter = k.by_name[faulter_name]
-    reply = Ipc("send", to=faulter_name, timeout=0, map=Fpage(src, PAGE_SIZE))
-    del st["fault"]
-    st["served"] = st.get("served", 0) + 1
-    with contextlib.suppress(IpcError):  # the faulter gave up (timeout, abort)
-        yield from ipc.send(k, t, faulter, reply)
-
-
-def sigma0_step(k: Kernel, t: Thread) -> Path:
-    """sigma0 maps a fresh frame for every fault, from its own idempotent space."""
-
-    def serve(addr: int, write: bool) -> Path:
-        mem = k.machine.memory
-        yield Phase("sigma0.grant_frame")
-        frame = mem.alloc_frame()  # after the first op: priming a path changes nothing (peek)
-        sp = t.task.space
-        paging.map_page(mem, sp.pdbr, frame, frame)  # sigma0 owns it "by hand" (§2.2)
-        yield Compute(50)  # its root in the mapping database: when the kernel maps it on
-        return frame
-
-    yield from pager_loop_step(k, t, serve)
-
-
-def serve_faults_step(k: Kernel, t: Thread, op: ServeFaults) -> Path:
-    """A user-level pager (scenario op `serve_faults`): touch the page in its own space."""
-
-    def serve(addr: int, write: bool) -> Path:
-        page = addr - addr % PAGE_SIZE
-        c = k.machine.cpu(t.cpu)
-        if c.mode == "kernel":
-            yield from k.exit_to_user(c)
-        yield Phase("pager.touch")
-        if write:
-            yield Write(page, (yield Read(page)))
-        else:
-            yield Read(page)
-        return page
-
-    yield from pager_loop_step(k, t, serve)
-    st = t.op_state
-    if op.count is not None and st.get("served", 0) >= op.count and "fault" not in st:
-        t.op_state.clear()
-        t.pc.advance()
-
-
 # --- map, grant, unmap ------------------------------------------------------------
 
 
-def map_items(k: Kernel, a: Thread, b: Thread, op: Ipc, copier: Thread | None = None) -> Path:
-    """Map or grant `op`'s flexpage into `b`'s receive window (§2.2.1, §8.3.2).
+def map_items(
+    k: Kernel, a: Thread, b: Thread, fp: Fpage, grant: bool, copier: Thread | None = None
+) -> Path:
+    """Map or grant (`grant`) flexpage `fp` into `b`'s receive window (§2.2.1, §8.3.2).
 
     Every translation it removes or replaces — the mappings a map or grant
     cuts at the destination, and a grant's source — leaves every TLB (§3.1.1:
@@ -374,16 +224,14 @@ def map_items(k: Kernel, a: Thread, b: Thread, op: Ipc, copier: Thread | None = 
     by the shootdown of ID 5, once the mapping database is unlocked. This CPU
     is the proxy's, on the receiver's CPU, when the sender is on another.
     """
-    grant = op.grant is not None
     here = copier or a  # the thread whose CPU runs this
-    fp = op.grant if grant else op.map
     window = yield from receive_window(k, here, b)
     if window is None:
         raise IpcError("cut")  # the receiver accepts no mappings
     waddr, wsize = window
     size = min(fp.size, wsize)
     dst_base = waddr + (fp.addr % wsize // size * size if fp.size < wsize else 0)
-    asp, bsp = a.task.space, b.task.space
+    asp, bsp = space_of(a), space_of(b)
     mem = k.machine.memory
     changed: list[tuple[Space, int]] = []
     for off in range(0, size, PAGE_SIZE):
@@ -427,9 +275,7 @@ def map_items(k: Kernel, a: Thread, b: Thread, op: Ipc, copier: Thread | None = 
 def unmap(k: Kernel, t: Thread, op: Unmap) -> Path:
     """fpage_unmap: flush or write-protect every mapping derived from the pages (§2.2.2)."""
     yield Phase("space.unmap")
-    from kernel.syscalls import result
-
-    sp = t.task.space
+    sp = space_of(t)
     changed: list[tuple[Space, int]] = []
     for off in range(0, op.fpage.size, PAGE_SIZE):
         vaddr = op.fpage.addr + off
@@ -449,8 +295,6 @@ def unmap(k: Kernel, t: Thread, op: Unmap) -> Path:
 
 def task_new(k: Kernel, t: Thread, op: TaskNew) -> Path:
     """task_new (§2.2.3): an empty space and its first thread, on the creator's CPU (§7.1)."""
-    from kernel.syscalls import result
-
     yield Phase("task.new")
     task = next(x for x in k.tasks if x.name == op.task)
     if task.started:
@@ -468,136 +312,6 @@ def task_new(k: Kernel, t: Thread, op: TaskNew) -> Path:
 def start_thread(k: Kernel, t: Thread) -> Path:
     """Make `t` present and ready on its CPU."""
     yield Write(t.f["myself"], t.word)
-    yield Write(t.f["space"], t.task.space.pdbr)
+    yield Write(t.f["space"], space_of(t).pdbr)
     yield Write(kaddr(utcb_paddr(k, t) + UTCB_CPU), t.cpu)  # §7.2
     yield from sched.make_ready(k, k.cpus[t.cpu - 1], t, RUNNING)
-
-
-# --- long IPC -------------------------------------------------------------------------
-
-
-def copy_strings(k: Kernel, a: Thread, b: Thread, op: Ipc, copier: Thread) -> Path:
-    """Copy `op`'s strings into `b`'s buffers through the comm space (§8.3.2, §8.8.2).
-
-    The copy goes a cache line at a time (``rep movsd``): one load and one
-    store micro-op move the two lines; the rest of the line's bytes move
-    with them. A chunk never crosses a line or a page on either side, so
-    each page is probed — and faulted in — before it is used. `copier` is
-    the thread doing it: the sender, or its proxy on the receiver's CPU; each
-    CPU has a comm window of its own (§8.8.2).
-    """
-    line = k.machine.profile.cache.line_size
-    mem = k.machine.memory
-    asp, bsp = a.task.space, b.task.space
-    buffers = yield from receive_buffers(k, copier, b)
-    for i, s in enumerate(op.strings):
-        if i >= len(buffers) or s.size > buffers[i].size:
-            raise IpcError("cut")  # "the message exceeds the receive window"
-        d = buffers[i]
-        slot = d.addr >> 22
-        window = COMM_BASE + (copier.cpu - 1) * COMM_SIZE
-        yield from _map_comm(k, a, bsp, slot, copier.cpu)
-        src_page = dst_page = -1
-        fresh: set[int] = set()  # comm pages invalidated since the window last changed
-        pos = 0
-        while pos < s.size:
-            src, dst = s.addr + pos, d.addr + pos
-            n = min(
-                s.size - pos,
-                line - src % line,
-                PAGE_SIZE - src % PAGE_SIZE,
-                PAGE_SIZE - dst % PAGE_SIZE,
-            )
-            if src >> 12 != src_page:
-                while not (yield from probe(k, asp, src, False)):
-                    if copier is not a:
-                        from kernel import proxy
-
-                        ok = yield from proxy.sender_fault(k, copier, a, src, op.xfer_timeout)
-                    else:
-                        ok = yield from page_fault_ipc(k, a, src, False, op.xfer_timeout)
-                    if not ok:
-                        raise IpcError("aborted" if a.fault_error == "aborted" else "timeout")
-                src_page = src >> 12
-            if dst >> 12 != dst_page:
-                while not (yield from probe(k, bsp, dst, True)):
-                    yield from receiver_fault(k, copier, b, dst, op.xfer_timeout)
-                    yield from _map_comm(k, a, bsp, slot, copier.cpu)
-                    fresh.clear()
-                dst_page = dst >> 12
-            c = k.machine.cpu(copier.cpu)
-            if c.cr3 != asp.pdbr:  # a fault switched stacks: the copy runs in A's space
-                yield LoadCR3(asp.pdbr)
-            comm = window + (dst - (slot << 22))
-            if comm >> 12 not in fresh:
-                yield Invlpg(comm)  # the comm window may have pointed elsewhere
-                fresh.add(comm >> 12)
-            yield Read(src & ~3)
-            sp_ = paging.lookup(mem, asp.pdbr, src)
-            dp_ = paging.lookup(mem, bsp.pdbr, dst)
-            _copy_bytes(mem, sp_.frame + src % PAGE_SIZE, dp_.frame + dst % PAGE_SIZE, n)
-            yield Write(comm & ~3, mem.read(dp_.frame + dst % PAGE_SIZE & ~3))
-            if n > 4:
-                yield Compute((n - 1) // 4)
-            from kernel import transfer  # transfer imports this module
-
-            if (yield from transfer.aborted(k, copier, a, b)):
-                raise IpcError("aborted")
-            pos += n
-
-
-def _copy_bytes(mem: Any, src: int, dst: int, n: int) -> None:
-    """Byte-exact copy between physical addresses of word-granular memory."""
-    for i in range(n):
-        sa, da = src + i, dst + i
-        byte = mem.read(sa & ~3) >> (8 * (sa & 3)) & 0xFF
-        word = mem.read(da & ~3)
-        shift = 8 * (da & 3)
-        mem.write(da & ~3, word & ~(0xFF << shift) | byte << shift)
-
-
-def _map_comm(k: Kernel, a: Thread, bsp: Space, slot: int, cpu: int) -> Path:
-    """Point CPU `cpu`'s comm window in the sender's space at the receiver's 8 MB."""
-    yield Phase("ipc.transfer.comm_map")
-    asp = a.task.space
-    first = COMM_PDE + 2 * (cpu - 1)
-    for j in range(2):
-        pde = yield Read(kaddr(bsp.pdbr + 4 * (slot + j)))
-        yield Write(kaddr(asp.pdbr + 4 * (first + j)), pde)
-
-
-def receiver_fault(k: Kernel, a: Thread, b: Thread, vaddr: int, timeout: int | None) -> Path:
-    """A fault in the receiver's space: redo it in the receiver's context (§8.3.2).
-
-    "the kernel page fault handler ... temporarily switches to the receiver
-    thread's context and invokes the pagefault again"; the receiver's pager
-    resolves it and the receiver switches back to the sender.
-    """
-    yield Phase("ipc.transfer.receiver_fault")
-    cd = k.cpus[a.cpu - 1]
-    # The request lives in b's TCB: in the naive design b is on another CPU (§8.3.3).
-    yield Write(b.f["redo_fault"], vaddr)
-    yield Write(b.f["redo_sender"], a.tcb)
-    yield Write(a.f["wake"], WAKE_NONE)  # before b can answer
-    yield Write(b.f["wake"], WAKE_REDO_FAULT)
-    yield from sched.make_ready(k, k.cpus[b.cpu - 1], b, LOCKED_RUNNING)
-    yield Write(a.f["thread_state"], LOCKED_WAITING)
-    yield from k.switch_to(cd, b if b.cpu == a.cpu else None)
-    why = yield Read(a.f["wake"])
-    if why != WAKE_PARTNER:
-        raise IpcError("timeout" if why == WAKE_TIMEOUT else "aborted")
-    yield Write(a.f["thread_state"], LOCKED_RUNNING)
-
-
-def redo_fault(k: Kernel, b: Thread, timeout: int | None) -> Path:
-    """The receiver's side of `receiver_fault`: fault, then hand the CPU back."""
-    a = k.by_tcb[(yield Read(b.f["redo_sender"]))]
-    addr = yield Read(b.f["redo_fault"])
-    ok = yield from page_fault_ipc(k, b, addr, True, timeout)
-    cd = k.cpus[b.cpu - 1]
-    yield Write(b.f["wake"], WAKE_NONE)  # before a can ask again
-    yield Write(a.f["wake"], WAKE_PARTNER if ok else WAKE_TIMEOUT)
-    yield Write(b.f["thread_state"], LOCKED_WAITING)
-    # a's CPU: another one in the naive design, whose lists are its own (design decision 1).
-    yield from sched.make_ready(k, k.cpus[a.cpu - 1], a, LOCKED_RUNNING)
-    yield from k.switch_to(cd, a if a.cpu == b.cpu else None)

@@ -13,8 +13,9 @@ import functools
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from kernel import ipc, sched, space
+from kernel import ipc, migrate, pager, sched, space, unwind
 from kernel.errors import IpcError
+from kernel.mail import Forward
 from kernel.memmap import KIP_CPUS, KIP_VADDR, UTCB_CPU, UTCB_SIZE, UTCB_VADDR
 from kernel.program import (
     Compute,
@@ -32,6 +33,7 @@ from kernel.program import (
     ThreadSwitch,
     Touch,
     Unmap,
+    result,
 )
 from kernel.sched import CpuData
 from kernel.thread import INACTIVE, RUNNABLE, RUNNING, WAITING, Thread
@@ -45,20 +47,6 @@ if TYPE_CHECKING:
 Path = Generator[Op, Any, Any]
 SLEEP_PARTNER = 0xFFFF_FFFE  # a partner no thread can be: sleeping is receiving from nobody
 FPU_SWITCH_CYCLES = 120  # device-not-available fault, fsave of the owner, frstor
-
-
-def result(op: str, **fields: Any) -> dict[str, Any]:
-    """A syscall result with the keys of DESIGN.md §2."""
-    out: dict[str, Any] = {
-        "op": op,
-        "ok": True,
-        "error": None,
-        "xp": False,
-        "cpu": None,
-        "words": [],
-    }
-    out.update(fields)
-    return out
 
 
 def thread_step(k: Kernel, c: Cpu, cd: CpuData, t: Thread) -> Path:
@@ -75,7 +63,7 @@ def thread_step(k: Kernel, c: Cpu, cd: CpuData, t: Thread) -> Path:
     if op is None or isinstance(op, Halt):
         if c.mode == "user":
             yield Trap()  # halting is a kernel matter
-        yield from exit_thread(k, cd, t)
+        yield from sched.exit_thread(k, cd, t)
         return
     if c.mode == "kernel":
         yield from k.exit_to_user(c)  # back to user mode after a system call or switch
@@ -83,7 +71,7 @@ def thread_step(k: Kernel, c: Cpu, cd: CpuData, t: Thread) -> Path:
         # thread meanwhile: it resumes on its new CPU, whose FPU and mailboxes are its own.
         c = k.machine.cpu(t.cpu)
     if t.sigma0:
-        yield from space.sigma0_step(k, t)
+        yield from pager.sigma0_step(k, t)
         return
     if isinstance(op, Compute):
         yield ComputeOp(op.cycles)
@@ -106,7 +94,7 @@ def thread_step(k: Kernel, c: Cpu, cd: CpuData, t: Thread) -> Path:
         t.results.append(result("read_kip", value=value & 0xFF))
         done()
     elif isinstance(op, ServeFaults):
-        yield from space.serve_faults_step(k, t, op)
+        yield from pager.serve_faults_step(k, t, op)
     else:
         yield from k.trap(t)
         pc = t.pc
@@ -190,7 +178,7 @@ def sleep(k: Kernel, t: Thread, cycles: int) -> Path:
     yield Phase("ipc.sleep")
     yield Write(t.f["partner"], SLEEP_PARTNER)
     yield Write(t.f["thread_state"], WAITING)
-    yield from ipc.wait_for_partner(k, t, None, cycles)
+    yield from sched.wait_for_partner(k, t, None, cycles)
     yield Write(t.f["thread_state"], RUNNING)
 
 
@@ -237,15 +225,11 @@ def schedule(k: Kernel, t: Thread, op: Schedule) -> Path:
     if prio >= mcp or new_prio >= mcp:
         return result("schedule", ok=False, error="denied")
     if op.cpu and target is not t:  # ID 4: never oneself
-        from kernel import migrate
-
         done = yield from migrate.migrate(k, t, target, op)
         if done is not None:
             return done
     if op.priority is None and op.timeslice is None:
         return result("schedule", value=prio)
-    from kernel import unwind
-
     cpu = yield Read(target.f["cpu"])
     work = functools.partial(_set_params_on, k, target, op.priority, op.timeslice)
     yield from unwind.run_on(k, t, cpu, work, "sched.thread_schedule")
@@ -256,14 +240,13 @@ def _set_params_on(
     k: Kernel, target: Thread, priority: int | None, timeslice: int | None, cd: CpuData
 ) -> Path:
     """On the target's CPU: the new timeslice and priority (B, then C, here)."""
-    from kernel import unwind
 
     cpu = yield Read(target.f["cpu"])
     if cpu != cd.number:
         # It moved between the caller reading its CPU and our running here: "t_i is no
         # longer present on B and will not be found locally" (§8.7.2). On to its CPU.
         again = functools.partial(_set_params_on, k, target, priority, timeslice)
-        return unwind.Forward(cpu, again)
+        return Forward(cpu, again)
     if timeslice is not None:
         yield Write(target.f["timeslice"], timeslice)
     if priority is None:
@@ -286,8 +269,6 @@ def ex_regs(k: Kernel, t: Thread, op: ExRegs) -> Path:
     The whole operation runs on the target's CPU (ID 3, §8.4.3): locally, or
     through that CPU's control proxy.
     """
-    from kernel import unwind
-
     yield Phase("thread.ex_regs")
     target = k.by_name[op.thread]
     if target.task is not t.task:
@@ -319,23 +300,11 @@ def fpu(k: Kernel, c: Cpu, t: Thread, cycles: int) -> Path:
     t.fpu_cycles += cycles
 
 
-def exit_thread(k: Kernel, cd: CpuData, t: Thread) -> Path:
-    """The program has ended: the thread becomes inactive and leaves the CPU."""
-    yield Phase("thread.exit")
-    t.pc.halt()
-    yield Write(t.f["thread_state"], INACTIVE)
-    if cd.fpu_owner is t:
-        cd.fpu_owner = None
-    yield from k.switch_to(cd, None)
-
-
 def _ex_regs_on(k: Kernel, target: Thread, op: ExRegs, cd: CpuData) -> Path:
     """ex_regs on the target's CPU: abort its IPC, then set what was asked."""
-    from kernel import unwind  # unwind imports this module
-
     cpu = yield Read(target.f["cpu"])
     if cpu != cd.number:  # it was migrated meanwhile: on to its CPU (see _set_params_on)
-        return unwind.Forward(cpu, functools.partial(_ex_regs_on, k, target, op))
+        return Forward(cpu, functools.partial(_ex_regs_on, k, target, op))
     state = yield Read(target.f["thread_state"])
     # A Forward: the abort goes on at the target's send proxy, and that proxy's CPU
     # wakes the caller (§8.4.3). The target waits locked meanwhile, so setting its

@@ -3,8 +3,9 @@
 `System` is what every front end drives underneath: it builds the machine
 from the scenario's profile, the kernel with its tasks, threads and pagers,
 and runs it until no thread can ever run again, a step or cycle limit, or a
-deadlock. It reports the `run --json` summary and checks the scenario's
-expectations.
+deadlock. It answers plain queries about the run (why it ended, the wait-for
+graph, the ready lists); the `run --json` summary and the scenario's
+expectations are the runner's (`l4tui.runner`).
 
 **When a run ends** (DESIGN.md §2): every thread is inactive or blocked with
 an infinite timeout, nothing is in flight (no IPI on the APIC bus or in an
@@ -19,12 +20,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from kernel import invariants, lists, xcpu
 from kernel.ids import NIL
 from kernel.kernel import MAX_THREADS, Kernel
-from kernel.scenario import Expect, Scenario
+from kernel.scenario import Scenario
 from kernel.sched import CpuData
 from kernel.thread import (
     LOCKED_RUNNING,
@@ -154,6 +154,7 @@ class System:
             if observer is not None:
                 observer(op)
             steps += 1
+        assert self.ended is not None  # advance() without a CPU returns None only at the end
         return self.ended
 
     def advance(self, check_invariants: bool = False, cpu: int | None = None) -> Op | None:
@@ -177,7 +178,9 @@ class System:
         if check_invariants and type(op) in (Iret, InterruptExit) and self.settled():
             bad = invariants.check(self.kernel)
             if bad:
-                where = f"cycle {m.last_start // m.tpc} on cpu{m.last_cpu.number}"
+                last = m.last_cpu
+                assert last is not None  # the step just taken set it
+                where = f"cycle {m.last_start // m.tpc} on cpu{last.number}"
                 self.violations = [f"{v} (at the kernel exit, {where})" for v in bad]
                 self.ended = "invariant"
                 return op
@@ -316,7 +319,7 @@ class System:
                 return [edges[n] for n in cycle]
         return []
 
-    # --- reporting -----------------------------------------------------------------
+    # --- queries -------------------------------------------------------------------
 
     def ready_list(self, cd: CpuData) -> list[str]:
         """The names in a CPU's ready lists, highest priority first, round-robin order.
@@ -324,100 +327,3 @@ class System:
         A bounded walk (kernel/lists.py): mid-update a ring need not close.
         """
         return [n for _, w in lists.ready_lists(self.kernel, cd) for n in w.names]
-
-    def counters(self) -> dict[str, Any]:
-        k, m = self.kernel, self.machine
-        c = k.counters
-        return {
-            "ipc": c.ipc,
-            "xp_ipc": c.xp_ipc,
-            "ipis_sent": sum(a.ipis_sent for a in m.apics.apics),
-            "icr_writes": sum(a.icr_writes for a in m.apics.apics),
-            "ipis_delivered": sum(a.ipis_received for a in m.apics.apics),
-            "ipis_blocked": sum(a.ipi_rejected for a in m.apics.apics),
-            "proxy_activations": c.proxy_activations,
-            "migrations": c.migrations,
-            "tlb_shootdowns": c.tlb_shootdowns,
-            "tlb_remote_flushes": c.tlb_remote_flushes,
-            "page_faults": c.page_faults,
-            "fault_ipcs": c.page_faults,
-            "hardware_page_faults": c.hardware_page_faults,
-            "mesi": {name: n for name, n in m.coherence.transitions.items() if n},
-        }
-
-    def thread_view(self, t: Thread) -> dict[str, Any]:
-        k = self.kernel
-        return {
-            "id": str(t.tid),
-            "cpu": t.cpu,
-            "state": k.state(t),
-            "priority": k.field(t, "priority"),
-            "results": list(t.results),
-        }
-
-    def summary(self) -> dict[str, Any]:
-        """The `run --json` summary (DESIGN.md §2)."""
-        k, m = self.kernel, self.machine
-        cycle = self.wait_cycle() if self.ended in ("deadlock", "end") else []
-        out: dict[str, Any] = {
-            "scenario": self.scenario.name,
-            "seed": self.seed,
-            "cycles": max(c.clock for c in m.cpus) // m.tpc,
-            "steps": m.steps,
-            "deadlock": bool(cycle),
-            "ended": self.ended,
-            "cpus": [
-                {
-                    "id": cd.number,
-                    "cycles": m.cpu(cd.number).clock // m.tpc,
-                    "current": None if cd.current is cd.idle else cd.current.name,
-                    "ready": self.ready_list(cd),
-                    "ipis_received": m.apics.apics[cd.number - 1].ipis_received,
-                }
-                for cd in k.cpus
-            ],
-            "threads": {
-                th.name: self.thread_view(k.by_name[th.name]) for th in self.scenario.threads()
-            },
-            "counters": self.counters(),
-        }
-        if cycle:
-            out["waits"] = [f"{w.thread} {w.how} {w.on}" for w in cycle]
-        if self.violations:
-            out["violations"] = list(self.violations)
-        if self.ended == "stuck":
-            out["stuck"] = self.stuck()
-        if self.scenario.boot:
-            out["boot"] = dict(self.kernel.boot_report)
-        out["expect"] = [{"check": e.check, "ok": self.check(e)} for e in self.scenario.expect]
-        return out
-
-    def deadlock_message(self) -> str:
-        return ", ".join(f"{w.thread} {w.how} {w.on}" for w in self.wait_cycle())
-
-    def check(self, e: Expect) -> bool:
-        """Whether expectation `e` holds now."""
-        k = self.kernel
-        f = e.fields
-        if "deadlock" in f:
-            return bool(self.wait_cycle()) == f["deadlock"]
-        if "counter" in f:
-            name = f["counter"]
-            counters = self.counters()
-            value = (
-                counters["mesi"].get(name[5:], 0) if name.startswith("mesi.") else counters[name]
-            )
-            if "equals" in f and value != f["equals"]:
-                return False
-            if "min" in f and value < f["min"]:
-                return False
-            return not ("max" in f and value > f["max"])
-        t = k.by_name[e.thread]
-        if e.result is not None:
-            try:
-                r = t.results[e.result]
-            except IndexError:
-                return False
-            return all(r.get(key) == want for key, want in f.items())
-        view = self.thread_view(t)
-        return all(view.get(key) == want for key, want in f.items())

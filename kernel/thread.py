@@ -18,8 +18,10 @@ checks it on random multi-CPU runs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
+from kernel.errors import ErrorCode
 from kernel.ids import ThreadId
 from kernel.program import ProgramCounter
 from machine.cpu import Context
@@ -60,6 +62,13 @@ WAKE_NAMES = {
 }
 
 
+class ProxyKind(StrEnum):
+    """What a proxy thread serves (§8.4)."""
+
+    IPC = "ipc"  # cross-processor IPC for senders on one other CPU (§8.4.1)
+    CTL = "ctl"  # its CPU's control proxy: remote ex_regs and schedule, migrations (§8.4.3)
+
+
 @dataclass(eq=False, slots=True)
 class Space:
     """An address space: its page directory and a number for the mapping database."""
@@ -97,7 +106,7 @@ class Thread:
 
     name: str
     tid: ThreadId
-    task: Task
+    task: Task | None  # None for the kernel's own threads: idle, interrupt, proxies
     index: int  # TCB number
     tcb: int  # kernel address of the TCB
     f: dict[str, int]  # field name -> kernel address
@@ -122,15 +131,15 @@ class Thread:
     # read this, a transfer on another CPU reads the TCB.
     abort: bool = False
     fault: tuple[int, bool] | None = None  # (addr, write) while in our page fault IPC
-    failed: str | None = None  # the sender's transfer on our CPU failed with this error
+    failed: ErrorCode | None = None  # the sender's transfer on our CPU failed with this error
     recv_started: bool = False  # our XP call's proxy began its receive (read from the TCB)
-    fault_error: str | None = None  # why the last page-fault IPC failed
+    fault_error: ErrorCode | None = None  # why the last page-fault IPC failed
     injected: list[Any] = field(default_factory=list)  # ops a debugger put before the program
     ip: int = 0
     sp: int = 0
     fpu_cycles: int = 0
     hardware: bool = False
-    proxy_kind: str | None = None  # a proxy thread (§8.4): what it serves
+    proxy_kind: ProxyKind | None = None  # a proxy thread (§8.4): what it serves
     busy: bool = False  # a proxy in the middle of a request
     sigma0: bool = False
     # Interrupt lines we took over by receiving from their hardware thread (§2.4): a hint
@@ -145,3 +154,16 @@ class Thread:
 
     def __repr__(self) -> str:
         return f"<Thread {self.name} {self.tid}>"
+
+
+def space_of(t: Thread) -> Space:
+    """`t`'s address space: only a user thread of a created task (§2.2.3) has one.
+
+    The kernel paths that ask run for user threads only — their system calls,
+    faults and transfers — so a missing space is a kernel bug, not an error a
+    scenario can cause.
+    """
+    task = t.task
+    if task is None or task.space is None:
+        raise AssertionError(f"{t.name} has no address space")
+    return task.space

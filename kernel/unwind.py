@@ -13,13 +13,12 @@ result code in the caller's `xp_cc`, as for an IPC (§8.4.1).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from kernel import ipc, sched, xcpu
-from kernel.thread import LOCKED_WAITING, POLLING, RUNNING, WAKE_ABORT, Thread
-from kernel.xcpu import Mail
+from kernel.mail import Forward, RemoteMail, Work
+from kernel.thread import LOCKED_WAITING, POLLING, RUNNING, WAKE_ABORT, ProxyKind, Thread
 from machine.ops import Op, Phase, Read, Write
 
 if TYPE_CHECKING:
@@ -27,7 +26,6 @@ if TYPE_CHECKING:
     from kernel.sched import CpuData
 
 Path = Generator[Op, Any, Any]
-Work = Callable[["CpuData"], Path]  # a path to run on another CPU
 
 
 def run_on(k: Kernel, caller: Thread, cpu: int, work: Work, label: str) -> Path:
@@ -46,7 +44,7 @@ def run_on(k: Kernel, caller: Thread, cpu: int, work: Work, label: str) -> Path:
             return out
         cpu, work = out.cpu, out.work  # it goes on elsewhere: we wait for it there
     yield Phase(f"{label}.remote")
-    mail = Mail("remote", caller, None, work)
+    mail = RemoteMail(caller, None, work)
     i = yield from xcpu.alloc(k, caller.cpu)
     yield from xcpu.setup(k, i, mail, 3, k.ctl[cpu])
     yield from xcpu.trigger(k, cd, i, cpu)
@@ -59,39 +57,6 @@ def run_on(k: Kernel, caller: Thread, cpu: int, work: Work, label: str) -> Path:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class Forward:
-    """A remote request goes on on another CPU, in the same mailbox (§8.4.3)."""
-
-    cpu: int
-    work: Work
-
-
-def serve(k: Kernel, cd: CpuData, p: Thread, i: int, mail: Mail) -> Path:
-    """A control proxy runs a remote request, then wakes the requester.
-
-    If the work must go on elsewhere (an abort reaching a send proxy on a third
-    CPU), the *same* mailbox is handed on to that CPU's control proxy, which
-    wakes the requester when it is done: "we take the same mailbox for all
-    those (up to three) proxies" (§8.4.3). A control proxy never blocks: it
-    also runs the B and C parts of migrations (§8.7.2), whose A waits for them
-    spinning with interrupts disabled — a control proxy waiting for that CPU
-    (the earlier `run_on` here) deadlocked the two (found by the random kernel
-    fuzzer).
-    """
-    yield from xcpu.unhook_first(k, p)
-    out = yield from mail.payload(cd)
-    if isinstance(out, Forward):
-        yield Phase("unwind.proxy.remote")
-        mail.payload = out.work
-        yield Write(k.mailboxes.addr(i, xcpu.TARGET), k.ctl[out.cpu].tcb)
-        yield from xcpu.trigger(k, cd, i, out.cpu)
-        return
-    yield Phase("unwind.wake_caller")
-    yield Write(k.mailboxes.addr(i, xcpu.TARGET), mail.sender.tcb)
-    yield from xcpu.trigger(k, cd, i, mail.sender.cpu)
-
-
 def abort_on_cpu(k: Kernel, cd: CpuData, target: Thread) -> Path:
     """On `target`'s CPU: abort its ongoing IPC wherever its parts sit (up to four CPUs)."""
     yield Phase("unwind.target")
@@ -102,7 +67,7 @@ def abort_on_cpu(k: Kernel, cd: CpuData, target: Thread) -> Path:
         # unwind goes on there with the same kind of request.
         p = k.by_tcb[proxy_tcb]
         work = functools.partial(_abort_proxy, k, p)
-        if cd.current.proxy_kind == "ctl" and p.cpu != cd.number:
+        if cd.current.proxy_kind is ProxyKind.CTL and p.cpu != cd.number:
             return Forward(p.cpu, work)  # `serve` hands the mailbox on
         yield from run_on(k, cd.current, p.cpu, work, "unwind.proxy")
     else:

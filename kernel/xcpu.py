@@ -29,8 +29,8 @@ The IPI handler EOIs first, to keep the two APIC slots free, then runs
 `check_n_ack`.
 
 A mailbox's words (lock, op, sender, destination, target, next) are simulated
-memory; `Mail` is the rest of its parameter block — a send descriptor, a
-migration's job — written only by the CPU that holds the mailbox: the one
+memory; the rest of its parameter block — a send descriptor, a migration's
+job — is a `Mail` (mail.py), written only by the CPU that holds the mailbox: the one
 that locked it in `alloc`, until its `trigger` hands it to the target CPU,
 which may re-target and trigger it in turn. Whether a mailbox is free is its
 op word, read like any other (`alloc`).
@@ -39,11 +39,11 @@ op word, read like any other (`alloc`).
 from __future__ import annotations
 
 import functools
-from collections.abc import Generator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from kernel import memmap, sched
+from kernel.mail import Mail, MailOp, SendMail
 from kernel.thread import LOCKED_WAITING, POLLING, RUNNING, WAITING, Thread
 from machine.cpu import Cpu
 from machine.ops import EOI, Atomic, Compute, Op, Phase, Read, SendIPI, Write, kaddr
@@ -63,17 +63,6 @@ LOCK, OP, SENDER, DEST, PARAM, TARGET, NEXT, ERROR = range(0, 32, 4)
 FREE = 0
 XCPU_VECTOR = 0xF0
 ALLOC_RETRY_CYCLES = 50
-
-
-@dataclass(slots=True)
-class Mail:
-    """The Python side of a mailbox's parameters (a send descriptor, say)."""
-
-    op: str
-    sender: Thread | None = None
-    dest: Thread | None = None
-    payload: Any = None
-    reply: bool = False  # re-targeted to wake the sender (wakeup_sender)
 
 
 class Mailboxes:
@@ -119,8 +108,7 @@ def setup(k: Kernel, i: int, mail: Mail, op_code: int, target: Thread) -> Path:
     yield Phase("xp.mailbox.setup")
     mb.mail[i] = mail
     yield Write(mb.addr(i, OP), op_code)
-    if mail.sender is not None:
-        yield Write(mb.addr(i, SENDER), mail.sender.tcb)
+    yield Write(mb.addr(i, SENDER), mail.sender.tcb)
     if mail.dest is not None:
         yield Write(mb.addr(i, DEST), mail.dest.word)
     yield Write(mb.addr(i, TARGET), target.tcb)
@@ -195,12 +183,12 @@ def check_n_ack(k: Kernel, cd: CpuData) -> Path:
             state = yield Read(target.f["thread_state"])
             mail = mb.mail.get(i)
             if (
-                mail is not None
+                isinstance(mail, SendMail)
                 and mail.reply
                 and state == WAITING
                 and (yield Read(target.f["recv_started"]))  # written by the proxy (§8.3.1)
             ):
-                if (yield from sender_ready(k, target, mail.payload)):
+                if (yield from sender_ready(k, target, mail.ipc)):
                     # A sender already queued for the caller: the caller does its
                     # receive itself, as §8.3.2's receive path would, and finds it.
                     yield Write(target.f["recv_started"], 0)
@@ -213,7 +201,7 @@ def check_n_ack(k: Kernel, cd: CpuData) -> Path:
                 # A caller whose receive phase its proxy began: it waits on, here,
                 # with its receive timeout in this CPU's wakeup queue (ID 3). The
                 # mailbox's work is done (the code is in xp_cc): free it now.
-                timeout = mail.payload.recv_timeout
+                timeout = mail.ipc.recv_timeout
                 if timeout is not None:
                     c = k.machine.cpu(cd.number)
                     deadline = c.clock + timeout * k.machine.tpc
@@ -224,7 +212,7 @@ def check_n_ack(k: Kernel, cd: CpuData) -> Path:
                 continue
             yield from link(k, target, i)
             if target.busy and not (
-                mail is not None and (mail.op == "resumed" or mail.sender is target)
+                mail is not None and (mail.op is MailOp.RESUMED or mail.sender is target)
             ):
                 pass  # a proxy blocked inside a request: only its own answers wake it
             elif state in (WAITING, LOCKED_WAITING):
@@ -239,8 +227,6 @@ def check_n_ack(k: Kernel, cd: CpuData) -> Path:
 
 def sender_ready(k: Kernel, b: Thread, op: Any) -> Path:
     """Is a sender already waiting to send to `b` (closed from op.source, or open)?"""
-    from kernel import proxy
-
     if op.source is not None:
         a = k.by_name.get(op.source)
     else:
@@ -249,7 +235,7 @@ def sender_ready(k: Kernel, b: Thread, op: Any) -> Path:
     if a is None:
         return False
     if a.cpu != b.cpu:
-        return (yield from proxy.sender_proxy(k, a, b)) is not None
+        return (yield from sender_proxy(k, a, b)) is not None
     state = yield Read(a.f["thread_state"])
     return state == POLLING and (yield Read(a.f["partner"])) == b.word
 
@@ -279,7 +265,7 @@ def unhook_first(k: Kernel, t: Thread) -> Path:
     return k.mailboxes.index(first)
 
 
-def remove(k: Kernel, t: Thread, which: Any) -> Path:
+def remove(k: Kernel, t: Thread, which: Callable[[Mail], bool]) -> Path:
     """Unlink and free the mailboxes on `t`'s list whose `Mail` satisfies `which`."""
     mb = k.mailboxes
     prev = 0
@@ -308,3 +294,20 @@ def _ipi(k: Kernel, c: Cpu, vector: int) -> Path:
     cd = k.cpus[c.index]
     woken = yield from check_n_ack(k, cd)
     yield from k.preempt_for(cd, woken)
+
+
+def sender_proxy(k: Kernel, a: Thread, b: Thread) -> Path:
+    """The receive path's check of a remote sender (§8.3.5): its proxy, if it polls on us."""
+    proxy_tcb = yield Read(a.f["proxy"])
+    if not proxy_tcb:
+        return None
+    p = k.by_tcb[proxy_tcb]
+    if (yield Read(p.f["thread_state"])) != POLLING:
+        return None
+    if (yield Read(p.f["partner"])) != b.word:
+        return None
+    current = yield Read(p.f["first_mailbox"])  # is it a's request it is polling for?
+    mail = k.mailboxes.mail.get(k.mailboxes.index(current)) if current else None
+    if mail is None or mail.sender is not a:
+        return None
+    return p

@@ -92,7 +92,7 @@ def events(op: Op, cpu: int, thread: str, pending: object) -> list[Event]:
     when `op` is the trap into the kernel).
     """
     kind = type(op)
-    if kind is Phase:
+    if isinstance(op, Phase):
         out = [Event("phase", op.label, cpu, thread)]
         if op.label == "migrate.A.lock":
             out.append(Event("migration", "", cpu, thread))
@@ -104,7 +104,7 @@ def events(op: Op, cpu: int, thread: str, pending: object) -> list[Event]:
         return [Event("syscall", name, cpu, thread)] if name else []
     if kind is SendIPI:
         return [Event("ipi", "sent", cpu, thread)]
-    if kind is InterruptEntry and op.vector in IPI_VECTORS:
+    if isinstance(op, InterruptEntry) and op.vector in IPI_VECTORS:
         return [Event("ipi", "delivered", cpu, thread)]
     return []
 

@@ -48,6 +48,9 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
+from l4tui import history, stops
+from l4tui.inputs import is_step, step_cpu
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - no fcntl: no fork either
@@ -340,7 +343,8 @@ class Checkpoints:
                 return None  # the scout failed
             hits, keeper = found
             if keeper is not None:
-                self.keeper = Checkpoint(*keeper, self.keeper_ctl)
+                position, applied, pid = keeper
+                self.keeper = Checkpoint(position, applied, pid, self.keeper_ctl)
             if hits:
                 return hits
         return {}
@@ -352,7 +356,8 @@ class Checkpoints:
         and watchpoints, and send where they stop, with the keeper it leaves (`scan_stops`:
         position, log entries applied, pid) or None. `w`: the checkpoint's control pipe's
         write end (a keeper that takes over lists the checkpoint with it)."""
-        out: dict[int, str] | None = {}
+        found: dict[int, str] = {}
+        out: dict[int, str] | None = found
         base = (session.position, len(session.log), os.getppid(), w)  # the checkpoint's
         machine_side = (session.checkpoints, session.observer)
         newest: tuple[int, int, int] | None = None  # the scout's newest fork
@@ -373,31 +378,32 @@ class Checkpoints:
             session.schedule, session.observer = None, None
             session.breakpoints, session.watches = breakpoints, watches
             for w_ in watches:
-                w_.value = session._probe(w_)
+                w_.value = stops.probe(session, w_)
             last_fork = session.position
             for entry in log:
                 if session.position >= end:
                     break
-                if entry is None or isinstance(entry, int):
+                if is_step(entry):
                     if session.position - last_fork >= KEEPER_EVERY:
                         fork_here()
                         last_fork = session.position
-                    op = session._step(entry)
+                    op = session._step(step_cpu(entry))
                     if op is None:
                         break
-                    why = session._stopped(op)
+                    why = stops.stopped(session, op)
                     if why is not None:
-                        out[session.position - 1] = why
+                        found[session.position - 1] = why
                         if newest is not None and keeper != newest:
                             if keeper is not None:
                                 _end(keeper[2])
                             keeper = newest
                 else:
-                    session._replay(entry)
+                    history.replay(session, entry)
         except Exception:  # the engine then replays from the start itself
             out = None
         for fork in {newest, keeper} - {keeper if out else None, None}:
-            _end(fork[2])  # no stop after it, or the scan goes on: it is of no use
+            if fork is not None:  # (None is taken out already; for the type checker)
+                _end(fork[2])  # no stop after it, or the scan goes on: it is of no use
         try:
             reply = None if out is None else (out, keeper if out else None)
             Connection(self.scout_w, readable=False).send(reply)
@@ -460,7 +466,8 @@ class Checkpoints:
             if msg[0] == "scout":
                 if os.fork() == 0:
                     conn.close()
-                    self._scout(session, *msg[1:], w)
+                    _, breakpoints, watches, log, end = msg
+                    self._scout(session, breakpoints, watches, log, end, w)
                 continue
             if msg[0] != "restore":
                 os._exit(0)

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import re
 import socket
@@ -68,6 +69,10 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import kernel
+import l4tui
+import machine
+from l4tui.explore import run_unit
 from machine.errors import ConfigError, MachineError
 
 if TYPE_CHECKING:
@@ -156,7 +161,7 @@ def _identify(address: str, timeout: float) -> dict[str, Any]:
     Dask's Client bounds its connect but not the handshake after it: a
     listener that never answers (not a Dask server) would hold it forever.
     """
-    from distributed.core import rpc
+    from distributed.core import rpc  # noqa: PLC0415 - the optional cluster extra
 
     async def ask() -> dict[str, Any]:
         async with rpc(address, timeout=timeout) as scheduler:
@@ -187,12 +192,9 @@ def code_digest() -> str:
     """A digest of the code a schedule's outcome depends on: the machine (with its
     profiles), the kernel and the explorer. Computed once per process, when first
     asked (on a worker: its first task), so it names the code that process loaded."""
-    import kernel
-    import l4tui
-    import machine
-
     h = hashlib.sha256()
     for package, only in ((machine, ""), (kernel, ""), (l4tui, "explore")):
+        assert package.__file__ is not None  # a regular package (its __init__.py), not a namespace
         root = Path(package.__file__).parent
         files = [
             p
@@ -229,23 +231,22 @@ def run_on_worker(task: Task, job: Job, unit: Unit, digest: str, fork: bool) -> 
 
 
 def _run_unit(job: Job, unit: Unit, fork: bool) -> list[Run]:
-    from l4tui.explore import run_unit
-
     return run_unit(job, unit, fork=fork)
 
 
 def _import_distributed() -> Any:
     try:
-        import distributed
+        import distributed  # noqa: PLC0415 - the optional cluster extra, asked for when used
     except ImportError:
         raise ClusterError(EXTRA) from None
     return distributed
 
 
 def _client_class() -> type[Client]:
-    distributed = _import_distributed()
+    _import_distributed()  # the extra's one-line error if it is missing
+    from distributed import Client  # noqa: PLC0415 - the optional cluster extra
 
-    class _Client(distributed.Client):  # type: ignore[misc, name-defined]
+    class _Client(Client):
         """A Client that, when it cannot connect, is left closed instead of closing at exit.
 
         A Client whose constructor failed closes itself when collected, and that
@@ -321,10 +322,17 @@ class DaskPool:
             ) from None
         self._check_workers()
 
+    @property
+    def _connected(self) -> Client:
+        """The client, between `_connect` and `close` (the only time the pool is used)."""
+        if self._client is None:
+            raise ClusterError(f"--cluster {self.address}: the pool is closed")
+        return self._client
+
     def _check_workers(self) -> None:
         """Each worker there now imports l4tui and runs the client's code (later ones: per task)."""
         try:
-            digests = self._client.run(_worker_digest, on_error="return")
+            digests = self._connected.run(_worker_digest, on_error="return")
         except Exception as e:
             raise ClusterError(
                 f"--cluster {self.address}: cannot ask the workers for their l4tui: "
@@ -345,7 +353,7 @@ class DaskPool:
                 )
 
     def _threads(self) -> int:
-        return sum(self._client.nthreads().values())
+        return sum(self._connected.nthreads().values())
 
     def _ship(self, job: Job) -> Future:
         """The job on every worker, once: tasks name it instead of carrying it."""
@@ -354,7 +362,7 @@ class DaskPool:
                 self._job_future.release()
                 self._job_future = self._job = None
             try:
-                self._job_future = self._client.scatter(job, broadcast=True, hash=False)
+                self._job_future = self._connected.scatter(job, broadcast=True, hash=False)
             except Exception as e:  # a worker that cannot unpickle it: one without l4tui
                 raise ClusterError(
                     f"--cluster {self.address}: cannot send the scenario to the workers "
@@ -378,7 +386,7 @@ class DaskPool:
             while queue or submitted < len(units):
                 while submitted < len(units) and len(queue) < window:
                     self._seq += 1
-                    future = self._client.submit(
+                    future = self._connected.submit(
                         run_on_worker,
                         self._task,
                         job_future,
@@ -419,7 +427,7 @@ class DaskPool:
                     "died, again and again (Dask gave it up after its allowed failures)"
                 ) from None
             except CancelledError:  # distributed's FutureCancelledError too
-                if self._client.status != "running":
+                if self._connected.status != "running":
                     raise ClusterError(
                         f"--cluster {self.address}: lost the scheduler "
                         f"while {_name(index, unit)} ran"
@@ -441,7 +449,7 @@ class DaskPool:
                     f"--cluster {self.address}: {_name(index, unit)} failed on a worker: "
                     f"{type(e).__name__}: {_one_line(e)}"
                 ) from None
-            if self._client.status != "running":
+            if self._connected.status != "running":
                 raise ClusterError(f"--cluster {self.address}: lost the scheduler")
             try:
                 threads = self._threads()
@@ -501,8 +509,6 @@ QUIET = ("distributed", "distributed.client", "tornado", "tornado.application")
 
 def _quiet() -> dict[str, int]:
     """Silence Dask's loggers in this process; their levels before, for `_loud`."""
-    import logging
-
     names = set(QUIET) | {
         name
         for name, logger in logging.root.manager.loggerDict.items()
@@ -517,8 +523,6 @@ def _quiet() -> dict[str, int]:
 
 
 def _loud(levels: dict[str, int]) -> None:
-    import logging
-
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
 

@@ -131,6 +131,6 @@ def main(session: Session, script: str | None, echo: bool = True) -> int:
     if not sys.stdin.isatty():
         return run_lines(session, sys.stdin, echo, "<stdin>")
     # Only the prompt loads prompt-toolkit and pygments: a script starts faster without.
-    from l4tui.prompt import interactive
+    from l4tui.prompt import interactive  # noqa: PLC0415 - start-up time
 
     return interactive(session)

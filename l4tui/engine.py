@@ -35,6 +35,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -162,8 +163,6 @@ def _serve(session: Session, req_fd: int, resp_fd: int, life_fd: int, ck: Checkp
             resp.send_bytes(data)
     except BaseException:  # the engine never returns into its caller's code
         code = 1
-        import traceback
-
         traceback.print_exc()
     finally:
         os._exit(code)

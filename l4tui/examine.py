@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING
 from kernel import xcpu
 from kernel.layout import FIELDS
 from kernel.memmap import KIP_FRAME, PERCPU_BASE, TCB_AREA, UTCB_SIZE, UTCB_VADDR
+from kernel.thread import STATE_NAMES
 from l4tui.grammar import MAX_NUMBER, CommandError, shown, suggest
+from l4tui.views import thread
 from machine import paging
 from machine.memory import PAGE_SIZE
-from machine.ops import KERNEL_BASE
+from machine.ops import KERNEL_BASE, Atomic, Read, Write
 
 if TYPE_CHECKING:
     from kernel.kernel import Kernel
@@ -84,12 +86,6 @@ def _count(text: str | None) -> int:
     return n
 
 
-def _thread(s: Session, name: str) -> Thread:
-    from l4tui.views import thread
-
-    return thread(s, name)
-
-
 def _check_physical(s: Session, paddr: int, n: int, shown: int) -> None:
     size = s.system.machine.memory.size
     if not 0 <= paddr < size:
@@ -125,14 +121,14 @@ def words(s: Session, addr_text: str, count_text: str | None = None) -> list[Wor
     elif addr_text in k.by_name:
         start = k.by_name[addr_text].tcb
     elif ":" in addr_text:
-        name, _, vaddr = addr_text.partition(":")
-        t = _thread(s, name)
-        start = _number(vaddr, f"the address in {shown(addr_text)}")
+        name, _, vaddr_text = addr_text.partition(":")
+        t = thread(s, name)
+        start = _number(vaddr_text, f"the address in {shown(addr_text)}")
         if start < KERNEL_BASE:
             user = (t, _space_of(s, t))
     elif "." in addr_text:
         name, _, field = addr_text.rpartition(".")
-        t = _thread(s, name)
+        t = thread(s, name)
         if field not in t.f:
             raise CommandError(f"no TCB field {shown(field)}{suggest(field, list(t.f))}")
         start = t.f[field]
@@ -307,8 +303,6 @@ class Owners:
 def meaning(k: Kernel, paddr: int, value: int, owners: Owners | None = None) -> str:
     """What a kernel word's value stands for: the thread it names (a partner, a queue
     link, a mailbox's sender) or the state a `thread_state` holds; "" otherwise."""
-    from kernel.thread import STATE_NAMES
-
     owners = owners or Owners(k)
     if owners.name(paddr).endswith(".thread_state"):
         return STATE_NAMES.get(value, "")
@@ -321,8 +315,6 @@ def access(s: Session, op: object, result: object) -> str:
     "" for an op that touches no kernel word (user memory goes through page tables
     that this does not walk: its address is shown as it is by the caller).
     """
-    from machine.ops import Atomic, Read, Write
-
     if not isinstance(op, Read | Write | Atomic) or op.addr < KERNEL_BASE:
         return ""
     k = s.system.kernel

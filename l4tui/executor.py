@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from kernel import invariants
 from kernel.scenario import load_scenario
-from l4tui import expr, grammar, views
+from l4tui import expr, grammar, inputs, views
 from l4tui.breakpoints import parse_break, parse_watch
 from l4tui.files import FileError, load_json, root_of
 from l4tui.grammar import Command, CommandError, help_text, parse
@@ -26,7 +26,7 @@ where = views.where  # the stop display, shared with callers that print it alone
 # A few commands' modules are imported when the command first runs, not here: the
 # explorer (a tenth of a second), and examine, relayout, saved and trace (some 70 ms
 # together) would otherwise be paid by every console and monitor at start, before the
-# first frame (`l4tui bench tui`). Those function-level imports are meant (PLC0415).
+# first frame (`l4tui bench tui`).
 
 
 def execute(session: Session, line: str, show_where: bool = True) -> str:
@@ -63,7 +63,7 @@ def load_session(path: str, same_as: Session | None = None) -> Session:
     The file is data (saved.py): nothing in it is run as a command. `same_as`: the saved
     session must be of this session's scenario and lab (a confined student's `load`).
     """
-    from l4tui.saved import from_state  # start-up time: see the top of the module
+    from l4tui.saved import from_state  # noqa: PLC0415 - start-up time: see the top
 
     s = from_state(load_json(path, "the session", "saved sessions"), path, same_as)
     s.stop_reason = f"loaded {path}"
@@ -76,7 +76,7 @@ def load_schedule(path: str, scenario_file: str | None = None) -> Session:
     The scenario is the schedule's own, or `scenario_file` if given (it must be the same
     scenario: the schedule's inputs mean nothing elsewhere).
     """
-    from l4tui.explore import read_schedule  # start-up time: see the top of the module
+    from l4tui.explore import read_schedule  # noqa: PLC0415 - start-up time: see the top
 
     log, stops, data = read_schedule(path)
     file = scenario_file or data.get("file")
@@ -95,7 +95,7 @@ def load_schedule(path: str, scenario_file: str | None = None) -> Session:
     seed = data.get("seed")
     seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
     s = Session(scenario, seed)
-    s.follow(log, stops)
+    s.follow([inputs.from_json(e) for e in log], stops)
     s.stop_reason = (
         f"following {path}: {data.get('kind')} after {data.get('steps')} micro-ops; "
         f"continue stops at each of its {len(stops) - 1} preemption(s) and there"
@@ -203,7 +203,7 @@ def _export(s: Session, cmd: Command) -> str:
     given = cmd.text("FILE")
     path = root_of(s).path(given)
     try:
-        from l4tui.trace import export_session  # start-up time: see the top of the module
+        from l4tui.trace import export_session  # noqa: PLC0415 - start-up time: see the top
 
         return export_session(s, path)
     except FileError as e:
@@ -280,13 +280,13 @@ def _relayout(s: Session, cmd: Command) -> str:
     """The same scenario with another TCB layout, back at the same point of the program:
     the same thread at the same phase label, the nth time (relayout.py, §8.6)."""
     assert cmd.key is not None  # the forms are the layouts
-    from l4tui.relayout import switch  # start-up time: see the top of the module
+    from l4tui.relayout import switch  # noqa: PLC0415 - start-up time: see the top
 
     return Stopped(switch(s, cmd.key))
 
 
 def _examine(s: Session, cmd: Command) -> str:
-    from l4tui import examine  # start-up time: see the top of the module
+    from l4tui import examine  # noqa: PLC0415 - start-up time: see the top
 
     return examine.show(s, cmd.args)
 

@@ -14,8 +14,10 @@ import operator
 import re
 from typing import TYPE_CHECKING, Any
 
+from kernel import query
 from kernel.thread import STATE_NAMES
 from l4tui.grammar import MAX_NUMBER, CommandError, shown, suggest
+from l4tui.views import thread
 
 if TYPE_CHECKING:
     from l4tui.session import Session
@@ -68,8 +70,6 @@ def value(s: Session, term: str) -> Any:
     if "." not in term:
         raise CommandError(f"no thread or value {shown(term)}{suggest(term, names + list(STATES))}")
     name, field = term.rsplit(".", 1)  # fields have no dot; proxy names do
-    from l4tui.views import thread
-
     t = thread(s, name)
     if field == "state":
         return k.state(t)
@@ -83,13 +83,13 @@ def value(s: Session, term: str) -> Any:
 def _cpu_field(s: Session, number: int, field: str) -> Any:
     m = s.system.machine
     c = m.cpu(number)  # MachineError names the CPUs there are
-    cd = s.system.kernel.cpus[c.index]
+    k = s.system.kernel
     values = {
         "clock": c.clock // m.tpc,
         "mode": c.mode,
         "if": int(c.if_flag),
         "phase": c.phase or "-",
-        "thread": "idle" if cd.current is cd.idle else cd.current.name,
+        "thread": "idle" if query.is_idle(k, number) else query.current_name(k, number),
         "cr3": c.cr3,
         "waiting": c.waiting or "-",
         "steps": c.steps,

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from kernel.scenario import Scenario, load_scenario
+from l4tui import expr
 from l4tui.grammar import CommandError
 from l4tui.session import Session
 from machine.yamlsrc import Source, load_yaml_file
@@ -88,18 +89,19 @@ def load_lab(path: str | os.PathLike[str]) -> Lab:
         raise src.error(("exercises",), "a lab needs a list of exercises")
     exercises = []
     for i, ex in enumerate(raw):
-        path = ("exercises", i)
+        at = ("exercises", i)
         if not isinstance(ex, dict):
-            raise src.error(path, "an exercise is a mapping with title, text and check")
+            raise src.error(at, "an exercise is a mapping with title, text and check")
         for key in ex:
             if key not in ("title", "text", "check"):
-                raise src.key_error(path, key, f"unknown exercise key {key!r}")
+                raise src.key_error(at, key, f"unknown exercise key {key!r}")
         check = ex.get("check")
-        _validate(src, path + ("check",), check)
+        _validate(src, at + ("check",), check)
+        assert isinstance(check, dict)  # _validate refused anything else
         exercises.append(
             Exercise(
-                _text(src, ex, path + ("title",), required=True),
-                _text(src, ex, path + ("text",)),
+                _text(src, ex, at + ("title",), required=True),
+                _text(src, ex, at + ("text",)),
                 check,
             )
         )
@@ -156,8 +158,6 @@ def holds(s: Session, check: dict[str, Any]) -> bool:
         return all(_ran(s, " ".join(want.split())) for want in value)
     if kind == "ended":
         return s.system.ended == value
-    from l4tui import expr
-
     try:
         return expr.holds(s, value)
     except CommandError:

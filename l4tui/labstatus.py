@@ -13,16 +13,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from l4tui.executor import load_session
 from l4tui.grammar import CommandError
+from l4tui.lab import load_lab, progress
+from l4tui.report import format_table
 from machine.errors import ConfigError, MachineError
 
 
 def grade(root: Path) -> list[dict[str, Any]]:
     """One row per saved session: user, lab title, exercises done."""
-    from l4tui.executor import load_session
-    from l4tui.lab import load_lab, progress
-
-    rows = []
+    rows: list[dict[str, Any]] = []
     for path in sorted(root.glob("*.json")):
         user = path.stem
         try:
@@ -52,8 +52,6 @@ def grade(root: Path) -> list[dict[str, Any]]:
 
 
 def render(rows: list[dict[str, Any]]) -> str:
-    from l4tui.report import format_table
-
     if not rows:
         return "no saved sessions"
     table = []

@@ -12,14 +12,41 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from kernel import lists, xcpu
+from kernel import query
 from kernel.lists import Walk
+from machine.cache import STATE_NAMES
 from machine.ops import KERNEL_BASE
 
 if TYPE_CHECKING:
     from l4tui.session import Session
 
 KBASE = KERNEL_BASE
+
+
+@dataclass(frozen=True, slots=True)
+class CpuView:
+    """Where one CPU is."""
+
+    number: int
+    cycle: int
+    thread: str
+    mode: str
+    phase: str
+    halted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadView:
+    """One thread, as `info threads` shows it."""
+
+    name: str
+    id: str
+    cpu: int
+    state: str
+    priority: int
+    partner: str
+    timeout: str  # the wakeup deadline in cycles, or "-"
+    results: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,41 +140,67 @@ class ApicPane:
     in_flight: tuple[InFlight, ...]
 
 
+def cpu_views(s: Session) -> list[CpuView]:
+    """Where every CPU is (`where`, the CPU markers)."""
+    k, m = s.system.kernel, s.system.machine
+    out = []
+    for c in m.cpus:
+        name = "idle" if query.is_idle(k, c.number) else query.current_name(k, c.number)
+        out.append(
+            CpuView(c.number, c.clock // m.tpc, name, c.mode, c.phase or "-", c.waiting is not None)
+        )
+    return out
+
+
+def thread_views(s: Session) -> list[ThreadView]:
+    """The scenario's threads, as `info threads` lists them."""
+    k = s.system.kernel
+    tpc = s.system.machine.tpc
+    out = []
+    for spec in s.scenario.threads():
+        t = k.by_name[spec.name]
+        partner = k.by_word(k.field(t, "partner"))
+        out.append(
+            ThreadView(
+                t.name,
+                str(t.tid),
+                t.cpu,
+                k.state(t),
+                k.field(t, "priority"),
+                partner.name if partner is not None else "-",
+                "-" if t.deadline is None else f"{t.deadline // tpc:,}",
+                len(t.results),
+            )
+        )
+    return out
+
+
 def cpu_panes(s: Session) -> tuple[CpuPane, ...]:
     k, m = s.system.kernel, s.system.machine
     out = []
-    for cd in k.cpus:
-        c = m.cpu(cd.number)
-        ready = lists.ready_lists(k, cd)  # bounded walks: a list may be mid-update
-        wakeup = lists.wakeup_queue(k, cd)
-        wake = [(t.name, k.field(t, "ipc_timeout")) for t in (k.by_tcb[x] for x in wakeup.tcbs)]
-        proxies = [
-            (p.name, k.state(p))
-            for p in [*k.proxies.values(), k.ctl[cd.number]]
-            if p.cpu == cd.number and k.state(p) not in ("waiting", "inactive")
-        ]
+    for c in m.cpus:
+        n = c.number
+        q = query.queues(k, n)  # bounded walks: a list may be mid-update
         out.append(
             CpuPane(
-                cd.number,
+                n,
                 c.clock // m.tpc,
-                "idle" if cd.current is cd.idle else cd.current.name,
+                "idle" if query.is_idle(k, n) else query.current_name(k, n),
                 c.mode,
                 c.if_flag,
                 c.phase or "-",
                 c.waiting is not None,
-                tuple((p, w.names) for p, w in ready),
-                tuple(wake),
-                tuple(proxies),
-                tuple((p, w) for p, w in ready if w.broken),
-                wakeup,
+                tuple((p, w.names) for p, w in q.ready),
+                q.deadlines,
+                tuple(query.busy_proxies(k, n)),
+                tuple((p, w) for p, w in q.ready if w.broken),
+                q.wakeup,
             )
         )
     return tuple(out)
 
 
 def tcb_lines(s: Session, name: str) -> tuple[TcbLine, ...]:
-    from machine.cache import STATE_NAMES
-
     k, m = s.system.kernel, s.system.machine
     t = k.by_name[name]
     coh, layout = m.coherence, k.layout
@@ -172,10 +225,10 @@ def tcb_lines(s: Session, name: str) -> tuple[TcbLine, ...]:
 def mailbox_pane(s: Session) -> MailboxPane:
     k, m = s.system.kernel, s.system.machine
     mb = k.mailboxes
-    flags = tuple((cd.number, m.memory.read(mb.flags(cd.number) - KBASE)) for cd in k.cpus)
+    flags = tuple((c.number, query.mailbox_flags(k, c.number)) for c in m.cpus)
 
     def target(i: int) -> str:
-        t = k.by_tcb.get(m.memory.read(mb.addr(i, xcpu.TARGET) - KBASE))
+        t = query.mailbox_target(k, i)
         return t.name if t is not None else "-"
 
     mail = tuple(

@@ -36,9 +36,13 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from kernel import query
 from l4tui.breakpoints import Breakpoint, Watch
 from l4tui.grammar import CommandError
-from l4tui.session import LIMIT, RECORDS, LogEntry, Session
+from l4tui.inputs import Inject, LogEntry, OnCpu, is_step, step_cpu
+from l4tui.session import LIMIT, Session
+from l4tui.stops import RECORDS
+from l4tui.views import KBASE
 from machine.ops import Phase
 
 LAYOUTS = ("thesis", "naive")
@@ -101,17 +105,13 @@ def ran_last(s: Session) -> str | None:
     c = s.system.machine.last_cpu
     if c is None or s.position == 0:
         return None
-    return s.system.kernel.cpus[c.index].current.name
+    return query.current_name(s.system.kernel, c.number)
 
 
 def cycle(s: Session) -> int:
     """The clock of the CPU that ran the last micro-op, in cycles."""
     m = s.system.machine
     return m.last_cpu.clock // m.tpc if m.last_cpu is not None and s.position else 0
-
-
-def _is_step(entry: LogEntry) -> bool:
-    return entry is None or (isinstance(entry, int) and not isinstance(entry, bool))
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +143,7 @@ class _Run:
         layout: str | None,
         breakpoints: list[Breakpoint],
         anchor: str | None = None,
-        injects: list[tuple[Point, list[Any]]] | None = None,
+        injects: list[tuple[Point, Inject]] | None = None,
     ) -> None:
         self.s = Session(s.scenario, s.seed, tcb_layout=layout)
         self.s.breakpoints = [
@@ -158,10 +158,10 @@ class _Run:
         self.pending = list(injects or [])
         self.inject_due()
 
-    def step(self, entry: LogEntry = None) -> Any:
-        """One logged step (timed, or on the CPU `entry` names); None if nothing ran."""
+    def step(self, cpu: int | None = None) -> Any:
+        """One logged step (timed, or on `cpu`); None if nothing ran."""
         f = self.s
-        op = f._step(entry)  # type: ignore[arg-type]
+        op = f._step(cpu)
         if op is None:
             return None
         name = ran_last(f) or "?"
@@ -188,8 +188,8 @@ class _Run:
 
     def replay(self, entry: LogEntry) -> None:
         """An input from a log: a step as `step`, anything else as the session replays it."""
-        if _is_step(entry):
-            self.step(entry)
+        if is_step(entry):
+            self.step(step_cpu(entry))
         else:
             self.s._replay(entry)
 
@@ -199,9 +199,9 @@ class _Run:
         while pending and self.tracker.point(pending[0][0].thread) == pending[0][0]:
             entry = pending.pop(0)[1]
             try:
-                self.s.inject(str(entry[1]), str(entry[2]), [str(a) for a in entry[3:]])
+                self.s.inject(entry.thread, entry.op, list(entry.args))
             except CommandError as e:
-                self.notes.append(f"inject {' '.join(map(str, entry[1:]))} left out: {e}")
+                self.notes.append(f"inject {_words(entry)} left out: {e}")
 
     def reach(self, tracker: Tracker, target: Point, bound: int, guard: str | None) -> _Reached:
         """Step until `tracker` has `target`'s thread at `target` (at most to micro-op
@@ -306,28 +306,28 @@ def anchor(s: Session) -> tuple[str, str | None]:
     """The thread whose point is the stop's, and the idle thread that ran last (if one did:
     its rounds depend on timing, so the focused thread is the anchor)."""
     name = ran_last(s)
-    idle = {cd.idle.name for cd in s.system.kernel.cpus}
+    idle = query.idle_names(s.system.kernel)
     if name is not None and name not in idle:
         return name, None
     return s.focused_thread(), name
 
 
-def locate(s: Session) -> tuple[Stop, list[tuple[Point, list[Any]]]]:
+def locate(s: Session) -> tuple[Stop, list[tuple[Point, Inject]]]:
     """The point of `s`'s stop, and each injection in its log with the point of the thread it
     is for (when it was injected). Replays the log unless the marks say it all."""
     thread, idle = anchor(s)
     marks = s.marks
-    injected = any(isinstance(e, list) and e[0] == "inject" for e in s.log)
+    injected = any(isinstance(e, Inject) for e in s.log)
     if idle is None and not injected and marks and marks[-1].position == s.position:
         last = marks[-1]
         if last.thread == thread:  # at the anchor's own phase label
             nth = sum(1 for m in marks if m.thread == thread and m.label == last.label)
             return Stop(Point(thread, last.label, nth, 0)), []
     run = _Run(s, None, [], anchor=thread)
-    injects: list[tuple[Point, list[Any]]] = []
+    injects: list[tuple[Point, Inject]] = []
     for entry in s.log:
-        if isinstance(entry, list) and entry[0] == "inject":
-            injects.append((run.tracker.point(str(entry[1])), entry))
+        if isinstance(entry, Inject):
+            injects.append((run.tracker.point(entry.thread), entry))
         run.replay(entry)
     then = run.since.point(idle) if idle is not None else None
     return Stop(run.tracker.point(thread), then), injects
@@ -359,11 +359,8 @@ def _match(s: Session, layout: str) -> tuple[_Run, str]:
         headline = (
             f"{layout} TCB layout: could not reach {stop.text()}: {got.outcome}; {instead} instead"
         )
-    run.notes += [
-        f"inject {' '.join(map(str, e[1:]))} left out: {p.text()} not reached"
-        for p, e in run.pending
-    ]
-    by_hand = sum(1 for e in s.log if _is_step(e) and e is not None)
+    run.notes += [f"inject {_words(e)} left out: {p.text()} not reached" for p, e in run.pending]
+    by_hand = sum(1 for e in s.log if isinstance(e, OnCpu))
     if by_hand:
         run.notes.append(
             f"{by_hand} step(s) on a CPU named by hand were taken by the timed policy here"
@@ -382,7 +379,7 @@ def _return(s: Session, left: _Left, layout: str) -> tuple[_Run, str]:
     while i < len(log) and f.position < left.position:
         run.replay(log[i])
         i += 1
-    while i < len(log) and not _is_step(log[i]):
+    while i < len(log) and not is_step(log[i]):
         run.replay(log[i])  # inputs given at this position, before the next step
         i += 1
     f.focus_cpu, f.focus_thread = s.focus_cpu, s.focus_thread  # as the anchor is chosen
@@ -455,8 +452,6 @@ def _carry(s: Session, run: _Run, layout: str) -> list[str]:
 
 def _address(s: Session, w: Watch) -> tuple[int | None, str]:
     """The physical address of a watch's field or line in `s`'s layout, or None and why."""
-    from l4tui.views import KBASE
-
     k = s.system.kernel
     if w.cpu is None:
         name, _, field = w.expr.partition(".")
@@ -472,3 +467,8 @@ def _address(s: Session, w: Watch) -> tuple[int | None, str]:
     if t is None or int(number) >= lines:
         return None, f"the {k.layout.name} TCB has lines 0..{lines - 1}"
     return t.tcb - KBASE + int(number) * k.layout.line_size, ""
+
+
+def _words(entry: Inject) -> str:
+    """An injection as it was typed: `THREAD OP ARGS`."""
+    return " ".join([entry.thread, entry.op, *entry.args])

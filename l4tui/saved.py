@@ -19,8 +19,11 @@ import os
 import re
 import shlex
 import stat
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from kernel.scenario import Scenario, load_scenario
+from l4tui import expr, inputs
+from l4tui import session as sessions
 from l4tui.breakpoints import (
     IPI_WHATS,
     KINDS,
@@ -29,9 +32,13 @@ from l4tui.breakpoints import (
     parse_break,
     parse_watch,
 )
+from l4tui.demo import demo_scenario
 from l4tui.grammar import CommandError, parse
-from l4tui.session import Session
+from l4tui.inputs import Idle, LogEntry, OnCpu, SetPolicy, Timed
 from machine.errors import ConfigError, MachineError
+
+if TYPE_CHECKING:
+    from l4tui.session import Session
 
 VERSION = 3
 MAX_GLOB = 200  # longest phase glob (the labels are under 40 characters)
@@ -79,7 +86,7 @@ def state(s: Session) -> dict[str, Any]:
         "l4tui_session": VERSION,
         "scenario": s.scenario.file,
         "seed": s.seed,
-        "log": s.log,
+        "log": [inputs.to_json(e) for e in s.log],
         "breakpoints": [
             {
                 "number": b.number,
@@ -112,7 +119,7 @@ def _schedule_state(s: Session) -> dict[str, Any] | None:
     if s.schedule is None:
         return None
     stops = {str(k): v for k, v in s.schedule_stops.items()}
-    return {"log": s.schedule, "stops": stops}
+    return {"log": [inputs.to_json(e) for e in s.schedule], "stops": stops}
 
 
 class _Bad(Exception):
@@ -181,8 +188,6 @@ def _shown(v: Any) -> str:
 
 def same_file(a: str, b: str) -> bool:
     """Whether two names (relative or absolute, through links) are one file."""
-    import os
-
     try:
         return os.path.samefile(a, b)
     except (OSError, ValueError):
@@ -210,9 +215,6 @@ def _one_line(text: str) -> str:
 
 
 def _from_state(data: Any, where: str, same_as: Session | None) -> Session:
-    from kernel.scenario import load_scenario
-    from l4tui.demo import demo_scenario
-
     if not isinstance(data, dict) or data.get("l4tui_session") not in (1, 2, VERSION):
         raise ConfigError("not a saved l4tui session", where)
     version = data["l4tui_session"]
@@ -228,56 +230,78 @@ def _from_state(data: Any, where: str, same_as: Session | None) -> Session:
         for k, v in _dict(data.get("meta", {}), "meta").items()
     }
     if same_as is not None:
-        if not same_file(file, same_as.scenario.file):
-            raise _Bad("scenario", "of another scenario than the one you are working on")
-        lab, ours = meta.get("lab"), same_as.meta.get("lab")
-        if lab != ours and (lab is None or ours is None or not same_file(lab, ours)):
-            raise _Bad("meta.lab", "of another lab than the one you are working on")
+        _same_work(file, meta, same_as)
     seed = data["seed"]
     if seed is not None and not (_is_int(seed) and -MAX_SEED < seed < MAX_SEED):
         raise _Bad("seed", f"must be a whole number or null, not {_shown(seed)}")
     layout = data.get("tcb_layout")
     if layout is not None and layout not in LAYOUTS:
         raise _Bad("tcb_layout", f"must be {' or '.join(LAYOUTS)} or null, not {_shown(layout)}")
-    if file == "<demo>":
-        scenario = demo_scenario()
-    else:
-        try:  # a regular file only: a FIFO would hang the reader, a device feed it forever
-            regular = stat.S_ISREG(os.stat(file).st_mode)
-        except (OSError, ValueError) as e:
-            why = getattr(e, "strerror", None) or e
-            raise _Bad("scenario", f"cannot read {file}: {why}") from None
-        if not regular:
-            raise _Bad("scenario", f"{file} is not a regular file")
-        scenario = load_scenario(file)  # ConfigError of its own, with its position
+    scenario = _scenario(file)
     cpus = scenario.profile.cpus
     log = [_log_entry(e, f"log[{i}]", cpus) for i, e in enumerate(_list(data["log"], "log"))]
+    s = sessions.Session(scenario, seed, tcb_layout=layout)
     # A session saved before peek was pure (issue 15) logged its peeks as ["peek"]: they are
     # skipped (a peek changes nothing now; the replay may end a few idle cycles elsewhere).
-    log = [e for e in log if e != ["peek"]]
-    s = Session(scenario, seed, tcb_layout=layout)
-    s.log = log
+    s.log = [e for e in log if e is not None]
     plan = data.get("schedule")
     if plan is not None:
-        plan = _dict(plan, "schedule")
-        steps = [
-            _plan_entry(e, f"schedule.log[{i}]", cpus)
-            for i, e in enumerate(_list(plan.get("log"), "schedule.log"))
-        ]
-        stops = {}
-        for k, v in _dict(plan.get("stops", {}), "schedule.stops").items():
-            try:
-                at = int(k)
-            except ValueError:
-                raise _Bad("schedule.stops", f"keyed by micro-op counts, not {_shown(k)}") from None
-            stops[at] = _str(v, f"schedule.stops.{_key(k)}", 4096)
-        s.follow(steps, stops)
+        s.follow(*_schedule(_dict(plan, "schedule"), cpus))
     # What lab checks read (lab.py), as text: never run.
     for key in ("commands", "stops"):
         items = _list(data.get(key, []), key)
         setattr(s, key, [_str(c, f"{key}[{i}]") for i, c in enumerate(items)])
     s.meta = meta
-    position = sum(1 for x in log if x is None or _is_int(x))
+    _replay(s)
+    _breakpoints(s, data, version)
+    _watches(s, data, version)
+    if version >= 2:
+        _focus(s, data, cpus)
+    return s
+
+
+def _same_work(file: str, meta: dict[str, str], same_as: Session) -> None:
+    """A confined student's saved session: of the same scenario and lab as `same_as`."""
+    if not same_file(file, same_as.scenario.file):
+        raise _Bad("scenario", "of another scenario than the one you are working on")
+    lab, ours = meta.get("lab"), same_as.meta.get("lab")
+    if lab != ours and (lab is None or ours is None or not same_file(lab, ours)):
+        raise _Bad("meta.lab", "of another lab than the one you are working on")
+
+
+def _scenario(file: str) -> Scenario:
+    """The scenario a saved session names: the demo, or a regular file."""
+    if file == "<demo>":
+        return demo_scenario()
+    try:  # a regular file only: a FIFO would hang the reader, a device feed it forever
+        regular = stat.S_ISREG(os.stat(file).st_mode)
+    except (OSError, ValueError) as e:
+        why = getattr(e, "strerror", None) or e
+        raise _Bad("scenario", f"cannot read {file}: {why}") from None
+    if not regular:
+        raise _Bad("scenario", f"{file} is not a regular file")
+    return load_scenario(file)  # ConfigError of its own, with its position
+
+
+def _schedule(plan: dict[str, Any], cpus: int) -> tuple[list[LogEntry], dict[int, str]]:
+    """A schedule being followed: its inputs and the stops before its preemptions."""
+    steps: list[LogEntry] = [
+        _plan_entry(e, f"schedule.log[{i}]", cpus)
+        for i, e in enumerate(_list(plan.get("log"), "schedule.log"))
+    ]
+    stops = {}
+    for k, v in _dict(plan.get("stops", {}), "schedule.stops").items():
+        try:
+            at = int(k)
+        except ValueError:
+            raise _Bad("schedule.stops", f"keyed by micro-op counts, not {_shown(k)}") from None
+        stops[at] = _str(v, f"schedule.stops.{_key(k)}", 4096)
+    return steps, stops
+
+
+def _replay(s: Session) -> None:
+    """Replay the loaded log on the fresh machine, to the position it reaches."""
+    position = sum(1 for x in s.log if inputs.is_step(x))
     s.position = position  # goto replays the whole log forward from the fresh machine
     s.behind = (0, 0)
     try:
@@ -286,54 +310,54 @@ def _from_state(data: Any, where: str, same_as: Session | None) -> Session:
         raise _Bad("log", f"does not replay: {e}") from None
     if s.position != position:
         raise _Bad("log", f"does not replay: stopped at micro-op {s.position} of {position}")
-    _breakpoints(s, data, version)
-    _watches(s, data, version)
-    if version >= 2:
-        focus = _list(data.get("focus", [1, None]), "focus")
-        if len(focus) != 2:
-            raise _Bad("focus", "must be [CPU, THREAD]")
-        cpu = _int(focus[0], "focus[0]", 1, cpus)
-        thread = focus[1]
-        if thread is not None and (
-            not isinstance(thread, str) or thread not in s.system.kernel.by_name
-        ):
-            raise _Bad("focus[1]", f"no thread {_shown(thread)}")
-        pinned = _bool(data.get("focus_pinned", False), "focus_pinned")
-        s.focus_cpu, s.focus_thread, s.focus_pinned = cpu, thread, pinned  # as saved
-    return s
 
 
-def _log_entry(e: Any, field: str, cpus: int) -> Any:
-    """One input of the log: a timed step (null), a step on a CPU, a policy, a step that found
-    nothing to run, an injected system call (session.py, `LogEntry`); an old ["peek"], dropped
-    by the caller."""
+def _focus(s: Session, data: dict[str, Any], cpus: int) -> None:
+    """The focus as saved (version 2 on): [CPU, THREAD] and whether it is pinned."""
+    focus = _list(data.get("focus", [1, None]), "focus")
+    if len(focus) != 2:
+        raise _Bad("focus", "must be [CPU, THREAD]")
+    cpu = _int(focus[0], "focus[0]", 1, cpus)
+    thread = focus[1]
+    if thread is not None and (
+        not isinstance(thread, str) or thread not in s.system.kernel.by_name
+    ):
+        raise _Bad("focus[1]", f"no thread {_shown(thread)}")
+    pinned = _bool(data.get("focus_pinned", False), "focus_pinned")
+    s.focus_cpu, s.focus_thread, s.focus_pinned = cpu, thread, pinned  # as saved
+
+
+def _log_entry(e: Any, field: str, cpus: int) -> LogEntry | None:
+    """One input of the log (inputs.py gives the forms), checked; None for an old
+    ["peek"], dropped by the caller."""
     if e is None:
-        return None
+        return inputs.TIMED
     if _is_int(e):
-        return _int(e, field, 1, cpus)
+        return inputs.step_on(_int(e, field, 1, cpus))
     if isinstance(e, str):
         if e not in ("timed", "manual"):
             raise _Bad(field, f"not an input: {_shown(e)}")
-        return e
+        return SetPolicy(e)
     if isinstance(e, list) and e:
         if e[0] == "idle" and len(e) == 2:
-            return ["idle", None if e[1] is None else _int(e[1], field + "[1]", 1, cpus)]
+            return Idle(None if e[1] is None else _int(e[1], field + "[1]", 1, cpus))
         if e == ["peek"]:
-            return e
+            return None
         if e[0] == "inject" and len(e) >= 3:
-            return ["inject", *(_str(a, f"{field}[{j}]", 4096) for j, a in enumerate(e[1:], 1))]
+            words = [_str(a, f"{field}[{j}]", 4096) for j, a in enumerate(e[1:], 1)]
+            return inputs.Inject(words[0], words[1], tuple(words[2:]))
     raise _Bad(field, f"not an input: {_shown(e)}")
 
 
-def _plan_entry(e: Any, field: str, cpus: int) -> Any:
+def _plan_entry(e: Any, field: str, cpus: int) -> Timed | OnCpu | Idle:
     """One input of a schedule being followed: a timed step, a step on a CPU, or one that
     found nothing to run (explore.py writes them)."""
     if e is None:
-        return None
+        return inputs.TIMED
     if _is_int(e):
-        return _int(e, field, 1, cpus)
+        return inputs.step_on(_int(e, field, 1, cpus))
     if isinstance(e, list) and len(e) == 2 and e[0] == "idle":
-        return ["idle", _int(e[1], field + "[1]", 1, cpus)]
+        return Idle(_int(e[1], field + "[1]", 1, cpus))
     raise _Bad(field, f"not a step of a schedule: {_shown(e)}")
 
 
@@ -419,8 +443,6 @@ def _breakpoint(s: Session, raw: dict[str, Any], field: str) -> Breakpoint:
     if cond is not None:
         bp.cond = _str(cond, field + ".cond", MAX_COND)
         try:
-            from l4tui import expr
-
             expr.check(s, bp.cond)  # the expression language: it reads state, runs nothing
         except CommandError as e:
             raise _Bad(field + ".cond", str(e)) from None

@@ -37,10 +37,12 @@ import json
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from kernel import boot, interrupts, ipc, shootdown, xcpu
+from kernel import boot, interrupts, ipc, query, shootdown, xcpu
 from kernel.kernel import TIMER_VECTOR
+from kernel.mail import Mail
 from kernel.system import System
 from kernel.thread import Thread
+from l4tui.files import atomic_text
 from machine.cpu import Cpu
 from machine.ops import PAGE_FAULT_VECTOR, InterruptEntry, InterruptExit, Phase, SendIPI
 
@@ -132,7 +134,7 @@ class TraceWriter:
         self._buf: list[str] = []
         self._ticks_per_us = m.tpc * m.profile.clock.cpu_mhz
         self._tracks = [_Track(c.number) for c in m.cpus]
-        self._idle = {cd.idle for cd in k.cpus}
+        self._idle = query.idle_threads(k)
         self._steps = m.steps
         self._closed = False
         # Names quoted once: they repeat all run long.
@@ -185,6 +187,7 @@ class TraceWriter:
             return  # not executed: a SendIPI that found the ICR busy runs again later
         self._steps = m.steps
         c = m.last_cpu
+        assert c is not None  # an op was executed (steps moved), so it has a CPU
         tr = self._tracks[c.index]
         kind = type(op)
         if kind in _MARKED or c.context.owner is not tr.owner or c.mode != tr.mode:
@@ -404,7 +407,7 @@ class TraceWriter:
     def _end_flow(self, fid: int, tr: _Track, tick: int) -> None:
         self._flow("f", fid, self._open_flows[fid][0], tr, tick)
 
-    def _request(self, p: Thread) -> xcpu.Mail | None:
+    def _request(self, p: Thread) -> Mail | None:
         """The request proxy `p` serves: the first mailbox on its list (§8.4)."""
         first = self._kernel.field(p, "first_mailbox")
         mb = self._kernel.mailboxes
@@ -490,8 +493,6 @@ class TraceWriter:
 
 def export_session(session: Any, path: str) -> str:
     """`export perfetto FILE`: the session's run so far, re-run into a trace file."""
-    from l4tui.files import atomic_text
-
     writers: list[TraceWriter] = []
     with atomic_text(path) as out:
 

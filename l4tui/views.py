@@ -6,13 +6,15 @@ anything. The TUI shows the same data from the session's view dataclasses.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
-from kernel import lists
+from kernel import query
 from kernel.lists import Walk
 from l4tui import panes
 from l4tui.grammar import INFO_TOPICS, MAX_NUMBER, CommandError, shown, suggest
 from l4tui.report import format_table
+from l4tui.runner import figures
 from machine.ops import KERNEL_BASE
 
 if TYPE_CHECKING:
@@ -125,10 +127,9 @@ def _wakeup(cpus: tuple[panes.CpuPane, ...]) -> str:
 
 def sendq(s: Session, name: str | None) -> str:
     """The threads polling to send to `name`, in queue order (§8.3.2)."""
-    k = s.system.kernel
     t = thread(s, name or "")
-    queue = lists.send_queue(k, t)  # bounded: mid-update the ring need not close
-    out = [f"{a.name} ({k.state(a)}, cpu{a.cpu})" for a in (k.by_tcb[x] for x in queue.tcbs)]
+    polling, queue = query.senders(s.system.kernel, t)
+    out = [f"{a} ({state}, cpu{cpu})" for a, state, cpu in polling]
     if queue.broken:
         out.append(queue.tail())
     return f"send queue of {t.name}: {', '.join(out) if out else '(empty)'}"
@@ -277,7 +278,7 @@ def breakpoints(s: Session, arg: str | None = None) -> str:
 
 
 def counters(s: Session, arg: str | None = None) -> str:
-    c = s.system.counters()
+    c = figures.counters(s.system)
     mesi = c.pop("mesi")
     lines = [f"{k} {v}" for k, v in c.items()]
     lines.append("mesi " + (", ".join(f"{k} {v}" for k, v in mesi.items()) or "-"))
@@ -308,8 +309,7 @@ def checkpoints(s: Session, arg: str | None = None) -> str:
     """Where going back starts from: the engine's fork checkpoints (checkpoints.py)."""
     ck = s.checkpoints
     if ck is None:
-        import os
-
+        # (engine.py runs sessions in processes and imports session.py, which imports this)
         from l4tui import engine
 
         if not hasattr(os, "fork"):

@@ -14,6 +14,7 @@ from typing import Any
 from kernel import invariants
 from kernel.scenario import Scenario, parse_scenario
 from kernel.system import System
+from l4tui.runner.summary import summary as run_summary
 from machine import paging
 from machine.ops import Hlt, InterruptExit, Iret
 
@@ -41,11 +42,11 @@ def run(text: str, max_steps: int = STEP_BUDGET, **kw: Any) -> System:
 
 def results(s: System, name: str) -> list[dict[str, Any]]:
     """The syscall results of thread `name`, as `run --json` reports them."""
-    return s.summary()["threads"][name]["results"]
+    return run_summary(s)["threads"][name]["results"]
 
 
 def state(s: System, name: str) -> str:
-    return s.summary()["threads"][name]["state"]
+    return run_summary(s)["threads"][name]["state"]
 
 
 def froms(s: System, name: str) -> list[str | None]:

@@ -19,7 +19,7 @@ are swapped for checking copies and their program counters' moves
 (`advance`, `halt`) are checked too, so a write from another CPU is recorded
 with the field, the writing CPU, the owner and the kernel line that wrote it.
 
-Mailboxes (§8.3.4): their words are simulated memory; `xcpu.Mail` is the
+Mailboxes (§8.3.4): their words are simulated memory; `mail.Mail` is the
 rest of a mailbox's parameter block, which only the CPU holding the mailbox
 may write — the one that locked it (`xcpu.alloc`), until a `xcpu.trigger`
 hands it to the target CPU, whose `check_n_ack` links it to a thread there
@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from kernel import interrupts, mapdb, xcpu
+from kernel.mail import Mail
 from kernel.program import ProgramCounter
 from kernel.sched import CpuData
 from kernel.system import System
@@ -216,7 +217,7 @@ def _check_mailbox(i: int, field: str) -> None:
         g.violations.append(Violation(field, f"mailbox {i}", g.running, holder, _where()))
 
 
-def _mail_setattr(self: xcpu.Mail, field: str, value: Any) -> None:
+def _mail_setattr(self: Mail, field: str, value: Any) -> None:
     g = _active
     if g is not None:
         i = next((j for j, m in g.s.kernel.mailboxes.mail.items() if m is self), None)
@@ -329,8 +330,8 @@ class SharedStateGuard:
         xcpu.alloc, xcpu.trigger, xcpu.link = guarded_alloc, guarded_trigger, guarded_link
         table = k.mailboxes.mail
         k.mailboxes.mail = _MailTable(table)
-        old_mail = xcpu.Mail.__dict__.get("__setattr__")
-        xcpu.Mail.__setattr__ = _mail_setattr  # type: ignore[method-assign, assignment]
+        old_mail = Mail.__dict__.get("__setattr__")
+        Mail.__setattr__ = _mail_setattr  # type: ignore[method-assign, assignment]
         for t in k.threads:
             for field in CONTAINERS:
                 object.__setattr__(t, field, _guarded(t, field, getattr(t, field)))
@@ -351,9 +352,9 @@ class SharedStateGuard:
             xcpu.alloc, xcpu.trigger, xcpu.link = alloc, trigger, link
             k.mailboxes.mail = dict(k.mailboxes.mail)
             if old_mail is None:
-                del xcpu.Mail.__setattr__
+                del Mail.__setattr__
             else:
-                xcpu.Mail.__setattr__ = old_mail  # type: ignore[method-assign]
+                Mail.__setattr__ = old_mail  # type: ignore[method-assign]
             for name, method in old_pc.items():
                 setattr(ProgramCounter, name, method)
             for cls, old in ((Thread, old_t), (CpuData, old_c)):

@@ -18,7 +18,8 @@ from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 
 from l4tui import console
-from l4tui.cli import lab_session, main
+from l4tui.cli import main
+from l4tui.cli.sessions import lab_session
 from l4tui.complete import CommandCompleter
 from l4tui.executor import execute
 from l4tui.files import ANYWHERE, FileError, FileRoot, confine, root_of

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from test_cache_lru import BASE, PROFILE, l2_stride, reads, run
 
+from l4tui.runner.figures import counters
 from machine import Machine
 from machine.ops import Write, kaddr
 from tests.kernel_helpers import system
@@ -50,7 +51,7 @@ def test_ipis_shootdowns_and_faults_each_counted_as_named() -> None:
     fault is one fault IPC to sigma0."""
     s = system(grant(2, cpus=4))  # a touches PAGE, grants it to b, touches it again
     assert s.run(max_steps=400_000, check_invariants=True) == "end"
-    c = s.counters()
+    c = counters(s)
     assert c["tlb_shootdowns"] == 1 and c["tlb_remote_flushes"] == 3
     assert c["hardware_page_faults"] == 2
     assert c["fault_ipcs"] == c["page_faults"] == 2

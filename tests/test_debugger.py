@@ -14,13 +14,14 @@ from hypothesis import strategies as st
 from kernel.scenario import load_scenario, parse_scenario
 from l4tui.demo import demo_scenario
 from l4tui.executor import execute
+from l4tui.runner.summary import summary as run_summary
 from l4tui.session import Session
 from l4tui.views import TOPICS
 
 
 def state(s: Session) -> tuple[str, str, str, list]:
     """The whole observable state: hardware, kernel summary, threads, the phase marks."""
-    summary = json.dumps(s.system.summary(), sort_keys=True, default=str)
+    summary = json.dumps(run_summary(s.system), sort_keys=True, default=str)
     report = execute(s, "info report").split("\n", 1)[1]  # without the stop reason
     return s.system.machine.fingerprint(), summary, report, s.marks
 

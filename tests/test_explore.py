@@ -16,6 +16,8 @@ from kernel.system import System
 from l4tui.cli import main
 from l4tui.executor import execute, load_schedule, load_session
 from l4tui.explore import Choice, Explorer, judge, lost_messages, read_schedule
+from l4tui.inputs import from_json
+from l4tui.runner.summary import summary as run_summary
 from l4tui.session import Session
 from machine.errors import ConfigError
 
@@ -158,13 +160,13 @@ def test_a_schedule_runs_the_same_twice_and_replays_in_a_session(picks: list) ->
     one, two = Explorer(SCENARIO).run(choices), Explorer(SCENARIO).run(choices)
     assert one.log == two.log and (one.kind, one.message) == (two.kind, two.message)
     s = Session(SCENARIO)
-    s.follow(one.log, {})
+    s.follow([from_json(e) for e in one.log], {})
     s.stepi(sum(1 for entry in one.log if not isinstance(entry, list)))
-    replayed = s.system.summary()
+    replayed = run_summary(s.system)
     system = System(SCENARIO)
     for entry in one.log:
         system.advance(cpu=entry[1] if isinstance(entry, list) else entry)
-    assert replayed["threads"] == system.summary()["threads"]
+    assert replayed["threads"] == run_summary(system)["threads"]
     assert s.system.machine.fingerprint() == system.machine.fingerprint()
 
 

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from kernel.scenario import load_scenario
 from kernel.system import System
 from l4tui.explore import Explorer
+from l4tui.runner.summary import summary as run_summary
 from tests.kernel_helpers import run_checked, scenario
 
 SCRIPTS = sorted((Path(__file__).parent.parent / "scripts").glob("*.yaml"))
@@ -34,7 +35,7 @@ def test_scripts_keep_invariants(path: Path) -> None:
     why, exits = run_checked(s)
     assert why == "end"
     assert exits > 0
-    summary = s.summary()
+    summary = run_summary(s)
     assert all(e["ok"] for e in summary["expect"]), summary["expect"]
     s.kernel.spaces.mapdb.check()
 
@@ -313,7 +314,7 @@ def test_random_scenarios_keep_invariants_and_end(text: str) -> None:
     s = System(scenario(text))
     why, _ = run_checked(s, max_steps=150_000)
     assert why == "end", textwrap.indent(text, "  ")
-    summary = s.summary()
+    summary = run_summary(s)
     assert summary["deadlock"] is False
     # Every timeout is finite or zero: every thread finishes its program.
     states = {name: t["state"] for name, t in summary["threads"].items()}
@@ -358,7 +359,7 @@ def test_races_the_fuzzer_found_hold_under_exploration(name: str) -> None:
     # the explorer reports, as reaching a run limit is none.
     system = System(load_scenario(str(path)))
     assert system.run(max_steps=200_000, check_invariants=True) == "end", system.violations
-    assert all(e["ok"] for e in system.summary()["expect"])
+    assert all(e["ok"] for e in run_summary(system)["expect"])
     bound, limit = FOUND_RACES[name]
     report = Explorer(
         load_scenario(str(path)), preemptions=bound, max_schedules=None if LONG else limit

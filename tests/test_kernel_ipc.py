@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from l4tui.runner.summary import summary as run_summary
 from tests.kernel_helpers import froms, log_words, results, run, state, system
 
 M1 = "machine: {profile: p3-dual-450, cpus: 1}"
@@ -54,7 +55,7 @@ def test_send_recv(source: str, receiver_first: bool) -> None:
     assert rb["words"] == [11, 22]
     assert rb["from"] == "a"
     assert state(s, "a") == state(s, "b") == "inactive"
-    assert s.summary()["counters"]["ipc"] == 1
+    assert run_summary(s)["counters"]["ipc"] == 1
 
 
 def test_closed_receive_ignores_other_senders() -> None:
@@ -104,7 +105,7 @@ def test_call_and_reply_wait_server_loop() -> None:
                   - call: {{to: srv, words: [3]}}
         """)
     assert s.ended == "end"
-    assert not s.summary()["deadlock"]
+    assert not run_summary(s)["deadlock"]
     calls = results(s, "cli")
     assert len(calls) == 3
     for r in calls:
@@ -117,7 +118,7 @@ def test_call_and_reply_wait_server_loop() -> None:
     assert all(r["from"] == "cli" for r in srv)
     assert state(s, "cli") == "inactive"
     assert state(s, "srv") == "waiting"  # idle in its open receive
-    assert s.summary()["counters"]["ipc"] == 6
+    assert run_summary(s)["counters"]["ipc"] == 6
 
 
 def test_reply_wait_without_to_replies_to_last_sender() -> None:
@@ -285,7 +286,7 @@ def test_send_to_unstarted_task_is_not_exist() -> None:
         assert x["error"] == "not_exist"
     assert state(s, "a") == "inactive"
     assert state(s, "ghost") == "inactive"
-    assert s.summary()["counters"]["ipc"] == 0
+    assert run_summary(s)["counters"]["ipc"] == 0
 
 
 def test_send_timeout_zero_when_receiver_not_waiting() -> None:
@@ -306,7 +307,7 @@ def test_send_timeout_zero_when_receiver_not_waiting() -> None:
     assert ra["op"] == "send" and ra["ok"] is False and ra["error"] == "timeout"
     (rb,) = results(s, "b")
     assert rb["ok"] is False and rb["error"] == "timeout"  # nothing was queued for b
-    assert s.summary()["counters"]["ipc"] == 0
+    assert run_summary(s)["counters"]["ipc"] == 0
 
 
 def test_send_timeout_zero_succeeds_when_receiver_waits() -> None:
@@ -344,7 +345,7 @@ def test_finite_receive_timeout(timeout: int) -> None:
         """)
     (r,) = results(s, "a")
     assert r["op"] == "recv" and r["ok"] is False and r["error"] == "timeout"
-    cycles = s.summary()["cycles"]
+    cycles = run_summary(s)["cycles"]
     assert cycles >= timeout
     assert cycles <= timeout + 2 * tick + 5000  # "about" the timeout: within a tick or two
     assert state(s, "a") == "inactive"
@@ -388,7 +389,7 @@ def test_infinite_receive_without_sender_ends_waiting(source: str) -> None:
                   - compute: 1000
         """)
     assert s.ended == "end"
-    summary = s.summary()
+    summary = run_summary(s)
     assert summary["deadlock"] is False
     assert "waits" not in summary
     assert state(s, "a") == "waiting"
@@ -414,7 +415,7 @@ def test_sleep() -> None:
     (ra,) = results(s, "a")  # sleep adds no result
     _ok(ra, "send")
     assert results(s, "b")[0]["words"] == [9]
-    assert s.summary()["cycles"] >= 30000
+    assert run_summary(s)["cycles"] >= 30000
     assert state(s, "a") == "inactive"
 
 
@@ -506,7 +507,7 @@ def test_deadlock_call_cycle() -> None:
                   - call: {{to: a, words: [2]}}
         """)
     assert s.run(max_steps=100_000) == "deadlock"
-    summary = s.summary()
+    summary = run_summary(s)
     assert summary["deadlock"] is True
     waits = summary["waits"]
     assert len(waits) == 2
@@ -533,7 +534,7 @@ def test_closed_receive_cycle_is_a_deadlock() -> None:
                   - recv: {{from: a}}
         """)
     assert s.run(max_steps=100_000) == "deadlock"
-    summary = s.summary()
+    summary = run_summary(s)
     assert summary["deadlock"] is True
     assert sorted(w.split()[0] for w in summary["waits"]) == ["a", "b"]
     assert all("waiting for" in w for w in summary["waits"])
@@ -558,7 +559,7 @@ def test_idle_server_is_not_a_deadlock() -> None:
                   - recv: {{from: srv}}
         """)
     assert s.ended == "end"
-    summary = s.summary()
+    summary = run_summary(s)
     assert summary["deadlock"] is False
     assert "waits" not in summary
     assert state(s, "srv") == "waiting"
@@ -582,14 +583,14 @@ def test_timeouts_break_a_would_be_deadlock() -> None:
                   - call: {{to: a, words: [2], timeout: 40000}}
         """)
     assert s.ended == "end"
-    assert s.summary()["deadlock"] is False
+    assert run_summary(s)["deadlock"] is False
     assert state(s, "a") == state(s, "b") == "inactive"
     (ra,) = results(s, "a")
     (rb,) = results(s, "b")
     # Both poll on each other; a's send times out first, then b's (a never receives).
     assert ra["ok"] is False and ra["error"] == "timeout"
     assert rb["ok"] is False and rb["error"] == "timeout"
-    assert s.summary()["cycles"] >= 40000
+    assert run_summary(s)["cycles"] >= 40000
 
 
 # --- XP-IPC detection on one CPU -----------------------------------------------------

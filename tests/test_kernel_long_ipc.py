@@ -17,6 +17,7 @@ import pytest
 
 from kernel.program import Ipc
 from kernel.system import System
+from l4tui.runner.summary import summary as run_summary
 from tests.kernel_helpers import (
     mapping_node,
     read_virtual,
@@ -248,7 +249,7 @@ def test_faults_in_both_spaces_go_to_each_threads_pager(
         # The user pager's own pages come from sigma0, and are the frames it handed out.
         node = mapping_node(s, "pgr", 0x100000 if cli_pager == "pgr" else 0x200000)
         assert node is not None and s.kernel.spaces.name_of(node.parent.space) == "sigma0"
-    faults = s.summary()["counters"]["page_faults"]
+    faults = run_summary(s)["counters"]["page_faults"]
     assert faults >= 4 + (2 if cli_pager == "pgr" else 0) + (2 if srv_pager == "pgr" else 0)
     # The receiver's later touch of a copied page does not fault again.
     assert all(r["op"] != "page_fault" for r in results(s, "srv"))
@@ -263,7 +264,7 @@ def test_pager_long_ipc_script(checked: list[System]) -> None:
     s = System(load_scenario(path))
     checked.append(s)
     assert s.run(max_steps=100_000) == "end"
-    assert all(e["ok"] for e in s.summary()["expect"])
+    assert all(e["ok"] for e in run_summary(s)["expect"])
     assert translation(s, "srv", 0x200000).frame == translation(s, "pgr", 0x200000).frame
 
 
@@ -358,7 +359,7 @@ def test_map_into_receive_window(checked: list[System]) -> None:
     assert results(s, "a")[0]["ok"] is True
     assert results(s, "b")[0]["ok"] is True
     # Only a's first touch faulted: b's touches hit the mapped page, and a keeps its page.
-    assert s.summary()["counters"]["page_faults"] == 1
+    assert run_summary(s)["counters"]["page_faults"] == 1
     ta, tb = translation(s, "a", 0x300000), translation(s, "b", 0x500000)
     assert ta is not None and tb is not None
     assert ta.frame == tb.frame
@@ -446,12 +447,12 @@ def test_grant_moves_the_page(checked: list[System], granter_touches_again: bool
     ta = translation(s, "a", 0x300000)
     if granter_touches_again:
         # a lost the page: its next touch faulted and got a different frame.
-        assert s.summary()["counters"]["page_faults"] == 2
+        assert run_summary(s)["counters"]["page_faults"] == 2
         assert ta is not None and ta.frame != tb.frame
     else:
         assert ta is None
         assert mapping_node(s, "a", 0x300000) is None
-        assert s.summary()["counters"]["page_faults"] == 1
+        assert run_summary(s)["counters"]["page_faults"] == 1
     node = mapping_node(s, "b", 0x500000)
     assert s.kernel.spaces.name_of(node.parent.space) == "sigma0"  # kept its place
 
@@ -497,7 +498,7 @@ def test_unmap_flush(checked: list[System], own: bool) -> None:
     s = run(_unmap_scenario("flush", own, b_writes=False, a_touches=False))
     checked.append(s)
     assert s.ended == "end"
-    assert all(r["ok"] for n in ("a", "b", "c") for r in results(s, n)), s.summary()["threads"]
+    assert all(r["ok"] for n in ("a", "b", "c") for r in results(s, n)), run_summary(s)["threads"]
     unmap = next(r for r in results(s, "a") if r["op"] == "unmap")
     assert unmap["ok"] is True
     assert translation(s, "b", 0x500000) is None
@@ -510,7 +511,7 @@ def test_unmap_flush(checked: list[System], own: bool) -> None:
     else:
         assert translation(s, "a", 0x300000) is not None
         assert mapping_node(s, "a", 0x300000) is not None
-    assert s.summary()["counters"]["page_faults"] == 1  # c's read hit the mapped page
+    assert run_summary(s)["counters"]["page_faults"] == 1  # c's read hit the mapped page
 
 
 @pytest.mark.parametrize("own", [False, True])
@@ -518,7 +519,7 @@ def test_touch_after_unmap_flush_faults(checked: list[System], own: bool) -> Non
     s = run(_unmap_scenario("flush", own, b_writes=True, a_touches=True))
     checked.append(s)
     assert s.ended == "end"
-    faults = s.summary()["counters"]["page_faults"]
+    faults = run_summary(s)["counters"]["page_faults"]
     # a's first touch, b's touch after the flush, and a's own touch only if it lost the page.
     assert faults == 2 + (1 if own else 0)
     tb = translation(s, "b", 0x500000)
@@ -542,14 +543,14 @@ def test_unmap_ro(checked: list[System]) -> None:
     assert tb.writable is False and tc.writable is False
     assert mapping_node(s, "b", 0x500000).writable is False
     assert mapping_node(s, "c", 0x700000).writable is False
-    assert s.summary()["counters"]["page_faults"] == 1  # a's write to its own page is fine
+    assert run_summary(s)["counters"]["page_faults"] == 1  # a's write to its own page is fine
 
 
 def test_write_after_unmap_ro_faults(checked: list[System]) -> None:
     s = run(_unmap_scenario("ro", False, b_writes=True, a_touches=False))
     checked.append(s)
     assert s.ended == "end"
-    assert s.summary()["counters"]["page_faults"] == 2  # a's first touch, b's write
+    assert run_summary(s)["counters"]["page_faults"] == 2  # a's first touch, b's write
     assert state(s, "b") == "inactive"
     assert all(r["op"] != "page_fault" for r in results(s, "b"))  # resolved, not killed
 
@@ -558,7 +559,7 @@ def test_unmap_ro_own(checked: list[System]) -> None:
     s = run(_unmap_scenario("ro", True, b_writes=False, a_touches=True))
     checked.append(s)
     # a write-protected its own page too: its write faults.
-    assert s.summary()["counters"]["page_faults"] == 2
+    assert run_summary(s)["counters"]["page_faults"] == 2
     assert all(r["op"] != "page_fault" for r in results(s, "a"))
 
 
@@ -581,4 +582,4 @@ def test_spaces_are_distinct(checked: list[System]) -> None:
     checked.append(s)
     assert space_of(s, "a") is not space_of(s, "b")
     assert translation(s, "a", 0x300000).frame != translation(s, "b", 0x300000).frame
-    assert s.summary()["counters"]["page_faults"] == 2
+    assert run_summary(s)["counters"]["page_faults"] == 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from l4tui.runner.summary import summary as run_summary
 from tests.kernel_helpers import froms, log_words, results, run, state
 
 M1 = "machine: {profile: p3-dual-450, cpus: 1}"
@@ -270,7 +271,7 @@ def test_schedule_changes_priority_and_timeslice(mcp: int) -> None:
     s = run(_schedule_scenario(mcp, "priority: 120, timeslice: 7000"))
     (r,) = results(s, "ctl")
     assert r["op"] == "schedule" and r["ok"] is True and r["error"] is None
-    assert s.summary()["threads"]["t"]["priority"] == 120
+    assert run_summary(s)["threads"]["t"]["priority"] == 120
     t = s.kernel.by_name["t"]
     assert s.kernel.field(t, "timeslice") == 7000
 
@@ -280,7 +281,7 @@ def test_schedule_denied_without_mcp_above_target(mcp: int) -> None:
     s = run(_schedule_scenario(mcp, "priority: 90, timeslice: 7000"))
     (r,) = results(s, "ctl")
     assert r["op"] == "schedule" and r["ok"] is False and r["error"] == "denied"
-    assert s.summary()["threads"]["t"]["priority"] == 100
+    assert run_summary(s)["threads"]["t"]["priority"] == 100
     t = s.kernel.by_name["t"]
     assert s.kernel.field(t, "timeslice") == 5000
 
@@ -307,7 +308,7 @@ def test_schedule_priority_change_affects_dispatch() -> None:
         """)
     assert results(s, "ctl")[0]["ok"] is True
     assert log_words(s, "log") == [2, 1]
-    assert s.summary()["threads"]["lo"]["priority"] == 200
+    assert run_summary(s)["threads"]["lo"]["priority"] == 200
 
 
 def test_schedule_of_blocked_thread_keeps_it_blocked() -> None:
@@ -327,7 +328,7 @@ def test_schedule_of_blocked_thread_keeps_it_blocked() -> None:
                   - schedule: {{thread: w, priority: 120}}
         """)
     assert results(s, "ctl")[0]["ok"] is True
-    assert s.summary()["threads"]["w"]["priority"] == 120
+    assert run_summary(s)["threads"]["w"]["priority"] == 120
     assert state(s, "w") == "waiting"
     assert results(s, "w") == []
 
@@ -368,7 +369,7 @@ def test_read_utcb_cpu_on_second_cpu() -> None:
         """)
     assert results(s, "a")[0]["value"] == 2
     assert results(s, "b")[0]["value"] == 1
-    assert s.summary()["threads"]["a"]["cpu"] == 2
+    assert run_summary(s)["threads"]["a"]["cpu"] == 2
 
 
 def test_fpu() -> None:
@@ -394,7 +395,7 @@ def test_fpu() -> None:
     assert _ops(s, "a") == ["read_kip"]  # fpu adds no result
     assert _ops(s, "b") == ["read_kip"]
     assert state(s, "a") == state(s, "b") == "inactive"
-    assert s.summary()["cycles"] >= 9000
+    assert run_summary(s)["cycles"] >= 9000
     assert s.kernel.by_name["a"].fpu_cycles == 5000
     assert s.kernel.by_name["b"].fpu_cycles == 4000
 
@@ -597,7 +598,7 @@ def test_task_new_starts_first_thread() -> None:
     assert _ops(s, "kid") == ["read_kip", "recv"]
     assert results(s, "kid")[1]["words"] == [2]
     assert state(s, "kid") == "inactive"
-    assert s.summary()["threads"]["kid"]["cpu"] == 1
+    assert run_summary(s)["threads"]["kid"]["cpu"] == 1
 
 
 def test_unstarted_task_stays_inactive() -> None:

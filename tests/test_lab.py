@@ -72,7 +72,7 @@ def test_a_saved_session_is_graded_the_same(tmp_path: Path) -> None:
 
 
 def test_the_lab_command_prints_the_sheet_as_text_in_78_columns(tmp_path: Path) -> None:
-    from l4tui.cli import lab_session
+    from l4tui.cli.sessions import lab_session
     from l4tui.lab import text
 
     lab, s = lab_session(str(LABS / "xp-ipc.yaml"), None, fresh=True)
@@ -133,7 +133,7 @@ def test_the_lab_command_without_a_lab_is_an_error_that_changes_nothing() -> Non
 
 
 def test_a_lab_session_saved_and_loaded_still_has_its_sheet(tmp_path: Path) -> None:
-    from l4tui.cli import lab_session
+    from l4tui.cli.sessions import lab_session
     from l4tui.executor import load_session
 
     lab, s = lab_session(str(LABS / "uhlig.yaml"), None, fresh=True)
@@ -183,7 +183,7 @@ def test_bad_lab_files_are_refused_with_a_position(text: str, where: str, messag
 async def test_the_monitor_shows_the_sheet_ticks_it_and_saves_after_every_command(
     tmp_path: Path,
 ) -> None:
-    from l4tui.cli import lab_session
+    from l4tui.cli.sessions import lab_session
     from l4tui.tui.app import MonitorApp
     from l4tui.tui.labpane import LabPane
 

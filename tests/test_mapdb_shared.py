@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 from kernel import interrupts, invariants, mapdb, space
-from kernel.mapdb import MappingDb
+from kernel.mapdb_direct import MappingDb
 from kernel.scenario import load_scenario, parse_scenario
 from kernel.system import System
+from l4tui.runner.expect import check
 from machine.memory import Memory
 from machine.ops import Atomic, Read, Write, kaddr
 from tests.shared_guard import SharedStateGuard
@@ -61,7 +62,7 @@ def test_map_and_unmap_on_two_cpus_go_through_memory_under_the_lock() -> None:
             ops.append((s.machine.last_cpu.number, op))
 
     assert s.run(observer=observe) == "end"
-    assert all(s.check(e) for e in s.scenario.expect)
+    assert all(check(s, e) for e in s.scenario.expect)
     locks = [(cpu, op) for cpu, op in ops if op.addr == lock and isinstance(op, Atomic)]
     assert {cpu for cpu, _ in locks} == {1, 2}  # both CPUs mapped (faults) and unmapped
     assert any(isinstance(op, Write) and op.addr in pool for _, op in ops)
@@ -110,11 +111,11 @@ def test_a_planted_python_side_write_to_the_mapping_database_is_caught(
     original = space.map_items
     pages = iter(range(0x7000_0000, 0x8000_0000, 4096))
 
-    def planted(k, a, b, op, copier=None):  # type: ignore[no-untyped-def]
+    def planted(k, a, b, fp, grant, copier=None):  # type: ignore[no-untyped-def]
         # The database operated on from outside simulated time, in a kernel path.
         page = next(pages)
         k.spaces.mapdb.add_root(99, page, page)
-        return (yield from original(k, a, b, op, copier))
+        return (yield from original(k, a, b, fp, grant, copier))
 
     monkeypatch.setattr(space, "map_items", planted)
     g = guarded_run(_shootdown())

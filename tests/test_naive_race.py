@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from kernel.scenario import parse_scenario
 from kernel.system import System
+from l4tui.runner.summary import summary as run_summary
 
 SCENARIO = """
 name: uhlig
@@ -55,7 +56,7 @@ def _race(variant: str) -> System:
 
 def test_naive_loses_the_wakeup() -> None:
     s = _race("naive")
-    summary = s.summary()
+    summary = run_summary(s)
     assert s.ended == "deadlock"
     assert summary["threads"]["snd"]["state"] == "polling"
     assert summary["threads"]["rcv"]["state"] == "waiting"
@@ -65,7 +66,7 @@ def test_naive_loses_the_wakeup() -> None:
 
 def test_proxy_delivers_through_the_same_interleaving() -> None:
     s = _race("proxy")
-    summary = s.summary()
+    summary = run_summary(s)
     assert s.ended == "end"
     assert summary["threads"]["rcv"]["results"][0]["words"] == [42]
     assert summary["threads"]["snd"]["state"] == summary["threads"]["rcv"]["state"] == "inactive"

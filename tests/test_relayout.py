@@ -15,8 +15,10 @@ from kernel.scenario import load_scenario, parse_scenario
 from l4tui import relayout
 from l4tui.demo import demo_scenario
 from l4tui.executor import execute, load_session
+from l4tui.inputs import Inject, to_json
 from l4tui.lab import load_lab, progress, sheet
 from l4tui.relayout import Point, locate, switch
+from l4tui.runner.summary import summary as run_summary
 from l4tui.session import Session
 from l4tui.views import KBASE
 
@@ -27,7 +29,7 @@ MIGRATION = str(ROOT / "scripts" / "demos" / "migration.yaml")
 
 def state(s: Session) -> tuple[object, ...]:
     """What must be identical after going there and back: position, hardware, kernel, marks."""
-    summary = json.dumps(s.system.summary(), sort_keys=True, default=str)
+    summary = json.dumps(run_summary(s.system), sort_keys=True, default=str)
     return (
         s.position,
         s.system.machine.fingerprint(),
@@ -192,9 +194,9 @@ def test_breakpoints_keep_numbers_and_recount_hits_in_the_new_run() -> None:
 def test_log_point_records_past_the_cap_are_carried_over(monkeypatch: pytest.MonkeyPatch) -> None:
     # The session keeps the newest RECORDS; when it drops its oldest, the relayout run must
     # still see each step's new records (it once counted them by the list's length).
-    from l4tui import session
+    from l4tui import stops
 
-    monkeypatch.setattr(session, "RECORDS", 3)
+    monkeypatch.setattr(stops, "RECORDS", 3)
     monkeypatch.setattr(relayout, "RECORDS", 3)
     s = Session(demo_scenario())
     run(s, "break xp.* log", "stepi 3000")
@@ -209,7 +211,7 @@ def test_an_injected_system_call_goes_with_its_thread() -> None:
     run(s, "break xp.send", "continue", "srv: send cli 7", "step 3")
     out = run(s, "layout naive")
     assert "left out" not in out
-    assert [e for e in s.log if isinstance(e, list) and e[0] == "inject"] == [
+    assert [to_json(e) for e in s.log if isinstance(e, Inject)] == [
         ["inject", "srv", "send", "cli", "7"]
     ]
 

@@ -20,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from l4tui.cli import lab_session, main
+from l4tui.cli import main
+from l4tui.cli.sessions import lab_session
 from l4tui.demo import demo_scenario
 from l4tui.executor import execute, load_session
 from l4tui.labstatus import grade

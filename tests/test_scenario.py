@@ -17,6 +17,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kernel.expectations import Expect
 from kernel.layout import THESIS_LINES
 from kernel.program import (
     INF,
@@ -39,7 +40,6 @@ from kernel.program import (
     Unmap,
 )
 from kernel.scenario import (
-    Expect,
     KernelSpec,
     Scenario,
     TaskSpec,

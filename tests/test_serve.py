@@ -20,7 +20,8 @@ import asyncssh
 import pyte
 import pytest
 
-from l4tui.cli import build_parser, main
+from l4tui.cli import main
+from l4tui.cli.parser import build_parser
 from l4tui.serve.auth import check_password, hash_password, load_users
 from l4tui.serve.server import LabServer, Limits, host_key, split_login
 

@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 
 from kernel.scenario import load_scenario
-from l4tui import checkpoints, cli, engine
+from l4tui import checkpoints, engine
 from l4tui.bench.debugger import SCENARIO
-from l4tui.cli import lab_session
+from l4tui.cli import sessions
+from l4tui.cli.sessions import lab_session
 from l4tui.executor import execute
 from l4tui.files import FileRoot, confine, root_of
 from l4tui.session import Session
@@ -55,7 +56,7 @@ def _served(tmp_path: Path, run, long: bool = False) -> int:
         scenario.write_text(SCENARIO)
         s = Session(load_scenario(scenario))
         confine(s, FileRoot.confined_to(tmp_path / "alice"))
-    return cli._with_engine(s, run, served=True)
+    return sessions.with_engine(s, run, served=True)
 
 
 def test_file_commands_through_the_engine_stay_inside(tmp_path: Path) -> None:
@@ -125,7 +126,7 @@ def _fingerprint(s) -> object:
 CHILD = """
 import os, sys, time
 sys.path.insert(0, {root!r})
-from l4tui import cli
+from l4tui.cli import sessions
 from l4tui.bench.debugger import _session
 from l4tui.executor import execute
 from l4tui.files import FileRoot, confine
@@ -141,7 +142,7 @@ def run(r):
     time.sleep(60)
     return 0
 
-cli._with_engine(s, run, served=True)
+sessions.with_engine(s, run, served=True)
 """
 
 

@@ -9,7 +9,7 @@ the `naive` design of §8.3.3, where the sender does the receiver's part from
 its own CPU — and the shipped scenarios, with `SharedStateGuard` watching
 every Python-side write: any write of another CPU's thread or CPU state
 fails, naming the field, the writing CPU and the owner — and so does a write
-of a mailbox's parameter block (`xcpu.Mail`) by a CPU that does not hold the
+of a mailbox's parameter block (`mail.Mail`) by a CPU that does not hold the
 mailbox (§8.3.4).
 
 CI runs `COUNT` random scenarios of each design; `L4TUI_FUZZ=long` runs
@@ -30,6 +30,7 @@ from kernel import proxy
 from kernel.program import Ipc
 from kernel.scenario import load_scenario, parse_scenario
 from kernel.system import System
+from l4tui.runner.summary import summary as run_summary
 from tests.kernel_fuzz import generate
 from tests.kernel_helpers import read_virtual, step_until, write_virtual
 from tests.shared_guard import SharedStateGuard, Violation
@@ -227,7 +228,7 @@ def test_a_long_message_from_another_cpu_arrives_through_memory_in_both_designs(
             write_virtual(s, "snd", 0x100010, pattern)
             s.run(max_steps=STEPS)
         assert s.ended == "end" and g.violations == [], _report(g)
-        result = s.summary()["threads"]["rcv"]["results"][0]
+        result = run_summary(s)["threads"]["rcv"]["results"][0]
         assert result["ok"] is True and result["words"] == [1, 2, 3, 4, 5], design
         assert result["mapped"] == [[0x500000, 4096]] and result["from"] == "snd"
         assert read_virtual(s, "rcv", 0x200000, 6000) == pattern[:1500]
@@ -268,7 +269,7 @@ def test_an_interrupt_for_a_migrated_owner_is_taken_on_the_owners_new_cpu() -> N
     s.machine.raise_irq = lambda irq, cycle=None: (raised.append(irq), raise_irq(irq, cycle))
     g = guarded_run(s)
     assert g.violations == [], _report(g)
-    h = s.summary()["threads"]["h"]
+    h = run_summary(s)["threads"]["h"]
     assert s.ended == "end" and h["cpu"] == 2
     assert [(r["ok"], r["from"], r["words"]) for r in h["results"]] == [(True, "irq3", [3])] * 2
     assert raised == [3]  # the second interrupt, again on h's new CPU
@@ -306,8 +307,8 @@ def test_a_sender_fault_during_a_copy_on_another_cpu_is_redone_in_the_senders_co
         s = System(parse_scenario(text, "<test>"))
         g = guarded_run(s)
         assert s.ended == "end" and g.violations == [], _report(g)
-        assert s.summary()["counters"]["page_faults"] == 5  # 2 + 2 string pages, 1 map source
-        got[design] = s.summary()["threads"]["rcv"]["results"]
+        assert run_summary(s)["counters"]["page_faults"] == 5  # 2 + 2 string pages, 1 map source
+        got[design] = run_summary(s)["threads"]["rcv"]["results"]
     assert got["proxy"] == got["naive"] and got["proxy"][0]["words"] == [1, 2, 3, 4, 5]
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from kernel import boot
 from kernel.system import System
+from l4tui.runner.summary import summary as run_summary
 from machine import ops
 from tests.kernel_helpers import Log, results, system, watch
 
@@ -72,7 +73,7 @@ def _eoi_only() -> Any:
 @pytest.mark.parametrize("n", [2, 3, 4, 8, 10])
 def test_processor_numbers_taken_exactly_once(n: int) -> None:
     s, _ = booted(n)
-    report = s.summary()["boot"]
+    report = run_summary(s)["boot"]
     numbers = report["numbers"]
     # Every AP — and only the APs — took a number; the numbers are 2..k, each once.
     assert sorted(numbers) == list(range(2, n + 1))
@@ -83,7 +84,7 @@ def test_processor_numbers_taken_exactly_once(n: int) -> None:
 
 def test_single_cpu_boots_without_aps() -> None:
     s, log = booted(1)
-    report = s.summary()["boot"]
+    report = run_summary(s)["boot"]
     assert report.get("numbers", {}) == {}
     assert "missing" not in report
     assert log["t1"][0][2] > report["cycles"]
@@ -92,7 +93,7 @@ def test_single_cpu_boots_without_aps() -> None:
 @pytest.mark.parametrize("n", [2, 3, 4])
 def test_threads_run_on_their_cpus_after_boot(n: int) -> None:
     s, log = booted(n)
-    boot_cycles = s.summary()["boot"]["cycles"]
+    boot_cycles = run_summary(s)["boot"]["cycles"]
     for c in range(1, n + 1):
         name = f"t{c}"
         assert [r["value"] for r in results(s, name)] == [c, n]
@@ -106,7 +107,7 @@ def test_missing_cpu_is_reported_and_the_run_ends(n: int) -> None:
     """CPU 3 never reaches the barrier: one missing, the others numbered, all else runs."""
     on = [c for c in range(1, n + 1) if c != 3]
     s, log = booted(n, on=on, dead=3)
-    report = s.summary()["boot"]
+    report = run_summary(s)["boot"]
     assert report["missing"] == 1
     assert 3 not in report["numbers"]
     assert sorted(report["numbers"]) == [c for c in range(2, n + 1) if c != 3]
@@ -123,7 +124,7 @@ def test_missing_cpu_threads_still_start_after_boot(n: int) -> None:
     """Even when the BSP waited long for the barrier, no thread ran before it was through."""
     on = [c for c in range(1, n + 1) if c != 3]
     s, log = booted(n, on=on, dead=3)
-    boot_cycles = s.summary()["boot"]["cycles"]
+    boot_cycles = run_summary(s)["boot"]["cycles"]
     for c in on:
         first = log[f"t{c}"][0][2]
         assert first > boot_cycles, (f"t{c}", first, boot_cycles)

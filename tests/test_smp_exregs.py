@@ -17,6 +17,7 @@ from __future__ import annotations
 import pytest
 
 from kernel.system import System
+from l4tui.runner.summary import summary as run_summary
 from tests.kernel_helpers import Log, results, system, watch
 
 MAX_STEPS = 400_000
@@ -26,7 +27,7 @@ def run_ok(text: str, names: tuple[str, ...] = ()) -> tuple[System, Log]:
     s = system(text)
     log = watch(s, list(names))
     ended = s.run(max_steps=MAX_STEPS, check_invariants=True)
-    assert ended == "end", (ended, s.violations, s.summary().get("waits"), s.stuck())
+    assert ended == "end", (ended, s.violations, run_summary(s).get("waits"), s.stuck())
     return s, log
 
 

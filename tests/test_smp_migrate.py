@@ -20,6 +20,7 @@ from __future__ import annotations
 import pytest
 
 from kernel.system import System
+from l4tui.runner.summary import summary as run_summary
 from tests.kernel_helpers import Log, results, system, watch
 
 #: A guard against a run that never ends; every scenario here needs far fewer.
@@ -31,7 +32,7 @@ def run_ok(text: str, names: tuple[str, ...] | list[str] = ()) -> tuple[System, 
     s = system(text)
     log = watch(s, list(names))
     ended = s.run(max_steps=MAX_STEPS, check_invariants=True)
-    assert ended == "end", (ended, s.violations, s.summary().get("waits"), s.stuck())
+    assert ended == "end", (ended, s.violations, run_summary(s).get("waits"), s.stuck())
     return s, log
 
 
@@ -86,7 +87,7 @@ def test_ready_thread_migrates_and_runs_on_destination(n: int, a: int, b: int, c
     # The scheduler's call succeeded and returned the old priority.
     (r,) = results(s, "s")
     assert (r["op"], r["ok"], r["error"], r["value"]) == ("schedule", True, None, 100)
-    view = s.summary()["threads"]["w"]
+    view = run_summary(s)["threads"]["w"]
     assert view["cpu"] == c
     assert view["state"] == "inactive"
     # The UTCB processor field shows the new CPU, and the later result came from there.
@@ -102,9 +103,9 @@ def test_ready_thread_migrates_and_runs_on_destination(n: int, a: int, b: int, c
     # Priority and timeslice given with the migration were applied.
     assert view["priority"] == 90
     assert field(s, "w", "timeslice") == 7000
-    assert s.summary()["counters"]["migrations"] == 1
+    assert run_summary(s)["counters"]["migrations"] == 1
     # The thread sits in no ready list any more (it ended), on no CPU.
-    assert all("w" not in cpu["ready"] for cpu in s.summary()["cpus"])
+    assert all("w" not in cpu["ready"] for cpu in run_summary(s)["cpus"])
 
 
 def test_ready_thread_counted_per_migration() -> None:
@@ -143,7 +144,7 @@ def test_ready_thread_counted_per_migration() -> None:
         """,
         ["w1", "w2", "s"],
     )
-    assert s.summary()["counters"]["migrations"] == 3
+    assert run_summary(s)["counters"]["migrations"] == 3
     assert [r["value"] for r in results(s, "w1")] == [2]
     assert [r["value"] for r in results(s, "w2")] == [4]
     assert log["w1"][-1][1] == 2 and log["w2"][-1][1] == 4
@@ -196,8 +197,8 @@ def test_waiting_thread_keeps_its_timeout(n: int, a: int, b: int, c: int) -> Non
     s, log = run_ok(waiting(n, a, b, c), ["w", "s"])
     # The baseline: the same scenario with the thread left where it is.
     base, base_log = run_ok(waiting(n, a, b, b), ["w"])
-    assert base.summary()["counters"]["migrations"] == 0
-    assert s.summary()["counters"]["migrations"] == 1
+    assert run_summary(base)["counters"]["migrations"] == 0
+    assert run_summary(s)["counters"]["migrations"] == 1
     rs = results(s, "w")
     assert [(r["op"], r["ok"], r["error"]) for r in rs] == [
         ("recv", False, "timeout"),
@@ -213,7 +214,7 @@ def test_waiting_thread_keeps_its_timeout(n: int, a: int, b: int, c: int) -> Non
     assert base_log["w"][0][1] == b
     assert base_cycle >= TIMEOUT
     assert abs(cycle - base_cycle) <= 2 * TICK, (cycle, base_cycle)
-    assert s.summary()["threads"]["w"]["cpu"] == c
+    assert run_summary(s)["threads"]["w"]["cpu"] == c
     # B's wakeup queue no longer holds it: nothing of it is left to fire there.
     assert s.kernel.by_name["w"].deadline is None
 
@@ -277,7 +278,7 @@ def test_infinite_wait_then_ipc_reaches_new_cpu(n: int, b: int, c: int, sender: 
     # The message was received on the new CPU, after the migration.
     assert log["w"][0][:2] == ("recv", c)
     assert log["w"][0][2] > log["s"][0][2]
-    assert s.summary()["counters"]["migrations"] == 1
+    assert run_summary(s)["counters"]["migrations"] == 1
 
 
 # --- the FPU (§8.7.1) ------------------------------------------------------------------
@@ -395,8 +396,8 @@ def test_self_migration_is_ignored() -> None:
     assert (rs[0]["op"], rs[0]["ok"], rs[0]["error"]) == ("schedule", True, None)
     assert rs[1]["value"] == 1
     assert [cpu for _, cpu, _ in log["s"]] == [1, 1]
-    assert s.summary()["threads"]["s"]["cpu"] == 1
-    assert s.summary()["counters"]["migrations"] == 0
+    assert run_summary(s)["threads"]["s"]["cpu"] == 1
+    assert run_summary(s)["counters"]["migrations"] == 0
 
 
 @pytest.mark.parametrize("n", [2, 3])
@@ -437,14 +438,14 @@ def test_mcp_too_low_is_denied_and_thread_stays(n: int) -> None:
         (False, "denied"),
         (True, None),
     ]
-    assert s.summary()["threads"]["w"]["cpu"] == 1
+    assert run_summary(s)["threads"]["w"]["cpu"] == 1
     assert results(s, "w")[0]["value"] == 1
     assert log["w"][0][1] == 1
-    assert s.summary()["threads"]["w"]["priority"] == 100
+    assert run_summary(s)["threads"]["w"]["priority"] == 100
     # The allowed request did migrate v, with its new priority.
-    assert s.summary()["threads"]["v"]["cpu"] == n
-    assert s.summary()["threads"]["v"]["priority"] == 60
-    assert s.summary()["counters"]["migrations"] == 1
+    assert run_summary(s)["threads"]["v"]["cpu"] == n
+    assert run_summary(s)["threads"]["v"]["priority"] == 60
+    assert run_summary(s)["counters"]["migrations"] == 1
 
 
 def test_thread_in_ipc_is_busy() -> None:
@@ -485,7 +486,7 @@ def test_thread_in_ipc_is_busy() -> None:
         """
     )
     assert [(r["ok"], r["error"]) for r in results(s, "s")] == [(False, "busy"), (False, "busy")]
-    assert s.summary()["counters"]["migrations"] == 0
+    assert run_summary(s)["counters"]["migrations"] == 0
     assert [r["value"] for r in results(s, "w")[1:]] == [2]
     assert [r["value"] for r in results(s, "x")[1:]] == [3]
     assert [r["words"] for r in results(s, "r")] == [[1], [2]]
@@ -542,7 +543,7 @@ def test_receiver_migrates_with_a_sender_waiting(
     """The message still arrives, on the receiver's new CPU; both threads finish."""
     s, log = run_ok(pending_sender(n, a, snd, rcv, dest), ["rcv", "snd", "s"])
     assert results(s, "s")[0]["ok"] is True
-    assert s.summary()["counters"]["migrations"] == 1
+    assert run_summary(s)["counters"]["migrations"] == 1
     rr = results(s, "rcv")
     assert (rr[0]["op"], rr[0]["ok"], rr[0]["words"], rr[0]["from"]) == ("recv", True, [5], "snd")
     assert rr[1]["value"] == dest

@@ -17,6 +17,7 @@ import pytest
 
 from kernel import shootdown
 from kernel.system import System
+from l4tui.runner.summary import summary as run_summary
 from tests.kernel_helpers import mapping_node, results, system, translation
 
 MAX_STEPS = 400_000
@@ -67,12 +68,12 @@ def flush_counter(s: System) -> dict[int, int]:
 
 def run_ok(s: System) -> System:
     ended = s.run(max_steps=MAX_STEPS, check_invariants=True)
-    assert ended == "end", (ended, s.violations, s.summary().get("waits"))
+    assert ended == "end", (ended, s.violations, run_summary(s).get("waits"))
     return s
 
 
 def counters(s: System) -> dict[str, Any]:
-    return s.summary()["counters"]
+    return run_summary(s)["counters"]
 
 
 def check_unmapped_then_refaulted(s: System) -> None:
@@ -87,7 +88,7 @@ def check_unmapped_then_refaulted(s: System) -> None:
     assert new.frame != old.frame  # no longer the owner's page
     node = mapping_node(s, "user", USER_PAGE)
     assert node is not None and node.frame == new.frame
-    assert s.summary()["threads"]["user"]["state"] == "inactive"
+    assert run_summary(s)["threads"]["user"]["state"] == "inactive"
 
 
 @pytest.mark.parametrize(("n", "user_cpu"), [(2, 2), (3, 2), (3, 3), (4, 3), (4, 4)])

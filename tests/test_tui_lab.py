@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from l4tui.cli import lab_session
+from l4tui.cli.sessions import lab_session
 from l4tui.lab import progress
 from l4tui.tui.app import MonitorApp
 from l4tui.tui.labpane import LabPane

@@ -165,12 +165,12 @@ def test_a_walk_ends_on_any_links_and_says_why_it_stopped(data: st.DataObject, r
         for tcb in w.tcbs:
             assert cur == tcb
             cur = k.field(k.by_tcb[tcb], "ready_next")
-        if w.broken == lists.STRAY:
+        if w.broken == lists.Break.STRAY:
             assert cur == w.at and cur not in k.by_tcb and "(not a TCB)" in w.text()
-        elif w.broken == lists.CYCLE:
+        elif w.broken == lists.Break.CYCLE:
             assert cur == w.at and cur in w.tcbs and (cur != head or not ring)
             assert w.text().endswith("(cycle: the list is mid-update)")
-        elif w.broken == lists.OPEN:
+        elif w.broken == lists.Break.OPEN:
             assert ring and cur == 0 and w.names
         else:
             assert cur == (head if ring and w.names else 0)

@@ -34,6 +34,7 @@ from kernel.scenario import parse_scenario
 from kernel.sched import IPI_PENDING
 from kernel.system import System
 from kernel.thread import LOCKED_WAITING, POLLING, WAITING
+from l4tui.runner.summary import summary as run_summary
 from machine.ops import InterruptExit, Iret, kaddr
 from tests.kernel_helpers import (
     mapping_node,
@@ -232,7 +233,7 @@ def assert_mailboxes_clean(s: System, pending_ok: bool = False) -> None:
 
 
 def counters(s: System) -> dict[str, Any]:
-    return s.summary()["counters"]
+    return run_summary(s)["counters"]
 
 
 def _ok(r: dict, op: str, xp: bool = True) -> None:
@@ -244,7 +245,7 @@ def _ok(r: dict, op: str, xp: bool = True) -> None:
 
 def _all_inactive(s: System, *names: str) -> None:
     for n in names:
-        assert state(s, n) == "inactive", (n, s.summary()["threads"][n])
+        assert state(s, n) == "inactive", (n, run_summary(s)["threads"][n])
 
 
 # --- call and reply_wait ------------------------------------------------------------------
@@ -290,7 +291,7 @@ def test_call_reply_wait_cross_cpu(cpus: int, policy: str) -> None:
         assert r["from"] == "cli"
     assert state(s, "cli") == "inactive"
     assert state(s, "srv") == "waiting"  # idle in its open receive: not a deadlock
-    assert s.summary()["deadlock"] is False
+    assert run_summary(s)["deadlock"] is False
     c = counters(s)
     assert c["ipc"] == 6  # three calls, three replies
     assert c["xp_ipc"] == 6
@@ -539,7 +540,7 @@ def test_send_not_held_up_behind_a_blocked_send_from_the_same_cpu(
         """,
         cpus,
     )
-    assert s.ended == "end", (s.ended, s.summary().get("stuck"), s.summary().get("waits"))
+    assert s.ended == "end", (s.ended, run_summary(s).get("stuck"), run_summary(s).get("waits"))
     assert [r["from"] for r in results(s, "z")] == ["y", "x"]
     assert [r["words"] for r in results(s, "z")] == [[2], [1]]
     _ok(results(s, "x")[0], "send")
@@ -742,7 +743,7 @@ def test_not_exist_cross_cpu(cpus: int) -> None:
     assert r_call["ok"] is False and r_call["error"] == "not_exist"  # checked before DD 4
     _ok(r_mk, "call")
     assert r_mk["words"] == [7]
-    assert s.summary()["threads"]["ghost"]["cpu"] == cpus  # the creator's CPU
+    assert run_summary(s)["threads"]["ghost"]["cpu"] == cpus  # the creator's CPU
     _ok(r_ok, "call")
     assert r_ok["words"] == [42] and r_ok["from"] == "ghost"
     (g0, g1) = results(s, "ghost")
@@ -1005,7 +1006,7 @@ def test_receiver_faults_served_by_sigma0_on_the_senders_cpu(cpus: int, policy: 
     step_until(s, lambda: isinstance(cli.pc.op, Ipc), max_steps=STEPS)
     data = _pattern(1024, 11)
     write_virtual(s, "cli", 0x100000, data)
-    assert finish(s, q) == "end", s.summary().get("stuck")
+    assert finish(s, q) == "end", run_summary(s).get("stuck")
     _ok(results(s, "cli")[0], "send")
     _ok(results(s, "srv")[0], "recv")
     assert read_virtual(s, "srv", 0x200000, 4096) == data
@@ -1248,7 +1249,7 @@ def _chain(s: System, proxies: set[str]) -> list[str]:
     """The wait-for cycle of `summary()["waits"]` as the threads in it, proxies left out
     (a cross-CPU sender may be shown waiting for the proxy that polls for it), starting
     at the alphabetically first."""
-    lines = s.summary().get("waits", [])
+    lines = run_summary(s).get("waits", [])
     names = []
     for line in lines:
         m = WAIT_RE.fullmatch(line)
@@ -1291,8 +1292,8 @@ def test_cross_cpu_deadlock_two(cpus: int, policy: str) -> None:
         cpus,
         policy,
     )
-    assert s.ended == "deadlock", (s.ended, s.summary().get("stuck"))
-    summary = s.summary()
+    assert s.ended == "deadlock", (s.ended, run_summary(s).get("stuck"))
+    summary = run_summary(s)
     assert summary["deadlock"] is True
     assert _chain(s, _proxies(s)) == ["a", "b"], summary["waits"]
     assert results(s, "a") == results(s, "b") == []
@@ -1325,9 +1326,9 @@ def test_cross_cpu_deadlock_chain_of_three(cpus: int) -> None:
         """,
         cpus,
     )
-    assert s.ended == "deadlock", (s.ended, s.summary().get("stuck"))
-    assert s.summary()["deadlock"] is True
-    assert _chain(s, _proxies(s)) == ["a", "b", "c"], s.summary()["waits"]
+    assert s.ended == "deadlock", (s.ended, run_summary(s).get("stuck"))
+    assert run_summary(s)["deadlock"] is True
+    assert _chain(s, _proxies(s)) == ["a", "b", "c"], run_summary(s)["waits"]
     assert_mailboxes_clean(s, pending_ok=True)
 
 
@@ -1354,8 +1355,8 @@ def test_mixed_local_and_remote_deadlock(cpus: int) -> None:
         """,
         cpus,
     )
-    assert s.ended == "deadlock", (s.ended, s.summary().get("stuck"))
-    assert _chain(s, _proxies(s)) == ["a", "b", "c"], s.summary()["waits"]
+    assert s.ended == "deadlock", (s.ended, run_summary(s).get("stuck"))
+    assert _chain(s, _proxies(s)) == ["a", "b", "c"], run_summary(s)["waits"]
     assert_mailboxes_clean(s, pending_ok=True)
 
 
@@ -1380,8 +1381,8 @@ def test_cross_cpu_sender_blocked_for_good_is_not_stuck(cpus: int) -> None:
         """,
         cpus,
     )
-    assert s.ended == "end", (s.ended, s.summary().get("stuck"))
-    assert s.summary()["deadlock"] is False
+    assert s.ended == "end", (s.ended, run_summary(s).get("stuck"))
+    assert run_summary(s)["deadlock"] is False
     assert state(s, "b") == "inactive"
     assert results(s, "a") == []
     assert_mailboxes_clean(s, pending_ok=True)
@@ -1405,7 +1406,7 @@ def test_ipi_policy_counts(cpus: int) -> None:
         assert [r["words"] for r in results(s, "cli")] == [[7, 8]] * 3
         assert counters(s)["xp_ipc"] == 6
         got[policy] = counters(s)["ipis_sent"]
-        assert got[policy] == sum(c["ipis_received"] for c in s.summary()["cpus"])
+        assert got[policy] == sum(c["ipis_received"] for c in run_summary(s)["cpus"])
         runs.append(s)
     assert got["poll_only"] == 0
     assert got["always"] >= got["when_needed"] > 0, got

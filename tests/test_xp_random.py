@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from kernel.scenario import parse_scenario
 from kernel.system import System
+from l4tui.runner.summary import summary as run_summary
 from tests.test_xp_ipc import QuiescentChecker, lost_wakeups, mailbox_problems
 
 STEP_BUDGET = 400_000
@@ -109,7 +110,7 @@ def _run(text: str) -> System:
 
 
 def _context(s: System, text: str) -> str:
-    summary = s.summary()
+    summary = run_summary(s)
     states = {n: t["state"] for n, t in summary["threads"].items()}
     extra = {k: summary[k] for k in ("stuck", "waits", "violations") if k in summary}
     return f"ended {s.ended} {states} {extra}\n{textwrap.indent(text, '  ')}"
@@ -132,7 +133,7 @@ def test_random_xp_scenarios_with_finite_timeouts_finish(text: str) -> None:
     assert s.ended in ("end", "deadlock"), why
     assert s.violations == [], why
     # Every timeout is finite or zero: every thread finishes its program.
-    summary = s.summary()
+    summary = run_summary(s)
     assert summary["deadlock"] is False, why
     assert {t["state"] for t in summary["threads"].values()} == {"inactive"}, why
     for t in summary["threads"].values():
@@ -151,7 +152,7 @@ def test_random_xp_scenarios_block_only_for_good(text: str) -> None:
     assert s.ended in ("end", "deadlock"), why
     assert s.violations == [], why
     k = s.kernel
-    for name in s.summary()["threads"]:
+    for name in run_summary(s)["threads"]:
         t = k.by_name[name]
         st_ = k.state(t)
         if st_ == "inactive":

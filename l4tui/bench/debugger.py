@@ -163,7 +163,8 @@ def run_debugger(history: int = 1_000_000) -> dict[str, Any]:
         rows.append(("  engine / in-process (the TUI's: l4tui bench tui)", "%", share))
     rows.append(("goal for reverse-stepi and reverse-step at 10^6 (issue 15)", "ms", 200))
     rows.append(("goal for the session's memory at 10^6 (issue 15)", "MB", 200))
-    out = {"rows": [{"name": n, "unit": u, "value": round(v, 3)} for n, u, v in rows]}
-    out["engine"] = "fork" if forked else "inprocess"
-    out["pid"] = os.getpid()
-    return out
+    return {
+        "rows": [{"name": n, "unit": u, "value": round(v, 3)} for n, u, v in rows],
+        "engine": "fork" if forked else "inprocess",
+        "pid": os.getpid(),
+    }

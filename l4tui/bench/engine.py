@@ -147,7 +147,7 @@ def ring_delays(rounds: int, seed: int = SEED, processes: int = RING) -> list[li
 
 
 def simpy_ring(delays: list[list[int]]) -> RingRun:
-    import simpy
+    import simpy  # noqa: PLC0415 - the optional bench extra: compare_simpy asks first
 
     env = simpy.Environment()
     inboxes = [simpy.Store(env) for _ in delays]
@@ -216,7 +216,7 @@ def compare_simpy(
     so a slow spell of the host does not fall on one engine only.
     """
     try:
-        import simpy  # noqa: F401
+        import simpy  # noqa: F401, PLC0415 - is the optional bench extra installed?
     except ImportError:
         return None
     delays = ring_delays(rounds, seed)

@@ -80,6 +80,7 @@ def measure(
     while len(costs) < rounds and budget and m.step() is not None:
         budget -= 1
         c = m.last_cpu
+        assert c is not None  # step() returned an op, so a CPU executed it
         cd = k.cpus[c.index]
         if type(m.last_op) is Trap and cd.current is snd and not sending:
             sending = True

@@ -24,7 +24,9 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from l4tui.serve.server import host_key
 
 
 def _pss_mb(pid: int) -> float:
@@ -84,7 +86,9 @@ def _children(pid: int) -> list[int]:
     return [int(x) for x in out.stdout.split()]
 
 
-async def _openssh_student(port: int, user: str, key: Path, start: float) -> tuple[float, Any]:
+async def _openssh_student(
+    port: int, user: str, key: Path, start: float
+) -> tuple[float, asyncio.subprocess.Process]:
     """A student with the OpenSSH client (what students use; lighter than a Python client)."""
     proc = await asyncio.create_subprocess_exec(
         "ssh",
@@ -106,6 +110,7 @@ async def _openssh_student(port: int, user: str, key: Path, start: float) -> tup
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
+    assert proc.stdout is not None  # stdout=PIPE above
     seen = b""
     while b"CPUs" not in seen:
         data = await proc.stdout.read(65536)
@@ -115,10 +120,10 @@ async def _openssh_student(port: int, user: str, key: Path, start: float) -> tup
     return time.perf_counter() - start, proc
 
 
-def _wait_for(server: subprocess.Popen[str], pattern: str) -> re.Match[str]:
+def _wait_for(log: IO[str], pattern: str) -> re.Match[str]:
     """Read the server's log (its stderr) up to the first line matching `pattern`."""
     said = []
-    while line := server.stderr.readline():
+    while line := log.readline():
         said.append(line)
         if found := re.search(pattern, line):
             return found
@@ -126,8 +131,6 @@ def _wait_for(server: subprocess.Popen[str], pattern: str) -> re.Match[str]:
 
 
 async def _burst(sessions: int, warm: int, idle: float = 0.0) -> dict[str, Any]:
-    from l4tui.serve.server import host_key
-
     lab = str(Path(__file__).parents[2] / "scripts" / "labs" / "xp-ipc.yaml")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -159,15 +162,17 @@ async def _burst(sessions: int, warm: int, idle: float = 0.0) -> dict[str, Any]:
             stderr=subprocess.PIPE,
             text=True,
         )
+        log = server.stderr
+        assert log is not None  # stderr=PIPE above
         try:
-            port = int(_wait_for(server, r" on \S+:(\d+)$").group(1))
+            port = int(_wait_for(log, r" on \S+:(\d+)$").group(1))
             ready = time.perf_counter()
             if warm:
                 # The class logs in once the pool is painted, as the server announces.
-                _wait_for(server, r"warm pool ready: ")
+                _wait_for(log, r"warm pool ready: ")
             pool_ready = time.perf_counter() - ready
             # The rest of its log (a line per login) is read and dropped, so it never blocks.
-            threading.Thread(target=server.stderr.read, daemon=True).start()
+            threading.Thread(target=log.read, daemon=True).start()
             await asyncio.sleep(1.0 if warm else 3.0)  # without a pool: the zygote's imports
 
             start = time.perf_counter()

@@ -40,11 +40,16 @@ carry a `note`: why a prediction misses.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
+from kernel.scenario import parse_scenario
+from kernel.system import System
+from kernel.xcpu import check_n_ack
 from machine import Machine, Profile
+from machine.cpu import Cpu
 from machine.ops import (
     EOI,
     ApicRead,
@@ -61,6 +66,8 @@ from machine.ops import (
 )
 
 Code = Generator[Op, Any, Any]
+# What the thesis prints for one figure: a number, a [low, high] range, or none ('-').
+Thesis = float | tuple[float, float] | None
 
 LINES = 256
 # The measurement loop's own instructions (pointer add, counter decrement,
@@ -78,7 +85,7 @@ class Figure:
 
     name: str
     unit: str
-    thesis: float | tuple[float, float] | None
+    thesis: Thesis
 
 
 UNITS = ("cycles/256 lines", "cycles/iteration", "cycles/line", "bus cycles/line")
@@ -96,7 +103,7 @@ TABLE = {
     "S to M": (13211, 51.43, 49.23, 10.94),
 }
 
-DERIVED = {
+DERIVED: dict[str, Thesis] = {
     "IPI delivery": (1230, 1250),  # §3.3.1 "1230 - 1250 cycles"
     "kernel entry": (120, 160),
     "kernel exit": (170, 250),
@@ -314,7 +321,7 @@ def _interruption(profile: Profile) -> tuple[float, float, float]:
             yield Compute(1)  # the loop-condition test on the carry flag
         samples["user_after"] = yield Rdtsc()
 
-    def handler(cpu: Any, vector: int) -> Code:
+    def handler(cpu: Cpu, vector: int) -> Code:
         samples["h0"] = yield Rdtsc()
         samples["user_before"] = last_user[0]  # "stores the value read by the user thread"
         yield EOI()
@@ -368,13 +375,8 @@ def _migration(profile: Profile) -> tuple[float, float]:
     return dirty_only, result[1] - overhead - LOOP_CYCLES * (len(dirty) + len(clean))
 
 
-def _kernel_system(profile: Profile, text: str, file: str, cpus: int) -> Any:
+def _kernel_system(profile: Profile, text: str, file: str, cpus: int) -> System:
     """A kernel `System` for scenario `text` on `profile` itself (with its overrides)."""
-    import dataclasses
-
-    from kernel.scenario import parse_scenario
-    from kernel.system import System
-
     scenario = parse_scenario(text, file)
     return System(dataclasses.replace(scenario, profile=dataclasses.replace(profile, cpus=cpus)))
 
@@ -411,6 +413,7 @@ def _kernel_migration(profile: Profile) -> tuple[float, float]:
 
     def observe(op: Any) -> None:
         c = m.last_cpu
+        assert c is not None  # the observer sees executed ops only: a CPU ran this one
         if c.number == 2 and c.mode == "user" and type(op) in (Read, Write):
             if op.addr in costs or not base <= op.addr < base + 2 * n * line:
                 return
@@ -451,8 +454,6 @@ def _mailbox_poll(profile: Profile) -> float:
     IPI-pending word; the last trigger was cleared on this CPU, so the line
     is in its cache. The kernel's own path runs between two `rdtsc`s.
     """
-    from kernel.xcpu import check_n_ack
-
     text = "name: poll\ntasks: [{name: t, threads: [{name: idle, cpu: 1, program: []}]}]\n"
     system = _kernel_system(profile, text, "<bench-poll>", 2)
     k, m = system.kernel, system.machine
@@ -490,14 +491,16 @@ def _system_call(profile: Profile) -> float:
         if type(op) is Trap:
             start[0] = m.last_start
         elif type(op) is Iret and start[0]:
-            spans.append(m.last_cpu.clock - start[0])
+            c = m.last_cpu
+            assert c is not None  # the observer sees executed ops only: a CPU ran this one
+            spans.append(c.clock - start[0])
             start[0] = 0
 
     system.run(max_steps=20_000, observer=observe)
     return spans[-1] / m.tpc  # the second: the first also warms the caches
 
 
-def _ratio(thesis: float | tuple[float, float] | None, simulated: float) -> float | None:
+def _ratio(thesis: Thesis, simulated: float) -> float | None:
     if thesis is None:
         return None
     ref = (thesis[0] + thesis[1]) / 2 if isinstance(thesis, tuple) else thesis
@@ -511,7 +514,7 @@ def run_thesis(profile: Profile) -> dict[str, Any]:
     register_iteration = per256["register"] / LINES
     rows: list[dict[str, Any]] = []
 
-    def add(name: str, unit: str, thesis: Any, simulated: float) -> None:
+    def add(name: str, unit: str, thesis: Thesis, simulated: float) -> None:
         thesis_out = list(thesis) if isinstance(thesis, tuple) else thesis
         basis, constants = BASIS[name]
         rows.append(
@@ -551,6 +554,6 @@ def run_thesis(profile: Profile) -> dict[str, Any]:
         "migration, all lines": all_lines,
         "system call, entry to exit": _system_call(profile),
     }
-    for name, thesis in DERIVED.items():
-        add(name, "cycles", thesis, derived[name])
+    for name, figure in DERIVED.items():
+        add(name, "cycles", figure, derived[name])
     return {"profile": profile.name, "rows": rows}

@@ -13,13 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pty
+import select
 import statistics
+import subprocess
 import sys
 import time
 from typing import Any
 
 from kernel.scenario import Scenario, parse_scenario
+from l4tui import engine
+from l4tui.bench.debugger import SCENARIO
 from l4tui.session import Session
+from l4tui.tui.app import MonitorApp
 
 
 def big_scenario(cpus: int = 8, threads: int = 256) -> Scenario:
@@ -38,17 +44,11 @@ def big_scenario(cpus: int = 8, threads: int = 256) -> Scenario:
 
 
 def endless() -> Scenario:
-    from l4tui.bench.debugger import SCENARIO
-
     return parse_scenario(SCENARIO, "<bench-reverse>")
 
 
 def first_frame_seconds(runs: int = 3) -> list[float]:
     """Wall time from exec to the first painted frame of `l4tui open` in a pty."""
-    import pty
-    import select
-    import subprocess
-
     out = []
     for _ in range(runs):
         master, slave = pty.openpty()
@@ -81,8 +81,6 @@ async def _repaint_latencies(steps: int) -> list[float]:
 
     (Timing `pilot.press` itself would add the pilot's own waits, ~90 ms.)
     """
-    from l4tui.tui.app import MonitorApp
-
     out: list[float] = []
 
     class Timed(MonitorApp):
@@ -104,9 +102,6 @@ async def _repaint_latencies(steps: int) -> list[float]:
 async def _live_rate(seconds: float, forked: bool = False) -> float:
     """Micro-ops a second of the TUI's live continue: in-process, or (`forked`) through an
     engine process with its checkpoints (l4tui/engine.py), as `l4tui open` runs it."""
-    from l4tui import engine
-    from l4tui.tui.app import MonitorApp
-
     s: Any = engine.start(Session(endless())) if forked else Session(endless())
     app = MonitorApp(s)
     async with app.run_test(size=(160, 48)) as pilot:
@@ -134,8 +129,6 @@ def run_tui(seconds: float = 3.0) -> dict[str, Any]:
     frames = first_frame_seconds()
     latencies = asyncio.run(_repaint_latencies(30))
     live = asyncio.run(_live_rate(seconds))
-    from l4tui import engine
-
     forked = asyncio.run(_live_rate(seconds, True)) if engine.available() else None
     headless = headless_rate(seconds)
     rows = [

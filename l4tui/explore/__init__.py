@@ -85,10 +85,12 @@ from l4tui.explore.files import (
     schedule_data,
     write_schedule,
 )
+from l4tui.explore.keys import state_key
 from l4tui.explore.pool import InlinePool, Pool, ProcessPool, default_jobs, make_pool
 from l4tui.explore.progress import JsonProgress, ProgressBar
 from l4tui.explore.search import Explorer, Report, split_level
 from l4tui.explore.units import FORK_AFTER, Job, Unit, WorkerError, make_job, run_unit
+from l4tui.explore.verdicts import judge, lost_messages
 from l4tui.explore.walk import (
     RUN_LIMIT,
     SEGMENT,
@@ -96,10 +98,7 @@ from l4tui.explore.walk import (
     Choice,
     Run,
     Shown,
-    judge,
-    lost_messages,
     run_schedule,
-    state_key,
 )
 
 __all__ = [

@@ -14,7 +14,7 @@ from typing import Any
 
 from kernel.scenario import Scenario
 from l4tui.explore.search import Report
-from l4tui.files import atomic_text
+from l4tui.files import atomic_text, load_json
 from machine.errors import ConfigError
 
 SCHEDULE_VERSION = 1
@@ -41,8 +41,6 @@ def schedule_data(scenario: Scenario, seed: int | None, report: Report) -> dict[
 
 def read_schedule(path: str) -> tuple[list[Any], dict[int, str], dict[str, Any]]:
     """A schedule file's inputs and stops (and the whole of it); ConfigError if it is none."""
-    from l4tui.files import load_json
-
     data = load_json(path, "the schedule", "schedules")  # regular, bounded, not too deep
     if not isinstance(data, dict) or data.get("l4tui_schedule") != SCHEDULE_VERSION:
         raise ConfigError("not an l4tui schedule (written by `l4tui explore`)", path)

@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import signal
 from collections.abc import Iterator, Sequence
+from multiprocessing.connection import wait
 from typing import Any, Protocol
 
 from l4tui.explore.units import HAVE_FORK, Job, Unit, WorkerError, run_unit
@@ -84,6 +85,7 @@ def _worker(conn: Any, fork: bool) -> None:
         if message is None:
             return
         tag, job, unit = message
+        reply: tuple[Any, str, Any]
         try:
             reply = (tag, "ok", run_unit(job, unit, fork))
         except (ConfigError, MachineError) as e:
@@ -98,7 +100,7 @@ class ProcessPool:
 
     def __init__(self, jobs: int, fork: bool = True) -> None:
         self.jobs = jobs
-        ctx = multiprocessing.get_context("fork" if HAVE_FORK else "spawn")
+        ctx: Any = multiprocessing.get_context("fork" if HAVE_FORK else "spawn")
         self._workers: list[tuple[Any, Any]] = []
         self._busy = [0] * jobs  # units sent to each worker and not answered yet
         self._batch = 0
@@ -114,8 +116,6 @@ class ProcessPool:
             raise
 
     def map(self, job: Job, units: Sequence[Unit]) -> Iterator[list[Run]]:
-        from multiprocessing.connection import wait
-
         self._batch += 1
         batch, busy = self._batch, self._busy
         conns = [conn for _, conn in self._workers]
@@ -129,7 +129,8 @@ class ProcessPool:
                         conn.send(((batch, sent), job, units[sent]))
                         busy[w] += 1
                         sent += 1
-                for conn in wait([c for w, c in enumerate(conns) if busy[w]]):
+                ready: list[Any] = wait([c for w, c in enumerate(conns) if busy[w]])
+                for conn in ready:
                     try:
                         (got, index), status, value = conn.recv()
                     except EOFError:

@@ -43,19 +43,15 @@ order. The log names each such step's CPU, so the debugger replays it.
 
 from __future__ import annotations
 
-import hashlib
-import operator
-from collections import Counter
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from kernel import invariants
-from kernel.kernel import MAX_THREADS
-from kernel.memmap import TCB_AREA
+from kernel import invariants, query
 from kernel.scenario import Scenario
 from kernel.system import System
-from kernel.xcpu import FLAGS_BASE, MAILBOX_BASE, MAILBOXES
 from l4tui.explore.groups import group_of
+from l4tui.explore.keys import Keys
+from l4tui.explore.verdicts import judge
 from machine.errors import MachineError
 from machine.ops import KERNEL_BASE, Atomic, Hlt, InterruptExit, Iret, Read, SendIPI, Write
 
@@ -206,9 +202,7 @@ class Walk:
         self.ahead_left = 0
         self.spin: dict[int, tuple[Any, int]] = {}  # address -> (value read, times in a row)
         self.shown: Shown | None = None
-        self.tcb_size = k.layout.size
-        self.tcb_end = TCB_AREA + MAX_THREADS * k.layout.size
-        self.mail_end = MAILBOX_BASE + MAILBOXES * k.mailboxes.line
+        self.words = query.SharedWords(k)  # which kernel words CPUs share, by the memory map
         self.keys = Keys(system)
         self.known = known  # the timed-order states of the ancestors' runs
         self.shared = shared  # kernel words known shared (None: all may be)
@@ -243,7 +237,7 @@ class Walk:
         """
         system, out, pending = self.system, self.out, self.pending
         m = system.machine
-        memory, cpus, log, sharers = m.memory, m.cpus, out.log, out.sharers
+        memory, cpus, log = m.memory, m.cpus, out.log
         advance, run_limit = system.advance, self.run_limit
         focus = self.focus
         # A group's root (no choices) names only its group's states: once the group has
@@ -253,7 +247,6 @@ class Walk:
         last = self.last if record else NEVER
         name_from = last if self.named else NEVER
         check_from = self.checked if record else NEVER
-        leaf = self.leaf
         joined = False
         parts = memory.parts if self.proj else None
         pos, ahead, ahead_left, spin, shown = (
@@ -271,12 +264,8 @@ class Walk:
                     system.ended = "max_steps"
                     break
                 if pending and pending[0].at == pos:
-                    ch = pending.pop(0)
-                    if shown is not None and not shown.phase:
-                        shown.phase = cpus[shown.choice.cpu - 1].phase
-                    shown = Shown(ch, cpus[ch.over - 1].phase)
-                    out.shown.append(shown)
-                    ahead, ahead_left = ch.cpu, SEGMENT
+                    shown = self._choose(pending.pop(0), shown)
+                    ahead, ahead_left = shown.choice.cpu, SEGMENT
                 before = memory.digest
                 if parts is not None and pos > last:  # (only branch points name states)
                     self.bparts = parts[:]
@@ -290,13 +279,8 @@ class Walk:
                         quiet_at = pos + 16  # (it reads every thread: not at every step)
                 try:
                     op = advance(False, cpu)
-                except MachineError as e:
-                    # The kernel made the machine do the impossible (a trap from kernel
-                    # mode, a fault in the kernel): a broken invariant of the hardware's.
-                    return self._fail(pos, "machine", f"the simulated machine stopped: {e}")
                 except Exception as e:  # any bug of the kernel's is a finding
-                    why = f"the kernel raised {type(e).__name__}: {e}"
-                    return self._fail(pos, "kernel", why)
+                    return self._raised(pos, e)
                 if op is None:
                     if cpu is not None and system.ended is None:
                         log.append(["idle", cpu])  # it had nothing to run: timed order resumes
@@ -305,50 +289,19 @@ class Walk:
                     break
                 log.append(cpu)
                 c = m.last_cpu
+                assert c is not None  # (a step ran)
                 t = type(op)
                 if (t is Iret or t is InterruptExit) and pos >= check_from and self._violated():
                     pos += 1
                     break
-                if t is Read or t is Write or t is Atomic:
-                    addr = op.addr
-                    if addr >= KERNEL_BASE and pos >= last:
-                        paddr = (addr - KERNEL_BASE) & ~3
-                        seen = sharers.get(paddr, 0)
-                        if not seen >> c.index & 1 and not leaf:
-                            sharers[paddr] = seen | 1 << c.index
-                        if parts is not None and self.proj:
-                            self._access(c.index, paddr)
-                        if pos > name_from and self._candidate(
-                            pos, c, op, t, paddr, before, ahead is None and not pending
-                        ):
-                            pos, joined = pos + 1, True
-                            break
-                elif t is SendIPI and pos >= last:
-                    self._link(c.index, op.dest)
-                    if pos > name_from and self._candidate(
-                        pos, c, op, t, -1, before, ahead is None and not pending
-                    ):
+                if pos >= last and (t is Read or t is Write or t is Atomic or t is SendIPI):
+                    timed = ahead is None and not pending
+                    if self._touched(pos, c, op, t, before, timed, name_from):
                         pos, joined = pos + 1, True
                         break
                 pos += 1
                 if ahead is not None:
-                    ahead_left -= 1
-                    # It runs on until it blocks or halts (as a preempting thread in CHESS
-                    # runs until it yields): through its scheduler, its user code and the next
-                    # kernel path, so one preemption can open a whole race window. A CPU that
-                    # spins (reads one word over and over, writing nothing) waits for a CPU
-                    # that is held: it yields too.
-                    if t is Write:
-                        spin.clear()
-                    elif (t is Read or t is Atomic) and op.addr >= KERNEL_BASE:
-                        value = m.last_result
-                        seen_value, times = spin.get(op.addr, (None, 0))
-                        times = times + 1 if seen_value == value else 1
-                        spin[op.addr] = (value, times)
-                        if t is Atomic and memory.read(op.addr - KERNEL_BASE) != value:
-                            spin.clear()  # it changed the word: progress, not a spin
-                        elif times >= SPIN:
-                            ahead_left = 0
+                    ahead_left = self._ran_ahead(op, t, ahead_left - 1)
                     if ahead_left <= 0 or t is Hlt or c.waiting is not None:
                         ahead = None
                         spin.clear()
@@ -361,6 +314,62 @@ class Walk:
         else:
             self._finish()
         return True
+
+    def _choose(self, ch: Choice, shown: Shown | None) -> Shown:
+        """Take choice `ch` now: its CPU goes ahead; what the last one looked like is noted."""
+        cpus = self.system.machine.cpus
+        if shown is not None and not shown.phase:
+            shown.phase = cpus[shown.choice.cpu - 1].phase
+        shown = Shown(ch, cpus[ch.over - 1].phase)
+        self.out.shown.append(shown)
+        return shown
+
+    def _touched(
+        self, pos: int, c: Any, op: Any, t: type, before: int, timed: bool, name_from: int
+    ) -> bool:
+        """CPU `c` ran `op` (a memory access or an IPI) at `pos`, after the last choice: note
+        the kernel word it touched or the CPUs it linked, and a branch point if one is here.
+
+        True if the run joined an ancestor's there (`_candidate`).
+        """
+        if t is SendIPI:
+            self._link(c.index, op.dest)
+            return pos > name_from and self._candidate(pos, c, op, t, -1, before, timed)
+        addr = op.addr
+        if addr < KERNEL_BASE:
+            return False
+        paddr = (addr - KERNEL_BASE) & ~3
+        sharers = self.out.sharers
+        seen = sharers.get(paddr, 0)
+        if not seen >> c.index & 1 and not self.leaf:
+            sharers[paddr] = seen | 1 << c.index
+        if self.proj:  # (grouped from the start of `go`, and not crossed since)
+            self._access(c.index, paddr)
+        return pos > name_from and self._candidate(pos, c, op, t, paddr, before, timed)
+
+    def _ran_ahead(self, op: Any, t: type, left: int) -> int:
+        """The steps left to the CPU running ahead after it ran `op`: 0 when it spins.
+
+        It runs on until it blocks or halts (as a preempting thread in CHESS runs
+        until it yields): through its scheduler, its user code and the next
+        kernel path, so one preemption can open a whole race window. A CPU that
+        spins (reads one word over and over, writing nothing) waits for a CPU
+        that is held: it yields too.
+        """
+        spin = self.spin
+        if t is Write:
+            spin.clear()
+        elif (t is Read or t is Atomic) and op.addr >= KERNEL_BASE:
+            m = self.system.machine
+            value = m.last_result
+            seen_value, times = spin.get(op.addr, (None, 0))
+            times = times + 1 if seen_value == value else 1
+            spin[op.addr] = (value, times)
+            if t is Atomic and m.memory.read(op.addr - KERNEL_BASE) != value:
+                spin.clear()  # it changed the word: progress, not a spin
+            elif times >= SPIN:
+                return 0
+        return left
 
     def _focused(self, cpus: list[Any]) -> int | None:
         """The focused group's CPU to step next (lowest clock), or None for the timed order:
@@ -410,15 +419,8 @@ class Walk:
         """
         if self.group is not None and self.cpu_bucket[c.index] != self.group:
             return False  # another group's: as in the parent's run, named there
-        where = paddr
-        if t is Atomic or FLAGS_BASE <= paddr < self.mail_end:
-            where = -1  # a lock, a flag word, a mailbox
-        elif TCB_AREA <= paddr < self.tcb_end:
-            size = self.tcb_size
-            base = TCB_AREA + (paddr - TCB_AREA) // size * size
-            owner = self.system.kernel.by_tcb.get(KERNEL_BASE + base)
-            if owner is not None and owner.cpu != c.number:
-                where = -1  # another CPU's thread
+        # -1: a lock, a flag word, a mailbox, another CPU's thread (query.ALWAYS)
+        where = query.ALWAYS if t is Atomic else self.words.where(paddr, c.number)
         mask = 0
         for o in self.system.machine.cpus:
             if o.waiting is None and o is not c:
@@ -488,10 +490,20 @@ class Walk:
                 checked.clear()
             checked.add(seen)
             return False
-        where = f"cycle {m.last_start // m.tpc} on cpu{m.last_cpu.number}"  # as System says it
+        c = m.last_cpu
+        assert c is not None  # (a step ran)
+        where = f"cycle {m.last_start // m.tpc} on cpu{c.number}"  # as System says it
         system.violations = [f"{v} (at the kernel exit, {where})" for v in bad]
         system.ended = "invariant"
         return True
+
+    def _raised(self, pos: int, e: Exception) -> bool:
+        """The step at `pos` raised `e`: the run failed there."""
+        if isinstance(e, MachineError):
+            # The kernel made the machine do the impossible (a trap from kernel mode, a
+            # fault in the kernel): a broken invariant of the hardware's.
+            return self._fail(pos, "machine", f"the simulated machine stopped: {e}")
+        return self._fail(pos, "kernel", f"the kernel raised {type(e).__name__}: {e}")
 
     def _fail(self, pos: int, ended: str, message: str) -> bool:
         out = self.out
@@ -547,237 +559,3 @@ def run_schedule(
     )
     walk.go()
     return walk.out
-
-
-# --- the state key -------------------------------------------------------------------------
-
-_NAMES: dict[str, int] = {}
-
-
-def _name(text: str) -> int:
-    """A string as an int, the same in every process (Python's str hash is per process)."""
-    n = _NAMES.get(text)
-    if n is None:
-        n = _NAMES[text] = int.from_bytes(
-            hashlib.blake2b(text.encode(), digest_size=8).digest(), "little"
-        )
-    return n
-
-
-_FIELDS: dict[type, tuple[str, ...]] = {}
-_FROZEN: dict[int, tuple[Any, int]] = {}  # id -> (a frozen dataclass, its value at depth 0)
-
-
-def _stable(x: Any, depth: int = 0) -> int:
-    """Any of the kernel's Python-side values as an int, the same in every process.
-
-    Threads and tasks count by name; dataclasses by their fields, two levels
-    deep (a mailbox's parameters and the request they carry); anything else
-    by its type.
-    """
-    t = type(x)
-    if t is int or t is bool:
-        return int(x)
-    if x is None:
-        return -1
-    if t is str:
-        return _name(x)
-    if t is tuple or t is list:
-        return hash((-2, *[_stable(v, depth + 1) for v in x])) if depth < 3 else -2
-    name = getattr(x, "name", None)
-    if type(name) is str:
-        return _name(name)  # a thread or a task: by its name, not its whole state
-    if depth < 2 and is_dataclass(x):
-        frozen = t.__dataclass_params__.frozen  # type: ignore[attr-defined]
-        if frozen:  # a program's op, say: the same object, the same value
-            got = _FROZEN.get(id(x))
-            if got is not None and got[0] is x:
-                return got[1]
-        names = _FIELDS.get(t)
-        if names is None:
-            names = _FIELDS[t] = tuple(f.name for f in fields(x))
-        value = hash((_name(t.__name__), *[_stable(getattr(x, f), depth + 1) for f in names]))
-        if frozen:
-            if len(_FROZEN) > 4096:
-                _FROZEN.clear()
-            _FROZEN[id(x)] = (x, value)  # held, so its id is not reused while cached
-        return value
-    return _name(t.__name__)
-
-
-def _cpu_part(c: Any) -> int:
-    """One CPU's share of the key: mode, interrupt flag, space, wait, phase, its top op."""
-    # A frame whose code has ended is popped lazily: it is no state of its own.
-    n, top = 0, None
-    for f in c.frames:
-        if f.op is not None or f.resume is not None:
-            n, top = n + 1, f
-    waiting = _name(c.waiting) if c.waiting else 0
-    head = (_name(c.mode), c.if_flag, c.cr3, waiting, _name(c.phase), n)
-    if top is None:
-        return hash(head)
-    o = top.resume or top.op
-    addr, value = getattr(o, "addr", None), getattr(o, "value", None)
-    return hash((*head, _name(type(o).__name__), _stable(addr), _stable(value)))
-
-
-class Keys:
-    """State keys of one machine, each CPU's share kept until that CPU steps or is woken."""
-
-    def __init__(self, system: System) -> None:
-        self.system = system
-        n = len(system.machine.cpus)
-        self.sigs: list[Any] = [None] * n
-        self.cpu_parts = [0] * n
-        self.mails: dict[int, tuple[Any, tuple[Any, ...], int]] = {}
-        self.nthreads = -1
-        self.programs: list[tuple[int, Any]] = []
-
-    def key(self, memory_digest: int, cpu: int, op: Any) -> int:
-        """The kernel-visible state at a branch point (see the module docstring)."""
-        m, k = self.system.machine, self.system.kernel
-        addr, value = getattr(op, "addr", None), getattr(op, "value", None)
-        parts = [memory_digest, cpu, _name(type(op).__name__), _stable(addr), _stable(value)]
-        sigs, cpu_parts = self.sigs, self.cpu_parts
-        for c in m.cpus:
-            # A CPU's fields change only when it steps (`steps`) or an event wakes or
-            # cuts it (`ticket`, `waiting`): otherwise its share is the one computed last.
-            sig = (c.steps, c.ticket, c.waiting)
-            i = c.index
-            if sigs[i] != sig:
-                sigs[i], cpu_parts[i] = sig, _cpu_part(c)
-            parts.append(cpu_parts[i])
-        for a in m.apics.apics:
-            if a.slots:
-                parts += [hash((s.vector, s.sender, s.in_service)) for s in a.slots]
-            parts += (a.irr_other, a.isr, a.tpr)
-        for msg in m.apics.in_flight:
-            parts.append(hash((-4, msg.vector, *msg.dests)))
-        mail = k.mailboxes.mail
-        if mail:
-            parts += [self._mail(i, mail[i]) for i in sorted(mail)]
-        self._programs(parts, -1)
-        return hash(tuple(parts))
-
-    def _programs(self, out: list[int], gmask: int) -> None:
-        """The program counters of the threads on the CPUs of `gmask`, onto `out`."""
-        threads = self.system.kernel.threads
-        if len(threads) != self.nthreads:
-            # Only threads running a program have a counter; one whose program ended
-            # (no levels) never gets one again. Kernel threads have none.
-            self.nthreads = len(threads)
-            self.programs = [(i, t) for i, t in enumerate(threads) if t.pc.levels]
-        for i, t in self.programs:
-            levels = t.pc.levels
-            if levels and gmask >> (t.cpu - 1) & 1:
-                out.append(-6 - i)
-                for lv in levels:
-                    out += (lv.index, -1 if lv.left is None else lv.left)
-
-    def key_group(
-        self,
-        parts: list[int],
-        b: int,
-        gmask: int,
-        buckets: dict[int, int],
-        cpu: Any,
-        op: Any,
-    ) -> int:
-        """The share of group `b` (CPUs `gmask`) of the state at a branch point of `cpu`.
-
-        As `key`, but only the group's own: its memory words' digest (and the
-        words no group owns yet, bucket 0), its CPUs, APICs and IPIs in flight,
-        the mailboxes whose words it owns (or nobody yet), the programs of its
-        threads. Tagged with the group, so no key of another grouping equals it.
-        """
-        m, k = self.system.machine, self.system.kernel
-        addr, value = getattr(op, "addr", None), getattr(op, "value", None)
-        out = [-7, gmask, parts[b], parts[0], cpu.number]
-        out += (_name(type(op).__name__), _stable(addr), _stable(value))
-        sigs, cpu_parts = self.sigs, self.cpu_parts
-        apics = m.apics.apics
-        for c in m.cpus:
-            i = c.index
-            if not gmask >> i & 1:
-                continue
-            sig = (c.steps, c.ticket, c.waiting)
-            if sigs[i] != sig:
-                sigs[i], cpu_parts[i] = sig, _cpu_part(c)
-            out.append(cpu_parts[i])
-            a = apics[i]
-            if a.slots:
-                out += [hash((s.vector, s.sender, s.in_service)) for s in a.slots]
-            out += (a.irr_other, a.isr, a.tpr)
-        for msg in m.apics.in_flight:
-            if any(gmask >> d & 1 for d in msg.dests) or (
-                msg.sender is not None and gmask >> msg.sender & 1
-            ):
-                out.append(hash((-4, msg.vector, *msg.dests)))
-        mail = k.mailboxes.mail
-        if mail:
-            line = k.mailboxes.line
-            for i in sorted(mail):
-                if buckets.get(MAILBOX_BASE + i * line, 0) in (0, b):
-                    out.append(self._mail(i, mail[i]))
-        self._programs(out, gmask)
-        return hash(tuple(out))
-
-    def _mail(self, i: int, mail: Any) -> int:
-        """A mailbox's Python side: recomputed only when one of its fields is another object."""
-        names = _FIELDS.get(type(mail))
-        if names is None:
-            return hash((-5, i, _stable(mail)))
-        now = tuple([getattr(mail, f) for f in names])
-        got = self.mails.get(i)
-        if got is not None and got[0] is mail and all(map(operator.is_, got[1], now)):
-            return got[2]
-        value = hash((-5, i, _stable(mail)))
-        self.mails[i] = (mail, now, value)
-        return value
-
-
-def state_key(system: System, memory_digest: int, cpu: int, op: Any) -> int:
-    """The key of the state at a branch point, computed afresh (`Keys` keeps shares)."""
-    return Keys(system).key(memory_digest, cpu, op)
-
-
-# --- verdicts ------------------------------------------------------------------------------
-
-
-def judge(system: System) -> tuple[str | None, str]:
-    """The failure a finished run shows, if any: (kind, message)."""
-    why = system.ended
-    if why == "invariant":
-        return "invariant", "; ".join(system.violations)
-    if why == "deadlock":
-        return "deadlock", system.deadlock_message()
-    if why == "stuck":
-        return "invariant", f"left locked with nothing to unlock them: {', '.join(system.stuck())}"
-    if why != "end":
-        return None, ""  # cut at the run limit: no verdict
-    lost = lost_messages(system)
-    if lost:
-        return "lost_message", "; ".join(lost)
-    failed = [e.check for e in system.scenario.expect if not system.check(e)]
-    if failed:
-        return "expect", "expectation failed: " + "; ".join(failed)
-    return None, ""
-
-
-def lost_messages(system: System) -> list[str]:
-    """Sends reported delivered (ok) that their receivers never received, per pair."""
-    k = system.kernel
-    sent: Counter[tuple[str, str]] = Counter()
-    got: Counter[tuple[str, str]] = Counter()
-    for th in system.scenario.threads():
-        t = k.by_name[th.name]
-        for to in t.sent_to:
-            sent[th.name, to] += 1
-        for r in t.results:
-            if r.get("ok") and r.get("from"):
-                got[r["from"], th.name] += 1
-    return [
-        f"{s} sent {n - got[s, r]} message(s) to {r} that {r} never received"
-        for (s, r), n in sorted(sent.items())
-        if n > got[s, r]
-    ]

@@ -97,7 +97,7 @@ def serve(sock: socket.socket, lab: str) -> None:
     # Warm up: every module a session needs, and the lab itself (parsed, checked).
     import l4tui.serve.driver  # # TEXTUAL_DRIVER (the server sets it)
     import l4tui.tui.app  # noqa: F401
-    from l4tui.cli import lab_session
+    from l4tui.cli.sessions import lab_session
 
     lab_session(lab, None, False)
     signal.signal(signal.SIGCHLD, _reap)

@@ -36,6 +36,7 @@ from l4tui.files import FileError, root_path
 from l4tui.grammar import command_name
 from l4tui.lab import Lab, lab_progress
 from l4tui.prompt import make_history
+from l4tui.runner import script
 from l4tui.session import Session
 from l4tui.tui import keys
 from l4tui.tui.console import ConsolePane
@@ -126,16 +127,11 @@ class MonitorApp(LayoutApp):
             self.report(self.session.stop_reason)
         if self.lab is not None:
             self.report(self.lab_greeting())
-        elif self.run_script and self.session.scenario.script and self.session.position == 0:
+        elif self.run_script and (lines := script.pending(self.session)):
             # A scenario's `script:` sets up its demo (DESIGN.md §2): run as if typed.
-            self.say(
-                f"running the scenario's script ({len(self.session.scenario.script)} commands)"
-            )
-            for line in self.session.scenario.script:
-                self.report(f"(l4tui) {line}")  # continue too runs here, before the first frame
-                out = self.session.call(execute, line, show_where=False)
-                if out:
-                    self.report(out)
+            self.say(f"running the scenario's script ({len(lines)} commands)")
+            for text in script.transcript(self.session, lines):
+                self.report(text)  # continue too runs here, before the first frame
             self.for_each_pane()
         pool = os.environ.get("L4TUI_POOL_FD")
         if pool:  # a warm slot of `l4tui serve`: painted already, waiting for its student

@@ -19,7 +19,9 @@ from textual.widgets import DataTable, Input, Log, Static
 from l4tui.tui.wrap import cut
 
 if TYPE_CHECKING:
-    from l4tui.session import Mark, Session, ThreadView
+    from l4tui.marks import Mark
+    from l4tui.panes import ThreadView
+    from l4tui.session import Session
 
 STATE_STYLE = {
     "running": "bold green",

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from prompt_toolkit.history import FileHistory
 
 from l4tui import files
+from l4tui.cli.sessions import lab_session
 from l4tui.lab import load_lab
 from l4tui.tui.console import ConsolePane
 from machine.errors import ConfigError
@@ -47,10 +48,6 @@ def take_student(session: Any, req: dict[str, Any]) -> tuple[str | None, bool, s
     Returns (the student's directory, whether their saved session was loaded, the error
     that stopped it). The slot's own session is narrowed first: whatever fails after, the
     student works inside their own directory, never the slot's (all the students')."""
-    # lab_session lives in the CLI module, which a monitor does not load otherwise; it
-    # belongs beside the lab (l4tui/lab.py) — cli.py is not this module's to change.
-    from l4tui.cli import lab_session
-
     where: str | None = None
     try:
         root = files.root_of(session)
