@@ -1,10 +1,12 @@
 """Tab completion for the command language (STYLE.md point 5: one grammar, three uses).
 
-`CommandCompleter` completes the word before the cursor from the grammar table
-(l4tui/grammar.py) and the tables beside it — views, breakpoint kinds and
-syscalls, expression terms, injection ops — the phase labels in the kernel's
-source (l4tui/phases.py) and the live session: its threads (and for `x`, the
-proxies), their TCB fields, its CPUs, tasks and breakpoints.
+`CommandCompleter` finds where the word before the cursor stands in the
+command's declared forms (l4tui/grammar.py: `form_of`, `bind`) and offers what
+that argument's kind names — sub-command and keyword words with their
+meanings, breakpoint filters, syscalls, expression terms, injection ops
+(l4tui/inject.py), the phase labels (l4tui/phases.py) and the live session's
+threads (and for `x`, the proxies), their TCB fields, its CPUs, tasks and
+breakpoints. No command's arguments are written down here again.
 It asks for the session each time through a callable, so the line console and
 the TUI can share one `Session` even when `load` replaces its state.
 """
@@ -12,6 +14,7 @@ the TUI can share one `Session` even when `load` replaces its state.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion, PathCompleter
@@ -19,29 +22,12 @@ from prompt_toolkit.document import Document
 
 from l4tui.breakpoints import SYSCALLS
 from l4tui.expr import CPU_FIELDS, OPS, STATES
-from l4tui.grammar import ALIASES, INFO_HELP, SPECS
+from l4tui.files import root_of
+from l4tui.grammar import ALIASES, BREAK_OPTIONS, SPECS, Arg, Form, Kind, Spec, bind, form_of
 from l4tui.inject import OPS as INJECT_OPS
+from l4tui.inject import TARGETS
 from l4tui.phases import phase_labels, phase_prefixes
 from l4tui.session import Session
-from l4tui.views import TOPICS
-
-BREAK_EVENTS = {
-    "syscall": "stop at a system call",
-    "ipi": "stop when an IPI is sent or delivered",
-    "migration": "stop when a thread migrates",
-    "pagefault": "stop at a page fault",
-}
-BREAK_FILTERS = {
-    "thread": "only this thread",
-    "cpu": "only on this CPU",
-    "after": "let N hits pass first",
-    "log": "record the hit and go on",
-    "if": "stop only when a condition holds",
-}
-TARGET_OPS = ("send", "call", "recv", "reply_wait", "thread_switch")
-"""Injection ops whose first argument names a thread."""
-ARG_TOPICS = {"tcb": "thread", "sendq": "thread", "ready": "cpu", "tlb": "cpu", "space": "task"}
-"""The views of `info` that take an argument, and what it names."""
 
 _paths = PathCompleter(expanduser=True)
 
@@ -49,10 +35,6 @@ _paths = PathCompleter(expanduser=True)
 def _path_completer(session: Session) -> PathCompleter:
     """File names for save/load/export: anywhere, or for a confined session (files.FileRoot)
     only names inside its directory, relative to it — nothing outside is ever listed."""
-    from pathlib import Path
-
-    from l4tui.files import root_of
-
     root = root_of(session).root
     if root is None:
         return _paths
@@ -110,9 +92,7 @@ class CommandCompleter(Completer):
     def __init__(self, get_session: Callable[[], Session]) -> None:
         self.get_session = get_session
 
-    def get_completions(
-        self, document: Document, complete_event: CompleteEvent
-    ) -> Iterator[Completion]:
+    def get_completions(self, document: Document, event: CompleteEvent) -> Iterator[Completion]:
         line = document.current_line_before_cursor
         words = line.split()
         if line and not line[-1].isspace():
@@ -124,10 +104,12 @@ class CommandCompleter(Completer):
             return
         if done[0].startswith("#"):
             return
-        if done[0].endswith(":") and len(done[0]) > 1:
-            yield from self._inject(done[1:], partial)
+        if done[0].endswith(":") and len(done[0]) > 1:  # THREAD: OP ARGS
+            yield from self._arguments(SPECS["inject"], [done[0][:-1], *done[1:]], partial, event)
             return
-        yield from self._arguments(ALIASES.get(done[0], done[0]), done[1:], partial, complete_event)
+        spec = SPECS.get(ALIASES.get(done[0], done[0]))
+        if spec is not None:
+            yield from self._arguments(spec, done[1:], partial, event)
 
     # --- the session's names -----------------------------------------------------------
 
@@ -143,10 +125,10 @@ class CommandCompleter(Completer):
     def _tasks(self) -> list[str]:
         return self.get_session().call(kernel_names, "tasks")
 
-    def _named(self, what: str, partial: str) -> Iterator[Completion]:
+    def _named(self, what: Kind, partial: str) -> Iterator[Completion]:
         """Threads, CPUs or tasks, as `what` says."""
-        names = {"thread": self._threads, "cpu": self._cpus, "task": self._tasks}[what]()
-        yield from _matching(partial, names, what)
+        names = {Kind.THREAD: self._threads, Kind.CPU: self._cpus, Kind.TASK: self._tasks}[what]()
+        yield from _matching(partial, names, what.value)
 
     # --- what to complete --------------------------------------------------------------
 
@@ -154,105 +136,115 @@ class CommandCompleter(Completer):
         yield from _matching(partial, sorted([*SPECS, *ALIASES]), _command_meta)
         yield from _matching(partial, [f"{t}:" for t in self._threads()], "inject an op")
 
-    def _inject(self, args: list[str], partial: str) -> Iterator[Completion]:
-        if not args:
-            yield from _matching(partial, INJECT_OPS, "op")
-        elif len(args) == 1 and args[0] in TARGET_OPS:
-            extra = {"recv": ["any"], "thread_switch": ["nil"]}.get(args[0], [])
-            yield from _matching(partial, [*extra, *self._threads()], "thread")
-
     def _arguments(
-        self, name: str, args: list[str], partial: str, event: CompleteEvent
+        self, spec: Spec, args: list[str], partial: str, event: CompleteEvent
     ) -> Iterator[Completion]:
-        n = len(args)
-        if name == "focus":
-            if n == 0:
-                yield from _matching(partial, ("cpu", "thread"), "centre the views on")
-                yield from _matching(partial, ("follow",), "let each stop move the focus again")
-            elif n == 1 and args[0] in ("thread", "cpu"):
-                yield from self._named(args[0], partial)
-            elif n == 2 and args[0] in ("thread", "cpu"):
-                yield from _matching(partial, ("pin",), "keep the focus here across stops")
-        elif name == "print":  # print EXPR: a term, or a condition
-            yield from self._condition(args, partial)
-        elif name == "watch":
-            yield from self._watch(args, partial)
-        elif name == "info":
-            if n == 0:
-                yield from _matching(partial, TOPICS, INFO_HELP.__getitem__)
-            elif n == 1 and args[0] in ARG_TOPICS:
-                yield from self._named(ARG_TOPICS[args[0]], partial)
-        elif name in ("break", "tbreak"):
-            yield from self._break(args, partial)
-        elif name == "sched" and n == 0:
-            yield from _matching(partial, ("timed", "manual"), "scheduling policy")
-        elif name == "step" and n == 0:
-            yield from _matching(partial, ("cpu",), "one micro-op on one CPU")
-        elif name == "step" and n == 1 and args[0] == "cpu":
-            yield from self._named("cpu", partial)
-        elif name == "check" and n == 0:
-            yield from _matching(partial, ("invariants",), "the kernel invariants")
-        elif name in ("delete", "disable", "enable") and n == 0:
-            meta = {
-                str(b.number): _describe(b) + ("" if getattr(b, "enabled", True) else " (disabled)")
-                for b in self.get_session().breakpoints
-            }
-            yield from _matching(partial, meta, meta.__getitem__)
-        elif name == "x" and n == 0:
-            yield from self._address(partial)
-        elif name == "help" and n == 0:
-            yield from _matching(partial, sorted([*SPECS, *ALIASES]), _command_meta)
-        elif (
-            (name in ("save", "load") and n == 0)
-            or (name == "export" and n == 1 and args[0] == "perfetto")
-            or (name == "load" and n == 1 and args[0] == "schedule")
-        ):
-            if name == "load" and n == 0:
-                yield from _matching(partial, ("schedule",), "a race schedule from explore")
-            paths = _path_completer(self.get_session())
-            yield from paths.get_completions(Document(partial, len(partial)), event)
-        elif name == "export" and n == 0:
-            yield from _matching(partial, ("perfetto",), "a trace for ui.perfetto.dev")
+        """The word after `args` of `spec`'s command, from the kinds its forms declare: first
+        the sub-command words and the plain form's first argument, in the forms' order."""
+        if not args:
+            for f in spec.forms:
+                if f.key is not None:
+                    yield from _matching(partial, (f.key,), f.meta)
+                else:
+                    yield from self._next(f, [], partial, event)
+            return
+        form = form_of(spec, args)
+        if form is not None:
+            yield from self._next(form, args[1:] if form.key else args, partial, event)
 
-    def _break(self, args: list[str], partial: str) -> Iterator[Completion]:
-        """`break WHAT [thread T] [cpu N] [after N] [log] [if EXPR]` (tbreak alike)."""
-        n = len(args)
-        if n == 0:
-            yield from _matching(partial, BREAK_EVENTS, BREAK_EVENTS.__getitem__)
+    def _next(
+        self, form: Form, words: list[str], partial: str, event: CompleteEvent
+    ) -> Iterator[Completion]:
+        """What the word after `words` may be in `form`: the next argument's kind, and past
+        an optional keyword (`[pin]`, `ipi [sent|delivered]`) the one after it too."""
+        bound = bind(form, words)
+        values = {a.name: got for a, got in bound}
+        if bound and bound[-1][0].rest:
+            yield from self._kind(bound[-1][0], bound[-1][1], values, partial, event)
+            return
+        if bound and not bound[-1][0].name:
+            return  # more words than the form takes
+        last = bound[-1][0] if bound else None
+        start = next(i for i, a in enumerate(form.args) if a is last) + 1 if last else 0
+        for arg in form.args[start:]:
+            yield from self._kind(arg, [], values, partial, event)
+            if not (arg.kind is Kind.WORD and arg.optional):
+                return
+
+    def _kind(
+        self,
+        arg: Arg,
+        words: list[str],
+        values: dict[str, list[str]],
+        partial: str,
+        event: CompleteEvent,
+    ) -> Iterator[Completion]:
+        """The completions for an argument of `arg`'s kind (`words`: what a rest argument has
+        taken so far; `values`: the arguments before it)."""
+        kind = arg.kind
+        if kind in (Kind.THREAD, Kind.CPU, Kind.TASK):
+            yield from self._named(kind, partial)
+        elif kind is Kind.WORD:
+            yield from _matching(partial, arg.words, arg.meta)
+        elif kind is Kind.SYSCALL:
+            yield from _matching(partial, SYSCALLS, arg.meta)
+        elif kind is Kind.PHASE:
             labels = sorted({*phase_labels(), *phase_prefixes()})
             yield from _matching(partial, labels, lambda w: "phases" if "*" in w else "phase")
-        elif "if" in args:  # the condition runs to the end of the line
-            yield from self._condition(args[args.index("if") + 1 :], partial)
-        elif n == 1 and args[0] == "syscall":
-            yield from _matching(partial, SYSCALLS, "system call")
-        elif args[-1] in ("thread", "cpu"):
-            yield from self._named(args[-1], partial)
-        elif args[-1] != "after":
-            if n == 1 and args[0] == "ipi":
-                yield from _matching(partial, ("sent", "delivered"), "IPI event")
-            unused = [w for w in BREAK_FILTERS if w not in args[1:]]
-            yield from _matching(partial, unused, BREAK_FILTERS.__getitem__)
-
-    def _watch(self, args: list[str], partial: str) -> Iterator[Completion]:
-        """`watch THREAD.FIELD` or `watch line THREAD.N cpu C`."""
-        n = len(args)
-        if n == 0:
+        elif kind is Kind.OPTIONS:
+            yield from self._options(words, partial)
+        elif kind is Kind.EXPR:
+            yield from self._condition(words, partial)
+        elif kind is Kind.FIELD:
             yield from self._field_expr(partial, cpus=False)
-            yield from _matching(partial, ("line",), "a TCB line's MESI state in one cache")
-        elif args[0] != "line":
+        elif kind is Kind.LINE:
+            yield from self._line(partial)
+        elif kind is Kind.ADDRESS:
+            yield from self._address(partial)
+        elif kind is Kind.FILE:
+            paths = _path_completer(self.get_session())
+            yield from paths.get_completions(Document(partial, len(partial)), event)
+        elif kind is Kind.COMMAND:
+            yield from _matching(partial, sorted([*SPECS, *ALIASES]), _command_meta)
+        elif kind is Kind.BREAKPOINT:
+            yield from self._breakpoints(partial)
+        elif kind is Kind.OP:
+            yield from _matching(partial, INJECT_OPS, "op")
+        elif kind is Kind.OP_ARGS:
+            op = values.get("OP", [""])[0]
+            if not words and op in TARGETS:
+                yield from _matching(partial, [*TARGETS[op], *self._threads()], "thread")
+
+    def _breakpoints(self, partial: str) -> Iterator[Completion]:
+        meta = {
+            str(b.number): _describe(b) + ("" if getattr(b, "enabled", True) else " (disabled)")
+            for b in self.get_session().breakpoints
+        }
+        yield from _matching(partial, meta, meta.__getitem__)
+
+    def _options(self, words: list[str], partial: str) -> Iterator[Completion]:
+        """A breakpoint's filters (grammar.BREAK_OPTIONS): a filter's value after its word,
+        the condition after `if` (to the end of the line), else the filters not yet given."""
+        if "if" in words:
+            yield from self._condition(words[words.index("if") + 1 :], partial)
             return
-        elif n == 1 and "." in partial:
-            owner, line = partial.split(".", 1)
-            if owner in self._threads():
-                lines = self.get_session().call(kernel_names, "lines")
-                numbers = {str(i): " ".join(fields) for i, fields in enumerate(lines)}
-                yield from _matching(line, numbers, numbers.__getitem__)
-        elif n == 1:
+        value = BREAK_OPTIONS[words[-1]][0] if words and words[-1] in BREAK_OPTIONS else None
+        if value in (Kind.THREAD, Kind.CPU, Kind.TASK):
+            yield from self._named(value, partial)
+        elif value is None:
+            unused = [w for w in BREAK_OPTIONS if w not in words]
+            yield from _matching(partial, unused, lambda w: BREAK_OPTIONS[w][1])
+
+    def _line(self, partial: str) -> Iterator[Completion]:
+        """`THREAD.N` of `watch line`: the thread, then its TCB's line numbers."""
+        if "." not in partial:
             yield from _matching(partial, [f"{t}." for t in self._threads()], "thread")
-        elif n == 2:
-            yield from _matching(partial, ("cpu",), "in this CPU's cache")
-        elif n == 3 and args[2] == "cpu":
-            yield from self._named("cpu", partial)
+            return
+        owner, line = partial.split(".", 1)
+        if owner in self._threads():
+            lines = self.get_session().call(kernel_names, "lines")
+            numbers = {str(i): " ".join(fields) for i, fields in enumerate(lines)}
+            yield from _matching(line, numbers, numbers.__getitem__)
 
     def _address(self, partial: str) -> Iterator[Completion]:
         """`x ADDR`: `THREAD.` then its TCB fields (proxies too), or `THREAD:` and a user

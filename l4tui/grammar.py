@@ -1,8 +1,14 @@
-"""The debugger's command language: one table of commands, one parser (DESIGN.md §2).
+"""The debugger's command language, declared once (DESIGN.md §2; STYLE.md point 5).
 
-Every front end — the line console, the TUI's console pane, scripts — goes
-through `parse`; `help` is generated from the same table. A bad line raises
-`CommandError` with a one-line message and, for names, a did-you-mean hint.
+Each command in `SPECS` declares its arguments as a typed schema: one or more
+`Form`s (a sub-command word such as `step cpu`, or the plain form), each a
+row of `Arg`s of a `Kind` — thread, CPU, phase glob, expression, keyword,
+count, file, free text. From this one table come the parser here (`parse`:
+counts and keywords checked, numbers converted, a one-line `CommandError`
+otherwise), the completer (l4tui/complete.py), the lexer's colours
+(l4tui/lexer.py) and `help`, in the line console and the TUI alike. What a
+word names in the running machine (is there such a thread, such a CPU) is
+checked where the session is, by the executor's handlers.
 """
 
 from __future__ import annotations
@@ -10,22 +16,121 @@ from __future__ import annotations
 import difflib
 import shlex
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
 
 
 class CommandError(Exception):
     """A command that cannot be run; its text is the one-line message."""
 
 
+class Kind(StrEnum):
+    """What an argument is: the parser converts by it, the completer offers by it and the
+    lexer colours by it."""
+
+    COUNT = "count"  # a number of steps, 1 or more: converted to int
+    INDEX = "index"  # a position (micro-op N), 0 or more: converted to int
+    BREAKPOINT = "breakpoint"  # a breakpoint's number, 0 or more: converted to int
+    NUMBER = "number"  # a number the command checks itself (x ADDR N)
+    WORD = "word"  # one of `Arg.words`, checked here (a keyword: pin, cpu)
+    THREAD = "thread"
+    CPU = "cpu"
+    TASK = "task"
+    SYSCALL = "syscall"  # a system call's name (break syscall NAME)
+    PHASE = "phase"  # a phase-label glob (break WHAT)
+    OPTIONS = "options"  # the breakpoint filters, `BREAK_OPTIONS`, to the end of the line
+    EXPR = "expr"  # an expression, to the end of the line (l4tui/expr.py)
+    FIELD = "field"  # THREAD.FIELD
+    LINE = "line"  # THREAD.N, a TCB line
+    ADDRESS = "address"  # x ADDR: 0xPHYS, THREAD.FIELD, THREAD:VADDR
+    FILE = "file"
+    COMMAND = "command"  # help CMD
+    OP = "op"  # an injected op's name (l4tui/inject.py)
+    OP_ARGS = "op-args"  # its arguments, to the end of the line
+
+
+NUMBER_KINDS = {Kind.COUNT: 1, Kind.INDEX: 0, Kind.BREAKPOINT: 0}
+"""The kinds the parser turns into an int, and the least each may be."""
+REST_KINDS = (Kind.OPTIONS, Kind.EXPR, Kind.OP_ARGS)
+"""The kinds that take every word to the end of the line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Arg:
+    """One argument: its name in usage and messages (`N`, `CYCLES`), its kind, the words a
+    `WORD` (or a `SYSCALL`) may be with what each means, and whether it may be left out."""
+
+    name: str
+    kind: Kind
+    words: tuple[str, ...] = ()
+    meta: str = ""
+    optional: bool = False
+
+    @property
+    def rest(self) -> bool:
+        return self.kind in REST_KINDS
+
+
+@dataclass(frozen=True, slots=True)
+class Form:
+    """One way to write a command: after its sub-command word `key` (None: the plain form),
+    these arguments. `usage` is what a wrong count says (None: the command's usage)."""
+
+    args: tuple[Arg, ...] = ()
+    key: str | None = None
+    meta: str = ""
+    usage: str | None = None
+
+    @property
+    def least(self) -> int:
+        return (self.key is not None) + sum(not a.optional for a in self.args)
+
+    @property
+    def most(self) -> int:
+        if any(a.rest for a in self.args):
+            return -1
+        return (self.key is not None) + len(self.args)
+
+
 @dataclass(frozen=True, slots=True)
 class Spec:
-    """One command: its usage, how many arguments it takes, and what it does."""
+    """One command: its usage, what it does, and how its arguments are written.
+
+    `unknown` is what a sub-command word that is none of the forms' says, with `{shown}`
+    the word, `{hint}` a did-you-mean and `{keys}` the words it may be (default: usage)."""
 
     name: str
     usage: str
     help: str
-    min_args: int = 0
-    max_args: int = 0  # -1: any number
+    forms: tuple[Form, ...] = (Form(),)
+    unknown: str = ""
+
+    @property
+    def min_args(self) -> int:
+        return min(f.least for f in self.forms)
+
+    @property
+    def max_args(self) -> int:  # -1: any number
+        most = [f.most for f in self.forms]
+        return -1 if -1 in most else max(most)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(f.key for f in self.forms if f.key is not None)
+
+    def plain(self) -> Form | None:
+        return next((f for f in self.forms if f.key is None), None)
+
+
+def _word(words: str, meta: str = "", optional: bool = False) -> Arg:
+    """A keyword argument: one of `words` (space-separated)."""
+    return Arg(words.split()[0], Kind.WORD, tuple(words.split()), meta, optional)
+
+
+def _keys(words: dict[str, str]) -> tuple[Form, ...]:
+    """A form of no arguments for each sub-command word, with what it means."""
+    return tuple(Form(key=w, meta=m) for w, m in words.items())
 
 
 INFO_HELP: dict[str, str] = {
@@ -48,29 +153,83 @@ INFO_HELP: dict[str, str] = {
 }
 """What each `info` view shows: the completer's descriptions and `help info`."""
 INFO_TOPICS = tuple(INFO_HELP)
+INFO_ARGS: dict[str, Arg] = {
+    "ready": Arg("CPU", Kind.CPU, optional=True),
+    "sendq": Arg("THREAD", Kind.THREAD),
+    "tcb": Arg("THREAD", Kind.THREAD),
+    "tlb": Arg("CPU", Kind.CPU),
+    "space": Arg("TASK", Kind.TASK),
+}
+"""The views of `info` that take an argument, and what it names."""
 BREAK_USAGE = (
     "WHAT [thread T] [cpu N] [after N] [log] [if EXPR]; "
     "WHAT: PHASE_GLOB | syscall NAME | ipi sent|delivered | migration | pagefault"
 )
+BREAK_OPTIONS: dict[str, tuple[Kind | None, str]] = {
+    "thread": (Kind.THREAD, "only this thread"),
+    "cpu": (Kind.CPU, "only on this CPU"),
+    "after": (Kind.COUNT, "let N hits pass first"),
+    "log": (None, "record the hit and go on"),
+    "if": (Kind.EXPR, "stop only when a condition holds"),
+}
+"""The filters after a breakpoint's WHAT (l4tui/breakpoints.py reads them): each word, the
+kind of the value after it (None: none; EXPR: the rest of the line) and what it does."""
+_OPTIONS = Arg("OPTIONS", Kind.OPTIONS, optional=True)
+_BREAK_FORMS = (
+    Form(
+        (Arg("NAME", Kind.SYSCALL, meta="system call", optional=True), _OPTIONS),
+        "syscall",
+        "stop at a system call",
+    ),  # fmt: skip
+    Form(
+        (_word("sent delivered", "IPI event", optional=True), _OPTIONS),
+        "ipi",
+        "stop when an IPI is sent or delivered",
+    ),  # fmt: skip
+    Form((_OPTIONS,), "migration", "stop when a thread migrates"),
+    Form((_OPTIONS,), "pagefault", "stop at a page fault"),
+    Form((Arg("PHASE_GLOB", Kind.PHASE), _OPTIONS)),
+)
+_COUNT = Arg("N", Kind.COUNT, optional=True)
+_FILE = Arg("FILE", Kind.FILE)
+_PIN = _word("pin", "keep the focus here across stops", optional=True)
+_NUMBERED = (Form((Arg("N", Kind.BREAKPOINT, optional=True),)),)
 SPECS: dict[str, Spec] = {
     s.name: s
     for s in (
-        Spec("stepi", "stepi [N]", "execute N micro-ops (default 1)", 0, 1),
+        Spec("stepi", "stepi [N]", "execute N micro-ops (default 1)", (Form((_COUNT,)),)),
         Spec(
             "step",
             "step [N] | step cpu N",
             "run until N phase labels have passed (default 1); step cpu N: one micro-op on CPU N",
-            0,
-            2,
+            (
+                Form((_COUNT,), usage="step [N]"),
+                Form((Arg("N", Kind.CPU),), "cpu", "one micro-op on one CPU", "step cpu N"),
+            ),
         ),
         Spec("next", "next", "run over the rest of the focused thread's phase"),
         Spec("finish", "finish", "run until the focused thread's system call returns"),
         Spec(
             "continue", "continue", "run until a breakpoint, a watchpoint or the end (Ctrl-C stops)"
         ),
-        Spec("run", "run CYCLES", "run for CYCLES simulated cycles (lowest CPU clock)", 1, 1),
-        Spec("reverse-stepi", "reverse-stepi [N]", "go back N micro-ops (default 1)", 0, 1),
-        Spec("reverse-step", "reverse-step [N]", "go back N phase labels (default 1)", 0, 1),
+        Spec(
+            "run",
+            "run CYCLES",
+            "run for CYCLES simulated cycles (lowest CPU clock)",
+            (Form((Arg("CYCLES", Kind.COUNT),)),),
+        ),
+        Spec(
+            "reverse-stepi",
+            "reverse-stepi [N]",
+            "go back N micro-ops (default 1)",
+            (Form((_COUNT,)),),
+        ),
+        Spec(
+            "reverse-step",
+            "reverse-step [N]",
+            "go back N phase labels (default 1)",
+            (Form((_COUNT,)),),
+        ),
         Spec(
             "reverse-continue",
             "reverse-continue",
@@ -80,95 +239,155 @@ SPECS: dict[str, Spec] = {
             "goto",
             "goto N",
             "go to micro-op N: back through the nearest checkpoint, or forward as stepi would",
-            1,
-            1,
+            (Form((Arg("N", Kind.INDEX),)),),
         ),
-        Spec("break", f"break {BREAK_USAGE}", "stop when it happens (log: record, go on)", 1, -1),
-        Spec("tbreak", "tbreak WHAT ...", "a breakpoint deleted when it first stops", 1, -1),
+        Spec(
+            "break",
+            f"break {BREAK_USAGE}",
+            "stop when it happens (log: record, go on)",
+            _BREAK_FORMS,
+        ),
+        Spec(
+            "tbreak",
+            "tbreak WHAT ...",
+            "a breakpoint deleted when it first stops",
+            _BREAK_FORMS,
+        ),
         Spec(
             "watch",
             "watch THREAD.FIELD | watch line THREAD.N cpu C",
             "stop when a TCB field, or TCB line N's MESI state in CPU C's cache, changes",
-            1,
-            4,
+            (
+                Form((Arg("THREAD.FIELD", Kind.FIELD),)),
+                Form(
+                    (
+                        Arg("THREAD.N", Kind.LINE),
+                        _word("cpu", "in this CPU's cache"),
+                        Arg("C", Kind.CPU),
+                    ),  # fmt: skip
+                    "line",
+                    "a TCB line's MESI state in one cache",
+                    "watch line THREAD.N cpu C (e.g. watch line srv.1 cpu 2)",
+                ),
+            ),
         ),
         Spec(
-            "delete", "delete [N]", "delete breakpoint N, or all breakpoints and watchpoints", 0, 1
+            "delete",
+            "delete [N]",
+            "delete breakpoint N, or all breakpoints and watchpoints",
+            _NUMBERED,
         ),
         Spec(
             "disable",
             "disable [N]",
             "disable breakpoint N, or all: it neither stops nor counts hits until enabled",
-            0,
-            1,
+            _NUMBERED,
         ),
-        Spec("enable", "enable [N]", "enable breakpoint N again, or all breakpoints", 0, 1),
+        Spec("enable", "enable [N]", "enable breakpoint N again, or all breakpoints", _NUMBERED),
         Spec(
             "info",
             "info threads|cpus|ready [CPU]|wakeup|sendq T|tcb T|apic|mailboxes|waits|"
             "tlb CPU|space TASK|breakpoints|counters|log|report",
             "show a view (help info: what each one shows)",
-            1,
-            2,
+            tuple(
+                Form(
+                    (INFO_ARGS[t],) if t in INFO_ARGS else (),
+                    t,
+                    what,
+                    f"info {t} {INFO_ARGS[t].name}" if t in INFO_ARGS else f"info {t}",
+                )
+                for t, what in INFO_HELP.items()
+            ),
+            "no view {shown}{hint}; views: {keys}",
         ),
         Spec(
             "print",
             "print EXPR",
             "a value: THREAD.FIELD, THREAD.state, cpuN.FIELD, or a condition (cli.partner == srv)",
-            1,
-            -1,
+            (Form((Arg("EXPR", Kind.EXPR),)),),
         ),
         Spec(
             "x",
             "x ADDR [N]",
             "examine N words (default 4, at most 256) in hex, each named (srv.partner, "
             "mailbox 0 op); ADDR: 0xPHYS, 0xKERNEL_VIRT, THREAD, THREAD.FIELD, THREAD:VADDR",
-            1,
-            2,
+            (Form((Arg("ADDR", Kind.ADDRESS), Arg("N", Kind.NUMBER, optional=True))),),
         ),
         Spec(
             "focus",
             "focus cpu N [pin] | focus thread T [pin] | focus follow",
             "choose what next, finish and views follow; each stop moves the focus to the "
             "CPU and thread that stopped unless pinned; follow: let it move again",
-            1,
-            3,
+            (
+                Form((Arg("N", Kind.CPU), _PIN), "cpu", "centre the views on"),
+                Form((Arg("T", Kind.THREAD), _PIN), "thread", "centre the views on"),
+                Form((), "follow", "let each stop move the focus again"),
+            ),
         ),
-        Spec("sched", "sched timed|manual", "timed: lowest clock first; manual: you pick", 1, 1),
+        Spec(
+            "sched",
+            "sched timed|manual",
+            "timed: lowest clock first; manual: you pick",
+            _keys({"timed": "scheduling policy", "manual": "scheduling policy"}),
+            "sched takes timed or manual, not {shown}",
+        ),
         Spec("where", "where", "where each CPU is: thread, phase, cycle"),
         Spec(
             "layout",
             "layout thesis|naive",
             "the same point of the program (thread, phase label, nth time) with that TCB "
             "layout (§8.6): compare info tcb",
-            1,
-            1,
+            _keys({"thesis": "TCB layout", "naive": "TCB layout"}),
+            "layout takes thesis or naive, not {shown}",
         ),
-        Spec("check", "check invariants", "check the kernel invariants now", 1, 1),
-        Spec("save", "save FILE", "save the session (scenario, inputs, stops, position)", 1, 1),
+        Spec(
+            "check",
+            "check invariants",
+            "check the kernel invariants now",
+            _keys({"invariants": "the kernel invariants"}),
+        ),
+        Spec(
+            "save",
+            "save FILE",
+            "save the session (scenario, inputs, stops, position)",
+            (Form((_FILE,)),),
+        ),
         Spec(
             "export",
             "export perfetto FILE",
             "the run so far as a Chrome/Perfetto trace: per-CPU tracks, IPIs, XP-IPC flows",
-            2,
-            2,
+            (Form((_FILE,), "perfetto", "a trace for ui.perfetto.dev"),),
         ),
         Spec(
             "load",
             "load FILE | load schedule FILE",
             "load a saved session (the identical state), or a race schedule from explore",
-            1,
-            2,
+            (
+                Form((_FILE,), "schedule", "a race schedule from explore", "load schedule FILE"),
+                Form((_FILE,)),
+            ),
         ),
         Spec(
             "inject",
             "THREAD: OP [ARGS] [key=value ...]",
             "run an op as the thread's next one, e.g. cli: call srv 1 2 3 timeout=inf",
-            2,
-            -1,
+            (
+                Form(
+                    (
+                        Arg("THREAD", Kind.THREAD),
+                        Arg("OP", Kind.OP),
+                        Arg("ARGS", Kind.OP_ARGS, optional=True),
+                    )  # fmt: skip
+                ),
+            ),
         ),
         Spec("lab", "lab", "the lab sheet: each exercise, ticked when done"),
-        Spec("help", "help [CMD]", "list the commands, or explain one", 0, 1),
+        Spec(
+            "help",
+            "help [CMD]",
+            "list the commands, or explain one",
+            (Form((Arg("CMD", Kind.COMMAND, optional=True),)),),
+        ),
         Spec("quit", "quit", "leave the console"),
     )
 }
@@ -194,10 +413,26 @@ HELP_COLUMN = 26
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """A parsed command line."""
+    """A parsed command line: its words as typed (`args`), the sub-command word of the form
+    it matched (`key`), and each argument by name, converted by its kind (`values`)."""
 
     name: str
     args: tuple[str, ...]
+    key: str | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def number(self, name: str, default: int) -> int:
+        """A numeric argument (COUNT, INDEX, BREAKPOINT), or `default` if left out."""
+        value = self.values.get(name)
+        return default if value is None else int(value)
+
+    def text(self, name: str) -> str:
+        """An argument the command needs (its form does not make it optional)."""
+        return str(self.values[name])
+
+    def rest(self, name: str) -> tuple[str, ...]:
+        """The words a rest argument (EXPR, OPTIONS, OP_ARGS) took; () if none."""
+        return tuple(self.values.get(name, ()))
 
 
 def suggest(word: str, choices: list[str]) -> str:
@@ -241,6 +476,73 @@ def number(text: str, what: str = "N", low: int | None = None) -> int:
     return n
 
 
+def form_of(spec: Spec, args: tuple[str, ...] | list[str]) -> Form | None:
+    """The form `args` are written in: the one whose sub-command word comes first, else the
+    plain form (None: neither — the first word is no sub-command this command has)."""
+    if args:
+        for f in spec.forms:
+            if f.key is not None and f.key == args[0]:
+                return f
+    return spec.plain()
+
+
+def bind(form: Form, words: tuple[str, ...] | list[str]) -> list[tuple[Arg, list[str]]]:
+    """Which words each argument of `form` takes (the sub-command word already dropped), as
+    far as the words go: an optional keyword that is not there is skipped, a rest argument
+    takes every word left. The parser checks the result; the completer reads where the word
+    being typed falls."""
+    out: list[tuple[Arg, list[str]]] = []
+    i = 0
+    for a in form.args:
+        if a.rest:
+            out.append((a, list(words[i:])))
+            return out
+        if i >= len(words):
+            break
+        if a.kind is Kind.WORD and a.optional and words[i] not in a.words:
+            continue
+        out.append((a, [words[i]]))
+        i += 1
+    if i < len(words):
+        out.append((Arg("", Kind.WORD), list(words[i:])))  # left over: more than it takes
+    return out
+
+
+def _convert(arg: Arg, word: str, usage: str) -> Any:
+    """One argument's word as its kind's value: a number converted, a keyword checked."""
+    if arg.kind in NUMBER_KINDS:
+        return number(word, arg.name, NUMBER_KINDS[arg.kind])
+    if arg.kind is Kind.WORD and word not in arg.words:
+        raise CommandError(f"usage: {usage}")
+    return word
+
+
+def check(spec: Spec, args: tuple[str, ...]) -> Command:
+    """`args` of `spec`'s command, checked against its forms and converted by kind."""
+    if len(args) < spec.min_args or (spec.max_args >= 0 and len(args) > spec.max_args):
+        raise CommandError(f"usage: {spec.usage}")
+    form = form_of(spec, args)
+    if form is None:
+        keys = list(spec.keys)
+        raise CommandError(
+            spec.unknown.format(
+                shown=shown(args[0]), hint=suggest(args[0], keys), keys=", ".join(keys)
+            )
+            if spec.unknown
+            else f"usage: {spec.usage}"
+        )
+    usage = form.usage or spec.usage
+    words = args[1:] if form.key is not None else args
+    if len(args) < form.least or (form.most >= 0 and len(args) > form.most):
+        raise CommandError(f"usage: {usage}")
+    values: dict[str, Any] = {}
+    for arg, got in bind(form, words):
+        if not arg.name:
+            raise CommandError(f"usage: {usage}")
+        values[arg.name] = tuple(got) if arg.rest else _convert(arg, got[0], usage)
+    return Command(spec.name, args, form.key, values)
+
+
 def parse(line: str) -> Command | None:
     """The command on `line`, None for a blank line or a comment; CommandError if bad."""
     text = line.strip()
@@ -256,16 +558,22 @@ def parse(line: str) -> Command | None:
         raise CommandError(f"cannot read the line: {e}") from None
     name, args = words[0], tuple(words[1:])
     if name.endswith(":") and len(name) > 1:  # THREAD: OP ARGS — syscall injection
-        if not args:
-            raise CommandError("usage: THREAD: OP [ARGS] [key=value ...]")
-        return Command("inject", (name[:-1], *args))
+        return check(SPECS["inject"], (name[:-1], *args))
     name = ALIASES.get(name, name)
     spec = SPECS.get(name)
     if spec is None:
         raise CommandError(f"unknown command {shown(name)}{suggest(name, list(SPECS))}; try 'help'")
-    if len(args) < spec.min_args or (spec.max_args >= 0 and len(args) > spec.max_args):
-        raise CommandError(f"usage: {spec.usage}")
-    return Command(name, args)
+    return check(spec, args)
+
+
+def command_name(line: str) -> str | None:
+    """The command `line` runs (an alias as its command), None if it runs none or is bad:
+    for a front end that treats one command apart (`continue` live, `quit` ends)."""
+    try:
+        cmd = parse(line)
+    except CommandError:
+        return None
+    return None if cmd is None else cmd.name
 
 
 def help_text(name: str | None = None) -> str:
@@ -284,7 +592,7 @@ def help_text(name: str | None = None) -> str:
     if spec is None:
         raise CommandError(f"no command {shown(name)}{suggest(name, list(SPECS))}")
     text = f"{spec.usage}\n  {spec.help}"
-    if name == "info":
-        width = max(len(t) for t in INFO_HELP)
-        text += "\n" + "\n".join(f"  {t.ljust(width)}  {h}" for t, h in INFO_HELP.items())
+    if name == "info":  # each view and what it shows: the forms' own descriptions
+        width = max(len(t) for t in spec.keys)
+        text += "\n" + "\n".join(f"  {f.key.ljust(width)}  {f.meta}" for f in spec.forms if f.key)
     return text

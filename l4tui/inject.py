@@ -30,6 +30,14 @@ OPS = (
     "read_utcb_cpu",
     "halt",
 )
+TARGETS: dict[str, tuple[str, ...]] = {
+    "send": (),
+    "call": (),
+    "recv": ("any",),
+    "reply_wait": (),
+    "thread_switch": ("nil",),
+}
+"""The ops whose first argument names a thread, and the words it may be besides a name."""
 TIMEOUT_KEYS = ("timeout", "recv_timeout", "xfer_timeout")
 KEYS = (*TIMEOUT_KEYS, "xp_fault")
 _BARE = ("read_kip", "read_utcb_cpu", "halt")

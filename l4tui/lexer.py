@@ -2,8 +2,10 @@
 
 The prompt-toolkit console wraps it in `PygmentsLexer`; a Textual pane can use it
 as it is, so both front ends colour a line the same way. Command names and
-aliases come from the grammar table (l4tui/grammar.py), so a new command is
-coloured as soon as it is in `SPECS`. Every state ends in a catch-all rule:
+aliases come from the grammar table (l4tui/grammar.py), and so do the words
+after them — sub-commands, keywords, breakpoint filters, the views of `info`,
+which commands take a phase glob, a file or an address — so a new command or
+keyword is coloured as soon as its form declares it. Every state ends in a catch-all rule:
 any text lexes without `Error` tokens, however broken the line.
 """
 
@@ -12,8 +14,8 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
-from pygments.lexer import RegexLexer, bygroups, default
-from pygments.token import (
+from pygments.lexer import RegexLexer, bygroups, default  # type: ignore[import-untyped]
+from pygments.token import (  # type: ignore[import-untyped]
     Comment,
     Keyword,
     Name,
@@ -25,42 +27,51 @@ from pygments.token import (
     Whitespace,
 )
 
-from l4tui.grammar import ALIASES, SPECS
-from l4tui.grammar import INFO_TOPICS as INFO_TOPIC_NAMES
+from l4tui.grammar import ALIASES, BREAK_OPTIONS, SPECS, Kind
 
-SUBCOMMANDS = (
-    "cpu",
-    "thread",
-    "if",
-    "after",
-    "log",
-    "syscall",
-    "ipi",
-    "sent",
-    "delivered",
-    "migration",
-    "pagefault",
-    "line",
-    "invariants",
-    "timed",
-    "manual",
-    "perfetto",
-    "pin",
-    "follow",
-)
+
+def _keywords() -> tuple[str, ...]:
+    """Every word with a fixed meaning after a command, from the grammar's forms: sub-command
+    words (`focus cpu`, `sched timed`), keyword arguments (`pin`) and the breakpoint filters.
+    The views of `info` are coloured apart (`INFO_TOPICS`)."""
+    words: dict[str, None] = {}
+    for spec in SPECS.values():
+        if spec.name == "info":
+            continue
+        for form in spec.forms:
+            words.update(dict.fromkeys([form.key] if form.key else []))
+            for arg in form.args:
+                words.update(dict.fromkeys(arg.words if arg.kind is Kind.WORD else ()))
+    return tuple(dict.fromkeys((*words, *BREAK_OPTIONS)))
+
+
+def _first_kind(*kinds: Kind) -> tuple[str, ...]:
+    """The commands whose plain form (or else first form) starts with an argument of `kinds`."""
+    out = []
+    for spec in SPECS.values():
+        form = spec.plain() or spec.forms[0]
+        if form.args and form.args[0].kind in kinds:
+            out.append(spec.name)
+    return tuple(out)
+
+
+SUBCOMMANDS = _keywords()
 """Words with a fixed meaning after a command (`focus cpu`, `break syscall`, `sched timed`)."""
 
-INFO_TOPICS = INFO_TOPIC_NAMES
+INFO_TOPICS = SPECS["info"].keys
 """The views `info` shows."""
 
-PHASE_COMMANDS = ("break", "tbreak")
+PHASE_COMMANDS = _first_kind(Kind.PHASE)
 """Commands whose first argument is a phase glob (or an event word such as `syscall`)."""
 
-PATH_COMMANDS = ("save", "load", "export")
-"""Commands whose argument is a file name."""
+PATH_COMMANDS = _first_kind(Kind.FILE)
+"""Commands whose argument is a file name (after a sub-command word: `export perfetto`)."""
 
-ADDRESS_COMMANDS = ("x",)
+ADDRESS_COMMANDS = _first_kind(Kind.ADDRESS)
 """Commands whose first argument is an address: `0x1234`, `srv.partner`, `cli:0xbff00000`."""
+
+HELP_COMMANDS = _first_kind(Kind.COMMAND)
+"""Commands whose argument is a command's name (`help step`)."""
 
 
 def _alternation(words: list[str] | tuple[str, ...]) -> str:
@@ -100,7 +111,7 @@ class CommandLexer(RegexLexer):
             (rf"({_NAME})(:)(?=\s|$)", bygroups(Name.Label, Punctuation), "inject"),
             (rf"({_alternation(_commands(PHASE_COMMANDS)) or '(?!)'}){_END}", Keyword, "phase"),
             (rf"({_alternation(_commands(PATH_COMMANDS)) or '(?!)'}){_END}", Keyword, "path"),
-            (rf"({_alternation(_commands(('help',))) or '(?!)'}){_END}", Keyword, "help"),
+            (rf"({_alternation(_commands(HELP_COMMANDS)) or '(?!)'}){_END}", Keyword, "help"),
             (
                 rf"({_alternation(_commands(ADDRESS_COMMANDS)) or '(?!)'}){_END}",
                 Keyword,

@@ -15,7 +15,7 @@ from l4tui.complete import CommandCompleter
 from l4tui.demo import demo_scenario
 from l4tui.executor import execute
 from l4tui.expr import CPU_FIELDS, STATES
-from l4tui.grammar import ALIASES, SPECS
+from l4tui.grammar import ALIASES, INFO_HELP, SPECS
 from l4tui.inject import OPS
 from l4tui.phases import phase_labels, phase_prefixes
 from l4tui.session import Session
@@ -244,8 +244,6 @@ def test_x_offers_threads_then_their_fields(completer: CommandCompleter, session
 
 
 def test_info_topics_each_say_what_they_show(completer: CommandCompleter) -> None:
-    from l4tui.grammar import INFO_HELP
-
     got = {x.text: x.display_meta_text for x in complete(completer, "info ")}
     assert got == INFO_HELP
     assert got["tcb"] == "a TCB by cache line, MESI per CPU"

@@ -45,6 +45,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import fuzzing
 from fuzzing import WATCHED, Guard, examples, make_decoy
 
+from kernel.scenario import parse_scenario
+from l4tui.tui.app import MonitorApp
+
 SCENARIO = demo_scenario()
 # Three CPUs, a migration, TLBs that fill (`info tlb` on a full one raised once).
 MIGRATION = load_scenario(str(WATCHED[0] / "demos" / "migration.yaml"))
@@ -353,8 +356,6 @@ tasks:
 def test_a_command_that_would_run_past_limit_pauses_and_says_where(
     line: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kernel.scenario import parse_scenario
-
     monkeypatch.setattr(session_module, "LIMIT", LIMIT)
     s = Session(parse_scenario(FOREVER))
     *setup, command = line.split("\n")
@@ -388,9 +389,6 @@ def test_reverse_commands_are_bounded_by_the_way_back(monkeypatch: pytest.Monkey
 
 
 async def test_the_monitors_continue_pauses_at_limit_too(monkeypatch: pytest.MonkeyPatch) -> None:
-    from kernel.scenario import parse_scenario
-    from l4tui.tui.app import MonitorApp
-
     monkeypatch.setattr(session_module, "LIMIT", 5000)
     app = MonitorApp(Session(parse_scenario(FOREVER)))
     async with app.run_test(size=(160, 48)) as pilot:

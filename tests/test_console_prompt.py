@@ -2,7 +2,7 @@
 
 prompt-toolkit's own way (STYLE.md point 8): `create_pipe_input()` feeds the keys,
 `DummyOutput()` swallows the screen, and `create_app_session` makes both the
-defaults for the `PromptSession` that `console.interactive` builds. The history
+defaults for the `PromptSession` that `prompt.interactive` builds. The history
 goes to a temporary `XDG_STATE_HOME`, never the user's.
 """
 
@@ -23,6 +23,7 @@ from prompt_toolkit.lexers import PygmentsLexer
 from prompt_toolkit.output import DummyOutput
 
 from l4tui import console
+from l4tui import prompt as console_prompt
 from l4tui.complete import CommandCompleter
 from l4tui.demo import demo_scenario
 from l4tui.lexer import CommandLexer
@@ -51,7 +52,7 @@ def drive(session: Session, keys: str) -> int:
     with create_pipe_input() as inp:
         inp.send_text(keys + "\x03\x04")
         with create_app_session(input=inp, output=DummyOutput()):
-            return console.interactive(session)
+            return console_prompt.interactive(session)
 
 
 def test_state_dir_follows_xdg_state_home(state_home: Path, monkeypatch) -> None:
@@ -120,7 +121,7 @@ def test_tab_completes_commands_and_arguments(session: Session) -> None:
     # Completion runs on the prompt's event loop: type as a person does, pressing
     # Tab once the menu for the typed word is up, and the next word once Tab took.
     with create_pipe_input() as inp, create_app_session(input=inp, output=DummyOutput()):
-        prompt = console.make_prompt(session)
+        prompt = console_prompt.make_prompt(session)
         buf = prompt.default_buffer
         seen: list[bool] = []
 
@@ -155,7 +156,7 @@ def test_tab_completes_commands_and_arguments(session: Session) -> None:
 
 def test_the_prompt_is_wired_like_pgcli(session: Session) -> None:
     with create_pipe_input() as inp, create_app_session(input=inp, output=DummyOutput()):
-        prompt = console.make_prompt(session)
+        prompt = console_prompt.make_prompt(session)
     assert isinstance(prompt.completer, CommandCompleter)
     assert isinstance(prompt.lexer, PygmentsLexer)
     assert prompt.lexer.pygments_lexer_cls is CommandLexer
@@ -169,12 +170,12 @@ def test_history_falls_back_to_memory_when_the_directory_cannot_be_made(
 ) -> None:
     state_home.parent.mkdir(parents=True, exist_ok=True)
     state_home.write_text("a file where the directory should be")
-    assert isinstance(console.make_history(), InMemoryHistory)
-    assert isinstance(console.make_history(), InMemoryHistory)
+    assert isinstance(console_prompt.make_history(), InMemoryHistory)
+    assert isinstance(console_prompt.make_history(), InMemoryHistory)
 
 
 def test_history_is_a_file_in_the_state_dir(state_home: Path) -> None:
-    history = console.make_history()
+    history = console_prompt.make_history()
     assert isinstance(history, FileHistory)
     assert Path(history.filename) == state_home / "l4tui" / "history"
 
@@ -187,10 +188,10 @@ def test_the_console_works_without_a_history_file(session: Session, state_home: 
 
 
 def test_toolbar_shows_cycle_focus_stop_and_position(session: Session) -> None:
-    assert console.toolbar(session) == " cycle 0 │ focus cpu1 │ stop: start │ micro-op 0"
+    assert console_prompt.toolbar(session) == " cycle 0 │ focus cpu1 │ stop: start │ micro-op 0"
     session.stepi(200)
     session.focus_cpu, session.focus_thread = 2, "srv"
-    bar = console.toolbar(session)
+    bar = console_prompt.toolbar(session)
     cycle = min(c.cycle for c in session.cpus())
     assert bar.startswith(f" cycle {cycle:,} │ focus cpu2/srv │ stop: ")
     assert bar.endswith(f"│ micro-op {session.position}")

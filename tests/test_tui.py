@@ -27,6 +27,8 @@ from tests.waiting import await_until
 sys.path.insert(0, str(Path(__file__).parent))
 from screen import enter_line, region_rows, screen_rows
 
+from kernel.scenario import load_scenario
+
 WIDE, SPLIT, NARROW = (160, 48), (120, 36), (80, 24)
 
 
@@ -628,8 +630,6 @@ async def test_the_cpus_tab_says_which_cpus_it_shows() -> None:
 
 
 async def test_open_runs_the_scenarios_script_and_shows_it() -> None:
-    from kernel.scenario import load_scenario
-
     root = Path(__file__).parent.parent
     app = MonitorApp(
         Session(load_scenario(str(root / "scripts" / "xp-pingpong.yaml"))), run_script=True

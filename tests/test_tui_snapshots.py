@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from l4tui.cli.sessions import lab_session
 from l4tui.demo import demo_scenario
 from l4tui.executor import execute
 from l4tui.session import Session
@@ -36,8 +37,6 @@ def app_at_a_breakpoint() -> MonitorApp:
 
 
 def app_in_a_lab() -> MonitorApp:
-    from l4tui.cli.sessions import lab_session
-
     lab, s = lab_session(str(LABS / "uhlig.yaml"), None, fresh=True)
     execute(s, "break ipc.send.enqueue_sendq")
     execute(s, "continue")

@@ -16,14 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from textual import work
-from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widget import Widget
@@ -31,7 +32,10 @@ from textual.widgets import DataTable, Footer, Input, TabbedContent
 
 from l4tui import session as sessions
 from l4tui.executor import execute
-from l4tui.lab import Lab
+from l4tui.files import FileError, root_path
+from l4tui.grammar import command_name
+from l4tui.lab import Lab, lab_progress
+from l4tui.prompt import make_history
 from l4tui.runner import script
 from l4tui.session import Session
 from l4tui.tui import keys
@@ -39,9 +43,10 @@ from l4tui.tui.console import ConsolePane
 from l4tui.tui.cpus import CpuColumn, CpusPane, CpuStrip
 from l4tui.tui.help import HelpScreen
 from l4tui.tui.labpane import LabPane
-from l4tui.tui.layout import MODES, PANES, PaneArea, choose_mode, fitting_modes, make_pane
+from l4tui.tui.layout import PANES, LayoutApp, PaneArea, choose_mode
 from l4tui.tui.tables import EventLog, EventLogPane, ThreadsPane
 from l4tui.tui.views import ApicPaneView, MailboxPaneView, PhasePane, TcbPane, set_title
+from l4tui.tui.warm import listen
 
 REPAINTED = (CpusPane, CpuStrip, TcbPane, PhasePane, ThreadsPane, MailboxPaneView, ApicPaneView)
 PANE_TYPES = (*REPAINTED, EventLogPane, LabPane, ConsolePane)
@@ -55,13 +60,13 @@ def repaint_interval() -> float:
         return 0.25
 
 
-class MonitorApp(App[int]):
+class MonitorApp(LayoutApp):
     """The l4tui monitor on one session."""
 
     CSS_PATH = Path(__file__).with_name("monitor.tcss")  # absolute: subclasses live elsewhere
     TITLE = "l4tui"
     AUTO_FOCUS = "#console-in"  # the console first; Escape then goes to the first pane
-    BINDINGS = keys.BINDINGS
+    BINDINGS: ClassVar[list[BindingType]] = [*keys.BINDINGS]
 
     def __init__(
         self,
@@ -90,8 +95,6 @@ class MonitorApp(App[int]):
         self.last_pane: str | None = None  # the pane that had the focus last (Escape returns)
         # (from, to, proxy) of the last `p`: pressing it again on `to` goes back to `from`.
         self._partner_pair: tuple[str, str, str | None] | None = None
-        from l4tui.console import make_history
-
         self.history = make_history()
 
     @property
@@ -132,12 +135,8 @@ class MonitorApp(App[int]):
             self.for_each_pane()
         pool = os.environ.get("L4TUI_POOL_FD")
         if pool:  # a warm slot of `l4tui serve`: painted already, waiting for its student
-            from l4tui.tui.warm import listen
-
             listen(self, int(pool))
         if self.autosave is not None or pool:  # `l4tui serve` ends a session with SIGTERM
-            import signal
-
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._terminated)
         if os.environ.get("L4TUI_FIRST_FRAME_EXIT"):  # `bench tui`: time to the first frame
@@ -145,8 +144,6 @@ class MonitorApp(App[int]):
 
     def lab_greeting(self) -> str:
         """What the console says when a lab opens: fresh, or resumed and how far along."""
-        from l4tui.lab import lab_progress
-
         assert self.lab is not None
         done = self.session.call(lab_progress, self.lab)
         where = "the lab sheet is tab 8" if self.narrow else "the lab sheet is pane 8"
@@ -175,75 +172,6 @@ class MonitorApp(App[int]):
         pin = " · focus pinned" if s.focus_pinned else ""
         return f"console · {s.scenario.name} · {state}{pin} │ PgUp/Dn scroll · F2 zoom · Esc panes"
 
-    def _after_layout(self) -> Any:
-        """Classes for the layout, the log in its place, every pane painted; returns the
-        log's mount, to await before giving it the focus."""
-        for mode in MODES:
-            self.screen.set_class(mode == self.mode, f"-{mode}")
-        mounted = self._place_log()
-        self.panes_changed()
-        self.for_each_pane()
-        return mounted
-
-    def panes_changed(self) -> None:
-        """New pane widgets (a layout, the log mounted beside the console): find them again
-        on the next paint."""
-        self._panes = None
-
-    def _place_log(self) -> Any:
-        """The event log beside the console in the wide layout; a tab in the others."""
-        dock = self.query_one("#log-dock", Vertical)
-        dock.display = self.mode == "wide"
-        docked = list(dock.query(EventLogPane))
-        if self.mode == "wide" and not docked:
-            return dock.mount(make_pane("log", framed=True))
-        if self.mode != "wide":
-            for w in docked:
-                w.remove()
-        return None
-
-    async def on_resize(self, event: Any) -> None:
-        fits = fitting_modes(event.size.width, event.size.height)
-        if self.forced_mode is not None and self.forced_mode not in fits:
-            self.forced_mode = None  # the chosen layout no longer fits: the size decides
-        mode = self.forced_mode or choose_mode(event.size.width, event.size.height)
-        if mode != self.mode:
-            self.mode = mode
-            await self._relayout()
-
-    async def action_cycle_layout(self) -> None:
-        """`t`: the next layout that fits the terminal (tabs → split → wide); the choice
-        sticks until a resize makes it not fit."""
-        fits = fitting_modes(self.size.width, self.size.height)
-        if len(fits) == 1:
-            self.say(
-                f"{self.size.width}×{self.size.height} fits only the {fits[0]} layout "
-                "(split needs 120×36, wide 160×48)"
-            )
-            return
-        self.mode = fits[(fits.index(self.mode) + 1) % len(fits)] if self.mode in fits else fits[0]
-        self.forced_mode = self.mode
-        await self._relayout()
-        self.say(f"layout: {self.mode} (t: the next one that fits)")
-
-    async def _relayout(self) -> None:
-        """Compose the panes again for `self.mode`; the console and the focus stay."""
-        focused = self.focused
-        in_console = focused is not None and focused.id == "console-in"
-        pane = self.last_pane
-        area = self.query_one(PaneArea)
-        area.mode = self.mode
-        if self.screen.maximized is not None:
-            self.screen.minimize()
-        await area.recompose()
-        mounted = self._after_layout()
-        if mounted is not None:
-            await mounted
-        if in_console:
-            self.query_one("#console-in", Input).focus()
-        elif pane is not None:
-            self.action_show_pane(pane)
-
     # --- painting ----------------------------------------------------------------------
 
     def for_each_pane(self) -> None:
@@ -262,8 +190,6 @@ class MonitorApp(App[int]):
     def save_now(self) -> None:
         """Autosave the session (after every command when `autosave` is set)."""
         if self.autosave is not None:
-            from l4tui.files import FileError
-
             try:  # the one atomic writer (files.py): every failure a FileError of one line
                 self.session.save(str(self.autosave))
             except FileError as e:
@@ -288,8 +214,8 @@ class MonitorApp(App[int]):
         console shows (no CPU table after it).
         """
         self.report(f"(l4tui) {line}")
-        words = line.split()
-        if words and words[0] in ("continue", "c") and len(words) == 1:
+        name = command_name(line)
+        if name == "continue":
             if not self.running:
                 self.run_continue()
             return
@@ -300,7 +226,7 @@ class MonitorApp(App[int]):
         if out:
             self.report(out)
         self.save_now()
-        if words and words[0] in ("quit", "q"):
+        if name == "quit":
             self.exit(0)
             return
         self.for_each_pane()
@@ -568,8 +494,6 @@ class MonitorApp(App[int]):
         path = f"{s.scenario.name}-{s.position}.trace.json"
         self._move(f"export perfetto {path}")
         if self.transcript and self.transcript[-1].startswith("wrote "):
-            from l4tui.files import root_path
-
             where = Path(s.call(root_path, path)).resolve()  # a confined session's directory
             self.notify(f"trace written to {where}", timeout=8)
         else:

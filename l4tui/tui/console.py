@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING
 
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
-from pygments.token import Comment, Keyword, Name, Number, Operator, String
+from pygments.token import (  # type: ignore[import-untyped]
+    Comment,
+    Keyword,
+    Name,
+    Number,
+    Operator,
+    String,
+)
 from rich.highlighter import Highlighter
 from rich.text import Text
 from textual import events
@@ -32,8 +39,8 @@ from textual.suggester import Suggester
 from textual.widgets import Input, Log, OptionList
 
 from l4tui.complete import CommandCompleter
-from l4tui.console import HISTORY_ENTRIES
 from l4tui.lexer import CommandLexer
+from l4tui.prompt import HISTORY_ENTRIES
 from l4tui.tui.wrap import wrap_line
 
 if TYPE_CHECKING:

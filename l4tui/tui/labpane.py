@@ -18,8 +18,9 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from l4tui.lab import Lab, lab_progress
+
 if TYPE_CHECKING:
-    from l4tui.lab import Lab
     from l4tui.session import Session
 
 
@@ -44,8 +45,6 @@ class LabPane(VerticalScroll):
         yield Static(id="lab-intro", classes="lab-block")
 
     def show(self, s: Session) -> None:
-        from l4tui.lab import lab_progress
-
         lab: Lab | None = getattr(self.app, "lab", None)
         if lab is None:
             return
@@ -59,7 +58,7 @@ class LabPane(VerticalScroll):
         n = sum(done)
         intro = Group(Text(lab.title, style="bold"), Text(""), Markdown(lab.intro.strip()))
         self.query_one("#lab-intro", Static).update(intro)
-        blocks = list(self.query(".lab-exercise"))
+        blocks = list(self.query(".lab-exercise").results(Static))
         if len(blocks) != len(lab.exercises):
             for b in blocks:
                 b.remove()

@@ -22,9 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import TabbedContent, TabPane
+from textual.widgets import Input, TabbedContent, TabPane
 
 from l4tui.tui.cpus import CpusPane, CpuStrip
 from l4tui.tui.labpane import LabPane
@@ -145,3 +145,94 @@ class PaneArea(Vertical):
             if group.query(f"#{tab}"):
                 return group, tab
         return None
+
+
+class LayoutApp(App[int]):
+    """The monitor's part that changes layout: at a resize, or `t` to the next that fits.
+
+    The panes are composed again (never shared between layouts); the console and the
+    focus stay. The monitor (l4tui/tui/app.py) paints and says things.
+    """
+
+    mode: str = "tabs"
+    forced_mode: str | None = None  # a layout chosen by `t` (or a test); None: by size
+    last_pane: str | None = None  # the pane that had the focus last (Escape returns)
+    _panes: list[Any] | None = None  # the pane widgets of this layout (None: find them)
+
+    def for_each_pane(self) -> None:
+        raise NotImplementedError  # the monitor repaints its panes
+
+    def say(self, text: str) -> None:
+        raise NotImplementedError  # the monitor's console
+
+    def action_show_pane(self, pane: str) -> None:
+        raise NotImplementedError  # the monitor's digit keys
+
+    def _after_layout(self) -> Any:
+        """Classes for the layout, the log in its place, every pane painted; returns the
+        log's mount, to await before giving it the focus."""
+        for mode in MODES:
+            self.screen.set_class(mode == self.mode, f"-{mode}")
+        mounted = self._place_log()
+        self.panes_changed()
+        self.for_each_pane()
+        return mounted
+
+    def panes_changed(self) -> None:
+        """New pane widgets (a layout, the log mounted beside the console): find them again
+        on the next paint."""
+        self._panes = None
+
+    def _place_log(self) -> Any:
+        """The event log beside the console in the wide layout; a tab in the others."""
+        dock = self.query_one("#log-dock", Vertical)
+        dock.display = self.mode == "wide"
+        docked = list(dock.query(EventLogPane))
+        if self.mode == "wide" and not docked:
+            return dock.mount(make_pane("log", framed=True))
+        if self.mode != "wide":
+            for w in docked:
+                w.remove()
+        return None
+
+    async def on_resize(self, event: Any) -> None:
+        fits = fitting_modes(event.size.width, event.size.height)
+        if self.forced_mode is not None and self.forced_mode not in fits:
+            self.forced_mode = None  # the chosen layout no longer fits: the size decides
+        mode = self.forced_mode or choose_mode(event.size.width, event.size.height)
+        if mode != self.mode:
+            self.mode = mode
+            await self._relayout()
+
+    async def action_cycle_layout(self) -> None:
+        """`t`: the next layout that fits the terminal (tabs → split → wide); the choice
+        sticks until a resize makes it not fit."""
+        fits = fitting_modes(self.size.width, self.size.height)
+        if len(fits) == 1:
+            self.say(
+                f"{self.size.width}×{self.size.height} fits only the {fits[0]} layout "
+                "(split needs 120×36, wide 160×48)"
+            )
+            return
+        self.mode = fits[(fits.index(self.mode) + 1) % len(fits)] if self.mode in fits else fits[0]
+        self.forced_mode = self.mode
+        await self._relayout()
+        self.say(f"layout: {self.mode} (t: the next one that fits)")
+
+    async def _relayout(self) -> None:
+        """Compose the panes again for `self.mode`; the console and the focus stay."""
+        focused = self.focused
+        in_console = focused is not None and focused.id == "console-in"
+        pane = self.last_pane
+        area = self.query_one(PaneArea)
+        area.mode = self.mode
+        if self.screen.maximized is not None:
+            self.screen.minimize()
+        await area.recompose()
+        mounted = self._after_layout()
+        if mounted is not None:
+            await mounted
+        if in_console:
+            self.query_one("#console-in", Input).focus()
+        elif pane is not None:
+            self.action_show_pane(pane)

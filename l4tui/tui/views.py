@@ -20,6 +20,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from l4tui import panes
+from l4tui.pseudocode import locate, path_for
 from l4tui.tui.wrap import fit_table, hang, pairs
 
 if TYPE_CHECKING:
@@ -183,8 +184,6 @@ class PhasePane(TextPane):
     mark_row = 0
 
     def view(self, s: Session) -> tuple[Any, Any]:
-        from l4tui.pseudocode import locate, path_for
-
         name, label, latest, partner, focused, via = s.call(phase_view)
         title, lines, mark = path_for(label)
         if latest and latest != label:

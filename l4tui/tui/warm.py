@@ -17,6 +17,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prompt_toolkit.history import FileHistory
+
+from l4tui import files
+from l4tui.cli.sessions import lab_session
+from l4tui.lab import load_lab
+from l4tui.tui.console import ConsolePane
 from machine.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -42,9 +48,6 @@ def take_student(session: Any, req: dict[str, Any]) -> tuple[str | None, bool, s
     Returns (the student's directory, whether their saved session was loaded, the error
     that stopped it). The slot's own session is narrowed first: whatever fails after, the
     student works inside their own directory, never the slot's (all the students')."""
-    from l4tui import files
-    from l4tui.cli.sessions import lab_session
-
     where: str | None = None
     try:
         root = files.root_of(session)
@@ -64,10 +67,6 @@ def take_student(session: Any, req: dict[str, Any]) -> tuple[str | None, bool, s
 
 def assign(app: MonitorApp, fd: int) -> None:
     """The server gave this warm slot a student: their saved session (or a fresh one)."""
-    from l4tui import files
-    from l4tui.lab import load_lab
-    from l4tui.tui.console import ConsolePane
-
     asyncio.get_running_loop().remove_reader(fd)
     try:
         data = os.read(fd, 65536)
@@ -107,8 +106,6 @@ def assign(app: MonitorApp, fd: int) -> None:
             app.report(app.lab_greeting())
     app.autosave = Path(req["state"])
     if req.get("history"):  # the student's own history, not the warm slot's
-        from prompt_toolkit.history import FileHistory
-
         hist = Path(req["history"])
         with contextlib.suppress(OSError):
             hist.parent.mkdir(parents=True, exist_ok=True)

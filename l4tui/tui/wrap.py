@@ -11,6 +11,7 @@ the text's own indent plus two — so a wrapped row still reads as one row.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 _GAP = re.compile(r"\S( {2,})(?=\S)")
 MIN_TAIL = 16  # a hanging column narrower than this wastes the line: indent less
@@ -96,7 +97,10 @@ def hang(head: str, words: list[str], width: int, indent: int | None = None) -> 
 
 
 def fit_table(
-    headers: tuple[str, ...], rows: list[tuple[str, ...]], width: int, right: tuple[bool, ...]
+    headers: tuple[str, ...],
+    rows: Sequence[tuple[str, ...]],
+    width: int,
+    right: tuple[bool, ...],
 ) -> list[str] | None:
     """Aligned columns (one space apart) if every value fits whole in `width`; None if not,
     so the caller can lay the rows out another way rather than cut a number."""
@@ -115,7 +119,7 @@ def fit_table(
     return [line(headers), *(line(r) for r in rows)]
 
 
-def pairs(headers: tuple[str, ...], rows: list[tuple[str, ...]], width: int) -> list[str]:
+def pairs(headers: tuple[str, ...], rows: Sequence[tuple[str, ...]], width: int) -> list[str]:
     """Each row as `first  header value  header value …` wrapped with a hanging indent:
     the narrow form of a table that does not fit."""
     out: list[str] = []
