@@ -222,11 +222,11 @@ def _load(s: Session, cmd: Command) -> str:
         loaded = load_schedule(path, mine)
         if loaded.scenario.file == s.scenario.file:
             loaded.meta = dict(s.meta)  # the same scenario: still the same lab sheet
-        s.__dict__.update(loaded.__dict__)
+        s.become(loaded)
         return Stopped(s.stop_reason)
     # Confined: only this scenario's and lab's.
     loaded = load_session(path, same_as=s if root.confined else None)
-    s.__dict__.update(loaded.__dict__)  # the front end keeps its Session object
+    s.become(loaded)
     return Stopped(f"{s.stop_reason}: {s.scenario.name} at micro-op {s.position}")
 
 

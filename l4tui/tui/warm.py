@@ -59,7 +59,7 @@ def take_student(session: Any, req: dict[str, Any]) -> tuple[str | None, bool, s
             return where, False, None  # a new student: this slot's untouched session is theirs
         _, loaded = lab_session(req["lab"], req["state"], False)
         files.confine(loaded, root)  # FileError (a ConfigError) if it would widen the slot's
-        session.__dict__.update(loaded.__dict__)
+        session.become(loaded)
         return where, True, None
     except (OSError, ValueError, KeyError, TypeError, ConfigError) as e:
         return where, False, str(e)
