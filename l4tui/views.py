@@ -309,8 +309,7 @@ def checkpoints(s: Session, arg: str | None = None) -> str:
     """Where going back starts from: the engine's fork checkpoints (checkpoints.py)."""
     ck = s.checkpoints
     if ck is None:
-        # (engine.py runs sessions in processes and imports session.py, which imports this)
-        from l4tui import engine
+        from l4tui import engine  # noqa: PLC0415 - engine imports session, which imports this
 
         if not hasattr(os, "fork"):
             why = "no fork on this system"
