@@ -6,10 +6,12 @@ These assert simulated *cycles*, which are deterministic — never host time.
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from l4tui.bench import thesis as thesis_module
 from l4tui.bench.thesis import BASIS, DERIVED, TABLE, UNITS, run_thesis
 from machine import load_profile
+from machine.profile import PROFILE_DIR
 
 # The thesis rows are computed once, on one worker (an xdist_group
 # runs on one worker under `--dist loadgroup`).
@@ -120,10 +122,6 @@ def test_each_calibrated_row_moves_with_the_constants_it_names(
 ) -> None:
     """What `basis` claims, checked as issue 16 found it: raise a named constant by 20%
     and its row moves."""
-    import yaml
-
-    from machine.profile import PROFILE_DIR
-
     data = yaml.safe_load((PROFILE_DIR / "p3-dual-450.yaml").read_text())
     before = {(r["name"], r["unit"]): r["simulated"] for r in p3["rows"]}
     for name, (_basis, constants) in BASIS.items():

@@ -34,11 +34,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kernel.program import Compute, Loop, ProgramCounter, Repeat
-from kernel.scenario import load_scenario
+from kernel.scenario import load_scenario, parse_op
 from kernel.system import System
 from l4tui.cli import main
 from l4tui.demo import demo_scenario
 from l4tui.executor import execute
+from l4tui.inject import build
 from l4tui.session import Session
 from machine.errors import ConfigError
 from machine.machine import Machine
@@ -358,9 +359,6 @@ def test_a_bad_injected_op_is_refused_and_changes_nothing(line: str, words: str)
 
 
 def test_a_good_injected_op_is_the_scenario_op() -> None:
-    from kernel.scenario import parse_op
-    from l4tui.inject import build
-
     threads = ["cli", "srv"]
     assert build("call", ["srv", "1", "0x2", "timeout=inf"], threads) == parse_op(
         {"call": {"to": "srv", "words": [1, 2], "timeout": "inf"}}, threads

@@ -21,13 +21,16 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from screen import enter_line, screen_rows
 
 from kernel.scenario import parse_scenario
 from l4tui import engine, views
 from l4tui.bench.debugger import SCENARIO
+from l4tui.cli import main
 from l4tui.demo import demo_scenario
-from l4tui.executor import execute, outcome
+from l4tui.executor import execute, load_schedule, outcome
 from l4tui.session import Session
+from l4tui.tui.app import MonitorApp
 from tests.waiting import await_until
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork checkpoints need fork")
@@ -241,11 +244,6 @@ async def test_the_monitor_on_an_engine_session_shows_what_it_shows_in_process(
 ) -> None:
     """Every pane paints from data read where the session lives (Session.call): the same
     keys on the same scenario give the same screen, in-process and through the engine."""
-    from l4tui.tui.app import MonitorApp
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from screen import enter_line, screen_rows
-
     screens = []
     for session in (Session(demo_scenario()), remote(Session(demo_scenario()), spacing=200)):
         app = MonitorApp(session)
@@ -301,9 +299,6 @@ def test_a_schedule_followed_through_the_engine_goes_back_exactly(
 ) -> None:
     """`--schedule`: the explorer's race, followed with its stops, reversed through the
     checkpoints and continued again, as in-process."""
-    from l4tui.cli import main
-    from l4tui.executor import load_schedule
-
     naive = str(Path(__file__).parent.parent / "scripts" / "races" / "uhlig-naive.yaml")
     saved = tmp_path / "race.json"
     assert main(["explore", naive, "--save", str(saved)]) == 1
@@ -322,8 +317,6 @@ async def test_the_live_continue_through_an_engine_paints_and_reads_keys_while_i
     """The TUI waits for an engine's slices in a thread: keys that ask the session while it
     runs wait their turn (RemoteSession locks), the pause key stops it, and the run is the
     same run as in-process (its log replays to the same state)."""
-    from l4tui.tui.app import MonitorApp
-
     s = remote(_endless(), spacing=5_000)
     app = MonitorApp(s)
     async with app.run_test(size=(120, 36)) as pilot:

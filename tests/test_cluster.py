@@ -9,9 +9,11 @@ real `run_unit` are module functions here, which the workers import by name
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +24,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from l4tui.cluster import ClusterError, DaskPool, parse_address
+import l4tui.cluster
+import l4tui.explore.units
+from kernel.scenario import load_scenario
+from l4tui.cli import main
+from l4tui.cluster import WINDOW, ClusterError, DaskPool, parse_address
+from l4tui.explore import Explorer
 from machine.errors import MachineError
 
 distributed = pytest.importorskip(
@@ -182,10 +189,6 @@ def test_any_address_parses_or_is_one_short_line(text: str) -> None:
 
 
 def test_without_the_extra_the_cli_says_how_to_install_it(monkeypatch, capsys) -> None:
-    import sys
-
-    from l4tui.cli import main
-
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed: ImportError
     assert main(["explore", str(RACES / "uhlig-naive.yaml"), "--cluster", "127.0.0.1:8786"]) == 2
     err = capsys.readouterr().err
@@ -273,8 +276,6 @@ def test_results_come_in_unit_order(cluster: str) -> None:
 
 def test_units_in_flight_are_bounded(cluster: str) -> None:
     """A long level is submitted as the results are taken, never all at once."""
-    from l4tui.cluster import WINDOW
-
     batch = units(40)
     with DaskPool(cluster, task=echo) as pool:
         seen = []
@@ -334,8 +335,6 @@ def test_a_worker_with_other_code_refuses_the_unit(cluster: str) -> None:
 
 
 def test_a_worker_with_other_code_is_refused_when_connecting(cluster: str, monkeypatch) -> None:
-    import l4tui.cluster
-
     monkeypatch.setattr(l4tui.cluster, "code_digest", lambda: "0" * 16)  # here, not on the workers
     with pytest.raises(ClusterError) as e:
         DaskPool(cluster, task=echo)
@@ -386,8 +385,6 @@ def test_a_cluster_that_goes_away_is_one_line_not_a_hang() -> None:
 
 def test_dask_is_silent_while_a_pool_is_open(cluster: str) -> None:
     """Dask logs tracebacks to stderr when it loses the scheduler; explore says one line."""
-    import logging
-
     client_log = logging.getLogger("distributed.client")
     before = client_log.level
     with DaskPool(cluster, task=echo):
@@ -441,8 +438,6 @@ def fork_after(n: int) -> int:
     Branch points before it are replayed from the start; the small races
     branch early, so the cluster's workers are made to fork at every one.
     """
-    import l4tui.explore.units
-
     if not FORKS:  # count this process's forks from now on
         FORKS.append(0)
         os.register_at_fork(after_in_parent=lambda: FORKS.__setitem__(0, FORKS[0] + 1))
@@ -460,9 +455,6 @@ def forks() -> int:
 def explore_both(cluster: str, name: str, preemptions: int, fork_all: bool = False) -> tuple:
     """The report of `--jobs 1` (as shipped) and of the cluster (its workers forking every
     child if `fork_all`: slower than replaying a short prefix, so only on small races)."""
-    from kernel.scenario import load_scenario
-    from l4tui.explore import Explorer
-
     scenario = load_scenario(str(RACES / f"{name}.yaml"))
     local = Explorer(scenario, preemptions=preemptions, jobs=1).explore()
     with DaskPool(cluster) as pool:
@@ -502,8 +494,6 @@ def test_the_first_failure_on_the_cluster_is_the_local_one(cluster: str) -> None
 
 
 def test_explore_cluster_prints_what_explore_jobs_1_prints(cluster: str, capsys, tmp_path) -> None:
-    from l4tui.cli import main
-
     race = str(RACES / "uhlig-naive.yaml")
     argv = ["explore", race, "--json", "--progress", "none", "--save", str(tmp_path / "s.json")]
     assert main([*argv, "--jobs", "1"]) == 1
@@ -520,8 +510,6 @@ def test_explore_cluster_prints_what_explore_jobs_1_prints(cluster: str, capsys,
     ],
 )
 def test_explore_with_a_bad_cluster_is_one_line_and_exit_2(address: str, says: str, capsys) -> None:
-    from l4tui.cli import main
-
     address = address.replace("FREE", str(free_port()))
 
     assert main(["explore", str(RACES / "uhlig-naive.yaml"), "--cluster", address]) == 2

@@ -408,8 +408,6 @@ def test_layout_reruns_the_scenario_with_the_other_tcb_layout(demo: Session, tmp
 
 
 def test_steps_and_watchpoints_name_the_kernel_words_they_touch() -> None:
-    from l4tui.demo import demo_scenario
-
     s = Session(demo_scenario())
     assert execute(s, "watch srv.partner") == "watchpoint on srv.partner (now 0x0)"
     stop = execute(s, "continue").split("\n")[0]

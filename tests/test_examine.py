@@ -7,6 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kernel.layout import THESIS_LINES
+from kernel.memmap import KIP_FRAME, KIP_VADDR
+from kernel.xcpu import MAILBOX_BASE
 from l4tui.cli import main
 from l4tui.demo import demo_scenario
 from l4tui.examine import MAX_WORDS, words
@@ -75,8 +77,6 @@ def test_a_proxy_tcb_and_a_field_holding_a_thread(stopped: Session) -> None:
 
 
 def test_mailbox_words_are_named(stopped: Session) -> None:
-    from kernel.xcpu import MAILBOX_BASE
-
     rows = columns(execute(stopped, f"x {MAILBOX_BASE:#x} 8"))
     names = ("lock", "op", "sender", "dest", "param", "target", "next", "error")
     assert [r[2].strip() for r in rows] == [f"mailbox 0 {f}" for f in names]
@@ -84,8 +84,6 @@ def test_mailbox_words_are_named(stopped: Session) -> None:
 
 
 def test_a_user_address_goes_through_the_threads_page_tables(stopped: Session) -> None:
-    from kernel.memmap import KIP_FRAME, KIP_VADDR
-
     out = execute(stopped, f"x cli:{KIP_VADDR:#x} 2")
     assert out.splitlines() == [
         f"{KIP_VADDR:#010x}  0x00000000  -> {KIP_FRAME:#010x} KIP+0x0",

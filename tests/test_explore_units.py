@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
+import kernel.invariants
 import kernel.xcpu
-from kernel.scenario import load_scenario
+from kernel.scenario import load_scenario, parse_scenario
+from l4tui.cli import main
 from l4tui.explore import (
     Explorer,
     Job,
@@ -159,7 +161,6 @@ def test_a_python_exception_in_the_kernel_is_an_invariant_failure(
     run = Explorer(load_scenario(PROXY)).run(())
     assert (run.kind, run.ended) == ("invariant", "kernel")
     assert run.message == "the kernel raised KeyError: 'no such mailbox'"
-    from l4tui.cli import main
 
     saved = tmp_path / "s.json"
     assert main(["explore", PROXY, "--jobs", "1", "--json", "--save", str(saved)]) == 1
@@ -173,7 +174,6 @@ def test_a_job_reads_back_as_its_scenario(tmp_path: Path) -> None:
     job = make_job(scenario, 3)
     assert job.scenario_file == scenario.file and job.seed == 3
     assert Path(PROXY).read_text() == job.scenario_text  # the file's own text
-    from kernel.scenario import parse_scenario
 
     made = parse_scenario(Path(PROXY).read_text(), str(tmp_path / "gone.yaml"))
     again = parse_scenario(make_job(made, None).scenario_text)  # no file: its data
@@ -186,8 +186,6 @@ def test_a_job_reads_back_as_its_scenario(tmp_path: Path) -> None:
 def test_a_broken_invariant_is_found_though_states_are_checked_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import kernel.invariants
-
     real = kernel.invariants.check
     calls: list[int] = []
 

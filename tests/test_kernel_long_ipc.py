@@ -12,10 +12,12 @@ run the mapping database must be consistent (`MappingDb.check`).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from kernel.program import Ipc
+from kernel.scenario import load_scenario
 from kernel.system import System
 from l4tui.runner.summary import summary as run_summary
 from tests.kernel_helpers import (
@@ -256,10 +258,6 @@ def test_faults_in_both_spaces_go_to_each_threads_pager(
 
 
 def test_pager_long_ipc_script(checked: list[System]) -> None:
-    from pathlib import Path
-
-    from kernel.scenario import load_scenario
-
     path = Path(__file__).parent.parent / "scripts" / "pager-long-ipc.yaml"
     s = System(load_scenario(path))
     checked.append(s)

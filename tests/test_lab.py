@@ -6,9 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from l4tui.executor import execute
+from l4tui.cli.sessions import lab_session
+from l4tui.demo import demo_scenario
+from l4tui.executor import execute, load_session
 from l4tui.lab import load_lab, progress, sheet
+from l4tui.lab import text as lab_text
 from l4tui.session import Session
+from l4tui.tui.app import MonitorApp
+from l4tui.tui.labpane import LabPane
 from machine.errors import ConfigError
 
 LABS = Path(__file__).parent.parent / "scripts" / "labs"
@@ -65,19 +70,15 @@ def test_a_saved_session_is_graded_the_same(tmp_path: Path) -> None:
     for line in SOLUTIONS["xp-ipc.yaml"][:5]:
         execute(s, line)
     execute(s, f"save {tmp_path / 's.json'}")
-    from l4tui.executor import load_session
 
     again = load_session(str(tmp_path / "s.json"))
     assert progress(lab, again) == progress(lab, s) == [True, True, False, False, False]
 
 
 def test_the_lab_command_prints_the_sheet_as_text_in_78_columns(tmp_path: Path) -> None:
-    from l4tui.cli.sessions import lab_session
-    from l4tui.lab import text
-
     lab, s = lab_session(str(LABS / "xp-ipc.yaml"), None, fresh=True)
     out = execute(s, "lab")
-    assert out == text(lab, s)
+    assert out == lab_text(lab, s)
     lines = out.splitlines()
     assert lines[0] == "Lab 1 — Cross-processor IPC"
     assert max(len(line) for line in lines) <= 78
@@ -99,8 +100,6 @@ def test_the_lab_command_prints_the_sheet_as_text_in_78_columns(tmp_path: Path) 
 
 
 def test_the_lab_command_wraps_long_words_lists_and_many_exercises(tmp_path: Path) -> None:
-    from l4tui.lab import text
-
     many = "".join(
         f"  - {{title: exercise number {i} with a rather long title that has to wrap somewhere, "
         f'text: "first paragraph\\n\\n- an item\\n- another item", check: {{ran: [where]}}}}\n'
@@ -112,7 +111,7 @@ def test_the_lab_command_wraps_long_words_lists_and_many_exercises(tmp_path: Pat
         lab = load_lab(path)
     finally:
         path.unlink()
-    out = text(lab, Session(lab.scenario()), width=40)
+    out = lab_text(lab, Session(lab.scenario()), width=40)
     lines = out.splitlines()
     assert max(len(line) for line in lines) <= 40
     assert "[ ]  1. exercise number 1 with a rather" in lines  # numbers right-aligned
@@ -122,8 +121,6 @@ def test_the_lab_command_wraps_long_words_lists_and_many_exercises(tmp_path: Pat
 
 
 def test_the_lab_command_without_a_lab_is_an_error_that_changes_nothing() -> None:
-    from l4tui.demo import demo_scenario
-
     s = Session(demo_scenario())
     assert execute(s, "lab") == (
         "error: this session has no lab sheet (open one with l4tui lab LAB)"
@@ -133,9 +130,6 @@ def test_the_lab_command_without_a_lab_is_an_error_that_changes_nothing() -> Non
 
 
 def test_a_lab_session_saved_and_loaded_still_has_its_sheet(tmp_path: Path) -> None:
-    from l4tui.cli.sessions import lab_session
-    from l4tui.executor import load_session
-
     lab, s = lab_session(str(LABS / "uhlig.yaml"), None, fresh=True)
     execute(s, f"save {tmp_path / 's.json'}")
     again = load_session(str(tmp_path / "s.json"))
@@ -183,10 +177,6 @@ def test_bad_lab_files_are_refused_with_a_position(text: str, where: str, messag
 async def test_the_monitor_shows_the_sheet_ticks_it_and_saves_after_every_command(
     tmp_path: Path,
 ) -> None:
-    from l4tui.cli.sessions import lab_session
-    from l4tui.tui.app import MonitorApp
-    from l4tui.tui.labpane import LabPane
-
     state = tmp_path / "alice.json"
     lab, s = lab_session(str(LABS / "xp-ipc.yaml"), str(state), fresh=False)
     app = MonitorApp(s, lab=lab, autosave=state)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from l4tui.cli import main
 from machine import ConfigError, Machine, load_profile
 from machine.profile import PROFILE_DIR, Profile, profile_names
 
@@ -263,7 +264,6 @@ def test_cli_reports_bad_profile_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, fragment: str
 ) -> None:
     pytest.importorskip("l4tui.bench.thesis")
-    from l4tui.cli import main
 
     path, text = bad_profile(tmp_path, old, new)
     assert main(["bench", "thesis", "--profile", str(path)]) == 2

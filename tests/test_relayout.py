@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from kernel.scenario import load_scenario, parse_scenario
 from l4tui import relayout
+from l4tui import stops as stops_module
 from l4tui.demo import demo_scenario
 from l4tui.executor import execute, load_session
 from l4tui.inputs import Inject, to_json
@@ -194,9 +195,7 @@ def test_breakpoints_keep_numbers_and_recount_hits_in_the_new_run() -> None:
 def test_log_point_records_past_the_cap_are_carried_over(monkeypatch: pytest.MonkeyPatch) -> None:
     # The session keeps the newest RECORDS; when it drops its oldest, the relayout run must
     # still see each step's new records (it once counted them by the list's length).
-    from l4tui import stops
-
-    monkeypatch.setattr(stops, "RECORDS", 3)
+    monkeypatch.setattr(stops_module, "RECORDS", 3)
     monkeypatch.setattr(relayout, "RECORDS", 3)
     s = Session(demo_scenario())
     run(s, "break xp.* log", "stepi 3000")

@@ -25,6 +25,7 @@ from l4tui.cli.sessions import lab_session
 from l4tui.demo import demo_scenario
 from l4tui.executor import execute, load_session
 from l4tui.labstatus import grade
+from l4tui.saved import _shown
 from l4tui.session import Session
 from machine.errors import ConfigError
 
@@ -301,8 +302,6 @@ def test_a_lab_session_resumes_whatever_name_its_scenario_was_saved_under(
 
 
 def test_a_refused_breakpoint_entry_is_quoted_cut() -> None:
-    from l4tui.saved import _shown
-
     assert _shown("save /tmp/x") == "'save /tmp/x'"
     assert _shown("x" * 100) == repr("x" * 40) + "... (100 characters)"
 

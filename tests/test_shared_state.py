@@ -26,10 +26,13 @@ from pathlib import Path
 
 import pytest
 
-from kernel import proxy
-from kernel.program import Ipc
+from kernel import proxy, xcpu
+from kernel.layout import FIELDS, IMPLICIT, NAIVE_ORDER, THESIS_LINES, make_layout
+from kernel.program import Ipc, ProgramCounter
 from kernel.scenario import load_scenario, parse_scenario
+from kernel.sched import CpuData
 from kernel.system import System
+from kernel.thread import Thread
 from l4tui.runner.summary import summary as run_summary
 from tests.kernel_fuzz import generate
 from tests.kernel_helpers import read_virtual, step_until, write_virtual
@@ -169,10 +172,6 @@ def test_a_planted_write_into_a_container_is_caught(monkeypatch: pytest.MonkeyPa
 
 
 def test_the_guard_leaves_the_classes_as_it_found_them() -> None:
-    from kernel.program import ProgramCounter
-    from kernel.sched import CpuData
-    from kernel.thread import Thread
-
     advance = ProgramCounter.advance
     s = System(parse_scenario(textwrap.dedent(SEND), "<test>"))
     guarded_run(s)
@@ -280,8 +279,6 @@ def test_the_moved_fields_are_in_the_global_modified_lines_of_every_layout() -> 
     """Table 3's grouping (§8.6): what other CPUs write shares no line with local fields;
     the naive layout packs them in declaration order; a custom layout written before
     they existed still loads, with them placed after its lines."""
-    from kernel.layout import FIELDS, IMPLICIT, NAIVE_ORDER, THESIS_LINES, make_layout
-
     for line_size in (32, 64):
         thesis = make_layout("thesis", line_size)
         modified = {thesis.line(f) for f in ("partner", *IMPLICIT)}
@@ -318,8 +315,6 @@ def test_a_planted_write_of_a_mailbox_after_its_hand_over_is_caught(
 ) -> None:
     """A mailbox's parameter block is its holder's (§8.3.4): written by the sender after
     the trigger that handed it to the receiver's CPU, the guard names it."""
-    from kernel import xcpu
-
     original = xcpu.trigger
 
     def planted(k, here, i, cpu):  # type: ignore[no-untyped-def]

@@ -16,7 +16,7 @@ import pytest
 from machine import Machine, PageFault, load_profile, paging
 from machine.cache import I, M
 from machine.memory import PAGE_SHIFT
-from machine.ops import Invlpg, Iret, LoadCR3, Read, Trap, Write
+from machine.ops import Invlpg, Iret, LoadCR3, Read, Trap, Write, kaddr
 
 PROFILE = load_profile("p3-dual-450")
 
@@ -278,8 +278,6 @@ def test_write_to_read_only_page_faults(space: Space) -> None:
 
 
 def test_user_mode_cannot_touch_the_kernel_window(space: Space) -> None:
-    from machine.ops import kaddr
-
     space.enter(1)
     [fault] = space.run(1, Read(kaddr(0x1000)))
     assert isinstance(fault, PageFault) and fault.reason == "supervisor"

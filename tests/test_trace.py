@@ -18,6 +18,9 @@ import pytest
 
 from kernel.scenario import load_scenario, parse_scenario
 from kernel.system import System
+from l4tui.cli import main
+from l4tui.executor import execute
+from l4tui.session import Session
 from l4tui.trace import FLUSH_EVENTS, TraceWriter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -258,10 +261,6 @@ def test_streams_without_holding_events(tmp_path: Path) -> None:
 def test_run_trace_and_console_export_write_the_same_valid_trace(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from l4tui.cli import main
-    from l4tui.executor import execute
-    from l4tui.session import Session
-
     ran = tmp_path / "run.json"
     assert main(["run", str(PINGPONG), "--trace", str(ran)]) == 0
     events = validate(json.loads(ran.read_text()))
