@@ -379,63 +379,60 @@ class Machine:
             return op
         c.compute_frame = None
         shadowed = c.sti_shadow
-        c.sti_shadow = False
+        if shadowed:
+            c.sti_shadow = False
+        # The commonest steps, kernel loads and stores, without the calls of do_read and
+        # do_write and their translation (an L1 read hit makes no call): the same effects
+        # (issue 16). Loads and stores test apart: each `op.addr` sees one class of op.
         if (
-            (kind is Read or kind is Write)
+            kind is Read
             and plain
             and c.mode == "kernel"
             and self.inline_kernel_access
-            and 0 <= (paddr := op.addr - KERNEL_BASE) < self.memory.size  # type: ignore[union-attr]
+            and (paddr := op.addr - KERNEL_BASE) >= 0  # type: ignore[union-attr]  # (Read)
             and not paddr & 3
+            and paddr < self.memory.size
         ):
-            # The commonest steps, kernel loads and stores, without the calls of
-            # do_read/do_write and their translation (an L1 read hit makes no call):
-            # the same effects (issue 16).
             coh = self.coherence
-            if kind is Read:
-                line = paddr >> coh.shift
-                coh.last[line] = (index, READ, start)
-                caches = coh.cpus[index]
-                s1 = caches.l1[line & coh.l1_mask]
-                if line in s1:
-                    if s1[-1] != line:
-                        s1.remove(line)
-                        s1.append(line)
-                    caches.stats.l1_hits += 1
-                    cost = coh.t_l1
-                else:
-                    cost = coh.l1_miss(index, caches, line, start)
-                result = self.memory.words.get(paddr, 0)
+            line = paddr >> coh.shift
+            coh.last[line] = (index, READ, start)
+            caches = coh.cpus[index]
+            s1 = caches.l1[line & coh.l1_mask]
+            if line in s1:
+                if s1[-1] != line:
+                    s1.remove(line)
+                    s1.append(line)
+                caches.stats.l1_hits += 1
+                cost = coh.t_l1
             else:
-                cost = coh.write(index, paddr, start)
-                self.memory.write(paddr, op.value)  # type: ignore[union-attr]  # (kind is Write)
-                result = None
+                cost = coh.l1_miss(index, caches, line, start)
+            result = self.memory.words.get(paddr, 0)
+        elif (
+            kind is Write
+            and plain
+            and c.mode == "kernel"
+            and self.inline_kernel_access
+            and (paddr := op.addr - KERNEL_BASE) >= 0  # type: ignore[union-attr]  # (Write)
+            and not paddr & 3
+            and paddr < self.memory.size
+        ):
+            cost = self.coherence.write(index, paddr, start)
+            self.memory.write(paddr, op.value)  # type: ignore[union-attr]  # (kind is Write)
+            result = None
         else:
             result, cost = HANDLERS[kind](self, c, op)
-        cut = None
-        # The sti shadow covers one instruction: an interrupt pending at the sti is taken
-        # after the Compute's first cycle, not after all of it (issue 16).
-        if (
-            shadowed
-            and kind is Compute
-            and c.if_flag
-            and op.cycles > 1  # type: ignore[union-attr]  # (kind is Compute)
-            and self.apics.pending_vector(index) is not None
-        ):
-            cut, cost = Compute(op.cycles - 1), round(self.tpc)  # type: ignore[union-attr]
-            c.compute_frame = None
         c.clock = start + cost
         c.steps += 1
         self.steps += 1
-        if plain and result is not FAULTED and kind is not SwitchContext:
+        if plain and not shadowed and result is not FAULTED and kind is not SwitchContext:
             try:
                 frame.op = frame.code.send(result)
             except StopIteration:
                 frame.op = None  # retired by _next_op
+        elif shadowed:
+            self._after_sti(c, op, result, start)
         else:
             self._advance(c, op, result)
-        if cut is not None:
-            c.frames[-1].resume = cut  # the rest, after the interrupt (as _notify cuts one)
         self.last_cpu, self.last_op, self.last_start, self.last_result = c, op, start, result
         if c.waiting is None:  # (a SendIPI that waits for acceptance set it: do_send_ipi)
             runq = self._runq
@@ -450,6 +447,25 @@ class Machine:
         if number is None:
             raise MachineError("manual policy: name the CPU to step")
         return number
+
+    def _after_sti(self, c: Cpu, op: Op, result: Any, start: int) -> None:
+        """`_advance` for the op after an sti, which its shadow covers (issue 16).
+
+        The shadow covers one instruction: an interrupt pending at the sti is
+        taken after a Compute's first cycle, not after all of it.
+        """
+        if (
+            type(op) is Compute
+            and c.if_flag
+            and op.cycles > 1
+            and self.apics.pending_vector(c.index) is not None
+        ):
+            c.clock = start + round(self.tpc)
+            c.compute_frame = None
+            self._advance(c, op, result)
+            c.frames[-1].resume = Compute(op.cycles - 1)  # the rest, after the interrupt
+        else:
+            self._advance(c, op, result)
 
     def _advance(self, c: Cpu, op: Op, result: Any) -> None:
         """Feed `result` to the code that yielded `op` and fetch its next op."""
