@@ -190,7 +190,10 @@ def do_rdtsc(m: Machine, c: Cpu, op: Rdtsc) -> tuple[Any, int]:
 
 
 def do_send_ipi(m: Machine, c: Cpu, op: SendIPI) -> tuple[Any, int]:
-    return None, m.apics.send_ipi(c.index, op.dest, op.vector, op.mode, c.clock)
+    cost = m.apics.send_ipi(c.index, op.dest, op.vector, op.mode, c.clock)
+    if op.wait and m.apics.apics[c.index].outgoing is not None:
+        c.waiting = "icr"  # polling the delivery status until the IPI is accepted
+    return None, cost
 
 
 def do_eoi(m: Machine, c: Cpu, op: EOI) -> tuple[Any, int]:

@@ -20,7 +20,7 @@ import hashlib
 import heapq
 import random
 from collections.abc import Callable, Generator
-from typing import Any, Literal
+from typing import Any
 
 from machine.apic import ApicSystem, Message
 from machine.bus import Bus
@@ -30,6 +30,7 @@ from machine.errors import MachineError
 from machine.execute import FAULTED, HANDLERS
 from machine.memory import Memory
 from machine.ops import (
+    EOI,
     KERNEL_BASE,
     PAGE_FAULT_VECTOR,
     Compute,
@@ -41,6 +42,7 @@ from machine.ops import (
     SwitchContext,
     Write,
 )
+from machine.peek import Undo, plain_next
 from machine.profile import Profile
 from machine.tlb import Tlb
 
@@ -60,8 +62,6 @@ class PageFault(MachineError):
 
 
 def _default_vector_handler(cpu: Cpu, vector: int) -> Generator[Op, Any, None]:
-    from machine.ops import EOI
-
     yield EOI()
 
 
@@ -310,77 +310,36 @@ class Machine:
         runs next, and its top frame holds a plain op) is read off without
         copying anything. Otherwise peek looks the way `step` would — applying
         the due events, retiring ended frames, asking the idle handler — on a
-        small save of exactly the state those touch (`_Undo`: the event and run
+        small save of exactly the state those touch (`peek.Undo`: the event and run
         queues, the RNG, each CPU's and local APIC's fields, the messages on
         the APIC bus) and restores it after. A frame the idle handler gave is
         primed to find its first op and then dropped: kernel paths do nothing
         before their first micro-op (tests/test_peek.py checks the fingerprint).
         """
-        got = self._peek_plain(number)
+        got = plain_next(self, number)
         if got is not False:
             return got
-        undo = _Undo(self)
+        undo = Undo(self)
         try:
             return self._look(number)
         finally:
             undo.restore()
-
-    def _peek_plain(self, number: int | None) -> tuple[Cpu, Op] | None | Literal[False]:
-        """`peek`'s common case without copying: the answer, or False (look the long way)."""
-        events = self.events
-        if number is None:
-            runq, cpus = self._runq, self.cpus
-            while runq:
-                _, index, ticket = runq[0]
-                c = cpus[index]
-                if ticket == c.ticket and c.waiting is None:
-                    break
-                heapq.heappop(runq)  # a stale entry: step drops it too
-            else:
-                return None if not events else False
-            if events and events[0][0] <= runq[0][0]:
-                return False
-        else:
-            c = self.cpu(number)
-            if c.waiting is not None or (events and events[0][0] <= c.clock):
-                return False
-        frames = c.frames
-        apic = self._apics[c.index]
-        if (
-            frames
-            and c.exit_pending is None
-            and c.fault is None
-            and not ((apic.slots or apic.irr_other) and c.if_flag and not c.sti_shadow)
-        ):
-            frame = frames[-1]
-            if frame.op is not None and frame.resume is None:
-                return c, frame.op
-        return False
 
     def step(self, number: int | None = None) -> Op | None:
         """Execute one micro-op: on the lowest-clock CPU, or on CPU `number` (manual).
 
         Returns the op executed, or None when no CPU can run (or CPU `number` cannot).
         """
-        if number is not None:
-            got = self._look(number)
-            if got is None:
-                return None
-            c, op = got
-            plain = False
-        else:
-            if self.policy == "manual":
-                raise MachineError("manual policy: name the CPU to step")
+        if number is None and self.policy != "manual":
             # Timed: the lowest clock runs, after the events due by then. This is
             # _pick and _next_op inlined, with the common case — plain code,
             # no interrupt to take, no frame boundary — decided without calls.
             runq, events, cpus, apics = self._runq, self.events, self.cpus, self._apics
             while True:
-                while runq:
-                    _, index, ticket = runq[0]
-                    c = cpus[index]
-                    if ticket == c.ticket and c.waiting is None:
-                        break
+                # Drop stale entries: the CPU was queued again since, or waits now.
+                while runq and (
+                    (c := cpus[runq[0][1]]).ticket != runq[0][2] or c.waiting is not None
+                ):
                     heapq.heappop(runq)
                 if events and (not runq or events[0][0] <= runq[0][0]):
                     self._apply_event()
@@ -388,23 +347,28 @@ class Machine:
                 if not runq:
                     return None
                 frames = c.frames
-                apic = apics[index]
+                apic = apics[c.index]
                 if (
                     frames
+                    and (frame := frames[-1]).resume is None
+                    and (top := frame.op) is not None
                     and c.exit_pending is None
                     and c.fault is None
                     and not ((apic.slots or apic.irr_other) and c.if_flag and not c.sti_shadow)
                 ):
-                    frame = frames[-1]
-                    top = frame.op
-                    if top is not None and frame.resume is None:
-                        op, plain = top, True
-                        break
+                    op, plain = top, True
+                    break
                 top = self._next_op(c)
                 if top is not None:
                     op, plain = top, False
                     break
                 c.waiting = "idle"  # nothing to run: off the run queue until woken
+        else:
+            got = self._look(self._manual(number))
+            if got is None:
+                return None
+            c, op = got
+            plain = False
         kind = type(op)
         start = c.clock
         index = c.index
@@ -417,75 +381,91 @@ class Machine:
         shadowed = c.sti_shadow
         if shadowed:
             c.sti_shadow = False
-        if kind is Read and plain and c.mode == "kernel" and self.inline_kernel_access:
-            # The commonest step, a kernel load, without the calls of do_read and
-            # Coherence.read (an L1 hit makes no call): the same effects (issue 16).
-            paddr = op.addr - KERNEL_BASE  # type: ignore[union-attr]  # (kind is Read)
-            if paddr >= 0 and not paddr & 3 and paddr < self.memory.size:
-                coh = self.coherence
-                line = paddr >> coh.shift
-                coh.last[line] = (index, READ, start)
-                caches = coh.cpus[index]
-                s1 = caches.l1[line & coh.l1_mask]
-                if line in s1:
-                    if s1[-1] != line:
-                        s1.remove(line)
-                        s1.append(line)
-                    caches.stats.l1_hits += 1
-                    cost = coh.t_l1
-                else:
-                    cost = coh.l1_miss(index, caches, line, start)
-                result = self.memory.words.get(paddr, 0)
+        # The commonest steps, kernel loads and stores, without the calls of do_read and
+        # do_write and their translation (an L1 read hit makes no call): the same effects
+        # (issue 16). Loads and stores test apart: each `op.addr` sees one class of op.
+        if (
+            kind is Read
+            and plain
+            and c.mode == "kernel"
+            and self.inline_kernel_access
+            and (paddr := op.addr - KERNEL_BASE) >= 0  # type: ignore[union-attr]  # (Read)
+            and not paddr & 3
+            and paddr < self.memory.size
+        ):
+            coh = self.coherence
+            line = paddr >> coh.shift
+            coh.last[line] = (index, READ, start)
+            caches = coh.cpus[index]
+            s1 = caches.l1[line & coh.l1_mask]
+            if line in s1:
+                if s1[-1] != line:
+                    s1.remove(line)
+                    s1.append(line)
+                caches.stats.l1_hits += 1
+                cost = coh.t_l1
             else:
-                result, cost = HANDLERS[kind](self, c, op)
-        elif kind is Write and plain and c.mode == "kernel" and self.inline_kernel_access:
-            # A kernel store: no translation (do_write's _physical and translate).
-            paddr = op.addr - KERNEL_BASE  # type: ignore[union-attr]  # (kind is Write)
-            if paddr >= 0 and not paddr & 3 and paddr < self.memory.size:
-                cost = self.coherence.write(index, paddr, start)
-                self.memory.write(paddr, op.value)  # type: ignore[union-attr]
-                result = None
-            else:
-                result, cost = HANDLERS[kind](self, c, op)
+                cost = coh.l1_miss(index, caches, line, start)
+            result = self.memory.words.get(paddr, 0)
+        elif (
+            kind is Write
+            and plain
+            and c.mode == "kernel"
+            and self.inline_kernel_access
+            and (paddr := op.addr - KERNEL_BASE) >= 0  # type: ignore[union-attr]  # (Write)
+            and not paddr & 3
+            and paddr < self.memory.size
+        ):
+            cost = self.coherence.write(index, paddr, start)
+            self.memory.write(paddr, op.value)  # type: ignore[union-attr]  # (kind is Write)
+            result = None
         else:
             result, cost = HANDLERS[kind](self, c, op)
-        cut = None
-        # The sti shadow covers one instruction: an interrupt pending at the sti is taken
-        # after the Compute's first cycle, not after all of it (issue 16).
-        if (
-            shadowed
-            and kind is Compute
-            and c.if_flag
-            and op.cycles > 1  # type: ignore[union-attr]  # (kind is Compute)
-            and self.apics.pending_vector(index) is not None
-        ):
-            cut, cost = Compute(op.cycles - 1), round(self.tpc)  # type: ignore[union-attr]
-            c.compute_frame = None
         c.clock = start + cost
         c.steps += 1
         self.steps += 1
-        if plain and result is not FAULTED and kind is not SwitchContext:
+        if plain and not shadowed and result is not FAULTED and kind is not SwitchContext:
             try:
                 frame.op = frame.code.send(result)
             except StopIteration:
                 frame.op = None  # retired by _next_op
+        elif shadowed:
+            self._after_sti(c, op, result, start)
         else:
             self._advance(c, op, result)
-        if cut is not None:
-            c.frames[-1].resume = cut  # the rest, after the interrupt (as _notify cuts one)
         self.last_cpu, self.last_op, self.last_start, self.last_result = c, op, start, result
-        if c.waiting is None:
-            if kind is SendIPI and op.wait and self._apics[index].outgoing is not None:  # type: ignore[union-attr]
-                c.waiting = "icr"  # polling the delivery status until the IPI is accepted
-                return op
+        if c.waiting is None:  # (a SendIPI that waits for acceptance set it: do_send_ipi)
             runq = self._runq
-            if runq:
-                _, first, ticket = runq[0]
-                if first == index and ticket == c.ticket:
-                    heapq.heapreplace(runq, (c.clock, index, ticket))
-                    return op
-            self._enqueue(c)
+            if runq and runq[0][1] == index and runq[0][2] == c.ticket:
+                heapq.heapreplace(runq, (c.clock, index, c.ticket))
+            else:
+                self._enqueue(c)
         return op
+
+    def _manual(self, number: int | None) -> int:
+        """The CPU a manual step names (the policy asks for one)."""
+        if number is None:
+            raise MachineError("manual policy: name the CPU to step")
+        return number
+
+    def _after_sti(self, c: Cpu, op: Op, result: Any, start: int) -> None:
+        """`_advance` for the op after an sti, which its shadow covers (issue 16).
+
+        The shadow covers one instruction: an interrupt pending at the sti is
+        taken after a Compute's first cycle, not after all of it.
+        """
+        if (
+            type(op) is Compute
+            and c.if_flag
+            and op.cycles > 1
+            and self.apics.pending_vector(c.index) is not None
+        ):
+            c.clock = start + round(self.tpc)
+            c.compute_frame = None
+            self._advance(c, op, result)
+            c.frames[-1].resume = Compute(op.cycles - 1)  # the rest, after the interrupt
+        else:
+            self._advance(c, op, result)
 
     def _advance(self, c: Cpu, op: Op, result: Any) -> None:
         """Feed `result` to the code that yielded `op` and fetch its next op."""
@@ -607,78 +587,3 @@ class Machine:
     def in_flight(self) -> list[Message]:
         """Interrupt messages on the APIC bus, earliest arrival first."""
         return sorted(self.apics.in_flight, key=lambda m: (m.arrival, m.seq))
-
-
-class _Undo:
-    """A save of what applying events and deciding the next op may change (`Machine.peek`).
-
-    Events touch the event queue, the run queue, the RNG (lowest-priority
-    arbitration), the local APICs and the APIC bus, the messages on it, and the
-    CPUs' scheduling fields (a wake-up, a Compute cut by an interrupt);
-    `_next_op` retires ended frames, notes a pending iret and pushes the idle
-    handler's frame. Each CPU's and APIC's fields are saved one by one (lists
-    copied), so the same objects hold the old values again after `restore`.
-    """
-
-    __slots__ = (
-        "apic",
-        "apics",
-        "cpus",
-        "events",
-        "m",
-        "messages",
-        "resume",
-        "rng",
-        "runq",
-        "vals",
-    )
-
-    def __init__(self, m: Machine) -> None:
-        self.m = m
-        self.events = list(m.events)
-        self.runq = list(m._runq)
-        self.vals = (m.event_seq, m.event_time)
-        self.rng = m.rng.getstate()
-        self.cpus = [_fields(c) for c in m.cpus]
-        self.resume = [(c.compute_frame, c.compute_frame.resume) for c in m.cpus if c.compute_frame]
-        a = m.apics
-        self.apics = [_fields(x) for x in a.apics]
-        self.apic = (a.bus_free_at, list(a.in_flight), a.seq)
-        self.messages = [
-            (e[3], list(e[3].dests), e[3].retries) for e in m.events if e[2] == "apic.arrive"
-        ]
-
-    def restore(self) -> None:
-        m = self.m
-        m.events[:] = self.events
-        m._runq[:] = self.runq
-        m.event_seq, m.event_time = self.vals
-        m.rng.setstate(self.rng)
-        for c, saved in zip(m.cpus, self.cpus, strict=True):
-            _restore(c, saved)
-        for frame, resume in self.resume:
-            frame.resume = resume
-        a = m.apics
-        for x, saved in zip(a.apics, self.apics, strict=True):
-            _restore(x, saved)
-        a.bus_free_at, in_flight, a.seq = self.apic
-        a.in_flight[:] = in_flight
-        for msg, dests, retries in self.messages:
-            msg.dests, msg.retries = dests, retries
-
-
-def _fields(obj: Any) -> list[tuple[str, Any]]:
-    """A slotted object's fields, lists copied (restored into the same list objects)."""
-    out = []
-    for name in obj.__slots__:
-        value = getattr(obj, name)
-        out.append((name, list(value) if type(value) is list else value))
-    return out
-
-
-def _restore(obj: Any, saved: list[tuple[str, Any]]) -> None:
-    for name, value in saved:
-        if type(value) is list:
-            getattr(obj, name)[:] = value  # the same list: a CPU's frames are its context's
-        else:
-            setattr(obj, name, value)

@@ -9,6 +9,7 @@ the file, line and column of the offending value (STYLE.md point 10).
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -232,9 +233,6 @@ def read_limited(
     whatever the size says (/dev/zero, a file still growing). With `pipes`, a pipe or FIFO
     is read too, waiting for its writer as `cat` would (a console script given as
     `--script <(...)`); a device still is not."""
-    import os
-    import stat
-
     try:
         flags = os.O_RDONLY | os.O_NOCTTY | (0 if pipes else os.O_NONBLOCK)
         fd = os.open(path, flags)

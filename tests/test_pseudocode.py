@@ -11,8 +11,10 @@ from collections import Counter
 from pathlib import Path
 
 import kernel
+import l4tui.pseudocode as pseudocode
 from kernel.phases import DYNAMIC
-from l4tui.pseudocode import DEFAULT, PATHS, UNPLACED, Line, locate, path_for
+from l4tui.pseudocode import DEFAULT, PATHS, UNPLACED, locate, path_for
+from l4tui.pseudocode.lines import Line
 
 KERNEL = Path(kernel.__file__).parent
 LITERAL = re.compile(r'\bPhase\(\s*"([^"{}\\\n]+)"\s*\)')
@@ -128,8 +130,7 @@ def test_path_for_marks_the_labelled_line() -> None:
 
 
 def test_headless() -> None:
-    import l4tui.pseudocode as module
-
-    source = Path(module.__file__).read_text(encoding="utf-8")
-    for ui in ("textual", "rich", "prompt_toolkit"):
-        assert not re.search(rf"^\s*(import|from)\s+{ui}\b", source, re.M), ui
+    for path in Path(pseudocode.__file__).parent.glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        for ui in ("textual", "rich", "prompt_toolkit"):
+            assert not re.search(rf"^\s*(import|from)\s+{ui}\b", source, re.M), (path, ui)

@@ -24,7 +24,8 @@ import pytest
 from l4tui.cli import main
 from l4tui.cli.parser import build_parser
 from l4tui.serve.auth import check_password, hash_password, load_users
-from l4tui.serve.server import LabServer, Limits, host_key, split_login
+from l4tui.serve.connection import split_login
+from l4tui.serve.server import LabServer, Limits, host_key
 from tests.waiting import await_until
 
 LAB = str(Path(__file__).parent.parent / "scripts" / "labs" / "xp-ipc.yaml")

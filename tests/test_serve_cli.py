@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_console_pty import Terminal
 from test_serve import LAB
 
 from l4tui.cli import main
@@ -208,8 +209,6 @@ def test_passwd_refuses_a_name_with_a_newline(tmp_path: Path) -> None:
 
 
 def test_passwd_at_a_terminal_asks_without_echo_and_ctrl_d_is_one_line(tmp_path: Path) -> None:
-    from test_console_pty import Terminal
-
     users = tmp_path / "users.yaml"
     argv = [sys.executable, "-m", "l4tui", "passwd", "alice", "--users", str(users)]
     env = {**os.environ, "TERM": "xterm"}

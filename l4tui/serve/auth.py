@@ -20,6 +20,8 @@ import os
 import re
 from pathlib import Path
 
+from machine.yamlsrc import load_yaml_file
+
 USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")  # always with fullmatch
 _N, _R, _P = 2**14, 8, 1  # scrypt cost: ~50 ms a check, so guessing is slow
 
@@ -64,8 +66,6 @@ def check_password(password: str, stored: str) -> bool:
 
 def load_users(path: str) -> dict[str, str]:
     """The users file: user -> salted hash; ConfigError with the position of a bad entry."""
-    from machine.yamlsrc import load_yaml_file
-
     src = load_yaml_file(path, "users files")
     data = src.data
     if not isinstance(data, dict) or not isinstance(data.get("users"), dict):
@@ -86,3 +86,8 @@ def authorized_keys(directory: str, user: str) -> str | None:
         return None
     path = Path(directory) / user
     return str(path) if path.is_file() else None
+
+
+def reason(e: Exception) -> str:
+    """Why a file or key could not be used, as a log or error line says it."""
+    return getattr(e, "strerror", None) or str(e) or type(e).__name__

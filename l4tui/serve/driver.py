@@ -26,7 +26,8 @@ import signal
 import threading
 import time
 from codecs import getincrementaldecoder
-from typing import IO, Any
+from io import TextIOWrapper
+from typing import IO, Any, cast
 
 from textual._xterm_parser import XTermParser
 from textual.drivers.linux_driver import LinuxDriver
@@ -90,7 +91,9 @@ class SessionDriver(LinuxDriver):
         os.set_blocking(wake_w, False)
         self.exit_event = _WakingEvent(wake_w)
         self._ended = False
-        self._file = _Terminal(self._file, self._terminal_gone)
+        if self._file is not None:  # (LinuxDriver's: sys.__stderr__, the session's pty)
+            # A stand-in for the file: the same writes, and an error ends the session.
+            self._file = cast(TextIOWrapper, _Terminal(self._file, self._terminal_gone))
 
     def _terminal_gone(self) -> None:
         if not self._ended:

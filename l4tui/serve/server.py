@@ -1,27 +1,23 @@
 """`l4tui serve`: a lab over SSH — each student in their own l4tui, on their own terminal.
 
+This module is the server's lifetime and bookkeeping: listening, the session
+zygote it starts and ends, the pool of warm slots, the limits and places held,
+the idle watch, and shutdown. Each shell session is a `ChildSession`
+(l4tui/serve/child.py) inside a `Connection` (l4tui/serve/connection.py).
+
 Isolation: every shell session runs `l4tui lab LAB --state
 STATE/USER.json` as its own process, in its own session with its own pseudo-
 terminal (a fixed argv, never a shell; an allow-listed environment), niced,
 with CPU-time and address-space limits. One student's runaway `continue`
-costs the others only what the OS's CPU share gives it. Terminal bytes go
-through untouched; the client's size is set on the pty at start and on
-every resize (the child gets SIGWINCH). The child saves its session after
-every command, so a dropped connection loses nothing, and the next login
-resumes it (`ssh USER+fresh@…` starts over).
+costs the others only what the OS's CPU share gives it. The child saves its
+session after every command, so a dropped connection loses nothing, and the
+next login resumes it (`ssh USER+fresh@…` starts over).
 
-Only public keys (an authorized_keys file per user) or passwords (salted
-scrypt hashes) authenticate. Port, agent and X11 forwarding, exec requests
-and subsystems are refused. Limits: sessions in all and per user, the login
-time, idle time, password attempts. Each login, logout and refusal is a log
-line with the peer and user.
-
-The limits count from authentication (issue 14): an authenticated connection
-holds a place until it closes — its sessions, or one place while it has none
-— so a connection over a limit is disconnected with the reason at once, and
-one that holds no session for the login timeout is closed. Bad passwords are
-counted per user and per address across connections (l4tui/serve/guard.py),
-and a name that does not exist costs the same scrypt as one that does.
+Only public keys or passwords authenticate (l4tui/serve/auth.py). Port, agent
+and X11 forwarding, exec requests and subsystems are refused. Limits: sessions
+in all and per user, the login time, idle time, password attempts; they count
+from authentication (issue 14). Each login, logout and refusal is a log line
+with the peer and user.
 
 The server says everything on one channel, its log (the `l4tui.serve` logger;
 `l4tui serve` writes it to stderr), and each thing once: where it listens,
@@ -46,14 +42,19 @@ import termios
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
 from l4tui.serve.address import shown as shown_address
-from l4tui.serve.auth import USER, authorized_keys, check_password, unknown_hash
+from l4tui.serve.auth import reason
+from l4tui.serve.connection import Connection
 from l4tui.serve.guard import Guard
+from l4tui.serve.slot import POOL_SIZE, Slot
 from machine.errors import ConfigError
+
+if TYPE_CHECKING:
+    from l4tui.serve.child import ChildSession
 
 log = logging.getLogger("l4tui.serve")
 
@@ -72,35 +73,6 @@ class Limits:
 
 DRIVER = "l4tui.serve.driver:SessionDriver"  # sleeps while idle, ends with its terminal
 MARKER = "L4TUI_SERVE"  # in the environment of every process a server starts: its state dir
-POOL_SIZE = (80, 24)  # warm slots are painted at the usual default terminal size
-BUFFER = 256 << 10  # what a slot keeps of its first output: terminal set-up and first frame
-
-
-@dataclass
-class Slot:
-    """A warm session: l4tui already running and painted on its pty, waiting for a student."""
-
-    master: int
-    control: int  # our end of its control socket: it says "painted"; its student goes here
-    pid: int
-    output: bytearray = field(default_factory=bytearray)
-    painted: bool = False
-    last_output: float = 0.0  # monotonic time of its last drawing
-
-    def hear(self) -> None:
-        """The slot's word that its first frame is drawn (or its end, as end of file)."""
-        with contextlib.suppress(OSError):
-            self.painted = bool(os.read(self.control, 16))
-        asyncio.get_running_loop().remove_reader(self.control)
-
-    def drain(self) -> None:
-        try:
-            data = os.read(self.master, 65536)
-        except OSError:
-            return
-        self.last_output = time.monotonic()
-        if len(self.output) < BUFFER:
-            self.output += data[: BUFFER - len(self.output)]
 
 
 @dataclass
@@ -355,341 +327,6 @@ class LabServer:
                     s.end(f"idle for {self.limits.idle_timeout:.0f} s: your work is saved")
 
 
-def shown(name: str) -> str:
-    """A user name as the log shows it: as it is if valid, quoted if not (no forged lines)."""
-    return name if USER.fullmatch(name) else repr(name[:40])
-
-
-def split_login(name: str) -> tuple[str, bool]:
-    """`alice` or `alice+fresh` (start the lab over): the user and whether to start fresh."""
-    if name.endswith("+fresh"):
-        return name[: -len("+fresh")], True
-    return name, False
-
-
-class Connection(asyncssh.SSHServer):
-    """One SSH connection: authentication, the places it holds, and what it may open."""
-
-    def __init__(self, server: LabServer) -> None:
-        self.server = server
-        self.peer = "?"
-        self.host = "?"  # the peer's address: its password budget (l4tui/serve/guard.py)
-        self.user = ""
-        self.fresh = False
-        self.failures = 0
-        self.conn: asyncssh.SSHServerConnection | None = None
-        self.sessions: set[ChildSession] = set()  # its shell sessions (each holds a place)
-        self._idle: asyncio.TimerHandle | None = None  # closes it if it holds no session
-
-    def held(self) -> int:
-        return max(1, len(self.sessions))
-
-    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
-        self.conn = conn
-        peer = conn.get_extra_info("peername")
-        if peer:
-            self.host = str(peer[0])
-            self.peer = f"[{peer[0]}]:{peer[1]}" if ":" in self.host else f"{peer[0]}:{peer[1]}"
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_idle()
-        if self in self.server.connections:
-            self.server.connections.discard(self)
-            log.info("disconnect %s from %s", self.user, self.peer)
-
-    def begin_auth(self, username: str) -> bool:
-        self.user, self.fresh = split_login(username)
-        keys = self.server.keys_dir and authorized_keys(self.server.keys_dir, self.user)
-        if keys and self.conn is not None:
-            try:
-                self.conn.set_authorized_keys(keys)
-            except (OSError, ValueError, asyncssh.KeyImportError) as e:
-                # The instructor's file is broken: said in the log; this user's keys refuse.
-                log.error("cannot read %s's authorized_keys %s: %s", self.user, keys, _reason(e))
-        return True  # always authenticate; nobody gets in without
-
-    def public_key_auth_supported(self) -> bool:
-        return self.server.keys_dir is not None
-
-    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
-        return False  # only the keys set with set_authorized_keys count
-
-    def password_auth_supported(self) -> bool:
-        return self.server.users is not None
-
-    async def validate_password(self, username: str, password: str) -> bool:
-        user, _ = split_login(username)
-        guard = self.server.guard
-        if not guard.begin(user, self.host):
-            log.info("refused %s from %s: locked out", shown(user), self.peer)
-            return self._bad_password(user)
-        stored = (self.server.users or {}).get(user) if USER.fullmatch(user) else None
-        # A name that does not exist is checked against a hash no password matches: one
-        # scrypt either way, so the refusal's time does not say whether the name exists.
-        # scrypt takes ~50 ms on purpose: in a thread, so thirty logins do not queue.
-        try:
-            ok = await asyncio.get_running_loop().run_in_executor(
-                None, check_password, password, stored or unknown_hash()
-            )
-        except BaseException:
-            guard.end(user, self.host, False)
-            raise
-        ok = ok and stored is not None
-        guard.end(user, self.host, ok)
-        if ok:
-            return True
-        log.info("refused %s from %s: bad password (%d)", shown(user), self.peer, self.failures + 1)
-        return self._bad_password(user)
-
-    def _bad_password(self, user: str) -> bool:
-        self.failures += 1
-        if self.failures >= self.server.limits.password_attempts and self.conn is not None:
-            log.info("refused %s from %s: too many attempts", shown(user), self.peer)
-            self.conn.close()
-        return False
-
-    def auth_completed(self) -> None:
-        refusal = self.server.refusal(self.user)
-        if refusal is not None:
-            # Over a limit: told why and disconnected now, never holding a place.
-            log.info("refused %s from %s: %s", self.user, self.peer, refusal)
-            if self.conn is not None:
-                self.conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, f"l4tui: {refusal}")
-            return
-        self.server.connections.add(self)
-        log.info("login %s from %s", self.user, self.peer)
-        self._start_idle()
-
-    def _start_idle(self) -> None:
-        """A connection that holds no session for the login timeout is closed (it held a place)."""
-        self._cancel_idle()
-        if self in self.server.connections:
-            timeout = self.server.limits.login_timeout
-            self._idle = asyncio.get_running_loop().call_later(timeout, self._no_session)
-
-    def _cancel_idle(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
-
-    def _no_session(self) -> None:
-        self._idle = None
-        if not self.sessions and self.conn is not None:
-            timeout = self.server.limits.login_timeout
-            log.info("closed %s from %s: no session in %.0f s", self.user, self.peer, timeout)
-            self.conn.close()
-
-    def took(self, session: ChildSession) -> None:
-        self.sessions.add(session)
-        self._cancel_idle()
-
-    def gave_back(self, session: ChildSession) -> None:
-        if session in self.sessions:
-            self.sessions.discard(session)
-            if not self.sessions:
-                self._start_idle()
-
-    def connection_requested(self, *args: Any) -> bool:
-        log.info("refused %s from %s: port forwarding", self.user, self.peer)
-        return False
-
-    def server_requested(self, *args: Any) -> bool:
-        log.info("refused %s from %s: remote port forwarding", self.user, self.peer)
-        return False
-
-    def unix_connection_requested(self, *args: Any) -> bool:
-        return False
-
-    def unix_server_requested(self, *args: Any) -> bool:
-        return False
-
-    def session_requested(self) -> ChildSession:
-        return ChildSession(self)
-
-
-class ChildSession(asyncssh.SSHServerSession):
-    """A shell session: the student's own l4tui process on its own pseudo-terminal."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.server = conn.server
-        self.user = conn.user
-        self.peer = conn.peer
-        self.chan: Any = None
-        self.term = "xterm-256color"
-        self.size = (80, 24)
-        self.master = -1
-        self.pid = 0  # the session's process (a child of the zygote)
-        self.last_input = time.monotonic()
-        self.refusal: str | None = None
-
-    def connection_made(self, chan: Any) -> None:
-        self.chan = chan
-
-    def pty_requested(self, term_type: str, term_size: Any, term_modes: Any) -> bool:
-        self.term = term_type or self.term
-        if term_size[0] and term_size[1]:
-            self.size = (term_size[0], term_size[1])
-        return True
-
-    def shell_requested(self) -> bool:
-        # The connection's first session takes the place it holds already; a second one more.
-        more = 1 if self.conn.sessions else 0
-        self.refusal = self.server.refusal(self.user, more) if more else None
-        if self.refusal is None:
-            self.conn.took(self)
-        return True
-
-    def exec_requested(self, command: str) -> bool:
-        log.info("refused %s from %s: exec %r", self.user, self.peer, command[:60])
-        return False
-
-    def subsystem_requested(self, subsystem: str) -> bool:
-        log.info("refused %s from %s: subsystem %r", self.user, self.peer, subsystem)
-        return False
-
-    def session_started(self) -> None:
-        if self.refusal is not None:
-            log.info("refused %s from %s: %s", self.user, self.peer, self.refusal)
-            self.chan.write(f"l4tui: {self.refusal}\r\n".encode())
-            self.chan.exit(1)
-            return
-        try:
-            slot = self.server.take()
-            if slot is not None:
-                self._attach(slot)
-            else:
-                self._spawn()
-        except OSError as e:
-            log.error("cannot start l4tui for %s: %s", self.user, e)
-            self.conn.gave_back(self)
-            self.chan.write(b"l4tui: the lab could not start; tell the instructor\r\n")
-            self.chan.exit(1)
-            return
-        self.server.sessions.add(self)
-        log.info("session %s from %s (%dx%d %s)", self.user, self.peer, *self.size, self.term)
-
-    def _spawn(self) -> None:
-        server, limits = self.server, self.server.limits
-        home = server.state_dir / "home" / self.user
-        home.mkdir(parents=True, exist_ok=True)
-        state = server.state_dir / f"{self.user}.json"
-        files = server.files_dir(self.user)  # file commands stay in there
-        # A fixed argv: never a shell.
-        argv = ["lab", server.lab, "--state", str(state), "--confine", str(files)]
-        if self.conn.fresh:
-            argv.append("--fresh")
-        env = server.session_env(home, self.term)
-        master, slave = os.openpty()
-        self.master = master
-        self._set_size()
-        request = {
-            "argv": argv,  # the zygote's child runs l4tui's main with it
-            "env": env,
-            "cwd": str(home),
-            "cpu_seconds": limits.cpu_seconds,
-            "memory_mb": limits.memory_mb,
-        }
-        try:
-            self.pid = server.spawn(request, slave)
-        finally:
-            os.close(slave)
-        os.set_blocking(master, False)
-        asyncio.get_running_loop().add_reader(master, self._from_child)
-
-    def _attach(self, slot: Slot) -> None:
-        """Give a warm slot to this student: their session, their size, its screen so far."""
-        home = self.server.state_dir / "home" / self.user
-        home.mkdir(parents=True, exist_ok=True)
-        assignment = {
-            "lab": self.server.lab,
-            "state": str(self.server.state_dir / f"{self.user}.json"),
-            "fresh": self.conn.fresh,
-            "history": str(home / "state" / "l4tui" / "history"),
-            "confine": str(self.server.files_dir(self.user)),
-        }
-        os.write(slot.control, json.dumps(assignment).encode())
-        os.close(slot.control)
-        self.master, self.pid = slot.master, slot.pid
-        self.chan.write(bytes(slot.output))  # everything it drew: the screen as it is
-        cols, rows = self.size
-        if len(slot.output) >= BUFFER:
-            # Some of its drawing was dropped: two sizes a moment apart, each a SIGWINCH,
-            # make it repaint whole even at the slot's own size.
-            self.size = (max(2, cols - 1), rows)
-            self._set_size()
-            self.size = (cols, rows)
-            asyncio.get_running_loop().call_later(0.15, self._set_size)
-        elif self.size != POOL_SIZE:
-            self._set_size()  # one repaint, at the client's size
-        asyncio.get_running_loop().add_reader(self.master, self._from_child)
-
-    def _set_size(self) -> None:
-        if self.master >= 0:
-            cols, rows = self.size
-            fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-    def _from_child(self) -> None:
-        try:
-            data = os.read(self.master, 65536)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if data:
-            with contextlib.suppress(BrokenPipeError, OSError):  # the client went away
-                self.chan.write(data)
-            return
-        self._finished()
-
-    def _finished(self) -> None:
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(ValueError, OSError):
-            loop.remove_reader(self.master)
-        with contextlib.suppress(OSError):
-            os.close(self.master)
-        self.master = -1
-        if self in self.server.sessions:
-            self.server.sessions.discard(self)
-            log.info("logout %s from %s", self.user, self.peer)
-        self.conn.gave_back(self)
-        with contextlib.suppress(Exception):
-            self.chan.exit(0)
-
-    def data_received(self, data: bytes, datatype: Any) -> None:
-        self.last_input = time.monotonic()
-        if self.master >= 0:
-            with contextlib.suppress(OSError):
-                os.write(self.master, data)
-
-    def terminal_size_changed(self, width: int, height: int, pw: int, ph: int) -> None:
-        if width and height:
-            self.size = (width, height)
-            self._set_size()
-
-    def eof_received(self) -> bool:
-        self.end(None)
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.end(None)  # the child saves on SIGTERM; the next login resumes
-        if self.pid == 0 or self.master < 0:  # no child to wait for: its place is free now
-            self.conn.gave_back(self)
-
-    def end(self, message: str | None) -> None:
-        """Stop the child (it saves its session and exits)."""
-        if message and self.chan is not None:
-            with contextlib.suppress(Exception):
-                self.chan.write(f"\r\nl4tui: {message}\r\n".encode())
-        if self.pid and self.master >= 0:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, signal.SIGTERM)
-
-
-def _reason(e: Exception) -> str:
-    return getattr(e, "strerror", None) or str(e) or type(e).__name__
-
-
 HOST_KEY_BYTES = 1 << 16  # far more than any private key file
 
 
@@ -729,12 +366,12 @@ async def serve(server: LabServer, host: str, port: int, key_path: Path) -> int:
     try:
         server.state_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ConfigError(f"cannot make the state directory: {_reason(e)}", where) from None
+        raise ConfigError(f"cannot make the state directory: {reason(e)}", where) from None
     made = not key_path.exists()
     try:
         key = host_key(key_path)
     except (OSError, ValueError, asyncssh.KeyImportError) as e:
-        raise ConfigError(f"not a usable host key: {_reason(e)}", str(key_path)) from None
+        raise ConfigError(f"not a usable host key: {reason(e)}", str(key_path)) from None
     # From here a SIGTERM is a clean shutdown, even one that comes while starting.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -743,7 +380,7 @@ async def serve(server: LabServer, host: str, port: int, key_path: Path) -> int:
     try:
         port = await server.start(host, port, key)
     except OSError as e:
-        raise ConfigError(f"cannot listen on {shown_address(host, port)}: {_reason(e)}") from None
+        raise ConfigError(f"cannot listen on {shown_address(host, port)}: {reason(e)}") from None
     log.info("serving %s on %s", server.lab, shown_address(host, port))
     log.info("host key %s (%s%s)", key.get_fingerprint(), key_path, ", new" if made else "")
     await stop.wait()

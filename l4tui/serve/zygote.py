@@ -34,6 +34,14 @@ import socket
 import sys
 import termios
 
+# Warm up: every module a session needs is imported here, before any fork — the
+# app, the driver TEXTUAL_DRIVER names (the server sets it) and the CLI — so a
+# session starts with nothing left to import.
+import l4tui.serve.driver
+import l4tui.tui.app  # noqa: F401
+from l4tui.cli import main as l4tui_main
+from l4tui.cli.sessions import lab_session
+
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
@@ -86,19 +94,13 @@ def _child(req: dict, slave: int, control: int | None, zygote: int) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
     resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    from l4tui.cli import main
-
-    code = main(req["argv"])
+    code = l4tui_main(req["argv"])
     sys.stdout.flush()
     os._exit(code)
 
 
 def serve(sock: socket.socket, lab: str) -> None:
-    # Warm up: every module a session needs, and the lab itself (parsed, checked).
-    import l4tui.serve.driver  # # TEXTUAL_DRIVER (the server sets it)
-    import l4tui.tui.app  # noqa: F401
-    from l4tui.cli.sessions import lab_session
-
+    # Warm up: the lab itself, parsed and checked (its modules are imported above).
     lab_session(lab, None, False)
     signal.signal(signal.SIGCHLD, _reap)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
