@@ -262,6 +262,10 @@ def _pack_lines(name: str, lines: Sequence[Sequence[str]], line_size: int) -> La
     return Layout(name, line_size, offsets, at)
 
 
+NAMED = ("thesis", "naive")
+"""The layouts known by name (§8.6): the thesis's, and every field in declaration order."""
+
+
 def make_layout(spec: str | Sequence[Sequence[str]], line_size: int) -> Layout:
     """The layout `thesis`, `naive`, or a custom one given as lines of field names."""
     if spec == "thesis":

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from kernel.expectations import Expect, expectations
-from kernel.layout import LayoutError, make_layout
+from kernel.layout import NAMED, LayoutError, make_layout
 from kernel.memmap import UTCB_PAGES, UTCB_SIZE
 from kernel.opparse import IRQS, SIGMA0, OpReader
 from kernel.program import Op
@@ -348,7 +348,7 @@ class _Parser(OpReader):
     def tcb_layout(self, path: DataPath, line_size: int) -> str | tuple[tuple[str, ...], ...]:
         value = self.get(path)
         if isinstance(value, str):
-            return self.choice(path, ("thesis", "naive"))
+            return self.choice(path, NAMED)
         if not isinstance(value, list) or not value:
             raise self.fail(
                 path,

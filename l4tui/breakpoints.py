@@ -26,14 +26,14 @@ from kernel import boot, ipc, shootdown, xcpu
 from kernel.phases import DYNAMIC
 from kernel.program import ExRegs, Ipc, Schedule, Sleep, TaskNew, ThreadSwitch, Unmap
 from l4tui import expr, views
-from l4tui.grammar import BREAK_USAGE, CommandError, number, shown, suggest
+from l4tui.grammar import BREAK_KINDS, BREAK_USAGE, IPI_EVENTS, CommandError, number, shown, suggest
 from l4tui.phases import phase_labels, phase_prefixes
 from machine.ops import InterruptEntry, Op, Phase, SendIPI, Trap
 
 if TYPE_CHECKING:
     from l4tui.session import Session
 
-KINDS = ("phase", "syscall", "ipi", "migration", "pagefault")
+KINDS = BREAK_KINDS
 SYSCALLS = (
     "send",
     "recv",
@@ -209,7 +209,7 @@ def parse_break(
                 hint = suggest(words[0] if words else "", list(SYSCALLS))
                 raise CommandError(f"break syscall NAME, NAME one of {', '.join(SYSCALLS)}{hint}")
             what = words.pop(0)
-        elif head == "ipi" and words and words[0] in ("sent", "delivered"):
+        elif head == "ipi" and words and words[0] in IPI_EVENTS:
             what = words.pop(0)
     else:
         kind, what = "phase", head

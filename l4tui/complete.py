@@ -23,10 +23,11 @@ from prompt_toolkit.document import Document
 from l4tui.breakpoints import SYSCALLS
 from l4tui.expr import CPU_FIELDS, OPS, STATES
 from l4tui.files import root_of
-from l4tui.grammar import ALIASES, BREAK_OPTIONS, SPECS, Arg, Form, Kind, Spec, bind, form_of
+from l4tui.grammar import ALIASES, BREAK_OPTIONS, SPECS, bind, form_of
 from l4tui.inject import OPS as INJECT_OPS
 from l4tui.inject import TARGETS
 from l4tui.phases import phase_labels, phase_prefixes
+from l4tui.schema import Arg, Form, Kind, Spec
 from l4tui.session import Session
 
 _paths = PathCompleter(expanduser=True)

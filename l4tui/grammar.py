@@ -17,120 +17,15 @@ import difflib
 import shlex
 import textwrap
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
+
+from kernel.layout import NAMED
+from l4tui.schema import NUMBER_KINDS, Arg, Form, Kind, Spec, keyword_arg, subcommand_forms
+from machine.machine import POLICIES
 
 
 class CommandError(Exception):
     """A command that cannot be run; its text is the one-line message."""
-
-
-class Kind(StrEnum):
-    """What an argument is: the parser converts by it, the completer offers by it and the
-    lexer colours by it."""
-
-    COUNT = "count"  # a number of steps, 1 or more: converted to int
-    INDEX = "index"  # a position (micro-op N), 0 or more: converted to int
-    BREAKPOINT = "breakpoint"  # a breakpoint's number, 0 or more: converted to int
-    NUMBER = "number"  # a number the command checks itself (x ADDR N)
-    WORD = "word"  # one of `Arg.words`, checked here (a keyword: pin, cpu)
-    THREAD = "thread"
-    CPU = "cpu"
-    TASK = "task"
-    SYSCALL = "syscall"  # a system call's name (break syscall NAME)
-    PHASE = "phase"  # a phase-label glob (break WHAT)
-    OPTIONS = "options"  # the breakpoint filters, `BREAK_OPTIONS`, to the end of the line
-    EXPR = "expr"  # an expression, to the end of the line (l4tui/expr.py)
-    FIELD = "field"  # THREAD.FIELD
-    LINE = "line"  # THREAD.N, a TCB line
-    ADDRESS = "address"  # x ADDR: 0xPHYS, THREAD.FIELD, THREAD:VADDR
-    FILE = "file"
-    COMMAND = "command"  # help CMD
-    OP = "op"  # an injected op's name (l4tui/inject.py)
-    OP_ARGS = "op-args"  # its arguments, to the end of the line
-
-
-NUMBER_KINDS = {Kind.COUNT: 1, Kind.INDEX: 0, Kind.BREAKPOINT: 0}
-"""The kinds the parser turns into an int, and the least each may be."""
-REST_KINDS = (Kind.OPTIONS, Kind.EXPR, Kind.OP_ARGS)
-"""The kinds that take every word to the end of the line."""
-
-
-@dataclass(frozen=True, slots=True)
-class Arg:
-    """One argument: its name in usage and messages (`N`, `CYCLES`), its kind, the words a
-    `WORD` (or a `SYSCALL`) may be with what each means, and whether it may be left out."""
-
-    name: str
-    kind: Kind
-    words: tuple[str, ...] = ()
-    meta: str = ""
-    optional: bool = False
-
-    @property
-    def rest(self) -> bool:
-        return self.kind in REST_KINDS
-
-
-@dataclass(frozen=True, slots=True)
-class Form:
-    """One way to write a command: after its sub-command word `key` (None: the plain form),
-    these arguments. `usage` is what a wrong count says (None: the command's usage)."""
-
-    args: tuple[Arg, ...] = ()
-    key: str | None = None
-    meta: str = ""
-    usage: str | None = None
-
-    @property
-    def least(self) -> int:
-        return (self.key is not None) + sum(not a.optional for a in self.args)
-
-    @property
-    def most(self) -> int:
-        if any(a.rest for a in self.args):
-            return -1
-        return (self.key is not None) + len(self.args)
-
-
-@dataclass(frozen=True, slots=True)
-class Spec:
-    """One command: its usage, what it does, and how its arguments are written.
-
-    `unknown` is what a sub-command word that is none of the forms' says, with `{shown}`
-    the word, `{hint}` a did-you-mean and `{keys}` the words it may be (default: usage)."""
-
-    name: str
-    usage: str
-    help: str
-    forms: tuple[Form, ...] = (Form(),)
-    unknown: str = ""
-
-    @property
-    def min_args(self) -> int:
-        return min(f.least for f in self.forms)
-
-    @property
-    def max_args(self) -> int:  # -1: any number
-        most = [f.most for f in self.forms]
-        return -1 if -1 in most else max(most)
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        return tuple(f.key for f in self.forms if f.key is not None)
-
-    def plain(self) -> Form | None:
-        return next((f for f in self.forms if f.key is None), None)
-
-
-def _word(words: str, meta: str = "", optional: bool = False) -> Arg:
-    """A keyword argument: one of `words` (space-separated)."""
-    return Arg(words.split()[0], Kind.WORD, tuple(words.split()), meta, optional)
-
-
-def _keys(words: dict[str, str]) -> tuple[Form, ...]:
-    """A form of no arguments for each sub-command word, with what it means."""
-    return tuple(Form(key=w, meta=m) for w, m in words.items())
 
 
 INFO_HELP: dict[str, str] = {
@@ -175,6 +70,7 @@ BREAK_OPTIONS: dict[str, tuple[Kind | None, str]] = {
 """The filters after a breakpoint's WHAT (l4tui/breakpoints.py reads them): each word, the
 kind of the value after it (None: none; EXPR: the rest of the line) and what it does."""
 _OPTIONS = Arg("OPTIONS", Kind.OPTIONS, optional=True)
+IPI_EVENTS = ("sent", "delivered")
 _BREAK_FORMS = (
     Form(
         (Arg("NAME", Kind.SYSCALL, meta="system call", optional=True), _OPTIONS),
@@ -182,7 +78,7 @@ _BREAK_FORMS = (
         "stop at a system call",
     ),  # fmt: skip
     Form(
-        (_word("sent delivered", "IPI event", optional=True), _OPTIONS),
+        (keyword_arg(" ".join(IPI_EVENTS), "IPI event", optional=True), _OPTIONS),
         "ipi",
         "stop when an IPI is sent or delivered",
     ),  # fmt: skip
@@ -190,9 +86,11 @@ _BREAK_FORMS = (
     Form((_OPTIONS,), "pagefault", "stop at a page fault"),
     Form((Arg("PHASE_GLOB", Kind.PHASE), _OPTIONS)),
 )
+BREAK_KINDS = ("phase", *(f.key for f in _BREAK_FORMS if f.key is not None))
+"""What a breakpoint watches: a phase label (the plain form), or each sub-command of `break`."""
 _COUNT = Arg("N", Kind.COUNT, optional=True)
 _FILE = Arg("FILE", Kind.FILE)
-_PIN = _word("pin", "keep the focus here across stops", optional=True)
+_PIN = keyword_arg("pin", "keep the focus here across stops", optional=True)
 _NUMBERED = (Form((Arg("N", Kind.BREAKPOINT, optional=True),)),)
 SPECS: dict[str, Spec] = {
     s.name: s
@@ -262,7 +160,7 @@ SPECS: dict[str, Spec] = {
                 Form(
                     (
                         Arg("THREAD.N", Kind.LINE),
-                        _word("cpu", "in this CPU's cache"),
+                        keyword_arg("cpu", "in this CPU's cache"),
                         Arg("C", Kind.CPU),
                     ),  # fmt: skip
                     "line",
@@ -326,25 +224,25 @@ SPECS: dict[str, Spec] = {
         ),
         Spec(
             "sched",
-            "sched timed|manual",
+            f"sched {'|'.join(POLICIES)}",
             "timed: lowest clock first; manual: you pick",
-            _keys({"timed": "scheduling policy", "manual": "scheduling policy"}),
-            "sched takes timed or manual, not {shown}",
+            subcommand_forms(dict.fromkeys(POLICIES, "scheduling policy")),
+            f"sched takes {' or '.join(POLICIES)}, not {{shown}}",
         ),
         Spec("where", "where", "where each CPU is: thread, phase, cycle"),
         Spec(
             "layout",
-            "layout thesis|naive",
+            f"layout {'|'.join(NAMED)}",
             "the same point of the program (thread, phase label, nth time) with that TCB "
             "layout (§8.6): compare info tcb",
-            _keys({"thesis": "TCB layout", "naive": "TCB layout"}),
-            "layout takes thesis or naive, not {shown}",
+            subcommand_forms(dict.fromkeys(NAMED, "TCB layout")),
+            f"layout takes {' or '.join(NAMED)}, not {{shown}}",
         ),
         Spec(
             "check",
             "check invariants",
             "check the kernel invariants now",
-            _keys({"invariants": "the kernel invariants"}),
+            subcommand_forms({"invariants": "the kernel invariants"}),
         ),
         Spec(
             "save",

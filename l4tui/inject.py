@@ -41,7 +41,11 @@ TARGETS: dict[str, tuple[str, ...]] = {
 TIMEOUT_KEYS = ("timeout", "recv_timeout", "xfer_timeout")
 KEYS = (*TIMEOUT_KEYS, "xp_fault")
 _BARE = ("read_kip", "read_utcb_cpu", "halt")
-_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+# The words a scenario file's YAML (1.1, as PyYAML reads it) takes for a flag, and no
+# others: `xp_fault=1` is refused as `xp_fault: 1` is (the command-schema test found the
+# prompt taking 1 and 0).
+_TRUE = {w for b in ("yes", "true", "on") for w in (b, b.capitalize(), b.upper())}
+_FALSE = {w for b in ("no", "false", "off") for w in (b, b.capitalize(), b.upper())}
 
 
 def _number(text: str) -> int | str:
@@ -62,8 +66,7 @@ def _int(text: str, what: str) -> int:
 
 
 def _flag(text: str) -> bool | str:
-    low = text.lower()
-    return True if low in _TRUE else False if low in _FALSE else text
+    return True if text in _TRUE else False if text in _FALSE else text
 
 
 def _data(op: str, pos: list[str], keys: dict[str, str], threads: list[str]) -> Any:

@@ -27,7 +27,8 @@ from pygments.token import (  # type: ignore[import-untyped]
     Whitespace,
 )
 
-from l4tui.grammar import ALIASES, BREAK_OPTIONS, SPECS, Kind
+from l4tui.grammar import ALIASES, BREAK_OPTIONS, SPECS
+from l4tui.schema import Kind
 
 
 def _keywords() -> tuple[str, ...]:

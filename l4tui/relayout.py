@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kernel import query
+from kernel.layout import NAMED
 from l4tui.breakpoints import Breakpoint, Watch
 from l4tui.grammar import CommandError
 from l4tui.inputs import Inject, LogEntry, OnCpu, is_step, step_cpu
@@ -45,7 +46,6 @@ from l4tui.stops import RECORDS
 from l4tui.views import KBASE
 from machine.ops import Phase
 
-LAYOUTS = ("thesis", "naive")
 SLACK = 4  # the other run may take this many times the micro-ops taken so far ...
 FLOOR = 10_000  # ... plus these, to reach the point (and never more than LIMIT)
 
@@ -280,7 +280,7 @@ def switch(s: Session, layout: str, exact_return: bool = True) -> str:
 
     `exact_return=False` matches the point even when switching straight back.
     """
-    if layout not in LAYOUTS:
+    if layout not in NAMED:
         raise CommandError(f"layout takes thesis or naive, not {layout!r}")
     was = current_layout(s)
     if layout == was:

@@ -21,6 +21,7 @@ import shlex
 import stat
 from typing import TYPE_CHECKING, Any
 
+from kernel.layout import NAMED
 from kernel.scenario import Scenario, load_scenario
 from l4tui import expr, inputs
 from l4tui import session as sessions
@@ -36,6 +37,7 @@ from l4tui.demo import demo_scenario
 from l4tui.grammar import CommandError, parse
 from l4tui.inputs import Idle, LogEntry, OnCpu, SetPolicy, Timed
 from machine.errors import ConfigError, MachineError
+from machine.machine import POLICIES
 
 if TYPE_CHECKING:
     from l4tui.session import Session
@@ -44,7 +46,6 @@ VERSION = 3
 MAX_GLOB = 200  # longest phase glob (the labels are under 40 characters)
 MAX_COND = 1000
 MAX_SEED = 2**63
-LAYOUTS = ("thesis", "naive")
 _BREAK_KEYS = {  # a version-3 breakpoint's fields: whether each is required
     "number": True,
     "kind": True,
@@ -235,8 +236,8 @@ def _from_state(data: Any, where: str, same_as: Session | None) -> Session:
     if seed is not None and not (_is_int(seed) and -MAX_SEED < seed < MAX_SEED):
         raise _Bad("seed", f"must be a whole number or null, not {_shown(seed)}")
     layout = data.get("tcb_layout")
-    if layout is not None and layout not in LAYOUTS:
-        raise _Bad("tcb_layout", f"must be {' or '.join(LAYOUTS)} or null, not {_shown(layout)}")
+    if layout is not None and layout not in NAMED:
+        raise _Bad("tcb_layout", f"must be {' or '.join(NAMED)} or null, not {_shown(layout)}")
     scenario = _scenario(file)
     cpus = scenario.profile.cpus
     log = [_log_entry(e, f"log[{i}]", cpus) for i, e in enumerate(_list(data["log"], "log"))]
@@ -335,7 +336,7 @@ def _log_entry(e: Any, field: str, cpus: int) -> LogEntry | None:
     if _is_int(e):
         return inputs.step_on(_int(e, field, 1, cpus))
     if isinstance(e, str):
-        if e not in ("timed", "manual"):
+        if e not in POLICIES:
             raise _Bad(field, f"not an input: {_shown(e)}")
         return SetPolicy(e)
     if isinstance(e, list) and e:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from kernel import query
 from kernel.lists import Walk
 from l4tui import panes
-from l4tui.grammar import INFO_TOPICS, MAX_NUMBER, CommandError, shown, suggest
+from l4tui.grammar import INFO_ARGS, INFO_TOPICS, MAX_NUMBER, CommandError, shown, suggest
 from l4tui.report import format_table
 from l4tui.runner import figures
 from machine.ops import KERNEL_BASE
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 KBASE = KERNEL_BASE
 TOPICS = INFO_TOPICS
-NEEDS_ARG = {"sendq": "THREAD", "tcb": "THREAD", "tlb": "CPU", "space": "TASK"}
 
 
 def thread(s: Session, name: str) -> Thread:
@@ -70,9 +69,10 @@ def render(s: Session, topic: str, arg: str | None) -> str:
         raise CommandError(
             f"no view {shown(topic)}{suggest(topic, list(TOPICS))}; views: {', '.join(TOPICS)}"
         )
-    if topic in NEEDS_ARG and arg is None:
-        raise CommandError(f"usage: info {topic} {NEEDS_ARG[topic]}")
-    if topic not in NEEDS_ARG and topic != "ready" and arg is not None:
+    wants = INFO_ARGS.get(topic)  # what the grammar says the view takes
+    if wants is not None and not wants.optional and arg is None:
+        raise CommandError(f"usage: info {topic} {wants.name}")
+    if wants is None and arg is not None:
         raise CommandError(f"usage: info {topic}")
     return VIEWS[topic](s, arg)
 

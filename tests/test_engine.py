@@ -26,6 +26,7 @@ from machine.ops import (
     Write,
     kaddr,
 )
+from machine.spinlock import spin_lock, spin_unlock
 
 PROFILES = {n: load_profile("p3-dual-450", {"cpus": n}) for n in (2, 3, 4)}
 
@@ -320,8 +321,6 @@ COUNTER = kaddr(0x8040)  # another cache line
 
 
 def incrementer(times: int, lock: bool) -> Any:
-    if lock:
-        from machine.spinlock import spin_lock, spin_unlock
     for _ in range(times):
         if lock:
             yield from spin_lock(LOCK)

@@ -9,6 +9,7 @@ limit cannot be raised again.
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import textwrap
@@ -37,8 +38,6 @@ SCRIPT = textwrap.dedent(
 
 
 def limits(session: object) -> tuple[int, int]:
-    import resource
-
     return resource.getrlimit(resource.RLIMIT_CPU)
 
 
