@@ -162,16 +162,21 @@ HEAD = "title: x\nscenario: ../demos/xp-ipc.yaml\n"
         ),
     ],
 )
-def test_bad_lab_files_are_refused_with_a_position(text: str, where: str, message: str) -> None:
-    path = LABS / "bad-lab-under-test.yaml"
+def test_bad_lab_files_are_refused_with_a_position(
+    text: str, where: str, message: str, tmp_path: Path
+) -> None:
+    # The shipped tree's shape in a directory of the test's own: never a file written into
+    # the repository (xdist runs the cases side by side).
+    (tmp_path / "labs").mkdir()
+    (tmp_path / "demos").mkdir()
+    demo = LABS.parent / "demos" / "xp-ipc.yaml"
+    (tmp_path / "demos" / "xp-ipc.yaml").write_text(demo.read_text())
+    path = tmp_path / "labs" / "bad-lab.yaml"
     path.write_text(text)
-    try:
-        with pytest.raises(ConfigError) as e:
-            load_lab(path)
-        formatted = e.value.format()
-        assert message in formatted and where in formatted
-    finally:
-        path.unlink()
+    with pytest.raises(ConfigError) as e:
+        load_lab(path)
+    formatted = e.value.format()
+    assert message in formatted and where in formatted
 
 
 async def test_the_monitor_shows_the_sheet_ticks_it_and_saves_after_every_command(
