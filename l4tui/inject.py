@@ -66,7 +66,7 @@ def _int(text: str, what: str) -> int:
 
 
 def _flag(text: str) -> bool | str:
-    return True if text in _TRUE else False if text in _FALSE else text
+    return True if text in _TRUE else False if text in _FALSE else _number(text)
 
 
 def _data(op: str, pos: list[str], keys: dict[str, str], threads: list[str]) -> Any:
