@@ -4,6 +4,10 @@
 the test's own directories, never the user's (`$XDG_STATE_HOME`,
 `$XDG_CONFIG_HOME`); a test that needs other directories sets its own.
 
+`seeds`, `decoy`, `guard`: the file fuzzers' (test_fuzz_files_*.py) real files the
+CLI wrote, someone else's files beside the test's directory, and the guard that
+neither they nor the project's files change; `seeds` is built once per module.
+
 Tests marked `slow` run first, the longest first (`slow(seconds)`: a rough
 duration on an idle machine, for the few that take much longer than the rest):
 under `--dist loadgroup` (pyproject's addopts) xdist hands out one work unit
@@ -15,9 +19,25 @@ CI runs them all.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fuzz_seeds import (
+    LAB_COMMANDS,
+    PINGPONG,
+    SESSION_COMMANDS,
+    UHLIG,
+    XP_DEMO,
+    Seeds,
+    lab_status,
+    version_2,
+    write_session,
+)
+from fuzzing import WATCHED, Guard, cli, dumps, make_decoy
 
 
 def _slowness(item: pytest.Item) -> float:
@@ -39,3 +59,36 @@ def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory: pytest.TempPathFactory) -> Seeds:
+    d = tmp_path_factory.mktemp("seeds")
+    cli(["console", str(PINGPONG)], d, stdin=SESSION_COMMANDS, codes=(0,))
+    cli(["explore", str(UHLIG), "--save", "sched.json"], d, codes=(1,))
+    cli(["console", str(XP_DEMO)], d, stdin=LAB_COMMANDS, codes=(0,))
+    seeds = Seeds(d)
+    # The format-2 seed is one l4tui still loads: else its mutations would test nothing.
+    (d / "v2.json").write_bytes(dumps(version_2(seeds.session)))
+    cli(["console"], d, stdin="load v2.json\n", codes=(0,))
+    state = d / "state"
+    state.mkdir()
+    (d / "xp-ipc.yaml").write_text(yaml.safe_dump(seeds.labs["xp-ipc.yaml"]))
+    write_session(state / "alice.json", seeds.lab_session, d / "xp-ipc.yaml")
+    rows = lab_status(d, state)
+    assert [r["user"] for r in rows] == ["alice"] and "error" not in rows[0], rows
+    assert 0 < rows[0]["done"] < rows[0]["of"], rows
+    seeds.graded = rows[0]
+    return seeds
+
+
+@pytest.fixture
+def decoy(tmp_path: Path) -> Path:
+    """Someone else's files, beside this test's directory."""
+    return make_decoy(tmp_path.parent / f"{tmp_path.name}-decoy")
+
+
+@pytest.fixture
+def guard(seeds: Seeds, decoy: Path) -> Guard:
+    """What must not change: the project's scripts and test data, the seeds, the decoy."""
+    return Guard(*WATCHED, seeds.dir, decoy)

@@ -42,7 +42,7 @@ from kernel.scenario import parse_scenario
 from kernel.system import System
 from machine.errors import ConfigError
 from machine.ops import InterruptExit, Iret, kaddr
-from tests.test_xp_ipc import QuiescentChecker, lost_wakeups, mailbox_problems
+from tests.xp_helpers import QuiescentChecker, lost_wakeups, mailbox_problems
 
 STEP_BUDGET = 400_000
 PROFILES = ("p3-dual-450", "p4-dual-2000")

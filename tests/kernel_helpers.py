@@ -20,6 +20,8 @@ from machine.ops import Hlt, InterruptExit, Iret
 
 #: A guard against a run that never ends (a kernel bug): far above any test's need.
 STEP_BUDGET = 100_000
+#: The machine line of the one-CPU scenarios.
+M1 = "machine: {profile: p3-dual-450, cpus: 1}"
 #: Steps between quiescence checks while stepping by hand (System.run does the same).
 CHECK_EVERY = 256
 
@@ -159,3 +161,29 @@ def watch(s: System, names: list[str]) -> Log:
 
     m.step = step  # type: ignore[method-assign]
     return log
+
+
+# A high-priority thread that receives one message per event: its results list who sent
+# what, in order (the scheduling tests observe orders through it).
+LOGGER = """
+          - name: logger
+            threads:
+              - name: log
+                priority: 250
+                program:
+                  - loop:
+                      - recv: {from: any}
+"""
+
+
+def _ops(s, name: str) -> list[str]:
+    """The ops of `name`'s results, in order."""
+    return [r["op"] for r in results(s, name)]
+
+
+def _ok(r: dict, op: str) -> None:
+    """`r` is a successful result of `op` on one CPU (no cross-processor IPC)."""
+    assert r["op"] == op
+    assert r["ok"] is True, r
+    assert r["error"] is None
+    assert r["xp"] is False

@@ -4,7 +4,7 @@ Hypothesis draws 2-4 CPUs and 2-5 threads placed on random CPUs, each with a
 short program of compute, sleep, send, recv, call and reply_wait between
 random threads. Each scenario runs with `System.run(check_invariants=True)`
 under a step budget, under a random IPI policy; `QuiescentChecker` (from
-test_xp_ipc) also checks the invariants and for lost wakeups wherever no CPU
+tests/xp_helpers.py) also checks the invariants and for lost wakeups wherever no CPU
 is half-way through a kernel path. The run must end — "end",
 or "deadlock" where infinite timeouts allow one — never "stuck" (a thread
 left locked), "invariant" or the step budget, and raise nothing.
@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from kernel.scenario import parse_scenario
 from kernel.system import System
 from l4tui.runner.summary import summary as run_summary
-from tests.test_xp_ipc import QuiescentChecker, lost_wakeups, mailbox_problems
+from tests.xp_helpers import QuiescentChecker, lost_wakeups, mailbox_problems
 
 STEP_BUDGET = 400_000
 FINITE = st.one_of(st.just(0), st.integers(1, 20_000))
