@@ -65,7 +65,7 @@ def _int(text: str, what: str) -> int:
         raise CommandError(f"{what} must be a number, not {shown!r}") from None
 
 
-def _flag(text: str) -> bool | str:
+def _flag(text: str) -> bool | int | str:
     return True if text in _TRUE else False if text in _FALSE else _number(text)
 
 

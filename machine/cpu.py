@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from machine.ops import Op
 from machine.tlb import Tlb
+
+Waiting = Literal["idle", "hlt", "icr"]
+"""Why a CPU is off the run queue: nothing to run, `hlt` until an interrupt, or polling
+the ICR until its IPI is accepted (§8.3.4)."""
 
 Code = Generator[Op, Any, Any]
 
@@ -69,7 +73,7 @@ class Cpu:
     cr3: int = 0  # 0: paging off, user addresses are physical
     context: Context = field(default_factory=lambda: Context("boot"))
     frames: list[Frame] = field(default_factory=list)  # always context.frames
-    waiting: str | None = "idle"  # None (runnable), "idle", "hlt", "icr"
+    waiting: Waiting | None = "idle"  # None: runnable
     exit_pending: Frame | None = None  # a handler that returned: iret is the next step
     fault: PendingFault | None = None
     compute_from: int = 0  # start tick of the last op, if it was a Compute ...
