@@ -7,7 +7,8 @@ per-CPU queues the dispatcher keeps (ready rings and the wakeup queue,
 cross-processor IPC (§8.3.4–8.4), and which kernel words the race explorer
 must treat as shared between CPUs. Every query is a pure read: no micro-op,
 no cache line moves (as kernel/lists.py). The one command is `inject`: an
-operation put before a thread's program, as a debugger's `call` is.
+operation put before a thread's program, as a debugger's `call` is. What the kernel
+keeps at a physical address, named, is kernel/owners.py's.
 
 CPUs are numbered from 1 here, as the user and the thesis number them.
 """

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from kernel import query
+from kernel.owners import meaning
 from l4tui import expr
 from l4tui.breakpoints import Breakpoint, Event, Watch, events
-from l4tui.examine import meaning
 from l4tui.grammar import CommandError
 from machine.cache import STATE_NAMES
 
