@@ -6,7 +6,8 @@ ADDR is a physical address (``0x41000``, decimal too), a kernel virtual address
 ``THREAD:VADDR`` (a user address, translated through the page tables of the
 thread's task, §2.2). Each word is named by what the kernel keeps there: a TCB
 field of any thread (proxies too), a mailbox word (§8.3.4), a CPU's flag line,
-the KIP, a page directory or page table entry, a UTCB, a user page.
+the KIP, a page directory or page table entry, a UTCB, a user page (the names
+are kernel/owners.py's: the kernel decodes its own memory map).
 
 Reading changes nothing: words come straight from simulated physical memory
 (`Memory.read`, a dictionary look-up) and translation walks the tables with
