@@ -1,7 +1,7 @@
 """What a debugger may ask the kernel, and the one thing it may tell it (issue 17).
 
-The debugger (l4tui/) reads the kernel through these functions and nothing
-else of its internals: who runs on a CPU and what that thread does next, the
+The debugger (l4tui/) asks the kernel through these functions rather than
+walking its structures: who runs on a CPU and what that thread does next, the
 per-CPU queues the dispatcher keeps (ready rings and the wakeup queue,
 §8.7.2), the per-CPU mailbox flag words and the busy proxies of the
 cross-processor IPC (§8.3.4–8.4), and which kernel words the race explorer
@@ -124,7 +124,7 @@ def mailbox_target(k: Kernel, i: int) -> Thread | None:
 
 def mailbox_paddr(k: Kernel, i: int) -> int:
     """The physical address of mailbox `i`'s first word."""
-    return memmap.MAILBOX_BASE + i * k.mailboxes.line
+    return k.mailboxes.addr(i) - KERNEL_BASE
 
 
 class SharedWords:

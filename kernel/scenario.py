@@ -50,7 +50,7 @@ NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 # --- the validated scenario ----------------------------------------------------------
 
 
-MAX_TASK_THREADS = UTCB_PAGES * PAGE_SIZE // UTCB_SIZE  # a task's UTCB area (kernel/space.py)
+MAX_TASK_THREADS = UTCB_PAGES * PAGE_SIZE // UTCB_SIZE  # a task's UTCB area (kernel/memmap.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,11 +21,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from kernel import invariants, lists, xcpu
+from kernel import invariants, xcpu
 from kernel.ids import NIL
 from kernel.kernel import MAX_THREADS, Kernel
+from kernel.mail import SendMail
 from kernel.scenario import Scenario
-from kernel.sched import CpuData
 from kernel.thread import (
     LOCKED_RUNNING,
     LOCKED_WAITING,
@@ -279,7 +279,7 @@ class System:
             return False
         first = k.field(proxy, "first_mailbox")
         mail = k.mailboxes.mail.get(k.mailboxes.index(first)) if first else None
-        return mail is not None and mail.op == "ipc_send" and mail.sender is sender
+        return isinstance(mail, SendMail) and mail.sender is sender
 
     def waits(self) -> list[Wait]:
         """The IPC wait-for graph: who waits for whom, with an infinite timeout."""
@@ -318,12 +318,3 @@ class System:
                 cycle = seen[seen.index(cur) :]
                 return [edges[n] for n in cycle]
         return []
-
-    # --- queries -------------------------------------------------------------------
-
-    def ready_list(self, cd: CpuData) -> list[str]:
-        """The names in a CPU's ready lists, highest priority first, round-robin order.
-
-        A bounded walk (kernel/lists.py): mid-update a ring need not close.
-        """
-        return [n for _, w in lists.ready_lists(self.kernel, cd) for n in w.names]

@@ -46,7 +46,7 @@ SYSCALLS = (
     "unmap",
     "task_new",
 )
-IPI_WHATS = ("", "sent", "delivered")  # an ipi breakpoint's `what`: "" is either
+IPI_WHATS = ("", *IPI_EVENTS)  # an ipi breakpoint's `what`: "" is either
 IPI_VECTORS = frozenset((xcpu.XCPU_VECTOR, shootdown.VECTOR, ipc.NAIVE_VECTOR, boot.VECTOR))
 _NAMES = {
     Sleep: "sleep",

@@ -12,21 +12,22 @@ from collections.abc import Callable
 
 from kernel import invariants
 from kernel.scenario import load_scenario
-from l4tui import expr, grammar, inputs, views
+from l4tui import examine, expr, grammar, inputs, views
 from l4tui.breakpoints import parse_break, parse_watch
 from l4tui.files import FileError, load_json, root_of
 from l4tui.grammar import Command, CommandError, help_text, parse
 from l4tui.lab import load_lab
 from l4tui.lab import text as lab_text
+from l4tui.saved import from_state
 from l4tui.session import Session
 from machine.errors import ConfigError, MachineError
 
 where = views.where  # the stop display, shared with callers that print it alone
 
 # A few commands' modules are imported when the command first runs, not here: the
-# explorer (a tenth of a second), and examine, relayout, saved and trace (some 70 ms
-# together) would otherwise be paid by every console and monitor at start, before the
-# first frame (`l4tui bench tui`).
+# explorer (a tenth of a second), relayout and trace would otherwise be paid by every
+# console and monitor at start, before the first frame (`l4tui bench tui`). examine and
+# saved are not among them: the session itself needs them (an op's words, `state`).
 
 
 def execute(session: Session, line: str, show_where: bool = True) -> str:
@@ -63,7 +64,6 @@ def load_session(path: str, same_as: Session | None = None) -> Session:
     The file is data (saved.py): nothing in it is run as a command. `same_as`: the saved
     session must be of this session's scenario and lab (a confined student's `load`).
     """
-    from l4tui.saved import from_state  # noqa: PLC0415 - start-up time: see the top
 
     s = from_state(load_json(path, "the session", "saved sessions"), path, same_as)
     s.stop_reason = f"loaded {path}"
@@ -286,7 +286,6 @@ def _relayout(s: Session, cmd: Command) -> str:
 
 
 def _examine(s: Session, cmd: Command) -> str:
-    from l4tui import examine  # noqa: PLC0415 - start-up time: see the top
 
     return examine.show(s, cmd.args)
 

@@ -27,7 +27,7 @@ from pygments.token import (  # type: ignore[import-untyped]
     Whitespace,
 )
 
-from l4tui.grammar import ALIASES, BREAK_OPTIONS, SPECS
+from l4tui.grammar import ALIASES, BREAK_OPTIONS, INFO_TOPICS, SPECS
 from l4tui.schema import Kind
 
 
@@ -59,7 +59,6 @@ def _first_kind(*kinds: Kind) -> tuple[str, ...]:
 SUBCOMMANDS = _keywords()
 """Words with a fixed meaning after a command (`focus cpu`, `break syscall`, `sched timed`)."""
 
-INFO_TOPICS = SPECS["info"].keys
 """The views `info` shows."""
 
 PHASE_COMMANDS = _first_kind(Kind.PHASE)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import functools
 
-from kernel.phases import DYNAMIC, LABELS
-
-__all__ = ["DYNAMIC", "phase_labels", "phase_prefixes"]
+from kernel.phases import LABELS
 
 
 @functools.cache

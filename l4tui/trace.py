@@ -39,7 +39,7 @@ from typing import Any, TextIO
 
 from kernel import boot, interrupts, ipc, query, shootdown, xcpu
 from kernel.kernel import TIMER_VECTOR
-from kernel.mail import Mail
+from kernel.mail import Mail, SendMail
 from kernel.system import System
 from kernel.thread import Thread
 from l4tui.files import atomic_text
@@ -431,7 +431,7 @@ class TraceWriter:
                     self._end_flow(fid, tr, tick)
             return
         mail = self._request(owner) if owner.proxy_kind else None
-        if mail is None or mail.op != "ipc_send" or mail.sender is None:
+        if not isinstance(mail, SendMail):
             return
         a = mail.sender
         if label == "xp.wakeup_sender":  # §8.4.1: the mailbox re-targeted at the sender

@@ -62,7 +62,7 @@ def _session() -> Session:
 def history_bytes(s: Session) -> int:
     """The input log and the phase marks, as Python holds them."""
     total = sys.getsizeof(s.log) + sys.getsizeof(s.marks)
-    return total + len(s.marks) * 18  # Marks: 18 bytes a mark (session.py)
+    return total + len(s.marks) * 18  # Marks: 18 bytes a mark (marks.py)
 
 
 def _kb(pid: int, field: str) -> int:

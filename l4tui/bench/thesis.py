@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Generator
-from dataclasses import dataclass
 from typing import Any
 
 from kernel.scenario import parse_scenario
@@ -77,15 +76,6 @@ LINES = 256
 LOOP_CYCLES = 2.25
 IPI_VECTOR = 0xF0
 SEED = 1
-
-
-@dataclass(frozen=True, slots=True)
-class Figure:
-    """One figure the thesis reports: a number, a [low, high] range, or none ('-')."""
-
-    name: str
-    unit: str
-    thesis: Thesis
 
 
 UNITS = ("cycles/256 lines", "cycles/iteration", "cycles/line", "bus cycles/line")

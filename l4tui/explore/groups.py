@@ -10,7 +10,7 @@ changes nothing either sees, so:
 - a preemption across groups is not run (it reorders nothing dependent;
   counted as pruned);
 - a run's state at a branch point of group G is named by G's share only
-  (walk.py: G's memory words, CPUs, APICs, IPIs in flight, mailboxes and
+  (explore/keys.py: G's memory words, CPUs, APICs, IPIs in flight, mailboxes and
   programs; plus the words no group owns yet, which belong to all), so a run
   preempted in G joins an earlier run as soon as G's share is one that run
   went on from in the timed order — the other groups' futures are the

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kernel import query
 from kernel.system import System, Wait
 from l4tui.report import format_table
 from l4tui.runner.expect import verdicts
@@ -42,7 +43,7 @@ def summary(system: System) -> dict[str, Any]:
                 "id": cd.number,
                 "cycles": m.cpu(cd.number).clock // m.tpc,
                 "current": None if cd.current is cd.idle else cd.current.name,
-                "ready": system.ready_list(cd),
+                "ready": query.ready_names(k, cd.number),
                 "ipis_received": m.apics.apics[cd.number - 1].ipis_received,
             }
             for cd in k.cpus
