@@ -44,13 +44,15 @@ def _slowness(item: pytest.Item) -> float:
     mark = item.get_closest_marker("slow")
     if mark is None:
         return 0.0
-    return float(mark.args[0]) if mark.args else 1.0
+    return float(mark.kwargs.get("seconds", mark.args[0] if mark.args else 1.0))
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # A stable sort: a module's tests stay together (its module-scoped fixtures are built
-    # once per worker), slow modules and tests move ahead of the rest as they are.
+    # The slowest first, so the last tests a worker gets are short ones. Under
+    # `--dist loadgroup` each test is its own unit (an xdist_group keeps its tests on one
+    # worker): a module whose tests are split by the sort may build a module fixture
+    # twice; the expensive ones are grouped, or session-scoped.
     items.sort(key=lambda item: -_slowness(item))
 
 
@@ -61,7 +63,7 @@ def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # the fuzz-files group: one worker, both modules
 def seeds(tmp_path_factory: pytest.TempPathFactory) -> Seeds:
     d = tmp_path_factory.mktemp("seeds")
     cli(["console", str(PINGPONG)], d, stdin=SESSION_COMMANDS, codes=(0,))

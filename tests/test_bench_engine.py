@@ -27,7 +27,20 @@ def test_run_engine_structure() -> None:
     if HAVE_SIMPY:
         simpy = result["simpy"]
         assert {"ours", "simpy", "ratio"} <= set(simpy)  # DESIGN.md §2; the rest extends it
+        assert set(simpy) == {
+            "ours",
+            "simpy",
+            "ratio",
+            "ours_all_steps",
+            "retries",
+            "ours_messages",
+            "simpy_messages",
+            "message_ratio",
+            "steps_per_message",
+            "events_per_message",
+        }
         assert all(isinstance(v, float) and v >= 0 for v in simpy.values())
+        assert all(v > 0 for k, v in simpy.items() if k != "retries")  # only retries may be 0
         # Compute, SendIPI, entry, EOI, exit, Hlt; and each CPU's last halt (3 rounds).
         assert simpy["steps_per_message"] == (6 * 24 + engine.RING) / 24
     else:

@@ -17,7 +17,7 @@ import pytest
 from kernel import sched
 from kernel.system import System
 from l4tui.runner.summary import summary as run_summary
-from machine.ops import Rdtsc, kaddr
+from machine.ops import Rdtsc, Write, kaddr
 from tests.kernel_helpers import results, run_checked, system
 
 # The `always` run is made once, on one worker (an xdist_group
@@ -65,14 +65,20 @@ tasks:
 
 
 def _run(policy: str, tick: int = 50_000) -> tuple[System, list[Any]]:
+    """The run, and the phases in which a CPU read a clock. Every write of a CPU's
+    `IN_KERNEL` word is counted on the system as `in_kernel_writes`."""
     s = system(BUSY.format(policy=policy, tick=tick))
     clock_reads: list[Any] = []
+    words = {cd.page + sched.IN_KERNEL for cd in s.kernel.cpus}
+    s.in_kernel_writes = 0  # type: ignore[attr-defined]
     step = s.machine.step
 
     def watched(number: int | None = None) -> Any:
         op = step(number)
         if type(op) is Rdtsc:
             clock_reads.append(s.machine.last_cpu.phase)
+        elif type(op) is Write and op.addr in words:
+            s.in_kernel_writes += 1  # type: ignore[attr-defined]
         return op
 
     s.machine.step = watched  # type: ignore[method-assign]
@@ -105,5 +111,8 @@ def test_a_tick_shorter_than_an_ipi_means_no_ipi() -> None:
 
 
 def test_other_policies_do_not_publish_the_word(always: System) -> None:
+    # Only `when_needed` writes the word (xcpu.announce); at the end every run has it 0.
+    assert always.in_kernel_writes == 0  # type: ignore[attr-defined]
+    assert _run("when_needed")[0].in_kernel_writes > 0  # type: ignore[attr-defined]
     for cd in always.kernel.cpus:
         assert always.kernel.machine.memory.read(cd.page + sched.IN_KERNEL - kaddr(0)) == 0

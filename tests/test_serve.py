@@ -112,9 +112,7 @@ async def open_monitor(conn: asyncssh.SSHClientConnection, size=(160, 48)) -> Sc
 
 async def sessions_ended(server: LabServer, timeout: float = 15.0) -> None:
     """Until every session's process has saved and gone."""
-    deadline = time.monotonic() + timeout
-    while server.sessions and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+    await await_until(lambda: not server.sessions, timeout, "every session saved and gone")
 
 
 def test_passwords_are_salted_and_logins_parsed() -> None:

@@ -47,7 +47,7 @@ def test_ipi_policy_counts(cpus: int) -> None:
         assert got[policy] == sum(c["ipis_received"] for c in run_summary(s)["cpus"])
         runs.append(s)
     assert got["poll_only"] == 0
-    assert got["always"] >= got["when_needed"] > 0, got
+    assert got["always"] >= got["when_needed"] > 0, got  # (equal here: few IPIs to save)
     for s in runs:
         assert_mailboxes_clean(s)
 
