@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from kernel.opparse import IRQ_RE, OpReader
-from kernel.yamlread import MAX_INT, Where, kind, show, suggest, yaml_text
+from kernel.yamlread import MAX_INT, Where, kind, show, yaml_text
+from machine.errors import suggest
 from machine.yamlsrc import Path as DataPath
 
 THREAD_STATES = (

@@ -41,9 +41,10 @@ Custom layouts written before these fields existed still work: fields of
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from machine.errors import suggest
 
 # Field sizes in bytes, Table 3 ("In brackets ... the size of each element").
 FIELDS: dict[str, int] = {
@@ -245,9 +246,7 @@ def _pack_lines(name: str, lines: Sequence[Sequence[str]], line_size: int) -> La
             raise LayoutError("each cache line must be a list of field names", (i,))
         for j, field in enumerate(line):
             if field not in FIELDS:
-                close = difflib.get_close_matches(str(field), list(FIELDS), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise LayoutError(f"no TCB field {field!r}{hint}", (i, j))
+                raise LayoutError(f"no TCB field {field!r}{suggest(field, FIELDS)}", (i, j))
             if field in offsets:
                 raise LayoutError(f"TCB field {field!r} placed twice", (i, j))
             size = FIELDS[field]

@@ -38,7 +38,8 @@ from kernel.program import (
     Unmap,
     takes_time,
 )
-from kernel.yamlread import MAX_INT, Reader, kind, show, suggest
+from kernel.yamlread import MAX_INT, Reader, kind, show
+from machine.errors import suggest
 from machine.memory import PAGE_SIZE
 from machine.yamlsrc import Path as DataPath
 from machine.yamlsrc import Source

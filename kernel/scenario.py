@@ -35,12 +35,12 @@ from kernel.layout import NAMED, LayoutError, make_layout
 from kernel.memmap import UTCB_PAGES, UTCB_SIZE
 from kernel.opparse import IRQS, SIGMA0, OpReader
 from kernel.program import Op
-from kernel.yamlread import Where, dotted, kind, show, suggest
-from machine.errors import ConfigError
+from kernel.yamlread import Where, dotted, kind, show
+from machine.errors import ConfigError, suggest
 from machine.memory import PAGE_SIZE
 from machine.profile import Profile, load_profile, profile_names
 from machine.yamlsrc import Path as DataPath
-from machine.yamlsrc import Source, file_exists, load_yaml, load_yaml_file
+from machine.yamlsrc import Source, load_yaml, load_yaml_file
 
 MAX_BYTES = 1_000_000  # a scenario file is at most 1 MB
 DEFAULT_PROFILE = "p3-dual-450"
@@ -311,7 +311,7 @@ class _Parser(OpReader):
             name = self.get_str(("machine", "profile"), "a profile name")
             if name not in profile_names() and not self.src.file.startswith("<"):
                 local = Path(self.src.file).parent / name
-                if not Path(name).is_absolute() and file_exists(local):
+                if not Path(name).is_absolute() and os.path.exists(local):
                     name = str(local)
         overrides: Source | None = None
         rest = {k: v for k, v in data.items() if k not in ("profile", "boot")}

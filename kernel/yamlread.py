@@ -11,11 +11,10 @@ the expectations (`kernel.expectations`) and the scenario loader
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from typing import Any
 
-from machine.errors import ConfigError
+from machine.errors import ConfigError, suggest
 from machine.yamlsrc import Path as DataPath
 from machine.yamlsrc import Source
 
@@ -120,12 +119,6 @@ class Reader:
     ) -> Any:
         """`read(path + (key,), *args)` if `data` has `key`, else `default`."""
         return read(path + (key,), *args) if key in data else default
-
-
-def suggest(word: Any, choices: Any) -> str:
-    """`` (did you mean 'X'?)`` for the closest of `choices`, or nothing."""
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def dotted(path: DataPath) -> str:

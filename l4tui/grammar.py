@@ -13,7 +13,6 @@ checked where the session is, by the executor's handlers.
 
 from __future__ import annotations
 
-import difflib
 import shlex
 import textwrap
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any
 
 from kernel.layout import NAMED
 from l4tui.schema import NUMBER_KINDS, Arg, Form, Kind, Spec, keyword_arg, subcommand_forms
+from machine.errors import suggest as closest
 from machine.machine import POLICIES
 
 
@@ -336,8 +336,7 @@ class Command:
 def suggest(word: str, choices: list[str]) -> str:
     if len(word) > SHOWN:  # nothing is that close, and difflib is quadratic in the length
         return ""
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return closest(word, choices)
 
 
 MAX_LINE = 4096

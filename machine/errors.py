@@ -7,6 +7,9 @@ Every layer reports bad input (a profile, a scenario, a command) through
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class ConfigError(Exception):
     """Bad input, with the position of the offending value where known."""
@@ -38,3 +41,10 @@ class ConfigError(Exception):
 
 class MachineError(Exception):
     """A program running on the simulated machine did something impossible."""
+
+
+def suggest(word: object, choices: Iterable[object]) -> str:
+    """`` (did you mean 'X'?)`` for the closest of `choices`, or nothing: the hint every
+    refusal of a name gives (a profile key, a scenario's thread, a TCB field, a command)."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -14,14 +14,14 @@ profile can make the model overflow, hang or allocate gigabytes.
 
 from __future__ import annotations
 
-import difflib
 import math
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from machine.errors import ConfigError
-from machine.yamlsrc import Source, file_exists, load_yaml_file
+from machine.errors import ConfigError, suggest
+from machine.yamlsrc import Source, load_yaml_file
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 MAX_CPUS = 16
@@ -203,11 +203,6 @@ RANGES: dict[str, tuple[int, int]] = {
 }
 
 
-def _suggest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _number(src: Source, path: tuple[Any, ...], value: Any, name: str) -> float | int:
     """A field's value, in its range (`RANGES`; costs 0..`MAX_CYCLES`) or a ConfigError."""
     field_name, name = name, ".".join(map(str, path))  # messages name cache.l2.latency
@@ -237,7 +232,7 @@ def _build(cls: type, src: Source, path: tuple[Any, ...]) -> Any:
     names = [f.name for f in fields(cls)]
     for key in data:
         if key not in names:
-            raise src.key_error(path, key, f"unknown field {key!r}{_suggest(str(key), names)}")
+            raise src.key_error(path, key, f"unknown field {key!r}{suggest(str(key), names)}")
     values: dict[str, Any] = {}
     for f in fields(cls):
         where = ".".join(map(str, path + (f.name,)))
@@ -331,8 +326,8 @@ def load_profile(
     path = Path(name_or_path)
     if name_or_path in profile_names():
         path = PROFILE_DIR / f"{name_or_path}.yaml"
-    elif not path.suffix or not file_exists(path):
-        hint = _suggest(name_or_path, profile_names())
+    elif not path.suffix or not os.path.exists(path):  # False for a name the OS refuses
+        hint = suggest(name_or_path, profile_names())
         known = ", ".join(profile_names())
         raise ConfigError(f"no profile {name_or_path!r}{hint}; shipped profiles: {known}")
     src = load_yaml_file(str(path), "profiles", noun="profile")

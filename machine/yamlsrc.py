@@ -119,15 +119,6 @@ class _Loader(yaml.SafeLoader):
             self._depth -= 1
 
 
-def file_exists(path: str | os.PathLike[str]) -> bool:
-    """Does `path` name an existing file? A name the file system refuses (too long,
-    a NUL byte) names none — `Path.exists` raises there (a fuzzed scenario found it)."""
-    try:
-        return os.path.exists(path)
-    except (OSError, ValueError):
-        return False
-
-
 def _size_text(n: int) -> str:
     if n % 1_000_000 == 0:
         return f"{n // 1_000_000} MB"
