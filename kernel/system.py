@@ -49,6 +49,11 @@ class Wait:
     on: str
     how: str  # "polling on" | "waiting for"
 
+    def __str__(self) -> str:
+        """The edge in words, as the run summary and `info waits` say it: ``snd polling
+        on rcv``."""
+        return f"{self.thread} {self.how} {self.on}"
+
 
 def _memory_where(scenario: Scenario) -> tuple[str, int | None, int | None]:
     """Where the scenario sets the machine's memory (or its machine, or the file)."""

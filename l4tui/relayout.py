@@ -38,11 +38,11 @@ from typing import Any
 
 from kernel import query
 from kernel.layout import NAMED
+from l4tui import history, stops
 from l4tui.breakpoints import Breakpoint, Watch
 from l4tui.grammar import CommandError
 from l4tui.inputs import Inject, LogEntry, OnCpu, is_step, step_cpu
 from l4tui.session import LIMIT, Session
-from l4tui.stops import RECORDS
 from l4tui.views import KBASE
 from machine.ops import Phase
 
@@ -174,15 +174,15 @@ class _Run:
         if f.breakpoints:
             before = [b.hits for b in f.breakpoints]
             made = f.records_made  # not len(f.records): the list drops its oldest when full
-            f._stopped(op)
+            stops.stopped(f, op)
             for b, was in zip(f.breakpoints, before, strict=True):
                 if b.hits > was:
                     self.hits.append((f.position, b.number))
             new = f.records_made - made
             if new:
                 self.records += [(f.position, r) for r in f.records[-new:]]
-                if len(self.records) >= 2 * RECORDS:  # as the session keeps them: the newest
-                    del self.records[:-RECORDS]
+                if len(self.records) >= 2 * stops.RECORDS:  # as the session keeps them: the newest
+                    del self.records[:-stops.RECORDS]
         self.inject_due()
         return op
 
@@ -191,7 +191,7 @@ class _Run:
         if is_step(entry):
             self.step(step_cpu(entry))
         else:
-            self.s._replay(entry)
+            history.replay(self.s, entry)
 
     def inject_due(self) -> None:
         """Inject what waits for a thread that is now at the point it was injected at."""
@@ -423,7 +423,7 @@ def _carry(s: Session, run: _Run, layout: str) -> list[str]:
             notes.append(f"watchpoint {w.expr} put aside: {why} (back with a layout that has it)")
             continue
         nw = Watch(w.expr, paddr, 0, w.cpu)
-        nw.value = new._probe(nw)
+        nw.value = stops.probe(new, nw)
         watches.append(nw)
         if w.cpu is None:
             field = w.expr.partition(".")[2]

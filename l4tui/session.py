@@ -167,9 +167,6 @@ class Session:
         """Why the machine must stop after `op` (a breakpoint or watchpoint), or None."""
         return stops.stopped(self, op)
 
-    def _probe(self, w: Watch) -> int | str:
-        return stops.probe(self, w)
-
     def _run(self, done: Callable[[Any], str | None], limit: int | None = None) -> str:
         """Step until `done(op)` gives a reason, a breakpoint or watchpoint fires, or the end,
         at most `limit` micro-ops (default `LIMIT`, read now: a test may lower it); focus
@@ -397,9 +394,6 @@ class Session:
         """Re-create the state after `position` inputs (history.goto): forward from where the
         machine is, or back to the nearest checkpoint at or before it, then forward."""
         return history.goto(self, position)
-
-    def _replay(self, entry: LogEntry) -> bool:
-        return history.replay(self, entry)
 
     def reverse_stepi(self, n: int = 1) -> str:
         """Back `n` micro-ops, at most to the start; 0: here again (a replay to here)."""

@@ -212,9 +212,9 @@ def waits(s: Session, arg: str | None = None) -> str:
     """The IPC wait-for graph, and a deadlock if it has a cycle."""
     ws = s.system.waits()
     cycle = s.system.wait_cycle()
-    lines = [f"{w.thread} {w.how} {w.on}" for w in ws] or ["nobody waits for anyone"]
+    lines = [str(w) for w in ws] or ["nobody waits for anyone"]
     if cycle:
-        lines.append("deadlock: " + ", ".join(f"{w.thread} {w.how} {w.on}" for w in cycle))
+        lines.append("deadlock: " + ", ".join(map(str, cycle)))
     else:
         lines.append("no deadlock")
     return "\n".join(lines)

@@ -196,7 +196,6 @@ def test_log_point_records_past_the_cap_are_carried_over(monkeypatch: pytest.Mon
     # The session keeps the newest RECORDS; when it drops its oldest, the relayout run must
     # still see each step's new records (it once counted them by the list's length).
     monkeypatch.setattr(stops_module, "RECORDS", 3)
-    monkeypatch.setattr(relayout, "RECORDS", 3)
     s = Session(demo_scenario())
     run(s, "break xp.* log", "stepi 3000")
     assert s.records_made > 6

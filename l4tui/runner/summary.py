@@ -11,20 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from kernel import query
-from kernel.system import System, Wait
+from kernel.system import System
 from l4tui.report import format_table
 from l4tui.runner.expect import verdicts
 from l4tui.runner.figures import counters, thread_view
 
 
-def wait_text(w: Wait) -> str:
-    """An edge of the wait-for graph in words: ``snd polling on rcv``."""
-    return f"{w.thread} {w.how} {w.on}"
-
-
 def deadlock_message(system: System) -> str:
     """The deadlock's cycle in words, or "" when there is none."""
-    return ", ".join(wait_text(w) for w in system.wait_cycle())
+    return ", ".join(map(str, system.wait_cycle()))
 
 
 def summary(system: System) -> dict[str, Any]:
@@ -54,7 +49,7 @@ def summary(system: System) -> dict[str, Any]:
         "counters": counters(system),
     }
     if cycle:
-        out["waits"] = [wait_text(w) for w in cycle]
+        out["waits"] = [str(w) for w in cycle]
     if system.violations:
         out["violations"] = list(system.violations)
     if system.ended == "stuck":
