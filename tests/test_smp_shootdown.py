@@ -17,6 +17,7 @@ import pytest
 
 from kernel import shootdown
 from kernel.system import System
+from l4tui.runner.figures import counters
 from l4tui.runner.summary import summary as run_summary
 from tests.kernel_helpers import mapping_node, results, system, translation
 
@@ -70,10 +71,6 @@ def run_ok(s: System) -> System:
     ended = s.run(max_steps=MAX_STEPS, check_invariants=True)
     assert ended == "end", (ended, s.violations, run_summary(s).get("waits"))
     return s
-
-
-def counters(s: System) -> dict[str, Any]:
-    return run_summary(s)["counters"]
 
 
 def check_unmapped_then_refaulted(s: System) -> None:

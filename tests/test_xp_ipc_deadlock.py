@@ -15,9 +15,10 @@ import re
 import pytest
 
 from kernel.system import System
+from l4tui.runner.figures import counters
 from l4tui.runner.summary import summary as run_summary
 from tests.kernel_helpers import results, state
-from tests.xp_helpers import CPUS, POLICIES, assert_mailboxes_clean, counters, xp_run
+from tests.xp_helpers import CPUS, POLICIES, assert_mailboxes_clean, xp_run
 
 # --- deadlock ------------------------------------------------------------------------------------
 

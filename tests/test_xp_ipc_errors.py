@@ -12,17 +12,10 @@ from __future__ import annotations
 
 import pytest
 
+from l4tui.runner.figures import counters
 from l4tui.runner.summary import summary as run_summary
 from tests.kernel_helpers import results, state
-from tests.xp_helpers import (
-    CPUS,
-    POLICIES,
-    _all_inactive,
-    _ok,
-    assert_mailboxes_clean,
-    counters,
-    xp_run,
-)
+from tests.xp_helpers import CPUS, POLICIES, _all_inactive, _ok, assert_mailboxes_clean, xp_run
 
 # --- timeouts --------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import pytest
 
 from kernel.program import Ipc, ServeFaults
 from kernel.system import System
+from l4tui.runner.figures import counters
 from l4tui.runner.summary import summary as run_summary
 from tests.kernel_helpers import (
     mapping_node,
@@ -32,7 +33,6 @@ from tests.xp_helpers import (
     _ok,
     assert_mailboxes_clean,
     checked,
-    counters,
     finish,
     xp_run,
     xp_system,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 
+from l4tui.runner.figures import counters
 from l4tui.runner.summary import summary as run_summary
 from tests.kernel_helpers import results
 from tests.xp_helpers import (
@@ -21,7 +22,6 @@ from tests.xp_helpers import (
     POLICIES,
     STEPS,
     assert_mailboxes_clean,
-    counters,
     xp_run,
     xp_system,
 )

@@ -17,6 +17,7 @@ import pytest
 
 from kernel import invariants
 from kernel.thread import LOCKED_WAITING, POLLING
+from l4tui.runner.figures import counters
 from l4tui.runner.summary import summary as run_summary
 from tests.kernel_helpers import results, state, step_until
 from tests.xp_helpers import (
@@ -29,7 +30,6 @@ from tests.xp_helpers import (
     _ok,
     assert_mailboxes_clean,
     checked,
-    counters,
     finish,
     xp_run,
     xp_system,

@@ -216,10 +216,6 @@ def assert_mailboxes_clean(s: System, pending_ok: bool = False) -> None:
     assert mailbox_problems(s, pending_ok) == []
 
 
-def counters(s: System) -> dict[str, Any]:
-    return run_summary(s)["counters"]
-
-
 def _ok(r: dict, op: str, xp: bool = True) -> None:
     assert r["op"] == op, r
     assert r["ok"] is True, r
