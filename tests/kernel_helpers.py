@@ -181,9 +181,15 @@ def _ops(s, name: str) -> list[str]:
     return [r["op"] for r in results(s, name)]
 
 
-def _ok(r: dict, op: str) -> None:
-    """`r` is a successful result of `op` on one CPU (no cross-processor IPC)."""
-    assert r["op"] == op
+def _ok(r: dict, op: str, xp: bool = False) -> None:
+    """`r` is a successful result of `op`, cross-processor or not as `xp` says."""
+    assert r["op"] == op, r
     assert r["ok"] is True, r
-    assert r["error"] is None
-    assert r["xp"] is False
+    assert r["error"] is None, r
+    assert r["xp"] is xp, r
+
+
+def _pattern(n: int, salt: int = 0) -> list[int]:
+    """`n` distinct message words (a multiplicative hash of the index): a copy that
+    loses or reorders a word shows."""
+    return [(0x9E3779B1 * (i + 1) + salt) & 0xFFFF_FFFF for i in range(n)]

@@ -21,6 +21,7 @@ from kernel.scenario import load_scenario
 from kernel.system import System
 from l4tui.runner.summary import summary as run_summary
 from tests.kernel_helpers import (
+    _pattern,
     mapping_node,
     read_virtual,
     results,
@@ -55,10 +56,6 @@ def _pages(addr: int, size: int) -> list[int]:
 def _touches(addr: int, size: int, write: bool = True) -> str:
     w = "true" if write else "false"
     return "".join(f"\n{ITEM}- touch: {{addr: {p:#x}, write: {w}}}" for p in _pages(addr, size))
-
-
-def _pattern(n: int, salt: int = 0) -> list[int]:
-    return [(0x9E3779B1 * (i + 1) + salt) & 0xFFFF_FFFF for i in range(n)]
 
 
 TASK_OF = {"pgr": "pager", "sigma0": "sigma0"}

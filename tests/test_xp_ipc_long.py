@@ -17,6 +17,7 @@ from kernel.system import System
 from l4tui.runner.figures import counters
 from l4tui.runner.summary import summary as run_summary
 from tests.kernel_helpers import (
+    _pattern,
     mapping_node,
     read_virtual,
     results,
@@ -43,10 +44,6 @@ from tests.xp_helpers import (
 SRC, DST, SIZE = 0x100010, 0x200008, 10000  # unaligned, three pages on each side
 
 PAGER_PAGES = (0x100000, 0x101000, 0x102000)
-
-
-def _pattern(n: int, salt: int = 0) -> list[int]:
-    return [(0x9E3779B1 * (i + 1) + salt) & 0xFFFF_FFFF for i in range(n)]
 
 
 def _pager_task(s: System, thread: str, vaddr: int) -> str:
