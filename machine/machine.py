@@ -90,10 +90,8 @@ class Machine:
         self.t_invlpg = round(p.invlpg * tpc)
         self.t_entry = round(profile.kernel.entry * tpc)
         self.t_exit = round(profile.kernel.exit * tpc)
-        k = profile.kernel
-        entry_k = k.entry if k.entry_from_kernel is None else k.entry_from_kernel
-        self.t_entry_k = round(entry_k * tpc)
-        self.t_exit_k = round((k.exit if k.exit_to_kernel is None else k.exit_to_kernel) * tpc)
+        self.t_entry_k = round(profile.kernel.kernel_entry * tpc)
+        self.t_exit_k = round(profile.kernel.kernel_exit * tpc)
         self.memory = Memory(profile.memory.size_mb << 20)
         self.bus = Bus()
         self.coherence = Coherence(profile, n, self.bus)

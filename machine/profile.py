@@ -99,6 +99,16 @@ class KernelParams:
     entry_from_kernel: float | None = None
     exit_to_kernel: float | None = None
 
+    @property
+    def kernel_entry(self) -> float:
+        """What an interrupt taken in the kernel costs to enter: its own figure, or `entry`."""
+        return self.entry if self.entry_from_kernel is None else self.entry_from_kernel
+
+    @property
+    def kernel_exit(self) -> float:
+        """What the iret back into the kernel costs: its own figure, or `exit`."""
+        return self.exit if self.exit_to_kernel is None else self.exit_to_kernel
+
 
 @dataclass(frozen=True, slots=True)
 class ApicParams:
