@@ -21,25 +21,32 @@ from l4tui.session import Session
 from machine.errors import ConfigError
 
 
-def console(args: argparse.Namespace) -> int:
+def _session(args: argparse.Namespace) -> Session:
+    """The session a front end opens: a schedule followed on the scenario, or the
+    scenario (the built-in demo without one) from its start."""
     if args.schedule:
-        session = load_schedule(args.schedule, args.file)
-    else:
-        scenario = load_scenario(args.file) if args.file else demo_scenario()
-        session = Session(scenario, seed=args.seed)
+        return load_schedule(args.schedule, args.file)
+    scenario = load_scenario(args.file) if args.file else demo_scenario()
+    return Session(scenario, seed=args.seed)
+
+
+def _no_terminal(hint: str = "") -> bool:
+    """Whether the monitor cannot run here (said on stderr): it needs a terminal."""
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        return False
+    print(f"error: the monitor needs a terminal{hint}", file=sys.stderr)
+    return True
+
+
+def console(args: argparse.Namespace) -> int:
+    session = _session(args)
     return with_engine(session, lambda s: consoles.main(s, args.script, echo=not args.quiet))
 
 
 def open_monitor(args: argparse.Namespace) -> int:
-    if args.load is not None:  # "" too: refused as a name, not taken for no session
-        session = load_session(args.load)
-    elif args.schedule:
-        session = load_schedule(args.schedule, args.file)
-    else:
-        scenario = load_scenario(args.file) if args.file else demo_scenario()
-        session = Session(scenario, seed=args.seed)
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        print("error: the monitor needs a terminal; try `l4tui console`", file=sys.stderr)
+    # --load "" too: refused as a name, not taken for no session
+    session = load_session(args.load) if args.load is not None else _session(args)
+    if _no_terminal("; try `l4tui console`"):
         return 2
     from l4tui.tui.app import run_app  # lazy: see the module docstring
 
@@ -50,8 +57,7 @@ def open_monitor(args: argparse.Namespace) -> int:
 def lab(args: argparse.Namespace) -> int:
     state = args.state if args.state is not None else str(lab_state_path(args.file))
     lab, session = lab_session(args.file, state, args.fresh, args.confine)
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        print("error: the monitor needs a terminal", file=sys.stderr)
+    if _no_terminal():
         return 2
     from l4tui.tui.app import run_app  # lazy: see the module docstring
 
