@@ -28,7 +28,7 @@ from kernel.program import ExRegs, Ipc, Schedule, Sleep, TaskNew, ThreadSwitch, 
 from l4tui import expr, views
 from l4tui.grammar import BREAK_KINDS, BREAK_USAGE, IPI_EVENTS, CommandError, number, shown, suggest
 from l4tui.phases import phase_labels, phase_prefixes
-from machine.ops import InterruptEntry, Op, Phase, SendIPI, Trap
+from machine.ops import KERNEL_BASE, InterruptEntry, Op, Phase, SendIPI, Trap
 
 if TYPE_CHECKING:
     from l4tui.session import Session
@@ -261,7 +261,7 @@ def parse_watch(s: Session, args: tuple[str, ...]) -> tuple[str, int, int | None
         if n >= lines:
             raise CommandError(f"{name}'s TCB has lines 0..{lines - 1}, not {n}")
         cpu = views.cpu_number(s, args[3])
-        paddr = t.tcb - views.KBASE + n * layout.line_size
+        paddr = t.tcb - KERNEL_BASE + n * layout.line_size
         return f"line {name}.{n} cpu {cpu}", paddr, cpu
     if len(args) != 1 or "." not in args[0]:
         raise CommandError(WATCH_USAGE)
@@ -269,4 +269,4 @@ def parse_watch(s: Session, args: tuple[str, ...]) -> tuple[str, int, int | None
     t = views.thread(s, name)
     if field not in t.f:
         raise CommandError(f"no TCB field {field!r}{suggest(field, list(t.f))}")
-    return args[0], t.f[field] - views.KBASE, None
+    return args[0], t.f[field] - KERNEL_BASE, None

@@ -20,8 +20,6 @@ from machine.ops import KERNEL_BASE
 if TYPE_CHECKING:
     from l4tui.session import Session
 
-KBASE = KERNEL_BASE
-
 
 @dataclass(frozen=True, slots=True)
 class CpuView:
@@ -204,7 +202,7 @@ def tcb_lines(s: Session, name: str) -> tuple[TcbLine, ...]:
     k, m = s.system.kernel, s.system.machine
     t = k.by_name[name]
     coh, layout = m.coherence, k.layout
-    base = t.tcb - KBASE
+    base = t.tcb - KERNEL_BASE
     out = []
     for i, fields in enumerate(layout.lines()):
         paddr = base + i * layout.line_size

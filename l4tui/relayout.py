@@ -43,8 +43,7 @@ from l4tui.breakpoints import Breakpoint, Watch
 from l4tui.grammar import CommandError
 from l4tui.inputs import Inject, LogEntry, OnCpu, is_step, step_cpu
 from l4tui.session import LIMIT, Session
-from l4tui.views import KBASE
-from machine.ops import Phase
+from machine.ops import KERNEL_BASE, Phase
 
 SLACK = 4  # the other run may take this many times the micro-ops taken so far ...
 FLOOR = 10_000  # ... plus these, to reach the point (and never more than LIMIT)
@@ -182,7 +181,7 @@ class _Run:
             if new:
                 self.records += [(f.position, r) for r in f.records[-new:]]
                 if len(self.records) >= 2 * stops.RECORDS:  # as the session keeps them: the newest
-                    del self.records[:-stops.RECORDS]
+                    del self.records[: -stops.RECORDS]
         self.inject_due()
         return op
 
@@ -458,7 +457,7 @@ def _address(s: Session, w: Watch) -> tuple[int | None, str]:
         t = k.by_name.get(name)
         if t is None or field not in t.f:
             return None, f"no TCB field {w.expr}"
-        return t.f[field] - KBASE, ""
+        return t.f[field] - KERNEL_BASE, ""
     # "line THREAD.N cpu C"
     words = w.expr.split()
     name, _, number = words[1].partition(".")
@@ -466,7 +465,7 @@ def _address(s: Session, w: Watch) -> tuple[int | None, str]:
     lines = len(k.layout.lines())
     if t is None or int(number) >= lines:
         return None, f"the {k.layout.name} TCB has lines 0..{lines - 1}"
-    return t.tcb - KBASE + int(number) * k.layout.line_size, ""
+    return t.tcb - KERNEL_BASE + int(number) * k.layout.line_size, ""
 
 
 def _words(entry: Inject) -> str:

@@ -15,13 +15,11 @@ from l4tui import panes
 from l4tui.grammar import INFO_ARGS, INFO_TOPICS, MAX_NUMBER, CommandError, shown, suggest
 from l4tui.report import format_table
 from l4tui.runner import figures
-from machine.ops import KERNEL_BASE
 
 if TYPE_CHECKING:
     from kernel.thread import Thread
     from l4tui.session import Session
 
-KBASE = KERNEL_BASE
 TOPICS = INFO_TOPICS
 
 

@@ -21,7 +21,7 @@ from l4tui.lab import load_lab, progress, sheet
 from l4tui.relayout import Point, locate, switch
 from l4tui.runner.summary import summary as run_summary
 from l4tui.session import Session
-from l4tui.views import KBASE
+from machine.ops import KERNEL_BASE
 
 ROOT = Path(__file__).parent.parent
 XP_IPC = str(ROOT / "scripts" / "demos" / "xp-ipc.yaml")
@@ -154,7 +154,7 @@ def test_a_field_watch_follows_its_field_and_still_fires() -> None:
     out = run(s, "layout naive")
     srv = s.system.kernel.by_name["srv"]
     (w,) = s.watches
-    assert w.expr == "srv.partner" and w.paddr == srv.f["partner"] - KBASE != old
+    assert w.expr == "srv.partner" and w.paddr == srv.f["partner"] - KERNEL_BASE != old
     assert f"watchpoint srv.partner follows the field to {w.paddr:#x}" in out
     run(s, "delete 1")
     stop = run(s, "continue").splitlines()[0]
