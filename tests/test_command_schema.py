@@ -54,8 +54,12 @@ tasks:
       - {name: cli, program: [%s]}
       - {name: srv, program: [halt]}
 """
-NAMES = st.sampled_from(["cli", "srv", "nosuch", "any", "nil"])
+# Mostly names and words a scenario accepts, so that both answers are common: long
+# accepted messages (the 64-word bound) as well as refusals.
+NAMES = st.sampled_from(["cli", "srv", "srv", "srv", "nosuch", "any", "nil"])
 NUMBERS = st.one_of(
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 2**32 - 1),
     st.integers(-10, 300),
     st.integers(-(2**40), 2**40),
     st.sampled_from([2**32 - 1, 2**32, 0x400000, 0xBFFFF000, 0xE0000000, 0xFFFFFFFF]),
@@ -96,7 +100,12 @@ def typed_ops(draw: st.DrawFn) -> tuple[str, Any]:
         fields["from" if op == "recv" else "to"] = target
         pos.append(target)
     if op != "recv":
-        words = draw(st.lists(NUMBERS, max_size=70))
+        words = draw(
+            st.one_of(
+                st.lists(NUMBERS, max_size=70),
+                st.lists(st.integers(0, 2**32 - 1), min_size=60, max_size=70),  # at the bound
+            )
+        )
         if words:
             fields["words"] = words
             pos += [str(w) for w in words]
